@@ -1,0 +1,61 @@
+# mser: two commands for a newcomer.
+#   make reproduce   set up .venv and regenerate results/ on the built-in data (quick profile)
+#   make test        set up .venv and run the test suite
+# The papers' setting:  make reproduce DATA=mosi DATA_DIR=/path/to/MMSA/MOSI PROFILE=paper DEVICE=cuda
+
+PYTHON     ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+# CPU wheel for this machine; CUDA users: make setup TORCH_SPEC="torch==2.13.0 --index-url <CUDA index>"
+TORCH_SPEC ?= torch==2.13.0
+PROFILE    ?= quick
+DATA       ?= synthetic
+DATA_DIR   ?=
+DEVICE     ?= auto
+SEEDS      ?=
+FORCE      ?= 0
+RESULTS    ?= results
+
+.PHONY: setup reproduce test test-fast lint bench readme-table clean distclean help
+
+help:
+	@echo "make reproduce   regenerate results/ (PROFILE=$(PROFILE) DATA=$(DATA) DEVICE=$(DEVICE))"
+	@echo "make test        run the tests (library + notebooks)"
+	@echo "make lint        ruff"
+	@echo "make bench       speed and memory benchmarks into benchmarks/results/"
+	@echo "make clean       remove caches; make distclean also removes .venv"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 > /dev/null
+	touch $@
+
+reproduce: setup
+	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \
+		--device $(DEVICE) --seeds "$(SEEDS)" --force $(FORCE) --results-dir $(RESULTS)
+
+test: setup
+	$(BIN)/python -m pytest tests -q
+
+test-fast: setup
+	$(BIN)/python -m pytest tests -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check mser_lib tests benchmarks
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+readme-table: setup
+	$(BIN)/python -m mser_lib.pipeline --readme-table --results-dir $(RESULTS)
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,77 @@
+"""One data path: every source yields a :class:`MultimodalDataset` whose splits batch into :class:`Batch`.
+
+Sources (see README "Data" for the directory layout each one expects):
+
+==================  ==========================================================================
+``synthetic``       the built-in benchmark (:mod:`.synthetic`), the default; nothing to download
+``mosi-bclstm``     real CMU-MOSI utterance features of bc-LSTM (:mod:`.bclstm`), position layout
+``mosi``/``mosei``  MMSA pickles (:mod:`.mmsa`), sequence layout
+``sims``/``simsv2`` MMSA pickles, labels in [-1, 1]
+``mosi-utt`` ...    utterance-feature format of MoMKE/GCNet/FEMF (:mod:`.utterance`), position layout
+==================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .batch import (
+    MODALITIES,
+    Batch,
+    DatasetInfo,
+    MultimodalDataset,
+    SplitData,
+    collate,
+    iterate_batches,
+    masked_mean,
+)
+from .missing import CONDITIONS, MissingModality
+from .synthetic import SyntheticConfig, make_synthetic, synthetic_config
+from .validate import DataFormatError
+
+__all__ = [
+    "MODALITIES", "Batch", "DatasetInfo", "MultimodalDataset", "SplitData", "collate",
+    "iterate_batches", "masked_mean", "MissingModality", "CONDITIONS", "make_synthetic",
+    "SyntheticConfig", "synthetic_config", "DataFormatError", "load_dataset", "dataset_names",
+]
+
+
+def _real_loaders() -> dict:
+    try:
+        from .loaders_registry import DATASETS
+    except ModuleNotFoundError as exc:  # pragma: no cover - only while loaders are being written
+        if exc.name != "mser_lib.data.loaders_registry":
+            raise
+        return {}
+    return DATASETS
+
+
+def dataset_names() -> dict[str, str]:
+    """Name -> one-line description of every dataset ``load_dataset`` knows."""
+    out = {"synthetic": "built-in synthetic benchmark (sequence layout, labels in [-3, 3])"}
+    for name, entry in _real_loaders().items():
+        out[name] = entry["description"] if isinstance(entry, dict) else getattr(entry, "__doc__", "")
+    return out
+
+
+def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None, profile: str = "quick",
+                 seed: int = 0, **kwargs) -> MultimodalDataset:
+    """Load a dataset by name.
+
+    Args:
+        name: see :func:`dataset_names`.
+        data_dir: folder (or file) holding the user's data; unused for ``synthetic``.
+        profile: size profile of the synthetic benchmark (``smoke``, ``quick``, ``paper``).
+        seed: generator seed of the synthetic benchmark (fixed per dataset, not per training run).
+        **kwargs: passed to the loader (e.g. ``split="standard"`` for mosi-bclstm).
+    """
+    if name == "synthetic":
+        return make_synthetic(profile=profile, seed=seed, **kwargs)
+    loaders = _real_loaders()
+    if name not in loaders:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(dataset_names()))}")
+    if data_dir is None:
+        raise ValueError(f"dataset {name!r} needs data_dir (the folder holding its files; see README)")
+    entry = loaders[name]
+    loader = entry["loader"] if isinstance(entry, dict) else entry
+    return loader(Path(data_dir), seed=seed, **kwargs)

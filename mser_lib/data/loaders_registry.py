@@ -1,0 +1,59 @@
+"""Name -> loader of the real-data sources, merged into :func:`mser_lib.data.load_dataset`.
+
+Each entry is ``{"loader": fn, "description": str}`` with ``fn(data_dir, seed, **kw) ->
+MultimodalDataset``. ``seed`` is the training seed: no real-data split depends on it (mosi-bclstm's
+validation carve-out has its own ``split_seed``), so every training seed sees the same split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .batch import MultimodalDataset
+
+
+def _mosi_bclstm(data_dir: str | Path, seed: int = 0, **kw) -> MultimodalDataset:
+    from .bclstm import load_mosi_bclstm
+
+    # z-score every feature with TRAIN statistics by default: audio column 0 is pitch in Hz (~200),
+    # which would otherwise dominate every model's first layer. standardize=False gives raw features.
+    kw.setdefault("standardize", True)
+    return load_mosi_bclstm(data_dir, seed=seed, **kw)
+
+
+def _mmsa(dataset: str):
+    def load(data_dir: str | Path, seed: int = 0, **kw) -> MultimodalDataset:
+        from .mmsa import load_mmsa
+
+        return load_mmsa(data_dir, dataset=dataset, **kw)
+
+    load.__name__ = f"load_{dataset}"
+    return load
+
+
+def _utt(dataset: str):
+    def load(data_dir: str | Path, seed: int = 0, **kw) -> MultimodalDataset:
+        from .utterance import load_utterance_features
+
+        return load_utterance_features(data_dir, dataset=dataset, **kw)
+
+    load.__name__ = f"load_{dataset}_utt"
+    return load
+
+
+DATASETS: dict[str, dict] = {
+    "mosi-bclstm": {"loader": _mosi_bclstm, "description":
+                    "real CMU-MOSI bc-LSTM utterance feats (t100/a73/v100), position layout, bc-LSTM split"},
+    "mosi": {"loader": _mmsa("mosi"), "description":
+             "MMSA CMU-MOSI pickle (aligned_50/unaligned_50.pkl), sequence layout, labels [-3, 3]"},
+    "mosei": {"loader": _mmsa("mosei"), "description":
+              "MMSA CMU-MOSEI pickle (aligned_50/unaligned_50.pkl), sequence layout, labels [-3, 3]"},
+    "sims": {"loader": _mmsa("sims"), "description":
+             "MMSA CH-SIMS pickle (unaligned_39.pkl), sequence layout, labels [-1, 1]"},
+    "simsv2": {"loader": _mmsa("simsv2"), "description":
+               "MMSA CH-SIMS v2 pickle (unaligned.pkl), sequence layout, labels [-1, 1]"},
+    "mosi-utt": {"loader": _utt("mosi"), "description":
+                 "CMU-MOSI utterance features (MoMKE/GCNet/FEMF format), position layout"},
+    "mosei-utt": {"loader": _utt("mosei"), "description":
+                  "CMU-MOSEI utterance features (MoMKE/GCNet/FEMF format), position layout"},
+}

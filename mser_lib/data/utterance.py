@@ -1,0 +1,222 @@
+"""Utterance-feature format of MoMKE / GCNet / the FEMF reference code (SPEC.md 1b), position layout.
+
+Directory a user points at (``root``)::
+
+    root/
+      CMUMOSI_features_raw_2way.pkl          (CMUMOSEI_features_raw_2way.pkl for MOSEI)
+      features/
+        wav2vec-large-c-UTT/<utterance_id>.npy   audio, one 1-D vector per utterance (512-d)
+        deberta-large-4-UTT/<utterance_id>.npy   text (1024-d)
+        manet_UTT/<utterance_id>.npy             vision (1024-d; some vectors shorter)
+
+The label pickle (latin1, read with :func:`~mser_lib.data.safe_pickle.safe_load`) is a 7-tuple
+``(videoIDs, videoLabels, videoSpeakers, videoSentences, trainVids, valVids, testVids)`` of dicts
+video id -> per-utterance lists, and the three fold sets.
+
+One sample is one video; its positions are the video's utterances in the order of ``videoIDs``, each
+with its own continuous label in [-3, 3]. Videos are sorted by id inside each split (as the
+reference code does). A vector shorter than the widest of its modality is zero-padded at the end and
+the count is logged on ``logging.getLogger("mser_lib.data")``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .batch import MODALITIES, DatasetInfo, MultimodalDataset, SplitData
+from .safe_pickle import safe_load
+from .validate import DataFormatError, check_label_range
+
+log = logging.getLogger("mser_lib.data")
+
+#: FEMF's feature folders, per modality.
+DEFAULT_FEATURES: dict[str, str] = {
+    "text": "deberta-large-4-UTT",
+    "audio": "wav2vec-large-c-UTT",
+    "vision": "manet_UTT",
+}
+LABEL_PICKLES = {"mosi": "CMUMOSI_features_raw_2way.pkl", "mosei": "CMUMOSEI_features_raw_2way.pkl"}
+TUPLE_FIELDS = ("videoIDs", "videoLabels", "videoSpeakers", "videoSentences", "trainVids", "valVids",
+                "testVids")
+
+
+def read_label_pickle(file: str | Path) -> dict:
+    """Read and check the 7-tuple label pickle; returns a dict keyed by :data:`TUPLE_FIELDS`.
+
+    Checks: a 7-tuple; dicts for the first four fields; every fold video has ids and labels; one
+    label per utterance; labels finite numbers. Label range is checked by the callers.
+    """
+    file = Path(file)
+    obj = safe_load(file, encoding="latin1")
+    if not isinstance(obj, (tuple, list)) or len(obj) != 7:
+        size = len(obj) if hasattr(obj, "__len__") else "?"
+        raise DataFormatError(file, "<top level>", "a 7-tuple (" + ", ".join(TUPLE_FIELDS) + ")",
+                              f"{type(obj).__name__} of length {size}")
+    out = dict(zip(TUPLE_FIELDS, obj))
+    for k in TUPLE_FIELDS[:2]:
+        if not isinstance(out[k], dict):
+            raise DataFormatError(file, k, "a dict video id -> list", type(out[k]).__name__)
+    for k in TUPLE_FIELDS[4:]:
+        try:
+            out[k] = sorted(str(v) for v in out[k])
+        except TypeError as exc:
+            raise DataFormatError(file, k, "a collection of video ids", type(out[k]).__name__) from exc
+    labels: dict[str, np.ndarray] = {}
+    ids: dict[str, list[str]] = {}
+    for fold in TUPLE_FIELDS[4:]:
+        for vid in out[fold]:
+            if vid not in out["videoIDs"]:
+                raise DataFormatError(file, fold, f"every video of {fold} in videoIDs", f"{vid!r} missing")
+            if vid not in out["videoLabels"]:
+                raise DataFormatError(file, "videoLabels", f"labels for video {vid!r} (listed in {fold})",
+                                      "no entry")
+            uids = [str(u) for u in out["videoIDs"][vid]]
+            try:
+                lab = np.asarray(out["videoLabels"][vid], dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError) as exc:
+                raise DataFormatError(file, f"videoLabels[{vid!r}]", "a list of numbers",
+                                      f"{type(out['videoLabels'][vid]).__name__} ({exc})") from exc
+            if lab.shape[0] != len(uids):
+                raise DataFormatError(file, f"videoLabels[{vid!r}]",
+                                      f"one label per utterance ({len(uids)} in videoIDs)", f"{lab.shape[0]}")
+            if not np.isfinite(lab).all():
+                raise DataFormatError(file, f"videoLabels[{vid!r}]", "finite values (no NaN or inf)",
+                                      f"{int((~np.isfinite(lab)).sum())} non-finite")
+            labels[vid], ids[vid] = lab, uids
+    out["labels"], out["uids"] = labels, ids
+    seen: dict[str, str] = {}
+    for fold in TUPLE_FIELDS[4:]:
+        for vid in out[fold]:
+            if vid in seen:
+                raise DataFormatError(file, fold, "disjoint folds", f"video {vid!r} also in {seen[vid]}")
+            seen[vid] = fold
+    return out
+
+
+def load_utterance_features(root: str | Path, dataset: str = "mosi",
+                            feature_names: dict[str, str] | None = None, *,
+                            label_file: str | Path | None = None,
+                            average_frames: bool = False) -> MultimodalDataset:
+    """Load the SPEC 1b utterance-feature format into a position-layout :class:`MultimodalDataset`.
+
+    Args:
+        root: folder holding the label pickle and ``features/``.
+        dataset: ``"mosi"`` or ``"mosei"`` (picks the label pickle's name).
+        feature_names: ``{"text": ..., "audio": ..., "vision": ...}`` feature folder per modality;
+            missing keys take :data:`DEFAULT_FEATURES` (FEMF's).
+        label_file: override the label pickle path.
+        average_frames: a ``(T, D)`` feature file is averaged over ``T`` (what MoMKE/GCNet do);
+            by default anything but a ``(D,)`` vector (or ``(1, D)``) is refused.
+
+    Returns:
+        splits (train = trainVids, valid = valVids, test = testVids) with features (N, L, d_m) float32,
+        masks (N, L) bool shared by all modalities, labels (N, L) float32, label_mask (N, L), ids (N,)
+        the video ids; L is the split's largest number of utterances per video.
+
+    Raises:
+        DataFormatError: missing ``.npy`` file, wrong ndim, NaN/inf, labels out of [-3, 3], malformed
+            label pickle; the message names the file and the field.
+    """
+    if dataset not in LABEL_PICKLES:
+        raise ValueError(f"dataset must be one of {sorted(LABEL_PICKLES)}, got {dataset!r}")
+    root = Path(root)
+    names = dict(DEFAULT_FEATURES)
+    if feature_names:
+        unknown = set(feature_names) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"feature_names keys must be among {MODALITIES}, got {sorted(unknown)}")
+        names.update(feature_names)
+    label_file = Path(label_file) if label_file is not None else root / LABEL_PICKLES[dataset]
+    meta = read_label_pickle(label_file)
+    for vid, lab in meta["labels"].items():
+        check_label_range(lab, -3.0, 3.0, label_file, f"videoLabels[{vid!r}]")
+
+    all_uids = [u for fold in TUPLE_FIELDS[4:] for vid in meta[fold] for u in meta["uids"][vid]]
+    if not all_uids:
+        raise DataFormatError(label_file, "trainVids/valVids/testVids", "at least one utterance", "none")
+    vectors: dict[str, dict[str, np.ndarray]] = {}
+    dims: dict[str, int] = {}
+    for m in MODALITIES:
+        folder = root / "features" / names[m]
+        if not folder.is_dir():
+            raise DataFormatError(folder, f"{m} features", f"a folder of <utterance>.npy files ({names[m]})",
+                                  "no such folder")
+        vecs = {u: _read_vector(folder / f"{u}.npy", m, average_frames) for u in all_uids}
+        width = max(v.shape[0] for v in vecs.values())
+        short = sum(v.shape[0] < width for v in vecs.values())
+        if short:
+            log.warning("%s: %d of %d %s vectors shorter than %d, zero-padded at the end",
+                        folder, short, len(vecs), m, width)
+        vectors[m], dims[m] = vecs, width
+
+    splits = {}
+    for s, fold in zip(("train", "valid", "test"), TUPLE_FIELDS[4:]):
+        vids = meta[fold]
+        splits[s] = assemble_positions(
+            vids, [meta["uids"][v] for v in vids], [meta["labels"][v] for v in vids],
+            {m: (lambda uids, m=m: [vectors[m][u] for u in uids]) for m in MODALITIES}, dims)
+    info = DatasetInfo(
+        name=f"{dataset}-utt", layout="position", task="regression", metric_family="mosi", dims=dims,
+        label_range=(-3.0, 3.0),
+        source={"format": "utterance", "root": str(root), "label_file": str(label_file),
+                "features": names, "split": "label pickle trainVids/valVids/testVids"},
+    )
+    return MultimodalDataset(info=info, **splits)
+
+
+def _read_vector(path: Path, modality: str, average_frames: bool) -> np.ndarray:
+    field = f"{modality} feature"
+    if not path.is_file():
+        raise DataFormatError(path, field, "a .npy file for this utterance", "no such file")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(path, field, "a numeric .npy array", f"unreadable ({exc})") from exc
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DataFormatError(path, field, "numbers", f"dtype {arr.dtype}")
+    raw_shape = arr.shape
+    arr = arr.squeeze()
+    if arr.ndim == 2 and average_frames:
+        arr = arr.mean(axis=0)
+    if arr.ndim != 1 or arr.shape[0] == 0:
+        hint = "" if average_frames else " (average_frames=True averages (T, D) over T as MoMKE does)"
+        raise DataFormatError(path, field, f"a 1-D vector (D,){hint}", f"shape {raw_shape}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise DataFormatError(path, field, "finite values (no NaN or inf)",
+                              f"{int((~np.isfinite(arr)).sum())} non-finite values")
+    return arr
+
+
+def assemble_positions(vids: list[str], uids: list[list[str]], labels: list[np.ndarray],
+                       getters: dict, dims: dict[str, int]) -> SplitData:
+    """Pad per-video utterance lists into a position-layout :class:`SplitData`.
+
+    Args:
+        vids: (N,) video ids, one sample each.
+        uids: per video, its utterance ids in position order.
+        labels: per video, (n_v,) continuous labels.
+        getters: modality -> function(list of utterance ids) -> list of 1-D vectors (any width <= d_m).
+        dims: modality -> padded width d_m.
+
+    Returns:
+        SplitData with features (N, L, d_m), masks (N, L) equal to label_mask, labels (N, L).
+    """
+    n = len(vids)
+    length = max((len(u) for u in uids), default=1)
+    feats = {m: np.zeros((n, length, dims[m]), dtype=np.float32) for m in MODALITIES}
+    lab = np.zeros((n, length), dtype=np.float32)
+    mask = np.zeros((n, length), dtype=bool)
+    for i, (u, y) in enumerate(zip(uids, labels)):
+        k = len(u)
+        lab[i, :k] = y
+        mask[i, :k] = True
+        for m in MODALITIES:
+            for j, v in enumerate(getters[m](u)):
+                feats[m][i, j, : v.shape[0]] = v
+    return SplitData(text=feats["text"], audio=feats["audio"], vision=feats["vision"],
+                     text_mask=mask.copy(), audio_mask=mask.copy(), vision_mask=mask.copy(),
+                     labels=lab, label_mask=mask, ids=np.array(vids, dtype=str))

@@ -1,0 +1,78 @@
+"""Input checks that fail with a message naming the file, the field and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class DataFormatError(ValueError):
+    """A data file does not hold what its format promises.
+
+    The message always names the file, the field, what was expected and what was found.
+    """
+
+    def __init__(self, file: str | Path, field: str, expected: str, found: str) -> None:
+        self.file, self.field, self.expected, self.found = str(file), field, expected, found
+        super().__init__(f"{file}: field {field!r}: expected {expected}, found {found}")
+
+
+def require_keys(mapping: dict, keys, file, where: str = "") -> None:
+    """Raise :class:`DataFormatError` for the first key of ``keys`` missing from ``mapping``."""
+    if not isinstance(mapping, dict):
+        raise DataFormatError(file, where or "<top level>", "a dict", type(mapping).__name__)
+    for k in keys:
+        if k not in mapping:
+            present = ", ".join(sorted(map(str, mapping)))[:200]
+            raise DataFormatError(file, f"{where}{k}", "this key to be present",
+                                  f"it missing (keys present: {present})")
+
+
+def check_array(value, file, field: str, *, ndim: int | None = None, shape: tuple | None = None,
+                numeric: bool = True, finite: bool = True, dtype=np.float32) -> np.ndarray:
+    """Convert ``value`` to an array and check it.
+
+    Args:
+        value: the object read from the file.
+        file, field: where it came from, for the message.
+        ndim: required number of dimensions.
+        shape: required shape; ``None`` entries match any size.
+        numeric: the values must be numbers (then cast to ``dtype``).
+        finite: NaN and inf are refused.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise DataFormatError(file, field, "an array", f"{type(value).__name__} ({exc})") from exc
+    if ndim is not None and arr.ndim != ndim:
+        raise DataFormatError(file, field, f"{ndim} dimensions" + (f" {_fmt(shape)}" if shape else ""),
+                              f"shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+            raise DataFormatError(file, field, f"shape {_fmt(shape)}", f"shape {arr.shape}")
+    if numeric:
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise DataFormatError(file, field, "numbers", f"dtype {arr.dtype}")
+        arr = arr.astype(dtype, copy=False)
+        if finite and np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            n_bad = int((~np.isfinite(arr)).sum())
+            raise DataFormatError(file, field, "finite values (no NaN or inf)",
+                                  f"{n_bad} non-finite values, first at index {tuple(int(i) for i in bad)}"
+                                  f" ({arr[tuple(bad)]})")
+    return arr
+
+
+def check_label_range(labels: np.ndarray, low: float, high: float, file, field: str,
+                      mask: np.ndarray | None = None) -> None:
+    """Refuse labels outside [low, high] (only where ``mask`` is True, if given)."""
+    vals = labels if mask is None else labels[mask]
+    if vals.size and (vals.min() < low or vals.max() > high):
+        i = int(np.argmax((vals < low) | (vals > high)))
+        raise DataFormatError(file, field, f"labels in [{low}, {high}]",
+                              f"{vals.ravel()[i]} (min {vals.min()}, max {vals.max()})")
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"

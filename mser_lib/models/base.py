@@ -1,0 +1,65 @@
+"""The one model interface, and small layers shared by every model.
+
+Every model is an ``nn.Module`` built as ``Model(info, config)`` from a
+:class:`~mser_lib.data.batch.DatasetInfo` and its config dataclass, with
+``forward(batch) -> ModelOutput``:
+
+* ``prediction``: regression ``(B,)`` for the sequence layout or ``(B, L)`` for the position layout;
+  classification logits ``(B, C)`` or ``(B, L, C)``.
+* ``aux_losses``: auxiliary loss terms, already multiplied by their weights; the trainer adds their
+  sum to the task loss. Empty at evaluation time is fine.
+* ``diagnostics``: tensors for figures (router weights, band energies, attention maps), detached.
+
+A model may also define ``loss(output, batch) -> (total, parts)`` to replace the default
+(task loss + sum of aux losses), and ``stages() -> list[str]`` with ``set_stage(name)`` when it is
+trained in several stages (FEMF); the runner then fits the stages in order, each selected on VALID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.batch import Batch
+
+
+@dataclass
+class ModelOutput:
+    prediction: torch.Tensor
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def task_loss(prediction: torch.Tensor, batch: Batch, task: str, kind: str = "l1",
+              reduction: str = "mean") -> torch.Tensor:
+    """The supervised loss over labelled positions only.
+
+    Args:
+        prediction: ``(B,)``/``(B, L)`` regression or ``(B, C)``/``(B, L, C)`` logits.
+        batch: supplies ``labels`` and ``label_mask``.
+        task: ``"regression"`` or ``"classification"``.
+        kind: ``"l1"`` (MMSA's default) or ``"mse"`` for regression.
+        reduction: ``"mean"`` over labelled positions, or ``"none"`` for a per-sample loss ``(B,)``
+            (position layout: the mean over each sample's labelled positions).
+    """
+    mask = batch.label_mask
+    if task == "classification":
+        per = F.cross_entropy(prediction.reshape(-1, prediction.shape[-1]),
+                              batch.labels.reshape(-1).long().clamp_min(0),
+                              reduction="none").view(mask.shape)
+    else:
+        diff = prediction - batch.labels.to(prediction.dtype)
+        per = diff.abs() if kind == "l1" else diff.pow(2)
+    per = per * mask.to(per.dtype)
+    if reduction == "none":
+        if per.dim() == 1:
+            return per
+        return per.sum(1) / mask.sum(1).clamp_min(1).to(per.dtype)
+    return per.sum() / mask.sum().clamp_min(1).to(per.dtype)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

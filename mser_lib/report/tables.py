@@ -1,0 +1,141 @@
+"""Tables from ``runs.jsonl`` records: mean +- std over seeds, in CSV, Markdown and LaTeX.
+
+Nothing here is typed in: every cell is computed from recorded runs. Rows reported by the papers
+are added by the notebooks from :mod:`mser_lib.report.paper_rows` and marked as reported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import METRIC_NAMES
+from ..train.io import atomic_write_text, read_jsonl
+
+MOSI_COLUMNS = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "mae", "corr"]
+SIMS_COLUMNS = ["acc2", "f1", "acc3", "acc5", "mae", "corr"]
+CLS_COLUMNS = ["acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"]
+
+
+def variant_name(record: dict) -> str:
+    """A short label for a record's variant: its tag, else its overrides, else 'default'."""
+    if record.get("tag"):
+        return str(record["tag"])
+    ov = record.get("overrides") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(ov.items())) or "default"
+
+
+def load_records(results_dir, profile: str, dataset: str) -> list[dict]:
+    return read_jsonl(Path(results_dir) / profile / dataset / "runs.jsonl")
+
+
+def aggregate(records: list[dict], split: str = "test", by=("model", "variant")) -> pd.DataFrame:
+    """Long table: one row per (group, metric) with mean, std (ddof=1), n seeds and the seeds."""
+    rows = []
+    for r in records:
+        metrics = r.get(split) or {}
+        for k, v in metrics.items():
+            rows.append({"model": r["model"], "variant": variant_name(r), "seed": r["seed"],
+                         "metric": k, "value": v, "dataset": r["dataset"], "profile": r["profile"]})
+    if not rows:
+        return pd.DataFrame(columns=[*by, "metric", "mean", "std", "n", "seeds"])
+    df = pd.DataFrame(rows)
+    # One value per seed: if a run was recorded twice (force), keep the newest.
+    df = df.drop_duplicates(subset=[*by, "seed", "metric"], keep="last")
+    g = df.groupby([*by, "metric"], sort=False)["value"]
+    out = g.agg(mean="mean", std=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"),
+                n="count").reset_index()
+    seeds = df.groupby([*by, "metric"], sort=False)["seed"].apply(lambda s: sorted(s.tolist())).reset_index()
+    return out.merge(seeds.rename(columns={"seed": "seeds"}), on=[*by, "metric"])
+
+
+def wide_table(long: pd.DataFrame, columns: list[str] | None = None, percent: bool = True,
+               by=("model", "variant")) -> pd.DataFrame:
+    """Wide table of "mean ± std" strings, one row per group, columns in the papers' order.
+
+    Accuracies and F1 are shown in percent (as the papers do); MAE and Corr as they are.
+    """
+    if long.empty:
+        return pd.DataFrame()
+    present = list(dict.fromkeys(long["metric"]))
+    if columns is None:
+        for cand in (MOSI_COLUMNS, SIMS_COLUMNS, CLS_COLUMNS):
+            if set(cand) <= set(present):
+                columns = cand
+                break
+        else:
+            columns = [m for m in present if m != "loss"]
+    table = {}
+    for keys, grp in long.groupby(list(by), sort=False):
+        row = {}
+        n = int(grp["n"].max())
+        for m in columns:
+            hit = grp[grp["metric"] == m]
+            if hit.empty:
+                row[METRIC_NAMES.get(m, m)] = ""
+                continue
+            mean, std = float(hit["mean"].iloc[0]), float(hit["std"].iloc[0])
+            scale = 100.0 if percent and m not in ("mae", "corr", "loss") else 1.0
+            digits = 1 if scale == 100.0 else 3
+            s = f"{mean * scale:.{digits}f}"
+            if not np.isnan(std):
+                s += f" ± {std * scale:.{digits}f}"
+            row[METRIC_NAMES.get(m, m)] = s
+        row["seeds"] = n
+        table[keys if isinstance(keys, tuple) else (keys,)] = row
+    df = pd.DataFrame.from_dict(table, orient="index")
+    df.index = pd.MultiIndex.from_tuples(df.index, names=list(by))
+    return df
+
+
+def results_table(results_dir, profile: str, dataset: str, split: str = "test") -> pd.DataFrame:
+    """The main results table for one profile and dataset, from its runs.jsonl."""
+    return wide_table(aggregate(load_records(results_dir, profile, dataset), split))
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table (index columns first); no extra dependency."""
+    flat = df.reset_index()
+    head = [str(c) for c in flat.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for _, r in flat.iterrows():
+        lines.append("| " + " | ".join(str(v) for v in r.tolist()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(df: pd.DataFrame, caption: str = "", label: str = "") -> str:
+    """A booktabs LaTeX table; no extra dependency."""
+    flat = df.reset_index()
+
+    def esc(s) -> str:
+        return (str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
+                .replace("&", r"\&").replace("±", r"$\pm$").replace("#", r"\#"))
+
+    cols = "l" * len(df.index.names) + "c" * len(df.columns)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+             " & ".join(esc(c) for c in flat.columns) + r" \\", r"\midrule"]
+    for _, r in flat.iterrows():
+        lines.append(" & ".join(esc(v) for v in r.tolist()) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(rf"\caption{{{esc(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, out_dir, name: str, caption: str = "") -> list[Path]:
+    """Write ``name``.csv, .md and .tex atomically into ``out_dir``; return the paths."""
+    out_dir = Path(out_dir)
+    paths = [atomic_write_text(out_dir / f"{name}.csv", df.to_csv()),
+             atomic_write_text(out_dir / f"{name}.md", to_markdown(df)),
+             atomic_write_text(out_dir / f"{name}.tex", to_latex(df, caption, f"tab:{name}"))]
+    return paths
+
+
+def records_json(records: list[dict]) -> str:
+    return json.dumps(records, indent=1, default=str)

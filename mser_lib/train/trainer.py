@@ -1,0 +1,307 @@
+"""One trainer for every model: select on VALID, score TEST once, resume after a crash.
+
+``fit`` trains one stage of one model:
+
+* Adam or AdamW, optional ReduceLROnPlateau on the validation selection metric, gradient clipping,
+  gradient accumulation, AMP (bfloat16 autocast) on CUDA.
+* After every epoch the model is scored on the validation split; the checkpoint kept is the best on
+  the selection metric (``TrainConfig.select_metric``, default MAE for regression, weighted F1 for
+  classification), early stopping after ``patience`` epochs without improvement.
+* The test split is scored once, with the best-on-valid weights, at the end (``score_test``).
+* With a ``run_dir`` a checkpoint (``last.pt``: model, optimiser, scheduler, RNG states, history)
+  is written atomically after every epoch, and ``best.pt`` whenever the selection metric improves.
+  A killed run started again with the same arguments resumes from ``last.pt`` and ends with the
+  same metrics as an uninterrupted one: the batch order of epoch ``e`` is a pure function of
+  ``(seed, e)`` and the RNG states are restored.
+
+``fit_model`` runs every stage a model declares (``model.stages()``), each selected on VALID.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.batch import MultimodalDataset, SplitData, iterate_batches
+from ..data.missing import MissingModality
+from ..metrics import compute_metrics, default_selection_metric, is_better
+from ..models.base import task_loss
+from .io import atomic_torch_save
+from .seeding import resolve_device, rng_state, set_rng_state, set_seed
+
+
+@dataclass
+class TrainConfig:
+    """Trainer settings; profiles and model presets fill them in (see ``mser_lib/configs``)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    optimizer: str = "adam"              # "adam" | "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_grad: float | None = 1.0        # max gradient norm; None = off
+    grad_accum: int = 1                  # optimiser step every this many batches
+    plateau: bool = False                # ReduceLROnPlateau on the selection metric
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    patience: int | None = 10            # early stopping; None = train all epochs
+    select_metric: str | None = None     # None = per metric family (MAE / weighted F1); "loss" allowed
+    loss_kind: str = "l1"                # regression task loss: "l1" (MMSA) | "mse"
+    device: str = "auto"
+    amp: bool = False                    # bfloat16 autocast, CUDA only
+    deterministic: bool = True
+    bucket: bool = True                  # batch samples of similar length together
+    stage_epochs: dict = field(default_factory=dict)   # per-stage epoch counts for multi-stage models
+    train_missing_rate: float = 0.0      # random modality dropout during training (augmentation)
+    progress: bool = True
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs_run: int
+    valid_metrics: dict
+    test_metrics: dict | None
+    history: list[dict]
+    wall_time_s: float
+    select_metric: str
+    resumed_from_epoch: int | None = None
+    stages: list[dict] = field(default_factory=list)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return torch.autocast(device_type="cpu", enabled=False)
+
+
+def compute_loss(model, output, batch, task: str, loss_kind: str):
+    """The model's own ``loss`` when it has one, else task loss + sum of auxiliary losses."""
+    if hasattr(model, "loss"):
+        return model.loss(output, batch)
+    main = task_loss(output.prediction, batch, task, loss_kind)
+    parts = {"task": main.detach()}
+    total = main
+    for name, value in output.aux_losses.items():
+        total = total + value
+        parts[name] = value.detach()
+    return total, parts
+
+
+@torch.no_grad()
+def predict(model, split: SplitData, info, batch_size: int = 128, device="auto",
+            missing: MissingModality | None = None, seed: int = 0, amp: bool = False,
+            collect_diagnostics: bool = False):
+    """Run ``model`` over ``split`` in eval mode.
+
+    Returns:
+        ``(y_true, y_pred, ids, diagnostics)``: 1-D arrays over labelled positions (for
+        classification ``y_pred`` holds logits ``(n, C)``), the sample id of each position, and
+        (if asked) a list of per-batch diagnostics dicts.
+    """
+    device = resolve_device(device)
+    model.eval()
+    ys, ps, ids, diags = [], [], [], []
+    for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, seed=seed,
+                                 missing=missing, device=device):
+        with _autocast(device, amp):
+            out = model(batch)
+        pred = out.prediction.float()
+        mask = batch.label_mask
+        if info.task == "classification":
+            ps.append(pred[mask].cpu().numpy())
+        else:
+            ps.append(pred[mask].cpu().numpy().reshape(-1))
+        ys.append(batch.labels[mask].cpu().numpy().reshape(-1))
+        id_arr = np.asarray(batch.ids)
+        if mask.dim() == 2:
+            id_arr = np.repeat(id_arr[:, None], mask.shape[1], 1)[mask.cpu().numpy()]
+        ids.append(id_arr)
+        if collect_diagnostics:
+            diags.append({k: v.detach().cpu() for k, v in out.diagnostics.items()})
+    return np.concatenate(ys), np.concatenate(ps), np.concatenate(ids), diags
+
+
+def evaluate(model, split: SplitData, info, cfg: TrainConfig | None = None,
+             missing: MissingModality | None = None, seed: int = 0) -> tuple[dict, np.ndarray]:
+    """Metrics of ``model`` on ``split`` (SPEC 2 definitions) plus the task loss as ``loss``.
+
+    Returns:
+        ``(metrics, predictions)``; predictions over labelled positions.
+    """
+    cfg = cfg or TrainConfig()
+    y, p, _, _ = predict(model, split, info, cfg.eval_batch_size, cfg.device, missing, seed, cfg.amp)
+    if info.task == "classification":
+        metrics = compute_metrics(y, p, "classification")
+        logp = p - np.logaddexp.reduce(p, axis=1, keepdims=True)
+        metrics["loss"] = float(-logp[np.arange(len(y)), y.astype(int)].mean())
+    else:
+        metrics = compute_metrics(y, p, info.metric_family)
+        d = p - y
+        metrics["loss"] = float(np.abs(d).mean() if cfg.loss_kind == "l1" else (d * d).mean())
+    return metrics, p
+
+
+def _make_optimizer(params, cfg: TrainConfig):
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
+
+
+def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
+        score_test: bool = True, epochs: int | None = None, desc: str = "train",
+        callbacks: list[Callable[[int, dict], None]] | None = None) -> FitResult:
+    """Train ``model`` on ``dataset.train``, select on ``dataset.valid``, score ``dataset.test`` once.
+
+    Args:
+        model: an ``nn.Module`` following :mod:`mser_lib.models.base`.
+        dataset: the three splits and their :class:`DatasetInfo`.
+        cfg: trainer settings.
+        seed: seeds initial RNG state and the per-epoch batch order.
+        run_dir: where ``last.pt`` / ``best.pt`` go; ``None`` keeps everything in memory.
+        score_test: score the test split at the end (off for intermediate stages).
+        epochs: override ``cfg.epochs`` (used for stages).
+        callbacks: called as ``cb(epoch, history_row)`` after each epoch's checkpoint is written.
+    """
+    start = time.perf_counter()
+    info = dataset.info
+    device = resolve_device(cfg.device)
+    set_seed(seed, cfg.deterministic)
+    n_epochs = cfg.epochs if epochs is None else epochs
+    metric = cfg.select_metric or default_selection_metric(info.metric_family)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters in this stage")
+    optimizer = _make_optimizer(params, cfg)
+    lower = metric in ("mae", "loss")
+    scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min" if lower else "max", factor=cfg.plateau_factor,
+        patience=cfg.plateau_patience) if cfg.plateau else None)
+
+    history: list[dict] = []
+    best_value, best_epoch, best_state = None, -1, None
+    start_epoch, resumed_from = 0, None
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None and (run_dir / "last.pt").exists():
+        ck = torch.load(run_dir / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        if scheduler is not None and ck.get("scheduler") is not None:
+            scheduler.load_state_dict(ck["scheduler"])
+        history, best_value, best_epoch = ck["history"], ck["best_value"], ck["best_epoch"]
+        start_epoch = resumed_from = ck["epoch"] + 1
+        set_rng_state(ck["rng"])
+        if (run_dir / "best.pt").exists():
+            best_state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)["model"]
+    stale = _epochs_since_best(history, best_epoch) if history else 0
+
+    bar = tqdm(range(start_epoch, n_epochs), desc=desc, disable=not cfg.progress, leave=False,
+               initial=start_epoch, total=n_epochs)
+    missing = MissingModality(rate=cfg.train_missing_rate) if cfg.train_missing_rate > 0 else None
+    for epoch in bar:
+        if cfg.patience is not None and stale >= cfg.patience:
+            break
+        model.train()
+        sums, n_batches = {}, 0
+        optimizer.zero_grad(set_to_none=True)
+        batches = iterate_batches(dataset.train, info.layout, cfg.batch_size, shuffle=True,
+                                  seed=seed * 100_003 + epoch, bucket=cfg.bucket, missing=missing,
+                                  device=device)
+        for i, batch in enumerate(batches):
+            with _autocast(device, cfg.amp):
+                out = model(batch)
+                loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {i}: {parts}")
+            (loss / cfg.grad_accum).backward()
+            if (i + 1) % cfg.grad_accum == 0:
+                _step(optimizer, params, cfg)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            sums["total"] = sums.get("total", 0.0) + float(loss.detach())
+            n_batches += 1
+        if n_batches % cfg.grad_accum:
+            _step(optimizer, params, cfg)
+        valid, _ = evaluate(model, dataset.valid, info, cfg)
+        value = valid[metric]
+        improved = is_better(metric, value, best_value)
+        if improved:
+            best_value, best_epoch, stale = value, epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if run_dir is not None:
+                atomic_torch_save({"model": best_state, "epoch": epoch, "value": value}, run_dir / "best.pt")
+        else:
+            stale += 1
+        if scheduler is not None and not (isinstance(value, float) and math.isnan(value)):
+            scheduler.step(value)
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
+               **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
+               **{f"valid_{k}": v for k, v in valid.items()}, "best": improved}
+        history.append(row)
+        bar.set_postfix(loss=f"{row['train_total']:.3f}", **{metric: f"{value:.3f}"})
+        if run_dir is not None:
+            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict() if scheduler else None,
+                               "epoch": epoch, "history": history, "best_value": best_value,
+                               "best_epoch": best_epoch, "rng": rng_state()}, run_dir / "last.pt")
+        for cb in callbacks or ():
+            cb(epoch, row)
+    bar.close()
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    valid, _ = evaluate(model, dataset.valid, info, cfg)
+    test = evaluate(model, dataset.test, info, cfg)[0] if score_test else None
+    return FitResult(best_epoch=best_epoch, epochs_run=len(history), valid_metrics=valid,
+                     test_metrics=test, history=history, wall_time_s=time.perf_counter() - start,
+                     select_metric=metric, resumed_from_epoch=resumed_from)
+
+
+def _step(optimizer, params, cfg: TrainConfig) -> None:
+    if cfg.clip_grad:
+        torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _epochs_since_best(history: list[dict], best_epoch: int) -> int:
+    return sum(1 for row in history if row["epoch"] > best_epoch)
+
+
+def fit_model(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0,
+              run_dir: str | Path | None = None, callbacks=None) -> FitResult:
+    """Fit every stage of ``model`` in order (``model.stages()``, default one stage).
+
+    Each stage is selected on VALID and starts from the best weights of the previous one; the test
+    split is scored once, after the last stage. A model with ``prepare(dataset)`` (e.g. Atsuko's
+    equal-energy band boundaries from the training split) is prepared first.
+    """
+    if hasattr(model, "prepare"):
+        model.prepare(dataset)
+    stages = list(model.stages()) if hasattr(model, "stages") else [None]
+    results, total = [], 0.0
+    for k, stage in enumerate(stages):
+        if stage is not None:
+            model.set_stage(stage)
+        sub = None if run_dir is None else (Path(run_dir) / (stage or "main"))
+        epochs = cfg.stage_epochs.get(stage, cfg.epochs) if stage is not None else cfg.epochs
+        res = fit(model, dataset, cfg, seed=seed, run_dir=sub, score_test=k == len(stages) - 1,
+                  epochs=epochs, desc=f"{stage or 'train'}", callbacks=callbacks)
+        total += res.wall_time_s
+        results.append({"stage": stage, **{k2: v for k2, v in asdict(res).items() if k2 != "stages"}})
+    final = results[-1]
+    return FitResult(best_epoch=final["best_epoch"], epochs_run=sum(r["epochs_run"] for r in results),
+                     valid_metrics=final["valid_metrics"], test_metrics=final["test_metrics"],
+                     history=final["history"], wall_time_s=total, select_metric=final["select_metric"],
+                     resumed_from_epoch=final["resumed_from_epoch"], stages=results)

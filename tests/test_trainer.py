@@ -1,0 +1,126 @@
+"""One trainer: selection on VALID, test scored once, resume equals uninterrupted, records."""
+
+import json
+
+import numpy as np
+import pytest
+
+import mser_lib.train.trainer as trainer_mod
+from mser_lib.data import make_synthetic
+from mser_lib.experiments import config_hash, run_one
+from mser_lib.models import build_model
+from mser_lib.train import TrainConfig, append_jsonl, atomic_write_json, fit_model, read_jsonl, set_seed
+
+from helpers import tiny_dataset
+
+CFG = dict(epochs=5, batch_size=16, lr=3e-3, patience=None, progress=False)
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return make_synthetic("smoke", seed=0)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _model(info, seed=3):
+    set_seed(seed)               # initial weights are a function of the seed, as in run_one
+    return build_model("baseline", info, "quick")
+
+
+def test_killed_run_resumes_to_identical_metrics(smoke, tmp_path):
+    cfg = TrainConfig(**CFG)
+    full = fit_model(_model(smoke.info), smoke, cfg, seed=3, run_dir=tmp_path / "a")
+
+    def kill(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit_model(_model(smoke.info), smoke, cfg, seed=3, run_dir=tmp_path / "b", callbacks=[kill])
+    resumed = fit_model(_model(smoke.info, seed=99), smoke, cfg, seed=3, run_dir=tmp_path / "b")
+    assert resumed.resumed_from_epoch == 3
+    assert resumed.best_epoch == full.best_epoch
+    for k, v in full.test_metrics.items():
+        assert resumed.test_metrics[k] == pytest.approx(v, abs=1e-6), k
+    assert [r["valid_mae"] for r in resumed.history] == pytest.approx([r["valid_mae"] for r in full.history])
+
+
+def test_selects_on_valid_and_scores_test_once(smoke, monkeypatch):
+    calls = []
+    real = trainer_mod.evaluate
+
+    def spy(model, split, info, cfg=None, missing=None, seed=0):
+        calls.append("test" if split is smoke.test else "valid" if split is smoke.valid else "train")
+        return real(model, split, info, cfg, missing, seed)
+
+    monkeypatch.setattr(trainer_mod, "evaluate", spy)
+    res = fit_model(build_model("baseline", smoke.info, "quick"), smoke, TrainConfig(**CFG), seed=0)
+    assert calls.count("test") == 1 and calls[-1] == "test" and "train" not in calls
+    maes = [r["valid_mae"] for r in res.history]
+    assert res.best_epoch == int(np.argmin(maes))
+    assert res.valid_metrics["mae"] == pytest.approx(min(maes), abs=1e-6)
+
+
+def test_early_stopping_stops(smoke):
+    res = fit_model(build_model("baseline", smoke.info, "quick"), smoke,
+                    TrainConfig(**{**CFG, "epochs": 50, "patience": 2, "lr": 0.3}), seed=0)
+    assert res.epochs_run < 50
+    assert res.epochs_run - 1 - res.best_epoch == 2
+
+
+def test_multimodal_baseline_beats_text_only_on_synthetic():
+    ds = make_synthetic("quick", seed=0)
+    cfg = TrainConfig(**{**CFG, "epochs": 12, "batch_size": 32})
+    corr = {}
+    for mods in ("t", "tav"):
+        res = fit_model(build_model("baseline", ds.info, "quick", modalities=mods), ds, cfg, seed=0)
+        corr[mods] = res.test_metrics["corr"]
+    assert corr["t"] < 0.78                 # text alone cannot exceed sqrt(1 - av_share)
+    assert corr["tav"] > corr["t"] + 0.03, corr
+
+
+def test_position_layout_gru_trains(tmp_path):
+    ds = tiny_dataset("position")
+    res = fit_model(build_model("bigru", ds.info, "quick", hidden=8), ds, TrainConfig(**CFG), seed=0)
+    assert np.isfinite(res.test_metrics["mae"])
+
+
+def test_run_one_records_and_caches(tmp_path, monkeypatch):
+    kw = dict(model="baseline", dataset="synthetic", seed=0, profile="smoke", results_dir=tmp_path,
+              progress=False)
+    rec = run_one(**kw)
+    for key in ("config", "config_hash", "seed", "git_revision", "versions", "device", "wall_time_s",
+                "best_epoch", "valid", "test"):
+        assert key in rec, key
+    assert rec["config_hash"] == config_hash(rec["config"])
+    lines = read_jsonl(tmp_path / "smoke" / "synthetic" / "runs.jsonl")
+    assert len(lines) == 1 and lines[0]["test"] == pytest.approx(rec["test"])
+
+    def boom(*a, **k):
+        raise AssertionError("a cached run must not train again")
+
+    monkeypatch.setattr("mser_lib.experiments.fit_model", boom)
+    assert run_one(**kw)["config_hash"] == rec["config_hash"]
+    other = dict(kw, overrides={"hidden": 8})
+    with pytest.raises(AssertionError, match="must not train"):
+        run_one(**other)
+
+
+def test_atomic_writes_and_torn_lines(tmp_path):
+    atomic_write_json(tmp_path / "x.json", {"a": 1})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]          # no temp file left
+    append_jsonl(tmp_path / "r.jsonl", {"k": 1})
+    with open(tmp_path / "r.jsonl", "a") as f:
+        f.write('{"k": 2, "trunc')                                         # a crash mid-write
+    assert read_jsonl(tmp_path / "r.jsonl") == [{"k": 1}]
+
+
+def test_unknown_settings_are_refused(tmp_path):
+    with pytest.raises(KeyError, match="unknown trainer setting"):
+        run_one("baseline", profile="smoke", train={"epochz": 3}, results_dir=tmp_path)
+    with pytest.raises(KeyError, match="has no field"):
+        run_one("baseline", profile="smoke", overrides={"hiden": 3}, results_dir=tmp_path)
