@@ -1,0 +1,982 @@
+"""FEMF: frequency-aware experts with multi-stage fusion (paper 000, sections 3.2 to 3.6).
+
+The model, top to bottom (equation numbers are the paper's)::
+
+    x_m --P_m--> h_m --E^s, E^u_m--> x_m^s, x_m^u                 3.2 disentanglement (eq. 1-7)
+    x_m^u --FourierLayer--> x_m^low, x_m^high                    3.3 DFT split (eq. 8)
+    stage "experts": expert e_{m,f} on x_m^f -> y_m^f            eq. 9-10 (eq. 27 summed)
+    stage "full":    every band of every modality through all experts of that band (eq. 11),
+                     soft router MLP(x_m^f, x_t^f) -> softmax (eq. 12-14), R_m = a X^low + (1-a) X^high (15)
+    R_m --T layers of two-step cross-attention + FFN--> R_m      3.4 interaction (eq. 16-19)
+    heads y_m, y_joint, softmax(MLP(z)) -> y; y_shared, L_align  3.5 hierarchical prediction (eq. 20-25)
+    L_total = L_dis + L_train + L_align + L_task                 3.6 (eq. 26-28), every weight configurable
+
+Choices where the paper is silent or cannot be taken literally (each is documented where it is made):
+
+* Input projection. E^s is shared across modalities whose widths differ, so each modality is first
+  projected to ``hidden`` by a per-modality linear layer ``P_m`` (the reference code does the same).
+  The decoders D_m reconstruct the *raw* input features x_m (eq. 5: "the original multi-modal
+  representation"); the cycle path re-encodes x̂_m with ``E^u_m(P_m(.))`` (eq. 6).
+* L_orth (eq. 3) as written, a raw inner product, is unbounded below. We use the squared cosine
+  ``cos(x_m^s, x_m^u)^2``: in [0, 1] and zero exactly when the shared and private codes are
+  orthogonal (the reference minimises the signed cosine towards -1, SPEC 3 finding 3).
+* L_cyc (eq. 6) uses the squared error averaged over channels (eq. 6's squared norm divided by the
+  width, a constant absorbed by its weight), summed over audio and vision as written.
+* Eq. 20's "sigmoid-activated projection" cannot reach labels in [-3, 3]; heads are plain linear.
+* Layouts. Position layout (one sample = a video, one label per utterance): all modalities share
+  the utterance axis; experts, router, interaction and heads act per position and attention is
+  non-causal over the utterances. Sequence layout (one label per sample; modalities may have
+  different lengths): experts and interaction run over each modality's own frames, the router's
+  text anchor is the pooled text private feature (the pooled high band of any sequence is 0), the
+  decoders of audio and vision get the pooled text-shared vector, L_sim compares pooled shared
+  vectors, and the hierarchical heads act on the pooled interaction outputs.
+* Missing modalities (all-False mask rows): excluded from every loss term, masked as attention keys
+  (a branch with no keys skips that cross-attention step), and their heads get no fusion weight
+  (eq. 22's softmax is taken over the present modalities and the joint head).
+* Stage 2 with frozen experts (``freeze_experts=True``, the paper) runs the experts under
+  ``torch.no_grad``, as the speed target asks: the private encoders then learn in stage 2 through
+  the router, L_dis and L_align only. ``expert_grad_to_inputs=True`` lets gradients pass through
+  the frozen experts to the encoders (and keeps L_train in stage 2 for them).
+* Stage 1 (``set_stage("experts")``) trains the input projections, the disentanglement module and
+  the experts on L_train (+ L_dis unless ``dis_in_expert_stage=False``); its ``prediction`` is the
+  mean of the present experts' predictions, so model selection on VALID measures the experts.
+
+Switches (Tables 2-4) remove modules, not weights: ``use_dtm=False`` keeps only the input
+projections (x_m^u = P_m(x_m); no E^s, E^u, decoders, L_sim/L_orth/L_rec/L_cyc, and no L_align since
+there are no shared features); ``use_fae=False`` feeds x_m^u straight to the interaction (no Fourier
+layer, experts, routers, L_train, single stage); ``use_mim=False`` feeds R_m straight to the heads;
+``use_hpm=False`` predicts with the joint head only (eq. 21); ``use_l_align`` removes the shared
+head, ``use_l_rec``/``use_l_cyc`` the decoders they alone need; ``modalities`` (e.g. ``"ta"``) builds
+every module for that subset only (M experts per band, M-1 key steps per interaction branch).
+
+Speed: all computation runs on real tokens only (each modality's tokens packed, samples sorted by
+length). The 2 bands x M experts x M modalities expert passes run batched with stacked weights
+(``torch.baddbmm`` over a leading expert axis): per modality, all 2M experts at once (fewer when
+the working set would exceed ``expert_chunk_mb``); self-attention runs one
+``scaled_dot_product_attention`` per length bucket (equal-length sequences need no copy and no mask).
+Frozen experts run without autograd. ``tests/test_femf.py`` checks the batched experts against a
+plain per-sequence transformer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo
+from ..spectral.dft import dft_split
+from .base import ModelOutput, task_loss
+from .registry import ModelSpec, register
+
+_ABBR = {"text": "t", "audio": "a", "vision": "v"}
+
+#: Loss weights of the public reference code (SPEC.md section 3, finding 4); the paper uses 1 for all.
+REFERENCE_LOSS_WEIGHTS = dict(w_task=1.0, w_train=1.0, w_orth=0.1, w_rec=0.2, w_sim=0.5, w_cyc=0.5,
+                              w_align=0.4)
+
+#: Paper's best interaction orders (Sec. 4.8): text a->v, audio t->v, vision t->a.
+PAPER_ORDER = "t:av,a:tv,v:ta"
+#: The order the reference code runs (SPEC 3 finding 7).
+REFERENCE_ORDER = "t:av,a:tv,v:at"
+
+
+@dataclass
+class FEMFConfig:
+    """Every knob of FEMF. Defaults are small; presets ``quick`` and ``paper`` fill in sizes.
+
+    Sizes: ``hidden`` (model width, 256 in the paper), ``heads``, ``expert_depth`` (Q, eq. 9),
+    ``expert_ffn`` / ``interaction_ffn`` / ``hpm_ffn`` (feed-forward widths, ``None`` = hidden),
+    ``router_hidden`` (two-layer router MLP, ``None`` = 2 * hidden), ``fusion_hidden`` (eq. 22 MLP),
+    ``interaction_layers`` (T, Sec. 3.4).
+    Frequency: ``cutoff_ratio`` (c: fraction of rfft bins kept low), ``alpha`` (eq. 15),
+    ``dft_method`` (see :func:`mser_lib.spectral.dft.dft_split`).
+    Interaction order: ``"t:av,a:tv,v:ta"`` = text attends audio then vision, etc.
+    Switches (paper Tables 2-4): ``use_dtm``, ``use_fae``, ``use_mim``, ``use_hpm``,
+    ``use_l_align``, ``use_l_rec``, ``use_l_cyc``, ``use_l_orth``, ``use_l_sim``, ``modalities``.
+    A switch that is off removes the module (its parameters) and its loss terms.
+    Loss weights (eq. 28, paper: all 1): ``w_task``, ``w_train``, ``w_sim``, ``w_orth``, ``w_rec``,
+    ``w_cyc``, ``w_align``; ``task_loss_kind`` "mse" (eq. 26) or "l1".
+    Stages: ``freeze_experts`` (freeze after stage 1, the paper), ``expert_grad_to_inputs``,
+    ``dis_in_expert_stage``. ``return_attention``: add expert attention maps to diagnostics.
+    ``expert_chunk_mb``: working-set budget of one batched expert computation (the experts of a
+    modality run together when they fit; large tensors are slow to allocate on CPU).
+    """
+
+    hidden: int = 64
+    heads: int = 2
+    expert_depth: int = 2
+    expert_ffn: int | None = None
+    interaction_layers: int = 1
+    interaction_ffn: int | None = None
+    interaction_order: str = PAPER_ORDER
+    router_hidden: int | None = None
+    hpm_ffn: int | None = None
+    fusion_hidden: int = 16
+    dropout: float = 0.1
+    alpha: float = 0.3
+    cutoff_ratio: float = 0.6
+    dft_method: str = "auto"
+    modalities: str = "tav"
+    use_dtm: bool = True
+    use_fae: bool = True
+    use_mim: bool = True
+    use_hpm: bool = True
+    use_l_align: bool = True
+    use_l_rec: bool = True
+    use_l_cyc: bool = True
+    use_l_orth: bool = True
+    use_l_sim: bool = True
+    w_task: float = 1.0
+    w_train: float = 1.0
+    w_sim: float = 1.0
+    w_orth: float = 1.0
+    w_rec: float = 1.0
+    w_cyc: float = 1.0
+    w_align: float = 1.0
+    task_loss_kind: str = "mse"
+    freeze_experts: bool = True
+    expert_grad_to_inputs: bool = False
+    dis_in_expert_stage: bool = True
+    return_attention: bool = False
+    expert_chunk_mb: float = 16.0
+
+
+def parse_order(order: str, mods: list[str]) -> dict[str, list[str]]:
+    """``"t:av,a:tv,v:ta"`` -> ``{"text": ["audio", "vision"], ...}`` restricted to ``mods``."""
+    out: dict[str, list[str]] = {}
+    for part in order.replace(" ", "").split(","):
+        if not part:
+            continue
+        target, keys = part.split(":")
+        tm = MODALITY_LETTERS[target]
+        ks = [MODALITY_LETTERS[k] for k in keys]
+        if tm in ks or len(set(ks)) != len(ks):
+            raise ValueError(f"bad interaction order entry {part!r}")
+        out[tm] = ks
+    res = {}
+    for m in mods:
+        keys = [k for k in out.get(m, [k for k in MODALITIES if k != m]) if k in mods]
+        others = sorted(k for k in mods if k != m)
+        if sorted(keys) != others:
+            raise ValueError(f"interaction order for {m!r} must name each other modality once: {order!r}")
+        res[m] = keys
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+def _masked_avg(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over ``mask`` (same shape); 0 when the mask is empty."""
+    m = mask.to(values.dtype)
+    return (values * m).sum() / m.sum().clamp_min(1.0)
+
+
+def _mean0(values: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values``; 0 (with a gradient path) when empty."""
+    return values.mean() if values.numel() else values.sum()
+
+
+def _fix_key_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Key mask with position 0 allowed in rows that have no real key (avoids NaN in softmax).
+    The outputs of such rows are discarded or zeroed by the caller."""
+    empty = ~mask.any(-1, keepdim=True)
+    if bool(empty.any()):
+        mask = mask.clone()
+        mask[..., :1] |= empty
+    return mask
+
+
+def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Pad or trim dim 1 of ``x`` to ``length``."""
+    cur = x.shape[1]
+    if cur == length:
+        return x
+    if cur > length:
+        return x[:, :length]
+    filler = x.new_zeros((x.shape[0], length - cur, *x.shape[2:]))
+    return torch.cat([x, filler], 1)
+
+
+def _init_stack(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
+    bound = math.sqrt(6.0 / (fan_in + shape[-1]))  # Xavier-uniform per expert
+    return nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
+
+
+MAX_BUCKETS = 8
+
+
+class _Bucket:
+    """Sequences of one segment attended together: tokens ``[a, e)`` of the segment (``k``
+    sequences, padded length ``L``). ``gather``/``mask``/``real`` are ``None`` when every sequence
+    has length ``L`` (the tokens are then viewed as ``(k, L)`` with no copy and no mask)."""
+
+    def __init__(self, a, e, k, L, gather=None, mask=None, real=None, samples=None):
+        self.a, self.e, self.k, self.L = a, e, k, L
+        self.gather, self.mask, self.real, self.samples = gather, mask, real, samples
+
+
+class _Segment:
+    """The real tokens of one modality, packed: samples sorted by length, each sample's tokens
+    contiguous and in time order (so sequences of equal length form zero-copy attention batches).
+
+    ``idx``: (N_m,) flat indices into that modality's ``(B * L_m)`` padded grid;
+    ``sample``: (N_m,) sample of each token; ``start``/``stop``: rows of the modality in the
+    concatenation of all modalities' tokens (stage 2); ``key_mask``: (B, L_m) attention key mask
+    (rows without real keys fixed to position 0, see :func:`_fix_key_mask`); ``present``: (B,);
+    ``buckets``: the :class:`_Bucket` list covering the tokens (exact lengths when there are at
+    most ``MAX_BUCKETS`` distinct lengths, else ``MAX_BUCKETS`` length-sorted groups, padded).
+    """
+
+    def __init__(self, j: int, mask: torch.Tensor, start: int):
+        self.j = j
+        self.B, self.L = mask.shape
+        self.mask = mask
+        dev = mask.device
+        lengths = mask.sum(1)
+        order = torch.argsort(lengths, stable=True)
+        rows, cols = torch.nonzero(mask.index_select(0, order), as_tuple=True)
+        self.idx = order.index_select(0, rows) * self.L + cols
+        self.n = int(self.idx.numel())
+        self.start = start
+        self.stop = start + self.n
+        self.sample = torch.div(self.idx, self.L, rounding_mode="floor")
+        self.present = lengths > 0
+        self.key_mask = _fix_key_mask(mask)
+        self._count = None
+        # buckets over the sorted non-empty sequences
+        lens_sorted = lengths.index_select(0, order)
+        keep = lens_sorted > 0
+        seq_len = lens_sorted[keep].tolist()
+        seq_sample = order[keep]
+        self.buckets: list[_Bucket] = []
+        if not seq_len:
+            return
+        starts = [0]
+        for t in seq_len[:-1]:
+            starts.append(starts[-1] + t)
+        uniq = sorted(set(seq_len))
+        if len(uniq) <= MAX_BUCKETS:
+            groups, i = [], 0
+            for t in uniq:
+                k = seq_len.count(t)
+                groups.append((i, i + k))
+                i += k
+        else:
+            n_seq = len(seq_len)
+            cuts = [round(n_seq * q / MAX_BUCKETS) for q in range(MAX_BUCKETS + 1)]
+            groups = [(cuts[q], cuts[q + 1]) for q in range(MAX_BUCKETS) if cuts[q + 1] > cuts[q]]
+        for i0, i1 in groups:
+            lens = seq_len[i0:i1]
+            a = starts[i0]
+            e = starts[i1 - 1] + lens[-1]
+            Lb, k = max(lens), i1 - i0
+            samples = seq_sample[i0:i1]
+            if min(lens) == Lb:
+                self.buckets.append(_Bucket(a, e, k, Lb, samples=samples))
+                continue
+            lt = torch.tensor(lens, device=dev)
+            st = torch.tensor(starts[i0:i1], device=dev) - a
+            pos = torch.arange(Lb, device=dev)
+            bmask = pos[None, :] < lt[:, None]                                   # (k, Lb)
+            gather = st[:, None] + torch.minimum(pos[None, :], lt[:, None] - 1)  # stays in its sequence
+            real = torch.nonzero(bmask.reshape(-1)).squeeze(1)
+            self.buckets.append(_Bucket(a, e, k, Lb, gather.reshape(-1), bmask, real, samples))
+
+    def scatter(self, tok: torch.Tensor) -> torch.Tensor:
+        """``(N_m, C)`` tokens -> ``(B, L_m, C)`` grid, zeros on padding."""
+        C = tok.shape[-1]
+        return tok.new_zeros(self.B * self.L, C).index_copy(0, self.idx, tok).view(self.B, self.L, C)
+
+    def gather(self, grid: torch.Tensor) -> torch.Tensor:
+        """``(B, L_m, C)`` grid -> ``(N_m, C)`` tokens."""
+        return grid.reshape(self.B * self.L, -1).index_select(0, self.idx)
+
+    def mean(self, tok: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` per-sample mean of the tokens (zeros for a sample without tokens)."""
+        if self._count is None:
+            self._count = torch.bincount(self.sample, minlength=self.B).clamp_min(1)
+        tot = tok.new_zeros(self.B, tok.shape[-1]).index_add(0, self.sample, tok)
+        return tot / self._count.unsqueeze(1).to(tok.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# experts: G = 2 bands x M modalities stacked transformer encoders (post-LN) with heads
+# --------------------------------------------------------------------------------------------
+
+class StackedExperts(nn.Module):
+    """The 2 x M frequency-specific modality experts of eq. 9, stored with a leading expert axis.
+
+    Expert ``g = f * M + i`` is the expert of band ``f`` (0 low, 1 high) and modality ``i``. Each
+    is ``depth`` post-LN transformer encoder blocks (self-attention + FFN, residual, LayerNorm)
+    plus a linear head. Parameters have shape ``(depth, G, ...)``; every layer is one
+    ``baddbmm`` over all experts at once.
+    """
+
+    def __init__(self, n_mod: int, hidden: int, heads: int, depth: int, ffn: int, out_dim: int):
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden {hidden} must be divisible by heads {heads}")
+        G, H, Fw, Q = 2 * n_mod, hidden, ffn, depth
+        self.n_mod, self.G, self.H, self.heads, self.depth = n_mod, G, H, heads, depth
+        self.wqkv = _init_stack((Q, G, H, 3 * H), H)
+        self.bqkv = nn.Parameter(torch.zeros(Q, G, 3 * H))
+        self.wo = _init_stack((Q, G, H, H), H)
+        self.bo = nn.Parameter(torch.zeros(Q, G, H))
+        self.ln1_w = nn.Parameter(torch.ones(Q, G, H))
+        self.ln1_b = nn.Parameter(torch.zeros(Q, G, H))
+        self.w1 = _init_stack((Q, G, H, Fw), H)
+        self.b1 = nn.Parameter(torch.zeros(Q, G, Fw))
+        self.w2 = _init_stack((Q, G, Fw, H), Fw)
+        self.b2 = nn.Parameter(torch.zeros(Q, G, H))
+        self.ln2_w = nn.Parameter(torch.ones(Q, G, H))
+        self.ln2_b = nn.Parameter(torch.zeros(Q, G, H))
+        self.head_w = _init_stack((G, H, out_dim), H)
+        self.head_b = nn.Parameter(torch.zeros(G, out_dim))
+
+    @staticmethod
+    def _ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(b.unsqueeze(1), F.layer_norm(x, x.shape[-1:]), w.unsqueeze(1))
+
+    def run(self, x: torch.Tensor, s: _Segment, groups: slice, b_lo: int, b_hi: int, dropout: float,
+            maps: dict | None = None) -> torch.Tensor:
+        """Run the experts ``groups`` (a slice of the expert axis) on tokens of segment ``s``.
+
+        Args:
+            x: ``(g, n, H)``: for each expert of the slice, the tokens of buckets
+                ``s.buckets[b_lo:b_hi]`` (a contiguous token range of the segment).
+            s: the segment (one modality's real tokens, see :class:`_Segment`).
+            groups: which experts (``slice`` over ``g = f * M + i``; weights are views, no copy).
+            dropout: dropout probability (0 for frozen experts and in eval mode).
+            maps: ``{row of the slice: (B, L, L) grid}`` to fill with the last layer's
+                head-averaged attention probabilities, or ``None``.
+
+        Returns:
+            ``(g, n, H)`` expert outputs (eq. 11's ``e_i(x)``).
+        """
+        for q in range(self.depth):
+            last = maps is not None and q == self.depth - 1
+            qkv = torch.baddbmm(self.bqkv[q, groups].unsqueeze(1), x, self.wqkv[q, groups])
+            a = self._sdpa(qkv, s, b_lo, b_hi, dropout, maps if last else None)
+            a = torch.baddbmm(self.bo[q, groups].unsqueeze(1), a, self.wo[q, groups])
+            x = self._ln(x + F.dropout(a, dropout, self.training),
+                         self.ln1_w[q, groups], self.ln1_b[q, groups])
+            f = F.relu(torch.baddbmm(self.b1[q, groups].unsqueeze(1), x, self.w1[q, groups]))
+            f = torch.baddbmm(self.b2[q, groups].unsqueeze(1), F.dropout(f, dropout, self.training),
+                              self.w2[q, groups])
+            x = self._ln(x + F.dropout(f, dropout, self.training),
+                         self.ln2_w[q, groups], self.ln2_b[q, groups])
+        return x
+
+    def head_one(self, g: int, tok: torch.Tensor) -> torch.Tensor:
+        """``(n, out)``: eq. 9's FC of expert ``g`` on tokens ``(n, H)``."""
+        return torch.addmm(self.head_b[g], tok, self.head_w[g])
+
+    def _sdpa(self, src: torch.Tensor, s: _Segment, b_lo: int, b_hi: int, dropout: float,
+              maps: dict | None) -> torch.Tensor:
+        """Self-attention within each sequence, one ``scaled_dot_product_attention`` per length
+        bucket. ``src``: ``(g, n, 3H)`` packed q|k|v of buckets ``[b_lo, b_hi)``; returns ``(g, n, H)``."""
+        g = src.shape[0]
+        H, nh = self.H, self.heads
+        dh = H // nh
+        if src.shape[1] == 0:
+            return src.new_zeros(g, 0, H)
+        p = dropout if self.training else 0.0
+        base = s.buckets[b_lo].a
+        outs = []
+        for bk in s.buckets[b_lo:b_hi]:
+            part = src[:, bk.a - base:bk.e - base]
+            if bk.gather is not None:
+                part = part.index_select(1, bk.gather)
+            q, k, v = part.reshape(g * bk.k, bk.L, 3, nh, dh).permute(2, 0, 3, 1, 4).unbind(0)
+            mask = None
+            if bk.mask is not None:
+                mask = bk.mask.view(1, bk.k, 1, 1, bk.L).expand(g, -1, -1, -1, -1)
+                mask = mask.reshape(g * bk.k, 1, 1, bk.L)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            o = o.transpose(1, 2).reshape(g, bk.k * bk.L, H)
+            if bk.real is not None:
+                o = o.index_select(1, bk.real)
+            outs.append(o)
+            if maps:
+                with torch.no_grad():
+                    sc = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+                    if mask is not None:
+                        sc = sc.masked_fill(~mask, float("-inf"))
+                    sc = sc.softmax(-1).mean(1).view(g, bk.k, bk.L, bk.L)
+                    for row, grid in maps.items():
+                        grid[bk.samples, :bk.L, :bk.L] = sc[row]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+
+
+class StackedRouters(nn.Module):
+    """The 2 x M soft routers of eq. 12-13: router ``(f, m)`` is a two-layer MLP mapping
+    ``[x_m^f ; anchor]`` to M expert scores, softmax-normalised. Stacked weights ``(2M, ...)``."""
+
+    def __init__(self, n_mod: int, in_dim: int, hidden: int):
+        super().__init__()
+        R = 2 * n_mod
+        self.n_mod = n_mod
+        self.w1 = _init_stack((R, in_dim, hidden), in_dim)
+        self.b1 = nn.Parameter(torch.zeros(R, hidden))
+        self.w2 = _init_stack((R, hidden, n_mod), hidden)
+        self.b2 = nn.Parameter(torch.zeros(R, n_mod))
+
+    def forward(self, inp: torch.Tensor, j: int, dropout: float) -> torch.Tensor:
+        """``inp``: ``(2, N_j, in)`` router inputs of modality ``j`` for (low, high);
+        returns softmax weights ``(2, N_j, M)`` (eq. 13)."""
+        sel = [j, self.n_mod + j]
+        h = F.relu(torch.baddbmm(self.b1[sel].unsqueeze(1), inp, self.w1[sel]))
+        h = F.dropout(h, dropout, self.training)
+        return torch.baddbmm(self.b2[sel].unsqueeze(1), h, self.w2[sel]).softmax(-1)
+
+
+# --------------------------------------------------------------------------------------------
+# modality interaction (eq. 16-19)
+# --------------------------------------------------------------------------------------------
+
+class CrossStep(nn.Module):
+    """One cross-attention step (eq. 16-17): ``LayerNorm(R_q + MHA(R_q W_Q, R_k W_K, R_k W_V))``,
+    computed on packed tokens (attention itself on each modality's padded grid)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.q = nn.Linear(hidden, hidden)
+        self.kv = nn.Linear(hidden, 2 * hidden)
+        self.o = nn.Linear(hidden, hidden)
+        self.ln = nn.LayerNorm(hidden)
+        self.heads, self.dropout = heads, dropout
+
+    def forward(self, query: torch.Tensor, qs: _Segment, key: torch.Tensor, ks: _Segment) -> torch.Tensor:
+        """query ``(N_q, H)`` tokens of segment ``qs``; key ``(N_k, H)`` tokens of segment ``ks``.
+        Samples without key tokens skip the step (their attention output is zeroed)."""
+        H, nh = query.shape[-1], self.heads
+        q = qs.scatter(self.q(query)).view(qs.B, qs.L, nh, H // nh).transpose(1, 2)
+        kv = ks.scatter(self.kv(key)).view(ks.B, ks.L, 2, nh, H // nh)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=ks.key_mask[:, None, None, :],
+                                           dropout_p=self.dropout if self.training else 0.0)
+        a = qs.gather(a.transpose(1, 2).reshape(qs.B, qs.L, H))
+        a = self.o(a) * ks.present.index_select(0, qs.sample).unsqueeze(1).to(a.dtype)
+        return self.ln(query + F.dropout(a, self.dropout, self.training))
+
+
+class InteractionBranch(nn.Module):
+    """Layer j of one target modality's branch: two (or fewer) cross steps, then FFN (eq. 18-19)."""
+
+    def __init__(self, keys: list[str], hidden: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.keys = list(keys)
+        self.steps = nn.ModuleList([CrossStep(hidden, heads, dropout) for _ in keys])
+        self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(ffn, hidden))
+        self.ln = nn.LayerNorm(hidden)
+        self.dropout = dropout
+
+    def forward(self, r: torch.Tensor, seg: _Segment, keys: dict, segs: dict) -> torch.Tensor:
+        """``r``: ``(N_m, H)`` tokens of the target; ``keys``: ``{k: (N_k, H)}`` (the R_k of eq. 16)."""
+        for name, step in zip(self.keys, self.steps):
+            r = step(r, seg, keys[name], segs[name])
+        return self.ln(r + F.dropout(self.ffn(r), self.dropout, self.training))
+
+
+# --------------------------------------------------------------------------------------------
+# FEMF
+# --------------------------------------------------------------------------------------------
+
+class FEMF(nn.Module):
+    """FEMF (paper 000). ``FEMF(info, config)``; ``forward(batch) -> ModelOutput``.
+
+    Output:
+        ``prediction``: ``(B,)`` / ``(B, L)`` regression, ``(B, C)`` / ``(B, L, C)`` logits.
+        ``aux_losses`` (weighted, present only when switched on): ``sim``, ``orth``, ``rec``, ``cyc``
+        (eq. 2-6), ``train`` (eq. 27), ``align`` (eq. 25). ``loss()`` adds ``w_task * L_task``
+        (eq. 26) in stage ``full`` (eq. 28).
+        ``diagnostics`` (detached): ``router_low`` / ``router_high`` ``(B, M, M)`` mean router
+        weights [sample, modality, expert]; ``fusion_weights`` ``(B, M+1)`` / ``(B, L, M+1)``
+        (eq. 22, order: modalities then joint); ``head_predictions`` (regression, same layout with
+        a trailing M+1 axis); ``band_energy`` ``(B, M, 2)`` (low, high energy of x_m^u);
+        ``expert_predictions`` in stage ``experts`` (regression: ``(B, M, 2)`` / ``(B, L, M, 2)``);
+        with ``return_attention``: ``attn_low_<m>`` / ``attn_high_<m>`` ``(B, L_m, L_m)``, the last
+        layer of each modality's own expert, head-averaged; and the unweighted loss values
+        ``loss_<name>``.
+    """
+
+    def __init__(self, info: DatasetInfo, config: FEMFConfig):
+        super().__init__()
+        self.info, self.config = info, config
+        c = config
+        mods = [m for m in MODALITIES if _ABBR[m] in c.modalities]
+        if not mods or any(ch not in "tav" for ch in c.modalities):
+            raise ValueError(f"modalities must be a non-empty subset of 'tav', got {c.modalities!r}")
+        self.mods = mods
+        M, H = len(mods), c.hidden
+        if H % c.heads:
+            raise ValueError(f"hidden {H} must be divisible by heads {c.heads}")
+        self.out_dim = info.num_classes if info.task == "classification" else 1
+        if self.out_dim is None:
+            raise ValueError("classification needs info.num_classes")
+        self.return_attention = c.return_attention
+        self.stage = "full"
+
+        # 3.2: input projections, shared and private encoders, decoders
+        self.proj = nn.ModuleDict({m: nn.Linear(info.dims[m], H) for m in mods})
+        self.has = {
+            "sim": c.use_dtm and c.use_l_sim and M >= 2,
+            "orth": c.use_dtm and c.use_l_orth,
+            "rec": c.use_dtm and c.use_l_rec,
+            "cyc": c.use_dtm and c.use_l_cyc and any(m in ("audio", "vision") for m in mods),
+            "align": c.use_dtm and c.use_l_align,
+            "train": c.use_fae,
+        }
+        need_shared = any(self.has[k] for k in ("sim", "orth", "rec", "cyc", "align"))
+        self.shared_enc = nn.Linear(H, H) if need_shared else None
+        self.private_enc = nn.ModuleDict({m: nn.Linear(H, H) for m in mods}) if c.use_dtm else None
+        dec_mods = [m for m in mods
+                    if self.has["rec"] or (self.has["cyc"] and m in ("audio", "vision"))]
+        self.decoders = nn.ModuleDict({
+            m: nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, info.dims[m])) for m in dec_mods
+        }) if dec_mods else None
+
+        # 3.3: experts and routers
+        if c.use_fae:
+            self.experts = StackedExperts(M, H, c.heads, c.expert_depth, c.expert_ffn or H, self.out_dim)
+            self.anchor = "text" in mods
+            r_in = 2 * H if self.anchor else H
+            self.routers = StackedRouters(M, r_in, c.router_hidden or 2 * H)
+        else:
+            self.experts = None
+            self.routers = None
+
+        # 3.4: interaction
+        self.order = parse_order(c.interaction_order, mods)
+        if c.use_mim and M >= 2 and c.interaction_layers > 0:
+            self.interaction = nn.ModuleList([
+                nn.ModuleDict({m: InteractionBranch(self.order[m], H, c.heads, c.interaction_ffn or H,
+                                                    c.dropout) for m in mods})
+                for _ in range(c.interaction_layers)])
+        else:
+            self.interaction = None
+
+        # 3.5: hierarchical prediction
+        od = self.out_dim
+        if c.use_hpm:
+            fh = c.hpm_ffn or H
+            self.hpm_ffn = nn.ModuleDict({m: nn.Sequential(nn.Linear(H, fh), nn.ReLU(), nn.Dropout(c.dropout),
+                                                           nn.Linear(fh, H)) for m in mods})
+            self.hpm_head = nn.ModuleDict({m: nn.Linear(H, od) for m in mods})
+            self.fusion_mlp = nn.Sequential(nn.Linear((M + 1) * od, c.fusion_hidden), nn.ReLU(),
+                                            nn.Linear(c.fusion_hidden, M + 1))
+        else:
+            self.hpm_ffn = self.hpm_head = self.fusion_mlp = None
+        self.joint_head = nn.Linear(M * H, od)
+        self.shared_head = nn.Linear(H, od) if self.has["align"] else None
+
+    # ----------------------------------------------------------------------------------- stages
+    def stages(self) -> list[str]:
+        """``["experts", "full"]`` with the frequency-aware experts, else ``["full"]``."""
+        return ["experts", "full"] if self.experts is not None else ["full"]
+
+    def set_stage(self, name: str) -> None:
+        """``"experts"``: train experts on eq. 10/27 (+ L_dis). ``"full"``: the whole model, experts
+        frozen when ``config.freeze_experts`` (requires_grad False, run without autograd)."""
+        if name == "experts":
+            if self.experts is None:
+                raise ValueError("stage 'experts' needs use_fae=True")
+            self.experts.requires_grad_(True)
+        elif name == "full":
+            if self.experts is not None and self.config.freeze_experts:
+                self.experts.requires_grad_(False)
+        else:
+            raise ValueError(f"unknown stage {name!r}; stages: {self.stages()}")
+        self.stage = name
+
+    @property
+    def experts_frozen(self) -> bool:
+        return self.experts is not None and not any(p.requires_grad for p in self.experts.parameters())
+
+    # ---------------------------------------------------------------------------------- forward
+    def forward(self, batch: Batch) -> ModelOutput:
+        c = self.config
+        position = batch.layout == "position"
+        mods = self.mods
+        drop = c.dropout if self.training else 0.0
+        Lp = batch.labels.shape[1] if position else None
+        segs, start = {}, 0
+        x_tok = {}
+        for j, m in enumerate(mods):
+            x, mk = batch.features(m), batch.mask(m).bool()
+            if position:
+                x, mk = _pad_to(x, Lp), _pad_to(mk, Lp)
+            segs[m] = _Segment(j, mk, start)
+            start = segs[m].stop
+            x_tok[m] = segs[m].gather(x)                              # (N_m, d_m): real tokens only
+        label_mask = batch.label_mask.bool()
+        raw, diag = {}, {}
+
+        # ---- 3.2 disentanglement (eq. 1-7), on tokens
+        h = {m: F.dropout(self.proj[m](x_tok[m]), drop, self.training) for m in mods}
+        private = {m: self.private_enc[m](h[m]) for m in mods} if self.private_enc is not None else h
+        shared = {m: self.shared_enc(h[m]) for m in mods} if self.shared_enc is not None else None
+        if self.private_enc is not None and (self.stage == "full" or c.dis_in_expert_stage):
+            raw.update(self._dis_losses(x_tok, segs, private, shared, position))
+
+        # ---- 3.3 frequency-aware MoE (eq. 8-15)
+        if self.experts is not None:
+            bands, grids, energy = {}, {}, []
+            for m in mods:
+                s = segs[m]
+                low, high = dft_split(s.scatter(private[m]), s.mask, c.cutoff_ratio, c.dft_method)
+                grids[m] = (low, high)
+                bands[m] = (s.gather(low), s.gather(high))
+                energy.append(torch.stack([low.pow(2).sum((1, 2)), high.pow(2).sum((1, 2))], 1))
+            diag["band_energy"] = torch.stack(energy, 1).detach()     # (B, M, 2)
+            if self.stage == "experts":
+                return self._expert_stage(batch, bands, segs, label_mask, position, raw, diag, drop)
+            R = self._moe(batch, bands, grids, segs, private, position, raw, diag, label_mask, drop)
+        else:
+            R = private
+
+        # ---- 3.4 interaction (eq. 16-19): keys are the MoE outputs R_k, queries are updated
+        if self.interaction is not None:
+            cur = dict(R)
+            for layer in self.interaction:
+                cur = {m: layer[m](cur[m], segs[m], R, segs) for m in mods}
+            R = cur
+
+        # ---- 3.5 hierarchical prediction (eq. 20-25)
+        if position:
+            lab_idx = torch.nonzero(label_mask.reshape(-1)).squeeze(1)   # labelled positions
+            # (N_lab, H) per modality, zeros where the modality is absent
+            feat = {m: segs[m].scatter(R[m]).flatten(0, 1).index_select(0, lab_idx) for m in mods}
+            avail = {m: segs[m].mask.reshape(-1).index_select(0, lab_idx) for m in mods}
+        else:
+            feat = {m: segs[m].mean(R[m]) for m in mods}             # (B, H)
+            avail = {m: segs[m].present for m in mods}
+        joint = self.joint_head(torch.cat([feat[m] for m in mods], -1))   # eq. 21
+        if self.hpm_head is not None:
+            preds = [self.hpm_head[m](feat[m] + self.hpm_ffn[m](feat[m])) for m in mods]   # eq. 20
+            preds.append(joint)
+            z = torch.stack(preds, -2)                                # (n, M+1, od)
+            logits = self.fusion_mlp(z.flatten(-2))                   # eq. 22
+            ok = torch.stack([avail[m] for m in mods] + [torch.ones_like(avail[mods[0]])], -1)
+            weights = logits.masked_fill(~ok, float("-inf")).softmax(-1)
+            out = (weights.unsqueeze(-1) * z).sum(-2)                 # eq. 23
+            diag["fusion_weights"] = self._to_layout(weights.detach(), position, label_mask)
+            if self.out_dim == 1:
+                diag["head_predictions"] = self._to_layout(z.squeeze(-1).detach(), position, label_mask)
+        else:
+            out = joint
+
+        if self.shared_head is not None:                              # eq. 24-25
+            if position:
+                s_sum = sum(segs[m].scatter(shared[m]).flatten(0, 1).index_select(0, lab_idx) for m in mods)
+            else:
+                s_sum = sum(segs[m].mean(shared[m]) for m in mods)
+            err = (self.shared_head(s_sum) - out).pow(2).mean(-1)
+            if position:
+                raw["align"] = err.mean() if err.numel() else err.sum()
+            else:
+                raw["align"] = _masked_avg(err, label_mask)
+        out = self._to_layout(out, position, label_mask)
+        prediction = out.squeeze(-1) if self.out_dim == 1 else out
+        return self._finish(prediction, raw, diag)
+
+    @staticmethod
+    def _to_layout(values: torch.Tensor, position: bool, label_mask: torch.Tensor) -> torch.Tensor:
+        """Position layout: ``(N_lab, C)`` values at labelled positions -> ``(B, L, C)`` (zeros on
+        padding). Sequence layout: returned unchanged."""
+        if not position:
+            return values
+        B, L = label_mask.shape
+        idx = torch.nonzero(label_mask.reshape(-1)).squeeze(1)
+        grid = values.new_zeros(B * L, values.shape[-1]).index_copy(0, idx, values)
+        return grid.view(B, L, -1)
+
+    # ------------------------------------------------------------------------------ components
+    def _dis_losses(self, x_tok, segs, private, shared, position) -> dict:
+        """Eq. 2-6 (unweighted), on real tokens."""
+        mods, out = self.mods, {}
+        if self.has["sim"]:                                           # eq. 2
+            terms = []
+            for i in range(len(mods)):
+                for k in range(i + 1, len(mods)):
+                    a, b = mods[i], mods[k]
+                    sa, sb = segs[a], segs[b]
+                    if position:
+                        both = torch.nonzero((sa.mask & sb.mask).reshape(-1)).squeeze(1)
+                        va = sa.scatter(shared[a]).reshape(-1, shared[a].shape[-1]).index_select(0, both)
+                        vb = sb.scatter(shared[b]).reshape(-1, shared[b].shape[-1]).index_select(0, both)
+                        ok = torch.ones(both.numel(), dtype=torch.bool, device=both.device)
+                    else:
+                        va, vb = sa.mean(shared[a]), sb.mean(shared[b])
+                        ok = sa.present & sb.present
+                    terms.append(_masked_avg(1.0 - F.cosine_similarity(va, vb, dim=-1), ok))
+            out["sim"] = torch.stack(terms).mean()
+        if self.has["orth"]:                                          # eq. 3, bounded (squared cosine)
+            terms = [_mean0(F.cosine_similarity(shared[m], private[m], dim=-1).pow(2)) for m in mods]
+            out["orth"] = torch.stack(terms).mean()
+        if self.decoders is not None:                                 # eq. 4-6
+            anchor = "text" if "text" in mods else None
+            rec, cyc = [], []
+            for m in self.decoders:
+                s = segs[m]
+                if anchor is None or m == anchor:
+                    src = shared[m]
+                elif position:                                        # x_t^s at the same utterance
+                    src = s.gather(segs[anchor].scatter(shared[anchor]))
+                else:                                                 # pooled x_t^s of the sample
+                    src = segs[anchor].mean(shared[anchor]).index_select(0, s.sample)
+                x_hat = self.decoders[m](torch.cat([src, private[m]], -1))
+                if self.has["rec"]:
+                    rec.append(_mean0((x_hat - x_tok[m]).pow(2).mean(-1)))
+                if self.has["cyc"] and m in ("audio", "vision"):
+                    again = self.private_enc[m](self.proj[m](x_hat))
+                    cyc.append(_mean0((again - private[m]).pow(2).mean(-1)))
+            if rec:
+                out["rec"] = torch.stack(rec).mean()
+            if cyc:
+                out["cyc"] = torch.stack(cyc).sum()
+        return out
+
+    def _expert_loss(self, pred: torch.Tensor, batch: Batch, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 10 for one expert: MSE (regression) or cross-entropy over ``mask``."""
+        if self.out_dim == 1:
+            err = (pred.squeeze(-1) - batch.labels.to(pred.dtype)).pow(2)
+        else:
+            target = batch.labels.reshape(-1).long().clamp_min(0)
+            err = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target, reduction="none").view(mask.shape)
+        return _masked_avg(err, mask)
+
+    @staticmethod
+    def _per_sample(tok: torch.Tensor, s: _Segment, position: bool) -> torch.Tensor:
+        """Token values ``(N_s, C)`` -> ``(B, L, C)`` (position) or per-sample mean ``(B, C)``."""
+        return s.scatter(tok) if position else s.mean(tok)
+
+    def _chunks(self, s: _Segment, groups: list[int]) -> list[tuple[slice, int, int]]:
+        """Split the work of experts ``groups`` on segment ``s`` into chunks ``(slice, b_lo, b_hi)``
+        whose largest intermediate (``g x tokens x max(3H, ffn)`` floats) stays under
+        ``config.expert_chunk_mb``: all experts at once when it fits, else fewer experts per chunk,
+        else (one expert) runs of whole length buckets. ``groups`` is ``range(2M)`` (stage 2) or
+        ``[j, M + j]`` (stage 1)."""
+        c = self.config
+        row = max(3 * c.hidden, c.expert_ffn or c.hidden) * 4
+        budget = max(int(c.expert_chunk_mb * 2 ** 20), row)
+        nb = len(s.buckets)
+        per = max(1, budget // max(1, s.n * row))
+        step = groups[1] - groups[0] if len(groups) > 1 else 1       # groups: arithmetic progression
+        if per > 1 or len(groups) == 1:
+            return [(slice(groups[i], groups[min(i + per, len(groups)) - 1] + 1, step), 0, nb)
+                    for i in range(0, len(groups), per)]
+        token_runs, lo, size = [], 0, 0
+        max_tok = max(1, budget // row)
+        for b, bk in enumerate(s.buckets):
+            n = bk.e - bk.a
+            if size and size + n > max_tok:
+                token_runs.append((lo, b))
+                lo, size = b, 0
+            size += n
+        token_runs.append((lo, nb))
+        return [(slice(g, g + 1), lo, hi) for g in groups for lo, hi in token_runs]
+
+    def _run_chunk(self, s, gs: slice, lo: int, hi: int, inputs, drop: float, maps: dict | None):
+        """Experts ``gs`` on buckets ``[lo, hi)`` of ``s``; ``inputs[f]`` are the segment's band-f
+        tokens. Returns (list of group ids, ``(g, n, H)`` outputs, token range ``(a, e)``)."""
+        M = len(self.mods)
+        gids = list(range(gs.start, gs.stop, gs.step or 1))
+        a, e = s.buckets[lo].a, s.buckets[hi - 1].e
+        x = torch.stack([inputs[g // M][a:e] for g in gids], 0)
+        rows = None
+        if maps is not None:
+            rows = {r: maps[(g // M, s.j)] for r, g in enumerate(gids) if g % M == s.j}
+        return gids, self.experts.run(x, s, gs, lo, hi, drop, rows), (a, e)
+
+    def _new_maps(self, s: _Segment, ref: torch.Tensor) -> dict | None:
+        if not self.return_attention:
+            return None
+        return {(f, s.j): ref.new_zeros(s.B, s.L, s.L) for f in range(2)}
+
+    def _expert_stage(self, batch, bands, segs, label_mask, position, raw, diag, drop):
+        """Stage 1: expert (f, m) on x_m^f (eq. 9); L_train = sum of eq. 10 (eq. 27)."""
+        mods = self.mods
+        M = len(mods)
+        preds, oks, losses, maps = {}, {}, [], {}
+        for m in mods:
+            s = segs[m]
+            mp = self._new_maps(s, bands[m][0])
+            heads = {f: [] for f in range(2)}
+            if s.n:
+                for gs, lo, hi in self._chunks(s, [s.j, M + s.j]):
+                    gids, y, _ = self._run_chunk(s, gs, lo, hi, bands[m], drop, mp)
+                    for r, g in enumerate(gids):
+                        heads[g // M].append(self.experts.head_one(g, y[r]))
+            for f in range(2):
+                tok = torch.cat(heads[f], 0) if heads[f] else bands[m][f].new_zeros(0, self.out_dim)
+                p = self._per_sample(tok, s, position)
+                ok = (s.mask if position else s.present) & label_mask
+                losses.append(self._expert_loss(p, batch, ok))
+                preds[(f, m)], oks[(f, m)] = p, ok
+            if mp:
+                maps.update(mp)
+        raw["train"] = torch.stack(losses).sum()
+        keys = [(f, m) for m in mods for f in range(2)]               # order: modality, band
+        P = torch.stack([preds[k] for k in keys], -2)                 # (..., 2M, od)
+        W = torch.stack([oks[k] for k in keys], -1).to(P.dtype).unsqueeze(-1)
+        mean = (P * W).sum(-2) / W.sum(-2).clamp_min(1.0)
+        prediction = mean.squeeze(-1) if self.out_dim == 1 else mean
+        if self.out_dim == 1:
+            e = P.squeeze(-1)
+            diag["expert_predictions"] = e.view(*e.shape[:-1], M, 2).detach()
+        self._add_maps(diag, maps)
+        return self._finish(prediction, raw, diag)
+
+    def _moe(self, batch, bands, grids, segs, private, position, raw, diag, label_mask, drop):
+        """Stage 2: eq. 11-15 on packed real tokens, chunked per modality. Returns ``{m: R_m (N_m, H)}``."""
+        c, mods = self.config, self.mods
+        M = len(mods)
+        frozen = self.experts_frozen
+        grad_path = (not frozen) or c.expert_grad_to_inputs
+        e_drop = 0.0 if frozen else drop
+        coef = (c.alpha, 1.0 - c.alpha)                                # eq. 15
+        anchor_seq = segs["text"].mean(private["text"]) if self.anchor and not position else None
+        R, losses, maps = {}, [], {}
+        for m in mods:
+            s = segs[m]
+            if s.n == 0:
+                R[m] = bands[m][0]
+                continue
+            # routers (eq. 12-13): input [x_m^f ; text anchor]
+            inp = torch.stack([bands[m][0], bands[m][1]], 0)          # (2, N_m, H)
+            if self.anchor:
+                if position:                                          # text band at the same utterance
+                    anc = torch.stack([s.gather(grids["text"][f]) for f in range(2)])
+                else:
+                    anc = anchor_seq.index_select(0, s.sample).unsqueeze(0).expand(2, -1, -1)
+                inp = torch.cat([inp, anc], -1)
+            w = self.routers(inp, s.j, drop)                          # (2, N_m, M)
+            wd = w.detach()
+            diag.setdefault("router_low", []).append(s.mean(wd[0]))
+            diag.setdefault("router_high", []).append(s.mean(wd[1]))
+            mp = self._new_maps(s, bands[m][0])
+            parts, own = {}, {0: [], 1: []}
+            for gs, lo, hi in self._chunks(s, list(range(2 * M))):
+                with torch.set_grad_enabled(torch.is_grad_enabled() and grad_path):
+                    gids, y, (a, e) = self._run_chunk(s, gs, lo, hi, bands[m], e_drop, mp)   # eq. 11
+                for r, g in enumerate(gids):
+                    f, i = divmod(g, M)
+                    term = (coef[f] * w[f, a:e, i]).unsqueeze(-1) * y[r]          # eq. 14-15
+                    parts[(a, e)] = term if (a, e) not in parts else parts[(a, e)] + term
+                    if i == s.j and grad_path and self.has["train"]:
+                        own[f].append(self.experts.head_one(g, y[r]))
+            R[m] = torch.cat([parts[k] for k in sorted(parts)], 0)
+            if grad_path and self.has["train"]:                      # eq. 10 on each own expert
+                for f in range(2):
+                    p = self._per_sample(torch.cat(own[f], 0), s, position)
+                    ok = (s.mask if position else s.present) & label_mask
+                    losses.append(self._expert_loss(p, batch, ok))
+            if mp:
+                maps.update(mp)
+        if losses:
+            raw["train"] = torch.stack(losses).sum()
+        B = len(batch)
+        for name in ("router_low", "router_high"):
+            per = torch.zeros(B, M, M, device=label_mask.device)
+            got = iter(diag.pop(name, []))
+            for m in mods:
+                if segs[m].n:
+                    per[:, segs[m].j] = next(got)
+            diag[name] = per
+        self._add_maps(diag, maps)
+        return R
+
+    def _add_maps(self, diag: dict, maps: dict) -> None:
+        for (band, j), a in maps.items():
+            diag[f"attn_{'low' if band == 0 else 'high'}_{self.mods[j]}"] = a
+
+    def _finish(self, prediction, raw: dict, diag: dict) -> ModelOutput:
+        c = self.config
+        wts = {"sim": c.w_sim, "orth": c.w_orth, "rec": c.w_rec, "cyc": c.w_cyc, "align": c.w_align,
+               "train": c.w_train}
+        aux = {k: wts[k] * v for k, v in raw.items()}
+        for k, v in raw.items():
+            diag[f"loss_{k}"] = v.detach()
+        return ModelOutput(prediction=prediction, aux_losses=aux, diagnostics=diag)
+
+    # ------------------------------------------------------------------------------------- loss
+    def loss(self, output: ModelOutput, batch: Batch) -> tuple[torch.Tensor, dict]:
+        """Eq. 28: ``w_task * L_task`` (eq. 26, stage ``full`` only) + the weighted auxiliary terms.
+
+        Returns ``(total, parts)`` with ``parts`` the detached weighted terms (``task`` unweighted).
+        """
+        parts = {}
+        total = None
+        if self.stage != "experts":
+            task = task_loss(output.prediction, batch, self.info.task, kind=self.config.task_loss_kind)
+            parts["task"] = task.detach()
+            total = self.config.w_task * task
+        for k, v in output.aux_losses.items():
+            total = v if total is None else total + v
+            parts[k] = v.detach()
+        if total is None:
+            total = output.prediction.sum() * 0.0
+        return total, parts
+
+
+# --------------------------------------------------------------------------------------------
+# presets and registration
+# --------------------------------------------------------------------------------------------
+
+def _is_mosei(info: DatasetInfo) -> bool:
+    return "mosei" in info.name.lower()
+
+
+def quick_preset(info: DatasetInfo) -> dict:
+    """Small (about 0.1 M parameters): trains in seconds on CPU on the built-in benchmark; alpha and c
+    at the paper's MOSI values (the sensitivity sweeps' default point)."""
+    return dict(hidden=32, heads=2, expert_depth=1, interaction_layers=1, dropout=0.1,
+                alpha=0.3, cutoff_ratio=0.6, fusion_hidden=16)
+
+
+def paper_preset(info: DatasetInfo) -> dict:
+    """Paper settings (Sec. 4.3, Fig. 4): hidden 256, 2 heads, Q = 4; MOSI-like data: alpha 0.3,
+    1 interaction layer, c = 0.6, dropout 0.5; MOSEI-like (``"mosei"`` in ``info.name``): alpha 0.7,
+    2 layers, c = 0.4, dropout 0.4 (dropouts from the reference code, SPEC 3)."""
+    mosei = _is_mosei(info)
+    return dict(hidden=256, heads=2, expert_depth=4, expert_ffn=256, interaction_ffn=256,
+                alpha=0.7 if mosei else 0.3, interaction_layers=2 if mosei else 1,
+                cutoff_ratio=0.4 if mosei else 0.6, dropout=0.4 if mosei else 0.5)
+
+
+def reference_weights_preset(info: DatasetInfo) -> dict:
+    """The paper preset with the reference code's loss weights (SPEC 3 finding 4)."""
+    return {**paper_preset(info), **REFERENCE_LOSS_WEIGHTS}
+
+
+def femf_train_overrides(preset: str, info: DatasetInfo) -> dict:
+    """Trainer settings (:class:`mser_lib.train.TrainConfig` fields) that go with a FEMF preset.
+
+    ``paper``/``reference_weights``: Adam, lr 1e-4 (Sec. 4.3), weight decay 1e-4 (reference code),
+    batch 64, MSE task loss (eq. 26), and the reference's epoch split: each stage gets half of the
+    epochs (MOSI-like 150 + 150, MOSEI-like 50 + 50), with early stopping after 50 epochs
+    (as ``mser_lib/configs/paper.yaml``).
+    ``quick``: Adam 2e-3, batch 32, 8 expert epochs + 20 full epochs.
+    """
+    if preset in ("paper", "reference_weights"):
+        per = 50 if _is_mosei(info) else 150
+        return dict(optimizer="adam", lr=1e-4, weight_decay=1e-4, batch_size=64, epochs=per,
+                    stage_epochs={"experts": per, "full": per}, loss_kind="mse", patience=50)
+    return dict(optimizer="adam", lr=2e-3, weight_decay=0.0, batch_size=32, epochs=20,
+                stage_epochs={"experts": 8, "full": 20}, loss_kind="mse", patience=8)
+
+
+register(ModelSpec(
+    name="femf", model_cls=FEMF, config_cls=FEMFConfig,
+    presets={"quick": quick_preset, "paper": paper_preset, "reference_weights": reference_weights_preset},
+    description="FEMF: disentanglement, DFT frequency-aware experts (2 stages), interaction, "
+                "hierarchical prediction (paper 000)",
+))

@@ -1,0 +1,429 @@
+"""FEMF (paper 000): batched experts, stages, router, switches, losses, layouts, missing modalities."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mser_lib.data import DatasetInfo, collate
+from mser_lib.models.base import count_parameters, task_loss
+from mser_lib.models.femf import (
+    FEMF,
+    REFERENCE_LOSS_WEIGHTS,
+    FEMFConfig,
+    StackedExperts,
+    _Segment,
+    femf_train_overrides,
+    parse_order,
+)
+from mser_lib.models.registry import build_config, build_model
+
+from helpers import tiny_split
+
+DIMS = (6, 5, 4)
+SMALL = dict(hidden=16, heads=2, expert_depth=1, interaction_layers=1, fusion_hidden=8, dropout=0.0,
+             cutoff_ratio=0.6, alpha=0.3)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one intra-op thread avoids thread-pool overhead on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _info(layout="sequence", task="regression", num_classes=None, name="tiny"):
+    return DatasetInfo(name, layout, task, "mosi" if task == "regression" else "classification",
+                       dict(zip(("text", "audio", "vision"), DIMS)), num_classes=num_classes)
+
+
+def _batch(layout="sequence", n=8, lengths=None, present=None, seed=0, task="regression", num_classes=None):
+    lengths = lengths if lengths is not None else [3, 9, 1, 12, 5, 7, 2, 12][:n]
+    split = tiny_split(len(lengths), lengths=lengths, dims=DIMS, layout=layout, seed=seed, task=task,
+                       num_classes=num_classes)
+    return collate(split, np.arange(len(lengths)), layout, present)
+
+
+def _model(layout="sequence", seed=0, **kw):
+    torch.manual_seed(seed)
+    task = kw.pop("task", "regression")
+    num_classes = kw.pop("num_classes", None)
+    return FEMF(_info(layout, task, num_classes), FEMFConfig(**{**SMALL, **kw}))
+
+
+# ------------------------------------------------------------------------------------------------
+# batched experts == one transformer per (expert, sequence)
+# ------------------------------------------------------------------------------------------------
+
+def _naive_expert(ex, g, x):
+    """Post-LN transformer encoder of expert ``g`` on one sequence ``x`` (T, H), written plainly."""
+    H, nh = ex.H, ex.heads
+    for q in range(ex.depth):
+        qkv = x @ ex.wqkv[q, g] + ex.bqkv[q, g]
+        T = x.shape[0]
+        qq, kk, vv = qkv.view(T, 3, nh, H // nh).permute(1, 2, 0, 3)
+        a = ((qq @ kk.transpose(-1, -2)) / math.sqrt(H // nh)).softmax(-1) @ vv
+        a = a.transpose(0, 1).reshape(T, H) @ ex.wo[q, g] + ex.bo[q, g]
+        x = F.layer_norm(x + a, (H,)) * ex.ln1_w[q, g] + ex.ln1_b[q, g]
+        f = F.relu(x @ ex.w1[q, g] + ex.b1[q, g]) @ ex.w2[q, g] + ex.b2[q, g]
+        x = F.layer_norm(x + f, (H,)) * ex.ln2_w[q, g] + ex.ln2_b[q, g]
+    return x
+
+
+def test_stacked_experts_equal_per_sequence_transformers():
+    torch.manual_seed(0)
+    M, H = 3, 8
+    ex = StackedExperts(M, H, 2, 2, 12, 1).eval()
+    with torch.no_grad():
+        for p in ex.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    B = 14
+    lens = torch.randint(0, 21, (B,))
+    lens[0], lens[1] = 20, 0                      # > MAX_BUCKETS distinct lengths -> padded buckets too
+    mask = torch.arange(20)[None] < lens[:, None]
+    s = _Segment(0, mask, 0)
+    grid = torch.randn(B, 20, H)
+    tok = s.gather(grid)
+    nb = len(s.buckets)
+    assert any(b.gather is not None for b in s.buckets)
+    with torch.no_grad():
+        for gs, lo, hi in [(slice(0, 6), 0, nb), (slice(0, 6, 3), 0, nb), (slice(4, 5), 1, nb - 1)]:
+            a, e = s.buckets[lo].a, s.buckets[hi - 1].e
+            gids = list(range(gs.start, gs.stop, gs.step or 1))
+            y = ex.run(tok[a:e].expand(len(gids), -1, -1).contiguous(), s, gs, lo, hi, 0.0)
+            for r, g in enumerate(gids):
+                full = torch.zeros(s.n, H)
+                full[a:e] = y[r]
+                out = s.scatter(full)
+                done = set(s.sample[a:e].tolist())
+                for b in done:
+                    T = int(lens[b])
+                    assert torch.allclose(_naive_expert(ex, g, grid[b, :T]), out[b, :T], atol=1e-5)
+
+
+def test_chunking_does_not_change_outputs():
+    b = _batch("position")
+    big = _model("position", expert_depth=2)
+    small = _model("position", expert_depth=2, expert_chunk_mb=1e-4)   # one expert / bucket at a time
+    small.load_state_dict(big.state_dict())
+    for stage in ("experts", "full"):
+        big.set_stage(stage)
+        small.set_stage(stage)
+        assert torch.allclose(big(b).prediction, small(b).prediction, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# layouts, shapes, masking
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["sequence", "position"])
+def test_output_shapes(layout):
+    b = _batch(layout)
+    B, L = len(b), b.text.shape[1]
+    for stage in ("experts", "full"):
+        model = _model(layout)
+        model.set_stage(stage)
+        out = model(b)
+        want = (B,) if layout == "sequence" else (B, L)
+        assert out.prediction.shape == want
+        assert torch.isfinite(out.prediction).all()
+    cls = _model(layout, task="classification", num_classes=3)
+    bc = _batch(layout, task="classification", num_classes=3)
+    out = cls(bc)
+    assert out.prediction.shape == ((B, 3) if layout == "sequence" else (B, L, 3))
+    total, parts = cls.loss(out, bc)
+    assert torch.isfinite(total)
+    d = out.diagnostics
+    assert d["router_low"].shape == (B, 3, 3) and d["band_energy"].shape == (B, 3, 2)
+    assert d["fusion_weights"].shape[-1] == 4
+
+
+def test_sequence_layout_with_different_modality_lengths():
+    split = tiny_split(6, lengths=[4, 8, 2, 8, 5, 1], dims=DIMS)
+    audio_len = np.array([9, 16, 3, 1, 12, 7])                       # audio has its own, longer frames
+    split.audio_mask = np.arange(16)[None] < audio_len[:, None]
+    split.audio = np.random.default_rng(0).standard_normal((6, 16, DIMS[1])).astype(np.float32)
+    split.audio[~split.audio_mask] = 0
+    b = collate(split, np.arange(6), "sequence")
+    assert b.audio.shape[1] != b.text.shape[1]
+    model = _model("sequence")
+    out = model(b)
+    assert out.prediction.shape == (6,) and torch.isfinite(out.prediction).all()
+
+
+@pytest.mark.parametrize("layout", ["sequence", "position"])
+def test_padding_values_change_nothing(layout):
+    """Padding never enters the spectrum, attention (key masks), pooling or any loss term."""
+    b = _batch(layout)
+    model = _model(layout, freeze_experts=False).eval()
+    ref = model(b)
+    for m in ("text", "audio", "vision"):
+        x = b.features(m)
+        x[~b.mask(m)] = 100.0
+    out = model(b)
+    lm = b.label_mask
+    assert torch.allclose(ref.prediction[lm], out.prediction[lm], atol=1e-5)
+    if layout == "position":
+        assert out.prediction[~lm].abs().max() == 0
+    assert set(ref.aux_losses) == {"sim", "orth", "rec", "cyc", "align", "train"}
+    for k, v in ref.aux_losses.items():
+        assert torch.allclose(v, out.aux_losses[k], atol=1e-5), k
+
+
+@pytest.mark.parametrize("layout", ["sequence", "position"])
+def test_missing_modality_rows_are_finite(layout):
+    present = np.ones((8, 3), dtype=bool)
+    present[0, 1] = False                      # no audio
+    present[1, 0] = False                      # no text
+    present[2, 1:] = False                     # text only
+    present[3, :2] = False                     # vision only
+    b = _batch(layout, present=present)
+    for stage in ("experts", "full"):
+        model = _model(layout, return_attention=True)
+        model.set_stage(stage)
+        model.train()
+        out = model(b)
+        total, parts = model.loss(out, b)
+        assert torch.isfinite(out.prediction).all() and torch.isfinite(total)
+        total.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        for v in out.diagnostics.values():
+            assert torch.isfinite(v).all()
+    fw = out.diagnostics["fusion_weights"]                           # modalities then joint
+    if layout == "sequence":
+        assert fw[0, 1] == 0 and fw[1, 0] == 0 and (fw[2, 1:3] == 0).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# stages, freezing, router
+# ------------------------------------------------------------------------------------------------
+
+def test_stages_and_frozen_experts_receive_no_gradient():
+    b = _batch("position")
+    model = _model("position")
+    assert model.stages() == ["experts", "full"]
+    model.set_stage("experts")
+    out = model(b)
+    total, parts = model.loss(out, b)
+    assert "train" in parts and "task" not in parts                 # stage 1 trains the experts
+    total.backward()
+    assert model.experts.wqkv.grad is not None and model.experts.wqkv.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    model.set_stage("full")
+    assert model.experts_frozen and not any(p.requires_grad for p in model.experts.parameters())
+    out = model(b)
+    total, parts = model.loss(out, b)
+    assert "task" in parts and "train" not in parts                 # no gradient path to L_train
+    total.backward()
+    assert all(p.grad is None for p in model.experts.parameters())
+    assert model.routers.w1.grad is not None and model.proj["text"].weight.grad is not None
+
+    unfrozen = _model("position", freeze_experts=False)
+    unfrozen.set_stage("experts")
+    unfrozen.set_stage("full")
+    total, parts = unfrozen.loss(unfrozen(b), b)
+    total.backward()
+    assert "train" in parts and unfrozen.experts.wqkv.grad.abs().sum() > 0
+
+    through = _model("position", expert_grad_to_inputs=True)
+    through.set_stage("full")
+    total, parts = through.loss(through(b), b)
+    total.backward()
+    assert all(p.grad is None for p in through.experts.parameters())
+    assert "train" in parts
+
+
+def test_router_and_fusion_weights_sum_to_one():
+    for layout in ("sequence", "position"):
+        b = _batch(layout)
+        out = _model(layout)(b)
+        for band in ("router_low", "router_high"):
+            w = out.diagnostics[band]                                 # (B, M, M): sample, modality, expert
+            assert torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)), atol=1e-5)
+            assert (w >= 0).all()
+        fw = out.diagnostics["fusion_weights"]
+        if layout == "position":
+            fw = fw[b.label_mask]
+        assert torch.allclose(fw.sum(-1), torch.ones(fw.shape[:-1]), atol=1e-5)
+    model = _model()
+    r = model.routers(torch.randn(2, 7, 32), 1, 0.0)
+    assert torch.allclose(r.sum(-1), torch.ones(2, 7), atol=1e-6)
+
+
+def test_attention_maps_are_row_stochastic_on_real_keys():
+    b = _batch("position")
+    model = _model("position", return_attention=True)
+    out = model(b)
+    mask = b.label_mask
+    for band in ("low", "high"):
+        for m in ("text", "audio", "vision"):
+            a = out.diagnostics[f"attn_{band}_{m}"]
+            assert a.shape == (len(b), mask.shape[1], mask.shape[1])
+            rows = a.sum(-1)
+            assert torch.allclose(rows[mask], torch.ones(int(mask.sum())), atol=1e-5)
+            assert a[~mask].abs().sum() == 0
+    assert "attn_low_text" not in _model("position")(b).diagnostics  # off by default
+
+
+# ------------------------------------------------------------------------------------------------
+# switches (Tables 2-4): a switch removes its parameters and its loss term
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("switch, gone_modules, gone_losses", [
+    ("use_dtm", ["shared_enc", "private_enc", "decoders", "shared_head"],
+     ["sim", "orth", "rec", "cyc", "align"]),
+    ("use_fae", ["experts", "routers"], ["train"]),
+    ("use_mim", ["interaction"], []),
+    ("use_hpm", ["hpm_ffn", "hpm_head", "fusion_mlp"], []),
+    ("use_l_align", ["shared_head"], ["align"]),
+    ("use_l_rec", [], ["rec"]),
+    ("use_l_cyc", [], ["cyc"]),
+    ("use_l_orth", [], ["orth"]),
+    ("use_l_sim", [], ["sim"]),
+])
+def test_each_switch_removes_its_parameters_and_loss(switch, gone_modules, gone_losses):
+    b = _batch("sequence")
+    full = _model(freeze_experts=False)
+    off = _model(**{switch: False}, freeze_experts=False)
+    for name in gone_modules:
+        assert getattr(full, name) is not None and getattr(off, name) is None
+    if gone_modules or switch == "use_l_rec":
+        assert count_parameters(off) < count_parameters(full)
+    if switch == "use_l_rec":                                       # text decoder only served L_rec
+        assert "text" in full.decoders and "text" not in off.decoders
+    parts_full = full.loss(full(b), b)[1]
+    parts_off = off.loss(off(b), b)[1]
+    for loss in gone_losses:
+        assert loss in parts_full and loss not in parts_off
+    assert set(parts_off) == set(parts_full) - set(gone_losses)
+    if switch == "use_fae":
+        assert off.stages() == ["full"]
+        with pytest.raises(ValueError):
+            off.set_stage("experts")
+    assert torch.isfinite(off(b).prediction).all()
+
+
+def test_rec_and_cyc_off_remove_the_decoders():
+    model = _model(use_l_rec=False, use_l_cyc=False)
+    assert model.decoders is None
+
+
+@pytest.mark.parametrize("mods", ["t", "a", "ta", "av", "tv"])
+def test_modality_subsets(mods):
+    b = _batch("position")
+    model = _model("position", modalities=mods)
+    assert model.mods == [m for m in ("text", "audio", "vision") if m[0] in mods]
+    assert count_parameters(model) < count_parameters(_model("position"))
+    assert model.experts.G == 2 * len(mods)
+    for stage in ("experts", "full"):
+        model.set_stage(stage)
+        out = model(b)
+        assert torch.isfinite(out.prediction).all()
+        assert torch.isfinite(model.loss(out, b)[0])
+    if len(mods) == 1:
+        assert model.interaction is None and "sim" not in model.loss(model(b), b)[1]
+
+
+def test_interaction_order_parsing():
+    mods = ["text", "audio", "vision"]
+    assert parse_order("t:av,a:tv,v:ta", mods) == {"text": ["audio", "vision"], "audio": ["text", "vision"],
+                                                    "vision": ["text", "audio"]}
+    assert parse_order("t:av,a:tv,v:ta", ["text", "vision"]) == {"text": ["vision"], "vision": ["text"]}
+    with pytest.raises(ValueError):
+        parse_order("t:aa", mods)
+    model = _model(interaction_order="t:va,a:vt,v:at")
+    assert model.interaction[0]["text"].keys == ["vision", "audio"]
+
+
+# ------------------------------------------------------------------------------------------------
+# losses (eq. 2-6, 10/27, 25, 26, 7, 28)
+# ------------------------------------------------------------------------------------------------
+
+def _term(model, b, name):
+    out = model(b)
+    if name == "total":
+        return model.loss(out, b)[0]
+    if name == "task":
+        return task_loss(out.prediction, b, "regression", kind="mse")
+    if name == "dis":
+        return sum(out.aux_losses[k] for k in ("sim", "orth", "rec", "cyc"))
+    return out.aux_losses[name]
+
+
+@pytest.mark.parametrize("name", ["task", "train", "align", "sim", "orth", "rec", "cyc", "dis", "total"])
+def test_each_loss_term_is_finite_and_decreases_when_optimised_alone(name):
+    b = _batch("sequence", seed=3)
+    model = _model(freeze_experts=False, seed=1)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    values = []
+    for _ in range(12):
+        v = _term(model, b, name)
+        assert torch.isfinite(v)
+        values.append(float(v.detach()))
+        opt.zero_grad()
+        v.backward()
+        opt.step()
+    assert values[-1] < values[0] * 0.95, values
+
+
+def test_orthogonality_loss_is_bounded_and_zero_iff_orthogonal():
+    model = _model()
+    b = _batch("sequence")
+    orth = model(b).aux_losses["orth"]
+    assert 0.0 <= float(orth.detach()) <= 1.0
+    # zero when shared and private codes are orthogonal: make E^s and E^u map onto disjoint coordinates
+    with torch.no_grad():
+        model.shared_enc.weight.zero_()
+        model.shared_enc.bias.zero_()
+        model.shared_enc.weight[:8] = torch.randn(8, 16)
+        for m in model.mods:
+            model.private_enc[m].weight.zero_()
+            model.private_enc[m].bias.zero_()
+            model.private_enc[m].weight[8:] = torch.randn(8, 16)
+    assert float(model(b).aux_losses["orth"].detach()) < 1e-10
+
+
+def test_loss_weights_scale_terms_and_reference_preset():
+    b = _batch("sequence")
+    base = _model()
+    raw = base(b).diagnostics
+    heavy = _model(w_rec=3.0, w_sim=0.5)
+    aux = heavy(b).aux_losses
+    assert torch.allclose(aux["rec"], 3.0 * raw["loss_rec"], atol=1e-6)
+    assert torch.allclose(aux["sim"], 0.5 * raw["loss_sim"], atol=1e-6)
+    cfg = build_config("femf", _info(name="mosi-bclstm"), "reference_weights")
+    for k, v in REFERENCE_LOSS_WEIGHTS.items():
+        assert getattr(cfg, k) == v
+    assert FEMFConfig().w_rec == FEMFConfig().w_align == 1.0           # paper: all 1
+
+
+def test_presets():
+    mosi = build_config("femf", _info(name="mosi-bclstm"), "paper")
+    mosei = build_config("femf", _info(name="mosei"), "paper")
+    assert (mosi.hidden, mosi.heads, mosi.expert_depth) == (256, 2, 4)
+    assert (mosi.alpha, mosi.interaction_layers, mosi.cutoff_ratio) == (0.3, 1, 0.6)
+    assert (mosei.alpha, mosei.interaction_layers, mosei.cutoff_ratio) == (0.7, 2, 0.4)
+    quick = build_model("femf", _info(), "quick")
+    assert count_parameters(quick) < 500_000
+    tr = femf_train_overrides("paper", _info(name="mosi"))
+    assert tr["lr"] == 1e-4 and tr["batch_size"] == 64 and set(tr["stage_epochs"]) == {"experts", "full"}
+    from mser_lib.train import TrainConfig
+    TrainConfig(**femf_train_overrides("quick", _info()))           # valid trainer fields
+
+
+# ------------------------------------------------------------------------------------------------
+# learning: FEMF beats the text-only baseline on the built-in benchmark
+# ------------------------------------------------------------------------------------------------
+
+def test_femf_learns_synthetic_benchmark_beyond_text_only(tmp_path):
+    from mser_lib.experiments import run_one
+    common = dict(dataset="synthetic", seed=0, profile="smoke", results_dir=tmp_path, progress=False)
+    text = run_one("baseline", overrides={"modalities": "t"}, train={"epochs": 20, "patience": 20}, **common)
+    femf = run_one("femf", train={"epochs": 12, "patience": 12, "stage_epochs": {"experts": 4, "full": 12}},
+                   **common)
+    assert femf["test"]["corr"] > text["test"]["corr"] + 0.04, (femf["test"], text["test"])
