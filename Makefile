@@ -38,8 +38,13 @@ reproduce: setup
 	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \
 		--device $(DEVICE) --seeds "$(SEEDS)" --force $(FORCE) --results-dir $(RESULTS)
 
+# The notebooks run under nbval at the smoke profile, into a temporary results folder (the committed
+# notebooks read MSER_NB_PROFILE and MSER_NB_RESULTS in their parameters cell).
 test: setup
 	$(BIN)/python -m pytest tests -q
+	@tmp=$$(mktemp -d); \
+	MSER_NB_PROFILE=smoke MSER_NB_RESULTS=$$tmp $(BIN)/python -m pytest --nbval-lax notebooks/ -q \
+		-p no:cacheprovider; rc=$$?; rm -rf $$tmp; exit $$rc
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -q -m "not slow"

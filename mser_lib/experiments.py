@@ -168,6 +168,9 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
         The record (a dict; ``record["test"]`` holds the SPEC 2 metrics on the test split at the
         epoch chosen on VALID).
     """
+    threads = load_profile(profile).get("threads")
+    if threads:  # small CPU models run faster on one thread than on two contending ones
+        torch.set_num_threads(int(threads))
     ds = get_dataset(dataset, data_dir, profile, data_kwargs)
     run = resolve_run(model, dataset, seed, profile, overrides, train, data_kwargs, eval_missing, device,
                       info=ds.info)
@@ -232,17 +235,28 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
         **common: arguments shared by every run (``dataset``, ``profile``, ``data_dir`` ...).
 
     Returns:
-        The records, in the order of ``runs``.
+        The records, in the order of ``runs`` (a run listed twice is trained once and its record
+        returned twice).
     """
-    jobs = [_run_kwargs(r, {"results_dir": results_dir, "progress": False, **common}) for r in runs]
+    if executor not in ("inline", "process"):
+        raise ValueError(f"executor must be 'inline' or 'process', got {executor!r}")
+    all_jobs = [_run_kwargs(r, {"results_dir": results_dir, "progress": False, **common}) for r in runs]
+    # Identical runs listed twice (grids share runs; ``tag`` is only a label) are trained once, so that
+    # two pool workers never train the same config hash at the same time.
+    keys = [json.dumps({k: v for k, v in j.items() if k != "tag"}, sort_keys=True, default=str)
+            for j in all_jobs]
+    first = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    jobs = [all_jobs[i] for i in sorted(set(first.values()))]
+    index = {keys[i]: n for n, i in enumerate(sorted(set(first.values())))}
     if executor == "inline":
-        out = []
+        done = []
         bar = tqdm(jobs, desc="runs", disable=not progress)
         for job in bar:
             bar.set_postfix(model=job["model"], seed=job.get("seed", 0))
-            out.append(run_one(**job))
-        return out
-    if executor == "process":
+            done.append(run_one(**job))
+    else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(tqdm(pool.map(_worker, jobs), total=len(jobs), desc="runs", disable=not progress))
-    raise ValueError(f"executor must be 'inline' or 'process', got {executor!r}")
+            done = list(tqdm(pool.map(_worker, jobs), total=len(jobs), desc="runs", disable=not progress))
+    return [done[index[k]] for k in keys]

@@ -21,9 +21,10 @@ CLS_COLUMNS = ["acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macr
 
 
 def variant_name(record: dict) -> str:
-    """A short label for a record's variant: its tag, else its overrides, else 'default'."""
-    if record.get("tag"):
-        return str(record["tag"])
+    """A short label for a record's variant: its overrides, else 'default'.
+
+    Not its ``tag``: a cached record keeps the tag of whichever grid trained it first.
+    """
     ov = record.get("overrides") or {}
     return ",".join(f"{k}={v}" for k, v in sorted(ov.items())) or "default"
 

@@ -1,0 +1,201 @@
+"""The experiment grids of notebooks 04-06, sized per profile.
+
+Each function returns a list of run specifications, dicts of :func:`mser_lib.experiments.run_one`
+arguments (``model``, ``seed``, ``overrides``, ``train``, ``tag``), ready for
+:func:`mser_lib.experiments.run_grid`. Runs are cached by config hash, so a run that two grids share
+(FEMF's full model in Table 2, Table 4's T+A+V row and the default point of every sensitivity
+sweep) is trained once; ``tag`` is only a label (it is not hashed: read labels from the spec, never
+from a cached record).
+
+Sizes:
+
+* ``smoke``: a few variants, the smoke profile's seeds and schedule; shows that everything runs.
+* ``quick``: every variant of the papers' ablation tables with the two first seeds of the profile
+  and a shortened schedule (:data:`ABLATION_TRAIN`); sensitivity and order sweeps at two or three
+  points around the paper's default with the first seed only (their comparisons rest on the
+  bootstrap over test samples). Sized so that notebooks 04-06 fit about 10 minutes on a 2-core CPU
+  once notebook 03 has trained the main comparison.
+* ``paper``: the papers' grids (every variant, every sweep point of their figures, the profile's
+  seeds) with the profile's full schedule.
+
+The robustness study (FEMF Fig. 6) re-uses the main comparison of notebook 03
+(:func:`mser_lib.pipeline.main_grid`): its models are trained on complete data and evaluated with
+modalities dropped at test time, so it costs no training when notebook 03 has run.
+"""
+
+from __future__ import annotations
+
+from .models.femf import PAPER_ORDER
+
+PROFILES = ("smoke", "quick", "paper")
+
+# Trainer overrides of the ablation / sensitivity runs (None: the profile's own schedule).
+ABLATION_TRAIN: dict[str, dict | None] = {
+    "smoke": None,
+    "quick": {"epochs": 4, "patience": 4, "stage_epochs": {"experts": 2, "full": 4}},
+    "paper": None,
+}
+
+# FEMF Tables 2-3: (label, overrides); the first row is the full model.
+FEMF_COMPONENTS: list[tuple[str, dict]] = [
+    ("FEMF (full)", {}),
+    ("w/o DTM", {"use_dtm": False}),
+    ("w/o FAE", {"use_fae": False}),
+    ("w/o MIM", {"use_mim": False}),
+    ("w/o HPM", {"use_hpm": False}),
+    ("w/o L_align", {"use_l_align": False}),
+    ("w/o L_rec", {"use_l_rec": False}),
+    ("w/o L_cyc", {"use_l_cyc": False}),
+    ("w/o L_orth", {"use_l_orth": False}),
+    ("w/o L_sim", {"use_l_sim": False}),
+]
+SMOKE_COMPONENTS = ("FEMF (full)", "w/o FAE", "w/o MIM")
+
+# FEMF Table 4: trained on a subset of the modalities (the model is built without the others).
+FEMF_MODALITIES = ["t", "a", "v", "ta", "tv", "av", "tav"]
+MODALITY_LABELS = {"t": "T", "a": "A", "v": "V", "ta": "T+A", "tv": "T+V", "av": "A+V", "tav": "T+A+V"}
+SMOKE_MODALITIES = ("t", "tav")
+
+# Atsuko Table 4 (SBN x MCM); labels as the table's check marks.
+ATSUKO_ROWS = [("neither", "-, -"), ("sbn", "SBN"), ("mcm", "MCM"), ("both", "SBN + MCM (Atsuko)")]
+
+# Sensitivity sweeps: parameter -> {profile: values}; the paper default is marked in DEFAULTS.
+FEMF_SWEEPS: dict[str, dict[str, list]] = {
+    "interaction_layers": {"smoke": [1, 2], "quick": [1, 2], "paper": [1, 2, 3, 4]},
+    "alpha": {"smoke": [0.1, 0.3], "quick": [0.1, 0.3, 0.9], "paper": [0.1, 0.3, 0.5, 0.7, 0.9]},
+    "cutoff_ratio": {"smoke": [0.6, 0.8], "quick": [0.4, 0.6, 0.8], "paper": [0.2, 0.4, 0.6, 0.8]},
+}
+ATSUKO_SWEEPS: dict[str, dict[str, list]] = {
+    "entropy_weight": {"smoke": [0.1, 1.0], "quick": [0.1, 1.0], "paper": [0.1, 0.25, 0.5, 0.75, 1.0]},
+    "band_mask_rate": {"smoke": [0.1], "quick": [0.1, 0.4], "paper": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]},
+    "route_weight": {"smoke": [0.1], "quick": [0.1, 1.0], "paper": [0.01, 0.05, 0.1, 0.5, 1.0]},
+    "distill_weight": {"smoke": [0.1], "quick": [0.1, 1.0], "paper": [0.01, 0.05, 0.1, 0.5, 1.0]},
+}
+DEFAULTS = {"interaction_layers": 1, "alpha": 0.3, "cutoff_ratio": 0.6, "entropy_weight": 1.0,
+            "band_mask_rate": 0.1, "route_weight": 0.1, "distill_weight": 0.1}
+
+# FEMF Fig. 5: each query branch with its two key orders; the paper's order first.
+FEMF_ORDERS = [
+    ("paper (T:A>V, A:T>V, V:T>A)", PAPER_ORDER),
+    ("T:V>A", "t:va,a:tv,v:ta"),
+    ("A:V>T", "t:av,a:vt,v:ta"),
+    ("V:A>T", "t:av,a:tv,v:at"),
+]
+SMOKE_ORDERS = 2
+
+# FEMF Fig. 6 / robustness: missing rates and the models compared.
+MISSING_RATES = [0.0, 0.1, 0.2, 0.3, 0.4]
+ROBUSTNESS_MODELS = ("femf", "atsuko", "emoe", "baseline")
+
+
+def _check(profile: str) -> str:
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; grids exist for {PROFILES}")
+    return profile
+
+
+def ablation_seeds(profile: str, seeds: list[int]) -> list[int]:
+    """Seeds of the ablation and sensitivity grids: all at smoke and paper, the first two at quick."""
+    _check(profile)
+    seeds = list(seeds)
+    return seeds[:2] if profile == "quick" else seeds
+
+
+def sweep_seeds(profile: str, seeds: list[int]) -> list[int]:
+    """Seeds of the sensitivity and order sweeps: all at paper, the first one at smoke and quick."""
+    _check(profile)
+    seeds = list(seeds)
+    return seeds if profile == "paper" else seeds[:1]
+
+
+def _spec(model: str, seed: int, overrides: dict, profile: str, tag: str) -> dict:
+    spec = {"model": model, "seed": int(seed), "overrides": dict(overrides), "tag": tag}
+    if ABLATION_TRAIN[profile]:
+        spec["train"] = dict(ABLATION_TRAIN[profile])
+    return spec
+
+
+def femf_components(profile: str, seeds: list[int]) -> list[dict]:
+    """FEMF Tables 2-3: the full model and each module / auxiliary loss removed."""
+    rows = [r for r in FEMF_COMPONENTS if _check(profile) != "smoke" or r[0] in SMOKE_COMPONENTS]
+    return [_spec("femf", s, ov, profile, label)
+            for s in ablation_seeds(profile, seeds) for label, ov in rows]
+
+
+def femf_modalities(profile: str, seeds: list[int]) -> list[dict]:
+    """FEMF Table 4: FEMF trained and tested on each modality subset."""
+    mods = [m for m in FEMF_MODALITIES if _check(profile) != "smoke" or m in SMOKE_MODALITIES]
+    return [_spec("femf", s, {} if m == "tav" else {"modalities": m}, profile, MODALITY_LABELS[m])
+            for s in ablation_seeds(profile, seeds) for m in mods]
+
+
+def atsuko_table4(profile: str, seeds: list[int]) -> list[dict]:
+    """Atsuko Table 4: SBN and MCM switched on and off (``both`` is Atsuko)."""
+    from .models.atsuko import TABLE4_ROWS
+
+    _check(profile)
+    return [_spec("atsuko", s, {} if key == "both" else TABLE4_ROWS[key], profile, label)
+            for s in ablation_seeds(profile, seeds) for key, label in ATSUKO_ROWS]
+
+
+def _sweep(model: str, sweeps: dict, profile: str, seeds: list[int]) -> list[dict]:
+    out = []
+    for s in sweep_seeds(profile, seeds):
+        for param, per in sweeps.items():
+            for v in per[profile]:
+                ov = {} if v == DEFAULTS[param] else {param: v}
+                out.append(_spec(model, s, ov, profile, f"{param}={v}"))
+    return out
+
+
+def femf_sensitivity(profile: str, seeds: list[int]) -> list[dict]:
+    """FEMF Fig. 4: interaction layers, alpha (eq. 15), cut-off ratio c (eq. 8); one at a time."""
+    return _sweep("femf", FEMF_SWEEPS, _check(profile), seeds)
+
+
+def atsuko_sensitivity(profile: str, seeds: list[int]) -> list[dict]:
+    """Atsuko Fig. 3: entropy weight, band mask rate, routing weight, distillation weight."""
+    return _sweep("atsuko", ATSUKO_SWEEPS, _check(profile), seeds)
+
+
+def femf_orders(profile: str, seeds: list[int]) -> list[dict]:
+    """FEMF Fig. 5: the paper's interaction order and, per query branch, the other key order."""
+    orders = FEMF_ORDERS[:SMOKE_ORDERS] if _check(profile) == "smoke" else FEMF_ORDERS
+    return [_spec("femf", s, {} if o == PAPER_ORDER else {"interaction_order": o}, profile, label)
+            for s in sweep_seeds(profile, seeds) for label, o in orders]
+
+
+def robustness(profile: str, seeds: list[int], models=ROBUSTNESS_MODELS) -> list[dict]:
+    """The runs of the robustness study: the main comparison's models (as notebook 03 trains them,
+    no trainer override), every seed."""
+    _check(profile)
+    return [{"model": m, "seed": int(s), "overrides": {"modalities": "tav"} if m == "baseline" else {},
+             "tag": m} for s in seeds for m in models]
+
+
+GRIDS = {"femf_components": femf_components, "femf_modalities": femf_modalities,
+         "atsuko_table4": atsuko_table4, "femf_sensitivity": femf_sensitivity,
+         "atsuko_sensitivity": atsuko_sensitivity, "femf_orders": femf_orders, "robustness": robustness}
+NOTEBOOK_GRIDS = {"04": ("femf_components", "femf_modalities", "atsuko_table4"),
+                  "05": ("robustness", "femf_sensitivity", "atsuko_sensitivity", "femf_orders"),
+                  "06": ("robustness", "atsuko_table4")}
+
+
+def notebook_grid(notebook: str, profile: str, seeds: list[int]) -> list[dict]:
+    """Every run a notebook needs (``"04"``, ``"05"``, ``"06"``), duplicates kept (run_grid caches)."""
+    return [spec for name in NOTEBOOK_GRIDS[notebook] for spec in GRIDS[name](profile, seeds)]
+
+
+def unique_runs(specs: list[dict]) -> int:
+    """How many distinct trainings ``specs`` holds (same model, seed, overrides and trainer overrides)."""
+    import json
+
+    return len({json.dumps({k: v for k, v in s.items() if k != "tag"}, sort_keys=True) for s in specs})
+
+
+__all__ = ["ABLATION_TRAIN", "FEMF_COMPONENTS", "FEMF_MODALITIES", "MODALITY_LABELS", "ATSUKO_ROWS",
+           "FEMF_SWEEPS", "ATSUKO_SWEEPS", "DEFAULTS", "FEMF_ORDERS", "MISSING_RATES", "ROBUSTNESS_MODELS",
+           "ablation_seeds", "sweep_seeds", "femf_components", "femf_modalities", "atsuko_table4",
+           "femf_sensitivity",
+           "atsuko_sensitivity", "femf_orders", "robustness", "GRIDS", "NOTEBOOK_GRIDS", "notebook_grid",
+           "unique_runs"]

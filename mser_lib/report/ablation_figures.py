@@ -1,0 +1,205 @@
+"""Figures of notebooks 04-06 (ablations, robustness, sensitivity, the papers' visualisations).
+
+Same conventions as :mod:`mser_lib.report.figures` (its style, colours and ``save_figure``): each
+helper takes tables or arrays computed from recorded runs and returns a matplotlib ``Figure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from ..metrics import METRIC_NAMES
+from .figures import MODALITY_COLORS
+
+MODEL_COLORS = {"femf": "#4c72b0", "atsuko": "#c44e52", "emoe": "#8172b3", "baseline": "#7f7f7f"}
+
+
+def _name(m: str) -> str:
+    return METRIC_NAMES.get(m, m)
+
+
+def variant_points(frame: pd.DataFrame, metrics: Sequence[str], order: Sequence[str],
+                   reference: str | None = None, title: str = ""):
+    """One panel per metric: each seed's value per variant (dots) and their mean (bar); the
+    reference variant's mean as a dashed line."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 0.35 * len(order) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        sub = frame[(frame["metric"] == m) & (frame["label"].isin(order))]
+        sns.barplot(data=sub, y="label", x="value", order=list(order), ax=ax, errorbar=None, color="0.85")
+        sns.stripplot(data=sub, y="label", x="value", order=list(order), ax=ax, color="k", size=4,
+                      jitter=0.15)
+        if reference is not None:
+            ref = sub.loc[sub["label"] == reference, "value"].mean()
+            ax.axvline(ref, color="crimson", ls="--", lw=1)
+        lo, hi = sub["value"].min(), sub["value"].max()
+        pad = 0.15 * (hi - lo if hi > lo else abs(hi) + 1e-3)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_title(_name(m) + (" (lower is better)" if m == "mae" else ""))
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def missing_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("f1_non0", "corr"),
+                   title: str = "Robustness to missing modalities (test split)"):
+    """FEMF Fig. 6: metric vs missing rate per model, mean over seeds with a +-1 sd band."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        sub = curves[curves["metric"] == m]
+        sns.lineplot(data=sub, x="rate", y="value", hue="label", marker="o", errorbar=("sd", 1), ax=ax,
+                     palette={k: MODEL_COLORS.get(k, None) or "k" for k in sub["label"].unique()})
+        ax.set_xlabel("missing rate (test time)")
+        ax.set_ylabel(_name(m))
+        ax.set_xticks(sorted(sub["rate"].unique()))
+    axes[0, -1].legend(title="model", fontsize="small")
+    for ax in axes[0, :-1]:
+        if ax.get_legend():
+            ax.get_legend().remove()
+    fig.suptitle(title, y=1.03)
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity(frame: pd.DataFrame, params: Sequence[str], metric: str, defaults: dict, title: str = ""):
+    """FEMF Fig. 4 / Atsuko Fig. 3: the metric against each swept parameter (labels ``param=value``),
+    one panel per parameter, seeds as dots and their mean as a line; the paper default marked."""
+    fig, axes = plt.subplots(1, len(params), figsize=(3.3 * len(params), 3.0), squeeze=False)
+    for ax, p in zip(axes[0], params):
+        sub = frame[(frame["metric"] == metric) & frame["label"].str.startswith(p + "=")].copy()
+        if sub.empty:
+            ax.set_visible(False)
+            continue
+        sub["x"] = sub["label"].str.split("=").str[1].astype(float)
+        mean = sub.groupby("x")["value"].mean()
+        ax.plot(mean.index, mean.values, marker="o", color="#4c72b0")
+        ax.scatter(sub["x"], sub["value"], color="k", s=10, alpha=0.6, zorder=3)
+        if p in defaults:
+            ax.axvline(defaults[p], color="crimson", ls=":", lw=1, label="paper default")
+        ax.set_xlabel(p)
+        ax.set_ylabel(_name(metric))
+    axes[0, 0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title, y=1.03)
+    fig.tight_layout()
+    return fig
+
+
+def weight_lines(df: pd.DataFrame, names: Sequence[str], title: str, ylabel: str = "mean weight"):
+    """Router / modality weights (``diagnostics_under_missing`` frame) against the missing rate."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.1))
+    for i, n in enumerate(names):
+        sub = df[df["index"] == i]
+        ax.plot(sub["rate"], sub["value"], marker="o", label=n,
+                color=MODALITY_COLORS.get(n, sns.color_palette("colorblind")[i % 10]))
+    ax.set_xlabel("missing rate (test time)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def tsne_panels(panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str, seed: int = 0):
+    """Atsuko Fig. 4: t-SNE of fused features, one panel per setting, coloured by sentiment label."""
+    from sklearn.manifold import TSNE
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
+    sc = None
+    for ax, (name, (x, y)) in zip(axes[0], panels.items()):
+        perp = float(min(30, max(5, (len(x) - 1) // 4)))
+        z = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
+        sc = ax.scatter(z[:, 0], z[:, 1], c=np.clip(y, -3, 3), cmap="coolwarm", s=6, vmin=-3, vmax=3)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if sc is not None:
+        fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label="label")
+    fig.suptitle(title, y=1.03)
+    return fig
+
+
+def modality_weight_bars(weights: dict[str, np.ndarray], labels: np.ndarray, title: str):
+    """Atsuko Fig. 5: stacked modality weights (n, 3) of the same test samples for each setting."""
+    fig, axes = plt.subplots(1, len(weights), figsize=(4.2 * len(weights), 3.0), sharey=True, squeeze=False)
+    mods = ["text", "audio", "vision"]
+    for ax, (name, w) in zip(axes[0], weights.items()):
+        bottom = np.zeros(len(w))
+        x = np.arange(len(w))
+        for j, m in enumerate(mods):
+            ax.bar(x, w[:, j], bottom=bottom, color=MODALITY_COLORS[m], label=m, width=0.8)
+            bottom += w[:, j]
+        ax.set_xticks(x, [f"{v:+.1f}" for v in labels], rotation=60, fontsize="x-small")
+        ax.set_xlabel("test sample (label)")
+        ax.set_title(name)
+    axes[0, 0].set_ylabel("modality weight")
+    axes[0, -1].legend(fontsize="small", loc="upper right")
+    fig.suptitle(title, y=1.03)
+    fig.tight_layout()
+    return fig
+
+
+def band_view(view: dict, index: int, channel: int = 0, title: str = ""):
+    """Atsuko Fig. 6: per modality (rows) the graph-Fourier spectrum of one sample, its band
+    components (one channel) and its band weights. ``view``: :meth:`Atsuko.spectral_view` output."""
+    mods = ["text", "audio", "vision"]
+    fig, axes = plt.subplots(3, 3, figsize=(11, 7.5))
+    for r, m in enumerate(mods):
+        v = view[m]
+        n = int(v["mask"][index].sum())
+        coef = v["coefficients"][index, :n].detach().numpy()
+        energy = (coef ** 2).sum(-1)
+        axes[r, 0].bar(np.arange(n), energy, color=MODALITY_COLORS[m])
+        axes[r, 0].set_yscale("log")
+        axes[r, 0].set_title(f"{m}: spectral energy (graph frequency)")
+        comps = v["components"][index, :, :n, channel].detach().numpy()
+        pal = sns.color_palette("mako", comps.shape[0])
+        for b in range(comps.shape[0]):
+            axes[r, 1].plot(np.arange(n), comps[b], color=pal[b], label=f"band {b + 1}")
+        axes[r, 1].set_title(f"{m}: band components (channel {channel})")
+        axes[r, 1].legend(fontsize="x-small")
+        w = v["band_weights"][index].detach().numpy()
+        axes[r, 2].bar([f"band {b + 1}" for b in range(len(w))], w, color=pal)
+        axes[r, 2].set_ylim(0, 1)
+        axes[r, 2].set_title(f"{m}: band weights (eq. 2)")
+    if title:
+        fig.suptitle(title, y=1.01)
+    fig.tight_layout()
+    return fig
+
+
+def attention_maps(maps: dict[str, np.ndarray], title: str):
+    """FEMF Fig. 7: low- and high-frequency expert attention (L, L) per modality (columns)."""
+    mods = [m for m in ("audio", "text", "vision") if f"attn_low_{m}" in maps]
+    fig, axes = plt.subplots(2, len(mods), figsize=(3.3 * len(mods), 6.0), squeeze=False)
+    for c, m in enumerate(mods):
+        for r, band in enumerate(("low", "high")):
+            a = maps[f"attn_{band}_{m}"]
+            sns.heatmap(a, ax=axes[r, c], cmap="rocket_r", cbar=False, square=True, xticklabels=False,
+                        yticklabels=False)
+            axes[r, c].set_title(f"{m}, {band}-frequency expert")
+    fig.suptitle(title, y=1.01)
+    fig.tight_layout()
+    return fig
+
+
+def band_energy_bars(df: pd.DataFrame, title: str):
+    """Per-band energy share of each modality (columns modality, band, share)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    sns.barplot(data=df, x="modality", y="share", hue="band", ax=ax, palette="mako")
+    ax.set_ylabel("share of energy")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["variant_points", "missing_curves", "sensitivity", "weight_lines", "tsne_panels",
+           "modality_weight_bars", "band_view", "attention_maps", "band_energy_bars"]

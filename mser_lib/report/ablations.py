@@ -1,0 +1,517 @@
+"""Tables, comparisons and claims of notebooks 04-06, computed from recorded runs only.
+
+* :func:`grid_frame` / :func:`summary_table`: per-seed metrics of a grid and their mean +- std,
+  labelled by the grid's spec (``tag``), never by a cached record's tag.
+* :func:`run_predictions`: a recorded run's test predictions, recomputed from its best checkpoint
+  (optionally with modalities dropped, :class:`mser_lib.data.MissingModality`), cached as ``.npz``.
+* :func:`compare_labels`: variant A vs B on a metric with :func:`mser_lib.report.stats.compare`.
+* :func:`missing_curves`: test metrics of trained models at several missing rates (FEMF Fig. 6).
+* :func:`claims_frame`: the claims table (claim, paper says, we measure, resolved).
+* The ablation rows the papers report (FEMF Tables 2-4, Atsuko Table 4), typed in as printed,
+  marked ``reported``: the only typed numbers here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data import MissingModality
+from ..metrics import METRIC_NAMES
+from ..train import predict
+from . import stats
+from .analysis import model_from_record
+
+# ------------------------------------------------------------------------------ reported rows
+# FEMF Table 2 (CMU-MOSI) and Table 3 (CMU-MOSEI): MAE, Corr, Acc-2, F1 (neg/non-neg / neg/pos).
+FEMF_TABLE2 = """\
+Ours	0.758	0.828	85.48/88.37	85.32/88.36
+w/o DTM	0.772	0.814	84.92/87.91	84.89/87.87
+w/o FAE	0.802	0.817	85.09/88.01	85.06/88.00
+w/o MIM	0.821	0.819	85.03/87.96	84.93/87.92
+w/o HPM	0.779	0.828	84.94/88.11	84.90/88.07
+w/o L_{align}	0.787	0.827	85.39/88.27	85.21/88.26
+w/o L_{rec}	0.772	0.827	85.41/88.33	85.29/88.33
+w/o L_{cyc}	0.772	0.826	85.4/88.33	85.22/88.32
+w/o L_{orth}	0.786	0.826	85.38/88.25	85.29/88.25
+w/o L_{sim}	0.782	0.825	85.37/88.26	85.27/88.25
+"""
+FEMF_TABLE3 = """\
+Ours	0.553	0.831	85.23/87.6	85.41/87.54
+w/o DTM	0.566	0.821	84.99/87.53	85.02/87.45
+w/o FAE	0.557	0.828	84.81/87.41	84.87/87.38
+w/o MIM	0.553	0.830	84.85/87.47	84.91/87.43
+w/o HPM	0.556	0.829	84.93/87.46	84.89/87.42
+w/o L_{align}	0.555	0.828	84.96/87.51	84.98/87.41
+w/o L_{rec}	0.553	0.83	85.01/87.56	84.93/87.49
+w/o L_{cyc}	0.562	0.829	84.97/87.58	84.91/87.51
+w/o L_{orth}	0.557	0.83	84.9/87.46	84.88/87.39
+w/o L_{sim}	0.56	0.831	85.01/87.53	84.97/87.46
+"""
+# FEMF Table 4: modality subsets; MOSI MAE Acc-2 F1, MOSEI MAE Acc-2 F1 (Acc-2/F1 neg/pos, as Table 1's).
+FEMF_TABLE4 = """\
+T	0.762	87.25	87.19	0.564	86.99	86.97
+A	1.482	54.93	55.02	0.883	72.48	71.80
+V	1.409	60.91	60.89	0.908	69.45	68.76
+T+A	0.771	87.49	87.46	0.558	87.28	87.22
+T+V	0.852	88.01	88.02	0.563	87.13	87.06
+A+V	1.373	61.43	61.45	0.868	72.52	71.73
+T+A+V	0.758	88.37	88.36	0.553	87.60	87.54
+"""
+# Atsuko Table 4: SBN, MCM, MOSI ACC7 ACC2 F1 MAE, MOSEI ACC7 ACC2 F1 MAE (Acc-2 protocol not stated).
+ATSUKO_TABLE4 = """\
+-	-	46.0	83.5	83.5	0.716	52.3	83.8	83.7	0.558
+yes	-	47.1	85.5	85.5	0.701	53.0	85.1	85.2	0.548
+-	yes	46.9	85.4	85.3	0.700	53.8	85.2	85.1	0.535
+yes	yes	48.7	86.3	86.2	0.696	54.4	85.6	85.7	0.530
+"""
+FEMF_LABELS = {"Ours": "FEMF (full)", "w/o L_{align}": "w/o L_align", "w/o L_{rec}": "w/o L_rec",
+               "w/o L_{cyc}": "w/o L_cyc", "w/o L_{orth}": "w/o L_orth", "w/o L_{sim}": "w/o L_sim"}
+ATSUKO_LABELS = {("-", "-"): "-, -", ("yes", "-"): "SBN", ("-", "yes"): "MCM",
+                 ("yes", "yes"): "SBN + MCM (Atsuko)"}
+
+
+def _lines(text: str) -> list[list[str]]:
+    return [ln.split("\t") for ln in text.strip().splitlines()]
+
+
+def reported_femf_components() -> pd.DataFrame:
+    """FEMF Tables 2 (CMU-MOSI) and 3 (CMU-MOSEI) as printed: one row per (dataset, variant)."""
+    rows = []
+    for dataset, text in (("CMU-MOSI", FEMF_TABLE2), ("CMU-MOSEI", FEMF_TABLE3)):
+        for c in _lines(text):
+            a_has0, a_non0 = c[3].split("/")
+            f_has0, f_non0 = c[4].replace(" ", "").split("/")
+            table = "FEMF Table 2" if dataset == "CMU-MOSI" else "FEMF Table 3"
+            rows.append({"source": "reported", "table": table,
+                         "dataset": dataset, "variant": FEMF_LABELS.get(c[0], c[0]), "mae": float(c[1]),
+                         "corr": float(c[2]), "acc2_has0": float(a_has0), "acc2_non0": float(a_non0),
+                         "f1_has0": float(f_has0), "f1_non0": float(f_non0)})
+    return pd.DataFrame(rows)
+
+
+def reported_femf_modalities() -> pd.DataFrame:
+    """FEMF Table 4 as printed (Acc-2 and F1 in percent; the neg/pos protocol of its Table 1)."""
+    rows = []
+    for c in _lines(FEMF_TABLE4):
+        for dataset, off in (("CMU-MOSI", 1), ("CMU-MOSEI", 4)):
+            rows.append({"source": "reported", "table": "FEMF Table 4", "dataset": dataset, "variant": c[0],
+                         "mae": float(c[off]), "acc2_non0": float(c[off + 1]), "f1_non0": float(c[off + 2])})
+    return pd.DataFrame(rows)
+
+
+def reported_atsuko_table4() -> pd.DataFrame:
+    """Atsuko Table 4 as printed (Acc-2 / F1 protocol not stated by the paper)."""
+    rows = []
+    for c in _lines(ATSUKO_TABLE4):
+        for dataset, off in (("CMU-MOSI", 2), ("CMU-MOSEI", 6)):
+            rows.append({"source": "reported", "table": "Atsuko Table 4", "dataset": dataset,
+                         "variant": ATSUKO_LABELS[(c[0], c[1])], "acc7": float(c[off]),
+                         "acc2_unstated": float(c[off + 1]), "f1_unstated": float(c[off + 2]),
+                         "mae": float(c[off + 3])})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ measured tables
+def grid_frame(specs: list[dict], records: list[dict], split: str = "test") -> pd.DataFrame:
+    """Long frame, one row per (run, metric): ``label`` (the spec's tag), model, seed, metric, value,
+    config_hash. ``specs`` and ``records`` are aligned (as :func:`run_grid` returns them)."""
+    if len(specs) != len(records):
+        raise ValueError("specs and records must be aligned")
+    rows = []
+    for spec, rec in zip(specs, records):
+        for k, v in (rec.get(split) or {}).items():
+            rows.append({"label": spec.get("tag") or rec["model"], "model": rec["model"], "seed": rec["seed"],
+                         "metric": k, "value": float(v) if v is not None else math.nan,
+                         "config_hash": rec["config_hash"]})
+    df = pd.DataFrame(rows)
+    return df.drop_duplicates(subset=["label", "seed", "metric"], keep="last") if not df.empty else df
+
+
+def summary_table(frame: pd.DataFrame, metrics: list[str], order: list[str] | None = None,
+                  percent: bool = True) -> pd.DataFrame:
+    """Wide "mean ± std" table (one row per label, the given metrics; accuracies/F1 in percent)."""
+    order = order or list(dict.fromkeys(frame["label"]))
+    out = {}
+    for lab in order:
+        sub = frame[frame["label"] == lab]
+        if sub.empty:
+            continue
+        row = {"source": "measured"}
+        for m in metrics:
+            v = sub.loc[sub["metric"] == m, "value"].to_numpy(dtype=float)
+            if len(v) == 0:
+                row[METRIC_NAMES.get(m, m)] = ""
+                continue
+            scale = 100.0 if percent and m not in ("mae", "corr", "loss") else 1.0
+            dg = 1 if scale == 100.0 else 3
+            s = f"{np.nanmean(v) * scale:.{dg}f}"
+            if len(v) > 1:
+                s += f" ± {np.nanstd(v, ddof=1) * scale:.{dg}f}"
+            row[METRIC_NAMES.get(m, m)] = s
+        row["seeds"] = int(sub["seed"].nunique())
+        out[lab] = row
+    df = pd.DataFrame.from_dict(out, orient="index")
+    df.index.name = "variant"
+    return df
+
+
+def reported_as_rows(rep: pd.DataFrame, dataset: str, metrics: list[str]) -> pd.DataFrame:
+    """Reported rows of one dataset in :func:`summary_table`'s layout (values as printed)."""
+    sub = rep[rep["dataset"] == dataset]
+    out = {}
+    for _, r in sub.iterrows():
+        row = {"source": f"reported ({r['table']}, {dataset})"}
+        for m in metrics:
+            name = METRIC_NAMES.get(m, m)
+            alt = {"acc2_non0": "acc2_unstated", "f1_non0": "f1_unstated"}.get(m)
+            v = r.get(m) if m in r and not pd.isna(r.get(m)) else (r.get(alt) if alt in r else None)
+            fmt = ".3f" if m in ("mae", "corr") else ".1f"
+            row[name] = "" if v is None or pd.isna(v) else format(v, fmt)
+        row["seeds"] = ""
+        out[f"{r['variant']} [reported]"] = row
+    df = pd.DataFrame.from_dict(out, orient="index")
+    df.index.name = "variant"
+    return df
+
+
+def values(frame: pd.DataFrame, label: str, metric: str, seeds: list[int]) -> list[float]:
+    """The per-seed values of one label and metric, in ``seeds`` order (``nan`` when missing)."""
+    sub = frame[(frame["label"] == label) & (frame["metric"] == metric)].set_index("seed")["value"]
+    return [float(sub.get(s, math.nan)) for s in seeds]
+
+
+# ------------------------------------------------------------------------------ predictions
+def _ready(net, record: dict):
+    if hasattr(net, "stages"):
+        net.set_stage(net.stages()[-1])
+    return net
+
+
+def load_model(record: dict, ds, results_dir):
+    """The recorded run's model with its best weights of the final stage (eval mode), or ``None``."""
+    stage = None
+    if record["model"] == "femf":
+        stage = "full"
+    net = model_from_record(record, ds, results_dir, stage)
+    return None if net is None else _ready(net, record)
+
+
+def run_predictions(record: dict, ds, results_dir, missing: MissingModality | None = None,
+                    cache_dir=None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Test labels and predictions of a recorded run (labelled positions), optionally with modalities
+    dropped at test time (the drop pattern is seeded by the run's seed). Cached in
+    ``cache_dir/<hash>_<missing>.npz``. ``None`` when the checkpoint is gone."""
+    name = "full" if missing is None else missing.name
+    path = Path(cache_dir) / f"{record['config_hash']}_{name}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        z = np.load(path)
+        return z["y"], z["p"]
+    net = load_model(record, ds, results_dir)
+    if net is None:
+        return None
+    with torch.no_grad():
+        y, p, _, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, y=y, p=p)
+    return y, p
+
+
+def compare_labels(frame: pd.DataFrame, specs: list[dict], records: list[dict], a: str, b: str, metric: str,
+                   ds=None, results_dir=None, cache_dir=None, expect: int | None = None,
+                   n_boot: int = 1000) -> dict:
+    """Variant ``a`` vs ``b`` on ``metric`` (paired over their common seeds; with ``ds`` and
+    ``results_dir`` also the paired bootstrap over test samples of the seed-averaged metric)."""
+    seeds = sorted(set(frame.loc[frame["label"] == a, "seed"]) & set(frame.loc[frame["label"] == b, "seed"]))
+    va, vb = values(frame, a, metric, seeds), values(frame, b, metric, seeds)
+    y = pa = pb = None
+    if ds is not None and results_dir is not None and metric in stats.FAST_METRICS:
+        by = {(s.get("tag"), r["seed"]): r for s, r in zip(specs, records)}
+        got_a = [run_predictions(by[(a, s)], ds, results_dir, cache_dir=cache_dir) for s in seeds]
+        got_b = [run_predictions(by[(b, s)], ds, results_dir, cache_dir=cache_dir) for s in seeds]
+        if all(g is not None for g in got_a + got_b) and seeds:
+            y = got_a[0][0]
+            pa, pb = [g[1] for g in got_a], [g[1] for g in got_b]
+    res = stats.compare(va, vb, metric, y, pa, pb, n_boot=n_boot, expect=expect)
+    res.update({"a": a, "b": b, "metric": metric, "seeds": seeds})
+    return res
+
+
+def comparison_frame(results: list[dict]) -> pd.DataFrame:
+    """A readable table of :func:`compare_labels` results (differences a - b)."""
+    rows = []
+    for r in results:
+        rows.append({"A": r["a"], "B": r["b"], "metric": METRIC_NAMES.get(r["metric"], r["metric"]),
+                     "mean A-B": round(r["mean_diff"], 4), "seed CI": _interval(r["ci_lo"], r["ci_hi"]),
+                     "p (paired t)": _r(r["p_t"]), "p (sign flip)": _r(r["p_sign_flip"]),
+                     "bootstrap CI": _interval(r["boot_lo"], r["boot_hi"]), "seeds": len(r["seeds"]),
+                     "resolved": "yes" if r["resolved"] else "no"})
+    return pd.DataFrame(rows)
+
+
+def _r(x, d=3):
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), d)
+
+
+def _interval(lo, hi, d=4) -> str:
+    if lo is None or math.isnan(lo):
+        return ""
+    return f"[{lo:.{d}f}, {hi:.{d}f}]"
+
+
+# ------------------------------------------------------------------------------ robustness
+def missing_curves(specs: list[dict], records: list[dict], ds, results_dir, rates, metrics=("f1_non0", "corr",
+                   "mae", "acc2_non0"), cache_dir=None) -> tuple[pd.DataFrame, dict]:
+    """Test metrics of each recorded run with modalities dropped at each rate (0 = complete).
+
+    Returns:
+        ``(long frame: label, seed, rate, metric, value)``, and the predictions
+        ``{(label, seed, rate): (y, p)}`` for bootstrap comparisons. Runs without checkpoints
+        are skipped.
+    """
+    rows, preds = [], {}
+    for spec, rec in zip(specs, records):
+        label = spec.get("tag") or rec["model"]
+        for rate in rates:
+            mm = None if rate == 0 else MissingModality(rate=float(rate))
+            got = run_predictions(rec, ds, results_dir, mm, cache_dir)
+            if got is None:
+                continue
+            y, p = got
+            preds[(label, rec["seed"], float(rate))] = (y, p)
+            for m in metrics:
+                rows.append({"label": label, "seed": rec["seed"], "rate": float(rate), "metric": m,
+                             "value": stats.metric_fn(m)(y, p)})
+    return pd.DataFrame(rows), preds
+
+
+def curve_table(curves: pd.DataFrame, metrics=("f1_non0", "corr")) -> pd.DataFrame:
+    """Mean ± std over seeds of each model at each missing rate (rows: model, metric; columns: rates)."""
+    out = {}
+    for (lab, m), sub in curves[curves["metric"].isin(metrics)].groupby(["label", "metric"], sort=False):
+        scale, dg = (1.0, 3) if m in ("mae", "corr") else (100.0, 1)
+        row = {}
+        for rate, g in sub.groupby("rate"):
+            v = g["value"].to_numpy(dtype=float) * scale
+            spread = f" ± {v.std(ddof=1):.{dg}f}" if len(v) > 1 else ""
+            row[f"rate {rate:g}"] = f"{v.mean():.{dg}f}" + spread
+        row["seeds"] = int(sub["seed"].nunique())
+        out[(lab, METRIC_NAMES.get(m, m))] = row
+    df = pd.DataFrame.from_dict(out, orient="index")
+    df.index = pd.MultiIndex.from_tuples(df.index, names=["model", "metric"])
+    return df
+
+
+def degradation_compare(preds: dict, a: str, b: str, metric: str, seeds: list[int], rate: float,
+                        n_boot: int = 1000) -> dict:
+    """Does ``a`` lose less of ``metric`` than ``b`` between rate 0 and ``rate``? Degradation
+    ``D = better_sign * (m(0) - m(rate))`` (positive = worse under missing data); the comparison is
+    ``D_b - D_a`` (positive: ``a`` degrades less), paired over seeds and bootstrapped over samples."""
+    sgn = stats.better_sign(metric)
+    f = stats.metric_fn(metric)
+    seeds = [s for s in seeds if all((lab, s, r) in preds for lab in (a, b) for r in (0.0, rate))]
+    if not seeds:
+        return {"resolved": False, "mean_diff": math.nan, "seeds": [], "a": a, "b": b, "metric": metric}
+
+    def deg(lab, s, idx):
+        y, p0 = preds[(lab, s, 0.0)]
+        _, pr = preds[(lab, s, rate)]
+        return sgn * (f(y[idx], p0[idx]) - f(y[idx], pr[idx]))
+
+    n = len(preds[(a, seeds[0], 0.0)][0])
+    full = np.arange(n)
+    da = [deg(a, s, full) for s in seeds]
+    db = [deg(b, s, full) for s in seeds]
+    res = stats.paired_seed_test(db, da)
+    boot = stats.bootstrap_ci(lambda i: float(np.mean([deg(b, s, i) for s in seeds]) -
+                                              np.mean([deg(a, s, i) for s in seeds])), n, n_boot)
+    res["boot_lo"], res["boot_hi"] = boot["lo"], boot["hi"]
+    excl = boot["lo"] > 0 or boot["hi"] < 0
+    res["resolved"] = bool(excl and res["same_sign"] and (res["n"] < 3 or res["p_t"] < 0.05))
+    res.update({"a": a, "b": b, "metric": metric, "seeds": seeds, "deg_a": float(np.mean(da)),
+                "deg_b": float(np.mean(db))})
+    return res
+
+
+@torch.no_grad()
+def diagnostics_under_missing(record: dict, ds, results_dir, rates, keys,
+                              batch_size: int = 256) -> pd.DataFrame:
+    """Mean of per-sample diagnostics (e.g. Atsuko's ``modality_weights``, FEMF's ``fusion_weights``)
+    over the test split at each missing rate. Long frame: rate, key, index (component), value."""
+    from ..data import iterate_batches
+
+    net = load_model(record, ds, results_dir)
+    if net is None:
+        return pd.DataFrame()
+    rows = []
+    for rate in rates:
+        mm = None if rate == 0 else MissingModality(rate=float(rate))
+        sums, count = {}, 0
+        for batch in iterate_batches(ds.test, ds.info.layout, batch_size, shuffle=False, seed=record["seed"],
+                                     missing=mm):
+            out = net(batch)
+            mask = batch.label_mask.bool()
+            for k in keys:
+                v = out.diagnostics.get(k)
+                if not isinstance(v, torch.Tensor):
+                    continue
+                v = v.float()
+                if mask.dim() == 2 and v.dim() >= 2 and tuple(v.shape[:2]) == tuple(mask.shape):
+                    v = v[mask]
+                sums[k] = sums.get(k, 0.0) + v.reshape(v.shape[0], -1).sum(0).numpy()
+            count += int(mask.sum()) if mask.dim() == 2 else int(mask.shape[0])
+        for k, s in sums.items():
+            for i, val in enumerate(np.asarray(s) / max(count, 1)):
+                rows.append({"rate": float(rate), "key": k, "index": i, "value": float(val)})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def fused_features(record: dict, ds, results_dir,
+                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray] | None:
+    """Atsuko/EMOE fused representation (the input of the fusion head, eq. 4) of every test sample
+    (sequence layout) or labelled position, with the labels; for the t-SNE of Atsuko Fig. 4."""
+    from ..data import iterate_batches
+
+    net = load_model(record, ds, results_dir)
+    if net is None or not hasattr(net, "fusion_head"):
+        return None
+    feats, labels = [], []
+    grab = {}
+    h = net.fusion_head.register_forward_pre_hook(lambda mod, args: grab.__setitem__("x", args[0].detach()))
+    try:
+        for batch in iterate_batches(ds.test, ds.info.layout, batch_size, shuffle=False):
+            net(batch)
+            x = grab["x"]
+            mask = batch.label_mask.bool()
+            if x.dim() == 3 and mask.dim() == 2:
+                x = x[mask]
+            elif x.dim() == 3:
+                x = x[:, 0]
+            feats.append(x.reshape(x.shape[0], -1).numpy())
+            labels.append(batch.labels[mask].numpy().reshape(-1))
+    finally:
+        h.remove()
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+# ------------------------------------------------------------------------------ single samples
+def strongest_positive(ds, batch_size: int = 64):
+    """The test batch holding the most positive labelled sample, and that sample's row in the batch
+    (position layout: the video with the highest mean label). Returns ``(batch, index, label)``."""
+    from ..data import iterate_batches
+
+    best = (None, -1, -math.inf)
+    for batch in iterate_batches(ds.test, ds.info.layout, batch_size, shuffle=False, bucket=False):
+        lab = batch.labels.float()
+        if lab.dim() == 2:
+            m = batch.label_mask.float()
+            score = (lab * m).sum(1) / m.sum(1).clamp_min(1)
+        else:
+            score = lab
+        i = int(torch.argmax(score))
+        if float(score[i]) > best[2]:
+            best = (batch, i, float(score[i]))
+    return best
+
+
+@torch.no_grad()
+def sample_diagnostic(net, ds, key: str, n: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A per-sample diagnostic (e.g. ``modality_weights``) of ``n`` random labelled test samples
+    (positions), with their labels. The same samples for every model (chosen by ``seed``)."""
+    from ..data import iterate_batches
+
+    vals, labels = [], []
+    for batch in iterate_batches(ds.test, ds.info.layout, 256, shuffle=False, bucket=False):
+        v = net(batch).diagnostics[key].float()
+        mask = batch.label_mask.bool()
+        if mask.dim() == 2:
+            v = v[mask]
+        vals.append(v.numpy())
+        labels.append(batch.labels[mask].numpy().reshape(-1))
+    vals, labels = np.concatenate(vals), np.concatenate(labels)
+    idx = np.sort(np.random.default_rng(seed).choice(len(labels), size=min(n, len(labels)), replace=False))
+    return vals[idx], labels[idx]
+
+
+@torch.no_grad()
+def femf_attention(net, batch, index: int) -> dict[str, np.ndarray]:
+    """FEMF's low/high expert attention maps (Fig. 7) of sample ``index`` of ``batch``, cropped to
+    its real length: ``{"attn_low_text": (L, L), ...}``."""
+    was = getattr(net, "return_attention", False)
+    net.return_attention = True
+    try:
+        diag = net(batch).diagnostics
+    finally:
+        net.return_attention = was
+    out = {}
+    for k, v in diag.items():
+        if k.startswith("attn_"):
+            m = k.split("_", 2)[2]
+            n = int(batch.mask(m)[index].sum()) if batch.mask(m).dim() == 2 else v.shape[-1]
+            out[k] = v[index, :n, :n].float().numpy()
+    return out
+
+
+@torch.no_grad()
+def band_energy_frame(net, ds, model: str) -> pd.DataFrame:
+    """Mean share of spectral energy per band and modality over the test split: Atsuko's graph bands
+    (``band_energy`` (B, 3, K)) or FEMF's low/high DFT bands (``band_energy`` (B, M, 2), normalised)."""
+    from ..data import iterate_batches
+
+    acc, count = None, 0
+    for batch in iterate_batches(ds.test, ds.info.layout, 256, shuffle=False):
+        e = net(batch).diagnostics.get("band_energy")
+        if e is None:
+            return pd.DataFrame()
+        e = e.float()
+        e = e / e.sum(-1, keepdim=True).clamp_min(1e-12)
+        acc = e.sum(0) if acc is None else acc + e.sum(0)
+        count += e.shape[0]
+    share = (acc / max(count, 1)).numpy()
+    mods = list(getattr(net, "mods", ["text", "audio", "vision"]))
+    names = ["low", "high"] if model == "femf" else [f"band {b + 1}" for b in range(share.shape[1])]
+    return pd.DataFrame([{"model": model, "modality": mods[j], "band": names[b], "share": float(share[j, b])}
+                         for j in range(share.shape[0]) for b in range(share.shape[1])])
+
+
+# ------------------------------------------------------------------------------ claims
+def reported_pair_text(rep: pd.DataFrame, a: str, b: str, metric: str) -> str:
+    """"CMU-MOSI 0.758 vs 0.772; CMU-MOSEI 0.553 vs 0.566" from reported rows (variants a, b)."""
+    parts = []
+    for dataset in dict.fromkeys(rep["dataset"]):
+        sub = rep[rep["dataset"] == dataset].set_index("variant")
+        col = metric if metric in sub.columns else {"acc2_non0": "acc2_unstated",
+                                                     "f1_non0": "f1_unstated"}.get(metric, metric)
+        if a in sub.index and b in sub.index and col in sub.columns:
+            parts.append(f"{dataset} {sub.loc[a, col]:g} vs {sub.loc[b, col]:g}")
+    return f"{METRIC_NAMES.get(metric, metric)} " + "; ".join(parts) if parts else ""
+
+
+def claim_row(claim: str, paper: str, res: dict, measure: str | None = None) -> dict:
+    """One row of the claims table from a comparison result (``mean_diff`` is A - B)."""
+    m = res.get("metric", "")
+    scale, unit, dg = (1.0, "", 4) if m in ("mae", "corr", "loss", "") else (100.0, " pp", 2)
+    if measure is None:
+        measure = (f"{METRIC_NAMES.get(m, m)}: A-B = {res['mean_diff'] * scale:+.{dg}f}{unit}"
+                   if not math.isnan(res.get("mean_diff", math.nan)) else "not measured")
+    lo, hi = res.get("boot_lo", math.nan), res.get("boot_hi", math.nan)
+    return {"claim": claim, "paper says": paper, "we measure": measure,
+            "bootstrap 95% CI": _interval(lo * scale, hi * scale, dg) + ("" if math.isnan(lo) else unit),
+            "p (paired t)": _r(res.get("p_t", math.nan)),
+            "seeds": len(res.get("seeds", [])), "resolved": "yes" if res.get("resolved") else "no",
+            "agrees with paper": (("yes" if res.get("agrees") else "no") if res.get("resolved")
+                                  else "undecided")}
+
+
+__all__ = ["reported_femf_components", "reported_femf_modalities", "reported_atsuko_table4", "grid_frame",
+           "summary_table", "reported_as_rows", "values", "load_model", "run_predictions", "compare_labels",
+           "comparison_frame", "missing_curves", "curve_table", "degradation_compare",
+           "diagnostics_under_missing",
+           "fused_features", "strongest_positive", "sample_diagnostic", "femf_attention",
+           "band_energy_frame", "reported_pair_text", "claim_row"]

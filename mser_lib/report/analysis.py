@@ -1,0 +1,452 @@
+"""Analyses behind the notebooks' tables and figures, so that the notebooks hold no logic of their own.
+
+* Data: :func:`dataset_summary`, :func:`mean_power_spectrum` (what each modality's frequency content
+  looks like), :func:`frequency_probe` (the built-in benchmark's promise: a band-limited probe
+  recovers the audio+vision evidence, a frequency-blind one does not), :func:`ridge_leakage` (the
+  mosi-bclstm leakage lesson, measured: ridge regression on the bc-LSTM split versus the standard
+  folds).
+* Spectral: :func:`high_band_share` (FEMF eq. 8 band energies as a function of the cut-off ``c``).
+* Runs: :func:`checkpoint_dir`, :func:`stage_history` (per-stage training histories from a run's
+  checkpoints), :func:`model_from_record` (rebuild a recorded run's model, optionally loading a
+  stage's best weights), :func:`expert_metrics` (FEMF stage-1 experts scored one by one),
+  :func:`refit_experts` (FEMF stage 1 re-run exactly as the recorded run did, with per-expert
+  validation metrics after every epoch), :func:`records_long` (per-seed metric values).
+
+Everything here reads recorded runs or calls the library (:mod:`mser_lib.spectral`,
+:mod:`mser_lib.train`, :mod:`mser_lib.metrics`); no number is typed in.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data import MODALITIES, MultimodalDataset, iterate_batches
+from ..metrics import compute_metrics
+from ..models import build_model
+from ..spectral.dft import band_energy, dft_split
+from ..train import TrainConfig, fit, set_seed
+
+BANDS = ("low", "high")
+
+
+# ---------------------------------------------------------------------------------------------- data
+def dataset_summary(ds: MultimodalDataset) -> pd.DataFrame:
+    """One row per split: samples, labelled positions, label mean/std/zero share, lengths per modality."""
+    rows = {}
+    for s in ("train", "valid", "test"):
+        sp = ds.split(s)
+        y = sp.labels[sp.label_mask].astype(float)
+        row = {"samples": len(sp), "labelled positions": int(sp.label_mask.sum())}
+        if ds.info.task == "regression":
+            row.update({"label mean": round(float(y.mean()), 3), "label std": round(float(y.std()), 3),
+                        "zero labels (%)": round(100.0 * float((y == 0).mean()), 1)})
+        for m in MODALITIES:
+            L = sp.lengths(m)
+            row[f"{m} length (min/mean/max)"] = f"{L.min()}/{L.mean():.1f}/{L.max()}"
+            row[f"{m} dim"] = int(sp.features(m).shape[-1])
+        rows[s] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "split"
+    return df
+
+
+def data_checks(ds: MultimodalDataset) -> dict[str, object]:
+    """Invariants every loader guarantees, as printable facts (all True for a valid dataset)."""
+    splits = [ds.split(s) for s in ("train", "valid", "test")]
+
+    def prefix(mask: np.ndarray) -> bool:  # every row True...True False...False
+        return bool((np.diff(mask.astype(np.int8), axis=1) <= 0).all())
+
+    lo, hi = ds.info.label_range if ds.info.label_range is not None else (-np.inf, np.inf)
+    return {
+        "splits": [s for s, sp in zip(("train", "valid", "test"), splits) if len(sp) > 0],
+        "masks are prefixes (padding at the end)": all(prefix(sp.mask(m)) for sp in splits
+                                                       for m in MODALITIES),
+        "padded positions are exactly zero": all(not sp.features(m)[~sp.mask(m)].any()
+                                                 for sp in splits for m in MODALITIES),
+        "labels inside the label range": all(
+            bool(((y >= lo) & (y <= hi)).all()) for y in (sp.labels[sp.label_mask] for sp in splits)),
+        "finite features": all(bool(np.isfinite(sp.features(m)).all()) for sp in splits for m in MODALITIES),
+    }
+
+
+def _real(split, modality: str, i: int) -> np.ndarray:
+    n = int(split.mask(modality)[i].sum())
+    return split.features(modality)[i, :n].astype(np.float64)
+
+
+def mean_power_spectrum(split, modality: str, n_bins: int = 25, min_len: int = 4) -> pd.DataFrame:
+    """Average power spectrum of a modality along its sequence axis.
+
+    For every sample with ``T >= min_len`` real positions, ``P_k = sum_d |rfft(x[:T, d])_k|^2 / T`` at
+    frequency ``k / T`` (cycles per step, 0 to 0.5); powers are averaged over samples in ``n_bins``
+    equal-width frequency bins.
+
+    Returns:
+        columns ``modality``, ``frequency`` (bin centre), ``power``, ``samples``.
+    """
+    edges = np.linspace(0.0, 0.5, n_bins + 1)
+    tot = np.zeros(n_bins)
+    cnt = np.zeros(n_bins)
+    lengths = split.lengths(modality)
+    for i in range(len(split)):
+        T = int(lengths[i])
+        if T < min_len:
+            continue
+        x = _real(split, modality, i)
+        p = (np.abs(np.fft.rfft(x, axis=0)) ** 2).sum(1) / T
+        f = np.fft.rfftfreq(T)
+        b = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, n_bins - 1)
+        np.add.at(tot, b, p)
+        np.add.at(cnt, b, 1)
+    power = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+    return pd.DataFrame({"modality": modality, "frequency": (edges[:-1] + edges[1:]) / 2, "power": power,
+                         "samples": cnt.astype(int)})
+
+
+def band_features(split, modality: str, band: tuple[float, float] | None) -> np.ndarray:
+    """Per-sample features ``[RMS per channel, mean per channel]`` of the (optionally DFT band-passed)
+    signal: ``band=(lo, hi)`` keeps the rfft bins with ``lo <= k/T <= hi``; ``None`` keeps all."""
+    out = []
+    lengths = split.lengths(modality)
+    for i in range(len(split)):
+        x = _real(split, modality, i)
+        if band is not None:
+            T = int(lengths[i])
+            spec = np.fft.rfft(x, axis=0)
+            f = np.fft.rfftfreq(T)
+            spec[(f < band[0]) | (f > band[1])] = 0
+            x = np.fft.irfft(spec, n=T, axis=0)
+        out.append(np.concatenate([np.sqrt((x ** 2).mean(0)), x.mean(0)]))
+    return np.asarray(out)
+
+
+def _r2(pred: np.ndarray, target: np.ndarray) -> float:
+    return float(1.0 - ((pred - target) ** 2).sum() / ((target - target.mean()) ** 2).sum())
+
+
+def frequency_probe(ds: MultimodalDataset, latents: dict, alpha: float = 1.0) -> pd.DataFrame:
+    """The built-in benchmark's frequency story, measured with linear probes.
+
+    A ridge probe (fitted on train, scored on test) predicts the label's audio+vision component
+    (``latents[split]["av_component"]``) from per-channel RMS and mean of the audio and vision
+    signals: once band-passed to the generator's audio and vision bands ("band-limited"), once
+    raw ("frequency-blind"); a third probe predicts the label from the pooled text ("text, raw").
+
+    Returns:
+        columns ``probe``, ``features``, ``target``, ``test R2``.
+    """
+    from sklearn.linear_model import Ridge
+
+    cfg = ds.info.source.get("config", {})
+    bands = {"audio": tuple(cfg.get("audio_band", (0.3, 0.45))),
+             "vision": tuple(cfg.get("vision_band", (0.12, 0.22)))}
+    rows = []
+    for name, use_band in (("band-limited", True), ("frequency-blind", False)):
+        X = {s: np.hstack([band_features(ds.split(s), m, bands[m] if use_band else None)
+                           for m in ("audio", "vision")]) for s in ("train", "test")}
+        probe = Ridge(alpha=alpha).fit(X["train"], latents["train"]["av_component"])
+        feats = (f"audio {bands['audio']} + vision {bands['vision']} cycles/step" if use_band
+                 else "audio + vision, all frequencies")
+        rows.append({"probe": name, "features": feats, "target": "audio+vision share of the label",
+                     "test R2": _r2(probe.predict(X["test"]), latents["test"]["av_component"])})
+    X = {s: band_features(ds.split(s), "text", None) for s in ("train", "test")}
+    probe = Ridge(alpha=alpha).fit(X["train"], latents["train"]["text_component"])
+    rows.append({"probe": "text, raw", "features": "text, all frequencies",
+                 "target": "text share of the label",
+                 "test R2": _r2(probe.predict(X["test"]), latents["test"]["text_component"])})
+    return pd.DataFrame(rows)
+
+
+def utterance_matrix(split, modalities: str = "tav") -> tuple[np.ndarray, np.ndarray]:
+    """Position layout: the real utterances of a split as ``(X (n, sum d_m), y (n,))``."""
+    m = split.label_mask
+    mods = [mm for mm in MODALITIES if mm[0] in modalities]
+    return np.concatenate([split.features(mm)[m] for mm in mods], 1).astype(np.float64), split.labels[m]
+
+
+def ridge_leakage(data_dir, modality_sets=("t", "a", "v", "tav"), alpha: float = 1.0) -> pd.DataFrame:
+    """mosi-bclstm: ridge regression on utterance features, bc-LSTM split versus the standard folds.
+
+    The features were learned with supervision on the bc-LSTM train split, which holds most of the
+    standard test fold; a linear probe shows it. For each split rule and modality set, ridge
+    (``alpha``) is fitted on train + valid utterances and scored on test with the SPEC 2 metrics.
+
+    Returns:
+        columns ``split``, ``modalities``, ``test utterances`` and the metrics (fractions).
+    """
+    from scipy.linalg import LinAlgWarning
+    from sklearn.linear_model import Ridge
+
+    from ..data.bclstm import LeakageWarning, load_mosi_bclstm
+
+    rows = []
+    for split in ("bclstm", "standard"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LeakageWarning)
+            ds = load_mosi_bclstm(data_dir, split=split)
+        for mods in modality_sets:
+            xa, ya = utterance_matrix(ds.train, mods)
+            xv, yv = utterance_matrix(ds.valid, mods)
+            xt, yt = utterance_matrix(ds.test, mods)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LinAlgWarning)
+                pred = Ridge(alpha=alpha).fit(np.concatenate([xa, xv]), np.concatenate([ya, yv])).predict(xt)
+            met = compute_metrics(yt, pred, "mosi")
+            rows.append({"split": split, "modalities": mods, "test utterances": len(yt), **met})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------ spectral
+def high_band_share(split, ratios, modalities=MODALITIES, batch: int = 512) -> pd.DataFrame:
+    """Share of the energy in FEMF's high band (eq. 8, :func:`mser_lib.spectral.dft.dft_split`) as a
+    function of the cut-off ratio ``c``, per modality, over a whole split (raw input features)."""
+    rows = []
+    for m in modalities:
+        x = torch.as_tensor(split.features(m)[:batch], dtype=torch.float64)
+        mask = torch.as_tensor(split.mask(m)[:batch])
+        for c in ratios:
+            low, high = dft_split(x, mask, float(c), method="fft")
+            e = band_energy(low, high).sum(0)
+            rows.append({"modality": m, "c": float(c), "high_share": float(e[1] / e.sum())})
+    return pd.DataFrame(rows)
+
+
+def band_energy_shares(spectrum, cuts) -> list[float]:
+    """Share of a binned spectrum's energy (``F`` equal-width bins of normalised frequency) that falls in
+    each band delimited by ``cuts`` (a bin belongs to the band holding its centre)."""
+    s = np.asarray(spectrum, dtype=float)
+    nu = (np.arange(len(s)) + 0.5) / len(s)
+    idx = np.searchsorted(np.asarray(cuts, dtype=float), nu, side="right")
+    total = s.sum()
+    return [float(s[idx == b].sum() / total) if total > 0 else float("nan") for b in range(len(cuts) + 1)]
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def checkpoint_dir(results_dir, record: dict) -> Path:
+    """``<results>/<profile>/<dataset>/checkpoints/<config hash>`` of a recorded run."""
+    return Path(results_dir) / record["profile"] / record["dataset"] / "checkpoints" / record["config_hash"]
+
+
+def stage_checkpoint(results_dir, record: dict, stage: str | None, kind: str = "best") -> Path | None:
+    """Path of ``<stage>/<kind>.pt`` (``kind`` = ``best`` or ``last``) if it exists, else ``None``."""
+    p = checkpoint_dir(results_dir, record) / (stage or "main") / f"{kind}.pt"
+    return p if p.exists() else None
+
+
+def stage_history(results_dir, record: dict, stage: str | None) -> pd.DataFrame | None:
+    """The full per-epoch history of one stage of a run (from its ``last.pt``), or ``None`` if the
+    checkpoint is gone (records keep only the final stage's compact history)."""
+    p = stage_checkpoint(results_dir, record, stage, "last")
+    if p is None:
+        return None
+    ck = torch.load(p, map_location="cpu", weights_only=False)
+    df = pd.DataFrame(ck["history"])
+    df.insert(0, "stage", stage or "main")
+    df.insert(0, "seed", record["seed"])
+    return df
+
+
+def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None):
+    """Rebuild a recorded run's model; with ``results_dir`` and ``stage`` load that stage's best weights.
+
+    Returns:
+        the model (eval mode), or ``None`` when the requested checkpoint does not exist.
+    """
+    run = record["config"]
+    net = build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    if results_dir is not None:
+        p = stage_checkpoint(results_dir, record, stage, "best")
+        if p is None:
+            return None
+        net.load_state_dict(torch.load(p, map_location="cpu", weights_only=False)["model"])
+    net.eval()
+    return net
+
+
+@torch.no_grad()
+def expert_predictions(model, split, info, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """FEMF stage-1 expert predictions over the labelled positions of ``split``.
+
+    Returns:
+        ``(y (n,), P (n, M, 2), modalities)`` where ``P[:, i, f]`` is the prediction of the expert of
+        modality ``i`` and band ``f`` (0 low, 1 high), eq. 9.
+    """
+    was_stage = getattr(model, "stage", None)
+    model.set_stage("experts")
+    model.eval()
+    ys, ps = [], []
+    device = next(model.parameters()).device
+    for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, device=device):
+        out = model(batch)
+        ep = out.diagnostics["expert_predictions"]              # (B, M, 2) or (B, L, M, 2)
+        mask = batch.label_mask.bool()
+        if ep.dim() == 4:
+            ep = ep[:, : mask.shape[1]][mask]
+        else:
+            ep = ep[mask]
+        ps.append(ep.float().cpu().numpy())
+        ys.append(batch.labels[mask].float().cpu().numpy())
+    if was_stage is not None and was_stage != "experts":
+        model.set_stage(was_stage)
+    return np.concatenate(ys), np.concatenate(ps), list(model.mods)
+
+
+def expert_metrics(model, split, info, batch_size: int = 256) -> pd.DataFrame:
+    """SPEC 2 metrics of every stage-1 expert on ``split``: long table ``modality, band, metric, value``."""
+    y, P, mods = expert_predictions(model, split, info, batch_size)
+    rows = []
+    for i, m in enumerate(mods):
+        for f, band in enumerate(BANDS):
+            for k, v in compute_metrics(y, P[:, i, f], info.metric_family).items():
+                rows.append({"modality": m, "band": band, "metric": k, "value": float(v)})
+    return pd.DataFrame(rows)
+
+
+def refit_experts(record: dict, ds: MultimodalDataset, per_epoch: bool = True) -> tuple:
+    """Re-run FEMF stage 1 exactly as the recorded run did, scoring every expert on VALID each epoch.
+
+    Same seed, same resolved configuration, same trainer: on the same hardware the run is replayed
+    epoch for epoch (the trainer is deterministic), so its best epoch and validation metrics match the
+    record's stage ``experts``. No checkpoint is written and no record is appended.
+
+    Returns:
+        ``(model with the best stage-1 weights, curves, fit result)`` where ``curves`` is a long table
+        ``seed, epoch, modality, band, metric, value`` (VALID), empty when ``per_epoch`` is off.
+    """
+    run = record["config"]
+    tcfg = TrainConfig(**{**run["train"], "progress": False})
+    set_seed(record["seed"], tcfg.deterministic)
+    net = build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    if hasattr(net, "prepare"):
+        net.prepare(ds)
+    stages = net.stages()
+    if stages[0] != "experts":
+        raise ValueError(f"model {run['model']!r} has no stage 'experts' (stages: {stages})")
+    net.set_stage("experts")
+    rows: list[dict] = []
+
+    def score(epoch: int, _row: dict) -> None:
+        df = expert_metrics(net, ds.valid, ds.info, tcfg.eval_batch_size)
+        df.insert(0, "epoch", epoch)
+        rows.extend(df.to_dict("records"))
+        net.train()
+
+    res = fit(net, ds, tcfg, seed=record["seed"], run_dir=None, score_test=False,
+              epochs=tcfg.stage_epochs.get("experts", tcfg.epochs), desc="experts",
+              callbacks=[score] if per_epoch else None)
+    net.eval()
+    curves = pd.DataFrame(rows)
+    if not curves.empty:
+        curves.insert(0, "seed", record["seed"])
+    return net, curves, res
+
+
+def seed_summary(long: pd.DataFrame, by: list[str], value: str = "value") -> pd.DataFrame:
+    """Mean, std (ddof 1; nan for one seed) and count of ``value`` over seeds, grouped by ``by``."""
+    g = long.groupby(by, sort=False)[value]
+    return g.agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
+                 n="count").reset_index()
+
+
+def expert_table(per_seed: pd.DataFrame, metrics=("mae", "corr", "acc2_has0", "acc2_non0", "acc7")
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-expert metrics over seeds: ``(long summary, wide table of "mean ± std" strings)``.
+
+    ``per_seed``: the concatenated :func:`expert_metrics` tables with a ``seed`` column.
+    """
+    from .paper_rows import format_mean_std
+
+    agg = seed_summary(per_seed, ["modality", "band", "metric"])
+    shown = agg[agg["metric"].isin(metrics)].copy()
+    shown["value"] = [format_mean_std(m, a, s)
+                      for m, a, s in zip(shown["metric"], shown["mean"], shown["std"])]
+    wide = shown.pivot(index=["modality", "band"], columns="metric", values="value")
+    return agg, wide[[m for m in metrics if m in wide.columns]]
+
+
+def records_long(records: list[dict], split: str = "test", label=None) -> pd.DataFrame:
+    """Per-seed metric values: columns ``row`` (``label(record)``), ``model``, ``seed``, ``metric``,
+    ``value``."""
+    from .paper_rows import row_label
+
+    label = label or row_label
+    rows = []
+    for r in records:
+        for k, v in (r.get(split) or {}).items():
+            rows.append({"row": label(r), "model": r["model"], "seed": r["seed"], "metric": k, "value": v})
+    return pd.DataFrame(rows)
+
+
+def history_long(records: list[dict], label=None) -> pd.DataFrame:
+    """The compact histories stored in the records (final stage) as a long table:
+    ``row, seed, epoch, series, value`` with series ``train_total``, ``valid_loss`` and the selection
+    metric."""
+    from .paper_rows import row_label
+
+    label = label or row_label
+    rows = []
+    for r in records:
+        for h in r.get("history") or []:
+            for k, v in h.items():
+                if k != "epoch" and v is not None:
+                    rows.append({"row": label(r), "seed": r["seed"], "epoch": h["epoch"], "series": k,
+                                 "value": float(v)})
+    return pd.DataFrame(rows)
+
+
+
+
+@torch.no_grad()
+def mean_diagnostics(model, split, info, keys, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Average some of a model's ``diagnostics`` (router, fusion, band weights) over a split.
+
+    Per-sample diagnostics ``(B, ...)`` are averaged over samples; per-position ones ``(B, L, ...)``
+    (position layout) over the labelled positions. Keys a model does not produce are left out.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, device=device):
+        out = model(batch)
+        mask = batch.label_mask.bool()
+        for k in keys:
+            v = out.diagnostics.get(k)
+            if not isinstance(v, torch.Tensor):
+                continue
+            v = v.float()
+            if mask.dim() == 2 and v.dim() >= 2 and tuple(v.shape[:2]) == tuple(mask.shape):
+                v = v[mask]
+            sums[k] = sums.get(k, 0.0) + v.sum(0).cpu().numpy()
+            counts[k] = counts.get(k, 0) + int(v.shape[0])
+    return {k: sums[k] / max(counts[k], 1) for k in sums}
+
+
+def cached_expert_curves(record: dict, ds: MultimodalDataset, tables_dir, force: bool = False
+                         ) -> pd.DataFrame:
+    """:func:`refit_experts` curves for one recorded FEMF run, cached in
+    ``tables_dir/expert_curves_seed<seed>.csv`` under the run's config hash (re-used unless ``force``)."""
+    path = Path(tables_dir) / f"expert_curves_seed{record['seed']}.csv"
+    if path.exists() and not force:
+        cached = pd.read_csv(path)
+        if not cached.empty and (cached["config_hash"] == record["config_hash"]).all():
+            return cached
+    _, curves, _ = refit_experts(record, ds, per_epoch=True)
+    curves.insert(0, "config_hash", record["config_hash"])
+    from ..train.io import atomic_write_text
+
+    atomic_write_text(path, curves.to_csv(index=False))
+    return curves
+
+
+__all__ = ["dataset_summary", "data_checks", "band_energy_shares", "seed_summary", "expert_table",
+           "mean_power_spectrum", "band_features", "frequency_probe", "utterance_matrix",
+           "ridge_leakage", "high_band_share", "checkpoint_dir", "stage_checkpoint", "stage_history",
+           "model_from_record", "expert_predictions", "expert_metrics", "refit_experts", "records_long",
+           "history_long", "mean_diagnostics", "cached_expert_curves", "BANDS"]

@@ -1,0 +1,319 @@
+"""The notebook machinery: parameters cells, committed notebooks, papermill parameters, tables, figures.
+
+nbval itself runs in ``make test`` (``pytest --nbval-lax notebooks/`` at the smoke profile); these tests
+check what nbval cannot: that a parameter passed by papermill is honoured, that the committed notebooks
+can be re-run by nbval safely, that the papers' numbers are transcribed faithfully, and the helpers.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from mser_lib import pipeline
+from mser_lib.report import paper_rows as pr
+from mser_lib.report.figures import save_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PAPERS = {"femf": SHARED / "papers" / "000_2781f86959980ecf.txt",
+          "atsuko": SHARED / "papers" / "001_11b60be92aa45389.txt"}
+PARAMS = {"profile", "dataset", "data_dir", "device", "seeds", "results_dir", "force"}
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_the_four_first_notebooks_exist():
+    names = [p.name for p in NOTEBOOKS]
+    for stem in ("00_data_preparation", "01_spectral_decomposition", "02_expert_pretraining",
+                 "03_full_training"):
+        assert f"{stem}.ipynb" in names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_cell_comes_first_and_defines_every_parameter(path):
+    nb = nbformat.read(path, as_version=4)
+    first = _code_cells(nb)[0]
+    assert "parameters" in first.metadata.get("tags", []), "first code cell must be tagged 'parameters'"
+    tree = ast.parse(first.source)
+    assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                if isinstance(t, ast.Name)}
+    assert PARAMS <= assigned, PARAMS - assigned
+    # nbval re-runs the committed notebook at smoke size into a temporary folder through these
+    assert 'os.environ.get("MSER_NB_PROFILE"' in first.source
+    assert 'os.environ.get("MSER_NB_RESULTS"' in first.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_is_safe_for_nbval(path):
+    """No papermill-injected parameters (they would override the environment defaults and make nbval
+    train at quick size into results/), no absolute paths of the machine that executed it, no errors."""
+    nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:
+        assert "injected-parameters" not in c.metadata.get("tags", []), "papermill cell left in the notebook"
+    text = json.dumps([c.get("outputs", []) for c in _code_cells(nb)])
+    text = re.sub(r"/tmp/ipykernel_\d+/", "", text)          # the kernel's cell files, named in warnings
+    assert str(ROOT) not in text and "/tmp/" not in text, "absolute path in committed outputs"
+    assert '"output_type": "error"' not in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_hold_no_library_logic(path):
+    """The notebooks call mser_lib; functions and classes belong in the library."""
+    nb = nbformat.read(path, as_version=4)
+    for c in _code_cells(nb):
+        tree = ast.parse(c.source)
+        defs = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        assert not defs, f"{path.name}: define {defs} in mser_lib instead"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_checked_cells_print_only_profile_independent_facts(path):
+    """A cell whose output nbval compares must not print numbers that depend on the profile."""
+    nb = nbformat.read(path, as_version=4)
+    checked = [c for c in _code_cells(nb) if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    assert checked, "each notebook checks at least one cell's output"
+    for c in checked:
+        for out in c.get("outputs", []):
+            text = out.get("text", "")
+            assert not re.search(r"\d\.\d{3,}", text), f"unrounded number in a checked cell: {text!r}"
+
+
+def test_committed_notebooks_match_their_generator():
+    """notebooks/00-03 are written by scripts/make_notebooks.py; the committed cells must be its cells."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "scripts" / "make_notebooks.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for name, cells in gen.TARGETS.items():
+        nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in cells], name
+
+
+# ------------------------------------------------------------------------------------- papermill
+@pytest.mark.slow
+def test_papermill_parameters_are_honoured(tmp_path):
+    """Run notebook 02 at smoke size with seeds=[5] and a custom results folder: its runs.jsonl must hold
+    exactly one FEMF run, seed 5, and its tables and figures must land in that folder."""
+    import papermill as pm
+
+    nb = ROOT / "notebooks" / "02_expert_pretraining.ipynb"
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(nb), str(out), cwd=str(nb.parent), progress_bar=False, kernel_name="python3",
+                        parameters={"profile": "smoke", "seeds": [5], "results_dir": str(tmp_path / "res")})
+    runs = (tmp_path / "res" / "smoke" / "synthetic" / "runs.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in runs]
+    assert [(r["model"], r["seed"], r["profile"]) for r in recs] == [("femf", 5, "smoke")]
+    base = tmp_path / "res" / "smoke" / "synthetic"
+    assert (base / "tables" / "expert_valid_metrics.md").exists()
+    assert (base / "figures" / "expert_learning_curves.png").exists()
+    assert (base / "figures" / "expert_learning_curves.pdf").exists()
+    table = pd.read_csv(base / "tables" / "femf_stages.csv")
+    assert table["seed"].tolist() == [5]
+    # the replayed stage 1 ran as many epochs as the recorded one
+    curves = pd.read_csv(base / "tables" / "expert_curves_seed5.csv")
+    stage1 = [s for s in recs[0]["stages"] if s["stage"] == "experts"][0]
+    assert curves["epoch"].nunique() == stage1["epochs_run"]
+
+
+def test_update_committed_notebook_drops_injected_cell_and_keeps_outputs(tmp_path):
+    import papermill as pm
+
+    src = tmp_path / "nb.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os\nx = int(os.environ.get('X', '1'))",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(x * 2)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src)
+    executed = tmp_path / "executed.ipynb"
+    pm.execute_notebook(str(src), str(executed), parameters={"x": 21}, progress_bar=False,
+                        kernel_name="python3")
+    pipeline.update_committed_notebook(executed, src)
+    back = nbformat.read(src, as_version=4)
+    assert [c.source for c in back.cells] == [c.source for c in nb.cells]
+    assert back.cells[1].outputs[0]["text"] == "42\n"
+    assert "papermill" not in back.metadata
+    # a notebook whose sources changed in between is not overwritten
+    nb.cells[1].source = "print(x)"
+    nbformat.write(nb, src)
+    with pytest.raises(RuntimeError):
+        pipeline.update_committed_notebook(executed, src)
+
+
+# ---------------------------------------------------------------------------------------- setup
+def test_notebook_setup_resolves_parameters(tmp_path, monkeypatch):
+    monkeypatch.delenv("MSER_THREADS", raising=False)
+    monkeypatch.delenv("MSER_WORKERS", raising=False)
+    ctx = pipeline.notebook_setup("smoke", "synthetic", "", "cpu", None, tmp_path / "r", False)
+    assert ctx.seeds == [0, 1]                                   # the smoke profile's
+    assert ctx.tables == tmp_path / "r" / "smoke" / "synthetic" / "tables" and ctx.tables.is_dir()
+    assert ctx.figures.is_dir() and ctx.data_dir is None and ctx.threads == 1
+    assert pipeline.notebook_setup("smoke", seeds="3 4", results_dir=tmp_path).seeds == [3, 4]
+    assert pipeline.notebook_setup("smoke", seeds=7, results_dir=tmp_path).seeds == [7]
+    assert pipeline.notebook_setup("smoke", seeds=[2, 1], results_dir=tmp_path).seeds == [2, 1]
+    monkeypatch.setenv("MSER_WORKERS", "1")
+    assert pipeline.notebook_setup("smoke", results_dir=tmp_path).executor == "inline"
+    with pytest.raises(KeyError):
+        pipeline.notebook_setup("no-such-profile", results_dir=tmp_path)
+    ctx.save_table(pd.DataFrame({"a": [1]}), "t")
+    assert {p.name for p in ctx.written} == {"t.csv", "t.md", "t.tex"}
+
+
+def test_data_dir_defaults_to_shared_mosi_bclstm_and_relative_paths():
+    d = pipeline.resolve_data_dir("mosi-bclstm", "")
+    if (SHARED / "data" / "mosi-bclstm").is_dir():
+        assert Path(d) == (SHARED / "data" / "mosi-bclstm").resolve()
+        rel = pipeline._data_dir_param(str(SHARED / "data" / "mosi-bclstm"))
+        assert rel == "../../shared/data/mosi-bclstm"
+    else:
+        assert d is None
+    assert pipeline.resolve_data_dir("synthetic", "") is None
+    assert pipeline._data_dir_param("") == ""
+    assert pipeline._rel_to_notebooks((ROOT / "results").resolve()) == "../results"
+
+
+def test_main_grid_has_every_model_and_the_unimodal_baselines():
+    grid = pipeline.main_grid("smoke", "synthetic", [0, 1])
+    models = {(g["model"], (g.get("overrides") or {}).get("modalities")) for g in grid}
+    assert {("femf", None), ("atsuko", None), ("emoe", None)} <= models
+    assert {("baseline", m) for m in ("tav", "t", "a", "v")} <= models
+    assert len(grid) == 2 * len(models)
+
+
+def test_readme_table_prefers_main_results(tmp_path, monkeypatch):
+    res = tmp_path / "results" / "quick" / "synthetic"
+    (res / "tables").mkdir(parents=True)
+    (res / "runs.jsonl").write_text(json.dumps({"model": "x", "seed": 0, "dataset": "synthetic",
+                                                "profile": "quick", "test": {"mae": 1.0}}) + "\n")
+    (res / "tables" / "main_results.csv").write_text(
+        "source,model,dataset,setting,features,seeds,MAE,Acc-7\n"
+        "reported: FEMF Table 1,FEMF,CMU-MOSI,utterance-level,DeBERTa,as reported,0.758,\n"
+        "measured (mser),x,synthetic,profile quick,built-in,\"0,1\",0.5 ± 0.1,\n")
+    (tmp_path / "results" / "quick" / "other").mkdir()
+    (tmp_path / "results" / "quick" / "other" / "runs.jsonl").write_text(
+        json.dumps({"model": "y", "seed": 0, "dataset": "other", "profile": "quick",
+                    "test": {"mae": 1.0}}) + "\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{pipeline.README_BEGIN}\nold\n{pipeline.README_END}\nrest\n")
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    assert pipeline.readme_table(str(tmp_path / "results")) == 0
+    text = readme.read_text()
+    assert "| x | built-in | 0,1 | 0.5 ± 0.1 |" in text               # measured row, empty Acc-7 dropped
+    assert text.count("| reported: FEMF Table 1 | FEMF |") == 1           # reported rows shown once
+    assert "**other**" in text and "old" not in text and text.endswith("rest\n")
+
+
+# ------------------------------------------------------------------------------------- figures
+def test_save_figure_writes_png_and_pdf_atomically_and_reproducibly(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    paths = save_figure(fig, tmp_path / "figs", "line")
+    assert [p.name for p in paths] == ["line.png", "line.pdf"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
+    first = paths[1].read_bytes()
+    save_figure(fig, tmp_path / "figs", "line")
+    assert paths[1].read_bytes() == first                     # no timestamp in the PDF
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["line.pdf", "line.png"]  # no temp files
+    with pytest.raises(ValueError):
+        save_figure(fig, tmp_path, "../escape")
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------- paper rows
+def _paper(name):
+    p = PAPERS[name]
+    if not p.exists():
+        pytest.skip(f"{p} not available")
+    return p.read_text()
+
+
+def test_femf_table1_is_copied_verbatim_from_the_paper():
+    lines = set(_paper("femf").splitlines())
+    for row in pr.FEMF_TABLE1.strip().splitlines():
+        assert row in lines, row
+
+
+def _numbers(s: str) -> list[str]:
+    return re.findall(r"\d+\.\d+", s)
+
+
+@pytest.mark.parametrize("table,n", [(pr.ATSUKO_TABLE1, 8), (pr.ATSUKO_TABLE2, 10), (pr.ATSUKO_TABLE3, 4)])
+def test_atsuko_tables_match_the_paper(table, n):
+    text = _paper("atsuko")
+    paper_rows_ = [(line.split("|")[1].strip(), _numbers(line)) for line in text.splitlines()
+                   if line.startswith("| ") and len(_numbers(line)) == n]
+    for row in table.strip().splitlines():
+        cells = row.split("\t")
+        nums = [c for c in cells if re.fullmatch(r"\d+\.\d+", c)]
+        assert len(nums) == n
+        stem = cells[0].split("(")[0].strip()
+        hits = [name for name, got in paper_rows_ if got == nums and name.startswith(stem)]
+        assert hits, f"{row!r} not found in the paper"
+
+
+def test_reported_rows_are_labelled_and_scaled():
+    femf = pr.femf_table1()
+    ours = [r for r in femf if r.model == "Ours" and r.dataset == "CMU-MOSI"][0]
+    assert ours.label == "FEMF" and ours.implements == "femf"
+    assert ours.value("mae") == pytest.approx(0.758) and ours.value("acc2_non0") == pytest.approx(0.8837)
+    assert ours.values["f1_non0"] == "88.36"                    # "85.32/ 88.36" as printed, space stripped
+    ats = pr.atsuko_table1()
+    assert len(ats) == 2 * 2 * 13 and {r.setting for r in ats} == {"aligned", "unaligned"}
+    impl = pr.reported_rows("mosi", implemented_only=True)
+    assert {r.implements for r in impl} == {"femf", "atsuko", "emoe"} and len(impl) == 2 + 4 + 4
+    assert all(r.implements == "atsuko" for r in pr.atsuko_table2() if r.label == "Atsuko")
+
+
+def _fake_records(models=("femf", "baseline"), seeds=(0, 1)):
+    rng = np.random.default_rng(0)
+    recs = []
+    for m in models:
+        for s in seeds:
+            test = {k: float(rng.uniform(0.5, 0.9)) for k in pr.SPEC2_COLUMNS["mosi"]}
+            recs.append({"model": m, "seed": s, "dataset": "synthetic", "profile": "smoke", "tag": None,
+                         "overrides": {"modalities": "t"} if m == "baseline" else {}, "test": test})
+    return recs
+
+
+def test_main_table_sets_reported_rows_beside_measured_rows():
+    from mser_lib.data import make_synthetic
+
+    info = make_synthetic("smoke").info
+    recs = _fake_records()
+    t = pr.main_table(recs, info, "smoke").reset_index()
+    rep, meas = t[t["source"].str.startswith("reported")], t[t["source"].str.startswith("measured")]
+    assert len(rep) == 10 and set(rep["seeds"]) == {"as reported"}
+    assert meas["model"].tolist() == ["femf", "baseline (modalities=t)"]
+    assert set(meas["seeds"]) == {"0,1"} and set(meas["setting"]) == {"profile smoke"}
+    for col in ("Acc-2 (neg/non-neg)", "F1 (neg/pos)", "Acc-7", "Acc-5", "Acc-3", "MAE", "Corr"):
+        assert col in t.columns
+    # mean ± std over the two seeds, in percent for accuracies
+    vals = [r["test"]["acc7"] for r in recs if r["model"] == "femf"]
+    want = f"{100 * np.mean(vals):.1f} ± {100 * np.std(vals, ddof=1):.1f}"
+    assert meas.iloc[0]["Acc-7"] == want
+    # reported cells are the printed strings, never recomputed
+    femf_mosi = rep[(rep["model"] == "FEMF") & (rep["dataset"] == "CMU-MOSI")].iloc[0]
+    assert femf_mosi["MAE"] == "0.758" and femf_mosi["Acc-2 (neg/pos)"] == "88.37"
+    assert pr.main_table(recs, info, "smoke", with_reported=False).shape[0] == 2
+    # a cached record may carry the tag another grid gave it: rows are labelled by model and overrides
+    tagged = [{**r, "tag": "FEMF (full)"} if r["model"] == "femf" and r["seed"] == 0 else r for r in recs]
+    assert pr.main_table(tagged, info, "smoke", with_reported=False).reset_index()["model"].tolist() == \
+        ["femf", "baseline (modalities=t)"]
+    lay = pr.femf_layout(recs, info, "smoke").reset_index()
+    assert lay["source"].str.startswith("measured").sum() == 2 and (lay["Acc-2"].str.count("/") == 1).all()
+    lay = pr.atsuko_layout(recs, info, "smoke").reset_index()
+    assert set(lay.loc[lay["source"].str.startswith("measured"), "note"]) == {"Acc-2/F1 = neg/pos"}
