@@ -23,9 +23,23 @@ CLS_COLUMNS = ["acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macr
 def variant_name(record: dict) -> str:
     """A short label for a record's variant: its overrides, else 'default'.
 
-    Not its ``tag``: a cached record keeps the tag of whichever grid trained it first.
+    Not its ``tag``: a cached record keeps the tag of whichever grid trained it first. Trainer
+    settings that differ from the profile's (e.g. the shortened schedule of the ablation grids) are
+    appended, so that runs trained differently are never averaged together.
     """
-    ov = record.get("overrides") or {}
+    ov = dict(record.get("overrides") or {})
+    trained = (record.get("config") or {}).get("train")
+    if trained:
+        from ..experiments import resolve_run
+
+        try:
+            base = resolve_run(record["model"], record["dataset"], record.get("seed", 0),
+                               record["profile"])["train"]
+        except KeyError:
+            base = {}
+        for k, v in sorted(trained.items()):
+            if k not in ("device", "progress") and base.get(k) != v:
+                ov[f"train.{k}"] = v
     return ",".join(f"{k}={v}" for k, v in sorted(ov.items())) or "default"
 
 
