@@ -131,7 +131,7 @@ def resolve_data_dir(dataset: str, data_dir) -> str | None:
     """``data_dir`` as given; for ``mosi-bclstm`` without one, ``../shared/data/mosi-bclstm`` next to the
     repository when it exists."""
     if data_dir:
-        return str(Path(data_dir).expanduser().resolve())
+        return os.path.abspath(Path(data_dir).expanduser())   # keeps symlinks (a linked ../shared)
     if dataset == "mosi-bclstm":
         from .data.bclstm import default_data_dir
 
@@ -228,7 +228,7 @@ def _data_dir_param(data_dir: str | None) -> str:
     when it lies next to the repository (e.g. ``../../shared/data/mosi-bclstm``), else absolute."""
     if not data_dir:
         return ""
-    p = Path(data_dir).expanduser().resolve()
+    p = Path(os.path.abspath(Path(data_dir).expanduser()))
     return os.path.relpath(p, NOTEBOOKS) if p.is_relative_to(ROOT.parent) else str(p)
 
 

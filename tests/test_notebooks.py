@@ -174,7 +174,7 @@ def test_notebook_setup_resolves_parameters(tmp_path, monkeypatch):
 def test_data_dir_defaults_to_shared_mosi_bclstm_and_relative_paths():
     d = pipeline.resolve_data_dir("mosi-bclstm", "")
     if (SHARED / "data" / "mosi-bclstm").is_dir():
-        assert Path(d) == (SHARED / "data" / "mosi-bclstm").resolve()
+        assert Path(d).resolve() == (SHARED / "data" / "mosi-bclstm").resolve()
         rel = pipeline._data_dir_param(str(SHARED / "data" / "mosi-bclstm"))
         assert rel == "../../shared/data/mosi-bclstm"
     else:
