@@ -343,7 +343,7 @@ def diagnostics_under_missing(record: dict, ds, results_dir, rates, keys,
                               batch_size: int = 256) -> pd.DataFrame:
     """Mean of per-sample diagnostics (e.g. Atsuko's ``modality_weights``, FEMF's ``fusion_weights``)
     over the test split at each missing rate. Long frame: rate, key, index (component), value."""
-    from ..data import iterate_batches
+    from .analysis import mean_diagnostics
 
     net = load_model(record, ds, results_dir)
     if net is None:
@@ -351,22 +351,9 @@ def diagnostics_under_missing(record: dict, ds, results_dir, rates, keys,
     rows = []
     for rate in rates:
         mm = None if rate == 0 else MissingModality(rate=float(rate))
-        sums, count = {}, 0
-        for batch in iterate_batches(ds.test, ds.info.layout, batch_size, shuffle=False, seed=record["seed"],
-                                     missing=mm):
-            out = net(batch)
-            mask = batch.label_mask.bool()
-            for k in keys:
-                v = out.diagnostics.get(k)
-                if not isinstance(v, torch.Tensor):
-                    continue
-                v = v.float()
-                if mask.dim() == 2 and v.dim() >= 2 and tuple(v.shape[:2]) == tuple(mask.shape):
-                    v = v[mask]
-                sums[k] = sums.get(k, 0.0) + v.reshape(v.shape[0], -1).sum(0).numpy()
-            count += int(mask.sum()) if mask.dim() == 2 else int(mask.shape[0])
-        for k, s in sums.items():
-            for i, val in enumerate(np.asarray(s) / max(count, 1)):
+        means = mean_diagnostics(net, ds.test, ds.info, keys, batch_size, missing=mm, seed=record["seed"])
+        for k, m in means.items():
+            for i, val in enumerate(np.asarray(m).reshape(-1)):
                 rows.append({"rate": float(rate), "key": k, "index": i, "value": float(val)})
     return pd.DataFrame(rows)
 

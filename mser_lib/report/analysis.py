@@ -403,17 +403,20 @@ def history_long(records: list[dict], label=None) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def mean_diagnostics(model, split, info, keys, batch_size: int = 256) -> dict[str, np.ndarray]:
+def mean_diagnostics(model, split, info, keys, batch_size: int = 256, missing=None,
+                     seed: int | None = 0) -> dict[str, np.ndarray]:
     """Average some of a model's ``diagnostics`` (router, fusion, band weights) over a split.
 
     Per-sample diagnostics ``(B, ...)`` are averaged over samples; per-position ones ``(B, L, ...)``
     (position layout) over the labelled positions. Keys a model does not produce are left out.
+    ``missing`` (a :class:`~mser_lib.data.MissingModality`, drawn with ``seed``) drops modalities.
     """
     model.eval()
     device = next(model.parameters()).device
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
-    for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, device=device):
+    for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, seed=seed, missing=missing,
+                                 device=device):
         out = model(batch)
         mask = batch.label_mask.bool()
         for k in keys:
