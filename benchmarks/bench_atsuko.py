@@ -29,21 +29,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from memory import rss_mib  # noqa: E402
 
 SHAPES = {
     "quick": dict(dims={"text": 32, "audio": 16, "vision": 24}, L=40, min_len=12, train_bs=32, infer_bs=128),
     "paper": dict(dims={"text": 768, "audio": 5, "vision": 20}, L=50, min_len=20, train_bs=16, infer_bs=64),
 }
-
-
-def _rss_mib() -> float:
-    """Current resident set size (MiB), Linux /proc; falls back to the peak."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _batch(shape: dict, B: int, seed: int, device):
@@ -76,7 +69,7 @@ def run_one(model_name: str, preset: str, device_name: str, steps: int, warmup: 
     shape = SHAPES[preset]
     info = DatasetInfo(name="mosi" if preset == "paper" else "synthetic", layout="sequence",
                        task="regression", metric_family="mosi", dims=dict(shape["dims"]))
-    base_rss = _rss_mib()
+    base_rss = rss_mib()
     torch.manual_seed(0)
     model = build_model(model_name, info, preset)
     split, train_batch = _batch(shape, shape["train_bs"], 0, device)

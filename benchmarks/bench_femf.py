@@ -44,6 +44,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from memory import rss_mib  # noqa: E402
 
 # Utterances per video of the 93 CMU-MOSI videos (from CMUMOSI_features_raw_2way.pkl, SPEC 1b/1c).
 MOSI_COUNTS = [9, 9, 10, 11, 12, 12, 12, 12, 13, 13, 13, 14, 14, 14, 14, 14, 15, 15, 15, 15, 16, 16, 16, 16,
@@ -59,16 +62,6 @@ SHAPES = {
                   train_bs=32, infer_bs=128, name="synthetic"),
     "paper": dict(layout="position", dims=REF_DIMS, L=63, train_bs=64, infer_bs=64, name="mosi"),
 }
-
-
-def _rss_mib() -> float:
-    """Current resident set size (MiB) from /proc; falls back to the peak."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def matmul_peak(device, n: int = 2048, reps: int = 6) -> float:
@@ -140,7 +133,7 @@ def measure(preset: str, device_name: str, steps: int, warmup: int, threads: int
     info = DatasetInfo(name=shape["name"], layout=shape["layout"], task="regression", metric_family="mosi",
                        dims=dict(shape["dims"]))
     peak = matmul_peak(device)
-    base_rss = _rss_mib()
+    base_rss = rss_mib()
     torch.manual_seed(0)
     model = build_model("femf", info, preset).to(device)
     n_params = count_parameters(model)
