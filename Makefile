@@ -1,5 +1,6 @@
 # mser: two commands for a newcomer.
-#   make reproduce   set up .venv and regenerate results/ on the built-in data (quick profile)
+#   make reproduce   set up .venv, retrain every run on the built-in data (quick profile), rebuild
+#                    results/ and report whether the committed numbers were reproduced
 #   make test        set up .venv and run the test suite
 # The papers' setting:  make reproduce DATA=mosi DATA_DIR=/path/to/MMSA/MOSI PROFILE=paper DEVICE=cuda
 
@@ -14,12 +15,14 @@ DATA_DIR   ?=
 DEVICE     ?= auto
 SEEDS      ?=
 FORCE      ?= 0
+STRICT     ?= 0
 RESULTS    ?= results
 
-.PHONY: setup reproduce test test-fast lint bench readme-table clean distclean help
+.PHONY: setup reproduce tables test test-fast lint bench readme-table clean distclean help
 
 help:
-	@echo "make reproduce   regenerate results/ (PROFILE=$(PROFILE) DATA=$(DATA) DEVICE=$(DEVICE))"
+	@echo "make reproduce   retrain, regenerate results/, report reproduction (PROFILE=$(PROFILE) DATA=$(DATA) DEVICE=$(DEVICE))"
+	@echo "make tables      re-render tables and figures from the committed records (retrains only what a step needs)"
 	@echo "make test        run the tests (library + notebooks)"
 	@echo "make lint        ruff"
 	@echo "make bench       speed and memory benchmarks into benchmarks/results/"
@@ -34,9 +37,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 > /dev/null
 	touch $@
 
+# STRICT=1 (CI) fails when a retrained run does not reproduce its committed record.
 reproduce: setup
 	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \
-		--device $(DEVICE) --seeds "$(SEEDS)" --force $(FORCE) --results-dir $(RESULTS)
+		--device $(DEVICE) --seeds "$(SEEDS)" --force $(FORCE) --results-dir $(RESULTS) \
+		$(if $(filter 1,$(STRICT)),--strict,)
+
+tables: setup
+	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \
+		--device $(DEVICE) --seeds "$(SEEDS)" --results-dir $(RESULTS) --reuse records
 
 # The notebooks run under nbval at the smoke profile, into a temporary results folder (the committed
 # notebooks read MSER_NB_PROFILE and MSER_NB_RESULTS in their parameters cell).

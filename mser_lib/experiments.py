@@ -2,12 +2,26 @@
 
 A *run* is (model, variant overrides, dataset, seed, profile, missing-modality evaluation).
 ``run_one`` resolves it into a full config (profile YAML in ``mser_lib/configs`` + model preset +
-overrides), hashes that config, and
+overrides) and hashes that config. Two stores hold what a run produced:
 
-* returns the recorded result if ``runs.jsonl`` already holds that hash (unless ``force``);
-* otherwise trains with :func:`mser_lib.train.fit_model`, checkpointing into
-  ``<results>/<profile>/<dataset>/checkpoints/<hash>/`` so that an interrupted run resumes, and
-  appends one record to ``<results>/<profile>/<dataset>/runs.jsonl``.
+* ``<results>/<profile>/<dataset>/runs.jsonl``: one record per config hash. It is committed: the
+  project's reference results, from which tables and figures are built.
+* ``<results>/<profile>/<dataset>/checkpoints/<hash>/``: what *this machine* trained (not committed):
+  per-stage ``last.pt``/``best.pt`` (an interrupted run resumes from ``last.pt``) and, once the run
+  has finished, ``record.json``, its record as trained here.
+
+Which work is reused (``reuse``):
+
+* ``"local"`` (default, what ``make reproduce`` does): only runs this machine has finished
+  (``record.json`` beside their checkpoints). A record that is only in ``runs.jsonl`` (a fresh clone)
+  is retrained, so every later step finds the checkpoints it needs.
+* ``"records"`` (``make tables``): a record in ``runs.jsonl`` is reused without checkpoints; steps that
+  need a checkpoint retrain that one run (:func:`ensure_trained`).
+
+A finished run writes ``record.json`` and *upserts* its record into ``runs.jsonl``
+(:func:`upsert_record`): a new hash is appended; a hash already recorded with the same results
+(:func:`same_results`: metrics, chosen epochs, histories) is left as it is, provenance included,
+so a run that reproduces changes no committed file; different results replace the old record.
 
 A record holds: the config and its hash, seed, git revision, library versions, device, wall time,
 the epoch chosen on VALID, valid and test metrics (and test metrics under each requested
@@ -20,6 +34,7 @@ figures are built from these records only.
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import json
 import platform
@@ -41,6 +56,7 @@ from .data import MissingModality, MultimodalDataset, load_dataset
 from .models import build_model, count_parameters
 from .models.registry import build_config
 from .train import TrainConfig, append_jsonl, evaluate, fit_model, read_jsonl, resolve_device, set_seed
+from .train.io import _jsonable, atomic_write_json, atomic_write_text
 
 DEFAULT_RESULTS = Path("results")
 _DATA_CACHE: dict = {}
@@ -149,7 +165,32 @@ def runs_path(results_dir, profile: str, dataset: str) -> Path:
     return Path(results_dir) / profile / dataset / "runs.jsonl"
 
 
-def find_record(results_dir, run: dict) -> dict | None:
+def run_dir(results_dir, profile: str, dataset: str, h: str) -> Path:
+    """``<results>/<profile>/<dataset>/checkpoints/<hash>``: this machine's artefacts of one run."""
+    return Path(results_dir) / profile / dataset / "checkpoints" / h
+
+
+REUSE_MODES = ("local", "records")
+# What a run produced (compared by :func:`same_results`); everything else in a record is provenance
+# (when, where, how long, which code revision).
+RESULT_FIELDS = ("n_params", "best_epoch", "epochs_run", "select_metric", "valid", "test", "test_missing",
+                 "history", "stages")
+
+
+def same_results(a: dict, b: dict) -> bool:
+    """True when two records of a run hold exactly the same results (:data:`RESULT_FIELDS`)."""
+    return all(json.dumps(a.get(k), sort_keys=True, default=str) == json.dumps(b.get(k), sort_keys=True, default=str)
+               for k in RESULT_FIELDS)
+
+
+def local_record(results_dir, run: dict) -> dict | None:
+    """The record of ``run`` as this machine trained it (``record.json`` beside its checkpoints)."""
+    path = run_dir(results_dir, run["profile"], run["dataset"], config_hash(run)) / "record.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def committed_record(results_dir, run: dict) -> dict | None:
+    """The record of ``run`` in ``runs.jsonl`` (the last one, if a hash appears twice)."""
     h = config_hash(run)
     for rec in reversed(read_jsonl(runs_path(results_dir, run["profile"], run["dataset"]))):
         if rec.get("config_hash") == h:
@@ -157,12 +198,49 @@ def find_record(results_dir, run: dict) -> dict | None:
     return None
 
 
+def find_record(results_dir, run: dict, reuse: str = "local") -> dict | None:
+    """The record to reuse for ``run`` under ``reuse`` (see the module docstring), else ``None``."""
+    if reuse not in REUSE_MODES:
+        raise ValueError(f"reuse must be one of {REUSE_MODES}, got {reuse!r}")
+    rec = local_record(results_dir, run)
+    if rec is None and reuse == "records":
+        rec = committed_record(results_dir, run)
+    return rec
+
+
+def upsert_record(path, record: dict) -> str:
+    """Put ``record`` into the JSONL file ``path``, keyed by ``config_hash``.
+
+    Returns ``"new"`` (appended), ``"same"`` (a record with the same results was there: the file is
+    left untouched) or ``"replaced"`` (every earlier record of the hash replaced by this one, in place
+    of the first). Read-modify-write under an exclusive lock, so pool workers never lose a record.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = read_jsonl(path)
+        same_hash = [i for i, r in enumerate(old) if r.get("config_hash") == record["config_hash"]]
+        if not same_hash:
+            append_jsonl(path, record)
+            return "new"
+        if len(same_hash) == 1 and same_results(old[same_hash[0]], record):
+            return "same"
+        out = [record if i == same_hash[0] else r for i, r in enumerate(old) if i == same_hash[0] or i not in same_hash]
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in out))
+        return "replaced"
+
+
 def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str = "quick",
             overrides: dict | None = None, train: dict | None = None, data_dir=None,
             data_kwargs: dict | None = None, eval_missing: list | None = None,
             results_dir=DEFAULT_RESULTS, force: bool = False, device: str | None = None,
-            progress: bool = True, keep_checkpoint: bool = True, tag: str | None = None) -> dict:
+            progress: bool = True, tag: str | None = None, reuse: str = "local") -> dict:
     """Train and evaluate one run, or return its cached record. See the module docstring.
+
+    Args:
+        reuse: ``"local"`` (runs this machine finished) or ``"records"`` (also ``runs.jsonl``).
+        force: retrain even when a record exists.
 
     Returns:
         The record (a dict; ``record["test"]`` holds the SPEC 2 metrics on the test split at the
@@ -174,21 +252,33 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
     ds = get_dataset(dataset, data_dir, profile, data_kwargs)
     run = resolve_run(model, dataset, seed, profile, overrides, train, data_kwargs, eval_missing, device,
                       info=ds.info)
-    h = config_hash(run)
     if not force:
-        cached = find_record(results_dir, run)
+        cached = find_record(results_dir, run, reuse)
         if cached is not None:
             return cached
-    run_dir = Path(results_dir) / profile / dataset / "checkpoints" / h
-    if force and run_dir.exists():
-        for f in sorted(run_dir.rglob("*.pt")):
+    return train_run(run, ds, results_dir, progress=progress, tag=tag, fresh=force)
+
+
+def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, progress: bool = False,
+              tag: str | None = None, fresh: bool = False) -> dict:
+    """Train the resolved run ``run`` (from :func:`resolve_run`) on ``ds``; resume from ``last.pt`` unless
+    ``fresh``. Writes ``record.json`` beside the checkpoints, upserts ``runs.jsonl`` and drops the run's
+    cached test predictions. Returns the record."""
+    h = config_hash(run)
+    profile, dataset, seed, model = run["profile"], run["dataset"], run["seed"], run["model"]
+    rdir = run_dir(results_dir, profile, dataset, h)
+    stale = list(rdir.rglob("*.pt")) if fresh else []
+    stale += [rdir / "record.json"]
+    stale += list((Path(results_dir) / profile / dataset / "predictions").glob(f"{h}_*.npz"))
+    for f in stale:
+        if f.exists():
             f.unlink()
     tcfg = TrainConfig(**{**run["train"], "progress": progress})
     set_seed(seed, tcfg.deterministic)        # initial weights follow the seed
     net = build_model(model, ds.info, run["model_preset"], **run["overrides"])
     n_params = count_parameters(net)
     started = time.perf_counter()
-    result = fit_model(net, ds, tcfg, seed=seed, run_dir=run_dir)
+    result = fit_model(net, ds, tcfg, seed=seed, run_dir=rdir)
     missing_metrics = {}
     for spec in run["eval_missing"]:
         mm = MissingModality(**spec)
@@ -208,11 +298,30 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
                     "valid": s["valid_metrics"]} for s in result.stages],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    append_jsonl(runs_path(results_dir, profile, dataset), record)
-    if not keep_checkpoint:
-        for f in sorted(run_dir.rglob("*.pt")):
-            f.unlink()
+    # JSON round trip, so that the record compares equal to its copy read back from runs.jsonl
+    record = json.loads(json.dumps(record, sort_keys=True, default=_jsonable))
+    upsert_record(runs_path(results_dir, profile, dataset), record)
+    atomic_write_json(rdir / "record.json", record)
     return record
+
+
+def ensure_trained(record: dict, ds: MultimodalDataset, results_dir) -> dict:
+    """Make sure this machine holds the artefacts (checkpoints, full histories) of a recorded run:
+    a record reused from ``runs.jsonl`` without them (``reuse="records"``, a fresh clone) is retrained
+    from its saved config. Returns the local record."""
+    run = record["config"]
+    local = local_record(results_dir, run)
+    if local is not None:
+        return local
+    if config_hash(run) != record["config_hash"]:
+        raise ValueError(f"record {record['config_hash']}: its saved config hashes to {config_hash(run)}; "
+                         "it was written by another version of mser and cannot be retrained as recorded")
+    if run.get("data_kwargs"):
+        raise ValueError(f"record {record['config_hash']} used loader arguments {run['data_kwargs']}; "
+                         "retrain it with run_one and the same data_kwargs")
+    print(f"run {record['config_hash']} ({record['model']}, seed {record['seed']}) has no checkpoint on this "
+          "machine: retraining it", flush=True)
+    return train_run(run, ds, results_dir, tag=record.get("tag"))
 
 
 def _run_kwargs(spec: dict, common: dict) -> dict:
@@ -224,6 +333,21 @@ def _worker(kwargs: dict) -> dict:
     return run_one(**kwargs)
 
 
+def expected_cost(job: dict) -> float:
+    """A run's expected training time, for scheduling: its committed record's wall time when
+    ``runs.jsonl`` has one, else infinity (unknown runs first)."""
+    try:
+        ds = get_dataset(job.get("dataset", "synthetic"), job.get("data_dir"), job.get("profile", "quick"),
+                         job.get("data_kwargs"))
+        run = resolve_run(job["model"], job.get("dataset", "synthetic"), job.get("seed", 0),
+                          job.get("profile", "quick"), job.get("overrides"), job.get("train"),
+                          job.get("data_kwargs"), job.get("eval_missing"), job.get("device"), info=ds.info)
+        rec = committed_record(job.get("results_dir", DEFAULT_RESULTS), run)
+    except Exception:   # an estimate only: a bad job fails later, with its own error
+        return float("inf")
+    return float(rec["wall_time_s"]) if rec and rec.get("wall_time_s") is not None else float("inf")
+
+
 def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inline", workers: int = 2,
              progress: bool = True, **common) -> list[dict]:
     """Run every run of ``runs`` (each a dict of :func:`run_one` arguments), cached and resumable.
@@ -231,8 +355,9 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
     Args:
         runs: e.g. ``[{"model": "femf", "seed": 0, "overrides": {"use_fae": False}}, ...]``.
         results_dir: where records and checkpoints go.
-        executor: ``"inline"`` (in this process) or ``"process"`` (a pool of ``workers``).
-        **common: arguments shared by every run (``dataset``, ``profile``, ``data_dir`` ...).
+        executor: ``"inline"`` (in this process) or ``"process"`` (a pool of ``workers``; the longest
+            runs, by :func:`expected_cost`, are started first so that the workers finish together).
+        **common: arguments shared by every run (``dataset``, ``profile``, ``data_dir``, ``reuse`` ...).
 
     Returns:
         The records, in the order of ``runs`` (a run listed twice is trained once and its record
@@ -243,8 +368,9 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
     all_jobs = [_run_kwargs(r, {"results_dir": results_dir, "progress": False, **common}) for r in runs]
     # Identical runs listed twice (grids share runs; ``tag`` is only a label) are trained once, so that
     # two pool workers never train the same config hash at the same time.
-    keys = [json.dumps({k: v for k, v in j.items() if k != "tag"}, sort_keys=True, default=str)
-            for j in all_jobs]
+    # (empty overrides and no overrides are the same run)
+    keys = [json.dumps({k: v for k, v in j.items() if k != "tag" and not (v is None or v == {} or v == [])},
+                       sort_keys=True, default=str) for j in all_jobs]
     first = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
@@ -257,6 +383,10 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
             bar.set_postfix(model=job["model"], seed=job.get("seed", 0))
             done.append(run_one(**job))
     else:
+        order = sorted(range(len(jobs)), key=lambda n: -expected_cost(jobs[n]))
+        done = [None] * len(jobs)
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            done = list(tqdm(pool.map(_worker, jobs), total=len(jobs), desc="runs", disable=not progress))
+            results = pool.map(_worker, [jobs[n] for n in order])
+            for n, rec in zip(order, tqdm(results, total=len(jobs), desc="runs", disable=not progress)):
+                done[n] = rec
     return [done[index[k]] for k in keys]

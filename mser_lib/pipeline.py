@@ -1,14 +1,29 @@
-"""``make reproduce``: run the numbered notebooks with papermill, or (without notebooks) the main grid.
+"""``make reproduce``: retrain every run the notebooks need, run the notebooks, report reproduction.
 
     python -m mser_lib.pipeline --profile quick --dataset synthetic
     python -m mser_lib.pipeline --profile quick --only 00 01          # some notebooks only
     python -m mser_lib.pipeline --profile quick --update-notebooks    # also refresh notebooks/ outputs
+    python -m mser_lib.pipeline --reuse records                       # `make tables`: re-render only
     python -m mser_lib.pipeline --readme-table          # refresh the README's results table
 
+Three phases:
+
+1. **Train.** Every run the chosen notebooks need (:func:`notebook_runs`) is trained in one grid, the
+   longest first on a pool of one-thread workers. Only runs this machine has already finished are
+   reused (``reuse="local"``, see :mod:`mser_lib.experiments`): in a fresh clone everything is
+   retrained, whatever the committed ``runs.jsonl`` holds. An interrupted reproduce continues where it
+   stopped (finished runs are kept, an unfinished one resumes from its ``last.pt``).
+2. **Notebooks.** papermill executes them; they find every run trained and only analyse.
+3. **Report.** :mod:`mser_lib.reproduction` compares each run trained here with the committed record
+   of the same config hash, writes ``tables/reproduction.{csv,md}`` and prints the verdict line.
+   ``--strict`` (CI) exits 1 when a run differs.
+
+``--reuse records`` (``make tables``) skips phases 1 and 3: the notebooks re-render from the committed
+records and retrain only the runs whose checkpoints a step needs.
+
 Outputs go to ``results/<profile>/<dataset>/``: ``runs.jsonl`` (one record per run),
-``notebooks/`` (executed copies), ``tables/`` (CSV, Markdown, LaTeX), ``figures/`` (PNG, PDF).
-Runs are cached by config hash, so an interrupted ``make reproduce`` continues where it stopped;
-``--force 1`` retrains everything.
+``notebooks/`` (executed copies), ``tables/`` (CSV, Markdown, LaTeX), ``figures/`` (PNG, PDF),
+``notebook_timings.json`` (wall time of each phase and notebook).
 
 The notebooks start with :func:`notebook_setup`, which turns their papermill parameters into a
 :class:`NotebookContext` (resolved seeds, data folder, output folders, run arguments) and fixes the
@@ -31,7 +46,8 @@ from pathlib import Path
 # tqdm.auto warns about missing ipywidgets inside Jupyter kernels; the notebooks run without bars.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from .experiments import load_profile, run_grid  # noqa: E402
+from . import grids  # noqa: E402
+from .experiments import REUSE_MODES, load_profile, run_grid  # noqa: E402
 from .models import model_names  # noqa: E402
 from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table  # noqa: E402
 from .train.io import atomic_write_text  # noqa: E402
@@ -78,6 +94,7 @@ class NotebookContext:
     threads: int
     executor: str = "inline"
     workers: int = 1
+    reuse: str = "local"
     written: list = field(default_factory=list)
 
     @property
@@ -85,7 +102,7 @@ class NotebookContext:
         """Arguments shared by every run of the notebook (for ``run_one``/``run_grid``)."""
         return {"dataset": self.dataset, "profile": self.profile, "data_dir": self.data_dir,
                 "device": None if self.device in ("", "auto", None) else self.device,
-                "results_dir": self.results_dir, "force": self.force}
+                "results_dir": self.results_dir, "force": self.force, "reuse": self.reuse}
 
     @property
     def grid_kwargs(self) -> dict:
@@ -140,6 +157,14 @@ def resolve_data_dir(dataset: str, data_dir) -> str | None:
     return None
 
 
+def grid_executor(threads: int | None, on_cpu: bool) -> tuple[str, int]:
+    """``(executor, workers)`` for the grids: with one thread per run on a CPU, a pool of
+    ``min(cores, 4)`` workers (``MSER_WORKERS`` overrides), else in-process."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = int(os.environ.get("MSER_WORKERS", max(1, min(cores, 4)) if (on_cpu and threads == 1) else 1))
+    return ("process" if workers > 1 else "inline"), workers
+
+
 def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=None, device: str = "auto",
                    seeds=None, results_dir="../results", force: bool = False,
                    threads: int | None = None) -> NotebookContext:
@@ -149,8 +174,9 @@ def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=
     * ``data_dir``: empty = none (for ``mosi-bclstm``: ``../shared/data/mosi-bclstm`` if present).
     * Threads: ``MSER_THREADS`` if set, else ``threads``, else the profile's ``threads`` (1 for
       ``smoke`` and ``quick``: their models are small and one thread per run is fastest), else torch's
-      default. With one thread per run on a CPU, grids run on a pool of ``min(cores, 4)`` workers
-      (``MSER_WORKERS`` overrides).
+      default. With one thread per run on a CPU, grids run on a pool (:func:`grid_executor`).
+    * Reuse of recorded runs: ``MSER_REUSE`` (``local``, the default, or ``records``; see
+      :mod:`mser_lib.experiments`), which ``make tables`` sets.
     * Applies the project's plotting style and creates ``tables/`` and ``figures/`` under
       ``<results_dir>/<profile>/<dataset>/``.
     """
@@ -168,15 +194,17 @@ def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=
         threads = prof.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = int(os.environ.get("MSER_WORKERS", max(1, min(cores, 4)) if (on_cpu and threads == 1) else 1))
+    executor, workers = grid_executor(threads, on_cpu)
+    reuse = os.environ.get("MSER_REUSE", "local")
+    if reuse not in REUSE_MODES:
+        raise ValueError(f"MSER_REUSE must be one of {REUSE_MODES}, got {reuse!r}")
     results_dir = Path(results_dir).expanduser().resolve()
     out = results_dir / profile / dataset
     ctx = NotebookContext(
         profile=profile, dataset=dataset, data_dir=resolve_data_dir(dataset, data_dir),
         device=device or "auto", seeds=_resolve_seeds(seeds, profile), results_dir=results_dir,
         force=bool(force), out=out, tables=out / "tables", figures=out / "figures",
-        threads=torch.get_num_threads(), executor="process" if workers > 1 else "inline", workers=workers)
+        threads=torch.get_num_threads(), executor=executor, workers=workers, reuse=reuse)
     ctx.tables.mkdir(parents=True, exist_ok=True)
     ctx.figures.mkdir(parents=True, exist_ok=True)
     set_style()
@@ -191,13 +219,51 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
     return nbs
 
 
-def run_notebooks(args, out: Path, seeds: list[int]) -> list[tuple[str, float]]:
+def notebook_runs(only: list[str] | None, profile: str, dataset: str, seeds: list[int]) -> list[dict]:
+    """Every run the chosen notebooks train (duplicates kept; :func:`run_grid` trains each once)."""
+    specs = []
+    for nb in notebook_paths(only):
+        key = nb.name[:2]
+        if key == "02":
+            specs += [{"model": "femf", "seed": s} for s in seeds if "femf" in model_names()]
+        elif key == "03":
+            specs += main_grid(profile, dataset, seeds)
+        elif key in grids.NOTEBOOK_GRIDS:
+            specs += [s for s in grids.notebook_grid(key, profile, seeds) if s["model"] in model_names()]
+    return specs
+
+
+def train_all(args, seeds: list[int]) -> int:
+    """Phase 1: train every run the notebooks need, in one grid (longest first). Returns the count."""
+    import torch
+
+    from .train import resolve_device
+
+    specs = notebook_runs(args.only, args.profile, args.dataset, seeds)
+    if not specs:
+        return 0
+    prof = load_profile(args.profile)
+    on_cpu = resolve_device(args.device or prof.get("device") or "auto").type == "cpu"
+    threads = int(os.environ.get("MSER_THREADS", 0)) or (prof.get("threads") if on_cpu else None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    executor, workers = grid_executor(threads, on_cpu)
+    records = run_grid(specs, results_dir=Path(args.results_dir).resolve(), executor=executor, workers=workers,
+                       progress=True, dataset=args.dataset, profile=args.profile,
+                       data_dir=resolve_data_dir(args.dataset, args.data_dir),
+                       device=None if args.device in ("", "auto", None) else args.device,
+                       force=bool(args.force), reuse="local")
+    return len({r["config_hash"] for r in records})
+
+
+def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[str, float]]:
     import papermill as pm
 
     timings = []
     out_nb = out / "notebooks"
     out_nb.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.results_dir).resolve()
+    os.environ["MSER_REUSE"] = args.reuse          # the notebook kernels inherit it
     for nb in notebook_paths(args.only):
         t0 = time.perf_counter()
         print(f"== {nb.name}", flush=True)
@@ -205,7 +271,7 @@ def run_notebooks(args, out: Path, seeds: list[int]) -> list[tuple[str, float]]:
             str(nb), str(out_nb / nb.name), cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
             parameters={"profile": args.profile, "dataset": args.dataset,
                         "data_dir": _data_dir_param(args.data_dir), "device": args.device, "seeds": seeds,
-                        "results_dir": _rel_to_notebooks(results_dir), "force": bool(args.force)})
+                        "results_dir": _rel_to_notebooks(results_dir), "force": force})
         timings.append((nb.name, time.perf_counter() - t0))
         print(f"   {timings[-1][1]:.1f} s", flush=True)
         if args.update_notebooks:
@@ -255,7 +321,7 @@ def update_committed_notebook(executed: Path, target: Path) -> None:
 def run_direct(args, out: Path, seeds: list[int]) -> None:
     runs = main_grid(args.profile, args.dataset, seeds)
     run_grid(runs, results_dir=args.results_dir, dataset=args.dataset, profile=args.profile,
-             data_dir=args.data_dir or None, device=args.device, force=bool(args.force))
+             data_dir=args.data_dir or None, device=args.device, force=bool(args.force), reuse=args.reuse)
     records = load_records(args.results_dir, args.profile, args.dataset)
     table = wide_table(aggregate(records))
     for p in write_table(table, out / "tables", "main_results",
@@ -325,7 +391,13 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default="")
     p.add_argument("--device", default="auto")
     p.add_argument("--seeds", default="", help="space-separated seeds; default: the profile's")
-    p.add_argument("--force", type=int, default=0)
+    p.add_argument("--force", type=int, default=0, help="1: retrain even the runs this machine has finished")
+    p.add_argument("--reuse", default="local", choices=REUSE_MODES,
+                   help="local (default): retrain all but the runs this machine finished, then report "
+                        "reproduction; records: re-render from the committed records (make tables)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a reproduced run differs (CI)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="largest |difference| of a test metric counted as reproduced (default 1e-4)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--readme-table", action="store_true")
     p.add_argument("--no-notebooks", action="store_true", help="run the main grid directly")
@@ -336,12 +408,24 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.readme_table:
         return readme_table(args.results_dir)
+    from . import reproduction
+
     seeds = [int(s) for s in args.seeds.split()] if args.seeds.strip() else load_profile(args.profile)["seeds"]
     out = Path(args.results_dir) / args.profile / args.dataset
     t0 = time.perf_counter()
     has_nb = bool(notebook_paths(args.only))
+    reproducing = args.reuse == "local"
+    if reproducing:
+        reproduction.snapshot_reference(args.results_dir, args.profile, args.dataset)
+    timings = []
     if has_nb and not args.no_notebooks:
-        timings = run_notebooks(args, out, seeds)
+        if reproducing:
+            print("== training every run the notebooks need", flush=True)
+            t1 = time.perf_counter()
+            n = train_all(args, seeds)
+            timings.append(("training", time.perf_counter() - t1))
+            print(f"   {n} runs in {timings[-1][1]:.1f} s", flush=True)
+        timings += run_notebooks(args, out, seeds, force=bool(args.force) and not reproducing)
         path = out / "notebook_timings.json"
         old = json.loads(path.read_text()) if path.exists() else {}
         old.update({k: round(v, 1) for k, v in timings})
@@ -352,6 +436,18 @@ def main(argv=None) -> int:
     for sub in ("runs.jsonl", "tables", "figures", "notebooks"):
         if (out / sub).exists():
             print(f"  {out / sub}")
+    if not reproducing:
+        return 0
+    tol = reproduction.TOLERANCE if args.tolerance is None else args.tolerance
+    line, table = reproduction.write_report(args.results_dir, args.profile, args.dataset, tol)
+    (out / "checkpoints" / reproduction.REFERENCE_NAME).unlink(missing_ok=True)
+    differ = int((table["status"] == "differs").sum())
+    print(f"\n{line}\n  report: {out / 'tables' / 'reproduction.md'}")
+    if differ:
+        print(f"\nWARNING: {differ} run(s) did not reproduce the committed numbers; see the report and the "
+              "README ('When runs differ').", file=sys.stderr)
+        if args.strict:
+            return 1
     return 0
 
 

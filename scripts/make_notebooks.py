@@ -653,7 +653,7 @@ and `.../full/`; notebook 03 reuses the same runs (same config hash) instead of 
     Stage 1's validation MAE is that of the mean expert; stage 2's that of FEMF's final prediction.
     """),
     code("""
-    hist = [analysis.stage_history(ctx.results_dir, r, s) for r in records for s in ("experts", "full")]
+    hist = [analysis.stage_history(ctx.results_dir, r, s, ds) for r in records for s in ("experts", "full")]
     if any(h is None for h in hist):
         print("some checkpoints are gone (results copied without checkpoints/): showing the recorded "
               "final-stage histories only")
@@ -740,7 +740,7 @@ and `.../full/`; notebook 03 reuses the same runs (same config hash) instead of 
 
     same = []
     for r in records:
-        a, b = (analysis.stage_checkpoint(ctx.results_dir, r, s) for s in ("experts", "full"))
+        a, b = (analysis.stage_checkpoint(ctx.results_dir, r, s, ds=ds) for s in ("experts", "full"))
         if a is None or b is None:
             same.append(None)
             continue

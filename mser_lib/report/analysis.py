@@ -233,16 +233,26 @@ def checkpoint_dir(results_dir, record: dict) -> Path:
     return Path(results_dir) / record["profile"] / record["dataset"] / "checkpoints" / record["config_hash"]
 
 
-def stage_checkpoint(results_dir, record: dict, stage: str | None, kind: str = "best") -> Path | None:
-    """Path of ``<stage>/<kind>.pt`` (``kind`` = ``best`` or ``last``) if it exists, else ``None``."""
+def stage_checkpoint(results_dir, record: dict, stage: str | None, kind: str = "best",
+                     ds: MultimodalDataset | None = None) -> Path | None:
+    """Path of ``<stage>/<kind>.pt`` (``kind`` = ``best`` or ``last``).
+
+    When this machine does not hold it (a record reused from ``runs.jsonl``) and ``ds`` is given, the
+    run is retrained first (:func:`mser_lib.experiments.ensure_trained`); without ``ds``, ``None``."""
     p = checkpoint_dir(results_dir, record) / (stage or "main") / f"{kind}.pt"
+    if not p.exists() and ds is not None:
+        from ..experiments import ensure_trained
+
+        ensure_trained(record, ds, results_dir)
     return p if p.exists() else None
 
 
-def stage_history(results_dir, record: dict, stage: str | None) -> pd.DataFrame | None:
-    """The full per-epoch history of one stage of a run (from its ``last.pt``), or ``None`` if the
-    checkpoint is gone (records keep only the final stage's compact history)."""
-    p = stage_checkpoint(results_dir, record, stage, "last")
+def stage_history(results_dir, record: dict, stage: str | None,
+                  ds: MultimodalDataset | None = None) -> pd.DataFrame | None:
+    """The full per-epoch history of one stage of a run (from its ``last.pt``; records keep only the
+    final stage's compact history). A missing checkpoint is retrained when ``ds`` is given, else
+    ``None``."""
+    p = stage_checkpoint(results_dir, record, stage, "last", ds)
     if p is None:
         return None
     ck = torch.load(p, map_location="cpu", weights_only=False)
@@ -253,17 +263,18 @@ def stage_history(results_dir, record: dict, stage: str | None) -> pd.DataFrame 
 
 
 def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None):
-    """Rebuild a recorded run's model; with ``results_dir`` and ``stage`` load that stage's best weights.
+    """Rebuild a recorded run's model; with ``results_dir`` load that stage's best weights (retraining
+    the run first when this machine does not hold its checkpoint).
 
     Returns:
-        the model (eval mode), or ``None`` when the requested checkpoint does not exist.
+        the model (eval mode).
     """
     run = record["config"]
     net = build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
     if results_dir is not None:
-        p = stage_checkpoint(results_dir, record, stage, "best")
+        p = stage_checkpoint(results_dir, record, stage, "best", ds)
         if p is None:
-            return None
+            raise FileNotFoundError(f"run {record['config_hash']} has no {stage or 'main'}/best.pt after training")
         net.load_state_dict(torch.load(p, map_location="cpu", weights_only=False)["model"])
     net.eval()
     return net

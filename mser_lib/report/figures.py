@@ -29,6 +29,10 @@ MODEL_ORDER = ["femf", "atsuko", "emoe", "baseline"]
 FORMATS = ("png", "pdf")
 
 
+# No date and no version stamps in the files: a re-run that draws the same figure writes the same bytes.
+STABLE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None, "Creator": None}}
+
+
 def set_style(context: str = "notebook") -> None:
     """The project's plotting style (seaborn ``whitegrid``, colour-blind palette, readable sizes)."""
     sns.set_theme(context=context, style="whitegrid", palette="colorblind",
@@ -42,7 +46,8 @@ def save_figure(fig, out_dir: str | Path, name: str, formats: Sequence[str] = FO
     """Write ``fig`` as ``out_dir/name.png`` and ``out_dir/name.pdf`` atomically; return the paths.
 
     Each file is first written to a temporary file in ``out_dir`` and then renamed over the target,
-    so readers never see a partial file. PDFs carry no creation date (byte-stable re-runs).
+    so readers never see a partial file. The files carry no creation date and no software
+    version (:data:`STABLE_METADATA`), so re-rendering the same figure gives the same bytes.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -54,7 +59,7 @@ def save_figure(fig, out_dir: str | Path, name: str, formats: Sequence[str] = FO
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{fmt}.tmp")
         os.close(fd)
         try:
-            meta = {"CreationDate": None} if fmt == "pdf" else None
+            meta = STABLE_METADATA.get(fmt)
             fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata=meta)
             os.replace(tmp, target)
         except BaseException:

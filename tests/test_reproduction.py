@@ -1,0 +1,145 @@
+"""`make reproduce` in a newcomer's situation: committed records, no checkpoints.
+
+The first tests copy records into an empty results folder (a fresh clone has ``runs.jsonl`` but no
+``checkpoints/``) and run the steps of notebooks 02, 05 and 06 that need checkpoints; they must
+retrain, never crash or silently skip. The others check the reproduction report.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from mser_lib import experiments, grids, pipeline, reproduction
+from mser_lib.experiments import get_dataset, run_grid
+from mser_lib.report import ablations as ab
+from mser_lib.report import analysis
+
+COMMON = {"dataset": "synthetic", "profile": "smoke", "progress": False}
+SPECS = [{"model": "baseline", "seed": 0, "overrides": {"modalities": "tav"}, "tag": "baseline"},
+         {"model": "femf", "seed": 0, "tag": "femf"}]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A results folder where the runs were trained (records + checkpoints), as on the author's machine."""
+    src = tmp_path_factory.mktemp("author")
+    recs = run_grid(SPECS, results_dir=src, **COMMON)
+    return src, recs
+
+
+def _fresh_clone(src, dst):
+    """What a clone holds: the committed ``runs.jsonl``, no checkpoints, no predictions."""
+    runs = experiments.runs_path(src, "smoke", "synthetic")
+    target = experiments.runs_path(dst, "smoke", "synthetic")
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(runs, target)
+    return target
+
+
+def _local_hashes(results):
+    return {p.parent.name for p in (results / "smoke" / "synthetic" / "checkpoints").glob("*/record.json")}
+
+
+def test_fresh_clone_retrains_instead_of_reusing_committed_records(trained, tmp_path):
+    src, recs = trained
+    _fresh_clone(src, tmp_path)
+    ds = get_dataset("synthetic", None, "smoke")
+    again = run_grid(SPECS, results_dir=tmp_path, **COMMON)               # default reuse="local"
+    assert _local_hashes(tmp_path) == {r["config_hash"] for r in recs}    # every run trained here
+    # the steps of notebook 05 that predict from checkpoints find them
+    curves, preds = ab.missing_curves(SPECS, again, ds, tmp_path, [0.0, 0.4], cache_dir=tmp_path / "pred")
+    assert set(curves["label"]) == {"baseline", "femf"} and set(curves["rate"]) == {0.0, 0.4}
+    # deterministic CPU training: the same results as the author's runs, so runs.jsonl is unchanged
+    assert all(experiments.same_results(a, b) for a, b in zip(recs, again))
+    assert experiments.runs_path(tmp_path, "smoke", "synthetic").read_bytes() == \
+        experiments.runs_path(src, "smoke", "synthetic").read_bytes()
+
+
+def test_records_mode_retrains_only_what_a_step_needs(trained, tmp_path):
+    src, recs = trained
+    _fresh_clone(src, tmp_path)
+    ds = get_dataset("synthetic", None, "smoke")
+    reused = run_grid(SPECS, results_dir=tmp_path, reuse="records", **COMMON)   # `make tables`
+    assert [r["config_hash"] for r in reused] == [r["config_hash"] for r in recs]
+    assert _local_hashes(tmp_path) == set()                               # nothing trained yet
+    femf = reused[1]
+    hist = analysis.stage_history(tmp_path, femf, "experts", ds)          # notebook 02: needs last.pt
+    assert hist is not None and len(hist) == femf["stages"][0]["epochs_run"]
+    assert _local_hashes(tmp_path) == {femf["config_hash"]}               # retrained that run only
+    net = ab.load_model(reused[0], ds, tmp_path)                          # notebook 06: needs best.pt
+    assert net is not None and _local_hashes(tmp_path) == {r["config_hash"] for r in recs}
+    # without the dataset a step cannot retrain and says so by returning None (no KeyError)
+    other = tmp_path / "other"
+    _fresh_clone(src, other)
+    assert analysis.stage_history(other, femf, "experts") is None
+
+
+def test_report_flags_an_altered_record_as_differing(trained, tmp_path):
+    src, recs = trained
+    reference = [json.loads(line) for line in experiments.runs_path(src, "smoke", "synthetic").read_text().splitlines()]
+    altered = json.loads(json.dumps(reference))
+    altered[0]["test"]["mae"] += 0.01                   # one committed number changed by hand
+    altered[1]["test"]["corr"] += 1e-6                  # a float-noise difference
+    table = reproduction.compare(altered, recs)
+    status = dict(zip(table["config hash"], table["status"]))
+    assert status[recs[0]["config_hash"]] == "differs"
+    assert status[recs[1]["config_hash"]] == "within tolerance"
+    row = table.set_index("config hash").loc[recs[0]["config_hash"]]
+    assert row["mae diff"] == pytest.approx(-0.01)
+    assert reproduction.compare(reference, recs)["status"].eq("bit-identical").all()
+    line = reproduction.verdict(reproduction.compare(altered[1:], recs), n_reference=1)
+    assert line.startswith("reproduced 1/1 runs: 0 bit-identical, 1 within tolerance, 0 differ; 1 new")
+
+
+def test_pipeline_reports_and_strict_fails_on_a_difference(tmp_path, capsys, monkeypatch):
+    args = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--only", "none",
+            "--results-dir", str(tmp_path), "--strict"]
+    # --only none selects no notebook: the main grid is trained directly
+    monkeypatch.setattr(pipeline, "main_grid",
+                        lambda *a, **k: [{"model": "baseline", "seed": 0, "overrides": {"modalities": "t"}}])
+    assert pipeline.main(args) == 0
+    out = capsys.readouterr().out
+    assert "reproduced 0/0 runs: 0 bit-identical, 0 within tolerance, 0 differ; 1 new" in out
+    report = tmp_path / "smoke" / "synthetic" / "tables" / "reproduction.md"
+    assert report.exists() and "new" in report.read_text()
+    assert not (tmp_path / "smoke" / "synthetic" / "checkpoints" / reproduction.REFERENCE_NAME).exists()
+    # a committed number that the code does not reproduce: strict mode fails
+    runs = experiments.runs_path(tmp_path, "smoke", "synthetic")
+    rec = json.loads(runs.read_text())
+    rec["test"]["mae"] += 0.5
+    runs.write_text(json.dumps(rec) + "\n")
+    assert pipeline.main(args) == 1
+    assert "0 bit-identical, 0 within tolerance, 1 differ" in capsys.readouterr().out
+
+
+def test_upsert_keeps_a_reproduced_record_and_replaces_a_different_one(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    base = {"config_hash": "a" * 16, "test": {"mae": 1.0}, "wall_time_s": 3.0, "git_revision": "x"}
+    assert experiments.upsert_record(path, base) == "new"
+    before = path.read_bytes()
+    same = {**base, "wall_time_s": 9.0, "git_revision": "y"}        # only provenance differs
+    assert experiments.upsert_record(path, same) == "same" and path.read_bytes() == before
+    other = {"config_hash": "b" * 16, "test": {"mae": 2.0}}
+    assert experiments.upsert_record(path, other) == "new"
+    changed = {**base, "test": {"mae": 1.5}}
+    assert experiments.upsert_record(path, changed) == "replaced"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [r["config_hash"] for r in lines] == ["a" * 16, "b" * 16] and lines[0]["test"]["mae"] == 1.5
+
+
+def test_reference_snapshot_survives_an_interrupted_reproduce(tmp_path):
+    runs = experiments.runs_path(tmp_path, "quick", "synthetic")
+    runs.parent.mkdir(parents=True)
+    runs.write_text('{"config_hash": "c"}\n')
+    ref = reproduction.snapshot_reference(tmp_path, "quick", "synthetic")
+    runs.write_text('{"config_hash": "d"}\n')                     # a run replaced its record, then a crash
+    assert reproduction.snapshot_reference(tmp_path, "quick", "synthetic") == ref
+    assert ref.read_text() == '{"config_hash": "c"}\n'
+
+
+def test_notebook_runs_cover_every_grid_the_notebooks_train():
+    specs = pipeline.notebook_runs(None, "quick", "synthetic", [0, 1, 2])
+    n = grids.unique_runs([{k: v for k, v in s.items() if v not in (None, {})} for s in specs])
+    assert {"femf", "atsuko", "emoe", "baseline"} <= {s["model"] for s in specs}
+    assert n >= len(pipeline.main_grid("quick", "synthetic", [0, 1, 2]))
