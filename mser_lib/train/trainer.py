@@ -151,10 +151,12 @@ def evaluate(model, split: SplitData, info, cfg: TrainConfig | None = None,
 
 
 def _make_optimizer(params, cfg: TrainConfig):
+    # foreach: one kernel per update step over all parameters instead of a Python loop over them (the
+    # CPU default is the loop; on the quick models it was about 2/3 of the optimiser's time)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
 
 
@@ -270,7 +272,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
 
 def _step(optimizer, params, cfg: TrainConfig) -> None:
     if cfg.clip_grad:
-        torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+        torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad, foreach=True)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
