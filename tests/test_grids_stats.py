@@ -67,6 +67,82 @@ def test_compare_resolves_a_real_difference_and_not_noise():
     assert not r3["resolved"]
 
 
+def test_holm_and_bh_match_hand_computed_values():
+    p = [0.02, 0.5, 0.001, math.nan, 0.025]
+    # sorted finite p: 0.001, 0.02, 0.025, 0.5 (m = 4; nan is not in the family)
+    # Holm: 4*0.001, 3*0.02, max(0.06, 2*0.025), max(0.06, 1*0.5) = 0.004, 0.06, 0.06, 0.5
+    h = stats.holm(p)
+    assert h[[2, 0, 4, 1]] == pytest.approx([0.004, 0.06, 0.06, 0.5]) and math.isnan(h[3])
+    # BH: min over j >= i of m p_(j) / j: 0.004, min(0.04, 0.0333, 0.5), 0.1/3, 0.5
+    b = stats.benjamini_hochberg(p)
+    assert b[[2, 0, 4, 1]] == pytest.approx([0.004, 0.1 / 3, 0.1 / 3, 0.5]) and math.isnan(b[3])
+    assert np.array_equal(stats.adjust_p(p, "holm"), h, equal_nan=True)
+    assert stats.holm([0.6, 0.7]).tolist() == [1.0, 1.0]           # 2 * 0.6 capped at 1, then monotone
+    assert np.isnan(stats.holm([math.nan])).all()
+    with pytest.raises(ValueError):
+        stats.adjust_p(p, "bonferroni-ish")
+
+
+def test_two_seeds_are_never_resolved_three_can_be():
+    rng = np.random.default_rng(4)
+    y = rng.uniform(-3, 3, 300)
+    good = [y + rng.normal(0, 0.2, 300) for _ in range(3)]
+    bad = [y + rng.normal(0, 2.0, 300) for _ in range(3)]
+    va = [stats.metric_fn("mae")(y, p) for p in good]
+    vb = [stats.metric_fn("mae")(y, p) for p in bad]
+    two = stats.compare(va[:2], vb[:2], "mae", y, good[:2], bad[:2], n_boot=200, expect=+1)
+    # a huge, consistent difference whose bootstrap interval excludes 0 by far ...
+    assert two["same_sign"] and two["boot_excludes"] and two["n"] == 2
+    # ... is still not a resolved claim with 2 seeds
+    assert two["verdict"] == stats.NOT_ENOUGH_SEEDS and not two["resolved"] and two["agrees"] is False
+    assert two["sign_agrees"] is True and two["direction"] == 0
+    three = stats.compare(va, vb, "mae", y, good, bad, n_boot=200, expect=+1)
+    assert three["verdict"] == "yes" and three["resolved"] and three["p_seed"] < 0.05
+    # no test predictions: no bootstrap, so no "yes" even with 3 seeds
+    assert stats.compare(va, vb, "mae")["verdict"] == "no"
+    # the exact sign-flip test cannot reach 0.05 with 3 seeds
+    assert stats.compare(va, vb, "mae", y, good, bad, n_boot=200, seed_test="sign_flip")["verdict"] == "no"
+    assert stats.verdict(2, 1e-9, True, True) == stats.NOT_ENOUGH_SEEDS
+    assert stats.verdict(5, 0.01, True, True) == "yes"
+    assert stats.verdict(5, 0.06, True, True) == "no" and stats.verdict(5, 0.01, False, True) == "no"
+    assert stats.verdict(5, 0.01, True, False) == "no" and stats.verdict(5, 0.01, True, None) == "no"
+
+
+def test_cluster_bootstrap_draws_whole_clusters_and_is_wider():
+    rng = np.random.default_rng(5)
+    n_vid, per = 20, 10
+    vid_y = rng.uniform(-3, 3, n_vid)
+    vid_p = vid_y + rng.normal(0, 1.0, n_vid)
+    y, p = np.repeat(vid_y, per), np.repeat(vid_p, per)        # utterances identical within a video
+    ids = np.repeat([f"v{i:02d}" for i in range(n_vid)], per)
+    err = np.abs(p - y)
+    seen = []
+
+    def stat(i):
+        seen.append(i)
+        return float(err[i].mean())
+
+    clus = stats.bootstrap_ci(stat, len(y), n_boot=400, seed=1, clusters=ids)
+    naive = stats.bootstrap_ci(lambda i: float(err[i].mean()), len(y), n_boot=400, seed=1)
+    assert clus["n_clusters"] == n_vid and naive["n_clusters"] == n_vid * per
+    # every replicate is a union of whole videos: each drawn video contributes all its utterances
+    for idx in seen[1:]:
+        counts = np.bincount(idx, minlength=len(y)).reshape(n_vid, per)
+        assert (counts == counts[:, :1]).all() and len(idx) == n_vid * per
+    # 10 identical copies per video: the naive interval is about sqrt(10) too narrow
+    w_c, w_n = clus["hi"] - clus["lo"], naive["hi"] - naive["lo"]
+    assert w_c > 2.0 * w_n
+    assert clus["se"] == pytest.approx(err[::per].std(ddof=0) / math.sqrt(n_vid), rel=0.25)
+    # one sample per cluster is the plain bootstrap, replicate for replicate
+    one = stats.bootstrap_ci(lambda i: float(err[i].mean()), len(y), n_boot=400, seed=1,
+                             clusters=np.arange(len(y)))
+    assert one == naive
+    groups = stats.cluster_groups(["b", "a", "b", "c", "a"])
+    assert [g.tolist() for g in groups] == [[0, 2], [1, 4], [3]]
+    with pytest.raises(ValueError):
+        stats.bootstrap_ci(stat, len(y), clusters=ids[:-1])
+
+
 # ------------------------------------------------------------------------------------- grids
 def test_grid_sizes_per_profile():
     seeds = [0, 1, 2]
