@@ -67,6 +67,209 @@ def test_compare_resolves_a_real_difference_and_not_noise():
     assert not r3["resolved"]
 
 
+def test_holm_and_bh_match_hand_computed_values():
+    p = [0.02, 0.5, 0.001, math.nan, 0.025]
+    # sorted finite p: 0.001, 0.02, 0.025, 0.5 (m = 4; nan is not in the family)
+    # Holm: 4*0.001, 3*0.02, max(0.06, 2*0.025), max(0.06, 1*0.5) = 0.004, 0.06, 0.06, 0.5
+    h = stats.holm(p)
+    assert h[[2, 0, 4, 1]] == pytest.approx([0.004, 0.06, 0.06, 0.5]) and math.isnan(h[3])
+    # BH: min over j >= i of m p_(j) / j: 0.004, min(0.04, 0.0333, 0.5), 0.1/3, 0.5
+    b = stats.benjamini_hochberg(p)
+    assert b[[2, 0, 4, 1]] == pytest.approx([0.004, 0.1 / 3, 0.1 / 3, 0.5]) and math.isnan(b[3])
+    assert np.array_equal(stats.adjust_p(p, "holm"), h, equal_nan=True)
+    assert stats.holm([0.6, 0.7]).tolist() == [1.0, 1.0]           # 2 * 0.6 capped at 1, then monotone
+    assert np.isnan(stats.holm([math.nan])).all()
+    with pytest.raises(ValueError):
+        stats.adjust_p(p, "bonferroni-ish")
+
+
+def test_two_seeds_are_never_resolved_three_can_be():
+    rng = np.random.default_rng(4)
+    y = rng.uniform(-3, 3, 300)
+    good = [y + rng.normal(0, 0.2, 300) for _ in range(3)]
+    bad = [y + rng.normal(0, 2.0, 300) for _ in range(3)]
+    va = [stats.metric_fn("mae")(y, p) for p in good]
+    vb = [stats.metric_fn("mae")(y, p) for p in bad]
+    two = stats.compare(va[:2], vb[:2], "mae", y, good[:2], bad[:2], n_boot=200, expect=+1)
+    # a huge, consistent difference whose bootstrap interval excludes 0 by far ...
+    assert two["same_sign"] and two["boot_excludes"] and two["n"] == 2
+    # ... is still not a resolved claim with 2 seeds
+    assert two["verdict"] == stats.NOT_ENOUGH_SEEDS and not two["resolved"] and two["agrees"] is False
+    assert two["sign_agrees"] is True and two["direction"] == 0
+    three = stats.compare(va, vb, "mae", y, good, bad, n_boot=200, expect=+1)
+    assert three["verdict"] == "yes" and three["resolved"] and three["p_seed"] < 0.05
+    # no test predictions: no bootstrap, so no "yes" even with 3 seeds
+    assert stats.compare(va, vb, "mae")["verdict"] == "no"
+    # the exact sign-flip test cannot reach 0.05 with 3 seeds
+    assert stats.compare(va, vb, "mae", y, good, bad, n_boot=200, seed_test="sign_flip")["verdict"] == "no"
+    assert stats.verdict(2, 1e-9, True, True) == stats.NOT_ENOUGH_SEEDS
+    assert stats.verdict(5, 0.01, True, True) == "yes"
+    assert stats.verdict(5, 0.06, True, True) == "no" and stats.verdict(5, 0.01, False, True) == "no"
+    assert stats.verdict(5, 0.01, True, False) == "no" and stats.verdict(5, 0.01, True, None) == "no"
+
+
+def test_cluster_bootstrap_draws_whole_clusters_and_is_wider():
+    rng = np.random.default_rng(5)
+    n_vid, per = 20, 10
+    vid_y = rng.uniform(-3, 3, n_vid)
+    vid_p = vid_y + rng.normal(0, 1.0, n_vid)
+    y, p = np.repeat(vid_y, per), np.repeat(vid_p, per)        # utterances identical within a video
+    ids = np.repeat([f"v{i:02d}" for i in range(n_vid)], per)
+    err = np.abs(p - y)
+    seen = []
+
+    def stat(i):
+        seen.append(i)
+        return float(err[i].mean())
+
+    clus = stats.bootstrap_ci(stat, len(y), n_boot=400, seed=1, clusters=ids)
+    naive = stats.bootstrap_ci(lambda i: float(err[i].mean()), len(y), n_boot=400, seed=1)
+    assert clus["n_clusters"] == n_vid and naive["n_clusters"] == n_vid * per
+    # every replicate is a union of whole videos: each drawn video contributes all its utterances
+    for idx in seen[1:]:
+        counts = np.bincount(idx, minlength=len(y)).reshape(n_vid, per)
+        assert (counts == counts[:, :1]).all() and len(idx) == n_vid * per
+    # 10 identical copies per video: the naive interval is about sqrt(10) too narrow
+    w_c, w_n = clus["hi"] - clus["lo"], naive["hi"] - naive["lo"]
+    assert w_c > 2.0 * w_n
+    assert clus["se"] == pytest.approx(err[::per].std(ddof=0) / math.sqrt(n_vid), rel=0.25)
+    # one sample per cluster is the plain bootstrap, replicate for replicate
+    one = stats.bootstrap_ci(lambda i: float(err[i].mean()), len(y), n_boot=400, seed=1,
+                             clusters=np.arange(len(y)))
+    assert one == naive
+    groups = stats.cluster_groups(["b", "a", "b", "c", "a"])
+    assert [g.tolist() for g in groups] == [[0, 2], [1, 4], [3]]
+    with pytest.raises(ValueError):
+        stats.bootstrap_ci(stat, len(y), clusters=ids[:-1])
+
+
+def _res(p_t, n=5, same_sign=True, boot=(-0.2, -0.05), sign_agrees=True, metric="mae"):
+    """A comparison result as stats.compare / compare_labels return it (only what claim_row reads)."""
+    return {"metric": metric, "mean_diff": -0.1, "n": n, "seeds": list(range(n)), "p_t": p_t,
+            "same_sign": same_sign, "boot_lo": boot[0], "boot_hi": boot[1], "sign_agrees": sign_agrees,
+            "schedule": "60 epochs, patience 12", "n_clusters": 31, "boot_unit": "videos"}
+
+
+def test_claims_table_adjusts_p_and_recomputes_verdicts(tmp_path):
+    import pandas as pd
+
+    raw = [0.001, 0.02, 0.025, 0.5]
+    rows = [ablations.claim_row(f"c{i}", "paper", _res(p)) for i, p in enumerate(raw)]
+    # alone, each row is a family of one: raw p 0.02 and 0.025 resolve
+    assert [r["resolved"] for r in rows] == ["yes", "yes", "yes", "no"]
+    assert rows[1]["p adjusted (Holm)"] == 0.02 and rows[1]["claims in family"] == 1
+    assert rows[0]["schedule"] == "60 epochs, patience 12" and rows[0]["bootstrap over"] == "31 videos"
+    rows.append(ablations.claim_row("two seeds", "paper", _res(1e-6, n=2)))
+    rows.append(ablations.claim_row("mixed signs", "paper", _res(0.001, same_sign=False)))
+    rows.append(ablations.claim_row("CI covers 0", "paper", _res(0.001, boot=(-0.1, 0.02))))
+    rows.append(ablations.claim_row("wrong way", "paper", _res(0.001, sign_agrees=False)))
+    assert rows[4]["resolved"] == "not enough seeds" and rows[4]["agrees with paper"] == "undecided"
+    table = ablations.adjust_claims(pd.DataFrame(rows))
+    # family: the 7 rows with >= 3 seeds (the 2-seed row is left out); Holm by hand, sorted raw p:
+    # 0.001 x4 -> 7*0.001 = 0.007 (each, after the running max), 0.02 -> 3*0.02 = 0.06,
+    # 0.025 -> max(0.06, 2*0.025) = 0.06, 0.5 -> 0.5
+    adj = table["p adjusted (Holm)"].tolist()
+    assert adj[:4] == pytest.approx([0.007, 0.06, 0.06, 0.5]) and adj[5:] == pytest.approx([0.007] * 3)
+    assert adj[4] == "" and (table["claims in family"] == 7).all()
+    assert table["resolved"].tolist() == ["yes", "no", "no", "no", "not enough seeds", "no", "no", "yes"]
+    assert table["agrees with paper"].tolist()[0] == "yes" and table["agrees with paper"].tolist()[-1] == "no"
+    assert table["p (paired t)"].tolist()[:4] == raw                      # raw p kept beside the adjusted
+    cols = list(table.columns)
+    assert cols.index("p adjusted (Holm)") == cols.index("p (paired t)") + 1
+    # BH on the same table (another column name; its own verdicts): 0.001*7/4 = 0.00175, 0.02*7/5 = 0.028,
+    # 0.025*7/6 = 0.0292, 0.5
+    bh = ablations.adjust_claims(table, method="bh")
+    assert "p adjusted (Holm)" not in bh.columns
+    assert bh["p adjusted (BH)"].tolist()[:4] == pytest.approx([0.00175, 0.028, 0.02917, 0.5], abs=1e-5)
+    assert bh["resolved"].tolist()[:4] == ["yes", "yes", "yes", "no"]
+    # the notebooks save the tables as CSV and notebook 06 adjusts their concatenation again
+    path = tmp_path / "claims.csv"
+    table.set_index("claim").to_csv(path)
+    again = ablations.adjust_claims(pd.read_csv(path).set_index("claim"))
+    assert again["resolved"].tolist() == table["resolved"].tolist()
+    assert again["p adjusted (Holm)"].fillna("").tolist() == table["p adjusted (Holm)"].tolist()
+    with pytest.raises(KeyError):
+        ablations.adjust_claims(pd.DataFrame([{"claim": "old table", "resolved": "yes"}]))
+
+
+def test_schedule_text_reads_the_record_config():
+    femf = {"config": {"train": {"epochs": 60, "patience": 4, "stage_epochs": {"experts": 2, "full": 4}}},
+            "stages": [{"stage": "experts"}, {"stage": "full"}]}
+    base = {"config": {"train": {"epochs": 60, "patience": 12, "stage_epochs": {"experts": 2, "full": 4}}},
+            "stages": [{"stage": None}]}
+    assert ablations.schedule_text(femf) == "experts 2 + full 4 epochs, patience 4"
+    assert ablations.schedule_text(base) == "60 epochs, patience 12"
+
+
+def test_compare_labels_bootstraps_videos_in_the_position_layout(monkeypatch):
+    """compare_labels hands the video id of each utterance to the bootstrap (position layout), and
+    states seeds and schedule; in the sequence layout each sample is its own cluster."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    n_vid, per, seeds = 12, 8, [0, 1, 2]
+    ids = np.repeat([f"vid{i}" for i in range(n_vid)], per)
+    y = rng.uniform(-3, 3, n_vid * per)
+    preds = {(lab, s): y + rng.normal(0, 0.3 if lab == "A" else 1.0, len(y)) for lab in "AB" for s in seeds}
+    train = {"epochs": 60, "patience": 12}
+    specs = [{"tag": lab, "seed": s} for lab in "AB" for s in seeds]
+    records = [{"model": "baseline", "seed": s, "config_hash": f"{lab}{s}", "tag": lab,
+                "config": {"train": train}, "stages": [{"stage": None}]} for lab in "AB" for s in seeds]
+    mae = stats.metric_fn("mae")
+    frame = pd.DataFrame([{"label": lab, "seed": s, "metric": "mae", "value": mae(y, preds[(lab, s)])}
+                          for lab in "AB" for s in seeds])
+    seen = {}
+
+    def fake_predictions(record, ds, results_dir, missing=None, cache_dir=None, with_ids=False):
+        assert with_ids
+        return y, preds[(record["tag"], record["seed"])], ids
+
+    real_compare = stats.compare
+
+    def spy(*args, **kw):
+        seen["clusters"] = kw.get("clusters")
+        return real_compare(*args, **kw)
+
+    monkeypatch.setattr(ablations, "run_predictions", fake_predictions)
+    monkeypatch.setattr(ablations.stats, "compare", spy)
+    pos = SimpleNamespace(info=SimpleNamespace(layout="position"))
+    r = ablations.compare_labels(frame, specs, records, "A", "B", "mae", pos, "unused", n_boot=100, expect=+1)
+    assert np.array_equal(seen["clusters"], ids) and r["n_clusters"] == n_vid and r["boot_unit"] == "videos"
+    assert r["schedule"] == "60 epochs, patience 12" and r["seeds"] == seeds and r["verdict"] == "yes"
+    row = ablations.claim_row("A beats B", "paper", r)
+    assert row["seeds"] == 3 and row["bootstrap over"] == f"{n_vid} videos" and row["resolved"] == "yes"
+    seq = SimpleNamespace(info=SimpleNamespace(layout="sequence"))
+    r2 = ablations.compare_labels(frame, specs, records, "A", "B", "mae", seq, "unused", n_boot=100)
+    assert seen["clusters"] is None and r2["n_clusters"] == len(y) and r2["boot_unit"] == "samples"
+    two = ablations.compare_labels(frame[frame["seed"] < 2], specs, records, "A", "B", "mae", pos, "unused",
+                                   n_boot=100, expect=+1)
+    assert two["verdict"] == "not enough seeds"
+    table = ablations.comparison_frame([r, two])
+    assert table["resolved"].tolist() == ["yes", "not enough seeds"] and "p adjusted (Holm)" in table.columns
+
+
+def test_degradation_compare_uses_video_clusters_and_seed_rule():
+    rng = np.random.default_rng(7)
+    n_vid, per = 10, 6
+    ids = np.repeat(np.arange(n_vid).astype(str), per)
+    y = rng.uniform(-3, 3, n_vid * per)
+    preds = {}
+    for s in range(3):
+        for lab, drop in (("robust", 0.1), ("fragile", 1.5)):
+            p0 = y + rng.normal(0, 0.3, len(y))
+            preds[(lab, s, 0.0)] = ablations.RunPredictions(y, p0, ids, "60 epochs, patience 12")
+            preds[(lab, s, 0.4)] = ablations.RunPredictions(y, p0 + rng.normal(0, drop, len(y)), ids,
+                                                            "60 epochs, patience 12")
+    r = ablations.degradation_compare(preds, "robust", "fragile", "mae", [0, 1, 2], 0.4, n_boot=100)
+    assert r["n_clusters"] == n_vid and r["boot_unit"] == "videos" and r["mean_diff"] > 0
+    assert r["verdict"] == "yes" and r["agrees"] and r["schedule"] == "60 epochs, patience 12"
+    r2 = ablations.degradation_compare(preds, "robust", "fragile", "mae", [0, 1], 0.4, n_boot=100)
+    assert r2["verdict"] == "not enough seeds" and not r2["resolved"] and r2["sign_agrees"]
+    assert ablations.claim_row("robust degrades slower", "paper", r2)["resolved"] == "not enough seeds"
+
+
 # ------------------------------------------------------------------------------------- grids
 def test_grid_sizes_per_profile():
     seeds = [0, 1, 2]
@@ -144,6 +347,9 @@ def test_predictions_from_checkpoint_reproduce_the_record(tmp_path):
     assert (tmp_path / "pred" / f"{rec['config_hash']}_full.npz").exists()
     y2, p2 = ablations.run_predictions(rec, ds, tmp_path, MissingModality(rate=0.4))
     assert np.array_equal(y, y2) and not np.allclose(p, p2)
+    y3, p3, ids = ablations.run_predictions(rec, ds, tmp_path, cache_dir=tmp_path / "pred", with_ids=True)
+    assert np.array_equal(p, p3) and len(ids) == len(y) and len(set(ids)) == len(y)   # sequence layout
+    assert "ids" in np.load(tmp_path / "pred" / f"{rec['config_hash']}_full.npz").files
 
 
 def test_run_grid_trains_a_shared_run_once(monkeypatch):

@@ -2,11 +2,16 @@
 
 * :func:`grid_frame` / :func:`summary_table`: per-seed metrics of a grid and their mean +- std,
   labelled by the grid's spec (``tag``), never by a cached record's tag.
-* :func:`run_predictions`: a recorded run's test predictions, recomputed from its best checkpoint
-  (optionally with modalities dropped, :class:`mser_lib.data.MissingModality`), cached as ``.npz``.
-* :func:`compare_labels`: variant A vs B on a metric with :func:`mser_lib.report.stats.compare`.
+* :func:`run_predictions`: a recorded run's test predictions (and the sample id of each labelled
+  position), recomputed from its best checkpoint (optionally with modalities dropped,
+  :class:`mser_lib.data.MissingModality`), cached as ``.npz``.
+* :func:`compare_labels`: variant A vs B on a metric with :func:`mser_lib.report.stats.compare`; the
+  bootstrap resamples whole videos in the position layout (:func:`bootstrap_clusters`).
 * :func:`missing_curves`: test metrics of trained models at several missing rates (FEMF Fig. 6).
-* :func:`claims_frame`: the claims table (claim, paper says, we measure, resolved).
+* :func:`claim_row` / :func:`adjust_claims`: the claims table (claim, paper says, we measure, seeds,
+  schedule, raw and Holm-adjusted p, resolved). Verdicts follow :func:`mser_lib.report.stats.verdict`:
+  "not enough seeds" below 3 seeds, "yes" only on the multiplicity-adjusted p (Holm-Bonferroni over
+  all claims of a table, :func:`adjust_claims`).
 * The ablation rows the papers report (FEMF Tables 2-4, Atsuko Table 4), typed in as printed,
   marked ``reported``: the only typed numbers here.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -201,57 +207,168 @@ def load_model(record: dict, ds, results_dir):
     return None if net is None else _ready(net, record)
 
 
+def schedule_text(record: dict) -> str:
+    """The training schedule of a recorded run, from ``record["config"]["train"]``: epochs per stage
+    for staged models (the stage names the record trained), else epochs; then the patience, e.g.
+    ``"60 epochs, patience 12"`` or ``"experts 2 + full 4 epochs, patience 4"``."""
+    train = (record.get("config") or {}).get("train") or {}
+    stages = [st.get("stage") for st in record.get("stages") or [] if isinstance(st, dict) and st.get("stage")]
+    per = train.get("stage_epochs") or {}
+    if stages:
+        text = " + ".join(f"{st} {per.get(st, train.get('epochs', '?'))}" for st in stages) + " epochs"
+    else:
+        text = f"{train.get('epochs', '?')} epochs"
+    if train.get("patience") is not None:
+        text += f", patience {train['patience']}"
+    return text
+
+
+def _schedules(sched_a: list[str], sched_b: list[str]) -> str:
+    """One schedule if the runs behind both sides share it, else ``"A: ...; B: ..."``."""
+    sa = list(dict.fromkeys(x for x in sched_a if x))
+    sb = list(dict.fromkeys(x for x in sched_b if x))
+    if sa == sb:
+        return " | ".join(sa)
+    return f"A: {' | '.join(sa) or '?'}; B: {' | '.join(sb) or '?'}"
+
+
+def bootstrap_clusters(ids: np.ndarray | None, layout: str) -> np.ndarray | None:
+    """Clusters of the test bootstrap: the sample (video) id of each labelled position in the position
+    layout, where the utterances of one video are not independent; ``None`` (every sample its own
+    cluster) in the sequence layout."""
+    if layout == "position":
+        if ids is None:
+            raise ValueError("the position layout needs the sample id of each position to bootstrap by video")
+        return np.asarray(ids)
+    return None
+
+
+class RunPredictions(NamedTuple):
+    """Test labels and predictions of one run over labelled positions, with the bootstrap clusters
+    (:func:`bootstrap_clusters`; ``None``: one sample per cluster) and the run's schedule."""
+
+    y: np.ndarray
+    p: np.ndarray
+    clusters: np.ndarray | None = None
+    schedule: str = ""
+
+
 def run_predictions(record: dict, ds, results_dir, missing: MissingModality | None = None,
-                    cache_dir=None) -> tuple[np.ndarray, np.ndarray] | None:
+                    cache_dir=None, with_ids: bool = False):
     """Test labels and predictions of a recorded run (labelled positions), optionally with modalities
     dropped at test time (the drop pattern is seeded by the run's seed). Cached in
-    ``cache_dir/<hash>_<missing>.npz``. ``None`` when the checkpoint is gone."""
+    ``cache_dir/<hash>_<missing>.npz``. ``None`` when the checkpoint is gone.
+
+    Returns ``(y, p)``, or ``(y, p, ids)`` with ``with_ids`` (the sample id of each labelled
+    position: the video id in the position layout). A cache file written without ids is recomputed
+    when the ids are asked for."""
     name = "full" if missing is None else missing.name
     path = Path(cache_dir) / f"{record['config_hash']}_{name}.npz" if cache_dir else None
     if path is not None and path.exists():
         z = np.load(path)
-        return z["y"], z["p"]
+        if not with_ids:
+            return z["y"], z["p"]
+        if "ids" in z.files:
+            return z["y"], z["p"], z["ids"]
     net = load_model(record, ds, results_dir)
     if net is None:
         return None
     with torch.no_grad():
-        y, p, _, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+        y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+    ids = np.asarray(ids).astype(str)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, y=y, p=p)
-    return y, p
+        np.savez(path, y=y, p=p, ids=ids)
+    return (y, p, ids) if with_ids else (y, p)
+
+
+def _aligned(got: list[tuple]) -> None:
+    """Every run's predictions must be over the same labelled positions, in the same order."""
+    y0, _, ids0 = got[0]
+    for y, _, ids in got[1:]:
+        if not (np.array_equal(ids, ids0) and np.allclose(y, y0)):
+            raise ValueError("test predictions of the compared runs are not over the same positions")
 
 
 def compare_labels(frame: pd.DataFrame, specs: list[dict], records: list[dict], a: str, b: str, metric: str,
                    ds=None, results_dir=None, cache_dir=None, expect: int | None = None,
                    n_boot: int = 1000) -> dict:
     """Variant ``a`` vs ``b`` on ``metric`` (paired over their common seeds; with ``ds`` and
-    ``results_dir`` also the paired bootstrap over test samples of the seed-averaged metric)."""
+    ``results_dir`` also the paired bootstrap over test samples of the seed-averaged metric, which
+    resamples whole videos in the position layout).
+
+    Returns :func:`mser_lib.report.stats.compare`'s dict plus ``a``, ``b``, ``metric``, ``seeds``,
+    ``schedule`` (of the runs behind both sides, :func:`schedule_text`) and ``boot_unit``
+    (``"videos"`` or ``"samples"``). Its ``verdict`` is for this comparison alone; a table of claims
+    adjusts for multiplicity with :func:`adjust_claims`."""
     seeds = sorted(set(frame.loc[frame["label"] == a, "seed"]) & set(frame.loc[frame["label"] == b, "seed"]))
     va, vb = values(frame, a, metric, seeds), values(frame, b, metric, seeds)
-    y = pa = pb = None
+    by = {(s.get("tag") or r["model"], r["seed"]): r for s, r in zip(specs, records)}
+    y = pa = pb = clusters = None
+    unit = ""
     if ds is not None and results_dir is not None and metric in stats.FAST_METRICS:
-        by = {(s.get("tag"), r["seed"]): r for s, r in zip(specs, records)}
-        got_a = [run_predictions(by[(a, s)], ds, results_dir, cache_dir=cache_dir) for s in seeds]
-        got_b = [run_predictions(by[(b, s)], ds, results_dir, cache_dir=cache_dir) for s in seeds]
+        got_a = [run_predictions(by[(a, s)], ds, results_dir, cache_dir=cache_dir, with_ids=True) for s in seeds]
+        got_b = [run_predictions(by[(b, s)], ds, results_dir, cache_dir=cache_dir, with_ids=True) for s in seeds]
         if all(g is not None for g in got_a + got_b) and seeds:
+            _aligned(got_a + got_b)
             y = got_a[0][0]
             pa, pb = [g[1] for g in got_a], [g[1] for g in got_b]
-    res = stats.compare(va, vb, metric, y, pa, pb, n_boot=n_boot, expect=expect)
-    res.update({"a": a, "b": b, "metric": metric, "seeds": seeds})
+            clusters = bootstrap_clusters(got_a[0][2], ds.info.layout)
+            unit = "videos" if clusters is not None else "samples"
+    res = stats.compare(va, vb, metric, y, pa, pb, n_boot=n_boot, expect=expect, clusters=clusters)
+    res.update({"a": a, "b": b, "metric": metric, "seeds": seeds, "boot_unit": unit,
+                "schedule": _schedules([schedule_text(by[(a, s)]) for s in seeds if (a, s) in by],
+                                       [schedule_text(by[(b, s)]) for s in seeds if (b, s) in by])})
     return res
 
 
-def comparison_frame(results: list[dict]) -> pd.DataFrame:
-    """A readable table of :func:`compare_labels` results (differences a - b)."""
+def _adjust_column(method: str) -> str:
+    return f"p adjusted ({stats.ADJUSTMENTS[method][0]})"
+
+
+def _family_verdicts(n_seeds, p_raw, same_sign, excludes, method: str) -> tuple[np.ndarray, list[str], int]:
+    """Adjust the raw seed-level p-values of a table for multiplicity and give each row its verdict.
+
+    The family is the rows that can be resolved at all: at least ``stats.MIN_SEEDS`` seeds and a
+    finite p-value; the others keep ``nan`` as adjusted p (their verdict is "not enough seeds" or
+    "no" regardless). Returns ``(adjusted p, verdicts, family size)``."""
+    n = np.asarray(n_seeds, dtype=float)
+    p = np.asarray(p_raw, dtype=float)
+    eligible = (n >= stats.MIN_SEEDS) & np.isfinite(p)
+    adj = stats.adjust_p(np.where(eligible, p, math.nan), method)
+    verdicts = [stats.verdict(int(k), float(q), bool(ss), ex)
+                for k, q, ss, ex in zip(n, adj, same_sign, excludes)]
+    return adj, verdicts, int(eligible.sum())
+
+
+def comparison_frame(results: list[dict], method: str = "holm") -> pd.DataFrame:
+    """A readable table of :func:`compare_labels` results (differences a - b). The paired-t p-values
+    of the table are adjusted together (Holm-Bonferroni by default, ``method="bh"`` for
+    Benjamini-Hochberg; the column name says which) and ``resolved`` uses the adjusted p
+    (:func:`mser_lib.report.stats.verdict`: "yes", "no" or "not enough seeds")."""
+    adj, verdicts, _ = _family_verdicts([r.get("n", len(r["seeds"])) for r in results],
+                                        [r["p_t"] for r in results], [r["same_sign"] for r in results],
+                                        [r.get("boot_excludes") for r in results], method)
     rows = []
-    for r in results:
+    for r, q, v in zip(results, adj, verdicts):
         rows.append({"A": r["a"], "B": r["b"], "metric": METRIC_NAMES.get(r["metric"], r["metric"]),
                      "mean A-B": round(r["mean_diff"], 4), "seed CI": _interval(r["ci_lo"], r["ci_hi"]),
-                     "p (paired t)": _r(r["p_t"]), "p (sign flip)": _r(r["p_sign_flip"]),
-                     "bootstrap CI": _interval(r["boot_lo"], r["boot_hi"]), "seeds": len(r["seeds"]),
-                     "resolved": "yes" if r["resolved"] else "no"})
+                     "p (paired t)": _p(r["p_t"]), _adjust_column(method): _p(q),
+                     "p (sign flip)": _p(r["p_sign_flip"]),
+                     "bootstrap CI": _interval(r["boot_lo"], r["boot_hi"]), "bootstrap over": _boot_over(r),
+                     "seeds": r.get("n", len(r["seeds"])), "schedule": r.get("schedule", ""),
+                     "resolved": v})
     return pd.DataFrame(rows)
+
+
+def _boot_over(res: dict) -> str:
+    k = res.get("n_clusters") or 0
+    return f"{k} {res.get('boot_unit') or 'samples'}" if k else ""
+
+
+def _p(x):
+    """A p-value for a table: 4 significant digits (small p stay visible and keep their order)."""
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else float(f"{float(x):.4g}")
 
 
 def _r(x, d=3):
@@ -271,19 +388,21 @@ def missing_curves(specs: list[dict], records: list[dict], ds, results_dir, rate
 
     Returns:
         ``(long frame: label, seed, rate, metric, value)``, and the predictions
-        ``{(label, seed, rate): (y, p)}`` for bootstrap comparisons. Runs without checkpoints
-        are skipped.
+        ``{(label, seed, rate): RunPredictions(y, p, clusters, schedule)}`` for bootstrap
+        comparisons (:func:`degradation_compare`; clusters: the video of each position in the
+        position layout). Runs without checkpoints are skipped.
     """
     rows, preds = [], {}
     for spec, rec in zip(specs, records):
         label = spec.get("tag") or rec["model"]
         for rate in rates:
             mm = None if rate == 0 else MissingModality(rate=float(rate))
-            got = run_predictions(rec, ds, results_dir, mm, cache_dir)
+            got = run_predictions(rec, ds, results_dir, mm, cache_dir, with_ids=True)
             if got is None:
                 continue
-            y, p = got
-            preds[(label, rec["seed"], float(rate))] = (y, p)
+            y, p, ids = got
+            preds[(label, rec["seed"], float(rate))] = RunPredictions(
+                y, p, bootstrap_clusters(ids, ds.info.layout), schedule_text(rec))
             for m in metrics:
                 rows.append({"label": label, "seed": rec["seed"], "rate": float(rate), "metric": m,
                              "value": stats.metric_fn(m)(y, p)})
@@ -311,30 +430,49 @@ def degradation_compare(preds: dict, a: str, b: str, metric: str, seeds: list[in
                         n_boot: int = 1000) -> dict:
     """Does ``a`` lose less of ``metric`` than ``b`` between rate 0 and ``rate``? Degradation
     ``D = better_sign * (m(0) - m(rate))`` (positive = worse under missing data); the comparison is
-    ``D_b - D_a`` (positive: ``a`` degrades less), paired over seeds and bootstrapped over samples."""
+    ``D_b - D_a`` (positive: ``a`` degrades less), paired over seeds and bootstrapped over samples
+    (whole videos in the position layout: the clusters :func:`missing_curves` stores).
+
+    ``preds`` maps ``(label, seed, rate)`` to :class:`RunPredictions` (or a plain ``(y, p)``: one
+    sample per cluster). Returns :func:`mser_lib.report.stats.paired_seed_test`'s fields, the
+    bootstrap fields of :func:`mser_lib.report.stats.compare`, ``verdict``/``resolved`` for this
+    comparison alone, ``sign_agrees`` (``a`` degrades less on average) and ``agrees`` (resolved and
+    so), ``deg_a``, ``deg_b``, ``schedule``, ``boot_unit``."""
     sgn = stats.better_sign(metric)
     f = stats.metric_fn(metric)
     seeds = [s for s in seeds if all((lab, s, r) in preds for lab in (a, b) for r in (0.0, rate))]
     if not seeds:
-        return {"resolved": False, "mean_diff": math.nan, "seeds": [], "a": a, "b": b, "metric": metric}
+        return {"resolved": False, "verdict": stats.NOT_ENOUGH_SEEDS, "mean_diff": math.nan, "seeds": [],
+                "n": 0, "a": a, "b": b, "metric": metric, "agrees": False, "sign_agrees": None,
+                "same_sign": False, "p_t": math.nan, "boot_lo": math.nan, "boot_hi": math.nan,
+                "boot_excludes": None, "deg_a": math.nan, "deg_b": math.nan, "schedule": "", "n_clusters": 0}
 
     def deg(lab, s, idx):
-        y, p0 = preds[(lab, s, 0.0)]
-        _, pr = preds[(lab, s, rate)]
+        y, p0 = preds[(lab, s, 0.0)][:2]
+        pr = preds[(lab, s, rate)][1]
         return sgn * (f(y[idx], p0[idx]) - f(y[idx], pr[idx]))
 
-    n = len(preds[(a, seeds[0], 0.0)][0])
+    first = preds[(a, seeds[0], 0.0)]
+    n = len(first[0])
+    clusters = first.clusters if isinstance(first, RunPredictions) else None
     full = np.arange(n)
     da = [deg(a, s, full) for s in seeds]
     db = [deg(b, s, full) for s in seeds]
     res = stats.paired_seed_test(db, da)
     boot = stats.bootstrap_ci(lambda i: float(np.mean([deg(b, s, i) for s in seeds]) -
-                                              np.mean([deg(a, s, i) for s in seeds])), n, n_boot)
-    res["boot_lo"], res["boot_hi"] = boot["lo"], boot["hi"]
-    excl = boot["lo"] > 0 or boot["hi"] < 0
-    res["resolved"] = bool(excl and res["same_sign"] and (res["n"] < 3 or res["p_t"] < 0.05))
+                                              np.mean([deg(a, s, i) for s in seeds])), n, n_boot,
+                              clusters=clusters)
+    res["boot_lo"], res["boot_hi"], res["n_clusters"] = boot["lo"], boot["hi"], boot["n_clusters"]
+    res["boot_excludes"] = None if math.isnan(boot["lo"]) else bool(boot["lo"] > 0 or boot["hi"] < 0)
+    res["p_seed"] = res["p_t"]
+    res["verdict"] = stats.verdict(res["n"], res["p_t"], res["same_sign"], res["boot_excludes"])
+    res["resolved"] = res["verdict"] == "yes"
+    res["sign_agrees"] = None if math.isnan(res["mean_diff"]) else bool(res["mean_diff"] > 0)
+    res["agrees"] = bool(res["resolved"] and res["sign_agrees"])
+    sched = {lab: [getattr(preds[(lab, s, 0.0)], "schedule", "") for s in seeds] for lab in (a, b)}
     res.update({"a": a, "b": b, "metric": metric, "seeds": seeds, "deg_a": float(np.mean(da)),
-                "deg_b": float(np.mean(db))})
+                "deg_b": float(np.mean(db)), "schedule": _schedules(sched[a], sched[b]),
+                "boot_unit": "videos" if clusters is not None else "samples"})
     return res
 
 
@@ -480,20 +618,87 @@ def reported_pair_text(rep: pd.DataFrame, a: str, b: str, metric: str) -> str:
     return f"{METRIC_NAMES.get(metric, metric)} " + "; ".join(parts) if parts else ""
 
 
+CLAIM_P_RAW = "p (paired t)"
+CLAIM_FAMILY = "claims in family"
+
+
 def claim_row(claim: str, paper: str, res: dict, measure: str | None = None) -> dict:
-    """One row of the claims table from a comparison result (``mean_diff`` is A - B)."""
+    """One row of the claims table from a comparison result (``mean_diff`` is A - B).
+
+    Columns: claim, paper says, we measure, seeds (paired seeds behind the row), schedule (of the
+    runs behind it, :func:`schedule_text`), bootstrap 95% CI and what it resampled ("31 videos"),
+    whether the CI excludes 0, whether all seeds agree in sign, ``p (paired t)`` (raw seed-level
+    p), ``p adjusted (Holm)``, ``claims in family``, resolved ("yes" / "no" / "not enough seeds"),
+    direction as paper (the mean difference points the paper's way, resolved or not) and agrees with
+    paper ("undecided" unless resolved).
+
+    A row on its own is a family of one (adjusted p = raw p); the table's verdicts come from
+    :func:`adjust_claims`, which adjusts the p-values over all the table's claims (Holm-Bonferroni)
+    and recomputes ``resolved`` and ``agrees with paper`` from the adjusted p.
+    """
     m = res.get("metric", "")
     scale, unit, dg = (1.0, "", 4) if m in ("mae", "corr", "loss", "") else (100.0, " pp", 2)
     if measure is None:
         measure = (f"{METRIC_NAMES.get(m, m)}: A-B = {res['mean_diff'] * scale:+.{dg}f}{unit}"
                    if not math.isnan(res.get("mean_diff", math.nan)) else "not measured")
     lo, hi = res.get("boot_lo", math.nan), res.get("boot_hi", math.nan)
-    return {"claim": claim, "paper says": paper, "we measure": measure,
-            "bootstrap 95% CI": _interval(lo * scale, hi * scale, dg) + ("" if math.isnan(lo) else unit),
-            "p (paired t)": _r(res.get("p_t", math.nan)),
-            "seeds": len(res.get("seeds", [])), "resolved": "yes" if res.get("resolved") else "no",
-            "agrees with paper": (("yes" if res.get("agrees") else "no") if res.get("resolved")
-                                  else "undecided")}
+    excl = res.get("boot_excludes")
+    if excl is None and not math.isnan(lo):
+        excl = bool(lo > 0 or hi < 0)
+    sign_ok = res.get("sign_agrees")
+    if sign_ok is None and res.get("agrees") is not None and res.get("resolved"):
+        sign_ok = bool(res["agrees"])          # a caller that only set "agrees" (resolved rows)
+    row = {"claim": claim, "paper says": paper, "we measure": measure,
+           "seeds": int(res.get("n", len(res.get("seeds", [])))), "schedule": res.get("schedule", ""),
+           "bootstrap 95% CI": _interval(lo * scale, hi * scale, dg) + ("" if math.isnan(lo) else unit),
+           "bootstrap over": _boot_over(res), "CI excludes 0": _yn(excl),
+           "seeds agree in sign": _yn(res.get("same_sign")), CLAIM_P_RAW: _p(res.get("p_t", math.nan)),
+           "direction as paper": _yn(sign_ok)}
+    return adjust_claims(pd.DataFrame([row])).iloc[0].to_dict()
+
+
+def _yn(x) -> str:
+    return "" if x is None else ("yes" if x else "no")
+
+
+def _is_yes(x) -> bool | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or str(x).strip() == "":
+        return None
+    return str(x).strip().lower() in ("yes", "true", "1")
+
+
+def adjust_claims(df: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
+    """The claims table with its p-values adjusted for multiplicity over all its rows, and the
+    verdicts recomputed from the adjusted p.
+
+    ``method="holm"`` (default): Holm-Bonferroni, which controls the family-wise error rate (the
+    chance of any false "yes" in the table); ``"bh"``: Benjamini-Hochberg (false discovery rate).
+    The family is the rows with at least 3 seeds and a raw p-value (the others cannot be resolved:
+    "not enough seeds" or "no"). Adds or replaces ``p adjusted (Holm)`` (or ``(BH)``) after the raw
+    ``p (paired t)``, sets ``claims in family``, and recomputes ``resolved`` (:func:`
+    mser_lib.report.stats.verdict` on the adjusted p) and ``agrees with paper``. Works on the
+    frames :func:`claim_row` builds and on claims CSVs read back (``claim`` as column or index).
+    Returns a new frame; rows and their order are kept.
+    """
+    need = ["seeds", CLAIM_P_RAW, "seeds agree in sign", "CI excludes 0", "direction as paper"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise KeyError(f"claims table lacks {missing}: rebuild it with ab.claim_row from this version")
+    out = df.drop(columns=[c for c in df.columns if str(c).startswith("p adjusted (")] +
+                  [c for c in (CLAIM_FAMILY,) if c in df.columns])
+    p_raw = pd.to_numeric(out[CLAIM_P_RAW].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
+    n = pd.to_numeric(out["seeds"], errors="coerce").fillna(0).to_numpy(dtype=float)
+    same = [bool(_is_yes(x)) for x in out["seeds agree in sign"]]
+    excl = [_is_yes(x) for x in out["CI excludes 0"]]
+    adj, verdicts, m = _family_verdicts(n, p_raw, same, excl, method)
+    pos = list(out.columns).index(CLAIM_P_RAW) + 1
+    out.insert(pos, _adjust_column(method), [_p(q) for q in adj])
+    out.insert(pos + 1, CLAIM_FAMILY, m)
+    out["resolved"] = verdicts
+    direction = [_is_yes(x) for x in out["direction as paper"]]
+    out["agrees with paper"] = [("yes" if d else "no") if v == "yes" and d is not None else "undecided"
+                                for v, d in zip(verdicts, direction)]
+    return out
 
 
 __all__ = ["reported_femf_components", "reported_femf_modalities", "reported_atsuko_table4", "grid_frame",
@@ -501,4 +706,5 @@ __all__ = ["reported_femf_components", "reported_femf_modalities", "reported_ats
            "comparison_frame", "missing_curves", "curve_table", "degradation_compare",
            "diagnostics_under_missing",
            "fused_features", "strongest_positive", "sample_diagnostic", "femf_attention",
-           "band_energy_frame", "reported_pair_text", "claim_row"]
+           "band_energy_frame", "reported_pair_text", "claim_row", "adjust_claims", "schedule_text",
+           "bootstrap_clusters", "RunPredictions"]

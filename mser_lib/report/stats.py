@@ -6,16 +6,30 @@ Two sources of noise separate a measured difference from the truth, and we repor
   variants trained with the *same* seeds are paired by seed, and :func:`paired_seed_test` gives the
   mean of the per-seed differences ``d_s = m_A(s) - m_B(s)``, a t interval
   ``mean(d) +- t_{n-1, 0.975} sd(d) / sqrt(n)``, the paired t-test p-value and the exact sign-flip
-  (permutation) p-value over the ``2^n`` sign patterns. With 2 or 3 seeds these are weak: the
-  smallest attainable sign-flip p-value is ``2 / 2^n`` (0.5 for 2 seeds, 0.25 for 3).
-* **test-set noise** (which utterances happen to be in the test split): :func:`bootstrap_ci`
+  (permutation) p-value over the ``2^n`` sign patterns. With few seeds these are weak: the smallest
+  attainable sign-flip p-value is ``2 / 2^n`` (0.5 for 2 seeds, 0.25 for 3, 0.0625 for 5; below 0.05
+  only from 6 seeds on), which is why the seed-level test of a verdict is the paired t-test by default.
+* **test-set noise** (which test samples happen to be in the test split): :func:`bootstrap_ci`
   resamples test samples with replacement (the same indices for both variants: paired) and gives a
-  percentile interval of any statistic, e.g. the difference of the seed-averaged metrics.
+  percentile interval of any statistic, e.g. the difference of the seed-averaged metrics. Samples
+  that are not independent are resampled as **clusters**: in the position layout (mosi-bclstm) a
+  sample is a video whose utterances are the labelled positions, and the bootstrap draws whole
+  videos (``clusters`` = the sample id of each position, as :func:`mser_lib.train.predict` returns
+  them); in the sequence layout every sample is its own cluster.
 
-:func:`compare` combines them: a difference counts as *resolved* when the bootstrap interval over
-test samples excludes 0 **and** every seed agrees on the sign (with >= 3 seeds, also paired-t p < 0.05).
-This is a deliberately strict rule; "not resolved" means our runs cannot tell, not that there is no
-effect.
+:func:`compare` combines them into a **verdict** (:func:`verdict`):
+
+* ``"not enough seeds"`` with fewer than :data:`MIN_SEEDS` (3) paired seeds, whatever the p-values;
+* ``"yes"`` (resolved) when the seed-level p-value (paired t over seeds) is below :data:`ALPHA`
+  (0.05), the bootstrap interval over test samples (clusters) excludes 0, **and** every seed's
+  difference has the sign of the mean;
+* ``"no"`` otherwise (also when no test predictions are available for the bootstrap).
+
+A table of many claims controls multiplicity with :func:`adjust_p` (Holm-Bonferroni, :func:`holm`,
+by default; Benjamini-Hochberg, :func:`benjamini_hochberg`, on request) and then applies the same rule
+to the adjusted p-value (:func:`mser_lib.report.ablations.adjust_claims`). This is a deliberately
+strict rule; "no" means our runs cannot tell, not that there is no effect. The bootstrap interval is a
+plain 95% interval (not widened for multiplicity); the adjustment acts on the seed-level p-value.
 
 The metric functions here (:data:`FAST_METRICS`) are numpy re-implementations of the SPEC 2 / MMSA
 definitions in :mod:`mser_lib.metrics` (checked against them in ``tests/test_grids_stats.py``), fast
@@ -146,26 +160,57 @@ def paired_seed_test(a: Sequence[float], b: Sequence[float], level: float = 0.95
 
 
 # ----------------------------------------------------------------------------------- bootstrap
+def cluster_groups(clusters: Sequence | np.ndarray) -> list[np.ndarray]:
+    """Indices of the members of each cluster, in order of first appearance.
+
+    ``clusters`` holds one label per sample (e.g. the video id of each labelled utterance)."""
+    labels = np.asarray(clusters)
+    if labels.ndim != 1:
+        raise ValueError(f"clusters must be 1-D (one label per sample), got shape {labels.shape}")
+    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
+    order = np.argsort(first)                       # clusters in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    inv = rank[inv.reshape(-1)]
+    sort = np.argsort(inv, kind="stable")
+    bounds = np.cumsum(np.bincount(inv, minlength=len(order)))[:-1]
+    return np.split(sort, bounds)
+
+
 def bootstrap_ci(stat: Callable[[np.ndarray], float], n: int, n_boot: int = 1000, level: float = 0.95,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, clusters: Sequence | np.ndarray | None = None) -> dict:
     """Percentile bootstrap of ``stat(idx)`` over ``n`` samples resampled with replacement.
 
-    ``stat`` receives an index array (length ``n``) into the samples and returns a float; for a
-    paired comparison it evaluates both variants on the same indices. Returns ``estimate``
-    (``stat(arange(n))``), ``lo``, ``hi``, ``se`` (sd of the replicates) and ``n_boot`` (finite
-    replicates used). Deterministic in ``seed``.
+    ``stat`` receives an index array into the samples and returns a float; for a paired comparison it
+    evaluates both variants on the same indices. With ``clusters`` (one label per sample, length
+    ``n``) whole clusters are drawn with replacement (as many draws as there are clusters) and
+    ``idx`` is the concatenation of their members, so its length varies between replicates; without,
+    every sample is its own cluster. Returns ``estimate`` (``stat(arange(n))``), ``lo``, ``hi``,
+    ``se`` (sd of the replicates), ``n_boot`` (finite replicates used) and ``n_clusters``.
+    Deterministic in ``seed``.
     """
     if n < 1:
         raise ValueError("need at least one sample")
     rng = np.random.default_rng(seed)
     est = float(stat(np.arange(n)))
-    reps = np.array([stat(rng.integers(0, n, size=n)) for _ in range(n_boot)], dtype=float)
+    if clusters is None:
+        n_clusters = n
+        reps = np.array([stat(rng.integers(0, n, size=n)) for _ in range(n_boot)], dtype=float)
+    else:
+        if len(clusters) != n:
+            raise ValueError(f"clusters must have one label per sample ({n}), got {len(clusters)}")
+        groups = cluster_groups(clusters)
+        n_clusters = len(groups)
+        reps = np.array([stat(np.concatenate([groups[j] for j in rng.integers(0, n_clusters, size=n_clusters)]))
+                         for _ in range(n_boot)], dtype=float)
     reps = reps[np.isfinite(reps)]
     if len(reps) == 0:
-        return {"estimate": est, "lo": math.nan, "hi": math.nan, "se": math.nan, "n_boot": 0}
+        return {"estimate": est, "lo": math.nan, "hi": math.nan, "se": math.nan, "n_boot": 0,
+                "n_clusters": n_clusters}
     q = (1 - level) / 2
     return {"estimate": est, "lo": float(np.quantile(reps, q)), "hi": float(np.quantile(reps, 1 - q)),
-            "se": float(reps.std(ddof=1)) if len(reps) > 1 else math.nan, "n_boot": int(len(reps))}
+            "se": float(reps.std(ddof=1)) if len(reps) > 1 else math.nan, "n_boot": int(len(reps)),
+            "n_clusters": n_clusters}
 
 
 def seed_mean_metric(y: np.ndarray, preds: Sequence[np.ndarray], metric: str, idx: np.ndarray) -> float:
@@ -175,53 +220,159 @@ def seed_mean_metric(y: np.ndarray, preds: Sequence[np.ndarray], metric: str, id
 
 
 def paired_bootstrap_diff(y: np.ndarray, preds_a: Sequence[np.ndarray], preds_b: Sequence[np.ndarray],
-                          metric: str, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+                          metric: str, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                          clusters: Sequence | np.ndarray | None = None) -> dict:
     """Bootstrap interval of ``metric(A) - metric(B)``, each averaged over its seeds' predictions,
-    resampling the test samples (the same resample for A and B)."""
+    resampling the test samples (the same resample for A and B; whole ``clusters`` if given, see
+    :func:`bootstrap_ci`)."""
     y = np.asarray(y, dtype=float)
     pa = [np.asarray(p, dtype=float) for p in preds_a]
     pb = [np.asarray(p, dtype=float) for p in preds_b]
     if any(len(p) != len(y) for p in (*pa, *pb)):
         raise ValueError("every prediction array must have one value per test sample")
     return bootstrap_ci(lambda i: seed_mean_metric(y, pa, metric, i) - seed_mean_metric(y, pb, metric, i),
-                        len(y), n_boot, level, seed)
+                        len(y), n_boot, level, seed, clusters)
+
+
+# ------------------------------------------------------------------------------ multiplicity
+def _finite_p(pvals) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(pvals, dtype=float).reshape(-1)
+    ok = np.isfinite(p)
+    if np.any((p[ok] < 0) | (p[ok] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    return p, ok
+
+
+def holm(pvals: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (controls the family-wise error rate).
+
+    With the ``m`` finite p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted value of
+    the i-th is ``max_{j <= i} min(1, (m - j + 1) p_(j))``. ``nan`` entries stay ``nan`` and do not
+    count in ``m``. Returned in the input order.
+    """
+    p, ok = _finite_p(pvals)
+    out = np.full(p.shape, math.nan)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pf = p[ok]
+    order = np.argsort(pf, kind="stable")
+    adj = np.minimum(1.0, (m - np.arange(m)) * pf[order])
+    adj = np.maximum.accumulate(adj)
+    res = np.empty(m)
+    res[order] = adj
+    out[ok] = res
+    return out
+
+
+def benjamini_hochberg(pvals: Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values; control the false discovery rate).
+
+    With the ``m`` finite p-values sorted ascending, the adjusted value of the i-th is
+    ``min_{j >= i} min(1, m p_(j) / j)``. ``nan`` entries stay ``nan`` and do not count in ``m``.
+    Returned in the input order.
+    """
+    p, ok = _finite_p(pvals)
+    out = np.full(p.shape, math.nan)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pf = p[ok]
+    order = np.argsort(pf, kind="stable")
+    adj = np.minimum(1.0, pf[order] * m / np.arange(1, m + 1))
+    adj = np.minimum.accumulate(adj[::-1])[::-1]
+    res = np.empty(m)
+    res[order] = adj
+    out[ok] = res
+    return out
+
+
+ADJUSTMENTS: dict[str, tuple[str, Callable[[Sequence[float]], np.ndarray]]] = {
+    "holm": ("Holm", holm), "bh": ("BH", benjamini_hochberg),
+}
+
+
+def adjust_p(pvals: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Adjusted p-values: ``method`` ``"holm"`` (Holm-Bonferroni, the default) or ``"bh"``
+    (Benjamini-Hochberg). ``nan`` stays ``nan`` and is not counted in the family."""
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"method must be one of {sorted(ADJUSTMENTS)}, got {method!r}")
+    return ADJUSTMENTS[method][1](pvals)
+
+
+# ------------------------------------------------------------------------------------ verdicts
+MIN_SEEDS = 3                 #: fewer paired seeds than this: "not enough seeds"
+ALPHA = 0.05                  #: level of the seed-level test (applied to the adjusted p in tables)
+NOT_ENOUGH_SEEDS = "not enough seeds"
+VERDICTS = ("yes", "no", NOT_ENOUGH_SEEDS)
+
+
+def verdict(n_seeds: int, p_seed: float, same_sign: bool, boot_excludes: bool | None,
+            alpha: float = ALPHA, min_seeds: int = MIN_SEEDS) -> str:
+    """``"yes"`` / ``"no"`` / ``"not enough seeds"`` (see the module docstring).
+
+    Args:
+        n_seeds: paired seeds behind the comparison.
+        p_seed: the seed-level p-value (raw, or adjusted for multiplicity in a table).
+        same_sign: every seed's difference has the sign of the mean difference.
+        boot_excludes: the bootstrap interval over test samples excludes 0 (``None``: no bootstrap,
+            which cannot resolve).
+    """
+    if n_seeds < min_seeds:
+        return NOT_ENOUGH_SEEDS
+    ok = (p_seed is not None and not math.isnan(p_seed) and p_seed < alpha and bool(same_sign)
+          and bool(boot_excludes))
+    return "yes" if ok else "no"
 
 
 def compare(values_a: Sequence[float], values_b: Sequence[float], metric: str,
             y: np.ndarray | None = None, preds_a: Sequence[np.ndarray] | None = None,
             preds_b: Sequence[np.ndarray] | None = None, n_boot: int = 1000, seed: int = 0,
-            expect: int | None = None) -> dict:
+            expect: int | None = None, clusters: Sequence | np.ndarray | None = None,
+            seed_test: str = "t") -> dict:
     """Compare variant A with variant B on ``metric``: paired over seeds, plus (when test predictions
-    are given) a paired bootstrap over test samples.
+    are given) a paired bootstrap over test samples, by cluster when ``clusters`` is given.
 
     Args:
         values_a, values_b: the recorded test metric per seed (same seed order).
         expect: +1 if the claim is "A is better than B", -1 if "A is worse", ``None`` for no
             direction. "Better" follows the metric (lower MAE is better).
+        clusters: one label per test sample (position) for the cluster bootstrap, e.g. the video id
+            of each utterance in the position layout; ``None``: every sample is its own cluster.
+        seed_test: the seed-level p-value behind the verdict: ``"t"`` (paired t-test, default) or
+            ``"sign_flip"`` (exact; cannot go below 0.05 with fewer than 6 seeds).
 
     Returns:
-        the :func:`paired_seed_test` fields, ``boot_lo``/``boot_hi`` (``nan`` without predictions),
-        ``resolved`` (see the module docstring), ``direction`` (+1 A better, -1 A worse, 0 unresolved)
-        and ``agrees`` (resolved in the ``expect`` direction; ``None`` without ``expect``).
+        the :func:`paired_seed_test` fields; ``boot_lo``/``boot_hi`` (``nan`` without predictions),
+        ``boot_excludes`` (``None`` without predictions), ``n_clusters`` (clusters resampled, ``0``
+        without predictions); ``seed_test`` and ``p_seed`` (the p-value it gives); ``verdict``
+        (:func:`verdict` on the raw ``p_seed``: one comparison, no multiplicity adjustment);
+        ``resolved`` (``verdict == "yes"``); ``direction`` (+1 A better, -1 A worse, 0 unresolved);
+        ``sign_agrees`` (the measured mean difference points the ``expect`` way, resolved or not;
+        ``None`` without ``expect``) and ``agrees`` (resolved in the ``expect`` direction; ``None``
+        without ``expect``).
     """
+    if seed_test not in ("t", "sign_flip"):
+        raise ValueError(f"seed_test must be 't' or 'sign_flip', got {seed_test!r}")
     res = paired_seed_test(values_a, values_b)
     res["boot_lo"] = res["boot_hi"] = math.nan
+    res["boot_excludes"], res["n_clusters"] = None, 0
     if y is not None and preds_a is not None and preds_b is not None:
-        b = paired_bootstrap_diff(y, preds_a, preds_b, metric, n_boot=n_boot, seed=seed)
-        res["boot_lo"], res["boot_hi"] = b["lo"], b["hi"]
-    boot_excludes = (not math.isnan(res["boot_lo"])) and (res["boot_lo"] > 0 or res["boot_hi"] < 0)
-    seeds_ok = res["same_sign"] and (res["n"] < 3 or (not math.isnan(res["p_t"]) and res["p_t"] < 0.05))
-    if math.isnan(res["boot_lo"]):        # no predictions: the seed-level test alone
-        resolved = res["n"] >= 3 and seeds_ok and not math.isnan(res["ci_lo"]) and (
-            res["ci_lo"] > 0 or res["ci_hi"] < 0)
-    else:
-        resolved = boot_excludes and seeds_ok
-    res["resolved"] = bool(resolved)
+        b = paired_bootstrap_diff(y, preds_a, preds_b, metric, n_boot=n_boot, seed=seed, clusters=clusters)
+        res["boot_lo"], res["boot_hi"], res["n_clusters"] = b["lo"], b["hi"], b["n_clusters"]
+        if not math.isnan(b["lo"]):
+            res["boot_excludes"] = bool(b["lo"] > 0 or b["hi"] < 0)
+    res["seed_test"] = seed_test
+    res["p_seed"] = res["p_t"] if seed_test == "t" else res["p_sign_flip"]
+    res["verdict"] = verdict(res["n"], res["p_seed"], res["same_sign"], res["boot_excludes"])
+    res["resolved"] = res["verdict"] == "yes"
     sign = better_sign(metric) * (1 if res["mean_diff"] > 0 else -1)
-    res["direction"] = int(sign) if resolved else 0
-    res["agrees"] = None if expect is None else bool(resolved and sign == expect)
+    res["direction"] = int(sign) if res["resolved"] else 0
+    res["sign_agrees"] = None if expect is None or math.isnan(res["mean_diff"]) else bool(sign == expect)
+    res["agrees"] = None if expect is None else bool(res["resolved"] and sign == expect)
     return res
 
 
-__all__ = ["FAST_METRICS", "metric_fn", "better_sign", "paired_seed_test", "bootstrap_ci",
-           "seed_mean_metric", "paired_bootstrap_diff", "compare"]
+__all__ = ["FAST_METRICS", "metric_fn", "better_sign", "paired_seed_test", "cluster_groups", "bootstrap_ci",
+           "seed_mean_metric", "paired_bootstrap_diff", "holm", "benjamini_hochberg", "adjust_p",
+           "ADJUSTMENTS", "MIN_SEEDS", "ALPHA", "NOT_ENOUGH_SEEDS", "VERDICTS", "verdict", "compare"]
