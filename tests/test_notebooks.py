@@ -89,18 +89,6 @@ def test_checked_cells_print_only_profile_independent_facts(path):
             assert not re.search(r"\d\.\d{3,}", text), f"unrounded number in a checked cell: {text!r}"
 
 
-def test_committed_notebooks_match_their_generator():
-    """notebooks/00-03 are written by scripts/make_notebooks.py; the committed cells must be its cells."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "scripts" / "make_notebooks.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    for name, cells in gen.TARGETS.items():
-        nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
-        assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in cells], name
-
-
 # ------------------------------------------------------------------------------------- papermill
 @pytest.mark.slow
 def test_papermill_parameters_are_honoured(tmp_path):
@@ -317,3 +305,17 @@ def test_main_table_sets_reported_rows_beside_measured_rows():
     assert lay["source"].str.startswith("measured").sum() == 2 and (lay["Acc-2"].str.count("/") == 1).all()
     lay = pr.atsuko_layout(recs, info, "smoke").reset_index()
     assert set(lay.loc[lay["source"].str.startswith("measured"), "note"]) == {"Acc-2/F1 = neg/pos"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_in_sync_with_its_jupytext_source(path):
+    """Each notebook's cells come from ``notebooks/<name>.py`` (jupytext percent format): edit the .py,
+    then ``jupytext --sync notebooks/*.py``. A notebook edited on one side only fails here."""
+    import jupytext
+
+    src = path.with_suffix(".py")
+    assert src.exists(), f"{src.name} missing: run `jupytext --set-formats ipynb,py:percent {path.name}`"
+    py = jupytext.read(src)
+    nb = nbformat.read(path, as_version=4)
+    assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in nb.cells], \
+        f"{path.name} and {src.name} differ: run `jupytext --sync notebooks/{src.name}`"

@@ -1,0 +1,231 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · The papers' figures, and two they do not show
+#
+# Every figure of the two papers that data can make, from recorded runs and their checkpoints:
+#
+# | paper figure | what | where |
+# |---|---|---|
+# | FEMF Fig. 4 | parameter sensitivity (layers, $\alpha$, $c$) | notebook 05: `femf_sensitivity_*` |
+# | FEMF Fig. 5 | interaction order | notebook 05: `femf_interaction_order` |
+# | FEMF Fig. 6 | robustness to missing modalities | notebook 05: `robustness_missing` |
+# | FEMF Fig. 7 | attention of the low/high-frequency experts per modality | here |
+# | Atsuko Fig. 3 | sensitivity (entropy, mask rate, routing, distillation weights) | notebook 05: `atsuko_sensitivity_acc7` |
+# | Atsuko Fig. 4 | t-SNE of fused features under the four SBN × MCM settings | here |
+# | Atsuko Fig. 5 | modality weights of 10 test samples with and without MCM | here |
+# | Atsuko Fig. 6 | spectrum, band components and band weights of a strongly positive sample | here |
+#
+# plus two a reader wants and neither paper shows: **router weights against the missing rate** and the
+# **per-band energy of each modality** on this dataset. The papers' figures come from CMU-MOSI with
+# their features; ours from this notebook's dataset, so they show the same *kind* of evidence, not
+# the same pictures. All runs are re-used from notebooks 03 and 04 (same config hashes).
+
+# %% tags=["parameters"]
+# Parameters (papermill): `make reproduce` passes its own values. The defaults read two environment
+# variables so that `make test` (nbval) can run the committed notebook at smoke size in a temp folder.
+import os
+
+profile = os.environ.get("MSER_NB_PROFILE", "quick")   # smoke | quick | paper (mser_lib/configs/*.yaml)
+dataset = "synthetic"     # synthetic | mosi-bclstm | mosi | mosei | sims | simsv2 (python -m mser_lib datasets)
+data_dir = ""             # folder of a real dataset, empty for none (mosi-bclstm: ../../shared/data/mosi-bclstm)
+device = "auto"           # auto | cpu | cuda | mps
+seeds = None              # None for the seeds of the profile, or a list such as [0, 1, 2]
+results_dir = os.environ.get("MSER_NB_RESULTS", "../results")
+force = False             # True: retrain runs that are already recorded
+
+# %%
+from mser_lib.pipeline import notebook_setup
+
+ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
+print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx.threads} thread(s), "
+      f"{ctx.workers} worker(s) | outputs in {ctx.rel(ctx.out)}")
+
+# %%
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from mser_lib import grids
+from mser_lib.experiments import get_dataset, run_grid
+from mser_lib.models import model_names
+from mser_lib.report import ablation_figures as af
+from mser_lib.report import ablations as ab
+from mser_lib.report.tables import to_markdown
+
+ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
+rob_specs = [s for s in grids.robustness(ctx.profile, ctx.seeds) if s["model"] in model_names()]
+ats_specs = grids.atsuko_table4(ctx.profile, ctx.seeds)
+recs = run_grid(rob_specs + ats_specs, **ctx.grid_kwargs)
+main = {s["model"]: r for s, r in zip(rob_specs, recs) if r["seed"] == ctx.seeds[0]}
+ats = {s["tag"]: r for s, r in zip(ats_specs, recs[len(rob_specs):]) if r["seed"] == ctx.seeds[0]}
+nets = {name: ab.load_model(rec, ds, ctx.results_dir) for name, rec in main.items()}
+print(f"{len(recs)} records; figures from seed {ctx.seeds[0]}; checkpoints found: "
+      f"{sorted(k for k, v in nets.items() if v is not None)}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("figures of notebook 05 present:",
+      {name: (ctx.figures / f"{name}.png").exists() for name in
+       ("femf_sensitivity_mae", "femf_interaction_order", "robustness_missing", "atsuko_sensitivity_acc7")})
+print("Atsuko Table 4 settings:", sorted(ats))
+
+# %% [markdown]
+# ## FEMF Fig. 7: what the low- and high-frequency experts attend to
+#
+# Each modality's private features are split by the DFT into a low and a high band (eq. 8); each band
+# goes through its own transformer experts (eq. 9). The maps are the last expert layer's attention
+# $\mathrm{softmax}(QK^\top/\sqrt{d_k})$ (rows: queries, columns: keys, averaged over heads and over the
+# experts weighted by the router) for the most positive test sample. The paper reads its maps as
+# "high frequency attends to abrupt, local cues, low frequency to global context": in a map that
+# means sharp, near-diagonal rows for the high band and broad, smooth rows for the low band.
+
+# %%
+batch, index, label = ab.strongest_positive(ds)
+if nets.get("femf") is not None:
+    maps = ab.femf_attention(nets["femf"], batch, index)
+    fig = af.attention_maps(maps, f"FEMF expert attention, test sample with label {label:+.2f} ({ds.info.name})")
+    ctx.save_figure(fig, "femf_fig7_attention")
+    # how local is each map: mean |query - key| distance under the attention weights
+    locality = pd.DataFrame([{"map": k, "mean |i-j|": float((v * np.abs(np.subtract.outer(np.arange(len(v)),
+                             np.arange(len(v))))).sum(1).mean())} for k, v in maps.items()]).set_index("map").round(2)
+    display(Markdown(to_markdown(locality)))
+
+# %% [markdown]
+# ## Atsuko Fig. 4: fused features under the four settings
+#
+# t-SNE (2-D, perplexity $\le 30$, PCA initialisation, fixed seed) of the fused representation that
+# enters Atsuko's prediction head (eq. 4), for each row of Table 4, coloured by the sentiment label.
+# The paper sees clusters become more compact and better separated as SBN and MCM are added. t-SNE
+# distorts distances, so we also print a number that does not depend on the projection: the $R^2$ of
+# a ridge regression of the label on the fused features (5-fold cross-validation on the test split).
+
+# %%
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import cross_val_score
+
+panels = {}
+for _, label_ in grids.ATSUKO_ROWS:
+    got = ab.fused_features(ats[label_], ds, ctx.results_dir) if label_ in ats else None
+    if got is not None:
+        panels[label_] = got
+if panels:
+    fig = af.tsne_panels(panels, f"Atsuko fused features, t-SNE ({ds.info.name}, test split)", seed=0)
+    ctx.save_figure(fig, "atsuko_fig4_tsne")
+    sep = pd.DataFrame([{"setting": k, "ridge R² (5-fold)": float(np.mean(cross_val_score(
+        RidgeCV(alphas=np.logspace(-2, 3, 6)), x, y, cv=5, scoring="r2")))} for k, (x, y) in panels.items()])
+    display(Markdown(to_markdown(sep.set_index("setting").round(3))))
+
+# %% [markdown]
+# ## Atsuko Fig. 5: modality weights with and without MCM
+#
+# The router's modality weights $w_m$ (eq. 3) for the same 10 random test samples, in Atsuko (MCM on:
+# the router is pulled to the marginal-complementarity target $q$, eq. 6-7) and in the SBN-only row of
+# Table 4 (MCM off: EMOE's target). The paper sees MCM move weight away from text when the other
+# modalities carry complementary evidence.
+
+# %%
+weights = {}
+for name in ("SBN + MCM (Atsuko)", "SBN"):
+    net = ab.load_model(ats[name], ds, ctx.results_dir) if name in ats else None
+    if net is not None:
+        weights[name], labels10 = ab.sample_diagnostic(net, ds, "modality_weights", n=10, seed=0)
+if weights:
+    fig = af.modality_weight_bars(weights, labels10, f"Atsuko modality weights of 10 test samples ({ds.info.name})")
+    ctx.save_figure(fig, "atsuko_fig5_modality_weights")
+    mean_w = pd.DataFrame({k: v.mean(0) for k, v in weights.items()}, index=["text", "audio", "vision"]).T
+    mean_w = mean_w.astype(float).round(3)
+    display(Markdown(to_markdown(mean_w)))
+
+# %% [markdown]
+# ## Atsuko Fig. 6: spectrum, bands and band weights of one strongly positive sample
+#
+# For the most positive test sample: the graph-Fourier energy $\|U^\top X_m\|^2$ per graph frequency
+# (eq. 1), the $K$ band components $Z_{m,b} = U_b U_b^\top X_m$ of one feature channel (they sum back to
+# $X_m$), and the band weights $w^b_m$ of the band router (eq. 2). On our synthetic data the evidence
+# is planted: text low-frequency, audio in a high band, vision in a mid band.
+
+# %%
+if nets.get("atsuko") is not None:
+    view = nets["atsuko"].spectral_view(batch)
+    fig = af.band_view(view, index, channel=0, title=f"Atsuko spectral bands, test sample with label {label:+.2f}")
+    ctx.save_figure(fig, "atsuko_fig6_bands")
+    bw = pd.DataFrame({m: view[m]["band_weights"][index].numpy() for m in ("text", "audio", "vision")},
+                      index=[f"band {b + 1}" for b in range(view["text"]["band_weights"].shape[1])]).T
+    bw = bw.astype(float).round(3)
+    display(Markdown(to_markdown(bw)))
+
+# %% [markdown]
+# ## Not in the papers: router weights against the missing rate
+#
+# Do the routers notice missing modalities? Mean Atsuko modality weights (eq. 3) and FEMF fusion
+# weights over its heads (eq. 22: one per modality plus the joint head) on the test split, with
+# modalities dropped at each rate as in notebook 05. A dropped modality's weight is masked to 0 for that
+# sample, so the mean weight of every modality falls roughly like $(1-r)$ unless the router shifts
+# weight towards what remains.
+
+# %%
+for name, key, names in (("atsuko", "modality_weights", ["text", "audio", "vision"]),
+                         ("femf", "fusion_weights", ["text", "audio", "vision", "joint"])):
+    if nets.get(name) is None:
+        continue
+    dw = ab.diagnostics_under_missing(main[name], ds, ctx.results_dir, grids.MISSING_RATES, [key])
+    if dw.empty:
+        continue
+    fig = af.weight_lines(dw, names, f"{name}: mean {key.replace('_', ' ')} vs missing rate")
+    ctx.save_figure(fig, f"{name}_weights_vs_missing")
+    tbl = dw.pivot(index="rate", columns="index", values="value").rename(columns=dict(enumerate(names)))
+    tbl = tbl.astype(float).round(3)
+    ctx.save_table(tbl, f"{name}_weights_vs_missing", caption=f"{name} {key} vs missing rate ({ds.info.name})")
+    display(Markdown(to_markdown(tbl)))
+
+# %% [markdown]
+# ## Not in the papers: per-band energy of each modality
+#
+# Where each modality's energy lies, as each model splits it: FEMF's low/high DFT bands at cut-off $c$
+# (eq. 8) and Atsuko's $K$ graph bands (eq. 1), shares of the total energy averaged over the test split.
+# A band that holds little energy can still hold the evidence (audio's high band on the synthetic data):
+# compare with the band weights above.
+
+# %%
+energy = pd.concat([ab.band_energy_frame(nets[m], ds, m) for m in ("femf", "atsuko") if nets.get(m) is not None])
+if not energy.empty:
+    for m, sub in energy.groupby("model"):
+        fig = af.band_energy_bars(sub, f"{m}: share of energy per band ({ds.info.name}, test split)")
+        ctx.save_figure(fig, f"{m}_band_energy")
+    etable = energy.pivot_table(index=["model", "modality"], columns="band", values="share").round(3).astype(object).fillna("")
+    ctx.save_table(etable, "band_energy", caption=f"Share of energy per band and modality ({ds.info.name})")
+    display(Markdown(to_markdown(etable)))
+
+# %% [markdown]
+# ## All claims of notebooks 04 and 05
+#
+# The claims tables written by notebooks 04 and 05, together (read back from `tables/`).
+
+# %%
+parts = [pd.read_csv(ctx.tables / f"{n}.csv") for n in ("claims_ablations", "claims_robustness")
+         if (ctx.tables / f"{n}.csv").exists()]
+if parts:
+    all_claims = ab.adjust_claims(pd.concat(parts)).set_index("claim")
+    ctx.save_table(all_claims, "claims_all", caption=f"Claims of both papers on {ds.info.name} ({ctx.profile})")
+    summary = all_claims.groupby("agrees with paper").size().rename("claims").to_frame()
+    display(Markdown(to_markdown(summary)))
+    display(Markdown(to_markdown(all_claims[["paper says", "we measure", "resolved", "agrees with paper"]])))
+
+# %%
+print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
+for p in ctx.written:
+    print("  ", ctx.rel(p))
