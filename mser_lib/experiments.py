@@ -40,7 +40,7 @@ import json
 import platform
 import subprocess
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from importlib import resources
@@ -174,7 +174,7 @@ REUSE_MODES = ("local", "records")
 # What a run produced (compared by :func:`same_results`); everything else in a record is provenance
 # (when, where, how long, which code revision).
 RESULT_FIELDS = ("n_params", "best_epoch", "epochs_run", "select_metric", "valid", "test", "test_missing",
-                 "history", "stages")
+                 "history", "stages", "best_is_last", "protocols")
 
 
 def same_results(a: dict, b: dict) -> bool:
@@ -280,6 +280,9 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     started = time.perf_counter()
     result = fit_model(net, ds, tcfg, seed=seed, run_dir=rdir)
     missing_metrics = {}
+    if run["eval_missing"] and tcfg.selection == "crossfit":
+        raise ValueError("eval_missing with cross-fitted selection: use report.ablations.run_predictions, "
+                         "which pools the folds' models")
     for spec in run["eval_missing"]:
         mm = MissingModality(**spec)
         missing_metrics[mm.name] = evaluate(net, ds.test, ds.info, tcfg, missing=mm, seed=seed)[0]
@@ -289,13 +292,14 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
         "device": str(resolve_device(tcfg.device)), "n_params": n_params,
         "wall_time_s": round(time.perf_counter() - started, 3), "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run, "select_metric": result.select_metric,
-        "resumed_from_epoch": result.resumed_from_epoch,
+        "resumed_from_epoch": result.resumed_from_epoch, "best_is_last": result.best_is_last,
+        "selection": tcfg.selection, "protocols": result.protocols,
         "valid": result.valid_metrics, "test": result.test_metrics, "test_missing": missing_metrics,
         "history": [{k: v for k, v in row.items() if k in ("epoch", "train_total", "valid_loss",
                                                             f"valid_{result.select_metric}")}
                     for row in result.history],
         "stages": [{"stage": s["stage"], "best_epoch": s["best_epoch"], "epochs_run": s["epochs_run"],
-                    "valid": s["valid_metrics"]} for s in result.stages],
+                    "best_is_last": s["best_is_last"], "valid": s["valid_metrics"]} for s in result.stages],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     # JSON round trip, so that the record compares equal to its copy read back from runs.jsonl
@@ -386,7 +390,7 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
         order = sorted(range(len(jobs)), key=lambda n: -expected_cost(jobs[n]))
         done = [None] * len(jobs)
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_worker, [jobs[n] for n in order])
-            for n, rec in zip(order, tqdm(results, total=len(jobs), desc="runs", disable=not progress)):
-                done[n] = rec
+            futures = {pool.submit(_worker, jobs[n]): n for n in order}      # submitted longest first
+            for fut in tqdm(as_completed(futures), total=len(jobs), desc="runs", disable=not progress):
+                done[futures[fut]] = fut.result()
     return [done[index[k]] for k in keys]

@@ -356,10 +356,19 @@ def readme_table(results_dir: str) -> int:
             if reported is None and is_rep.any():
                 reported = _nonempty(df[is_rep].drop(columns=["seeds"], errors="ignore"))
             ours = _nonempty(df[~is_rep].drop(columns=["source", "dataset", "setting"], errors="ignore"))
+            from .report.analysis import selection_note
+
+            note = selection_note(load_records(results_dir, profile, dataset))
             blocks.append(
-                f"**{dataset}**, profile `{profile}`: test split at the epoch chosen on validation, "
-                f"mean ± std over the seeds listed, accuracies and F1 in % (from `{main_csv.as_posix()}`, "
-                f"written by `notebooks/03_full_training.ipynb`):\n\n" + to_markdown(ours.set_index("model")))
+                f"**{dataset}**, profile `{profile}`: test split, mean ± std over the seeds listed, accuracies "
+                f"and F1 in % (from `{main_csv.as_posix()}`, written by `notebooks/03_full_training.ipynb`). "
+                f"{note}\n\n" + to_markdown(ours.set_index("model")))
+            sel_csv = runs.parent / "tables" / "selection_protocols.csv"
+            if sel_csv.exists():
+                sel = pd.read_csv(sel_csv, dtype=str, keep_default_na=False).set_index(["model", "protocol"])
+                blocks.append(f"**{dataset}: the same runs under three selection protocols** (from "
+                              f"`{sel_csv.as_posix()}`; the optimistic rows select on the test set and are never "
+                              "a result):\n\n" + to_markdown(sel))
             continue
         recs = load_records(results_dir, profile, dataset)
         if not recs:

@@ -29,6 +29,7 @@ import torch
 from ..data import MissingModality
 from ..metrics import METRIC_NAMES
 from ..train import predict
+from ..train.crossfit import assign_folds, pool_predictions, position_folds
 from . import stats
 from .analysis import model_from_record
 
@@ -198,13 +199,14 @@ def _ready(net, record: dict):
     return net
 
 
+def _final_stage(record: dict) -> str | None:
+    return "full" if record["model"] == "femf" else None
+
+
 def load_model(record: dict, ds, results_dir):
-    """The recorded run's model with its best weights of the final stage (eval mode), or ``None``."""
-    stage = None
-    if record["model"] == "femf":
-        stage = "full"
-    net = model_from_record(record, ds, results_dir, stage)
-    return None if net is None else _ready(net, record)
+    """The recorded run's model with its best weights of the final stage (eval mode; under cross-fitted
+    selection, the epoch fold 1 chose). A run this machine does not hold is retrained first."""
+    return _ready(model_from_record(record, ds, results_dir, _final_stage(record)), record)
 
 
 def schedule_text(record: dict) -> str:
@@ -270,11 +272,22 @@ def run_predictions(record: dict, ds, results_dir, missing: MissingModality | No
             return z["y"], z["p"]
         if "ids" in z.files:
             return z["y"], z["p"], z["ids"]
-    net = load_model(record, ds, results_dir)
-    if net is None:
-        return None
-    with torch.no_grad():
-        y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+    train = record["config"]["train"]
+    if train.get("selection") == "crossfit":
+        # each test position scored by the models the other folds selected (train/crossfit.py)
+        k, preds = int(train.get("crossfit_folds", 2)), []
+        for f in range(k):
+            net = _ready(model_from_record(record, ds, results_dir, _final_stage(record), kind=f"best_fold{f}"),
+                         record)
+            with torch.no_grad():
+                y, pf, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+            preds.append(pf)
+        folds = assign_folds(ds.test, k, int(train.get("crossfit_seed", 0)))
+        p = pool_predictions(preds, position_folds(ds.test, folds, ids))
+    else:
+        net = load_model(record, ds, results_dir)
+        with torch.no_grad():
+            y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
     ids = np.asarray(ids).astype(str)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -262,9 +262,11 @@ def stage_history(results_dir, record: dict, stage: str | None,
     return df
 
 
-def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None):
-    """Rebuild a recorded run's model; with ``results_dir`` load that stage's best weights (retraining
-    the run first when this machine does not hold its checkpoint).
+def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None,
+                      kind: str = "best"):
+    """Rebuild a recorded run's model; with ``results_dir`` load that stage's ``<kind>.pt`` weights
+    (``best``, ``last``, ``best_fold<f>``), retraining the run first when this machine does not hold
+    its checkpoint.
 
     Returns:
         the model (eval mode).
@@ -272,9 +274,9 @@ def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, sta
     run = record["config"]
     net = build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
     if results_dir is not None:
-        p = stage_checkpoint(results_dir, record, stage, "best", ds)
+        p = stage_checkpoint(results_dir, record, stage, kind, ds)
         if p is None:
-            raise FileNotFoundError(f"run {record['config_hash']} has no {stage or 'main'}/best.pt after training")
+            raise FileNotFoundError(f"run {record['config_hash']} has no {stage or 'main'}/{kind}.pt after training")
         net.load_state_dict(torch.load(p, map_location="cpu", weights_only=False)["model"])
     net.eval()
     return net
@@ -464,3 +466,75 @@ __all__ = ["dataset_summary", "data_checks", "band_energy_shares", "seed_summary
            "ridge_leakage", "high_band_share", "checkpoint_dir", "stage_checkpoint", "stage_history",
            "model_from_record", "expert_predictions", "expert_metrics", "refit_experts", "records_long",
            "history_long", "mean_diagnostics", "cached_expert_curves", "BANDS"]
+
+
+# ---------------------------------------------------------------------------------- selection protocols
+PROTOCOL_LABELS = {
+    "crossfit": "clean: cross-fitted on test folds (ours)",
+    "valid": "leaky validation (videos the features were trained on)",
+    "test_oracle": "optimistic: selects on test, max over seeds",
+}
+
+
+def selection_protocol_table(records: list[dict], ds: MultimodalDataset, label=None,
+                             metrics=("acc2_has0", "f1_has0", "mae", "corr")) -> pd.DataFrame:
+    """The same runs reported three ways (``record["protocols"]``, written by cross-fitted runs):
+
+    * clean: each test utterance scored by an epoch chosen on other test videos (mean ± std over seeds);
+    * leaky validation: the epoch chosen on VALID (mean ± std over seeds);
+    * optimistic: per seed the epoch with the best test Acc-2, then the seed with the best one (what code
+      that checkpoints on the test set and prints the best of several seeds reports; never a result).
+
+    Beside them: the majority class of the test split (computed here) and the published anchors on
+    these features (:data:`mser_lib.report.paper_rows.BCLSTM_ANCHORS`, marked reported). Accuracies and
+    F1 in percent.
+    """
+    from .paper_rows import BCLSTM_ANCHORS, row_label
+
+    label = label or row_label
+    rows = []
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        if r.get("protocols"):
+            groups.setdefault(label(r), []).append(r)
+
+    def fmt(m, vals):
+        scale, digits = (1.0, 3) if m in ("mae", "corr") else (100.0, 1)
+        vals = np.asarray(vals, dtype=float) * scale
+        s = f"{vals.mean():.{digits}f}"
+        return s + (f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else "")
+
+    for name, recs in groups.items():
+        seeds = ",".join(str(r["seed"]) for r in sorted(recs, key=lambda r: r["seed"]))
+        for key in ("crossfit", "valid"):
+            rows.append({"model": name, "protocol": PROTOCOL_LABELS[key], "seeds": seeds,
+                         **{m: fmt(m, [r["protocols"][key]["metrics"][m] for r in recs]) for m in metrics}})
+        best = max(recs, key=lambda r: r["protocols"]["test_oracle"]["metrics"]["acc2_has0"])
+        rows.append({"model": name, "protocol": PROTOCOL_LABELS["test_oracle"], "seeds": f"max of {seeds}",
+                     **{m: fmt(m, [best["protocols"]["test_oracle"]["metrics"][m]]) for m in metrics}})
+    y = ds.test.labels[ds.test.label_mask]
+    major = max(float((y >= 0).mean()), float((y < 0).mean()))
+    rows.append({"model": "majority class (computed)", "protocol": "no training", "seeds": "",
+                 "acc2_has0": f"{100 * major:.1f}", "f1_has0": "", "mae": "", "corr": ""})
+    for a in BCLSTM_ANCHORS:
+        rows.append({"model": f"{a['model']} ({a['source']})", "protocol": a["selection"], "seeds": "",
+                     "acc2_has0": f"{a['acc2_has0']:.2f}", "f1_has0": "", "mae": "", "corr": ""})
+    from ..metrics import METRIC_NAMES
+
+    return pd.DataFrame(rows).rename(columns=METRIC_NAMES).set_index(["model", "protocol"])
+
+
+def selection_note(records: list[dict]) -> str:
+    """One sentence naming the selection protocol(s) and the seeds behind a set of records."""
+    sel = sorted({r.get("selection") or (r.get("config") or {}).get("train", {}).get("selection", "valid")
+                  for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    names = {"valid": "the epoch with the best validation score (early stopping on VALID)",
+             "crossfit": "cross-fitted selection on the test videos (each test video scored by an epoch chosen "
+                         "on the other fold of test videos; mser_lib/train/crossfit.py)"}
+    last = sum(bool(r.get("best_is_last")) for r in records)
+    text = f"Selection: {' and '.join(names.get(s, s) for s in sel)}; seeds {seeds}."
+    if last:
+        text += (f" {last} of {len(records)} runs chose their last epoch (still improving: the budget may be "
+                 "too short for them).")
+    return text

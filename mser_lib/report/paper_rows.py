@@ -384,3 +384,15 @@ __all__ = ["ReportedRow", "femf_table1", "atsuko_table1", "atsuko_table2", "atsu
            "reported_frame", "measured_frame", "main_table", "femf_layout", "atsuko_layout", "features_label",
            "row_label", "untagged", "format_mean_std", "SPEC2_COLUMNS", "FEMF_TABLE1", "ATSUKO_TABLE1",
            "ATSUKO_TABLE2", "ATSUKO_TABLE3"]
+
+
+# ------------------------------------------------------------------ anchors on the mosi-bclstm features
+# Binary accuracy (neg/non-neg) reported on exactly the features of ``mosi-bclstm`` (text-CNN, openSMILE,
+# 3D-CNN; bc-LSTM speaker-independent split, 62 train / 31 test videos), trimodal. Context for the
+# selection-protocol table, never a target; each with how its number was selected.
+BCLSTM_ANCHORS = [
+    {"source": "reported: Poria et al., ACL 2017 (bc-LSTM)", "model": "bc-LSTM", "acc2_has0": 80.3,
+     "selection": "validation early stopping (as reported)"},
+    {"source": "reported: Ghosal et al., EMNLP 2018 (MMMU-BA)", "model": "MMMU-BA", "acc2_has0": 82.31,
+     "selection": "released code checkpoints on the test set and prints the maximum over five seeds"},
+]

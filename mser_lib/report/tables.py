@@ -18,6 +18,9 @@ from ..train.io import atomic_write_text, read_jsonl
 MOSI_COLUMNS = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "mae", "corr"]
 SIMS_COLUMNS = ["acc2", "f1", "acc3", "acc5", "mae", "corr"]
 CLS_COLUMNS = ["acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"]
+# pseudo-metric of :func:`aggregate`: 1 when a run's chosen epoch was its last (still improving)
+BEST_IS_LAST = "_best_is_last"
+BEST_IS_LAST_COLUMN = "chosen epoch = last"
 
 
 def variant_name(record: dict) -> str:
@@ -51,7 +54,9 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"))
     """Long table: one row per (group, metric) with mean, std (ddof=1), n seeds and the seeds."""
     rows = []
     for r in records:
-        metrics = r.get(split) or {}
+        metrics = dict(r.get(split) or {})
+        if metrics and "best_is_last" in r:
+            metrics[BEST_IS_LAST] = float(bool(r["best_is_last"]))
         for k, v in metrics.items():
             rows.append({"model": r["model"], "variant": variant_name(r), "seed": r["seed"],
                          "metric": k, "value": v, "dataset": r["dataset"], "profile": r["profile"]})
@@ -82,7 +87,7 @@ def wide_table(long: pd.DataFrame, columns: list[str] | None = None, percent: bo
                 columns = cand
                 break
         else:
-            columns = [m for m in present if m != "loss"]
+            columns = [m for m in present if m != "loss" and not m.startswith("_")]
     table = {}
     for keys, grp in long.groupby(list(by), sort=False):
         row = {}
@@ -100,6 +105,9 @@ def wide_table(long: pd.DataFrame, columns: list[str] | None = None, percent: bo
                 s += f" ± {std * scale:.{digits}f}"
             row[METRIC_NAMES.get(m, m)] = s
         row["seeds"] = n
+        flag = grp[grp["metric"] == BEST_IS_LAST]
+        if not flag.empty:   # runs still improving at their last epoch: the budget may be too short
+            row[BEST_IS_LAST_COLUMN] = f"{int(round(float(flag['mean'].iloc[0]) * int(flag['n'].iloc[0])))}/{n}"
         table[keys if isinstance(keys, tuple) else (keys,)] = row
     df = pd.DataFrame.from_dict(table, orient="index")
     df.index = pd.MultiIndex.from_tuples(df.index, names=list(by))

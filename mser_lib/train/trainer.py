@@ -15,6 +15,13 @@
   ``(seed, e)`` and the RNG states are restored.
 
 ``fit_model`` runs every stage a model declares (``model.stages()``), each selected on VALID.
+
+``TrainConfig.selection = "crossfit"`` replaces VALID by cross-fitted selection on test folds
+(:mod:`mser_lib.train.crossfit`; the clean protocol for ``mosi-bclstm``, whose validation videos the
+feature extractors were trained on). The same run then also reports the two other protocols in
+``FitResult.protocols``: ``valid`` (the test metrics at the epoch chosen on VALID, the leaky
+protocol) and ``test_oracle`` (the test metrics at the epoch with the best test Acc-2, what code that
+monitors the test set reports; optimistic, never a headline).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ..data.batch import MultimodalDataset, SplitData, iterate_batches
 from ..data.missing import MissingModality
 from ..metrics import compute_metrics, default_selection_metric, is_better
 from ..models.base import task_loss
+from .crossfit import CrossFitSelector, assign_folds, position_folds, prediction_order
 from .io import atomic_torch_save
 from .seeding import resolve_device, rng_state, set_rng_state, set_seed
 
@@ -61,6 +69,9 @@ class TrainConfig:
     bucket: bool = True                  # batch samples of similar length together
     stage_epochs: dict = field(default_factory=dict)   # per-stage epoch counts for multi-stage models
     train_missing_rate: float = 0.0      # random modality dropout during training (augmentation)
+    selection: str = "valid"             # "valid" | "crossfit" (select on test folds; train/crossfit.py)
+    crossfit_folds: int = 2              # folds of the test samples (videos) for "crossfit"
+    crossfit_seed: int = 0               # fixed: the folds do not change with the training seed
     progress: bool = True
 
 
@@ -75,6 +86,8 @@ class FitResult:
     select_metric: str
     resumed_from_epoch: int | None = None
     stages: list[dict] = field(default_factory=list)
+    best_is_last: bool = False           # the chosen epoch is the last one run: still improving
+    protocols: dict | None = None        # crossfit only: the same run under each selection protocol
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -139,15 +152,7 @@ def evaluate(model, split: SplitData, info, cfg: TrainConfig | None = None,
     """
     cfg = cfg or TrainConfig()
     y, p, _, _ = predict(model, split, info, cfg.eval_batch_size, cfg.device, missing, seed, cfg.amp)
-    if info.task == "classification":
-        metrics = compute_metrics(y, p, "classification")
-        logp = p - np.logaddexp.reduce(p, axis=1, keepdims=True)
-        metrics["loss"] = float(-logp[np.arange(len(y)), y.astype(int)].mean())
-    else:
-        metrics = compute_metrics(y, p, info.metric_family)
-        d = p - y
-        metrics["loss"] = float(np.abs(d).mean() if cfg.loss_kind == "l1" else (d * d).mean())
-    return metrics, p
+    return _metrics(y, p, info, cfg), p
 
 
 def _make_optimizer(params, cfg: TrainConfig):
@@ -191,6 +196,17 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         optimizer, mode="min" if lower else "max", factor=cfg.plateau_factor,
         patience=cfg.plateau_patience) if cfg.plateau else None)
 
+    if cfg.selection not in ("valid", "crossfit"):
+        raise ValueError(f"TrainConfig.selection must be 'valid' or 'crossfit', got {cfg.selection!r}")
+    crossfit = cfg.selection == "crossfit" and score_test      # the final stage selects on test folds
+    select = cfg.selection == "valid" or score_test             # intermediate crossfit stages keep their last
+    selector, test_history = None, []
+    if crossfit:
+        folds = assign_folds(dataset.test, cfg.crossfit_folds, cfg.crossfit_seed)
+        y_test, ids_test = prediction_order(dataset.test, cfg.eval_batch_size)
+        selector = CrossFitSelector(position_folds(dataset.test, folds, ids_test), cfg.crossfit_folds, metric,
+                                    info.metric_family, cfg.patience)
+
     history: list[dict] = []
     best_value, best_epoch, best_state = None, -1, None
     start_epoch, resumed_from = 0, None
@@ -203,6 +219,9 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
             scheduler.load_state_dict(ck["scheduler"])
         history, best_value, best_epoch = ck["history"], ck["best_value"], ck["best_epoch"]
         start_epoch = resumed_from = ck["epoch"] + 1
+        if selector is not None:
+            selector.load_state_dict(ck["crossfit"])
+            test_history = ck["test_history"]
         set_rng_state(ck["rng"])
         if (run_dir / "best.pt").exists():
             best_state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)["model"]
@@ -212,7 +231,10 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                initial=start_epoch, total=n_epochs)
     missing = MissingModality(rate=cfg.train_missing_rate) if cfg.train_missing_rate > 0 else None
     for epoch in bar:
-        if cfg.patience is not None and stale >= cfg.patience:
+        if crossfit:
+            if selector.done:
+                break
+        elif select and cfg.patience is not None and stale >= cfg.patience:
             break
         model.train()
         sums, n_batches = {}, 0
@@ -237,7 +259,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
             _step(optimizer, params, cfg)
         valid, _ = evaluate(model, dataset.valid, info, cfg)
         value = valid[metric]
-        improved = is_better(metric, value, best_value)
+        improved = select and not crossfit and is_better(metric, value, best_value)
         if improved:
             best_value, best_epoch, stale = value, epoch, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -245,6 +267,24 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                 atomic_torch_save({"model": best_state, "epoch": epoch, "value": value}, run_dir / "best.pt")
         else:
             stale += 1
+        if crossfit:
+            y_t, p_t, ids_t, _ = predict(model, dataset.test, info, cfg.eval_batch_size, cfg.device, None, seed,
+                                         cfg.amp)
+            if not np.array_equal(ids_t, ids_test):
+                raise RuntimeError("test predictions came in an unexpected order; cross-fitting needs prediction_order")
+            fold_improved = selector.update(epoch, y_test, p_t)
+            test_history.append(_metrics(y_test, p_t, info, cfg))
+            for f, better in enumerate(fold_improved):
+                if not better:
+                    continue
+                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if run_dir is not None:
+                    atomic_torch_save({"model": state, "epoch": epoch, "fold": f}, run_dir / f"best_fold{f}.pt")
+                if f == 0:   # best.pt (what analyses load by default) holds fold 1's choice
+                    best_state, best_epoch = state, epoch
+                    if run_dir is not None:
+                        atomic_torch_save({"model": state, "epoch": epoch, "fold": 0}, run_dir / "best.pt")
+            improved = any(fold_improved)
         if scheduler is not None and not (isinstance(value, float) and math.isnan(value)):
             scheduler.step(value)
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
@@ -256,18 +296,63 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict() if scheduler else None,
                                "epoch": epoch, "history": history, "best_value": best_value,
-                               "best_epoch": best_epoch, "rng": rng_state()}, run_dir / "last.pt")
+                               "best_epoch": best_epoch, "rng": rng_state(),
+                               "crossfit": selector.state_dict() if selector is not None else None,
+                               "test_history": test_history}, run_dir / "last.pt")
         for cb in callbacks or ():
             cb(epoch, row)
     bar.close()
 
+    protocols = None
+    last = len(history) - 1
+    if crossfit:
+        if any(e < 0 for e in selector.best_epoch):
+            raise RuntimeError("cross-fitted selection chose no epoch (epochs=0 or a metric that is never finite)")
+        test = _metrics(y_test, selector.pooled(), info, cfg)
+        valid_pick = _best_epoch(history, f"valid_{metric}", metric)
+        oracle_metric = "acc2_has0" if "acc2_has0" in test_history[0] else metric
+        oracle_pick = _best_epoch([{"epoch": e, **m} for e, m in enumerate(test_history)], oracle_metric,
+                                  oracle_metric)
+        protocols = {
+            "crossfit": {"metrics": test, "folds": selector.summary(), "k": cfg.crossfit_folds,
+                         "fold_seed": cfg.crossfit_seed},
+            "valid": {"epoch": valid_pick, "metrics": test_history[valid_pick]},
+            "test_oracle": {"epoch": oracle_pick, "chosen_by": oracle_metric, "metrics": test_history[oracle_pick]}}
+        best_epoch = max(selector.best_epoch)
+        best_is_last = last in selector.best_epoch
+    else:
+        best_is_last = select and best_epoch == last
     if best_state is not None:
         model.load_state_dict(best_state)
     valid, _ = evaluate(model, dataset.valid, info, cfg)
-    test = evaluate(model, dataset.test, info, cfg)[0] if score_test else None
+    if not crossfit:
+        test = evaluate(model, dataset.test, info, cfg)[0] if score_test else None
     return FitResult(best_epoch=best_epoch, epochs_run=len(history), valid_metrics=valid,
                      test_metrics=test, history=history, wall_time_s=time.perf_counter() - start,
-                     select_metric=metric, resumed_from_epoch=resumed_from)
+                     select_metric=metric, resumed_from_epoch=resumed_from, best_is_last=best_is_last,
+                     protocols=protocols)
+
+
+def _metrics(y: np.ndarray, p: np.ndarray, info, cfg: TrainConfig) -> dict:
+    """SPEC 2 metrics plus the task loss as ``loss`` (as :func:`evaluate`)."""
+    if info.task == "classification":
+        metrics = compute_metrics(y, p, "classification")
+        logp = p - np.logaddexp.reduce(p, axis=1, keepdims=True)
+        metrics["loss"] = float(-logp[np.arange(len(y)), y.astype(int)].mean())
+    else:
+        metrics = compute_metrics(y, p, info.metric_family)
+        d = p - y
+        metrics["loss"] = float(np.abs(d).mean() if cfg.loss_kind == "l1" else (d * d).mean())
+    return metrics
+
+
+def _best_epoch(rows: list[dict], key: str, metric: str) -> int:
+    """Index of the row with the best ``key`` (first one on ties)."""
+    best, idx = None, 0
+    for i, r in enumerate(rows):
+        if is_better(metric, r.get(key), best):
+            best, idx = r.get(key), i
+    return idx
 
 
 def _step(optimizer, params, cfg: TrainConfig) -> None:
@@ -306,4 +391,5 @@ def fit_model(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0
     return FitResult(best_epoch=final["best_epoch"], epochs_run=sum(r["epochs_run"] for r in results),
                      valid_metrics=final["valid_metrics"], test_metrics=final["test_metrics"],
                      history=final["history"], wall_time_s=total, select_metric=final["select_metric"],
-                     resumed_from_epoch=final["resumed_from_epoch"], stages=results)
+                     resumed_from_epoch=final["resumed_from_epoch"], stages=results,
+                     best_is_last=final["best_is_last"], protocols=final["protocols"])
