@@ -204,7 +204,7 @@ def test_missing_modality_rows_are_finite(layout):
 
 def test_stages_and_frozen_experts_receive_no_gradient():
     b = _batch("position")
-    model = _model("position")
+    model = _model("position", expert_grad_to_inputs=False)        # the speed option: no autograd
     assert model.stages() == ["experts", "full"]
     model.set_stage("experts")
     out = model(b)
@@ -235,6 +235,44 @@ def test_stages_and_frozen_experts_receive_no_gradient():
     total.backward()
     assert all(p.grad is None for p in through.experts.parameters())
     assert "train" in parts
+    assert FEMFConfig().expert_grad_to_inputs                      # the default is the paper's
+
+
+def _task_grads(model, b):
+    """Stage 2: gradients of the task loss alone (eq. 26) w.r.t. every parameter, by name."""
+    model.set_stage("experts")
+    model.set_stage("full")
+    model.zero_grad(set_to_none=True)
+    out = model(b)
+    task_loss(out.prediction, b, "regression", kind=model.config.task_loss_kind).backward()
+    return {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("layout", ["position", "sequence"])
+def test_paper_preset_stage2_task_loss_reaches_encoders_through_frozen_experts(layout):
+    """The paper freezes the experts' parameters, not the gradient path: with the paper preset the
+    task loss of stage 2 reaches the input projections and private encoders *through* the experts,
+    and the expert parameters get no gradient."""
+    info = _info(layout, name="mosi")
+    cfg = build_config("femf", info, "paper", dropout=0.0)
+    assert cfg.freeze_experts and cfg.expert_grad_to_inputs
+    b = _batch(layout)
+    torch.manual_seed(0)
+    paper = FEMF(info, cfg)
+    g = _task_grads(paper, b)
+    assert paper.experts_frozen
+    assert all(g[n] is None for n, _ in paper.named_parameters() if n.startswith("experts."))
+    for m in paper.mods:
+        for name in (f"private_enc.{m}.weight", f"proj.{m}.weight"):
+            assert g[name] is not None and float(g[name].abs().sum()) > 0, name
+    # the speed option (no autograd through the experts) with the same weights: the encoders then get
+    # the task loss only through the routers' inputs, so their gradient differs
+    fast = FEMF(info, build_config("femf", info, "paper", dropout=0.0, expert_grad_to_inputs=False))
+    fast.load_state_dict(paper.state_dict())
+    gf = _task_grads(fast, b)
+    for m in paper.mods:
+        a, c = g[f"private_enc.{m}.weight"], gf[f"private_enc.{m}.weight"]
+        assert float((a - c).norm()) > 1e-3 * float(a.norm()), m
 
 
 def test_router_and_fusion_weights_sum_to_one():
