@@ -15,7 +15,6 @@ from mser_lib.models.femf import (
     FEMFConfig,
     StackedExperts,
     _Segment,
-    femf_train_overrides,
     parse_order,
 )
 from mser_lib.models.registry import build_config, build_model
@@ -448,10 +447,31 @@ def test_presets():
     assert (mosei.alpha, mosei.interaction_layers, mosei.cutoff_ratio) == (0.7, 2, 0.4)
     quick = build_model("femf", _info(), "quick")
     assert count_parameters(quick) < 500_000
-    tr = femf_train_overrides("paper", _info(name="mosi"))
-    assert tr["lr"] == 1e-4 and tr["batch_size"] == 64 and set(tr["stage_epochs"]) == {"experts", "full"}
+
+
+def test_profile_trainer_settings_for_femf():
+    """Trainer settings come from the YAML profiles only (mser_lib/configs), as resolve_run merges them."""
+    from mser_lib.experiments import resolve_run
     from mser_lib.train import TrainConfig
-    TrainConfig(**femf_train_overrides("quick", _info()))           # valid trainer fields
+
+    def tr(ds, profile="paper"):
+        return resolve_run("femf", ds, profile=profile)["train"]
+
+    for profile in ("smoke", "quick", "paper"):
+        for ds in ("synthetic", "mosi", "mosei", "mosi-bclstm", "mosi-utt", "mosei-utt"):
+            TrainConfig(**tr(ds, profile))                          # every key is a TrainConfig field
+    # FEMF Sec. 4.3 and the reference code: Adam 1e-4, weight decay 1e-4, batch 64, half the epochs each
+    mosi = tr("mosi")
+    assert (mosi["lr"], mosi["weight_decay"], mosi["batch_size"]) == (1e-4, 1e-4, 64)
+    assert mosi["stage_epochs"] == {"experts": 150, "full": 150}
+    assert tr("mosei")["stage_epochs"] == tr("mosei-utt")["stage_epochs"] == {"experts": 50, "full": 50}
+    assert "loss_kind" not in mosi                                  # FEMF's task loss is its own (eq. 26)
+    # mosi-bclstm (position layout, 56 training videos): the dataset's batch of videos wins over the
+    # model's 64, so an epoch has several optimiser steps
+    bcl = tr("mosi-bclstm")
+    assert bcl["batch_size"] == 8 and bcl.get("grad_accum", 1) == 1
+    assert math.ceil(56 / bcl["batch_size"]) // bcl.get("grad_accum", 1) >= 5
+    assert tr("synthetic", "quick")["stage_epochs"] == {"experts": 10, "full": 25}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -968,23 +968,6 @@ def reference_weights_preset(info: DatasetInfo) -> dict:
     return {**paper_preset(info), **REFERENCE_LOSS_WEIGHTS}
 
 
-def femf_train_overrides(preset: str, info: DatasetInfo) -> dict:
-    """Trainer settings (:class:`mser_lib.train.TrainConfig` fields) that go with a FEMF preset.
-
-    ``paper``/``reference_weights``: Adam, lr 1e-4 (Sec. 4.3), weight decay 1e-4 (reference code),
-    batch 64, MSE task loss (eq. 26), and the reference's epoch split: each stage gets half of the
-    epochs (MOSI-like 150 + 150, MOSEI-like 50 + 50), with early stopping after 50 epochs
-    (as ``mser_lib/configs/paper.yaml``).
-    ``quick``: Adam 2e-3, batch 32, 8 expert epochs + 20 full epochs.
-    """
-    if preset in ("paper", "reference_weights"):
-        per = 50 if _is_mosei(info) else 150
-        return dict(optimizer="adam", lr=1e-4, weight_decay=1e-4, batch_size=64, epochs=per,
-                    stage_epochs={"experts": per, "full": per}, loss_kind="mse", patience=50)
-    return dict(optimizer="adam", lr=2e-3, weight_decay=0.0, batch_size=32, epochs=20,
-                stage_epochs={"experts": 8, "full": 20}, loss_kind="mse", patience=8)
-
-
 register(ModelSpec(
     name="femf", model_cls=FEMF, config_cls=FEMFConfig,
     presets={"quick": quick_preset, "paper": paper_preset, "reference_weights": reference_weights_preset},
