@@ -28,6 +28,7 @@ import torch
 from ..data import MODALITIES, MultimodalDataset, iterate_batches
 from ..metrics import compute_metrics
 from ..models import build_model
+from ..models.registry import MODELS, config_from_dict
 from ..spectral.dft import band_energy, dft_split
 from ..train import TrainConfig, fit, set_seed
 
@@ -252,14 +253,25 @@ def stage_history(results_dir, record: dict, stage: str | None) -> pd.DataFrame 
     return df
 
 
+def _recorded_model(run: dict, ds: MultimodalDataset):
+    """The model of a recorded run's config, built from the config it saved (``model_config``), so that a
+    preset changed since then does not change it; records without one fall back to preset + overrides."""
+    saved = run.get("model_config")
+    if saved is None:
+        return build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    spec = MODELS[run["model"]]
+    return spec.model_cls(ds.info, config_from_dict(run["model"], saved))
+
+
 def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None):
-    """Rebuild a recorded run's model; with ``results_dir`` and ``stage`` load that stage's best weights.
+    """Rebuild a recorded run's model from the config the record saved (``record["config"]["model_config"]``,
+    not today's presets); with ``results_dir`` and ``stage`` load that stage's best weights.
 
     Returns:
         the model (eval mode), or ``None`` when the requested checkpoint does not exist.
     """
     run = record["config"]
-    net = build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    net = _recorded_model(run, ds)
     if results_dir is not None:
         p = stage_checkpoint(results_dir, record, stage, "best")
         if p is None:
@@ -322,7 +334,7 @@ def refit_experts(record: dict, ds: MultimodalDataset, per_epoch: bool = True) -
     run = record["config"]
     tcfg = TrainConfig(**{**run["train"], "progress": False})
     set_seed(record["seed"], tcfg.deterministic)
-    net = build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    net = _recorded_model(run, ds)
     if hasattr(net, "prepare"):
         net.prepare(ds)
     stages = net.stages()
