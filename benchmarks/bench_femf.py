@@ -10,7 +10,9 @@ Usage::
 What is measured (each configuration in its own subprocess, so its peak memory is its own):
 
 * ``parameters``; training throughput (forward + backward + Adam step) in each stage
-  (``experts``: stage 1, eq. 10; ``full``: stage 2 with frozen experts run without autograd);
+  (``experts``: stage 1, eq. 10; ``full``: stage 2 with frozen experts, run without autograd by the
+  quick preset's speed option ``expert_grad_to_inputs=False`` and with autograd through them by the
+  paper preset, as the paper; the committed results predate that change and ran both without);
   inference throughput (``eval``, ``no_grad``); peak memory (CPU: peak resident set size
   ``ru_maxrss`` and its growth after imports and data; CUDA: ``torch.cuda.max_memory_allocated``).
 * FLOPs of one step, counted with ``torch.utils.flop_counter.FlopCounterMode`` (GEMMs and the

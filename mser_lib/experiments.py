@@ -109,11 +109,24 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
         eval_missing: extra test evaluations, e.g. ``[{"rate": 0.2}, {"condition": "ta"}]``.
         device: overrides the profile's device.
         info: the dataset's :class:`DatasetInfo` (to resolve the model preset).
+
+    Trainer settings are merged in this order, each later source winning over the earlier ones:
+
+    1. the profile's ``train`` (shared defaults);
+    2. the profile's ``models.<model>.train`` (what the model's paper says);
+    3. the profile's ``datasets.<dataset>.train``: settings that depend on the dataset's size and
+       layout (batch size, gradient accumulation, epochs, patience) win over a model's;
+    4. the profile's ``datasets.<dataset>.models.<model>.train`` (one model on one dataset);
+    5. the ``train`` argument.
+
+    Model fields: the model's preset (the profile's ``model_preset``), then ``overrides``.
     """
     prof = load_profile(profile)
+    ds_sec = prof.get("datasets", {}).get(dataset, {})
     tcfg = dict(prof.get("train", {}))
-    tcfg = _merge(tcfg, prof.get("datasets", {}).get(dataset, {}).get("train", {}))
     tcfg = _merge(tcfg, prof.get("models", {}).get(model, {}).get("train", {}))
+    tcfg = _merge(tcfg, ds_sec.get("train", {}))
+    tcfg = _merge(tcfg, ds_sec.get("models", {}).get(model, {}).get("train", {}))
     tcfg = _merge(tcfg, train or {})
     tcfg["device"] = device or prof.get("device", "auto")
     valid_train = {f.name for f in fields(TrainConfig)}

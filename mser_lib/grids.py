@@ -18,6 +18,10 @@ Sizes:
 * ``paper``: the papers' grids (every variant, every sweep point of their figures, the profile's
   seeds) with the profile's full schedule.
 
+A sensitivity sweep's label is what runs: pass the dataset, and the point equal to the model preset's
+value for it (:func:`sweep_defaults`) is the full model's run; every other point overrides its
+parameter.
+
 The robustness study (FEMF Fig. 6) re-uses the main comparison of notebook 03
 (:func:`mser_lib.pipeline.main_grid`): its models are trained on complete data and evaluated with
 modalities dropped at test time, so it costs no training when notebook 03 has run.
@@ -25,6 +29,7 @@ modalities dropped at test time, so it costs no training when notebook 03 has ru
 
 from __future__ import annotations
 
+from .data.batch import DatasetInfo
 from .models.femf import PAPER_ORDER
 
 PROFILES = ("smoke", "quick", "paper")
@@ -59,7 +64,8 @@ SMOKE_MODALITIES = ("t", "tav")
 # Atsuko Table 4 (SBN x MCM); labels as the table's check marks.
 ATSUKO_ROWS = [("neither", "-, -"), ("sbn", "SBN"), ("mcm", "MCM"), ("both", "SBN + MCM (Atsuko)")]
 
-# Sensitivity sweeps: parameter -> {profile: values}; the paper default is marked in DEFAULTS.
+# Sensitivity sweeps: parameter -> {profile: values}. The default point of a sweep is the model preset's
+# value for the dataset (:func:`sweep_defaults`; FEMF's paper preset differs between MOSI and MOSEI).
 FEMF_SWEEPS: dict[str, dict[str, list]] = {
     "interaction_layers": {"smoke": [1, 2], "quick": [1, 2], "paper": [1, 2, 3, 4]},
     "alpha": {"smoke": [0.1, 0.3], "quick": [0.1, 0.3, 0.9], "paper": [0.1, 0.3, 0.5, 0.7, 0.9]},
@@ -71,8 +77,6 @@ ATSUKO_SWEEPS: dict[str, dict[str, list]] = {
     "route_weight": {"smoke": [0.1], "quick": [0.1, 1.0], "paper": [0.01, 0.05, 0.1, 0.5, 1.0]},
     "distill_weight": {"smoke": [0.1], "quick": [0.1, 1.0], "paper": [0.01, 0.05, 0.1, 0.5, 1.0]},
 }
-DEFAULTS = {"interaction_layers": 1, "alpha": 0.3, "cutoff_ratio": 0.6, "entropy_weight": 1.0,
-            "band_mask_rate": 0.1, "route_weight": 0.1, "distill_weight": 0.1}
 
 # FEMF Fig. 5: each query branch with its two key orders; the paper's order first.
 FEMF_ORDERS = [
@@ -138,24 +142,49 @@ def atsuko_table4(profile: str, seeds: list[int]) -> list[dict]:
             for s in ablation_seeds(profile, seeds) for key, label in ATSUKO_ROWS]
 
 
-def _sweep(model: str, sweeps: dict, profile: str, seeds: list[int]) -> list[dict]:
+def _dataset_info(dataset: str | DatasetInfo) -> DatasetInfo:
+    """``dataset`` as a :class:`DatasetInfo`; a name gives a stand-in with that name (the presets read
+    only ``info.name`` for the swept fields)."""
+    if isinstance(dataset, DatasetInfo):
+        return dataset
+    return DatasetInfo(str(dataset), "sequence", "regression", "mosi", {"text": 1, "audio": 1, "vision": 1})
+
+
+def sweep_defaults(model: str, profile: str, dataset: str | DatasetInfo) -> dict:
+    """The value each swept parameter of ``model`` (``femf`` or ``atsuko``) has in a run without
+    overrides: the profile's model preset for ``dataset`` (a name or the dataset's ``DatasetInfo``).
+    E.g. FEMF's paper preset: alpha 0.3 on MOSI-like data, 0.7 on MOSEI."""
+    from .experiments import load_profile
+    from .models.registry import build_config
+
+    sweeps = {"femf": FEMF_SWEEPS, "atsuko": ATSUKO_SWEEPS}[model]
+    cfg = build_config(model, _dataset_info(dataset), load_profile(_check(profile)).get("model_preset", profile))
+    return {param: getattr(cfg, param) for param in sweeps}
+
+
+def _sweep(model: str, sweeps: dict, profile: str, seeds: list[int], dataset) -> list[dict]:
+    """One spec per (seed, parameter, value), labelled ``param=value``. The label is what runs: the
+    override is left out only where the value is the preset's own for ``dataset`` (so the default point
+    shares its run with the full model); without a ``dataset`` every point passes its override."""
+    default = sweep_defaults(model, profile, dataset) if dataset is not None else {}
     out = []
     for s in sweep_seeds(profile, seeds):
         for param, per in sweeps.items():
             for v in per[profile]:
-                ov = {} if v == DEFAULTS[param] else {param: v}
+                ov = {} if param in default and v == default[param] else {param: v}
                 out.append(_spec(model, s, ov, profile, f"{param}={v}"))
     return out
 
 
-def femf_sensitivity(profile: str, seeds: list[int]) -> list[dict]:
-    """FEMF Fig. 4: interaction layers, alpha (eq. 15), cut-off ratio c (eq. 8); one at a time."""
-    return _sweep("femf", FEMF_SWEEPS, _check(profile), seeds)
+def femf_sensitivity(profile: str, seeds: list[int], dataset: str | DatasetInfo | None = None) -> list[dict]:
+    """FEMF Fig. 4: interaction layers, alpha (eq. 15), cut-off ratio c (eq. 8); one at a time, around
+    the preset's values for ``dataset`` (see :func:`_sweep`)."""
+    return _sweep("femf", FEMF_SWEEPS, _check(profile), seeds, dataset)
 
 
-def atsuko_sensitivity(profile: str, seeds: list[int]) -> list[dict]:
+def atsuko_sensitivity(profile: str, seeds: list[int], dataset: str | DatasetInfo | None = None) -> list[dict]:
     """Atsuko Fig. 3: entropy weight, band mask rate, routing weight, distillation weight."""
-    return _sweep("atsuko", ATSUKO_SWEEPS, _check(profile), seeds)
+    return _sweep("atsuko", ATSUKO_SWEEPS, _check(profile), seeds, dataset)
 
 
 def femf_orders(profile: str, seeds: list[int]) -> list[dict]:
@@ -181,9 +210,15 @@ NOTEBOOK_GRIDS = {"04": ("femf_components", "femf_modalities", "atsuko_table4"),
                   "06": ("robustness", "atsuko_table4")}
 
 
-def notebook_grid(notebook: str, profile: str, seeds: list[int]) -> list[dict]:
-    """Every run a notebook needs (``"04"``, ``"05"``, ``"06"``), duplicates kept (run_grid caches)."""
-    return [spec for name in NOTEBOOK_GRIDS[notebook] for spec in GRIDS[name](profile, seeds)]
+def notebook_grid(notebook: str, profile: str, seeds: list[int], dataset: str | DatasetInfo | None = None
+                  ) -> list[dict]:
+    """Every run a notebook needs (``"04"``, ``"05"``, ``"06"``), duplicates kept (run_grid caches);
+    ``dataset`` places the sensitivity sweeps' default points (see :func:`femf_sensitivity`)."""
+    out = []
+    for name in NOTEBOOK_GRIDS[notebook]:
+        sweep = name in ("femf_sensitivity", "atsuko_sensitivity")
+        out += GRIDS[name](profile, seeds, dataset) if sweep else GRIDS[name](profile, seeds)
+    return out
 
 
 def unique_runs(specs: list[dict]) -> int:
@@ -194,7 +229,7 @@ def unique_runs(specs: list[dict]) -> int:
 
 
 __all__ = ["ABLATION_TRAIN", "FEMF_COMPONENTS", "FEMF_MODALITIES", "MODALITY_LABELS", "ATSUKO_ROWS",
-           "FEMF_SWEEPS", "ATSUKO_SWEEPS", "DEFAULTS", "FEMF_ORDERS", "MISSING_RATES", "ROBUSTNESS_MODELS",
+           "FEMF_SWEEPS", "ATSUKO_SWEEPS", "sweep_defaults", "FEMF_ORDERS", "MISSING_RATES", "ROBUSTNESS_MODELS",
            "ablation_seeds", "sweep_seeds", "femf_components", "femf_modalities", "atsuko_table4",
            "femf_sensitivity",
            "atsuko_sensitivity", "femf_orders", "robustness", "GRIDS", "NOTEBOOK_GRIDS", "notebook_grid",

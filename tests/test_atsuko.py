@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mser_lib.data.batch import DatasetInfo, MultimodalDataset, SplitData, collate, iterate_batches
-from mser_lib.models.atsuko import TABLE4_ROWS, Atsuko, atsuko_train_overrides
+from mser_lib.experiments import resolve_run
+from mser_lib.models.atsuko import TABLE4_ROWS, Atsuko
 from mser_lib.models.base import task_loss
 from mser_lib.models.registry import build_config, build_model
 
@@ -257,14 +258,24 @@ def test_classification_20_classes_end_to_end():
     assert acc > 0.12                                     # chance is 0.05
 
 
-def test_train_overrides_match_trainer_fields():
+def test_profile_trainer_settings_resolve_for_atsuko_and_emoe():
+    """The YAML profiles (mser_lib/configs) are the one place that sets the trainer: what resolve_run
+    gives is what run_one trains with."""
     from mser_lib.train import TrainConfig
-    ds = _dataset()
-    for preset in ("quick", "paper"):
-        over = atsuko_train_overrides(preset, ds.info)
-        TrainConfig(**over)                                # every key is a TrainConfig field
-    paper = atsuko_train_overrides("paper", ds.info)
-    assert (paper["lr"], paper["batch_size"], paper["grad_accum"], paper["patience"]) == (1e-4, 16, 10, 10)
+    for profile in ("smoke", "quick", "paper"):
+        for ds in ("synthetic", "mosi", "mosei", "mosi-bclstm", "mosi-utt", "mosei-utt"):
+            for model in ("atsuko", "emoe"):
+                TrainConfig(**resolve_run(model, ds, profile=profile)["train"])   # all TrainConfig fields
+    for model in ("atsuko", "emoe"):
+        # EMOE's schedule (SPEC 4): Adam 1e-4, no weight decay, plateau 0.5/5, early stop 10, 16 x 10
+        paper = resolve_run(model, "mosi", profile="paper")["train"]
+        assert (paper["lr"], paper["weight_decay"], paper["batch_size"], paper["grad_accum"],
+                paper["patience"], paper["plateau"], paper["select_metric"]) == (1e-4, 0.0, 16, 10, 10, True, "loss")
+        # position layout: the dataset's batch of videos and no accumulation win over the model's
+        bcl = resolve_run(model, "mosi-bclstm", profile="paper")["train"]
+        assert bcl["batch_size"] == 8 and bcl["grad_accum"] == 1 and bcl["lr"] == 1e-4
+        for ds in ("mosi-utt", "mosei-utt"):
+            assert resolve_run(model, ds, profile="paper")["train"]["grad_accum"] == 1
 
 
 def test_paper_preset_by_dataset():
@@ -283,10 +294,13 @@ def test_atsuko_and_emoe_learn_the_builtin_benchmark():
     synthetic = pytest.importorskip("mser_lib.data.synthetic")
     train = pytest.importorskip("mser_lib.train")
     ds = synthetic.make_synthetic("quick", seed=0)
-    cfg = train.TrainConfig(**{**atsuko_train_overrides("quick", ds.info), "epochs": 8, "patience": None,
-                               "progress": False, "device": "cpu", "eval_batch_size": 256})
     corr = {}
     for name, kw in (("text", {"modalities": "t"}), ("emoe", {}), ("atsuko", {})):
+        # the quick profile's trainer settings as the pipeline resolves them, shortened for the test:
+        # 8 epochs at lr 3e-3 (the profile's 1e-3 needs about twice the epochs for the same Corr)
+        settings = resolve_run("baseline" if name == "text" else name, "synthetic", profile="quick")["train"]
+        cfg = train.TrainConfig(**{**settings, "epochs": 8, "lr": 3e-3, "patience": None, "progress": False,
+                                   "device": "cpu"})
         torch.manual_seed(0)
         model = build_model("baseline" if name == "text" else name, ds.info, "quick", **kw)
         res = train.fit_model(model, ds, cfg, seed=0)

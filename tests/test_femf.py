@@ -15,7 +15,6 @@ from mser_lib.models.femf import (
     FEMFConfig,
     StackedExperts,
     _Segment,
-    femf_train_overrides,
     parse_order,
 )
 from mser_lib.models.registry import build_config, build_model
@@ -204,7 +203,7 @@ def test_missing_modality_rows_are_finite(layout):
 
 def test_stages_and_frozen_experts_receive_no_gradient():
     b = _batch("position")
-    model = _model("position")
+    model = _model("position", expert_grad_to_inputs=False)        # the speed option: no autograd
     assert model.stages() == ["experts", "full"]
     model.set_stage("experts")
     out = model(b)
@@ -235,6 +234,44 @@ def test_stages_and_frozen_experts_receive_no_gradient():
     total.backward()
     assert all(p.grad is None for p in through.experts.parameters())
     assert "train" in parts
+    assert FEMFConfig().expert_grad_to_inputs                      # the default is the paper's
+
+
+def _task_grads(model, b):
+    """Stage 2: gradients of the task loss alone (eq. 26) w.r.t. every parameter, by name."""
+    model.set_stage("experts")
+    model.set_stage("full")
+    model.zero_grad(set_to_none=True)
+    out = model(b)
+    task_loss(out.prediction, b, "regression", kind=model.config.task_loss_kind).backward()
+    return {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("layout", ["position", "sequence"])
+def test_paper_preset_stage2_task_loss_reaches_encoders_through_frozen_experts(layout):
+    """The paper freezes the experts' parameters, not the gradient path: with the paper preset the
+    task loss of stage 2 reaches the input projections and private encoders *through* the experts,
+    and the expert parameters get no gradient."""
+    info = _info(layout, name="mosi")
+    cfg = build_config("femf", info, "paper", dropout=0.0)
+    assert cfg.freeze_experts and cfg.expert_grad_to_inputs
+    b = _batch(layout)
+    torch.manual_seed(0)
+    paper = FEMF(info, cfg)
+    g = _task_grads(paper, b)
+    assert paper.experts_frozen
+    assert all(g[n] is None for n, _ in paper.named_parameters() if n.startswith("experts."))
+    for m in paper.mods:
+        for name in (f"private_enc.{m}.weight", f"proj.{m}.weight"):
+            assert g[name] is not None and float(g[name].abs().sum()) > 0, name
+    # the speed option (no autograd through the experts) with the same weights: the encoders then get
+    # the task loss only through the routers' inputs, so their gradient differs
+    fast = FEMF(info, build_config("femf", info, "paper", dropout=0.0, expert_grad_to_inputs=False))
+    fast.load_state_dict(paper.state_dict())
+    gf = _task_grads(fast, b)
+    for m in paper.mods:
+        a, c = g[f"private_enc.{m}.weight"], gf[f"private_enc.{m}.weight"]
+        assert float((a - c).norm()) > 1e-3 * float(a.norm()), m
 
 
 def test_router_and_fusion_weights_sum_to_one():
@@ -410,10 +447,31 @@ def test_presets():
     assert (mosei.alpha, mosei.interaction_layers, mosei.cutoff_ratio) == (0.7, 2, 0.4)
     quick = build_model("femf", _info(), "quick")
     assert count_parameters(quick) < 500_000
-    tr = femf_train_overrides("paper", _info(name="mosi"))
-    assert tr["lr"] == 1e-4 and tr["batch_size"] == 64 and set(tr["stage_epochs"]) == {"experts", "full"}
+
+
+def test_profile_trainer_settings_for_femf():
+    """Trainer settings come from the YAML profiles only (mser_lib/configs), as resolve_run merges them."""
+    from mser_lib.experiments import resolve_run
     from mser_lib.train import TrainConfig
-    TrainConfig(**femf_train_overrides("quick", _info()))           # valid trainer fields
+
+    def tr(ds, profile="paper"):
+        return resolve_run("femf", ds, profile=profile)["train"]
+
+    for profile in ("smoke", "quick", "paper"):
+        for ds in ("synthetic", "mosi", "mosei", "mosi-bclstm", "mosi-utt", "mosei-utt"):
+            TrainConfig(**tr(ds, profile))                          # every key is a TrainConfig field
+    # FEMF Sec. 4.3 and the reference code: Adam 1e-4, weight decay 1e-4, batch 64, half the epochs each
+    mosi = tr("mosi")
+    assert (mosi["lr"], mosi["weight_decay"], mosi["batch_size"]) == (1e-4, 1e-4, 64)
+    assert mosi["stage_epochs"] == {"experts": 150, "full": 150}
+    assert tr("mosei")["stage_epochs"] == tr("mosei-utt")["stage_epochs"] == {"experts": 50, "full": 50}
+    assert "loss_kind" not in mosi                                  # FEMF's task loss is its own (eq. 26)
+    # mosi-bclstm (position layout, 56 training videos): the dataset's batch of videos wins over the
+    # model's 64, so an epoch has several optimiser steps
+    bcl = tr("mosi-bclstm")
+    assert bcl["batch_size"] == 8 and bcl.get("grad_accum", 1) == 1
+    assert math.ceil(56 / bcl["batch_size"]) // bcl.get("grad_accum", 1) >= 5
+    assert tr("synthetic", "quick")["stage_epochs"] == {"experts": 10, "full": 25}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -282,21 +282,48 @@ def test_grid_sizes_per_profile():
     assert {s["seed"] for s in grids.femf_orders("paper", seeds)} == {0, 1, 2}
     # quick schedules are shortened, paper ones are the profile's
     assert all("train" in s for s in comp["quick"]) and all("train" not in s for s in comp["paper"])
-    # sweeps contain the paper default (as an empty override) and the paper's ranges at paper size
-    sens = grids.femf_sensitivity("paper", [0])
+    # sweeps hold the paper's ranges at paper size; the default point (no override) is the preset's
+    # value for the dataset: alpha 0.3 on MOSI, 0.7 on MOSEI (FEMF Fig. 4)
+    sens = grids.femf_sensitivity("paper", [0], "mosi")
     alphas = sorted(float(s["tag"].split("=")[1]) for s in sens if s["tag"].startswith("alpha"))
     assert alphas == [0.1, 0.3, 0.5, 0.7, 0.9]
-    assert any(s["overrides"] == {} and s["tag"] == "alpha=0.3" for s in sens)
+    by_tag = {s["tag"]: s["overrides"] for s in sens}
+    assert by_tag["alpha=0.3"] == {} and by_tag["alpha=0.7"] == {"alpha": 0.7}
+    mosei = {s["tag"]: s["overrides"] for s in grids.femf_sensitivity("paper", [0], "mosei")}
+    assert mosei["alpha=0.7"] == mosei["interaction_layers=2"] == mosei["cutoff_ratio=0.4"] == {}
+    assert mosei["alpha=0.3"] == {"alpha": 0.3} and mosei["interaction_layers=1"] == {"interaction_layers": 1}
+    # without a dataset every point passes its override explicitly
+    assert all(s["overrides"] for s in grids.femf_sensitivity("paper", [0]))
     with pytest.raises(KeyError):
         grids.femf_components("huge", seeds)
+
+
+@pytest.mark.parametrize("profile", grids.PROFILES)
+@pytest.mark.parametrize("dataset", ["synthetic", "mosi", "mosei", "mosei-utt", "mosi-bclstm", None])
+@pytest.mark.parametrize("model", ["femf", "atsuko"])
+def test_sweep_labels_are_what_runs(profile, dataset, model):
+    """Every sweep point's label ``param=value`` is the value the run is built with, on every dataset
+    (on MOSEI FEMF's paper preset has alpha 0.7, 2 layers, c 0.4: ``alpha=0.3`` must override it)."""
+    from mser_lib.experiments import load_profile
+    from mser_lib.models.registry import build_config
+
+    info = grids._dataset_info(dataset or "mosei")
+    preset = load_profile(profile)["model_preset"]
+    sweep = grids.femf_sensitivity if model == "femf" else grids.atsuko_sensitivity
+    specs = sweep(profile, [0], dataset)
+    assert specs
+    for spec in specs:
+        param, value = spec["tag"].split("=")
+        cfg = build_config(model, info, preset, **spec["overrides"])
+        assert str(getattr(cfg, param)) == value, (spec, getattr(cfg, param))
 
 
 def test_notebook_grids_share_runs_and_quick_stays_small():
     seeds = [0, 1, 2]
     for nb in ("04", "05", "06"):
-        specs = grids.notebook_grid(nb, "quick", seeds)
+        specs = grids.notebook_grid(nb, "quick", seeds, "synthetic")
         assert grids.unique_runs(specs) < len(specs) or nb == "06"
-    all_quick = [s for nb in ("04", "05") for s in grids.notebook_grid(nb, "quick", seeds)]
+    all_quick = [s for nb in ("04", "05") for s in grids.notebook_grid(nb, "quick", seeds, "synthetic")]
     trained = [s for s in all_quick if "train" in s]
     # FEMF full model = T+A+V row = each sweep default: one training per seed
     assert grids.unique_runs(trained) <= 52
@@ -313,7 +340,7 @@ def test_shared_specs_have_the_same_config_hash_and_robustness_reuses_notebook_0
 
     comp = {s["tag"]: h(s) for s in grids.femf_components("quick", [0])}
     mods = {s["tag"]: h(s) for s in grids.femf_modalities("quick", [0])}
-    sens = {s["tag"]: h(s) for s in grids.femf_sensitivity("quick", [0])}
+    sens = {s["tag"]: h(s) for s in grids.femf_sensitivity("quick", [0], ds.info)}
     assert comp["FEMF (full)"] == mods["T+A+V"] == sens["alpha=0.3"] == sens["cutoff_ratio=0.6"]
     assert comp["w/o FAE"] != comp["FEMF (full)"] and sens["alpha=0.1"] != sens["alpha=0.3"]
     main = {h(g) for g in main_grid("smoke", "synthetic", [0, 1])}

@@ -91,6 +91,42 @@ def test_matrix_and_fft_agree_and_are_differentiable():
     assert torch.autograd.gradcheck(lambda t: dft_split(t, ms, 0.5, "fft")[1], (xs,), fast_mode=True)
 
 
+@pytest.mark.parametrize("method", ["matrix", "fft"])
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16])
+def test_split_runs_in_fp32_under_autocast(method, in_dtype):
+    """Under bfloat16 autocast (AMP) the split still runs in float32: bands are float32 and as exact
+    as outside autocast (a bfloat16 matmul would be off by about 1e-2)."""
+    x, mask = _batch([3, 7, 16, 23, 24], L=26, D=16)
+    x = x.to(in_dtype)
+    ref_low, ref_high = dft_split(x.double(), mask, 0.6, method=method)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, high = dft_split(x, mask, 0.6, method=method)
+    assert low.dtype == high.dtype == torch.float32
+    assert torch.allclose(low.double(), ref_low, atol=1e-5)
+    assert torch.allclose(high.double(), ref_high, atol=1e-5)
+    assert torch.allclose(low + high, x.float() * mask.unsqueeze(-1), atol=1e-5)
+    assert dft_split(x.double(), mask, 0.6, method=method)[0].dtype == torch.float64
+
+
+def test_femf_band_split_is_fp32_under_autocast():
+    """FEMF's Fourier layer (eq. 8) under bfloat16 autocast: the bands (and their energies) are float32."""
+    from mser_lib.data import DatasetInfo, collate
+    from mser_lib.models.femf import FEMF, FEMFConfig
+
+    from helpers import tiny_split
+
+    info = DatasetInfo("tiny", "sequence", "regression", "mosi", {"text": 6, "audio": 5, "vision": 4})
+    split = tiny_split(6, lengths=[3, 9, 1, 12, 5, 7], dims=(6, 5, 4), layout="sequence", seed=0)
+    b = collate(split, list(range(6)), "sequence")
+    torch.manual_seed(0)
+    model = FEMF(info, FEMFConfig(hidden=16, heads=2, expert_depth=1, dropout=0.0))
+    model.set_stage("full")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(b)
+    assert out.diagnostics["band_energy"].dtype == torch.float32
+    assert torch.isfinite(out.prediction.float()).all()
+
+
 def test_long_sequences_use_fft_path():
     x, mask = _batch([150, 300], L=300, D=2)
     low, high = dft_split(x, mask, 0.3)                             # auto -> fft

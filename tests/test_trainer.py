@@ -124,3 +124,25 @@ def test_unknown_settings_are_refused(tmp_path):
         run_one("baseline", profile="smoke", train={"epochz": 3}, results_dir=tmp_path)
     with pytest.raises(KeyError, match="has no field"):
         run_one("baseline", profile="smoke", overrides={"hiden": 3}, results_dir=tmp_path)
+
+
+def test_loss_kind_is_honoured_or_rejected(smoke):
+    """TrainConfig.loss_kind sets the task loss of models without their own loss; FEMF (whose loss() has
+    its own task term, model field task_loss_kind) refuses it instead of ignoring it."""
+    from mser_lib.models.base import task_loss
+    from mser_lib.train import trainer
+
+    cfg = dict(CFG, epochs=1)
+    femf = build_model("femf", smoke.info, "quick")
+    for kind in ("l1", "mse"):
+        with pytest.raises(ValueError, match="loss_kind.*task_loss_kind"):
+            fit_model(femf, smoke, TrainConfig(**cfg, loss_kind=kind))
+    assert fit_model(femf, smoke, TrainConfig(**cfg)).epochs_run == 1 + 1      # unset: trains both stages
+    # a model without its own loss: unset is L1 (MMSA's), "mse" is honoured
+    net = _model(smoke.info)
+    from mser_lib.data import collate
+    b = collate(smoke.train, np.arange(16), smoke.info.layout)
+    out = net(b)
+    for kind, want in ((None, "l1"), ("l1", "l1"), ("mse", "mse")):
+        got, _ = trainer.compute_loss(net, out, b, "regression", kind)
+        assert float(got.detach()) == pytest.approx(float(task_loss(out.prediction, b, "regression", want).detach()))

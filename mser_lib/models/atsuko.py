@@ -698,35 +698,10 @@ TABLE4_ROWS: dict[str, dict] = {
 }
 
 
-def atsuko_train_overrides(preset: str, info: DatasetInfo) -> dict:
-    """``TrainConfig`` overrides for Atsuko/EMOE (:class:`mser_lib.train.TrainConfig` field names).
-
-    ``paper``: EMOE's schedule (SPEC 4): Adam 1e-4, ReduceLROnPlateau(0.5, 5), early stop after 10
-    epochs, batch 16 with 10-step gradient accumulation (effective batch 160), selection on the valid
-    loss. ``quick``: Adam 3e-3, batch 32, no accumulation, short patience (CPU seconds per epoch).
-    For the position layout (a sample is a whole video) the batch size and (quick) the rest of the
-    schedule are left to the profile, and accumulation is cut to 1: 56 training videos make only a
-    few batches per epoch.
-    """
-    if preset == "paper":
-        # plain Adam (no weight decay: SPEC 4 names none); gradient clipping left to the profile
-        out = dict(optimizer="adam", lr=1e-4, weight_decay=0.0, batch_size=16, grad_accum=10,
-                   plateau=True, plateau_factor=0.5, plateau_patience=5, patience=10,
-                   select_metric="loss")
-        if info.layout == "position":
-            del out["batch_size"]          # the profile's per-dataset batch of videos
-            out["grad_accum"] = 1
-        return out
-    if info.layout == "position":
-        return dict(grad_accum=1)          # videos: keep the profile's per-dataset schedule
-    # quick: lr 3e-3 (1e-3 needs ~2x the epochs on the built-in benchmark for the same test Corr)
-    return dict(optimizer="adam", lr=3e-3, batch_size=32, grad_accum=1, plateau=False, patience=6)
-
-
 register(ModelSpec("atsuko", Atsuko, AtsukoConfig, {"quick": atsuko_quick, "paper": atsuko_paper},
                    "Atsuko: spectral-band routing (SBN) + marginal complementarity (MCM) on EMOE"))
 register(ModelSpec("emoe", Atsuko, AtsukoConfig, {"quick": emoe_quick, "paper": emoe_paper},
                    "EMOE: Atsuko with SBN and MCM off, EMOE's router target and loss weights"))
 
-__all__ = ["Atsuko", "AtsukoConfig", "TABLE4_ROWS", "atsuko_train_overrides", "atsuko_quick",
+__all__ = ["Atsuko", "AtsukoConfig", "TABLE4_ROWS", "atsuko_quick",
            "atsuko_paper", "emoe_quick", "emoe_paper"]

@@ -33,10 +33,13 @@ Choices where the paper is silent or cannot be taken literally (each is document
 * Missing modalities (all-False mask rows): excluded from every loss term, masked as attention keys
   (a branch with no keys skips that cross-attention step), and their heads get no fusion weight
   (eq. 22's softmax is taken over the present modalities and the joint head).
-* Stage 2 with frozen experts (``freeze_experts=True``, the paper) runs the experts under
-  ``torch.no_grad``, as the speed target asks: the private encoders then learn in stage 2 through
-  the router, L_dis and L_align only. ``expert_grad_to_inputs=True`` lets gradients pass through
-  the frozen experts to the encoders (and keeps L_train in stage 2 for them).
+* Stage 2 with frozen experts (``freeze_experts=True``, the paper): the paper freezes the experts'
+  *parameters* only, so by default (``expert_grad_to_inputs=True``, the ``paper`` preset) autograd
+  runs through the frozen experts: the task loss and L_train (eq. 10 on each modality's own
+  experts, kept in stage 2) reach the input projections and private encoders through them, while
+  the expert parameters get no gradient. ``expert_grad_to_inputs=False`` is the named speed option:
+  the frozen experts run under ``torch.no_grad`` and the private encoders then learn in stage 2
+  through the router, L_dis and L_align only (the ``quick`` preset uses it, for CPU speed).
 * Stage 1 (``set_stage("experts")``) trains the input projections, the disentanglement module and
   the experts on L_train (+ L_dis unless ``dis_in_expert_stage=False``); its ``prediction`` is the
   mean of the present experts' predictions, so model selection on VALID measures the experts.
@@ -54,8 +57,8 @@ length). The 2 bands x M experts x M modalities expert passes run batched with s
 (``torch.baddbmm`` over a leading expert axis): per modality, all 2M experts at once (fewer when
 the working set would exceed ``expert_chunk_mb``); self-attention runs one
 ``scaled_dot_product_attention`` per length bucket (equal-length sequences need no copy and no mask).
-Frozen experts run without autograd. ``tests/test_femf.py`` checks the batched experts against a
-plain per-sequence transformer.
+With ``expert_grad_to_inputs=False`` frozen experts run without autograd. ``tests/test_femf.py``
+checks the batched experts against a plain per-sequence transformer.
 """
 
 from __future__ import annotations
@@ -100,8 +103,10 @@ class FEMFConfig:
     A switch that is off removes the module (its parameters) and its loss terms.
     Loss weights (eq. 28, paper: all 1): ``w_task``, ``w_train``, ``w_sim``, ``w_orth``, ``w_rec``,
     ``w_cyc``, ``w_align``; ``task_loss_kind`` "mse" (eq. 26) or "l1".
-    Stages: ``freeze_experts`` (freeze after stage 1, the paper), ``expert_grad_to_inputs``,
-    ``dis_in_expert_stage``. ``return_attention``: add expert attention maps to diagnostics.
+    Stages: ``freeze_experts`` (freeze the expert parameters after stage 1, the paper),
+    ``expert_grad_to_inputs`` (True, the paper: gradients pass through the frozen experts to the
+    encoders; False: the speed option, frozen experts run without autograd), ``dis_in_expert_stage``.
+    ``return_attention``: add expert attention maps to diagnostics.
     ``expert_chunk_mb``: working-set budget of one batched expert computation (the experts of a
     modality run together when they fit; large tensors are slow to allocate on CPU).
     """
@@ -139,7 +144,7 @@ class FEMFConfig:
     w_align: float = 1.0
     task_loss_kind: str = "mse"
     freeze_experts: bool = True
-    expert_grad_to_inputs: bool = False
+    expert_grad_to_inputs: bool = True
     dis_in_expert_stage: bool = True
     return_attention: bool = False
     expert_chunk_mb: float = 16.0
@@ -584,7 +589,8 @@ class FEMF(nn.Module):
 
     def set_stage(self, name: str) -> None:
         """``"experts"``: train experts on eq. 10/27 (+ L_dis). ``"full"``: the whole model, experts
-        frozen when ``config.freeze_experts`` (requires_grad False, run without autograd)."""
+        frozen when ``config.freeze_experts`` (requires_grad False; run without autograd only when
+        ``config.expert_grad_to_inputs`` is False)."""
         if name == "experts":
             if self.experts is None:
                 raise ValueError("stage 'experts' needs use_fae=True")
@@ -937,17 +943,22 @@ def _is_mosei(info: DatasetInfo) -> bool:
 
 def quick_preset(info: DatasetInfo) -> dict:
     """Small (about 0.1 M parameters): trains in seconds on CPU on the built-in benchmark; alpha and c
-    at the paper's MOSI values (the sensitivity sweeps' default point)."""
+    at the paper's MOSI values (the sensitivity sweeps' default point). Stage 2 uses the speed option
+    ``expert_grad_to_inputs=False`` (frozen experts without autograd; the paper preset keeps
+    autograd through them)."""
     return dict(hidden=32, heads=2, expert_depth=1, interaction_layers=1, dropout=0.1,
-                alpha=0.3, cutoff_ratio=0.6, fusion_hidden=16)
+                alpha=0.3, cutoff_ratio=0.6, fusion_hidden=16, expert_grad_to_inputs=False)
 
 
 def paper_preset(info: DatasetInfo) -> dict:
     """Paper settings (Sec. 4.3, Fig. 4): hidden 256, 2 heads, Q = 4; MOSI-like data: alpha 0.3,
     1 interaction layer, c = 0.6, dropout 0.5; MOSEI-like (``"mosei"`` in ``info.name``): alpha 0.7,
-    2 layers, c = 0.4, dropout 0.4 (dropouts from the reference code, SPEC 3)."""
+    2 layers, c = 0.4, dropout 0.4 (dropouts from the reference code, SPEC 3). Stage 2 freezes the
+    expert parameters and keeps autograd through the experts (``expert_grad_to_inputs=True``, the
+    paper; ``--set expert_grad_to_inputs=False`` is the faster no-autograd option)."""
     mosei = _is_mosei(info)
     return dict(hidden=256, heads=2, expert_depth=4, expert_ffn=256, interaction_ffn=256,
+                freeze_experts=True, expert_grad_to_inputs=True,
                 alpha=0.7 if mosei else 0.3, interaction_layers=2 if mosei else 1,
                 cutoff_ratio=0.4 if mosei else 0.6, dropout=0.4 if mosei else 0.5)
 
@@ -955,23 +966,6 @@ def paper_preset(info: DatasetInfo) -> dict:
 def reference_weights_preset(info: DatasetInfo) -> dict:
     """The paper preset with the reference code's loss weights (SPEC 3 finding 4)."""
     return {**paper_preset(info), **REFERENCE_LOSS_WEIGHTS}
-
-
-def femf_train_overrides(preset: str, info: DatasetInfo) -> dict:
-    """Trainer settings (:class:`mser_lib.train.TrainConfig` fields) that go with a FEMF preset.
-
-    ``paper``/``reference_weights``: Adam, lr 1e-4 (Sec. 4.3), weight decay 1e-4 (reference code),
-    batch 64, MSE task loss (eq. 26), and the reference's epoch split: each stage gets half of the
-    epochs (MOSI-like 150 + 150, MOSEI-like 50 + 50), with early stopping after 50 epochs
-    (as ``mser_lib/configs/paper.yaml``).
-    ``quick``: Adam 2e-3, batch 32, 8 expert epochs + 20 full epochs.
-    """
-    if preset in ("paper", "reference_weights"):
-        per = 50 if _is_mosei(info) else 150
-        return dict(optimizer="adam", lr=1e-4, weight_decay=1e-4, batch_size=64, epochs=per,
-                    stage_epochs={"experts": per, "full": per}, loss_kind="mse", patience=50)
-    return dict(optimizer="adam", lr=2e-3, weight_decay=0.0, batch_size=32, epochs=20,
-                stage_epochs={"experts": 8, "full": 20}, loss_kind="mse", patience=8)
 
 
 register(ModelSpec(

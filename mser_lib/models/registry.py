@@ -74,3 +74,20 @@ def build_model(name: str, info: DatasetInfo, preset: str = "quick", **overrides
     """Instantiate model ``name`` for a dataset described by ``info``."""
     config = build_config(name, info, preset, **overrides)
     return MODELS[name].model_cls(info, config)
+
+
+def config_from_dict(name: str, values: dict):
+    """The config dataclass of ``name`` from saved field values (``dataclasses.asdict`` of a config, e.g. a
+    record's ``config["model_config"]``), without today's presets. Fields missing from ``values`` (added
+    after it was saved) take the dataclass defaults; a saved field the class no longer has is an error.
+    """
+    _load_all()
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    spec = MODELS[name]
+    names = {f.name for f in dataclasses.fields(spec.config_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise KeyError(f"saved {spec.config_cls.__name__} has field(s) {unknown} that the class no longer has")
+    return spec.config_cls(**values)
+

@@ -28,6 +28,7 @@ import torch
 from ..data import MODALITIES, MultimodalDataset, iterate_batches
 from ..metrics import compute_metrics
 from ..models import build_model
+from ..models.registry import MODELS, config_from_dict
 from ..spectral.dft import band_energy, dft_split
 from ..train import TrainConfig, fit, set_seed
 
@@ -262,17 +263,27 @@ def stage_history(results_dir, record: dict, stage: str | None,
     return df
 
 
+def _recorded_model(run: dict, ds: MultimodalDataset):
+    """The model of a recorded run's config, built from the config it saved (``model_config``), so that a
+    preset changed since then does not change it; records without one fall back to preset + overrides."""
+    saved = run.get("model_config")
+    if saved is None:
+        return build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    spec = MODELS[run["model"]]
+    return spec.model_cls(ds.info, config_from_dict(run["model"], saved))
+
+
 def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None,
                       kind: str = "best"):
-    """Rebuild a recorded run's model; with ``results_dir`` load that stage's ``<kind>.pt`` weights
-    (``best``, ``last``, ``best_fold<f>``), retraining the run first when this machine does not hold
-    its checkpoint.
+    """Rebuild a recorded run's model from the config the record saved (``record["config"]["model_config"]``,
+    not today's presets); with ``results_dir`` load that stage's ``<kind>.pt`` weights (``best``, ``last``,
+    ``best_fold<f>``), retraining the run first when this machine does not hold its checkpoint.
 
     Returns:
         the model (eval mode).
     """
     run = record["config"]
-    net = build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    net = _recorded_model(run, ds)
     if results_dir is not None:
         p = stage_checkpoint(results_dir, record, stage, kind, ds)
         if p is None:
@@ -335,7 +346,7 @@ def refit_experts(record: dict, ds: MultimodalDataset, per_epoch: bool = True) -
     run = record["config"]
     tcfg = TrainConfig(**{**run["train"], "progress": False})
     set_seed(record["seed"], tcfg.deterministic)
-    net = build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    net = _recorded_model(run, ds)
     if hasattr(net, "prepare"):
         net.prepare(ds)
     stages = net.stages()

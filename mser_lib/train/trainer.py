@@ -62,7 +62,9 @@ class TrainConfig:
     plateau_patience: int = 5
     patience: int | None = 10            # early stopping; None = train all epochs
     select_metric: str | None = None     # None = per metric family (MAE / weighted F1); "loss" allowed
-    loss_kind: str = "l1"                # regression task loss: "l1" (MMSA) | "mse"
+    # regression task loss of models without their own ``loss`` (None = "l1", MMSA's) | "l1" | "mse";
+    # a model with its own loss (FEMF: its field ``task_loss_kind``) rejects a value set here
+    loss_kind: str | None = None
     device: str = "auto"
     amp: bool = False                    # bfloat16 autocast, CUDA only
     deterministic: bool = True
@@ -96,11 +98,25 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type="cpu", enabled=False)
 
 
-def compute_loss(model, output, batch, task: str, loss_kind: str):
+def _task_kind(cfg: TrainConfig) -> str:
+    return cfg.loss_kind or "l1"
+
+
+def check_loss_kind(model, cfg: TrainConfig) -> None:
+    """A model with its own ``loss`` (FEMF) does not read ``TrainConfig.loss_kind``: setting it is an error
+    rather than a setting silently ignored."""
+    if cfg.loss_kind is not None and hasattr(model, "loss"):
+        field = " (its model field task_loss_kind, e.g. --set task_loss_kind=l1)" \
+            if hasattr(getattr(model, "config", None), "task_loss_kind") else ""
+        raise ValueError(f"TrainConfig.loss_kind={cfg.loss_kind!r} is not used by {type(model).__name__}, which "
+                         f"computes its own loss{field}; leave loss_kind unset (None) for this model")
+
+
+def compute_loss(model, output, batch, task: str, loss_kind: str | None):
     """The model's own ``loss`` when it has one, else task loss + sum of auxiliary losses."""
     if hasattr(model, "loss"):
         return model.loss(output, batch)
-    main = task_loss(output.prediction, batch, task, loss_kind)
+    main = task_loss(output.prediction, batch, task, loss_kind or "l1")
     parts = {"task": main.detach()}
     total = main
     for name, value in output.aux_losses.items():
@@ -181,6 +197,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         callbacks: called as ``cb(epoch, history_row)`` after each epoch's checkpoint is written.
     """
     start = time.perf_counter()
+    check_loss_kind(model, cfg)
     info = dataset.info
     device = resolve_device(cfg.device)
     set_seed(seed, cfg.deterministic)
@@ -342,7 +359,7 @@ def _metrics(y: np.ndarray, p: np.ndarray, info, cfg: TrainConfig) -> dict:
     else:
         metrics = compute_metrics(y, p, info.metric_family)
         d = p - y
-        metrics["loss"] = float(np.abs(d).mean() if cfg.loss_kind == "l1" else (d * d).mean())
+        metrics["loss"] = float(np.abs(d).mean() if _task_kind(cfg) == "l1" else (d * d).mean())
     return metrics
 
 
