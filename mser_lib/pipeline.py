@@ -219,17 +219,19 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
     return nbs
 
 
-def notebook_runs(only: list[str] | None, profile: str, dataset: str, seeds: list[int]) -> list[dict]:
-    """Every run the chosen notebooks train (duplicates kept; :func:`run_grid` trains each once)."""
+def notebook_runs(only: list[str] | None, profile: str, dataset, seeds: list[int]) -> list[dict]:
+    """Every run the chosen notebooks train (duplicates kept; :func:`run_grid` trains each once).
+    ``dataset``: its name or its ``DatasetInfo`` (the sensitivity sweeps' default points depend on it)."""
+    name = dataset if isinstance(dataset, str) else dataset.name
     specs = []
     for nb in notebook_paths(only):
         key = nb.name[:2]
         if key == "02":
             specs += [{"model": "femf", "seed": s} for s in seeds if "femf" in model_names()]
         elif key == "03":
-            specs += main_grid(profile, dataset, seeds)
+            specs += main_grid(profile, name, seeds)
         elif key in grids.NOTEBOOK_GRIDS:
-            specs += [s for s in grids.notebook_grid(key, profile, seeds) if s["model"] in model_names()]
+            specs += [s for s in grids.notebook_grid(key, profile, seeds, dataset) if s["model"] in model_names()]
     return specs
 
 
@@ -239,7 +241,11 @@ def train_all(args, seeds: list[int]) -> int:
 
     from .train import resolve_device
 
-    specs = notebook_runs(args.only, args.profile, args.dataset, seeds)
+    from .experiments import get_dataset
+
+    data_dir = resolve_data_dir(args.dataset, args.data_dir)
+    info = get_dataset(args.dataset, data_dir, args.profile).info
+    specs = notebook_runs(args.only, args.profile, info, seeds)
     if not specs:
         return 0
     prof = load_profile(args.profile)
@@ -250,8 +256,7 @@ def train_all(args, seeds: list[int]) -> int:
     executor, workers = grid_executor(threads, on_cpu)
     records = run_grid(specs, results_dir=Path(args.results_dir).resolve(), executor=executor, workers=workers,
                        progress=True, dataset=args.dataset, profile=args.profile,
-                       data_dir=resolve_data_dir(args.dataset, args.data_dir),
-                       device=None if args.device in ("", "auto", None) else args.device,
+                       data_dir=data_dir, device=None if args.device in ("", "auto", None) else args.device,
                        force=bool(args.force), reuse="local")
     return len({r["config_hash"] for r in records})
 

@@ -84,8 +84,8 @@ from mser_lib.report.tables import to_markdown
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
 pred_cache = ctx.out / "predictions"
 rob_specs = [s for s in grids.robustness(ctx.profile, ctx.seeds) if s["model"] in model_names()]
-sweeps = {"femf": grids.femf_sensitivity(ctx.profile, ctx.seeds),
-          "atsuko": grids.atsuko_sensitivity(ctx.profile, ctx.seeds),
+sweeps = {"femf": grids.femf_sensitivity(ctx.profile, ctx.seeds, ds.info),
+          "atsuko": grids.atsuko_sensitivity(ctx.profile, ctx.seeds, ds.info),
           "orders": grids.femf_orders(ctx.profile, ctx.seeds)}
 flat = rob_specs + [s for group in sweeps.values() for s in group]
 print(f"{len(flat)} runs listed, {grids.unique_runs(flat)} distinct; robustness seeds {ctx.seeds}, sweep seeds "
@@ -147,11 +147,14 @@ display(Markdown(to_markdown(deg_table)))
 sens = {name: ab.grid_frame(sweeps[name], sweep_recs[name]) for name in sweeps}
 femf_params = list(grids.FEMF_SWEEPS)
 ats_params = list(grids.ATSUKO_SWEEPS)
+# each sweep's default point: the model preset's value on this dataset (FEMF: MOSI and MOSEI differ)
+sweep_default = {**grids.sweep_defaults("femf", ctx.profile, ds.info),
+                 **grids.sweep_defaults("atsuko", ctx.profile, ds.info)}
 for metric in ("mae", "corr"):
-    fig = af.sensitivity(sens["femf"], femf_params, metric, grids.DEFAULTS,
+    fig = af.sensitivity(sens["femf"], femf_params, metric, sweep_default,
                          title=f"FEMF sensitivity ({ds.info.name}): one parameter at a time")
     ctx.save_figure(fig, f"femf_sensitivity_{metric}")
-fig = af.sensitivity(sens["atsuko"], ats_params, "acc7", grids.DEFAULTS,
+fig = af.sensitivity(sens["atsuko"], ats_params, "acc7", sweep_default,
                      title=f"Atsuko sensitivity ({ds.info.name}): Acc-7, one parameter at a time")
 ctx.save_figure(fig, "atsuko_sensitivity_acc7")
 scols = ["mae", "corr", "acc2_non0", "acc7"]
@@ -195,7 +198,7 @@ for r in deg:
     k, u = (100, " pp") if m == "F1" else (1, "")
     claims.append(ab.claim_row(f"{r['a']} degrades slower than {r['b']} at 40% missing ({m})", paper, r,
                                measure=f"drop {r['a']} {r['deg_a'] * k:+.3f}{u}, {r['b']} {r['deg_b'] * k:+.3f}{u}"))
-femf_default = {p: f"{p}={grids.DEFAULTS[p]}" for p in femf_params}
+femf_default = {p: f"{p}={sweep_default[p]}" for p in femf_params}
 femf_claims = {"interaction_layers": "best with 1 layer on CMU-MOSI", "alpha": "optimum around 0.3",
                "cutoff_ratio": "peaks at c = 0.6 on CMU-MOSI (0.4 on MOSEI)"}
 labs = set(sens["femf"]["label"])
@@ -204,7 +207,7 @@ for p in femf_params:
         r = ab.compare_labels(sens["femf"], sweeps["femf"], sweep_recs["femf"], femf_default[p], lab, "mae", ds,
                               ctx.results_dir, pred_cache, expect=+1)
         claims.append(ab.claim_row(f"FEMF {femf_default[p]} beats {lab} (MAE)", femf_claims[p], r))
-ats_default = {p: f"{p}={grids.DEFAULTS[p]}" for p in ats_params}
+ats_default = {p: f"{p}={sweep_default[p]}" for p in ats_params}
 alabs = set(sens["atsuko"]["label"])
 for p in ats_params:
     for lab in sorted(x for x in alabs if x.startswith(p + "=") and x != ats_default[p]):

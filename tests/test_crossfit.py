@@ -6,8 +6,7 @@ import pytest
 from mser_lib.metrics import compute_metrics
 from mser_lib.models import build_model
 from mser_lib.train import TrainConfig, fit_model, set_seed
-from mser_lib.train.crossfit import (CrossFitSelector, assign_folds, pool_predictions, position_folds,
-                                     prediction_order)
+from mser_lib.train.crossfit import CrossFitSelector, assign_folds, pool_predictions, position_folds, prediction_order
 from mser_lib.train.trainer import predict
 
 from helpers import tiny_dataset, tiny_split
