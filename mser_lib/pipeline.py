@@ -239,9 +239,8 @@ def train_all(args, seeds: list[int]) -> int:
     """Phase 1: train every run the notebooks need, in one grid (longest first). Returns the count."""
     import torch
 
-    from .train import resolve_device
-
     from .experiments import get_dataset
+    from .train import resolve_device
 
     data_dir = resolve_data_dir(args.dataset, args.data_dir)
     info = get_dataset(args.dataset, data_dir, args.profile).info
