@@ -72,6 +72,13 @@ def load_profile(name: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def profile_seeds(profile: str, dataset: str | None = None) -> list[int]:
+    """The seeds of ``profile``, or of its ``datasets.<dataset>`` section when that sets its own."""
+    prof = load_profile(profile)
+    ds_sec = prof.get("datasets", {}).get(dataset or "", {})
+    return [int(s) for s in ds_sec.get("seeds", prof["seeds"])]
+
+
 def get_dataset(name: str, data_dir=None, profile: str = "quick", data_kwargs: dict | None = None,
                 ) -> MultimodalDataset:
     """Load (and memoise in-process) a dataset for ``profile``."""

@@ -47,7 +47,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 from . import grids  # noqa: E402
-from .experiments import REUSE_MODES, load_profile, run_grid  # noqa: E402
+from .experiments import REUSE_MODES, load_profile, profile_seeds, run_grid  # noqa: E402
 from .models import model_names  # noqa: E402
 from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table  # noqa: E402
 from .train.io import atomic_write_text  # noqa: E402
@@ -134,9 +134,9 @@ class NotebookContext:
         print("table:", ", ".join(p.name for p in paths))
 
 
-def _resolve_seeds(seeds, profile: str) -> list[int]:
+def _resolve_seeds(seeds, profile: str, dataset: str | None = None) -> list[int]:
     if seeds is None or (isinstance(seeds, str) and not seeds.strip()):
-        return [int(s) for s in load_profile(profile)["seeds"]]
+        return profile_seeds(profile, dataset)
     if isinstance(seeds, str):
         return [int(s) for s in seeds.replace(",", " ").split()]
     if isinstance(seeds, int):
@@ -170,7 +170,7 @@ def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=
                    threads: int | None = None) -> NotebookContext:
     """Turn a notebook's papermill parameters into a :class:`NotebookContext`.
 
-    * ``seeds``: ``None``/empty = the profile's seeds; a list, an int or ``"0 1 2"``.
+    * ``seeds``: ``None``/empty = the profile's seeds (or its dataset section's); a list, an int or ``"0 1 2"``.
     * ``data_dir``: empty = none (for ``mosi-bclstm``: ``../shared/data/mosi-bclstm`` if present).
     * Threads: ``MSER_THREADS`` if set, else ``threads``, else the profile's ``threads`` (1 for
       ``smoke`` and ``quick``: their models are small and one thread per run is fastest), else torch's
@@ -202,7 +202,7 @@ def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=
     out = results_dir / profile / dataset
     ctx = NotebookContext(
         profile=profile, dataset=dataset, data_dir=resolve_data_dir(dataset, data_dir),
-        device=device or "auto", seeds=_resolve_seeds(seeds, profile), results_dir=results_dir,
+        device=device or "auto", seeds=_resolve_seeds(seeds, profile, dataset), results_dir=results_dir,
         force=bool(force), out=out, tables=out / "tables", figures=out / "figures",
         threads=torch.get_num_threads(), executor=executor, workers=workers, reuse=reuse)
     ctx.tables.mkdir(parents=True, exist_ok=True)
@@ -423,7 +423,7 @@ def main(argv=None) -> int:
         return readme_table(args.results_dir)
     from . import reproduction
 
-    seeds = [int(s) for s in args.seeds.split()] if args.seeds.strip() else load_profile(args.profile)["seeds"]
+    seeds = _resolve_seeds(args.seeds, args.profile, args.dataset)
     out = Path(args.results_dir) / args.profile / args.dataset
     t0 = time.perf_counter()
     has_nb = bool(notebook_paths(args.only))

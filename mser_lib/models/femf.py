@@ -122,6 +122,9 @@ class FEMFConfig:
     hpm_ffn: int | None = None
     fusion_hidden: int = 16
     dropout: float = 0.1
+    # dropout on the attention probabilities (experts and interaction). The paper gives none and the
+    # reference run script uses 0.0; a non-zero value also forces PyTorch's slow attention kernel.
+    attn_dropout: float = 0.0
     alpha: float = 0.3
     cutoff_ratio: float = 0.6
     dft_method: str = "auto"
@@ -323,8 +326,10 @@ class StackedExperts(nn.Module):
     ``baddbmm`` over all experts at once.
     """
 
-    def __init__(self, n_mod: int, hidden: int, heads: int, depth: int, ffn: int, out_dim: int):
+    def __init__(self, n_mod: int, hidden: int, heads: int, depth: int, ffn: int, out_dim: int,
+                 attn_dropout: float = 0.0):
         super().__init__()
+        self.attn_dropout = attn_dropout
         if hidden % heads:
             raise ValueError(f"hidden {hidden} must be divisible by heads {heads}")
         G, H, Fw, Q = 2 * n_mod, hidden, ffn, depth
@@ -391,7 +396,7 @@ class StackedExperts(nn.Module):
         dh = H // nh
         if src.shape[1] == 0:
             return src.new_zeros(g, 0, H)
-        p = dropout if self.training else 0.0
+        p = self.attn_dropout if self.training else 0.0
         base = s.buckets[b_lo].a
         outs = []
         for bk in s.buckets[b_lo:b_hi]:
@@ -449,13 +454,13 @@ class CrossStep(nn.Module):
     """One cross-attention step (eq. 16-17): ``LayerNorm(R_q + MHA(R_q W_Q, R_k W_K, R_k W_V))``,
     computed on packed tokens (attention itself on each modality's padded grid)."""
 
-    def __init__(self, hidden: int, heads: int, dropout: float):
+    def __init__(self, hidden: int, heads: int, dropout: float, attn_dropout: float = 0.0):
         super().__init__()
         self.q = nn.Linear(hidden, hidden)
         self.kv = nn.Linear(hidden, 2 * hidden)
         self.o = nn.Linear(hidden, hidden)
         self.ln = nn.LayerNorm(hidden)
-        self.heads, self.dropout = heads, dropout
+        self.heads, self.dropout, self.attn_dropout = heads, dropout, attn_dropout
 
     def forward(self, query: torch.Tensor, qs: _Segment, key: torch.Tensor, ks: _Segment) -> torch.Tensor:
         """query ``(N_q, H)`` tokens of segment ``qs``; key ``(N_k, H)`` tokens of segment ``ks``.
@@ -465,7 +470,7 @@ class CrossStep(nn.Module):
         kv = ks.scatter(self.kv(key)).view(ks.B, ks.L, 2, nh, H // nh)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=ks.key_mask[:, None, None, :],
-                                           dropout_p=self.dropout if self.training else 0.0)
+                                           dropout_p=self.attn_dropout if self.training else 0.0)
         a = qs.gather(a.transpose(1, 2).reshape(qs.B, qs.L, H))
         a = self.o(a) * ks.present.index_select(0, qs.sample).unsqueeze(1).to(a.dtype)
         return self.ln(query + F.dropout(a, self.dropout, self.training))
@@ -474,10 +479,11 @@ class CrossStep(nn.Module):
 class InteractionBranch(nn.Module):
     """Layer j of one target modality's branch: two (or fewer) cross steps, then FFN (eq. 18-19)."""
 
-    def __init__(self, keys: list[str], hidden: int, heads: int, ffn: int, dropout: float):
+    def __init__(self, keys: list[str], hidden: int, heads: int, ffn: int, dropout: float,
+                 attn_dropout: float = 0.0):
         super().__init__()
         self.keys = list(keys)
-        self.steps = nn.ModuleList([CrossStep(hidden, heads, dropout) for _ in keys])
+        self.steps = nn.ModuleList([CrossStep(hidden, heads, dropout, attn_dropout) for _ in keys])
         self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.ReLU(), nn.Dropout(dropout),
                                  nn.Linear(ffn, hidden))
         self.ln = nn.LayerNorm(hidden)
@@ -550,7 +556,8 @@ class FEMF(nn.Module):
 
         # 3.3: experts and routers
         if c.use_fae:
-            self.experts = StackedExperts(M, H, c.heads, c.expert_depth, c.expert_ffn or H, self.out_dim)
+            self.experts = StackedExperts(M, H, c.heads, c.expert_depth, c.expert_ffn or H, self.out_dim,
+                                           c.attn_dropout)
             self.anchor = "text" in mods
             r_in = 2 * H if self.anchor else H
             self.routers = StackedRouters(M, r_in, c.router_hidden or 2 * H)
@@ -563,7 +570,7 @@ class FEMF(nn.Module):
         if c.use_mim and M >= 2 and c.interaction_layers > 0:
             self.interaction = nn.ModuleList([
                 nn.ModuleDict({m: InteractionBranch(self.order[m], H, c.heads, c.interaction_ffn or H,
-                                                    c.dropout) for m in mods})
+                                                    c.dropout, c.attn_dropout) for m in mods})
                 for _ in range(c.interaction_layers)])
         else:
             self.interaction = None
