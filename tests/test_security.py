@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -352,3 +353,163 @@ def test_fuzz_mutated_pickles(seed, edits):
                 max_size=40))
 def test_fuzz_opcode_soup(parts):
     _check_fuzz_case(b"\x80\x02" + b"".join(parts) + b".")
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints: weights_only=True everywhere, a planted checkpoint never runs its code
+
+
+class _Plant:
+    """Unpickling this runs ``touch <marker>`` (what a planted last.pt would do, with any command)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _planted_checkpoint(path: Path, marker: Path) -> Path:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {}, "epoch": 0, "history": [], "best_value": None, "best_epoch": -1,
+                "rng": {}, "payload": _Plant(marker)}, path)
+    return path
+
+
+def test_load_checkpoint_refuses_code(tmp_path):
+    from mser_lib.train import load_checkpoint
+
+    marker = tmp_path / "pwned"
+    ck = _planted_checkpoint(tmp_path / "x.pt", marker)
+    with pytest.raises(DataFormatError) as ei:
+        load_checkpoint(ck)
+    assert "x.pt" in str(ei.value) and "weights_only" in str(ei.value)
+    assert not marker.exists()
+
+
+def test_planted_checkpoint_never_runs_code_on_resume_or_in_the_analysis(tmp_path):
+    from mser_lib.models import build_model
+    from mser_lib.report.analysis import model_from_record, stage_history
+    from mser_lib.train import TrainConfig, fit
+
+    from helpers import tiny_dataset
+
+    marker = tmp_path / "pwned"
+    # resume: a last.pt planted in a run folder
+    ds = tiny_dataset()
+    run_dir = tmp_path / "run"
+    _planted_checkpoint(run_dir / "last.pt", marker)
+    with pytest.raises(DataFormatError, match="last.pt"):
+        fit(build_model("baseline", ds.info, "quick"), ds, TrainConfig(epochs=1, progress=False), run_dir=run_dir)
+
+    # the notebooks' analysis: best.pt / last.pt of a recorded run
+    record = {"profile": "quick", "dataset": "tiny", "config_hash": "0123456789abcdef", "seed": 0,
+              "config": {"model": "baseline", "model_preset": "quick", "overrides": {}}}
+    stage_dir = tmp_path / "res" / "quick" / "tiny" / "checkpoints" / "0123456789abcdef" / "main"
+    _planted_checkpoint(stage_dir / "best.pt", marker)
+    _planted_checkpoint(stage_dir / "last.pt", marker)
+    with pytest.raises(DataFormatError, match="best.pt"):
+        model_from_record(record, ds, tmp_path / "res")
+    with pytest.raises(DataFormatError, match="last.pt"):
+        stage_history(tmp_path / "res", record, None)
+    assert not marker.exists()
+
+
+def test_every_checkpoint_load_goes_through_load_checkpoint():
+    """``torch.load`` appears once in mser_lib, inside load_checkpoint, with weights_only=True."""
+    hits = []
+    for path in sorted((ROOT / "mser_lib").rglob("*.py")) + [ROOT / "scripts" / "make_notebooks.py"]:
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"(?<!`)torch\.load\(", line) and not line.lstrip().startswith("#"):   # not ``docs``
+                hits.append((path.relative_to(ROOT).as_posix(), i, line.strip()))
+    assert [(p, line) for p, _, line in hits] == [
+        ("mser_lib/train/io.py", "return torch.load(path, map_location=map_location, weights_only=True)")], hits
+
+
+def test_checkpoints_hold_only_weights_only_types_and_rng_round_trips(tmp_path):
+    import random
+
+    import torch
+
+    from mser_lib.train import load_checkpoint
+    from mser_lib.train.io import atomic_torch_save
+    from mser_lib.train.seeding import rng_state, set_rng_state, set_seed
+
+    set_seed(7)
+    random.random(), np.random.normal(), torch.rand(1)   # advance (and set numpy's cached gaussian)
+    atomic_torch_save({"rng": rng_state()}, tmp_path / "r.pt")
+    expected = (random.random(), np.random.normal(), np.random.rand(3).tolist(), torch.rand(3).tolist())
+    set_seed(99)
+    set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])            # weights_only=True
+    assert (random.random(), np.random.normal(), np.random.rand(3).tolist(), torch.rand(3).tolist()) == expected
+    # checkpoints written before this change (numpy state as an ndarray) are refused, with a hint
+    torch.save({"rng": {"numpy": np.random.get_state()}}, tmp_path / "old.pt")
+    with pytest.raises(DataFormatError, match="old.pt.*(delete|retrain)"):
+        load_checkpoint(tmp_path / "old.pt")
+
+
+# ------------------------------------------------------------------------------------------------
+# paths built from records and ids stay inside their folder
+
+BAD_NAMES = ["../../..", "../x", "/etc", "a/../../b", "x\0y"]
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES + ["0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", 12])
+def test_config_hash_from_a_record_is_checked(tmp_path, bad):
+    from mser_lib.report.ablations import run_predictions
+    from mser_lib.report.analysis import checkpoint_dir, stage_checkpoint
+
+    record = {"profile": "quick", "dataset": "synthetic", "config_hash": bad, "seed": 0}
+    with pytest.raises(DataFormatError, match="config_hash"):
+        checkpoint_dir(tmp_path, record)
+    with pytest.raises(DataFormatError, match="config_hash"):
+        stage_checkpoint(tmp_path, record, None)
+    with pytest.raises(DataFormatError, match="config_hash"):
+        run_predictions(record, None, tmp_path, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES)
+def test_record_profile_dataset_and_seed_cannot_leave_the_results_folder(tmp_path, bad):
+    from mser_lib.report.analysis import cached_expert_curves, checkpoint_dir
+
+    good = {"profile": "quick", "dataset": "synthetic", "config_hash": "0123456789abcdef", "seed": 0}
+    assert checkpoint_dir(tmp_path, good) == tmp_path / "quick" / "synthetic" / "checkpoints" / "0123456789abcdef"
+    for key in ("profile", "dataset"):
+        with pytest.raises(DataFormatError, match="runs.jsonl record"):
+            checkpoint_dir(tmp_path, {**good, key: bad})
+    with pytest.raises(DataFormatError, match="seed"):
+        cached_expert_curves({**good, "seed": "0/../../../escaped"}, None, tmp_path / "tables")
+
+
+def test_inside_helper():
+    from mser_lib.data.validate import inside
+
+    assert inside("/data/f", "a.npy") == Path("/data/f/a.npy")
+    assert inside("/data/f", "sub/a.npy", "..b.npy") == Path("/data/f/sub/a.npy/..b.npy")
+    for bad in ("../a.npy", "/abs.npy", "a/../../b.npy", "a\0.npy", ".."):
+        with pytest.raises(DataFormatError) as ei:
+            inside("/data/f", bad, file="labels.pkl", field="videoIDs['v1']")
+        assert "labels.pkl" in str(ei.value) and "videoIDs['v1']" in str(ei.value)
+
+
+@pytest.mark.parametrize("uid", ["../../../secret", "/SECRET_DIR/secret", "v1_1/../../../../secret"])
+def test_utterance_ids_cannot_read_files_outside_the_features_folder(tmp_path, uid):
+    from test_loaders import make_utt_tree
+
+    from mser_lib.data.utterance import load_utterance_features
+
+    root = tmp_path / "data"
+    make_utt_tree(root)
+    secret = tmp_path / "secret.npy"                     # a file outside the data folder, loadable
+    np.save(secret, np.ones(12, np.float32))
+    uid = uid.replace("/SECRET_DIR", str(tmp_path))
+    pkl = root / "CMUMOSI_features_raw_2way.pkl"
+    tup = safe_load(pkl, encoding="latin1")
+    tup[0]["v1"][0] = uid
+    dump(tup, pkl, 2)
+    with pytest.raises(DataFormatError) as ei:
+        load_utterance_features(root)
+    assert "CMUMOSI_features_raw_2way.pkl" in str(ei.value) and "videoIDs['v1']" in str(ei.value)
+    assert repr(uid + ".npy")[1:-1] in str(ei.value)

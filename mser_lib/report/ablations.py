@@ -23,6 +23,7 @@ import torch
 from ..data import MissingModality
 from ..metrics import METRIC_NAMES
 from ..train import predict
+from ..train.io import check_config_hash
 from . import stats
 from .analysis import model_from_record
 
@@ -207,7 +208,7 @@ def run_predictions(record: dict, ds, results_dir, missing: MissingModality | No
     dropped at test time (the drop pattern is seeded by the run's seed). Cached in
     ``cache_dir/<hash>_<missing>.npz``. ``None`` when the checkpoint is gone."""
     name = "full" if missing is None else missing.name
-    path = Path(cache_dir) / f"{record['config_hash']}_{name}.npz" if cache_dir else None
+    path = Path(cache_dir) / f"{check_config_hash(record['config_hash'])}_{name}.npz" if cache_dir else None
     if path is not None and path.exists():
         z = np.load(path)
         return z["y"], z["p"]

@@ -1,8 +1,12 @@
-"""Atomic file writes: a crash never leaves a half-written result or checkpoint behind.
+"""Atomic file writes, safe checkpoint loads and paths that stay inside their folder.
 
 Every writer goes to a temporary file in the same folder, flushes and fsyncs it, then
 ``os.replace``-s it over the target (atomic on POSIX). ``append_jsonl`` appends one complete line
 with a single ``write`` on an ``O_APPEND`` descriptor, so concurrent writers never interleave lines.
+
+:func:`load_checkpoint` is the one way mser reads a ``.pt`` file: ``torch.load(weights_only=True)``,
+so a checkpoint planted in a shared results folder cannot run code. :func:`inside` checks that a
+path built from a record field or a data id stays inside its folder.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
 import torch
+
+from ..data.validate import DataFormatError, inside  # noqa: F401 (inside: re-exported)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -45,6 +53,35 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location="cpu"):
+    """``torch.load(path, map_location, weights_only=True)``: tensors, numbers, strings and
+    containers only (what :func:`atomic_torch_save` writes for the trainer).
+
+    Raises:
+        DataFormatError: the file holds anything else (a pickled callable would run code), is not a
+            checkpoint, or was written before RNG states were stored as tensors (delete it or
+            retrain with ``force``); the message names the file.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        found = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        raise DataFormatError(path, "<checkpoint>", "a checkpoint of tensors, numbers, strings and containers "
+                              "(loaded with weights_only=True; delete an old or foreign checkpoint, or retrain "
+                              "with force)", found) from exc
+
+
+_CONFIG_HASH = re.compile(r"[0-9a-f]{16}")
+
+
+def check_config_hash(value, file: str | Path = "runs.jsonl record") -> str:
+    """``value`` if it is a config hash (16 lowercase hex characters), else a DataFormatError: a
+    record's hash names a checkpoint folder, so ``"../../.."`` must never get that far."""
+    if not isinstance(value, str) or not _CONFIG_HASH.fullmatch(value):
+        raise DataFormatError(file, "config_hash", "16 lowercase hex characters", repr(value)[:80])
+    return value
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
