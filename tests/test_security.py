@@ -513,3 +513,56 @@ def test_utterance_ids_cannot_read_files_outside_the_features_folder(tmp_path, u
         load_utterance_features(root)
     assert "CMUMOSI_features_raw_2way.pkl" in str(ei.value) and "videoIDs['v1']" in str(ei.value)
     assert repr(uid + ".npy")[1:-1] in str(ei.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# runs.jsonl: whole lines, reported skips
+
+
+def test_append_after_a_torn_line_keeps_the_next_record(tmp_path):
+    from mser_lib.train import append_jsonl, read_jsonl
+    from mser_lib.train.io import SkippedLinesWarning
+
+    path = tmp_path / "runs.jsonl"
+    append_jsonl(path, {"k": 1})
+    with open(path, "a") as f:
+        f.write('{"k": 2, "trunc')                    # a writer killed mid-line
+    append_jsonl(path, {"k": 3})
+    with pytest.warns(SkippedLinesWarning, match=r"runs\.jsonl.*1 unreadable.*line 2\b"):
+        assert read_jsonl(path) == [{"k": 1}, {"k": 3}]
+    assert path.read_bytes().endswith(b'{"k": 3}\n')
+
+
+def test_non_utf8_and_corrupt_lines_are_skipped_and_reported(tmp_path):
+    from mser_lib.train import append_jsonl, read_jsonl
+    from mser_lib.train.io import SkippedLinesWarning
+
+    path = tmp_path / "runs.jsonl"
+    append_jsonl(path, {"k": 1})
+    with open(path, "ab") as f:
+        f.write(b'{"k": "\xff\xfe"}\n[1, 2]\n\n' + b"[" * 100_000 + b"\n")
+    append_jsonl(path, {"k": 5})
+    with pytest.warns(SkippedLinesWarning) as rec:
+        assert read_jsonl(path) == [{"k": 1}, {"k": 5}]
+    msg = str(rec[0].message)
+    assert "runs.jsonl" in msg and "3 unreadable" in msg and "line 2, 3, 5" in msg
+
+
+def test_short_writes_are_completed(tmp_path, monkeypatch):
+    import mser_lib.train.io as io_mod
+    from mser_lib.train import append_jsonl, read_jsonl
+
+    real_write = os.write
+    calls = []
+
+    def short_write(fd, data):
+        calls.append(len(data))
+        return real_write(fd, data[: max(1, len(data) // 2)])   # the kernel may write less
+
+    monkeypatch.setattr(io_mod.os, "write", short_write)
+    path = tmp_path / "runs.jsonl"
+    append_jsonl(path, {"k": 1, "pad": "x" * 100})
+    append_jsonl(path, {"k": 2})
+    monkeypatch.undo()
+    assert len(calls) > 2
+    assert read_jsonl(path) == [{"k": 1, "pad": "x" * 100}, {"k": 2}]

@@ -2,7 +2,8 @@
 
 Every writer goes to a temporary file in the same folder, flushes and fsyncs it, then
 ``os.replace``-s it over the target (atomic on POSIX). ``append_jsonl`` appends one complete line
-with a single ``write`` on an ``O_APPEND`` descriptor, so concurrent writers never interleave lines.
+with a single ``write`` on an ``O_APPEND`` descriptor, so concurrent writers never interleave lines;
+``read_jsonl`` skips torn or corrupt lines and says which.
 
 :func:`load_checkpoint` is the one way mser reads a ``.pt`` file: ``torch.load(weights_only=True)``,
 so a checkpoint planted in a shared results folder cannot run code. :func:`inside` checks that a
@@ -17,6 +18,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -84,33 +86,64 @@ def check_config_hash(value, file: str | Path = "runs.jsonl record") -> str:
     return value
 
 
+class SkippedLinesWarning(UserWarning):
+    """:func:`read_jsonl` skipped torn or corrupt lines (the message names the file and the lines)."""
+
+
 def append_jsonl(path: str | Path, record: dict) -> None:
-    """Append ``record`` as one JSON line (one ``write`` call, fsynced)."""
+    """Append ``record`` as one whole JSON line (one ``write`` call, fsynced).
+
+    If the file does not end in a newline (a writer died mid-line), a newline is written first so
+    the torn line cannot swallow this record. A short write is completed, or the line is closed
+    with a newline and an ``OSError`` naming the file is raised.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+        while written < len(line):
+            n = os.write(fd, line[written:])
+            if n <= 0:
+                os.write(fd, b"\n")
+                raise OSError(f"{path}: wrote {written} of {len(line)} bytes of a record; the line was closed")
+            written += n
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """All complete records of a JSONL file; a torn last line (crash mid-write) is skipped."""
+    """All complete records of a JSONL file.
+
+    Lines that are not a JSON object (torn by a crash mid-write, corrupt, or not UTF-8) are skipped,
+    with one :class:`SkippedLinesWarning` naming the file and the line numbers (1-based); the other
+    records are still returned.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
+    out, bad = [], []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            bad.append(number)
             continue
+        if isinstance(rec, dict):
+            out.append(rec)
+        else:
+            bad.append(number)
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) (torn, corrupt or not UTF-8): "
+                      f"line {shown}", SkippedLinesWarning, stacklevel=2)
     return out
 
 
