@@ -58,12 +58,10 @@ def cmd_train(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    import torch
-
     from .data import MissingModality
     from .experiments import config_hash, find_record, get_dataset, resolve_run
     from .models import build_model
-    from .train import TrainConfig, evaluate
+    from .train import TrainConfig, evaluate, load_checkpoint
 
     ds = get_dataset(a.dataset, a.data_dir, a.profile, _kv(a.data_kwargs))
     run = resolve_run(a.model, a.dataset, a.seed, a.profile, _kv(a.overrides), _kv(a.train),
@@ -80,7 +78,7 @@ def cmd_evaluate(a) -> int:
     net = build_model(a.model, ds.info, run["model_preset"], **run["overrides"])
     if hasattr(net, "stages"):
         net.set_stage(net.stages()[-1])
-    net.load_state_dict(torch.load(bests[-1], map_location="cpu", weights_only=False)["model"])
+    net.load_state_dict(load_checkpoint(bests[-1], "cpu")["model"])
     missing = None
     if a.condition:
         missing = MissingModality(condition=a.condition)

@@ -193,14 +193,16 @@ if ds.info.name == "synthetic":                      # where the generator put t
 # NBVAL_CHECK_OUTPUT
 import torch
 
+from mser_lib.train import load_checkpoint
+
 same = []
 for r in records:
     a, b = (analysis.stage_checkpoint(ctx.results_dir, r, s, ds=ds) for s in ("experts", "full"))
     if a is None or b is None:
         same.append(None)
         continue
-    wa = torch.load(a, map_location="cpu", weights_only=False)["model"]
-    wb = torch.load(b, map_location="cpu", weights_only=False)["model"]
+    wa = load_checkpoint(a, "cpu")["model"]
+    wb = load_checkpoint(b, "cpu")["model"]
     keys = [k for k in wa if k.startswith("experts.")]
     same.append(bool(keys) and all(torch.equal(wa[k], wb[k]) for k in keys))
 print("expert weights unchanged by stage 2:", "unknown (checkpoints not kept)" if None in same else all(same))

@@ -28,7 +28,7 @@ import numpy as np
 
 from .batch import MODALITIES, DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import DataFormatError, check_label_range
+from .validate import DataFormatError, check_label_range, inside
 
 log = logging.getLogger("mser_lib.data")
 
@@ -74,6 +74,8 @@ def read_label_pickle(file: str | Path) -> dict:
                 raise DataFormatError(file, "videoLabels", f"labels for video {vid!r} (listed in {fold})",
                                       "no entry")
             uids = [str(u) for u in out["videoIDs"][vid]]
+            for u in uids:   # each id names a file <features folder>/<id>.npy: it must stay inside
+                inside(file.parent, f"{u}.npy", file=file, field=f"videoIDs[{vid!r}]")
             try:
                 lab = np.asarray(out["videoLabels"][vid], dtype=np.float64).reshape(-1)
             except (TypeError, ValueError) as exc:
@@ -144,7 +146,8 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
         if not folder.is_dir():
             raise DataFormatError(folder, f"{m} features", f"a folder of <utterance>.npy files ({names[m]})",
                                   "no such folder")
-        vecs = {u: _read_vector(folder / f"{u}.npy", m, average_frames) for u in all_uids}
+        vecs = {u: _read_vector(inside(folder, f"{u}.npy", file=label_file, field="videoIDs"), m, average_frames)
+                for u in all_uids}
         width = max(v.shape[0] for v in vecs.values())
         short = sum(v.shape[0] < width for v in vecs.values())
         if short:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,24 @@ class DataFormatError(ValueError):
     def __init__(self, file: str | Path, field: str, expected: str, found: str) -> None:
         self.file, self.field, self.expected, self.found = str(file), field, expected, found
         super().__init__(f"{file}: field {field!r}: expected {expected}, found {found}")
+
+
+def inside(folder: str | Path, *parts, file: str | Path | None = None, field: str = "path") -> Path:
+    """``folder/parts...``, refused unless every part stays inside the folder before it.
+
+    The check is on the names (no absolute part, no NUL, no part that climbs out with ``..`` after
+    normalisation), so symlinks a user placed inside the folder keep working.
+
+    Raises:
+        DataFormatError: naming ``file`` (default: the folder) and ``field``.
+    """
+    names = [str(p) for p in parts]
+    rels = [os.path.normpath(n) for n in names]
+    if not names or any(os.path.isabs(n) or "\0" in n or r == ".." or r.startswith(".." + os.sep)
+                        for n, r in zip(names, rels)):
+        raise DataFormatError(file if file is not None else folder, field, f"a name that stays inside {folder}",
+                              repr("/".join(names))[:200])
+    return Path(folder).joinpath(*names)
 
 
 def require_keys(mapping: dict, keys, file, where: str = "") -> None:

@@ -30,6 +30,7 @@ from ..data import MissingModality
 from ..metrics import METRIC_NAMES
 from ..train import predict
 from ..train.crossfit import assign_folds, pool_predictions, position_folds
+from ..train.io import check_config_hash
 from . import stats
 from .analysis import model_from_record
 
@@ -265,7 +266,7 @@ def run_predictions(record: dict, ds, results_dir, missing: MissingModality | No
     position: the video id in the position layout). A cache file written without ids is recomputed
     when the ids are asked for."""
     name = "full" if missing is None else missing.name
-    path = Path(cache_dir) / f"{record['config_hash']}_{name}.npz" if cache_dir else None
+    path = Path(cache_dir) / f"{check_config_hash(record['config_hash'])}_{name}.npz" if cache_dir else None
     if path is not None and path.exists():
         z = np.load(path)
         if not with_ids:

@@ -31,6 +31,7 @@ from ..models import build_model
 from ..models.registry import MODELS, config_from_dict
 from ..spectral.dft import band_energy, dft_split
 from ..train import TrainConfig, fit, set_seed
+from ..train.io import check_config_hash, inside, load_checkpoint
 
 BANDS = ("low", "high")
 
@@ -230,8 +231,10 @@ def band_energy_shares(spectrum, cuts) -> list[float]:
 
 # ---------------------------------------------------------------------------------------------- runs
 def checkpoint_dir(results_dir, record: dict) -> Path:
-    """``<results>/<profile>/<dataset>/checkpoints/<config hash>`` of a recorded run."""
-    return Path(results_dir) / record["profile"] / record["dataset"] / "checkpoints" / record["config_hash"]
+    """``<results>/<profile>/<dataset>/checkpoints/<config hash>`` of a recorded run; the record's
+    fields must name a folder inside ``results_dir`` and the hash must be 16 hex characters."""
+    return inside(results_dir, record["profile"], record["dataset"], "checkpoints",
+                  check_config_hash(record["config_hash"]), file="runs.jsonl record", field="profile/dataset")
 
 
 def stage_checkpoint(results_dir, record: dict, stage: str | None, kind: str = "best",
@@ -256,7 +259,7 @@ def stage_history(results_dir, record: dict, stage: str | None,
     p = stage_checkpoint(results_dir, record, stage, "last", ds)
     if p is None:
         return None
-    ck = torch.load(p, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(p, "cpu")
     df = pd.DataFrame(ck["history"])
     df.insert(0, "stage", stage or "main")
     df.insert(0, "seed", record["seed"])
@@ -288,7 +291,7 @@ def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, sta
         p = stage_checkpoint(results_dir, record, stage, kind, ds)
         if p is None:
             raise FileNotFoundError(f"run {record['config_hash']} has no {stage or 'main'}/{kind}.pt after training")
-        net.load_state_dict(torch.load(p, map_location="cpu", weights_only=False)["model"])
+        net.load_state_dict(load_checkpoint(p, "cpu")["model"])
     net.eval()
     return net
 
@@ -459,7 +462,7 @@ def cached_expert_curves(record: dict, ds: MultimodalDataset, tables_dir, force:
                          ) -> pd.DataFrame:
     """:func:`refit_experts` curves for one recorded FEMF run, cached in
     ``tables_dir/expert_curves_seed<seed>.csv`` under the run's config hash (re-used unless ``force``)."""
-    path = Path(tables_dir) / f"expert_curves_seed{record['seed']}.csv"
+    path = inside(tables_dir, f"expert_curves_seed{record['seed']}.csv", file="runs.jsonl record", field="seed")
     if path.exists() and not force:
         cached = pd.read_csv(path)
         if not cached.empty and (cached["config_hash"] == record["config_hash"]).all():

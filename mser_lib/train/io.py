@@ -1,8 +1,13 @@
-"""Atomic file writes: a crash never leaves a half-written result or checkpoint behind.
+"""Atomic file writes, safe checkpoint loads and paths that stay inside their folder.
 
 Every writer goes to a temporary file in the same folder, flushes and fsyncs it, then
 ``os.replace``-s it over the target (atomic on POSIX). ``append_jsonl`` appends one complete line
-with a single ``write`` on an ``O_APPEND`` descriptor, so concurrent writers never interleave lines.
+with a single ``write`` on an ``O_APPEND`` descriptor, so concurrent writers never interleave lines;
+``read_jsonl`` skips torn or corrupt lines and says which.
+
+:func:`load_checkpoint` is the one way mser reads a ``.pt`` file: ``torch.load(weights_only=True)``,
+so a checkpoint planted in a shared results folder cannot run code. :func:`inside` checks that a
+path built from a record field or a data id stays inside its folder.
 """
 
 from __future__ import annotations
@@ -10,10 +15,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
+import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
+
+from ..data.validate import DataFormatError, inside  # noqa: F401 (inside: re-exported)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -47,33 +57,93 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def load_checkpoint(path: str | Path, map_location="cpu"):
+    """``torch.load(path, map_location, weights_only=True)``: tensors, numbers, strings and
+    containers only (what :func:`atomic_torch_save` writes for the trainer).
+
+    Raises:
+        DataFormatError: the file holds anything else (a pickled callable would run code), is not a
+            checkpoint, or was written before RNG states were stored as tensors (delete it or
+            retrain with ``force``); the message names the file.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        found = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        raise DataFormatError(path, "<checkpoint>", "a checkpoint of tensors, numbers, strings and containers "
+                              "(loaded with weights_only=True; delete an old or foreign checkpoint, or retrain "
+                              "with force)", found) from exc
+
+
+_CONFIG_HASH = re.compile(r"[0-9a-f]{16}")
+
+
+def check_config_hash(value, file: str | Path = "runs.jsonl record") -> str:
+    """``value`` if it is a config hash (16 lowercase hex characters), else a DataFormatError: a
+    record's hash names a checkpoint folder, so ``"../../.."`` must never get that far."""
+    if not isinstance(value, str) or not _CONFIG_HASH.fullmatch(value):
+        raise DataFormatError(file, "config_hash", "16 lowercase hex characters", repr(value)[:80])
+    return value
+
+
+class SkippedLinesWarning(UserWarning):
+    """:func:`read_jsonl` skipped torn or corrupt lines (the message names the file and the lines)."""
+
+
 def append_jsonl(path: str | Path, record: dict) -> None:
-    """Append ``record`` as one JSON line (one ``write`` call, fsynced)."""
+    """Append ``record`` as one whole JSON line (one ``write`` call, fsynced).
+
+    If the file does not end in a newline (a writer died mid-line), a newline is written first so
+    the torn line cannot swallow this record. A short write is completed, or the line is closed
+    with a newline and an ``OSError`` naming the file is raised.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+        while written < len(line):
+            n = os.write(fd, line[written:])
+            if n <= 0:
+                os.write(fd, b"\n")
+                raise OSError(f"{path}: wrote {written} of {len(line)} bytes of a record; the line was closed")
+            written += n
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """All complete records of a JSONL file; a torn last line (crash mid-write) is skipped."""
+    """All complete records of a JSONL file.
+
+    Lines that are not a JSON object (torn by a crash mid-write, corrupt, or not UTF-8) are skipped,
+    with one :class:`SkippedLinesWarning` naming the file and the line numbers (1-based); the other
+    records are still returned.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
+    out, bad = [], []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            bad.append(number)
             continue
+        if isinstance(rec, dict):
+            out.append(rec)
+        else:
+            bad.append(number)
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) (torn, corrupt or not UTF-8): "
+                      f"line {shown}", SkippedLinesWarning, stacklevel=2)
     return out
 
 

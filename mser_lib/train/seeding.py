@@ -36,15 +36,33 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, NumPy, torch (and CUDA) RNG states as tensors, lists and numbers only, so that a
+    checkpoint holding them loads with ``torch.load(weights_only=True)``."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss},
+        "numpy": {"bit_generator": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore what :func:`rng_state` returned (also the tuple form older checkpoints stored)."""
+    py = state["python"]
+    if isinstance(py, dict):
+        py = (py["version"], tuple(int(x) for x in py["internal"]), py["gauss_next"])
+    random.setstate(py)
+    npst = state["numpy"]
+    if isinstance(npst, dict):
+        keys = np.asarray(npst["keys"].cpu().numpy() if torch.is_tensor(npst["keys"]) else npst["keys"])
+        npst = (npst["bit_generator"], keys.astype(np.uint32), npst["pos"], npst["has_gauss"],
+                npst["cached_gaussian"])
+    np.random.set_state(npst)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

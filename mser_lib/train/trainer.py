@@ -41,7 +41,7 @@ from ..data.missing import MissingModality
 from ..metrics import compute_metrics, default_selection_metric, is_better
 from ..models.base import task_loss
 from .crossfit import CrossFitSelector, assign_folds, position_folds, prediction_order
-from .io import atomic_torch_save
+from .io import atomic_torch_save, load_checkpoint
 from .seeding import resolve_device, rng_state, set_rng_state, set_seed
 
 
@@ -229,7 +229,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
     start_epoch, resumed_from = 0, None
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None and (run_dir / "last.pt").exists():
-        ck = torch.load(run_dir / "last.pt", map_location=device, weights_only=False)
+        ck = load_checkpoint(run_dir / "last.pt", device)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if scheduler is not None and ck.get("scheduler") is not None:
@@ -241,7 +241,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
             test_history = ck["test_history"]
         set_rng_state(ck["rng"])
         if (run_dir / "best.pt").exists():
-            best_state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)["model"]
+            best_state = load_checkpoint(run_dir / "best.pt", "cpu")["model"]
     stale = _epochs_since_best(history, best_epoch) if history else 0
 
     bar = tqdm(range(start_epoch, n_epochs), desc=desc, disable=not cfg.progress, leave=False,
