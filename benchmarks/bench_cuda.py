@@ -341,6 +341,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-femf-epochs", type=int, default=10, help="per stage")
     ap.add_argument("--max-atsuko-epochs", type=int, default=20)
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--training-only", action="store_true", help="part 2 only (needs the two --*-epochs)")
+    ap.add_argument("--femf-epochs", type=int, default=None, help="part 2: epochs per FEMF stage (else from budget)")
+    ap.add_argument("--atsuko-epochs", type=int, default=None, help="part 2: Atsuko epochs (else from budget)")
     ap.add_argument("--tiny", action="store_true", help="tiny data: checks the script, measures nothing")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
@@ -364,7 +367,7 @@ def main(argv=None) -> int:
         if model == "femf" and wname == "mosi-utt":   # gradients through the frozen experts to the encoders
             for amp in (False, True):
                 jobs.append((model, wname, desc, info, split, amp, {"expert_grad_to_inputs": True}))
-    for model, wname, desc, info, split, amp, ov in jobs:
+    for model, wname, desc, info, split, amp, ov in ([] if args.training_only else jobs):
         t = time.perf_counter()
         try:
             r = bench_workload(model, wname, desc, info, split, device, amp, args.epochs, ov)
@@ -378,9 +381,10 @@ def main(argv=None) -> int:
         print(json.dumps(r), flush=True)
         (out / "bench_cuda.json").write_text(json.dumps(res, indent=2) + "\n")
         (out / "bench_cuda.md").write_text(bench_markdown(res))
-    res["wall_s"] = round(time.perf_counter() - start, 1)
-    (out / "bench_cuda.json").write_text(json.dumps(res, indent=2) + "\n")
-    print(bench_markdown(res), flush=True)
+    if not args.training_only:
+        res["wall_s"] = round(time.perf_counter() - start, 1)
+        (out / "bench_cuda.json").write_text(json.dumps(res, indent=2) + "\n")
+        print(bench_markdown(res), flush=True)
     if args.skip_training:
         return 0
 
@@ -397,12 +401,17 @@ def main(argv=None) -> int:
     half = budget / 2                               # half of the budget per model, shared by its two runs
     femf_epochs = max(2, min(args.max_femf_epochs, int(half / 2 / (1.4 * fe)))) if fe else 2
     atsuko_epochs = max(2, min(args.max_atsuko_epochs, int(half / 2 / (1.4 * ae)))) if ae else 2
+    femf_epochs = args.femf_epochs or femf_epochs
+    atsuko_epochs = args.atsuko_epochs or atsuko_epochs
+    if args.femf_epochs and args.atsuko_epochs:
+        budget = float("inf")                       # epochs given: no budget applies
     print(f"training budget {budget:.0f} s -> FEMF {femf_epochs} + {femf_epochs} epochs, "
           f"Atsuko {atsuko_epochs} epochs", flush=True)
     if budget < 20:
         print("part 2 skipped: no time left within --time-limit-s", flush=True)
         return 0
-    tr = {"env": env, "profile": "smoke" if args.tiny else "paper", "tiny": args.tiny, "budget_s": round(budget),
+    tr = {"env": env, "profile": "smoke" if args.tiny else "paper", "tiny": args.tiny,
+          "budget_s": None if math.isinf(budget) else round(budget),
           "femf_epochs": femf_epochs, "atsuko_epochs": atsuko_epochs}
     t = time.perf_counter()
 
