@@ -124,3 +124,11 @@ def test_unknown_settings_are_refused(tmp_path):
         run_one("baseline", profile="smoke", train={"epochz": 3}, results_dir=tmp_path)
     with pytest.raises(KeyError, match="has no field"):
         run_one("baseline", profile="smoke", overrides={"hiden": 3}, results_dir=tmp_path)
+
+
+def test_selecting_on_the_loss_trains(smoke):
+    """``select_metric="loss"`` (the paper profile of Atsuko and EMOE) once clashed with the progress bar's
+    own ``loss`` key (TypeError before the first epoch ended)."""
+    cfg = TrainConfig(**{**CFG, "epochs": 1, "select_metric": "loss", "device": "cpu"})
+    res = fit_model(_model(smoke.info), smoke, cfg)
+    assert res.select_metric == "loss" and np.isfinite(res.valid_metrics["loss"])
