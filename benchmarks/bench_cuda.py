@@ -269,12 +269,14 @@ def bench_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def training_compare(device, femf_epochs, atsuko_epochs, tiny, on_row=None) -> dict:
+def training_compare(device, femf_epochs, atsuko_epochs, tiny, on_row=None, models=("femf", "atsuko")) -> dict:
     rows = []
     profile = "smoke" if tiny else "paper"
     with tempfile.TemporaryDirectory() as tmp:
         for model, train in (("femf", {"stage_epochs": {"experts": femf_epochs, "full": femf_epochs}}),
                              ("atsuko", {"epochs": atsuko_epochs})):
+            if model not in models:
+                continue
             for amp in (False, True):
                 t = time.perf_counter()
                 try:
@@ -342,6 +344,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-atsuko-epochs", type=int, default=20)
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--training-only", action="store_true", help="part 2 only (needs the two --*-epochs)")
+    ap.add_argument("--training-models", nargs="+", default=["femf", "atsuko"], help="part 2's models")
     ap.add_argument("--femf-epochs", type=int, default=None, help="part 2: epochs per FEMF stage (else from budget)")
     ap.add_argument("--atsuko-epochs", type=int, default=None, help="part 2: Atsuko epochs (else from budget)")
     ap.add_argument("--tiny", action="store_true", help="tiny data: checks the script, measures nothing")
@@ -421,7 +424,8 @@ def main(argv=None) -> int:
         (out / "bf16_training_cuda.json").write_text(json.dumps(tr, indent=2, default=str) + "\n")
         (out / "bf16_training_cuda.md").write_text(training_markdown(tr))
 
-    write(training_compare(device, femf_epochs, atsuko_epochs, args.tiny, on_row=write)["runs"])
+    write(training_compare(device, femf_epochs, atsuko_epochs, args.tiny, on_row=write,
+                           models=args.training_models)["runs"])
     print(training_markdown(tr), flush=True)
     return 0
 
