@@ -147,3 +147,11 @@ def test_loss_kind_is_honoured_or_rejected(smoke):
     for kind, want in ((None, "l1"), ("l1", "l1"), ("mse", "mse")):
         got, _ = trainer.compute_loss(net, out, b, "regression", kind)
         assert float(got.detach()) == pytest.approx(float(task_loss(out.prediction, b, "regression", want).detach()))
+
+
+def test_selecting_on_the_loss_trains(smoke):
+    """``select_metric="loss"`` (the paper profile of Atsuko and EMOE) once clashed with the progress bar's
+    own ``loss`` key (TypeError before the first epoch ended)."""
+    cfg = TrainConfig(**{**CFG, "epochs": 1, "select_metric": "loss", "device": "cpu"})
+    res = fit_model(_model(smoke.info), smoke, cfg)
+    assert res.select_metric == "loss" and np.isfinite(res.valid_metrics["loss"])

@@ -52,6 +52,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+<<<<<<< HEAD
     """Restore what :func:`rng_state` returned (also the tuple form older checkpoints stored)."""
     py = state["python"]
     if isinstance(py, dict):
@@ -64,5 +65,12 @@ def set_rng_state(state: dict) -> None:
                 npst["cached_gaussian"])
     np.random.set_state(npst)
     torch.set_rng_state(state["torch"])
+=======
+    """Restore :func:`rng_state`. The torch states must be CPU byte tensors: a checkpoint loaded with
+    ``map_location="cuda"`` has moved them to the GPU, so they are brought back first."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+>>>>>>> cuda
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

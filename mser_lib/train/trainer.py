@@ -308,7 +308,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
                **{f"valid_{k}": v for k, v in valid.items()}, "best": improved}
         history.append(row)
-        bar.set_postfix(loss=f"{row['train_total']:.3f}", **{metric: f"{value:.3f}"})
+        bar.set_postfix({"train": f"{row['train_total']:.3f}", metric: f"{value:.3f}"})
         if run_dir is not None:
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict() if scheduler else None,

@@ -1,0 +1,434 @@
+"""FEMF and Atsuko on a GPU at their paper presets: epoch time (fp32 and bf16 autocast), inference, memory,
+and a short fp32-versus-bf16 training run on the synthetic benchmark.
+
+Usage::
+
+    python benchmarks/bench_cuda.py                          # on the GPU (a few minutes on an H100)
+    python benchmarks/bench_cuda.py --out DIR --train-budget-s 150
+    python benchmarks/bench_cuda.py --device cpu --tiny      # check the script itself, no GPU (seconds)
+
+Part 1, speed and memory. Each workload runs with the model's ``paper`` preset and the trainer settings of
+the ``paper`` profile (``mser_lib/configs/paper.yaml``: batch size, gradient accumulation, clipping), on
+
+* ``mosi-utt`` (FEMF): the 93 CMU-MOSI videos as utterance sequences (position layout), utterance counts
+  of the real videos (9 to 63), the reference code's feature widths (text 1024, audio 512, vision 1024),
+  random features;
+* ``mosi-aligned50`` (Atsuko): 1284 random sequences (MOSI's training-split size) of the MMSA aligned_50
+  shapes (text 768, audio 5, vision 20, real lengths 20..50);
+* ``synthetic-paper`` (both): the training split of the built-in benchmark at its ``paper`` size
+  (1284 sequences, text 64 / audio 32 / vision 32, lengths 20..50).
+
+An epoch is what the trainer does for one epoch without the validation pass: the same batches
+(``iterate_batches``, bucketed, shuffled), collation and host-to-device copy, autocast, the model's loss,
+backward, clipping and Adam. One warm-up epoch is run first and not counted; the figure is the median
+of ``--epochs`` timed epochs, each bracketed by ``torch.cuda.synchronize()``. Inference is the whole split
+in eval mode under ``no_grad`` at the profile's evaluation batch size (median of ``--epochs`` passes
+after one warm-up). Peak memory is ``torch.cuda.max_memory_allocated`` since a reset right before the
+timed training epochs (``train``) and before the inference passes (``infer``). Seeding and deterministic
+kernels are as in the trainer (``set_seed(0, deterministic=True)``); fp32 runs with torch's default
+matmul precision (recorded in the output).
+
+Part 2, accuracy. ``run_one`` trains FEMF (both stages) and Atsuko on the synthetic benchmark with the
+``paper`` profile, seed 0, once with ``amp=False`` and once with ``amp=True`` and otherwise the same
+config, for a few epochs (chosen from part 1's epoch times to fit ``--train-budget-s``, the same for
+both precisions) and compares the test metrics at the epoch chosen on validation.
+
+Writes ``bench_cuda.json`` / ``.md`` and ``bf16_training_cuda.json`` / ``.md`` into ``--out``
+(default ``benchmarks/results``), each part as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_femf import MOSI_COUNTS, REF_DIMS, make_split  # noqa: E402
+
+from mser_lib.data.batch import DatasetInfo, MultimodalDataset, iterate_batches  # noqa: E402
+from mser_lib.experiments import get_dataset, resolve_run, run_one  # noqa: E402
+from mser_lib.models import build_model, count_parameters  # noqa: E402
+from mser_lib.train import TrainConfig, set_seed  # noqa: E402
+from mser_lib.train.trainer import _autocast, _make_optimizer, _step, compute_loss  # noqa: E402
+
+ALIGNED50 = {"text": 768, "audio": 5, "vision": 20}
+METRICS = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_reset(device):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_mib(device):
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None
+
+
+def _random_sequences(dims, n, min_len, max_len, seed):
+    rng = np.random.default_rng(seed)
+    shape = {"layout": "sequence", "dims": dims}
+    return make_split(shape, rng.integers(min_len, max_len + 1, size=n), seed)
+
+
+def workloads(tiny: bool):
+    """(model, workload name, description, DatasetInfo, train split)."""
+    counts = MOSI_COUNTS[::12] if tiny else MOSI_COUNTS
+    n_seq = 48 if tiny else 1284
+    utt = make_split({"layout": "position", "dims": REF_DIMS}, np.asarray(counts), 2)
+    utt_info = DatasetInfo("mosi", "position", "regression", "mosi", dict(REF_DIMS))
+    al = _random_sequences(ALIGNED50, n_seq, 20, 50, 3)
+    al_info = DatasetInfo("mosi", "sequence", "regression", "mosi", dict(ALIGNED50))
+    syn = get_dataset("synthetic", profile="smoke" if tiny else "paper")
+    syn_train = syn.train.subset(np.arange(n_seq)) if tiny else syn.train
+    return [
+        ("femf", "mosi-utt", f"{len(counts)} MOSI videos, {int(np.sum(counts))} utterances, "
+         "t1024/a512/v1024 (position layout)", utt_info, utt),
+        ("femf", "synthetic-paper", f"{len(syn_train)} synthetic paper-size sequences, "
+         f"t{syn.info.dims['text']}/a{syn.info.dims['audio']}/v{syn.info.dims['vision']}", syn.info, syn_train),
+        ("atsuko", "mosi-aligned50", f"{n_seq} random MOSI aligned_50 sequences, t768/a5/v20, L 20..50",
+         al_info, al),
+        ("atsuko", "synthetic-paper", f"{len(syn_train)} synthetic paper-size sequences, "
+         f"t{syn.info.dims['text']}/a{syn.info.dims['audio']}/v{syn.info.dims['vision']}", syn.info, syn_train),
+    ]
+
+
+def _trainer_cfg(model: str, device) -> TrainConfig:
+    tr = dict(resolve_run(model, "synthetic", 0, "paper")["train"])
+    tr.update(device=str(device), progress=False)
+    return TrainConfig(**tr)
+
+
+def train_epoch(model, split, info, cfg: TrainConfig, params, opt, device, amp: bool, epoch: int) -> float:
+    """One training epoch exactly as :func:`mser_lib.train.trainer.fit` runs it, without validation."""
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    n, total = 0, 0.0
+    for i, batch in enumerate(iterate_batches(split, info.layout, cfg.batch_size, shuffle=True,
+                                              seed=epoch, bucket=cfg.bucket, device=device)):
+        with _autocast(device, amp):
+            out = model(batch)
+            loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {i}")
+        (loss / cfg.grad_accum).backward()
+        if (i + 1) % cfg.grad_accum == 0:
+            _step(opt, params, cfg)
+        for v in parts.values():          # the trainer reads every loss part back each batch
+            float(v)
+        total += float(loss.detach())
+        n += 1
+    if n % cfg.grad_accum:
+        _step(opt, params, cfg)
+    return total / max(n, 1)
+
+
+def bench_workload(model_name, wname, desc, info, split, device, amp, reps, overrides=None) -> dict:
+    set_seed(0, True)
+    cfg = _trainer_cfg(model_name, device)
+    model = build_model(model_name, info, "paper", **(overrides or {}))
+    if hasattr(model, "prepare"):
+        model.prepare(MultimodalDataset(info, split, split, split))
+    model.to(device)
+    res = {"model": model_name, "workload": wname, "data": desc, "precision": "bf16" if amp else "fp32",
+           "parameters": count_parameters(model), "samples": len(split), "batch_size": cfg.batch_size,
+           "grad_accum": cfg.grad_accum, "overrides": dict(overrides or {}), "stages": {}}
+    if model_name == "femf":
+        res["femf_flags"] = {k: getattr(model.config, k) for k in ("freeze_experts", "expert_grad_to_inputs")}
+    stages = list(model.stages()) if hasattr(model, "stages") else [None]
+    for stage in stages:
+        if stage is not None:
+            model.set_stage(stage)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = _make_optimizer(params, cfg)
+        train_epoch(model, split, info, cfg, params, opt, device, amp, epoch=0)     # warm-up, not counted
+        _sync(device)
+        _peak_reset(device)
+        losses, times = [], []
+        for r in range(reps):
+            _sync(device)
+            t = time.perf_counter()
+            losses.append(train_epoch(model, split, info, cfg, params, opt, device, amp, r + 1))
+            _sync(device)
+            times.append(time.perf_counter() - t)
+        sec, all_s = float(np.median(times)), [round(x, 4) for x in times]
+        res["stages"][stage or "main"] = {
+            "epoch_s": round(sec, 4), "epoch_s_all": all_s, "batches": math.ceil(len(split) / cfg.batch_size),
+            "samples_per_s": round(len(split) / sec, 1), "train_loss_last": round(losses[-1], 5),
+            "peak_mem_train_mib": _peak_mib(device)}
+    model.eval()
+
+    times = []
+    with torch.no_grad():
+        for r in range(reps + 1):                      # pass 0 is the warm-up
+            if r == 1:
+                _peak_reset(device)
+            _sync(device)
+            t = time.perf_counter()
+            for b in iterate_batches(split, info.layout, cfg.eval_batch_size, device=device):
+                with _autocast(device, amp):
+                    out = model(b)
+                out.prediction.float().cpu()           # as predict() does
+            _sync(device)
+            times.append(time.perf_counter() - t)
+    sec, all_s = float(np.median(times[1:])), [round(x, 4) for x in times[1:]]
+    res["inference"] = {"pass_s": round(sec, 4), "pass_s_all": all_s, "eval_batch_size": cfg.eval_batch_size,
+                        "samples_per_s": round(len(split) / sec, 1), "peak_mem_infer_mib": _peak_mib(device)}
+    return res
+
+
+def environment(device) -> dict:
+    env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+           "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "fp32_matmul_precision": torch.get_float32_matmul_precision(),
+           "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+           "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        env.update(gpu=torch.cuda.get_device_name(device), gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                   multiprocessors=p.multi_processor_count, cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version())
+        try:
+            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    else:
+        env["cpu"] = platform.processor() or platform.machine()
+    return env
+
+
+def _env_line(env) -> str:
+    if "gpu" in env:
+        return (f"GPU: **{env['gpu']}** ({env['gpu_memory_gib']} GiB, {env['multiprocessors']} SMs, driver "
+                f"{env.get('driver', '?')}), torch {env['torch']} (CUDA {env['cuda']}, cuDNN {env['cudnn']}), "
+                f"Python {env['python']}, {env['date']}. fp32 = torch defaults (float32 matmul precision "
+                f"'{env['fp32_matmul_precision']}', TF32 matmul {env['cuda_matmul_allow_tf32']}, "
+                f"cuDNN TF32 {env['cudnn_allow_tf32']}); bf16 = the trainer's `amp=True` (bfloat16 autocast).")
+    return f"Device: {env['device']} ({env.get('cpu')}), torch {env['torch']}, {env['date']} (a dry run, not a GPU)."
+
+
+def bench_markdown(res: dict) -> str:
+    lines = ["# FEMF and Atsuko on CUDA: epoch time, inference, memory", "", _env_line(res["env"]), "",
+             "Paper presets, the paper profile's trainer settings; an epoch = the trainer's training loop over "
+             "the split (batching, host-to-device copy, forward, loss, backward, clipping, Adam), without "
+             "validation; median of the timed epochs after one warm-up epoch, each bracketed by "
+             "`torch.cuda.synchronize()`. Peak memory = `torch.cuda.max_memory_allocated` over the timed "
+             "epochs / the inference passes. Written by `benchmarks/bench_cuda.py`.", "",
+             "Workloads: " + "; ".join(f"`{k}` = {v}" for k, v in res.get("workloads", {}).items()) + ".", "",
+             "| model | workload | stage | precision | params | samples (batch x accum) | epoch s (all) | "
+             "samples/s | peak alloc. train MiB |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in res["runs"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['workload']} | | {r['precision']} | error: {r['error'][:200]} "
+                         "| | | | |")
+            continue
+        wl = r["workload"] + (f" ({', '.join(f'{k}={v}' for k, v in r['overrides'].items())})"
+                              if r["overrides"] else "")
+        for st, s in r["stages"].items():
+            lines.append(f"| {r['model']} | {wl} | {st} | {r['precision']} | {r['parameters']:,} | "
+                         f"{r['samples']} ({r['batch_size']} x {r['grad_accum']}) | {s['epoch_s']} "
+                         f"({', '.join(str(x) for x in s['epoch_s_all'])}) | {s['samples_per_s']} | "
+                         f"{s['peak_mem_train_mib']} |")
+    lines += ["", "| model | workload | precision | inference pass s (eval batch) | samples/s | "
+              "peak alloc. infer MiB |", "|---|---|---|---:|---:|---:|"]
+    for r in res["runs"]:
+        if "error" in r:
+            continue
+        i = r["inference"]
+        wl = r["workload"] + (" (" + ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) + ")"
+                              if r["overrides"] else "")
+        lines.append(f"| {r['model']} | {wl} | {r['precision']} | {i['pass_s']} ({i['eval_batch_size']}) | "
+                     f"{i['samples_per_s']} | {i['peak_mem_infer_mib']} |")
+    lines += ["", "## Target: a MOSI-sized paper-profile FEMF epoch under 1 s", ""]
+    for r in res["runs"]:
+        if r.get("model") == "femf" and "stages" in r:
+            for st, s in r["stages"].items():
+                ok = "met" if s["epoch_s"] < 1.0 else "NOT met"
+                ov = f", {r['overrides']}" if r["overrides"] else ""
+                lines.append(f"- {r['workload']}{ov}, stage `{st}`, {r['precision']}: {s['epoch_s']} s per epoch "
+                             f"-> {ok}")
+    return "\n".join(lines) + "\n"
+
+
+def training_compare(device, femf_epochs, atsuko_epochs, tiny, on_row=None, models=("femf", "atsuko")) -> dict:
+    rows = []
+    profile = "smoke" if tiny else "paper"
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, train in (("femf", {"stage_epochs": {"experts": femf_epochs, "full": femf_epochs}}),
+                             ("atsuko", {"epochs": atsuko_epochs})):
+            if model not in models:
+                continue
+            for amp in (False, True):
+                t = time.perf_counter()
+                try:
+                    rec = run_one(model, "synthetic", seed=0, profile=profile, train={**train, "amp": amp},
+                                  device=str(device), results_dir=tmp, progress=False, keep_checkpoint=False)
+                except Exception as exc:  # noqa: BLE001 - record and go on with the next run
+                    rows.append({"model": model, "precision": "bf16" if amp else "fp32", "error": repr(exc)})
+                    continue
+                rows.append({"model": model, "precision": "bf16" if amp else "fp32", "seed": 0,
+                             "profile": profile, "train_overrides": train, "epochs_run": rec["epochs_run"],
+                             "best_epoch": rec["best_epoch"], "stages": rec["stages"],
+                             "wall_s": round(time.perf_counter() - t, 2),
+                             "s_per_epoch_incl_validation": round(rec["wall_time_s"] / max(rec["epochs_run"], 1), 3),
+                             "valid": {k: rec["valid"].get(k) for k in METRICS},
+                             "test": {k: rec["test"].get(k) for k in METRICS},
+                             "history_train_total": [h.get("train_total") for h in rec["history"]]})
+                print(json.dumps({k: rows[-1][k] for k in ("model", "precision", "wall_s", "test")}), flush=True)
+                if on_row is not None:
+                    on_row(rows)
+    return {"runs": rows}
+
+
+def _fmt(v):
+    return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+
+def training_markdown(res: dict) -> str:
+    lines = ["# fp32 versus bf16 autocast: short paper-profile training runs on CUDA", "", _env_line(res["env"]), "",
+             f"`run_one(model, 'synthetic', seed=0, profile='{res['profile']}', train={{..., 'amp': False/True}})`: "
+             "the built-in benchmark at its paper size (1284 / 229 / 686 sequences), the models' paper presets "
+             "and the paper profile's trainer settings, only the number of epochs shortened (the same for both "
+             f"precisions: FEMF {res['femf_epochs']} + {res['femf_epochs']} epochs (stage 1 + stage 2), Atsuko "
+             f"{res['atsuko_epochs']} epochs; early stopping and the LR plateau schedule as configured). "
+             "Test metrics at the epoch chosen on validation; one seed, so "
+             "differences below the seed-to-seed spread of the quick-profile results say nothing either way. "
+             "Written by `benchmarks/bench_cuda.py`.", "",
+             "| model | precision | epochs run | best epoch | s / epoch (incl. validation) | " +
+             " | ".join(f"test {m}" for m in METRICS) + " |",
+             "|---|---|---:|---:|---:|" + "---:|" * len(METRICS)]
+    for r in res["runs"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['precision']} | error: {r['error'][:200]} |")
+            continue
+        lines.append(f"| {r['model']} | {r['precision']} | {r['epochs_run']} | {r['best_epoch']} | "
+                     f"{r['s_per_epoch_incl_validation']} | " + " | ".join(_fmt(r["test"][m]) for m in METRICS) + " |")
+    lines += ["", "Differences (bf16 - fp32) on the test split:", ""]
+    for model in ("femf", "atsuko"):
+        pair = {r["precision"]: r for r in res["runs"] if r["model"] == model and "error" not in r}
+        if len(pair) == 2:
+            diffs = ", ".join(f"{m} {pair['bf16']['test'][m] - pair['fp32']['test'][m]:+.4f}" for m in METRICS
+                              if pair["bf16"]["test"][m] is not None and pair["fp32"]["test"][m] is not None)
+            lines.append(f"- {model}: {diffs}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs (and inference passes) per measurement")
+    ap.add_argument("--train-budget-s", type=float, default=150.0,
+                    help="wall time for part 2 (the four training runs); sets their epochs")
+    ap.add_argument("--time-limit-s", type=float, default=None,
+                    help="the whole script's wall time: part 2's budget shrinks to what part 1 left of it")
+    ap.add_argument("--max-femf-epochs", type=int, default=10, help="per stage")
+    ap.add_argument("--max-atsuko-epochs", type=int, default=20)
+    ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--training-only", action="store_true", help="part 2 only (needs the two --*-epochs)")
+    ap.add_argument("--training-models", nargs="+", default=["femf", "atsuko"], help="part 2's models")
+    ap.add_argument("--femf-epochs", type=int, default=None, help="part 2: epochs per FEMF stage (else from budget)")
+    ap.add_argument("--atsuko-epochs", type=int, default=None, help="part 2: Atsuko epochs (else from budget)")
+    ap.add_argument("--tiny", action="store_true", help="tiny data: checks the script, measures nothing")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: nothing measured", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(device)
+    print(json.dumps(env), flush=True)
+    start = time.perf_counter()
+
+    res = {"env": env, "tiny": args.tiny, "timed_epochs": args.epochs, "runs": []}
+    jobs = []
+    wls = workloads(args.tiny)
+    res["workloads"] = {f"{m} {w}": d for m, w, d, _, _ in wls}
+    for model, wname, desc, info, split in wls:
+        for amp in (False, True):
+            jobs.append((model, wname, desc, info, split, amp, None))
+        if model == "femf" and wname == "mosi-utt":   # gradients through the frozen experts to the encoders
+            for amp in (False, True):
+                jobs.append((model, wname, desc, info, split, amp, {"expert_grad_to_inputs": True}))
+    for model, wname, desc, info, split, amp, ov in ([] if args.training_only else jobs):
+        t = time.perf_counter()
+        try:
+            r = bench_workload(model, wname, desc, info, split, device, amp, args.epochs, ov)
+        except Exception as exc:  # noqa: BLE001 - record and go on with the next workload
+            r = {"model": model, "workload": wname, "precision": "bf16" if amp else "fp32", "error": repr(exc)}
+        r["wall_s"] = round(time.perf_counter() - t, 1)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        res["runs"].append(r)
+        print(json.dumps(r), flush=True)
+        (out / "bench_cuda.json").write_text(json.dumps(res, indent=2) + "\n")
+        (out / "bench_cuda.md").write_text(bench_markdown(res))
+    if not args.training_only:
+        res["wall_s"] = round(time.perf_counter() - start, 1)
+        (out / "bench_cuda.json").write_text(json.dumps(res, indent=2) + "\n")
+        print(bench_markdown(res), flush=True)
+    if args.skip_training:
+        return 0
+
+    # part 2: epochs from part 1's fp32 epoch times on the synthetic paper data (+40% for validation)
+    def epoch_s(model):
+        r = next((r for r in res["runs"] if r.get("model") == model and r.get("workload") == "synthetic-paper"
+                  and r.get("precision") == "fp32" and "stages" in r), None)
+        return sum(s["epoch_s"] for s in r["stages"].values()) if r else None
+
+    fe, ae = epoch_s("femf"), epoch_s("atsuko")
+    budget = args.train_budget_s
+    if args.time_limit_s:
+        budget = min(budget, args.time_limit_s - (time.perf_counter() - start) - 30)
+    half = budget / 2                               # half of the budget per model, shared by its two runs
+    femf_epochs = max(2, min(args.max_femf_epochs, int(half / 2 / (1.4 * fe)))) if fe else 2
+    atsuko_epochs = max(2, min(args.max_atsuko_epochs, int(half / 2 / (1.4 * ae)))) if ae else 2
+    femf_epochs = args.femf_epochs or femf_epochs
+    atsuko_epochs = args.atsuko_epochs or atsuko_epochs
+    if args.femf_epochs and args.atsuko_epochs:
+        budget = float("inf")                       # epochs given: no budget applies
+    print(f"training budget {budget:.0f} s -> FEMF {femf_epochs} + {femf_epochs} epochs, "
+          f"Atsuko {atsuko_epochs} epochs", flush=True)
+    if budget < 20:
+        print("part 2 skipped: no time left within --time-limit-s", flush=True)
+        return 0
+    tr = {"env": env, "profile": "smoke" if args.tiny else "paper", "tiny": args.tiny,
+          "budget_s": None if math.isinf(budget) else round(budget),
+          "femf_epochs": femf_epochs, "atsuko_epochs": atsuko_epochs}
+    t = time.perf_counter()
+
+    def write(rows):
+        tr["runs"] = rows
+        tr["wall_s"] = round(time.perf_counter() - t, 1)
+        (out / "bf16_training_cuda.json").write_text(json.dumps(tr, indent=2, default=str) + "\n")
+        (out / "bf16_training_cuda.md").write_text(training_markdown(tr))
+
+    write(training_compare(device, femf_epochs, atsuko_epochs, args.tiny, on_row=write,
+                           models=args.training_models)["runs"])
+    print(training_markdown(tr), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
