@@ -418,7 +418,7 @@ def test_planted_checkpoint_never_runs_code_on_resume_or_in_the_analysis(tmp_pat
 
 
 def test_every_checkpoint_load_goes_through_load_checkpoint():
-    """``torch.load`` appears once in mser_lib and the notebook sources, inside load_checkpoint, with weights_only=True."""
+    """``torch.load`` appears once in mser_lib and the notebook sources: in load_checkpoint, weights_only=True."""
     hits = []
     for path in sorted((ROOT / "mser_lib").rglob("*.py")) + sorted((ROOT / "notebooks").glob("*.py")):
         for i, line in enumerate(path.read_text().splitlines(), 1):

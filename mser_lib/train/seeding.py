@@ -52,8 +52,9 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-<<<<<<< HEAD
-    """Restore what :func:`rng_state` returned (also the tuple form older checkpoints stored)."""
+    """Restore what :func:`rng_state` returned (also the tuple form older checkpoints stored). The torch
+    states must be CPU byte tensors: a checkpoint loaded with ``map_location="cuda"`` has moved them to
+    the GPU, so they are brought back first."""
     py = state["python"]
     if isinstance(py, dict):
         py = (py["version"], tuple(int(x) for x in py["internal"]), py["gauss_next"])
@@ -64,13 +65,6 @@ def set_rng_state(state: dict) -> None:
         npst = (npst["bit_generator"], keys.astype(np.uint32), npst["pos"], npst["has_gauss"],
                 npst["cached_gaussian"])
     np.random.set_state(npst)
-    torch.set_rng_state(state["torch"])
-=======
-    """Restore :func:`rng_state`. The torch states must be CPU byte tensors: a checkpoint loaded with
-    ``map_location="cuda"`` has moved them to the GPU, so they are brought back first."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"].cpu())
->>>>>>> cuda
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
