@@ -255,12 +255,14 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
             overrides: dict | None = None, train: dict | None = None, data_dir=None,
             data_kwargs: dict | None = None, eval_missing: list | None = None,
             results_dir=DEFAULT_RESULTS, force: bool = False, device: str | None = None,
-            progress: bool = True, tag: str | None = None, reuse: str = "local") -> dict:
+            progress: bool = True, tag: str | None = None, reuse: str = "local", record: bool = True) -> dict:
     """Train and evaluate one run, or return its cached record. See the module docstring.
 
     Args:
         reuse: ``"local"`` (runs this machine finished) or ``"records"`` (also ``runs.jsonl``).
         force: retrain even when a record exists.
+        record: upsert a newly trained run's record into ``runs.jsonl`` (``False``: the caller does,
+            as the Ray driver of :func:`run_grid`; ``record.json`` is written either way).
 
     Returns:
         The record (a dict; ``record["test"]`` holds the SPEC 2 metrics on the test split at the
@@ -276,14 +278,14 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
         cached = find_record(results_dir, run, reuse)
         if cached is not None:
             return cached
-    return train_run(run, ds, results_dir, progress=progress, tag=tag, fresh=force)
+    return train_run(run, ds, results_dir, progress=progress, tag=tag, fresh=force, record=record)
 
 
 def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, progress: bool = False,
-              tag: str | None = None, fresh: bool = False) -> dict:
+              tag: str | None = None, fresh: bool = False, record: bool = True) -> dict:
     """Train the resolved run ``run`` (from :func:`resolve_run`) on ``ds``; resume from ``last.pt`` unless
-    ``fresh``. Writes ``record.json`` beside the checkpoints, upserts ``runs.jsonl`` and drops the run's
-    cached test predictions. Returns the record."""
+    ``fresh``. Writes ``record.json`` beside the checkpoints, upserts ``runs.jsonl`` (unless ``record`` is
+    false: then the caller must) and drops the run's cached test predictions. Returns the record."""
     h = config_hash(run)
     profile, dataset, seed, model = run["profile"], run["dataset"], run["seed"], run["model"]
     rdir = run_dir(results_dir, profile, dataset, h)
@@ -306,7 +308,7 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     for spec in run["eval_missing"]:
         mm = MissingModality(**spec)
         missing_metrics[mm.name] = evaluate(net, ds.test, ds.info, tcfg, missing=mm, seed=seed)[0]
-    record = {
+    rec = {
         "config_hash": h, "tag": tag, "model": model, "dataset": dataset, "seed": seed, "profile": profile,
         "overrides": run["overrides"], "config": run, "git_revision": git_revision(), "versions": versions(),
         "device": str(resolve_device(tcfg.device)), "n_params": n_params,
@@ -323,10 +325,11 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     # JSON round trip, so that the record compares equal to its copy read back from runs.jsonl
-    record = json.loads(json.dumps(record, sort_keys=True, default=_jsonable))
-    upsert_record(runs_path(results_dir, profile, dataset), record)
-    atomic_write_json(rdir / "record.json", record)
-    return record
+    rec = json.loads(json.dumps(rec, sort_keys=True, default=_jsonable))
+    if record:
+        upsert_record(runs_path(results_dir, profile, dataset), rec)
+    atomic_write_json(rdir / "record.json", rec)
+    return rec
 
 
 def ensure_trained(record: dict, ds: MultimodalDataset, results_dir) -> dict:
@@ -357,16 +360,20 @@ def _worker(kwargs: dict) -> dict:
     return run_one(**kwargs)
 
 
+def _job_run(job: dict) -> dict:
+    """The resolved run (:func:`resolve_run`) of a grid job, a dict of :func:`run_one` arguments, with
+    :func:`run_one`'s defaults."""
+    dataset, profile = job.get("dataset", "synthetic"), job.get("profile", "quick")
+    ds = get_dataset(dataset, job.get("data_dir"), profile, job.get("data_kwargs"))
+    return resolve_run(job["model"], dataset, job.get("seed", 0), profile, job.get("overrides"), job.get("train"),
+                       job.get("data_kwargs"), job.get("eval_missing"), job.get("device"), info=ds.info)
+
+
 def expected_cost(job: dict) -> float:
     """A run's expected training time, for scheduling: its committed record's wall time when
     ``runs.jsonl`` has one, else infinity (unknown runs first)."""
     try:
-        ds = get_dataset(job.get("dataset", "synthetic"), job.get("data_dir"), job.get("profile", "quick"),
-                         job.get("data_kwargs"))
-        run = resolve_run(job["model"], job.get("dataset", "synthetic"), job.get("seed", 0),
-                          job.get("profile", "quick"), job.get("overrides"), job.get("train"),
-                          job.get("data_kwargs"), job.get("eval_missing"), job.get("device"), info=ds.info)
-        rec = committed_record(job.get("results_dir", DEFAULT_RESULTS), run)
+        rec = committed_record(job.get("results_dir", DEFAULT_RESULTS), _job_run(job))
     except Exception:   # an estimate only: a bad job fails later, with its own error
         return float("inf")
     return float(rec["wall_time_s"]) if rec and rec.get("wall_time_s") is not None else float("inf")
