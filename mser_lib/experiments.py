@@ -28,7 +28,10 @@ the epoch chosen on VALID, valid and test metrics (and test metrics under each r
 missing-modality condition), the parameter count and a compact training history. Tables and
 figures are built from these records only.
 
-``run_grid`` runs a list of runs with a progress bar, in-process by default or on a process pool.
+``run_grid`` runs a list of runs with a progress bar: in-process by default, on a local process pool,
+or as Ray tasks (``executor="ray"``, local or on a cluster; Ray is the optional extra ``mser_lib[ray]``).
+Under Ray the tasks train and write their checkpoints and ``record.json``; only the driver (the process
+that called ``run_grid``) writes ``runs.jsonl``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import copy
 import fcntl
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -379,23 +383,130 @@ def expected_cost(job: dict) -> float:
     return float(rec["wall_time_s"]) if rec and rec.get("wall_time_s") is not None else float("inf")
 
 
+RAY_EXTRA_HINT = ('executor="ray" needs Ray, the optional extra mser_lib[ray]: pip install -e ".[ray]" '
+                  '(or pip install "ray>=2.9")')
+
+
+def _import_ray():
+    """``ray``, imported only when a grid asks for it (importing mser_lib never imports Ray)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(RAY_EXTRA_HINT) from e
+    return ray
+
+
+def ray_resources(job: dict) -> dict:
+    """The Ray request of one grid job: ``num_cpus`` = its profile's ``threads`` (1 when unset) and
+    ``num_gpus`` = 1 when its device resolves to CUDA. ``"auto"`` resolves on the driver: on a cluster
+    whose head has no GPU, name the device (``device="cuda"``, ``DEVICE=cuda``)."""
+    threads = load_profile(job.get("profile", "quick")).get("threads") or 1
+    on_cuda = resolve_device(_job_run(job)["train"]["device"]).type == "cuda"
+    return {"num_cpus": int(threads), "num_gpus": 1 if on_cuda else 0}
+
+
+def _ray_task(job: dict) -> dict:
+    """One run as a Ray task: trains (checkpoints and ``record.json`` in the run's own folder) and
+    returns the record; ``runs.jsonl`` is left to the driver."""
+    return run_one(**{**job, "record": False})
+
+
+def _ray_grid(jobs: list[dict], order: list[int], progress: bool, ray_address: str | None) -> list[dict]:
+    """The Ray executor of :func:`run_grid` (see there): cache look-ups and ``runs.jsonl`` in this
+    process, one Ray task per run that is not cached."""
+    ray = _import_ray()
+    address = ray_address or os.environ.get("RAY_ADDRESS") or None
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address)
+        else:   # a fresh local Ray, never a stale one found in /tmp/ray
+            ray.init(address="local", include_dashboard=False)
+    try:
+        task = ray.remote(_ray_task)
+        done: list = [None] * len(jobs)
+        pending = {}
+        for n in order:                                   # submitted longest first
+            job = jobs[n]
+            run = _job_run(job)
+            rec = None if job.get("force") else find_record(job["results_dir"], run, job.get("reuse", "local"))
+            if rec is not None:
+                done[n] = rec
+                # A run finished by an earlier grid whose driver stopped before recording it: add it
+                # (only when runs.jsonl has no record of its hash; an existing record is left alone).
+                if committed_record(job["results_dir"], run) is None:
+                    upsert_record(runs_path(job["results_dir"], run["profile"], run["dataset"]), rec)
+                continue
+            opts = ray_resources(job)
+            name = f"mser {job['model']} seed {job.get('seed', 0)} {config_hash(run)}"
+            pending[task.options(name=name, **opts).remote(job)] = n
+        errors = []
+        with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc="runs", disable=not progress) as bar:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    n = pending.pop(ref)
+                    try:
+                        rec = ray.get(ref)
+                    except Exception as e:                # let the other runs finish and be recorded
+                        errors.append((jobs[n], e))
+                        continue
+                    upsert_record(runs_path(jobs[n]["results_dir"], rec["profile"], rec["dataset"]), rec)
+                    done[n] = rec
+                    bar.update()
+        if errors:
+            job, err = errors[0]
+            raise RuntimeError(f"{len(errors)} of {len(jobs)} Ray runs failed; the first: {job['model']} "
+                               f"seed {job.get('seed', 0)} overrides {job.get('overrides')}: {err}") from err
+        return done
+    finally:
+        if started:
+            ray.shutdown()
+
+
+EXECUTORS = ("inline", "process", "ray")
+
+
 def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inline", workers: int = 2,
-             progress: bool = True, **common) -> list[dict]:
+             progress: bool = True, ray_address: str | None = None, **common) -> list[dict]:
     """Run every run of ``runs`` (each a dict of :func:`run_one` arguments), cached and resumable.
 
     Args:
         runs: e.g. ``[{"model": "femf", "seed": 0, "overrides": {"use_fae": False}}, ...]``.
         results_dir: where records and checkpoints go.
-        executor: ``"inline"`` (in this process) or ``"process"`` (a pool of ``workers``; the longest
-            runs, by :func:`expected_cost`, are started first so that the workers finish together).
+        executor: ``"inline"`` (in this process), ``"process"`` (a pool of ``workers``) or ``"ray"``
+            (one Ray task per run; see below). The pool and Ray start the longest runs first, by
+            :func:`expected_cost`, so that the workers finish together.
+        ray_address: the Ray cluster to use (e.g. ``"ray://head:10001"``, ``"auto"``); default
+            ``$RAY_ADDRESS``, else a local Ray started for this grid (all cores) and shut down after it.
+            When Ray is already initialised in this process, that connection is used as it is (so
+            ``ray.init(..., runtime_env=...)`` before the grid sets up the workers' environment).
         **common: arguments shared by every run (``dataset``, ``profile``, ``data_dir``, ``reuse`` ...).
+
+    The Ray executor (the optional extra ``pip install -e ".[ray]"``):
+
+    * This process (the driver) looks every run up in the cache exactly as :func:`run_one` does
+      (:func:`find_record`, under ``reuse``; ``force`` skips it): cached runs start no task.
+    * Each other run is one task requesting :func:`ray_resources` (``num_cpus`` = the profile's
+      threads, ``num_gpus=1`` on CUDA). The task calls :func:`run_one` with ``record=False``: it
+      trains, resumes from ``last.pt``, and writes checkpoints and ``record.json`` in the run's own
+      folder under ``results_dir``.
+    * The driver alone writes ``runs.jsonl``: it upserts each record as its task returns
+      (:func:`upsert_record`: whole lines, one writer). A failed task does not stop the others; the
+      grid raises once every task has ended, with everything that finished recorded.
+    * On a cluster, every node needs the same mser revision and data at the same paths as the driver,
+      and ``results_dir`` (an absolute path) on a filesystem shared by all nodes. **Without a shared
+      filesystem** the records still reach the driver's ``runs.jsonl``, but checkpoints and
+      ``record.json`` stay on the worker that trained the run: the driver's machine does not count the
+      run as finished (``reuse="local"``), so a later grid or notebook here retrains it, and steps that
+      need a checkpoint retrain it too.
 
     Returns:
         The records, in the order of ``runs`` (a run listed twice is trained once and its record
         returned twice).
     """
-    if executor not in ("inline", "process"):
-        raise ValueError(f"executor must be 'inline' or 'process', got {executor!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     all_jobs = [_run_kwargs(r, {"results_dir": results_dir, "progress": False, **common}) for r in runs]
     # Identical runs listed twice (grids share runs; ``tag`` is only a label) are trained once, so that
     # two pool workers never train the same config hash at the same time.
@@ -413,6 +524,10 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
         for job in bar:
             bar.set_postfix(model=job["model"], seed=job.get("seed", 0))
             done.append(run_one(**job))
+    elif executor == "ray":
+        _import_ray()                                     # fail before any work when the extra is missing
+        order = sorted(range(len(jobs)), key=lambda n: -expected_cost(jobs[n]))
+        done = _ray_grid(jobs, order, progress, ray_address)
     else:
         order = sorted(range(len(jobs)), key=lambda n: -expected_cost(jobs[n]))
         done = [None] * len(jobs)
