@@ -3,6 +3,7 @@
 #                    results/ and report whether the committed numbers were reproduced
 #   make test        set up .venv and run the test suite
 # The papers' setting:  make reproduce DATA=mosi DATA_DIR=/path/to/MMSA/MOSI PROFILE=paper DEVICE=cuda
+# On Ray (pip install -e ".[ray]"):  make reproduce EXECUTOR=ray RAY_ADDRESS=ray://head:10001
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -17,6 +18,10 @@ SEEDS      ?=
 FORCE      ?= 0
 STRICT     ?= 0
 RESULTS    ?= results
+# Training phase executor (inline, process or ray; empty: the pipeline's default) and Ray cluster
+# address (empty: $RAY_ADDRESS, else a local Ray). Passed to the pipeline only when set.
+EXECUTOR   ?=
+RAY_ADDRESS ?=
 
 .PHONY: setup reproduce tables test test-fast lint bench readme-table clean distclean help
 
@@ -41,7 +46,8 @@ $(VENV)/.installed: pyproject.toml
 reproduce: setup
 	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \
 		--device $(DEVICE) --seeds "$(SEEDS)" --force $(FORCE) --results-dir $(RESULTS) \
-		$(if $(filter 1,$(STRICT)),--strict,)
+		$(if $(filter 1,$(STRICT)),--strict,) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(RAY_ADDRESS),--ray-address "$(RAY_ADDRESS)",)
 
 tables: setup
 	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \

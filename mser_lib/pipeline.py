@@ -5,6 +5,7 @@
     python -m mser_lib.pipeline --profile quick --update-notebooks    # also refresh notebooks/ outputs
     python -m mser_lib.pipeline --reuse records                       # `make tables`: re-render only
     python -m mser_lib.pipeline --readme-table          # refresh the README's results table
+    python -m mser_lib.pipeline --executor ray --ray-address ray://head:10001   # train on a Ray cluster
 
 Three phases:
 
@@ -12,7 +13,10 @@ Three phases:
    longest first on a pool of one-thread workers. Only runs this machine has already finished are
    reused (``reuse="local"``, see :mod:`mser_lib.experiments`): in a fresh clone everything is
    retrained, whatever the committed ``runs.jsonl`` holds. An interrupted reproduce continues where it
-   stopped (finished runs are kept, an unfinished one resumes from its ``last.pt``).
+   stopped (finished runs are kept, an unfinished one resumes from its ``last.pt``). ``--executor``
+   overrides the choice of :func:`grid_executor`; ``--executor ray`` trains one Ray task per run, on a
+   local Ray or on the cluster of ``--ray-address`` (default ``$RAY_ADDRESS``; see
+   :func:`mser_lib.experiments.run_grid` for what a cluster needs).
 2. **Notebooks.** papermill executes them; they find every run trained and only analyse.
 3. **Report.** :mod:`mser_lib.reproduction` compares each run trained here with the committed record
    of the same config hash, writes ``tables/reproduction.{csv,md}`` and prints the verdict line.
@@ -47,7 +51,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 from . import grids  # noqa: E402
-from .experiments import REUSE_MODES, load_profile, profile_seeds, run_grid  # noqa: E402
+from .experiments import EXECUTORS, REUSE_MODES, load_profile, profile_seeds, run_grid  # noqa: E402
 from .models import model_names  # noqa: E402
 from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table  # noqa: E402
 from .train.io import atomic_write_text  # noqa: E402
@@ -253,11 +257,23 @@ def train_all(args, seeds: list[int]) -> int:
     if threads:
         torch.set_num_threads(int(threads))
     executor, workers = grid_executor(threads, on_cpu)
+    executor = getattr(args, "executor", None) or executor
     records = run_grid(specs, results_dir=Path(args.results_dir).resolve(), executor=executor, workers=workers,
                        progress=True, dataset=args.dataset, profile=args.profile,
                        data_dir=data_dir, device=None if args.device in ("", "auto", None) else args.device,
-                       force=bool(args.force), reuse="local")
+                       force=bool(args.force), reuse="local", **_ray_kwargs(args, executor))
     return len({r["config_hash"] for r in records})
+
+
+def _ray_kwargs(args, executor: str) -> dict:
+    """``ray_address`` for ``run_grid`` under ``--executor ray`` (empty: ``$RAY_ADDRESS`` or a local Ray)."""
+    address = getattr(args, "ray_address", None) or None
+    if executor != "ray":
+        if address:
+            print(f"note: --ray-address {address} is ignored without --executor ray", flush=True)
+        return {}
+    print(f"   on Ray: {address or os.environ.get('RAY_ADDRESS') or 'a local Ray'}", flush=True)
+    return {"ray_address": address}
 
 
 def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[str, float]]:
@@ -324,8 +340,10 @@ def update_committed_notebook(executed: Path, target: Path) -> None:
 
 def run_direct(args, out: Path, seeds: list[int]) -> None:
     runs = main_grid(args.profile, args.dataset, seeds)
-    run_grid(runs, results_dir=args.results_dir, dataset=args.dataset, profile=args.profile,
-             data_dir=args.data_dir or None, device=args.device, force=bool(args.force), reuse=args.reuse)
+    executor = getattr(args, "executor", None) or "inline"
+    run_grid(runs, results_dir=Path(args.results_dir).resolve(), dataset=args.dataset, profile=args.profile,
+             data_dir=args.data_dir or None, device=args.device, force=bool(args.force), reuse=args.reuse,
+             executor=executor, **_ray_kwargs(args, executor))
     records = load_records(args.results_dir, args.profile, args.dataset)
     table = wide_table(aggregate(records))
     for p in write_table(table, out / "tables", "main_results",
@@ -411,6 +429,13 @@ def main(argv=None) -> int:
     p.add_argument("--strict", action="store_true", help="exit 1 when a reproduced run differs (CI)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="largest |difference| of a test metric counted as reproduced (default 1e-4)")
+    p.add_argument("--executor", default=None, choices=EXECUTORS,
+                   help="how the training phase runs its grid: inline, process (a local pool) or ray (one Ray "
+                        "task per run; needs pip install -e '.[ray]'); default: a pool of one-thread workers "
+                        "on a multi-core CPU, else inline")
+    p.add_argument("--ray-address", default="",
+                   help="with --executor ray: the cluster (e.g. ray://head:10001 or auto); default $RAY_ADDRESS, "
+                        "else a local Ray")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--readme-table", action="store_true")
     p.add_argument("--no-notebooks", action="store_true", help="run the main grid directly")
