@@ -414,8 +414,9 @@ def settings_text(result: SearchResult, fold: int) -> str:
 def search_table(entries: list[tuple[SearchResult, dict[int, list[dict]] | None, dict[int, dict] | None]]
                  ) -> pd.DataFrame:
     """One row per searched model: trials run (and failed), the settings each fold chose, the search's
-    cost (sum of the trials' training wall times), the final runs' cost, how many final (seed, fold)
-    choices fell on the last epoch, and the pooled test metrics, mean ± std over the seeds.
+    cost (sum of the trials' training wall times), the final runs' cost (runs that are not already
+    trials: the search seed's final runs are trials), how many final (seed, fold) choices fell on
+    their run's last epoch (still improving), and the pooled test metrics, mean ± std over the seeds.
 
     ``entries``: ``(SearchResult, final_runs(...) or None, final_metrics(...) or None)`` per model.
     """
@@ -430,8 +431,10 @@ def search_table(entries: list[tuple[SearchResult, dict[int, list[dict]] | None,
             row[f"settings chosen on fold {f}"] = settings_text(res, f) if res.choices[f] is not None else "none"
         row["search cost (s)"] = round(res.cost_s, 1)
         if finals:
-            unique = {r["config_hash"]: r for recs in finals.values() for r in recs}
-            row["final runs cost (s)"] = round(sum(r.get("wall_time_s") or 0.0 for r in unique.values()), 1)
+            trial_hashes = {t["config_hash"] for t in res.trials}
+            extra = {r["config_hash"]: r for recs in finals.values() for r in recs
+                     if r["config_hash"] not in trial_hashes}
+            row["final runs cost (s)"] = round(sum(r.get("wall_time_s") or 0.0 for r in extra.values()), 1)
             last = sum(r["protocols"]["crossfit"]["folds"][f]["best_epoch"] == len(r["history"]) - 1
                        for recs in finals.values() for f, r in enumerate(recs))
             row["fold epoch = last"] = f"{last}/{sum(len(recs) for recs in finals.values())}"

@@ -127,5 +127,19 @@ def test_final_runs_pool_each_folds_choice_on_the_other_fold(tmp_path):
     metrics = search.final_metrics(res, finals, tmp_path, ds)
     assert metrics[0] == compute_metrics(y, p, "mosi")
     table = search.search_table([(res, finals, metrics)])
-    assert table.loc["baseline", "trials"] == "3" and table.loc["baseline", "search cost (s)"] >= 0
+    assert table.loc["baseline", "trials"] == "3"
+    assert table.loc["baseline", "search cost (s)"] == round(sum(t["wall_time_s"] for t in res.trials), 1)
+    assert table.loc["baseline", "final runs cost (s)"] == round(sum(r["wall_time_s"] for r in finals[1]), 1)
     assert "lr=" in table.loc["baseline", "settings chosen on fold 1"] and "MAE" in table.columns
+
+
+def test_a_search_needs_crossfit_selection_and_the_cli_knows_it(tmp_path):
+    with pytest.raises(ValueError, match="cross-fitted"):
+        search.run_search("baseline", "tiny", profile="smoke", n_trials=1, results_dir=tmp_path,
+                          train={**TRAIN, "selection": "valid"}, ds=tiny_dataset("position"), progress=False)
+    assert not (tmp_path / "smoke").exists()                     # refused before any study or run
+    from mser_lib.cli import build_parser
+
+    a = build_parser().parse_args(["search", "--trials", "5", "--final", "--seeds", "0", "1"])
+    assert a.models == ["atsuko", "baseline", "emoe", "femf"] and a.dataset == "mosi-bclstm"
+    assert (a.trials, a.seed, a.sampler_seed, a.final, a.seeds) == (5, 0, 0, True, [0, 1])
