@@ -4,6 +4,7 @@
     python -m mser_lib evaluate --model baseline --dataset synthetic --seed 0 --missing-rate 0.2
     python -m mser_lib datasets [--show mosi-bclstm --data-dir ../shared/data/mosi-bclstm]
     python -m mser_lib table --profile quick --dataset synthetic
+    python -m mser_lib search --dataset mosi-bclstm --data-dir ../shared/data/mosi-bclstm --trials 20 --final
 """
 
 from __future__ import annotations
@@ -117,6 +118,37 @@ def cmd_table(a) -> int:
     return 0
 
 
+def cmd_search(a) -> int:
+    from .report.tables import to_markdown, write_table
+    from .search import final_metrics, final_runs, run_search, search_table
+
+    overrides, train = _kv(a.overrides), _kv(a.train)
+    if overrides and len(a.models) > 1:
+        raise SystemExit("--set changes model fields: give it with one --models name only")
+    entries = []
+    for model in a.models:
+        res = run_search(model, a.dataset, a.profile, a.trials, a.seed, a.sampler_seed, a.data_dir,
+                         _kv(a.data_kwargs), a.results_dir, overrides, train, progress=not a.quiet)
+        print(json.dumps({"model": model, "trials": len(res.trials), "study": str(res.path),
+                          "cost_s": round(res.cost_s, 1), "metric": res.metric,
+                          "chosen": [None if c is None else {"fold": f, "trial": res.trials[c]["number"],
+                                                             "params": res.trials[c]["params"],
+                                                             "value": res.trials[c]["fold_values"][f]}
+                                     for f, c in enumerate(res.choices)]}))
+        finals = metrics = None
+        if a.final:
+            finals = final_runs(res, a.seeds or None, a.results_dir, progress=not a.quiet)
+            metrics = final_metrics(res, finals, a.results_dir)
+        entries.append((res, finals, metrics))
+    table = search_table(entries)
+    if a.out:
+        for path in write_table(table, a.out, "search"):
+            print(path)
+    else:
+        print(to_markdown(table))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mser_lib",
                                 description="mser: reproducible FEMF and Atsuko (frequency-aware MSA)")
@@ -150,6 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--results-dir", default="results")
     tb.add_argument("--out", default=None, help="folder for CSV, Markdown and LaTeX")
     tb.set_defaults(func=cmd_table)
+    sr = sub.add_parser("search", help="the same Optuna search for each model on the cross-fitted selection "
+                                       "folds; with --final, the folds' choices over the seeds")
+    from .search import MODEL_SPACES
+    sr.add_argument("--models", nargs="+", default=sorted(MODEL_SPACES), choices=sorted(MODEL_SPACES))
+    sr.add_argument("--dataset", default="mosi-bclstm", help="a dataset the profile cross-fits (selection: crossfit)")
+    sr.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
+    sr.add_argument("--profile", default="quick", help="smoke | quick | paper")
+    sr.add_argument("--trials", type=int, default=20, help="trials per model (a study resumes: only missing ones run)")
+    sr.add_argument("--seed", type=int, default=0, help="training seed of the trials")
+    sr.add_argument("--sampler-seed", type=int, default=0, help="seeds the trials' settings (RandomSampler)")
+    sr.add_argument("--set", dest="overrides", nargs="*", metavar="KEY=VALUE",
+                    help="fixed model fields under the searched ones (one model only)")
+    sr.add_argument("--train-set", dest="train", nargs="*", metavar="KEY=VALUE",
+                    help="fixed trainer settings under the searched ones")
+    sr.add_argument("--data-set", dest="data_kwargs", nargs="*", metavar="KEY=VALUE", help="loader arguments")
+    sr.add_argument("--final", action="store_true", help="train each fold's choice over the seeds and pool")
+    sr.add_argument("--seeds", type=int, nargs="*", help="seeds of the final runs (default: the profile's)")
+    sr.add_argument("--results-dir", default="results", help="where runs, checkpoints and search/<model>.db go")
+    sr.add_argument("--out", default=None, help="folder for search.csv/.md/.tex (default: print Markdown)")
+    sr.add_argument("--quiet", action="store_true", help="no progress bars")
+    sr.set_defaults(func=cmd_search)
     return p
 
 

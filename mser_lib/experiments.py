@@ -259,7 +259,8 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
             overrides: dict | None = None, train: dict | None = None, data_dir=None,
             data_kwargs: dict | None = None, eval_missing: list | None = None,
             results_dir=DEFAULT_RESULTS, force: bool = False, device: str | None = None,
-            progress: bool = True, tag: str | None = None, reuse: str = "local", record: bool = True) -> dict:
+            progress: bool = True, tag: str | None = None, reuse: str = "local", record: bool = True,
+            ds: MultimodalDataset | None = None) -> dict:
     """Train and evaluate one run, or return its cached record. See the module docstring.
 
     Args:
@@ -267,6 +268,8 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
         force: retrain even when a record exists.
         record: upsert a newly trained run's record into ``runs.jsonl`` (``False``: the caller does,
             as the Ray driver of :func:`run_grid`; ``record.json`` is written either way).
+        ds: an already loaded dataset to use instead of loading ``dataset`` (tests, searches). The
+            config hash holds only the name ``dataset``, so ``ds`` must be what that name loads.
 
     Returns:
         The record (a dict; ``record["test"]`` holds the SPEC 2 metrics on the test split at the
@@ -275,7 +278,8 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
     threads = load_profile(profile).get("threads")
     if threads:  # small CPU models run faster on one thread than on two contending ones
         torch.set_num_threads(int(threads))
-    ds = get_dataset(dataset, data_dir, profile, data_kwargs)
+    if ds is None:
+        ds = get_dataset(dataset, data_dir, profile, data_kwargs)
     run = resolve_run(model, dataset, seed, profile, overrides, train, data_kwargs, eval_missing, device,
                       info=ds.info)
     if not force:
