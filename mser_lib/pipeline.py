@@ -427,6 +427,9 @@ def main(argv=None) -> int:
                    help="local (default): retrain all but the runs this machine finished, then report "
                         "reproduction; records: re-render from the committed records (make tables)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a reproduced run differs (CI)")
+    p.add_argument("--prune", action="store_true",
+                   help="after the report, drop from runs.jsonl the records that no notebook needed (maintainers, "
+                        "before committing regenerated results; the dropped records are printed)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="largest |difference| of a test metric counted as reproduced (default 1e-4)")
     p.add_argument("--executor", default=None, choices=EXECUTORS,
@@ -479,6 +482,9 @@ def main(argv=None) -> int:
     tol = reproduction.TOLERANCE if args.tolerance is None else args.tolerance
     line, table = reproduction.write_report(args.results_dir, args.profile, args.dataset, tol)
     (out / "checkpoints" / reproduction.REFERENCE_NAME).unlink(missing_ok=True)
+    if args.prune:
+        dropped = reproduction.prune(args.results_dir, args.profile, args.dataset, set(table["config hash"]))
+        print(f"pruned {len(dropped)} record(s) no notebook needed from {out / 'runs.jsonl'}: {dropped}")
     differ = int((table["status"] == "differs").sum())
     print(f"\n{line}\n  report: {out / 'tables' / 'reproduction.md'}")
     if differ:

@@ -37,7 +37,7 @@ import pandas as pd
 from .experiments import same_results
 from .report.tables import to_markdown
 from .train import read_jsonl
-from .train.io import atomic_write_text
+from .train.io import _jsonable, atomic_write_text
 
 TOLERANCE = 1e-4
 # the test metrics shown per run (all test metrics are compared)
@@ -213,4 +213,17 @@ def write_report(results_dir, profile: str, dataset: str, tolerance: float = TOL
     return line, table
 
 
-__all__ = ["TOLERANCE", "snapshot_reference", "local_records", "compare", "aggregate", "verdict", "write_report"]
+def prune(results_dir, profile: str, dataset: str, keep: set[str]) -> list[str]:
+    """Rewrite ``runs.jsonl`` with only the records whose config hash is in ``keep``; returns the dropped
+    hashes. For maintainers committing regenerated results (``--prune``), never run implicitly."""
+    path = out_dir(results_dir, profile, dataset) / "runs.jsonl"
+    records = read_jsonl(path)
+    kept = [r for r in records if r["config_hash"] in keep]
+    dropped = [r["config_hash"] for r in records if r["config_hash"] not in keep]
+    if dropped:
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in kept))
+    return dropped
+
+
+__all__ = ["prune", "TOLERANCE", "snapshot_reference", "local_records", "compare", "aggregate", "verdict",
+           "write_report"]
