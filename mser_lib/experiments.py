@@ -43,6 +43,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, fields
@@ -198,7 +199,7 @@ REUSE_MODES = ("local", "records")
 # What a run produced (compared by :func:`same_results`); everything else in a record is provenance
 # (when, where, how long, which code revision).
 RESULT_FIELDS = ("n_params", "best_epoch", "epochs_run", "select_metric", "valid", "test", "test_missing",
-                 "history", "stages", "best_is_last", "protocols")
+                 "history", "stages", "best_is_last", "protocols", "degenerate")
 
 
 def same_results(a: dict, b: dict) -> bool:
@@ -323,6 +324,7 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
         "wall_time_s": round(time.perf_counter() - started, 3), "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run, "select_metric": result.select_metric,
         "resumed_from_epoch": result.resumed_from_epoch, "best_is_last": result.best_is_last,
+        "degenerate": result.degenerate,
         "selection": tcfg.selection, "protocols": result.protocols,
         "valid": result.valid_metrics, "test": result.test_metrics, "test_missing": missing_metrics,
         "history": [{k: v for k, v in row.items() if k in ("epoch", "train_total", "valid_loss",
@@ -332,6 +334,12 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
                     "best_is_last": s["best_is_last"], "valid": s["valid_metrics"]} for s in result.stages],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if result.degenerate:
+        split = "test folds (cross-fitted)" if tcfg.selection == "crossfit" else "validation split"
+        print(f"\nWARNING: run {h} ({model}, seed {seed}) LEARNED NOTHING: on the {split} its selected model does no "
+              "better than predicting the training mean / majority class. It is recorded as degenerate and left "
+              "out of the tables (tables.aggregate(include_degenerate=True) shows it).\n", file=sys.stderr,
+              flush=True)
     # JSON round trip, so that the record compares equal to its copy read back from runs.jsonl
     rec = json.loads(json.dumps(rec, sort_keys=True, default=_jsonable))
     if record:

@@ -155,3 +155,34 @@ def test_selecting_on_the_loss_trains(smoke):
     cfg = TrainConfig(**{**CFG, "epochs": 1, "select_metric": "loss", "device": "cpu"})
     res = fit_model(_model(smoke.info), smoke, cfg)
     assert res.select_metric == "loss" and np.isfinite(res.valid_metrics["loss"])
+
+
+def test_a_run_that_never_selects_raises(smoke):
+    for bad in ({"epochs": 0}, {"patience": 0}):
+        with pytest.raises(RuntimeError, match="no epoch was selected"):
+            fit_model(_model(smoke.info), smoke, TrainConfig(**{**CFG, **bad}))
+
+
+def test_a_run_that_learned_nothing_is_flagged_and_left_out_of_tables(smoke, tmp_path):
+    from mser_lib.report.tables import aggregate
+    from mser_lib.train.trainer import learned_nothing, trivial_metrics
+
+    good = fit_model(_model(smoke.info), smoke, TrainConfig(**CFG))
+    assert good.degenerate is False
+    # lr 0 and every prediction pushed 3 points up: a network that learned nothing and is off-centre
+    import dataclasses
+
+    net = _model(smoke.info)
+    net.register_forward_hook(lambda m, i, out: dataclasses.replace(out, prediction=out.prediction + 3.0))
+    dead = fit_model(net, smoke, TrainConfig(**{**CFG, "lr": 0.0, "epochs": 2}))
+    assert dead.degenerate is True
+    triv = trivial_metrics(smoke, "valid")
+    assert learned_nothing({"mae": triv["mae"]}, triv, "regression")          # ties count as nothing
+    assert not learned_nothing({"mae": triv["mae"] - 1e-3}, triv, "regression")
+    assert learned_nothing({"mae": float("nan")}, triv, "regression")
+    recs = [{"model": "baseline", "seed": s, "dataset": "synthetic", "profile": "smoke", "config_hash": str(s),
+             "test": {"mae": 1.0 + s}, "degenerate": s == 1} for s in (0, 1)]
+    with pytest.warns(UserWarning, match="degenerate"):
+        long = aggregate(recs)
+    assert long["n"].max() == 1
+    assert aggregate(recs, include_degenerate=True)["n"].max() == 2

@@ -50,8 +50,19 @@ def load_records(results_dir, profile: str, dataset: str) -> list[dict]:
     return read_jsonl(Path(results_dir) / profile / dataset / "runs.jsonl")
 
 
-def aggregate(records: list[dict], split: str = "test", by=("model", "variant")) -> pd.DataFrame:
-    """Long table: one row per (group, metric) with mean, std (ddof=1), n seeds and the seeds."""
+def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
+              include_degenerate: bool = False) -> pd.DataFrame:
+    """Long table: one row per (group, metric) with mean, std (ddof=1), n seeds and the seeds.
+
+    Runs recorded as ``degenerate`` (no better than the trivial predictor on their selection split) are
+    left out, with a warning naming them, unless ``include_degenerate``."""
+    bad = [r for r in records if r.get("degenerate")]
+    if bad and not include_degenerate:
+        import warnings
+
+        warnings.warn(f"{len(bad)} degenerate run(s) (learned nothing) left out of the table: "
+                      + ", ".join(f"{r['model']} seed {r['seed']} ({r['config_hash']})" for r in bad), stacklevel=2)
+        records = [r for r in records if not r.get("degenerate")]
     rows = []
     for r in records:
         metrics = dict(r.get(split) or {})

@@ -90,6 +90,7 @@ class FitResult:
     stages: list[dict] = field(default_factory=list)
     best_is_last: bool = False           # the chosen epoch is the last one run: still improving
     protocols: dict | None = None        # crossfit only: the same run under each selection protocol
+    degenerate: bool | None = None       # final stage: no better than the trivial predictor (learned nothing)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -322,6 +323,9 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
 
     protocols = None
     last = len(history) - 1
+    if select and not crossfit and best_epoch < 0:
+        raise RuntimeError(f"{desc}: no epoch was selected on VALID (epochs run: {len(history)}; epochs=0, "
+                           f"patience=0 or a selection metric '{metric}' that is never finite); nothing to record")
     if crossfit:
         if any(e < 0 for e in selector.best_epoch):
             raise RuntimeError("cross-fitted selection chose no epoch (epochs=0 or a metric that is never finite)")
@@ -344,10 +348,39 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
     valid, _ = evaluate(model, dataset.valid, info, cfg)
     if not crossfit:
         test = evaluate(model, dataset.test, info, cfg)[0] if score_test else None
+    degenerate = None
+    if score_test:   # did the selected model beat the trivial predictor on the split it was selected on?
+        split, chosen = ("test", test) if crossfit else ("valid", valid)
+        degenerate = learned_nothing(chosen, trivial_metrics(dataset, split), info.task)
     return FitResult(best_epoch=best_epoch, epochs_run=len(history), valid_metrics=valid,
                      test_metrics=test, history=history, wall_time_s=time.perf_counter() - start,
                      select_metric=metric, resumed_from_epoch=resumed_from, best_is_last=best_is_last,
-                     protocols=protocols)
+                     protocols=protocols, degenerate=degenerate)
+
+
+def trivial_metrics(dataset: MultimodalDataset, split: str) -> dict:
+    """Metrics on ``split`` of the trivial predictor: the mean training label (regression) or the majority
+    training class (classification)."""
+    info = dataset.info
+    tr, sp = dataset.train, dataset.split(split)
+    y_tr = np.asarray(tr.labels)[np.asarray(tr.label_mask, dtype=bool)]
+    y = np.asarray(sp.labels)[np.asarray(sp.label_mask, dtype=bool)]
+    if info.task == "classification":
+        logits = np.zeros((len(y), info.num_classes))
+        logits[:, np.bincount(y_tr.astype(int), minlength=info.num_classes).argmax()] = 1.0
+        return compute_metrics(y, logits, "classification")
+    p = np.full(len(y), float(y_tr.mean()))
+    return {**compute_metrics(y, p, info.metric_family), "loss": float(np.abs(p - y).mean())}
+
+
+def learned_nothing(model_metrics: dict, trivial: dict, task: str) -> bool:
+    """True when the model does no better than the trivial predictor: MAE not below the mean predictor's
+    (regression), accuracy not above the majority class's (classification), or a non-finite value."""
+    key = "acc" if task == "classification" else "mae"
+    m, t = model_metrics.get(key), trivial.get(key)
+    if m is None or m != m:
+        return True
+    return bool(m <= t) if key == "acc" else bool(m >= t)
 
 
 def _metrics(y: np.ndarray, p: np.ndarray, info, cfg: TrainConfig) -> dict:
@@ -409,4 +442,5 @@ def fit_model(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0
                      valid_metrics=final["valid_metrics"], test_metrics=final["test_metrics"],
                      history=final["history"], wall_time_s=total, select_metric=final["select_metric"],
                      resumed_from_epoch=final["resumed_from_epoch"], stages=results,
-                     best_is_last=final["best_is_last"], protocols=final["protocols"])
+                     best_is_last=final["best_is_last"], protocols=final["protocols"],
+                     degenerate=final["degenerate"])
