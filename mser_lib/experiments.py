@@ -309,7 +309,8 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     net = build_model(model, ds.info, run["model_preset"], **run["overrides"])
     n_params = count_parameters(net)
     started = time.perf_counter()
-    result = fit_model(net, ds, tcfg, seed=seed, run_dir=rdir)
+    with torch.enable_grad():      # also when an analysis running under no_grad retrains (ensure_trained)
+        result = fit_model(net, ds, tcfg, seed=seed, run_dir=rdir)
     missing_metrics = {}
     if run["eval_missing"] and tcfg.selection == "crossfit":
         raise ValueError("eval_missing with cross-fitted selection: use report.ablations.run_predictions, "
