@@ -135,3 +135,19 @@ def test_crossfit_resume_is_identical(tmp_path):
     resumed = fit_model(model(), ds, cfg, seed=0, run_dir=tmp_path / "b")
     assert resumed.resumed_from_epoch == 4
     assert resumed.test_metrics == full.test_metrics and resumed.protocols == full.protocols
+
+
+def test_intermediate_stage_hands_on_its_last_weights(tmp_path):
+    """FEMF's expert stage selects nothing under cross-fitting: it trains its budget, keeps the last
+    weights, records that epoch and writes them as best.pt (what notebook 02 reads)."""
+    import torch
+
+    ds = tiny_dataset("position", n=(16, 4, 10))
+    cfg = TrainConfig(epochs=3, batch_size=4, lr=3e-3, patience=1, progress=False, selection="crossfit",
+                      stage_epochs={"experts": 3, "full": 2})
+    set_seed(0)
+    net = build_model("femf", ds.info, "quick")
+    res = fit_model(net, ds, cfg, seed=0, run_dir=tmp_path)
+    experts = res.stages[0]
+    assert experts["stage"] == "experts" and experts["epochs_run"] == 3 and experts["best_epoch"] == 2
+    assert torch.load(tmp_path / "experts" / "best.pt", weights_only=True)["epoch"] == 2

@@ -323,6 +323,13 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
 
     protocols = None
     last = len(history) - 1
+    if not select and history:
+        # an intermediate stage under cross-fitting selects nothing: it hands its last weights on, and
+        # best.pt holds them (what the next stage starts from)
+        best_epoch = last
+        if run_dir is not None:
+            atomic_torch_save({"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                               "epoch": last, "selected": False}, run_dir / "best.pt")
     if select and not crossfit and best_epoch < 0:
         raise RuntimeError(f"{desc}: no epoch was selected on VALID (epochs run: {len(history)}; epochs=0, "
                            f"patience=0 or a selection metric '{metric}' that is never finite); nothing to record")
