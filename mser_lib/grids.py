@@ -15,6 +15,8 @@ Sizes:
   points around the paper's default with the first seed only (their comparisons rest on the
   bootstrap over test samples). Sized so that notebooks 04-06 fit about 10 minutes on a 2-core CPU
   once notebook 03 has trained the main comparison.
+* ``claims``: quick's variants and sweep points, but every seed of the profile (5) and the profile's
+  full schedule, the same as the main runs: the grids behind claims that must survive training noise.
 * ``paper``: the papers' grids (every variant, every sweep point of their figures, the profile's
   seeds) with the profile's full schedule.
 
@@ -32,12 +34,15 @@ from __future__ import annotations
 from .data.batch import DatasetInfo
 from .models.femf import PAPER_ORDER
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "claims", "paper")
+# which list of sweep points each profile uses
+SWEEP_POINTS = {"smoke": "smoke", "quick": "quick", "claims": "quick", "paper": "paper"}
 
 # Trainer overrides of the ablation / sensitivity runs (None: the profile's own schedule).
 ABLATION_TRAIN: dict[str, dict | None] = {
     "smoke": None,
     "quick": {"epochs": 4, "patience": 4, "stage_epochs": {"experts": 2, "full": 4}},
+    "claims": None,
     "paper": None,
 }
 
@@ -99,17 +104,17 @@ def _check(profile: str) -> str:
 
 
 def ablation_seeds(profile: str, seeds: list[int]) -> list[int]:
-    """Seeds of the ablation and sensitivity grids: all at smoke and paper, the first two at quick."""
+    """Seeds of the ablation grids: all at smoke, claims and paper, the first two at quick."""
     _check(profile)
     seeds = list(seeds)
     return seeds[:2] if profile == "quick" else seeds
 
 
 def sweep_seeds(profile: str, seeds: list[int]) -> list[int]:
-    """Seeds of the sensitivity and order sweeps: all at paper, the first one at smoke and quick."""
+    """Seeds of the sensitivity and order sweeps: all at claims and paper, the first one at smoke and quick."""
     _check(profile)
     seeds = list(seeds)
-    return seeds if profile == "paper" else seeds[:1]
+    return seeds if profile in ("claims", "paper") else seeds[:1]
 
 
 def _spec(model: str, seed: int, overrides: dict, profile: str, tag: str) -> dict:
@@ -170,7 +175,7 @@ def _sweep(model: str, sweeps: dict, profile: str, seeds: list[int], dataset) ->
     out = []
     for s in sweep_seeds(profile, seeds):
         for param, per in sweeps.items():
-            for v in per[profile]:
+            for v in per[SWEEP_POINTS[profile]]:
                 ov = {} if param in default and v == default[param] else {param: v}
                 out.append(_spec(model, s, ov, profile, f"{param}={v}"))
     return out

@@ -430,3 +430,16 @@ def test_ablation_figures_draw_from_tables(tmp_path):
         paths = save_figure(fig, tmp_path, f"f{i}")
         assert all(p.stat().st_size > 0 for p in paths)
         plt.close(fig)
+
+
+def test_claims_profile_runs_every_grid_with_every_seed_on_the_main_schedule():
+    """The claims grids: 5 seeds for every ablation and sweep, no shortened schedule, quick's points."""
+    from mser_lib.experiments import profile_seeds
+
+    seeds = profile_seeds("claims", "mosi-bclstm")
+    assert seeds == [0, 1, 2, 3, 4]
+    for name in ("femf_components", "femf_modalities", "atsuko_table4", "femf_orders"):
+        specs = grids.GRIDS[name]("claims", seeds)
+        assert {s["seed"] for s in specs} == set(seeds) and not any("train" in s for s in specs), name
+    sweep = grids.femf_sensitivity("claims", seeds, "mosi-bclstm")
+    assert {s["tag"] for s in sweep} == {s["tag"] for s in grids.femf_sensitivity("quick", [0], "mosi-bclstm")}
