@@ -175,7 +175,8 @@ if ds.info.name == "synthetic":                      # where the generator put t
 # %% [markdown]
 # On the built-in benchmark the text evidence is low-frequency, the audio evidence oscillates at
 # 0.30-0.45 cycles per step and the vision evidence at 0.12-0.22, behind low-frequency nuisance
-# (notebook 00). FEMF's low band keeps the rfft bins below $c \cdot (\lfloor T/2 \rfloor + 1)$, i.e.
+# (notebook 00). FEMF's low band keeps the first $c_T$ rfft bins, $c_T$ being
+# $c \cdot (\lfloor T/2 \rfloor + 1)$ rounded per sample on its own length $T$ (notebook 01), i.e.
 # frequencies below about $c/2$ cycles per step (notebook 01 prints the preset's $c$; with
 # $c = 0.6$, the paper's MOSI value, the cut lies near 0.3 cycles per step): text and vision
 # evidence fall in the low band and audio evidence in the high band. The experts

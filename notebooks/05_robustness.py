@@ -137,9 +137,15 @@ display(Markdown(to_markdown(deg_table)))
 # the default point is the same run as FEMF's full model in notebook 04 (same config hash) where the
 # schedules agree.
 #
-# * FEMF Fig. 4: the number of interaction layers $T$ (Sec. 3.4), the fusion weight $\alpha$ of the
-#   frequency experts, $R_m = \alpha\,R^{high}_m + (1-\alpha)\,R^{low}_m$ (eq. 15), and the cut-off
-#   ratio $c$ of the DFT split (eq. 8: the lowest $\lceil c\,(L/2+1) \rceil$ frequency bins are "low").
+# * FEMF Fig. 4: the number of interaction layers (Sec. 3.4), the fusion weight $\alpha$ of the
+#   frequency experts, $R_m = \alpha X_m^{\mathrm{low}} + (1-\alpha) X_m^{\mathrm{high}}$ (eq. 15, as in the
+#   paper and `femf.py`: $\alpha$ weighs the low band, so the paper's optimum $\alpha = 0.3$ leans on the
+#   high band), and the cut-off ratio $c$ of the DFT split (eq. 8). A sample with $T$ real positions
+#   (its own length, never the padded one) keeps its first
+#
+#   $$c_T = \mathrm{clamp}\big(\lfloor c \cdot (\lfloor T/2 \rfloor + 1) + \tfrac12 \rfloor,\ 1,\ \lfloor T/2 \rfloor + 1\big)$$
+#
+#   rfft bins in the low band (`mser_lib.spectral.dft.cutoff_bins`, notebook 01).
 # * Atsuko Fig. 3: the entropy weight $\lambda_{ent}$, the stochastic band-mask rate $p$, the routing
 #   weight $\lambda_{comp}$ and the distillation weight $\lambda_{dis}$ (eq. 12). The paper reports Acc-7.
 
