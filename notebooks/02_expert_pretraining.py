@@ -63,7 +63,7 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # (with $\mathcal L_{dis}$, eq. 7) and the experts on $\mathcal L_{train}$; the stage's prediction,
 # used to select the epoch on VALID, is the mean of the six experts' predictions. In stage 2 the
 # experts run under `torch.no_grad` with `requires_grad=False` (the public code does not freeze them,
-# SPEC 3 finding 2), and each band of modality $m$ is read by every expert of that band (eq. 11-15):
+# [docs/reference-differences.md](../docs/reference-differences.md), row 2), and each band of modality $m$ is read by every expert of that band (eq. 11-15):
 #
 # $$x_i^m = e_i(x_m^{\mathrm{low}}), \quad w^m = \mathrm{softmax}\big(\mathrm{MLP}(x_m^{\mathrm{low}}, x_t^{\mathrm{low}})\big), \quad
 #   X_m^{\mathrm{low}} = \sum_i w_i^m x_i^m, \quad R_m = \alpha X_m^{\mathrm{low}} + (1 - \alpha) X_m^{\mathrm{high}} .$$

@@ -18,7 +18,7 @@
 #
 # The main comparison. Every model is trained for every seed of the profile, selected on the
 # validation split and scored once on the test split; the table reports mean ± std over seeds for
-# every metric of SPEC 2, beside the numbers the papers report (marked *reported*, with their datasets
+# every metric of [docs/metrics.md](../docs/metrics.md), beside the numbers the papers report (marked *reported*, with their datasets
 # and features: they are context, not comparable to runs on other data).
 #
 # FEMF's runs were trained in notebook 02 and are reused here (same config hash). A run already in
@@ -72,7 +72,7 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # written from its prose, as `mser_lib/models/atsuko.py` documents.)
 #
 # **EMOE** is Atsuko with the SBN and the MCM switched off (its router then follows EMOE's own
-# target, SPEC 4): the first row of Atsuko's ablation (Table 4).
+# target, [docs/emoe.md](../docs/emoe.md)): the first row of Atsuko's ablation (Table 4).
 #
 # **Baselines**: a late-fusion MLP over mean-pooled features (sequence layout) or a bc-LSTM-like
 # bidirectional GRU over utterances (position layout), on all three modalities and on each alone.
