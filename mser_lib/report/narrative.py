@@ -191,17 +191,20 @@ def beats_all_sentence(frame: pd.DataFrame, a: str, others: list[str], metric: s
     return s + ", though each gap is within the seed spread."
 
 
+def degradation(curves: pd.DataFrame, label: str, metric: str, rate: float) -> float:
+    """How much worse ``label`` is on ``metric`` at ``rate`` than at rate 0 (seed means; positive =
+    worse). ``curves``: columns label, seed, rate, metric, value (``ablations.missing_curves``)."""
+    sub = curves[(curves["label"] == label) & (curves["metric"] == metric)]
+    m0 = sub[np.isclose(sub["rate"].astype(float), 0.0)]["value"].astype(float).mean()
+    mr = sub[np.isclose(sub["rate"].astype(float), rate)]["value"].astype(float).mean()
+    return float((mr - m0) if metric in LOWER_IS_BETTER else (m0 - mr))
+
+
 def degradation_sentence(curves: pd.DataFrame, a: str, b: str, metric: str, rate: float,
                          names: dict | None = None) -> str:
     """How much ``a`` and ``b`` lose on ``metric`` from rate 0 to ``rate`` (seed means of ``curves``:
     columns label, seed, rate, metric, value), and which loses more."""
-    def drop(lab):
-        sub = curves[(curves["label"] == lab) & (curves["metric"] == metric)]
-        m0 = sub[np.isclose(sub["rate"].astype(float), 0.0)]["value"].astype(float).mean()
-        mr = sub[np.isclose(sub["rate"].astype(float), rate)]["value"].astype(float).mean()
-        return (mr - m0) if metric in LOWER_IS_BETTER else (m0 - mr)
-
-    da, db = drop(a), drop(b)
+    da, db = degradation(curves, a, metric, rate), degradation(curves, b, metric, rate)
     na, nb, mn = name_of(a, names), name_of(b, names), metric_name(metric)
     unit = " points" if _percent(metric) else ""
     k = 100.0 if _percent(metric) else 1.0
@@ -236,5 +239,5 @@ def what_we_see(sentences: list[str | None], dataset=None) -> str:
 
 
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
-           "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence",
+           "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
            "beats_all_sentence", "degradation_sentence", "claims_sentence", "what_we_see"]
