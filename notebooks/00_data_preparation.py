@@ -238,6 +238,4 @@ if bclstm_dir is not None:
     display(Markdown(to_markdown(analysis.dataset_summary(real))))
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

@@ -333,6 +333,4 @@ else:
     print(f"text cuts on the real training spectra: {np.round(rcuts, 3).tolist()}")
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

@@ -209,6 +209,4 @@ for r in records:
 print("expert weights unchanged by stage 2:", "unknown (checkpoints not kept)" if None in same else all(same))
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

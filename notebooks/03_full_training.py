@@ -297,6 +297,4 @@ else:
 # missing modalities, and the papers' figures.
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

@@ -313,6 +313,4 @@ print("every claim has a verdict:", bool(claims["resolved"].isin(stats.VERDICTS)
 display(Markdown(nv.what_we_see([nv.claims_sentence(claims)], ds.info)))
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

@@ -140,9 +140,7 @@ top = max(float(r) for r in curves["rate"].unique())
 see = [nv.degradation_sentence(curves, a, "baseline", m, top) for a in ("femf", "atsuko", "emoe")
        if {a, "baseline"} <= set(labels) for m in ("f1_non0",)]
 if {"femf", "baseline"} <= set(labels):
-    d = {lab: float(curves[(curves["label"] == lab) & (curves["metric"] == "f1_non0") & (curves["rate"] == 0)]
-                    ["value"].mean() - curves[(curves["label"] == lab) & (curves["metric"] == "f1_non0") &
-                                             (curves["rate"] == top)]["value"].mean()) for lab in ("femf", "baseline")}
+    d = {lab: nv.degradation(curves, lab, "f1_non0", top) for lab in ("femf", "baseline")}
     see.append("FEMF's Fig. 6 shows FEMF declining markedly slower than the baselines; "
                + ("ours agree in direction." if d["femf"] < d["baseline"] else
                   "our FEMF loses more F1 than the baseline, which contradicts it (the tables above and the claims "
@@ -269,6 +267,4 @@ print("every claim has a verdict:", bool(claims["resolved"].isin(stats.VERDICTS)
 display(Markdown(nv.what_we_see([nv.claims_sentence(claims)], ds.info)))
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

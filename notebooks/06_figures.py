@@ -228,6 +228,4 @@ if parts:
     display(Markdown(to_markdown(all_claims[["paper says", "we measure", "resolved", "agrees with paper"]])))
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())
