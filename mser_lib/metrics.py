@@ -1,4 +1,4 @@
-"""The field's metric definitions (MMSA; SPEC.md section 2), used by both papers' tables.
+"""The field's metric definitions (MMSA; docs/metrics.md), used by both papers' tables.
 
 Three families, chosen by ``DatasetInfo.metric_family``:
 

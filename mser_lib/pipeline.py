@@ -122,20 +122,27 @@ class NotebookContext:
             return p.as_posix()
 
     def save_figure(self, fig, name: str) -> None:
-        """Write ``figures/<name>.png`` and ``.pdf`` (atomically), print their names, add them to
-        ``written``."""
+        """Write ``figures/<name>.png`` and ``.pdf`` (atomically) and add them to ``written``, quietly:
+        :meth:`written_summary` reports every saved file in one line at the end."""
         from .report.figures import save_figure
 
-        paths = save_figure(fig, self.figures, name)
-        self.written += paths
-        print("figure:", ", ".join(p.name for p in paths))
+        self.written += save_figure(fig, self.figures, name)
 
     def save_table(self, df, name: str, caption: str = "") -> None:
-        """Write ``tables/<name>.csv``, ``.md`` and ``.tex`` (atomically), print their names, add them
-        to ``written``."""
-        paths = write_table(df, self.tables, name, caption=caption)
-        self.written += paths
-        print("table:", ", ".join(p.name for p in paths))
+        """Write ``tables/<name>.csv``, ``.md`` and ``.tex`` (atomically) and add them to ``written``,
+        quietly (see :meth:`written_summary`)."""
+        self.written += write_table(df, self.tables, name, caption=caption)
+
+    def written_summary(self) -> str:
+        """One line for every file this notebook saved: how many, where, and the folders with the
+        names (without extensions) saved in each, e.g. ``"12 files written under results/quick/
+        synthetic: tables/ main_results, run_costs; figures/ curves"``."""
+        groups: dict = {}
+        for p in self.written:
+            p = Path(p)
+            groups.setdefault(p.parent.name, {})[p.stem] = None
+        parts = [f"{folder}/ {', '.join(stems)}" for folder, stems in groups.items()]
+        return f"{len(self.written)} files written under {self.rel(self.out)}: " + "; ".join(parts)
 
 
 def _resolve_seeds(seeds, profile: str, dataset: str | None = None) -> list[int]:

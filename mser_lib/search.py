@@ -365,7 +365,7 @@ def fold_predictions(fold_records: list[dict], ds, results_dir) -> tuple[np.ndar
 
 
 def score_pooled(y: np.ndarray, preds: list[np.ndarray], fold_of: np.ndarray, family: str) -> dict:
-    """Test metrics (SPEC 2) of the pooled predictions: each position of fold ``j`` predicted by the
+    """Test metrics (docs/metrics.md) of the pooled predictions: each position of fold ``j`` predicted by the
     mean of ``preds[f]`` over the folds ``f != j`` (:func:`mser_lib.train.crossfit.pool_predictions`)."""
     from .train.crossfit import pool_predictions
 
@@ -382,7 +382,7 @@ def pooled_predictions(fold_records: list[dict], ds, results_dir) -> tuple[np.nd
 
 
 def pooled_metrics(fold_records: list[dict], ds, results_dir) -> dict:
-    """Test metrics (SPEC 2) over the pooled predictions of the folds' choices (:func:`score_pooled`)."""
+    """Test metrics (docs/metrics.md) over the pooled predictions of the folds' choices (:func:`score_pooled`)."""
     y, preds, _, fold_of = fold_predictions(fold_records, ds, results_dir)
     return score_pooled(y, preds, fold_of, ds.info.metric_family)
 

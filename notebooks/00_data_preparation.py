@@ -104,7 +104,7 @@ print(f"labels {tuple(batch.labels.shape)}, label_mask {tuple(batch.label_mask.s
 #
 # CMU-MOSI labels average five annotators on a 7-point scale, so they lie in [-3, 3] on a grid of
 # 0.2, and a few are exactly 0. The metrics make 0 matter: "neg/non-neg" Acc-2 counts 0 as
-# non-negative, "neg/pos" Acc-2 drops it (SPEC 2, `mser_lib.metrics`).
+# non-negative, "neg/pos" Acc-2 drops it ([docs/metrics.md](../docs/metrics.md), `mser_lib.metrics`).
 
 # %%
 labels = {s: ds.split(s).labels[ds.split(s).label_mask] for s in ("train", "valid", "test")}
@@ -238,6 +238,4 @@ if bclstm_dir is not None:
     display(Markdown(to_markdown(analysis.dataset_summary(real))))
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

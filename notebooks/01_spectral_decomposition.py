@@ -139,7 +139,7 @@ ctx.save_table(share.pivot(index="c", columns="modality", values="high_share").r
 assert (share.groupby("modality")["high_share"].apply(lambda s: s.is_monotonic_decreasing)).all()
 
 # %% [markdown]
-# **The public reference code's rule** (SPEC 3, finding 1) computes `c = int(T * 0.9)` on the padded
+# **The public reference code's rule** ([docs/reference-differences.md](../docs/reference-differences.md), row 1) computes `c = int(T * 0.9)` on the padded
 # length and uses it as an index into the $\lfloor T/2\rfloor + 1$ rfft bins. For every $T \ge 3$
 # that index lies beyond the last bin: nothing is cut, the "high band" is float rounding noise, and
 # the high-frequency experts learn a constant. mser follows the paper (a real split) and keeps the
@@ -333,6 +333,4 @@ else:
     print(f"text cuts on the real training spectra: {np.round(rcuts, 3).tolist()}")
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

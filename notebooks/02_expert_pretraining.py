@@ -63,7 +63,7 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # (with $\mathcal L_{dis}$, eq. 7) and the experts on $\mathcal L_{train}$; the stage's prediction,
 # used to select the epoch on VALID, is the mean of the six experts' predictions. In stage 2 the
 # experts run under `torch.no_grad` with `requires_grad=False` (the public code does not freeze them,
-# SPEC 3 finding 2), and each band of modality $m$ is read by every expert of that band (eq. 11-15):
+# [docs/reference-differences.md](../docs/reference-differences.md), row 2), and each band of modality $m$ is read by every expert of that band (eq. 11-15):
 #
 # $$x_i^m = e_i(x_m^{\mathrm{low}}), \quad w^m = \mathrm{softmax}\big(\mathrm{MLP}(x_m^{\mathrm{low}}, x_t^{\mathrm{low}})\big), \quad
 #   X_m^{\mathrm{low}} = \sum_i w_i^m x_i^m, \quad R_m = \alpha X_m^{\mathrm{low}} + (1 - \alpha) X_m^{\mathrm{high}} .$$
@@ -175,7 +175,8 @@ if ds.info.name == "synthetic":                      # where the generator put t
 # %% [markdown]
 # On the built-in benchmark the text evidence is low-frequency, the audio evidence oscillates at
 # 0.30-0.45 cycles per step and the vision evidence at 0.12-0.22, behind low-frequency nuisance
-# (notebook 00). FEMF's low band keeps the rfft bins below $c \cdot (\lfloor T/2 \rfloor + 1)$, i.e.
+# (notebook 00). FEMF's low band keeps the first $c_T$ rfft bins, $c_T$ being
+# $c \cdot (\lfloor T/2 \rfloor + 1)$ rounded per sample on its own length $T$ (notebook 01), i.e.
 # frequencies below about $c/2$ cycles per step (notebook 01 prints the preset's $c$; with
 # $c = 0.6$, the paper's MOSI value, the cut lies near 0.3 cycles per step): text and vision
 # evidence fall in the low band and audio evidence in the high band. The experts
@@ -208,6 +209,4 @@ for r in records:
 print("expert weights unchanged by stage 2:", "unknown (checkpoints not kept)" if None in same else all(same))
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

@@ -18,7 +18,7 @@
 #
 # The main comparison. Every model is trained for every seed of the profile, selected on the
 # validation split and scored once on the test split; the table reports mean ± std over seeds for
-# every metric of SPEC 2, beside the numbers the papers report (marked *reported*, with their datasets
+# every metric of [docs/metrics.md](../docs/metrics.md), beside the numbers the papers report (marked *reported*, with their datasets
 # and features: they are context, not comparable to runs on other data).
 #
 # FEMF's runs were trained in notebook 02 and are reused here (same config hash). A run already in
@@ -72,7 +72,7 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # written from its prose, as `mser_lib/models/atsuko.py` documents.)
 #
 # **EMOE** is Atsuko with the SBN and the MCM switched off (its router then follows EMOE's own
-# target, SPEC 4): the first row of Atsuko's ablation (Table 4).
+# target, [docs/emoe.md](../docs/emoe.md)): the first row of Atsuko's ablation (Table 4).
 #
 # **Baselines**: a late-fusion MLP over mean-pooled features (sequence layout) or a bc-LSTM-like
 # bidirectional GRU over utterances (position layout), on all three modalities and on each alone.
@@ -125,6 +125,50 @@ caption = (f"Main results: reported rows (papers' Table 1, their data) and ours 
 ctx.save_table(table, "main_results", caption=caption)
 display(Markdown(to_markdown(table)))
 print(analysis.selection_note(records))
+
+# %% [markdown]
+# ### What we see
+#
+# The sentences below are computed from the records by `mser_lib.report.narrative`, so they change
+# with the data, profile and seeds. "By more than the seed spread" means the gap between two seed
+# means exceeds the larger of their seed standard deviations: a reading aid, not a test (notebook 04
+# explains the paired tests that decide what our runs resolve).
+
+# %%
+from mser_lib.data.synthetic import synthetic_config
+from mser_lib.report import narrative as nv
+
+long = analysis.records_long(records)
+rows = list(dict.fromkeys(long["row"]))
+base, text_only = "baseline (modalities=tav)", "baseline (modalities=t)"
+models = [m for m in ("femf", "atsuko", "emoe") if m in rows]
+see = []
+if "mae" in set(long["metric"]):
+    see.append(nv.best_sentence(long, rows, "mae"))
+    see += [nv.compare_sentence(long, m, base, "mae") for m in models if base in rows]
+    if "femf" in rows and base in rows:
+        see.append(nv.paper_sentence(long, "femf", base, "mae", "FEMF's Table 1"))
+    if {"atsuko", "emoe"} <= set(rows):
+        see.append(nv.paper_sentence(long, "atsuko", "emoe", "mae", "Atsuko's Table 1 (MAE 0.696 against 0.710 on "
+                                                                     "aligned CMU-MOSI)"))
+    if text_only in rows:
+        alone = nv.beats_all_sentence(long, text_only, models + [base], "mae")
+        if alone:
+            see.append(alone + " FEMF's Table 4 reports T+A+V ahead of text alone; these runs do not show it" +
+                       (", although the built-in data hides part of the label from text." if nv.is_builtin(ds.info)
+                        else "."))
+        else:
+            best_multi = nv.ranking(long, models + [base], "mae")[0][0]
+            see.append(nv.compare_sentence(long, best_multi, text_only, "mae"))
+if nv.is_builtin(ds.info):
+    share = synthetic_config(ctx.profile).av_share
+    see.append(f"The built-in data plants {share:.0%} of the label variance where text cannot see it (in audio and "
+               "vision, notebook 00), so a model that reads those bands should beat the text-only baseline; the "
+               "comparison with it above says whether each model does.")
+else:
+    see.append(f"On {ds.info.name} nothing is planted: which modality carries the label, and in which band, is "
+               "what these rows measure.")
+display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %% [markdown]
 # ## Which epoch? The same runs under three selection protocols
@@ -253,6 +297,4 @@ else:
 # missing modalities, and the papers' figures.
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

@@ -174,8 +174,10 @@ if nets.get("atsuko") is not None:
 # Do the routers notice missing modalities? Mean Atsuko modality weights (eq. 3) and FEMF fusion
 # weights over its heads (eq. 22: one per modality plus the joint head) on the test split, with
 # modalities dropped at each rate as in notebook 05. A dropped modality's weight is masked to 0 for that
-# sample, so the mean weight of every modality falls roughly like $(1-r)$ unless the router shifts
-# weight towards what remains.
+# sample and the softmax renormalises over what remains, so each sample's weights still sum to 1: the
+# mean weights cannot all fall together. Weight moves from dropped modalities to the ones left, and for
+# FEMF also to the joint head, which is never masked. A router that ignored the drops would keep each
+# modality's mean weight where it is at rate 0 (Atsuko's three are near 1/3, by symmetry of the drops).
 
 # %%
 for name, key, names in (("atsuko", "modality_weights", ["text", "audio", "vision"]),
@@ -226,6 +228,4 @@ if parts:
     display(Markdown(to_markdown(all_claims[["paper says", "we measure", "resolved", "agrees with paper"]])))
 
 # %%
-print(f"{len(ctx.written)} files written under {ctx.rel(ctx.out)}:")
-for p in ctx.written:
-    print("  ", ctx.rel(p))
+print(ctx.written_summary())

@@ -267,7 +267,7 @@ def test_profile_trainer_settings_resolve_for_atsuko_and_emoe():
             for model in ("atsuko", "emoe"):
                 TrainConfig(**resolve_run(model, ds, profile=profile)["train"])   # all TrainConfig fields
     for model in ("atsuko", "emoe"):
-        # EMOE's schedule (SPEC 4): Adam 1e-4, no weight decay, plateau 0.5/5, early stop 10, 16 x 10
+        # EMOE's schedule (docs/emoe.md): Adam 1e-4, no weight decay, plateau 0.5/5, early stop 10, 16 x 10
         paper = resolve_run(model, "mosi", profile="paper")["train"]
         assert (paper["lr"], paper["weight_decay"], paper["batch_size"], paper["grad_accum"],
                 paper["patience"], paper["plateau"], paper["select_metric"]) == (1e-4, 0.0, 16, 10, 10, True, "loss")

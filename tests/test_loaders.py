@@ -1,6 +1,6 @@
-"""Real-data loaders: MMSA pickles (SPEC 1a), utterance features (SPEC 1b), mosi-bclstm (SPEC 1c).
+"""Real-data loaders: MMSA pickles, utterance features, mosi-bclstm (docs/data-formats.md).
 
-Fixtures are built in ``tmp_path`` with the exact keys, dtypes and shapes of SPEC 1a/1b. The tests on
+Fixtures are built in ``tmp_path`` with the exact keys, dtypes and shapes of docs/data-formats.md. The tests on
 the real ``mosi-bclstm`` files skip cleanly when ``../shared`` is absent. Nothing touches the network.
 """
 
@@ -40,7 +40,7 @@ needs_shared = pytest.mark.skipif(not (BCLSTM_DIR / "transcripts.csv").is_file()
                                   reason="../shared/data/mosi-bclstm not present")
 
 # ------------------------------------------------------------------------------------------------
-# fixture helpers (SPEC 1a)
+# fixture helpers (MMSA pickles)
 
 MMSA_SHAPES = {  # (dataset, aligned) -> (L_text, (La, da), (Lv, dv))
     ("mosi", True): (50, (50, 5), (50, 20)),
@@ -51,7 +51,7 @@ SPLIT_N = {"train": 5, "valid": 2, "test": 3}
 
 
 def make_mmsa_split(rng, n: int, dataset: str, aligned: bool) -> dict:
-    """One split of an MMSA pickle with SPEC 1a's keys, dtypes and shapes (N = n)."""
+    """One split of an MMSA pickle with its keys, dtypes and shapes (N = n)."""
     lt, (la, da), (lv, dv) = MMSA_SHAPES[(dataset, aligned)]
     tlen = rng.integers(3, lt + 1, size=n)
     attn = (np.arange(lt)[None] < tlen[:, None]).astype(np.float32)
@@ -326,13 +326,13 @@ def test_mmsa_missing_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# utterance features (SPEC 1b)
+# utterance features
 
 UTT_DIMS = {"text": 12, "audio": 8, "vision": 10}
 
 
 def make_utt_tree(root: Path, seed: int = 0, short: str | None = "v2_2") -> dict:
-    """A tiny SPEC 1b tree: label pickle + features/<name>/<utt>.npy; ``short`` gets a 7-d vision vector."""
+    """A tiny utterance-feature tree: label pickle + features/<name>/<utt>.npy; ``short`` gets a 7-d vision vector."""
     rng = np.random.default_rng(seed)
     video_ids = {
         "v1": ["v1_3", "v1_1", "v1_2"],  # deliberately not sorted: the order of videoIDs is kept

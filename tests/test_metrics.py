@@ -1,4 +1,4 @@
-"""SPEC 2 metric definitions on hand-made cases."""
+"""The metric definitions of docs/metrics.md on hand-made cases."""
 
 import math
 

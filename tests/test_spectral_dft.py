@@ -1,4 +1,5 @@
-"""The mask-aware DFT low/high split (FEMF eq. 8) and the reference code's cutoff rule (SPEC 3.1)."""
+"""The mask-aware DFT low/high split (FEMF eq. 8) and the reference code's cutoff rule
+(docs/reference-differences.md, row 1)."""
 
 import pytest
 import torch
@@ -140,7 +141,8 @@ def test_non_prefix_mask_is_rejected():
 
 
 def test_reference_rule_cuts_nothing_for_T_at_least_3():
-    """SPEC 3 finding 1: c = int(T * 0.9) indexes T // 2 + 1 bins, so for T >= 3 no bin is removed
+    """Reference code (docs/reference-differences.md, row 1): c = int(T * 0.9) indexes T // 2 + 1
+    bins, so for T >= 3 no bin is removed
     and the reference's high band is float32 rounding noise (~1e-7 of the norm, ~1e-14 of the
     energy), whereas mser's rule at the same ratio leaves a real high band."""
     assert reference_bins_removed(2) == 1

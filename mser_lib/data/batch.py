@@ -4,7 +4,7 @@ Every loader in :mod:`mser_lib.data` returns a :class:`MultimodalDataset`: three
 :class:`SplitData` (train, valid, test) of padded numpy arrays plus a :class:`DatasetInfo`.
 :func:`iterate_batches` turns a split into :class:`Batch` objects of torch tensors.
 
-Two sample layouts (SPEC.md, "Two sample layouts"):
+Two sample layouts (docs/data-formats.md, "Two sample layouts"):
 
 * ``"sequence"`` (MMSA): a sample is one utterance, a sequence of frames or tokens, one label.
   ``labels`` has shape ``(N,)``; each modality has its own length.

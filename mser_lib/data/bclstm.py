@@ -1,4 +1,4 @@
-"""Real CMU-MOSI utterance features of bc-LSTM (SPEC.md 1c): ``mosi-bclstm``, position layout.
+"""Real CMU-MOSI utterance features of bc-LSTM (docs/data-formats.md): ``mosi-bclstm``, position layout.
 
 Files (``data_dir``; provenance and checks in that folder's README, pinned by ``SHA256SUMS``):
 

@@ -1,4 +1,4 @@
-"""MMSA pickles (SPEC.md 1a): MOSI, MOSEI, SIMS, SIMSv2, aligned and unaligned, sequence layout.
+"""MMSA pickles (docs/data-formats.md): MOSI, MOSEI, SIMS, SIMSv2, aligned and unaligned, sequence layout.
 
 Layout of a file (``{'train', 'valid', 'test'}``, each a dict of numpy arrays, N samples):
 

@@ -1,7 +1,7 @@
 """A restricted unpickler for data files: numpy arrays and builtin containers, nothing else.
 
 ``pickle.load`` on a file someone sent you runs whatever callable the file names (``os.system``,
-``subprocess.Popen``...). The data pickles of SPEC.md section 1 (MMSA ``*.pkl``, the MoMKE/GCNet
+``subprocess.Popen``...). The data pickles of docs/data-formats.md (MMSA ``*.pkl``, the MoMKE/GCNet
 label pickle) only need numpy's array reconstruction and builtin containers, so :func:`safe_load`
 admits exactly those globals and refuses every other one with an :class:`UnsafePickleError` naming
 the file and the offending ``module.name``.

@@ -1,4 +1,4 @@
-"""Utterance-feature format of MoMKE / GCNet / the FEMF reference code (SPEC.md 1b), position layout.
+"""Utterance-feature format of MoMKE / GCNet / the FEMF reference code (docs/data-formats.md), position layout.
 
 Directory a user points at (``root``)::
 
@@ -102,7 +102,7 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
                             feature_names: dict[str, str] | None = None, *,
                             label_file: str | Path | None = None,
                             average_frames: bool = False) -> MultimodalDataset:
-    """Load the SPEC 1b utterance-feature format into a position-layout :class:`MultimodalDataset`.
+    """Load the utterance-feature format into a position-layout :class:`MultimodalDataset`.
 
     Args:
         root: folder holding the label pickle and ``features/``.

@@ -1,7 +1,7 @@
 """Atsuko (paper 001) and EMOE, its ablation base, from one set of modules.
 
 Atsuko = Spectral-Band Hierarchical Routing Network (SBN, section 3.1) + Marginal Complementarity
-Module (MCM, section 3.2) on top of EMOE (SPEC.md section 4). With ``use_sbn=False, use_mcm=False``
+Module (MCM, section 3.2) on top of EMOE (docs/emoe.md). With ``use_sbn=False, use_mcm=False``
 the network is EMOE's: per-modality temporal convolutions, a shared 1x1 convolution, per-modality
 pre-LN transformer encoders, a hypersphere modality router, weighted fusion, residual MLP heads,
 unimodal auxiliary heads, an entropy term and feature distillation; the router is then supervised by
@@ -81,9 +81,9 @@ _PAIRS = {"text": ("audio", "vision"), "audio": ("text", "vision"), "vision": ("
 
 @dataclass
 class AtsukoConfig:
-    """Every knob of Atsuko / EMOE. Defaults are the paper preset for CMU-MOSI (SPEC 4)."""
+    """Every knob of Atsuko / EMOE. Defaults are the paper preset for CMU-MOSI (docs/emoe.md)."""
 
-    # --- backbone (EMOE, SPEC 4) ---
+    # --- backbone (EMOE, docs/emoe.md) ---
     d_model: int = 256
     num_heads: int = 8
     num_layers: int = 4
@@ -622,7 +622,7 @@ class Atsuko(nn.Module):
 # Presets, variants, training settings
 # ---------------------------------------------------------------------------------------------
 def _paper_backbone(info: DatasetInfo) -> dict:
-    """EMOE's settings (SPEC 4) by dataset name: MOSEI's dropouts/kernels for names with "mosei",
+    """EMOE's settings (docs/emoe.md) by dataset name: MOSEI's dropouts/kernels for names with "mosei",
     MOSI's for everything else (MOSI, mosi-bclstm, SIMS, MIntRec: the papers give no others here)."""
     base = dict(d_model=256, num_heads=8, num_layers=4, embed_dropout=0.2, relu_dropout=0.1,
                 res_dropout=0.1, audio_dropout=0.2, vision_dropout=0.2)
@@ -660,7 +660,7 @@ _ATSUKO_LOSS = dict(
     router_path="pre",         # EMOE's path; "post" is the alternative of section 3.1
 )
 
-# EMOE (SPEC 4): loss = fused + mean(unimodal) + 0.1 * (3 * sum w log w + 0.1 * MSE(w, target))
+# EMOE (docs/emoe.md): loss = fused + mean(unimodal) + 0.1 * (3 * sum w log w + 0.1 * MSE(w, target))
 #                + 0.1 * MSE(softmax(fused_proj), teacher)
 _EMOE_LOSS = dict(
     use_sbn=False, use_mcm=False,

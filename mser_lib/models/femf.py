@@ -19,7 +19,7 @@ Choices where the paper is silent or cannot be taken literally (each is document
   representation"); the cycle path re-encodes x̂_m with ``E^u_m(P_m(.))`` (eq. 6).
 * L_orth (eq. 3) as written, a raw inner product, is unbounded below. We use the squared cosine
   ``cos(x_m^s, x_m^u)^2``: in [0, 1] and zero exactly when the shared and private codes are
-  orthogonal (the reference minimises the signed cosine towards -1, SPEC 3 finding 3).
+  orthogonal (the reference minimises the signed cosine towards -1, docs/reference-differences.md row 3).
 * L_cyc (eq. 6) uses the squared error averaged over channels (eq. 6's squared norm divided by the
   width, a constant absorbed by its weight), summed over audio and vision as written.
 * Eq. 20's "sigmoid-activated projection" cannot reach labels in [-3, 3]; heads are plain linear.
@@ -77,13 +77,13 @@ from .registry import ModelSpec, register
 
 _ABBR = {"text": "t", "audio": "a", "vision": "v"}
 
-#: Loss weights of the public reference code (SPEC.md section 3, finding 4); the paper uses 1 for all.
+#: Loss weights of the public reference code (docs/reference-differences.md, row 4); the paper uses 1 for all.
 REFERENCE_LOSS_WEIGHTS = dict(w_task=1.0, w_train=1.0, w_orth=0.1, w_rec=0.2, w_sim=0.5, w_cyc=0.5,
                               w_align=0.4)
 
 #: Paper's best interaction orders (Sec. 4.8): text a->v, audio t->v, vision t->a.
 PAPER_ORDER = "t:av,a:tv,v:ta"
-#: The order the reference code runs (SPEC 3 finding 7).
+#: The order the reference code runs (docs/reference-differences.md, row 7).
 REFERENCE_ORDER = "t:av,a:tv,v:at"
 
 
@@ -960,7 +960,8 @@ def quick_preset(info: DatasetInfo) -> dict:
 def paper_preset(info: DatasetInfo) -> dict:
     """Paper settings (Sec. 4.3, Fig. 4): hidden 256, 2 heads, Q = 4; MOSI-like data: alpha 0.3,
     1 interaction layer, c = 0.6, dropout 0.5; MOSEI-like (``"mosei"`` in ``info.name``): alpha 0.7,
-    2 layers, c = 0.4, dropout 0.4 (dropouts from the reference code, SPEC 3). Stage 2 freezes the
+    2 layers, c = 0.4, dropout 0.4 (dropouts from the reference code,
+    docs/reference-differences.md). Stage 2 freezes the
     expert parameters and keeps autograd through the experts (``expert_grad_to_inputs=True``, the
     paper; ``--set expert_grad_to_inputs=False`` is the faster no-autograd option)."""
     mosei = _is_mosei(info)
@@ -971,7 +972,7 @@ def paper_preset(info: DatasetInfo) -> dict:
 
 
 def reference_weights_preset(info: DatasetInfo) -> dict:
-    """The paper preset with the reference code's loss weights (SPEC 3 finding 4)."""
+    """The paper preset with the reference code's loss weights (docs/reference-differences.md, row 4)."""
     return {**paper_preset(info), **REFERENCE_LOSS_WEIGHTS}
 
 

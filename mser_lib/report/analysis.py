@@ -177,7 +177,7 @@ def ridge_leakage(data_dir, modality_sets=("t", "a", "v", "tav"), alpha: float =
 
     The features were learned with supervision on the bc-LSTM train split, which holds most of the
     standard test fold; a linear probe shows it. For each split rule and modality set, ridge
-    (``alpha``) is fitted on train + valid utterances and scored on test with the SPEC 2 metrics.
+    (``alpha``) is fitted on train + valid utterances and scored on test with the metrics of docs/metrics.md.
 
     Returns:
         columns ``split``, ``modalities``, ``test utterances`` and the metrics (fractions).
@@ -325,7 +325,7 @@ def expert_predictions(model, split, info, batch_size: int = 256) -> tuple[np.nd
 
 
 def expert_metrics(model, split, info, batch_size: int = 256) -> pd.DataFrame:
-    """SPEC 2 metrics of every stage-1 expert on ``split``: long table ``modality, band, metric, value``."""
+    """Metrics (docs/metrics.md) of every stage-1 expert on ``split``: long table ``modality, band, metric, value``."""
     y, P, mods = expert_predictions(model, split, info, batch_size)
     rows = []
     for i, m in enumerate(mods):

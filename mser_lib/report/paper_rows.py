@@ -18,7 +18,7 @@ not targets. ``tests/test_notebooks.py`` checks the transcription against the pa
 
 :func:`main_table` builds the main results table: the reported rows of the methods mser implements
 (FEMF, Atsuko, EMOE) for the dataset family, then our measured rows (mean ± std over seeds, every
-SPEC 2 metric), each with dataset, features, profile and seeds. :func:`femf_layout` and
+metric of docs/metrics.md), each with dataset, features, profile and seeds. :func:`femf_layout` and
 :func:`atsuko_layout` give the same rows in the column layout of each paper's Table 1.
 """
 
@@ -219,7 +219,7 @@ def reported_frame(rows: list[ReportedRow]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------- measured rows
-#: Every SPEC 2 metric, in the order of the main table.
+#: Every metric of docs/metrics.md, in the order of the main table.
 SPEC2_COLUMNS = {
     "mosi": ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "acc3", "mae", "corr"],
     "sims": ["acc2", "f1", "acc3", "acc5", "mae", "corr"],
@@ -270,7 +270,7 @@ def row_label(record: dict) -> str:
 
 def measured_frame(records: list[dict], info, profile: str, split: str = "test",
                    order: list[str] | None = None) -> pd.DataFrame:
-    """Our rows: one per (model, variant), every SPEC 2 metric as "mean ± std" over seeds (percent for
+    """Our rows: one per (model, variant), every metric of docs/metrics.md as "mean ± std" over seeds (percent for
     accuracies and F1, as the papers print them), with dataset, features, profile and seeds."""
     records = untagged(records)
     long = aggregate(records, split)
@@ -303,7 +303,7 @@ def main_table(records: list[dict], info, profile: str, split: str = "test",
     """The main results table: reported rows of FEMF, Atsuko and EMOE (marked ``reported``, with
     their dataset, setting and features) above our measured rows (mean ± std over the seeds listed).
 
-    Columns: source, model, dataset, setting, features, seeds, then every SPEC 2 metric of the
+    Columns: source, model, dataset, setting, features, seeds, then every metric (docs/metrics.md) of the
     dataset's family (and, for MOSI-family data, Atsuko's Acc-2/F1 whose protocol is not stated).
     """
     fam = info.metric_family

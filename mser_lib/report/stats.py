@@ -31,7 +31,7 @@ to the adjusted p-value (:func:`mser_lib.report.ablations.adjust_claims`). This 
 strict rule; "no" means our runs cannot tell, not that there is no effect. The bootstrap interval is a
 plain 95% interval (not widened for multiplicity); the adjustment acts on the seed-level p-value.
 
-The metric functions here (:data:`FAST_METRICS`) are numpy re-implementations of the SPEC 2 / MMSA
+The metric functions here (:data:`FAST_METRICS`) are numpy re-implementations of the docs/metrics.md / MMSA
 definitions in :mod:`mser_lib.metrics` (checked against them in ``tests/test_grids_stats.py``), fast
 enough to be evaluated a thousand times per comparison.
 """

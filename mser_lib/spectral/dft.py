@@ -28,7 +28,7 @@ GEMM, differentiable). Longer sequences use ``torch.fft`` bucketed by unique len
 float32 (float64 stays float64) with autocast switched off, so the split is exact under AMP too.
 
 :func:`reference_cutoff_split` reproduces the public FEMF code's rule for comparison
-(SPEC.md section 3, finding 1): ``c = int(T * ratio)`` with ``T`` the padded batch length, used as
+(docs/reference-differences.md, row 1): ``c = int(T * ratio)`` with ``T`` the padded batch length, used as
 an index into the ``T // 2 + 1`` rfft bins, no mask. With its ratio 0.9 and any ``T >= 3`` no bin
 is removed, and the "high band" is float rounding noise (about 1e-7 of the signal's norm).
 """
@@ -161,7 +161,7 @@ def band_energy(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
 
 
 def reference_cutoff_split(x: torch.Tensor, ratio: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-    """The public FEMF code's split, for comparison only (SPEC.md section 3, finding 1).
+    """The public FEMF code's split, for comparison only (docs/reference-differences.md, row 1).
 
     ``T`` is the padded length of the batch (no mask: padding enters the spectrum),
     ``c = int(T * ratio)`` is used as an index into the ``T // 2 + 1`` rfft bins (orthonormal FFT),
