@@ -273,7 +273,7 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
             config hash holds only the name ``dataset``, so ``ds`` must be what that name loads.
 
     Returns:
-        The record (a dict; ``record["test"]`` holds the SPEC 2 metrics on the test split at the
+        The record (a dict; ``record["test"]`` holds the metrics of docs/metrics.md on the test split at the
         epoch chosen on VALID).
     """
     threads = load_profile(profile).get("threads")

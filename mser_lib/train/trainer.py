@@ -162,7 +162,7 @@ def predict(model, split: SplitData, info, batch_size: int = 128, device="auto",
 
 def evaluate(model, split: SplitData, info, cfg: TrainConfig | None = None,
              missing: MissingModality | None = None, seed: int = 0) -> tuple[dict, np.ndarray]:
-    """Metrics of ``model`` on ``split`` (SPEC 2 definitions) plus the task loss as ``loss``.
+    """Metrics of ``model`` on ``split`` (docs/metrics.md) plus the task loss as ``loss``.
 
     Returns:
         ``(metrics, predictions)``; predictions over labelled positions.
@@ -391,7 +391,7 @@ def learned_nothing(model_metrics: dict, trivial: dict, task: str) -> bool:
 
 
 def _metrics(y: np.ndarray, p: np.ndarray, info, cfg: TrainConfig) -> dict:
-    """SPEC 2 metrics plus the task loss as ``loss`` (as :func:`evaluate`)."""
+    """The metrics of docs/metrics.md plus the task loss as ``loss`` (as :func:`evaluate`)."""
     if info.task == "classification":
         metrics = compute_metrics(y, p, "classification")
         logp = p - np.logaddexp.reduce(p, axis=1, keepdims=True)
