@@ -300,6 +300,7 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
                         "data_dir": _data_dir_param(args.data_dir), "device": args.device, "seeds": seeds,
                         "results_dir": _rel_to_notebooks(results_dir), "force": force})
         timings.append((nb.name, time.perf_counter() - t0))
+        strip_run_metadata(out_nb / nb.name)
         print(f"   {timings[-1][1]:.1f} s", flush=True)
         if args.update_notebooks:
             update_committed_notebook(out_nb / nb.name, nb)
@@ -323,6 +324,24 @@ def _data_dir_param(data_dir: str | None) -> str:
         return ""
     p = Path(os.path.abspath(Path(data_dir).expanduser()))
     return os.path.relpath(p, NOTEBOOKS) if p.is_relative_to(ROOT.parent) else str(p)
+
+
+def strip_run_metadata(path: Path) -> None:
+    """Drop papermill's timestamps and durations from an executed notebook, so that rerunning a notebook
+    whose outputs did not change rewrites the same file (the mosi-bclstm copies are committed)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    pm_meta = nb.metadata.get("papermill", {})
+    for key in ("start_time", "end_time", "duration", "exception", "input_path", "output_path"):
+        pm_meta.pop(key, None)
+    for c in nb.cells:
+        c.metadata.pop("execution", None)
+        for key in ("start_time", "end_time", "duration", "exception", "status"):
+            c.metadata.get("papermill", {}).pop(key, None)
+    tmp = path.with_suffix(".ipynb.tmp")
+    nbformat.write(nb, tmp)
+    shutil.move(tmp, path)
 
 
 def update_committed_notebook(executed: Path, target: Path) -> None:
