@@ -7,6 +7,7 @@ are added by the notebooks from :mod:`mser_lib.report.paper_rows` and marked as 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ CLS_COLUMNS = ["acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macr
 # pseudo-metric of :func:`aggregate`: 1 when a run's chosen epoch was its last (still improving)
 BEST_IS_LAST = "_best_is_last"
 BEST_IS_LAST_COLUMN = "chosen epoch = last"
+_REPORTED_DEGENERATE: set[str] = set()
 
 
 def variant_name(record: dict) -> str:
@@ -58,10 +60,12 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
     left out, with a warning naming them, unless ``include_degenerate``."""
     bad = [r for r in records if r.get("degenerate")]
     if bad and not include_degenerate:
-        import warnings
-
-        warnings.warn(f"{len(bad)} degenerate run(s) (learned nothing) left out of the table: "
-                      + ", ".join(f"{r['model']} seed {r['seed']} ({r['config_hash']})" for r in bad), stacklevel=2)
+        new = [r for r in bad if r["config_hash"] not in _REPORTED_DEGENERATE]
+        if new:    # once per run and process: tables are built many times from the same records
+            _REPORTED_DEGENERATE.update(r["config_hash"] for r in new)
+            print(f"NOTE: {len(new)} degenerate run(s) (learned nothing: no better than the trivial predictor) "
+                  "left out of the tables: " + ", ".join(f"{r['model']} ({variant_name(r)}) seed {r['seed']}"
+                                                         for r in new), file=sys.stderr)
         records = [r for r in records if not r.get("degenerate")]
     rows = []
     for r in records:
