@@ -319,3 +319,21 @@ def test_notebook_is_in_sync_with_its_jupytext_source(path):
     nb = nbformat.read(path, as_version=4)
     assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in nb.cells], \
         f"{path.name} and {src.name} differ: run `jupytext --sync notebooks/{src.name}`"
+
+
+def test_strip_plots_do_not_depend_on_the_global_random_state(tmp_path):
+    """Seaborn jitters strip plots with numpy's global generator: the same data must give the same bytes
+    whatever ran before (make reproduce leaves committed figures unchanged)."""
+    import matplotlib.pyplot as plt
+
+    from mser_lib.report import figures
+
+    long = pd.DataFrame({"row": ["a", "a", "b", "b"], "metric": "mae", "value": [1.0, 1.1, 2.0, 2.1]})
+    out = []
+    for k, seed in enumerate((1, 2)):
+        np.random.seed(seed)
+        fig = figures.seed_points(long, ["mae"], ["a", "b"])
+        out.append(save_figure(fig, tmp_path / str(k), "f"))
+        plt.close(fig)
+    assert out[0][0].read_bytes() == out[1][0].read_bytes()
+    assert np.random.get_state()[1][0] == np.random.RandomState(2).get_state()[1][0]   # global state untouched

@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..metrics import METRIC_NAMES
-from .figures import MODALITY_COLORS
+from .figures import MODALITY_COLORS, stripplot
 
 MODEL_COLORS = {"femf": "#4c72b0", "atsuko": "#c44e52", "emoe": "#8172b3", "baseline": "#7f7f7f"}
 
@@ -32,8 +32,7 @@ def variant_points(frame: pd.DataFrame, metrics: Sequence[str], order: Sequence[
     for ax, m in zip(axes[0], metrics):
         sub = frame[(frame["metric"] == m) & (frame["label"].isin(order))]
         sns.barplot(data=sub, y="label", x="value", order=list(order), ax=ax, errorbar=None, color="0.85")
-        sns.stripplot(data=sub, y="label", x="value", order=list(order), ax=ax, color="k", size=4,
-                      jitter=0.15)
+        stripplot(data=sub, y="label", x="value", order=list(order), ax=ax, color="k", size=4, jitter=0.15)
         if reference is not None:
             ref = sub.loc[sub["label"] == reference, "value"].mean()
             ax.axvline(ref, color="crimson", ls="--", lw=1)

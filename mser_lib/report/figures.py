@@ -33,6 +33,17 @@ FORMATS = ("png", "pdf")
 STABLE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None, "Creator": None}}
 
 
+def stripplot(**kwargs):
+    """``seaborn.stripplot`` with its jitter drawn from a fixed seed: seaborn draws it from numpy's global
+    generator, whose state depends on what ran before, so the same data would give other bytes."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        return sns.stripplot(**kwargs)
+    finally:
+        np.random.set_state(state)
+
+
 def set_style(context: str = "notebook") -> None:
     """The project's plotting style (seaborn ``whitegrid``, colour-blind palette, readable sizes)."""
     sns.set_theme(context=context, style="whitegrid", palette="colorblind",
@@ -342,8 +353,8 @@ def seed_points(long: pd.DataFrame, metrics: Sequence[str], order: Sequence[str]
     for ax, metric in zip(axes[0], metrics):
         d = long[long["metric"] == metric]
         sns.barplot(data=d, y="row", x="value", order=order, errorbar=None, color="0.85", ax=ax)
-        sns.stripplot(data=d, y="row", x="value", order=order, hue="row", hue_order=order, palette="deep",
-                      legend=False, size=5, ax=ax)
+        stripplot(data=d, y="row", x="value", order=order, hue="row", hue_order=order, palette="deep",
+                  legend=False, size=5, ax=ax)
         ax.set_title(metric)
         ax.set_xlabel("")
         ax.set_ylabel("")
