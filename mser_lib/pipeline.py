@@ -405,8 +405,11 @@ def readme_table(results_dir: str) -> int:
                 reported = _nonempty(df[is_rep].drop(columns=["seeds"], errors="ignore"))
             ours = _nonempty(df[~is_rep].drop(columns=["source", "dataset", "setting"], errors="ignore"))
             from .report.analysis import selection_note
+            from .report.tables import variant_name
 
-            note = selection_note(load_records(results_dir, profile, dataset))
+            main_recs = [r for r in load_records(results_dir, profile, dataset)       # the main grid's runs
+                         if set(r.get("overrides") or {}) <= {"modalities"} and "train." not in variant_name(r)]
+            note = selection_note(main_recs)
             blocks.append(
                 f"**{dataset}**, profile `{profile}`: test split, mean ± std over the seeds listed, accuracies "
                 f"and F1 in % (from `{main_csv.as_posix()}`, written by `notebooks/03_full_training.ipynb`). "
@@ -417,6 +420,15 @@ def readme_table(results_dir: str) -> int:
                 blocks.append(f"**{dataset}: the same runs under three selection protocols** (from "
                               f"`{sel_csv.as_posix()}`; the optimistic rows select on the test set and are never "
                               "a result):\n\n" + to_markdown(sel))
+            search_csv = runs.parent / "tables" / "search.csv"
+            if search_csv.exists():
+                sr = pd.read_csv(search_csv, dtype=str, keep_default_na=False)
+                keep = [c for c in ("model", "trials", "search cost (s)", "Acc-2 (neg/non-neg)", "F1 (neg/non-neg)",
+                                    "MAE", "Corr", "seeds") if c in sr.columns]
+                blocks.append(f"**{dataset}: each model after the same random search** (20 trials on seed 0, settings "
+                              "chosen per cross-fitting fold, then 5 seeds; `python -m mser_lib search`, full table "
+                              f"with the chosen settings in `{search_csv.with_suffix('.md').as_posix()}`):\n\n"
+                              + to_markdown(sr[keep].set_index("model")))
             continue
         recs = load_records(results_dir, profile, dataset)
         if not recs:
