@@ -344,9 +344,24 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     # JSON round trip, so that the record compares equal to its copy read back from runs.jsonl
     rec = json.loads(json.dumps(rec, sort_keys=True, default=_jsonable))
     if record:
-        upsert_record(runs_path(results_dir, profile, dataset), rec)
+        rec = settle_record(results_dir, rec)
     atomic_write_json(rdir / "record.json", rec)
     return rec
+
+
+PROVENANCE_FIELDS = ("wall_time_s", "finished_at", "git_revision", "versions", "device", "resumed_from_epoch")
+
+
+def settle_record(results_dir, rec: dict) -> dict:
+    """Upsert a freshly trained run's record into ``runs.jsonl`` and return the record to use from now on.
+
+    When the committed record has the same results, that record stays the one of record (its provenance
+    included), so tables built from the returned record are byte-identical to the committed ones; this
+    machine's run is kept beside it under ``this_machine`` (wall time, date, revision, versions)."""
+    if upsert_record(runs_path(results_dir, rec["profile"], rec["dataset"]), rec) != "same":
+        return rec
+    stored = committed_record(results_dir, rec["config"])
+    return {**stored, "this_machine": {k: rec.get(k) for k in PROVENANCE_FIELDS}}
 
 
 def ensure_trained(record: dict, ds: MultimodalDataset, results_dir) -> dict:
@@ -464,7 +479,9 @@ def _ray_grid(jobs: list[dict], order: list[int], progress: bool, ray_address: s
                     except Exception as e:                # let the other runs finish and be recorded
                         errors.append((jobs[n], e))
                         continue
-                    upsert_record(runs_path(jobs[n]["results_dir"], rec["profile"], rec["dataset"]), rec)
+                    rec = settle_record(jobs[n]["results_dir"], rec)
+                    atomic_write_json(run_dir(jobs[n]["results_dir"], rec["profile"], rec["dataset"],
+                                              rec["config_hash"]) / "record.json", rec)
                     done[n] = rec
                     bar.update()
         if errors:

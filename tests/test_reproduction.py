@@ -55,6 +55,10 @@ def test_fresh_clone_retrains_instead_of_reusing_committed_records(trained, tmp_
     assert all(experiments.same_results(a, b) for a, b in zip(recs, again))
     assert experiments.runs_path(tmp_path, "smoke", "synthetic").read_bytes() == \
         experiments.runs_path(src, "smoke", "synthetic").read_bytes()
+    # and the records the notebooks build their tables from are the committed ones (same wall times), with
+    # this machine's run beside them: tables that show wall times do not change either
+    assert [r["wall_time_s"] for r in again] == [r["wall_time_s"] for r in recs]
+    assert all(r["this_machine"]["wall_time_s"] > 0 for r in again)
 
 
 def test_records_mode_retrains_only_what_a_step_needs(trained, tmp_path):
