@@ -326,12 +326,9 @@ def _data_dir_param(data_dir: str | None) -> str:
     return os.path.relpath(p, NOTEBOOKS) if p.is_relative_to(ROOT.parent) else str(p)
 
 
-def strip_run_metadata(path: Path) -> None:
-    """Drop papermill's timestamps and durations from an executed notebook, so that rerunning a notebook
-    whose outputs did not change rewrites the same file (the mosi-bclstm copies are committed)."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
+def _strip_run_metadata(nb) -> None:
+    """Drop papermill's timestamps, durations and paths from a notebook (in place), and give its
+    injected-parameters cell a fixed id (papermill draws a random one on every run)."""
     pm_meta = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "exception", "input_path", "output_path"):
         pm_meta.pop(key, None)
@@ -339,6 +336,18 @@ def strip_run_metadata(path: Path) -> None:
         c.metadata.pop("execution", None)
         for key in ("start_time", "end_time", "duration", "exception", "status"):
             c.metadata.get("papermill", {}).pop(key, None)
+        if "injected-parameters" in c.metadata.get("tags", []):
+            c["id"] = "injected-parameters"
+
+
+def strip_run_metadata(path: Path) -> None:
+    """Rewrite an executed notebook without papermill's run metadata (:func:`_strip_run_metadata`), so
+    that rerunning a notebook whose outputs did not change rewrites the same file (the mosi-bclstm
+    copies are committed)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    _strip_run_metadata(nb)
     tmp = path.with_suffix(".ipynb.tmp")
     nbformat.write(nb, tmp)
     shutil.move(tmp, path)
@@ -352,10 +361,10 @@ def update_committed_notebook(executed: Path, target: Path) -> None:
 
     nb = nbformat.read(executed, as_version=4)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    _strip_run_metadata(nb)
     nb.metadata.pop("papermill", None)
     for c in nb.cells:
         c.metadata.pop("papermill", None)
-        c.metadata.pop("execution", None)
     orig = nbformat.read(target, as_version=4)
     if [c.source for c in orig.cells] != [c.source for c in nb.cells]:
         raise RuntimeError(f"{target.name} changed while it ran; not copying its outputs")

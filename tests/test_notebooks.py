@@ -140,6 +140,28 @@ def test_update_committed_notebook_drops_injected_cell_and_keeps_outputs(tmp_pat
         pipeline.update_committed_notebook(executed, src)
 
 
+def test_strip_run_metadata_makes_reruns_byte_identical(tmp_path):
+    """Two papermill runs of the same notebook differ in timestamps and in the random id papermill gives
+    its injected-parameters cell; stripped, they are the same bytes (committed executed notebooks stay
+    clean after a reproduce)."""
+    import papermill as pm
+
+    src = tmp_path / "nb.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(x * 2)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src)
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"run{i}.ipynb"
+        pm.execute_notebook(str(src), str(out), parameters={"x": 21}, progress_bar=False, kernel_name="python3")
+        pipeline.strip_run_metadata(out)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    assert b'"id": "injected-parameters"' in outs[0]
+
+
 # ---------------------------------------------------------------------------------------- setup
 def test_notebook_setup_resolves_parameters(tmp_path, monkeypatch):
     monkeypatch.delenv("MSER_THREADS", raising=False)
