@@ -424,12 +424,13 @@ def _import_ray():
     return ray
 
 
-def ray_resources(job: dict) -> dict:
+def ray_resources(job: dict, run: dict | None = None) -> dict:
     """The Ray request of one grid job: ``num_cpus`` = its profile's ``threads`` (1 when unset) and
     ``num_gpus`` = 1 when its device resolves to CUDA. ``"auto"`` resolves on the driver: on a cluster
-    whose head has no GPU, name the device (``device="cuda"``, ``DEVICE=cuda``)."""
+    whose head has no GPU, name the device (``device="cuda"``, ``DEVICE=cuda``). ``run``: the job's
+    resolved run when the caller has it (:func:`_job_run`)."""
     threads = load_profile(job.get("profile", "quick")).get("threads") or 1
-    on_cuda = resolve_device(_job_run(job)["train"]["device"]).type == "cuda"
+    on_cuda = resolve_device((run or _job_run(job))["train"]["device"]).type == "cuda"
     return {"num_cpus": int(threads), "num_gpus": 1 if on_cuda else 0}
 
 
@@ -465,7 +466,7 @@ def _ray_grid(jobs: list[dict], order: list[int], progress: bool, ray_address: s
                 if committed_record(job["results_dir"], run) is None:
                     upsert_record(runs_path(job["results_dir"], run["profile"], run["dataset"]), rec)
                 continue
-            opts = ray_resources(job)
+            opts = ray_resources(job, run)
             name = f"mser {job['model']} seed {job.get('seed', 0)} {config_hash(run)}"
             pending[task.options(name=name, **opts).remote(job)] = n
         errors = []

@@ -176,6 +176,26 @@ def grid_executor(threads: int | None, on_cpu: bool) -> tuple[str, int]:
     return ("process" if workers > 1 else "inline"), workers
 
 
+def apply_threads(profile: str, device: str | None, threads: int | None = None) -> tuple[str, int]:
+    """Set torch's intra-op threads for this process and choose the grid executor; returns
+    ``(executor, workers)`` (:func:`grid_executor`). Threads: ``MSER_THREADS`` if set, else ``threads``,
+    else (on a CPU) the profile's ``threads``, else torch's default."""
+    import torch
+
+    from .train import resolve_device
+
+    prof = load_profile(profile)  # fails early on an unknown profile
+    on_cpu = resolve_device(device or prof.get("device") or "auto").type == "cpu"
+    env_threads = os.environ.get("MSER_THREADS")
+    if env_threads:
+        threads = int(env_threads)
+    elif threads is None and on_cpu:
+        threads = prof.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    return grid_executor(threads, on_cpu)
+
+
 def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=None, device: str = "auto",
                    seeds=None, results_dir="../results", force: bool = False,
                    threads: int | None = None) -> NotebookContext:
@@ -194,18 +214,8 @@ def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=
     import torch
 
     from .report.figures import set_style
-    from .train import resolve_device
 
-    prof = load_profile(profile)  # fails early on an unknown profile
-    env_threads = os.environ.get("MSER_THREADS")
-    on_cpu = resolve_device(device or prof.get("device") or "auto").type == "cpu"
-    if env_threads:
-        threads = int(env_threads)
-    elif threads is None and on_cpu:
-        threads = prof.get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
-    executor, workers = grid_executor(threads, on_cpu)
+    executor, workers = apply_threads(profile, device, threads)
     reuse = os.environ.get("MSER_REUSE", "local")
     if reuse not in REUSE_MODES:
         raise ValueError(f"MSER_REUSE must be one of {REUSE_MODES}, got {reuse!r}")
@@ -248,22 +258,14 @@ def notebook_runs(only: list[str] | None, profile: str, dataset, seeds: list[int
 
 def train_all(args, seeds: list[int]) -> int:
     """Phase 1: train every run the notebooks need, in one grid (longest first). Returns the count."""
-    import torch
-
     from .experiments import get_dataset
-    from .train import resolve_device
 
     data_dir = resolve_data_dir(args.dataset, args.data_dir)
     info = get_dataset(args.dataset, data_dir, args.profile).info
     specs = notebook_runs(args.only, args.profile, info, seeds)
     if not specs:
         return 0
-    prof = load_profile(args.profile)
-    on_cpu = resolve_device(args.device or prof.get("device") or "auto").type == "cpu"
-    threads = int(os.environ.get("MSER_THREADS", 0)) or (prof.get("threads") if on_cpu else None)
-    if threads:
-        torch.set_num_threads(int(threads))
-    executor, workers = grid_executor(threads, on_cpu)
+    executor, workers = apply_threads(args.profile, args.device)
     executor = getattr(args, "executor", None) or executor
     records = run_grid(specs, results_dir=Path(args.results_dir).resolve(), executor=executor, workers=workers,
                        progress=True, dataset=args.dataset, profile=args.profile,

@@ -243,13 +243,10 @@ def _finite_p(pvals) -> tuple[np.ndarray, np.ndarray]:
     return p, ok
 
 
-def holm(pvals: Sequence[float]) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (controls the family-wise error rate).
-
-    With the ``m`` finite p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted value of
-    the i-th is ``max_{j <= i} min(1, (m - j + 1) p_(j))``. ``nan`` entries stay ``nan`` and do not
-    count in ``m``. Returned in the input order.
-    """
+def _step_adjust(pvals: Sequence[float], adjust: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """The skeleton of a step-wise adjustment: ``adjust(sorted_p, m)`` maps the ``m`` finite p-values,
+    sorted ascending, to their adjusted values; they are returned in the input order, and ``nan`` stays
+    ``nan`` and does not count in ``m``."""
     p, ok = _finite_p(pvals)
     out = np.full(p.shape, math.nan)
     m = int(ok.sum())
@@ -257,12 +254,20 @@ def holm(pvals: Sequence[float]) -> np.ndarray:
         return out
     pf = p[ok]
     order = np.argsort(pf, kind="stable")
-    adj = np.minimum(1.0, (m - np.arange(m)) * pf[order])
-    adj = np.maximum.accumulate(adj)
     res = np.empty(m)
-    res[order] = adj
+    res[order] = adjust(pf[order], m)
     out[ok] = res
     return out
+
+
+def holm(pvals: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (controls the family-wise error rate).
+
+    With the ``m`` finite p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted value of
+    the i-th is ``max_{j <= i} min(1, (m - j + 1) p_(j))``. ``nan`` entries stay ``nan`` and do not
+    count in ``m``. Returned in the input order.
+    """
+    return _step_adjust(pvals, lambda p, m: np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p)))
 
 
 def benjamini_hochberg(pvals: Sequence[float]) -> np.ndarray:
@@ -272,19 +277,8 @@ def benjamini_hochberg(pvals: Sequence[float]) -> np.ndarray:
     ``min_{j >= i} min(1, m p_(j) / j)``. ``nan`` entries stay ``nan`` and do not count in ``m``.
     Returned in the input order.
     """
-    p, ok = _finite_p(pvals)
-    out = np.full(p.shape, math.nan)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    pf = p[ok]
-    order = np.argsort(pf, kind="stable")
-    adj = np.minimum(1.0, pf[order] * m / np.arange(1, m + 1))
-    adj = np.minimum.accumulate(adj[::-1])[::-1]
-    res = np.empty(m)
-    res[order] = adj
-    out[ok] = res
-    return out
+    return _step_adjust(pvals, lambda p, m: np.minimum.accumulate(
+        np.minimum(1.0, p * m / np.arange(1, m + 1))[::-1])[::-1])
 
 
 ADJUSTMENTS: dict[str, tuple[str, Callable[[Sequence[float]], np.ndarray]]] = {
