@@ -397,10 +397,12 @@ class StackedExperts(nn.Module):
         if src.shape[1] == 0:
             return src.new_zeros(g, 0, H)
         p = self.attn_dropout if self.training else 0.0
-        base = s.buckets[b_lo].a
+        buckets = s.buckets[b_lo:b_hi]
+        # one split, not a slice per bucket: each slice's backward would write a zero-filled copy of
+        # the whole (g, n, 3H) gradient (measured: up to half of a paper-size stage-2 step)
+        parts = torch.split(src, [bk.e - bk.a for bk in buckets], 1)
         outs = []
-        for bk in s.buckets[b_lo:b_hi]:
-            part = src[:, bk.a - base:bk.e - base]
+        for bk, part in zip(buckets, parts):
             if bk.gather is not None:
                 part = part.index_select(1, bk.gather)
             q, k, v = part.reshape(g * bk.k, bk.L, 3, nh, dh).permute(2, 0, 3, 1, 4).unbind(0)
