@@ -394,6 +394,59 @@ def _nonempty(df):
     return df[[c for c in df.columns if (df[c].astype(str).str.strip() != "").any()]]
 
 
+def claims_summary(claims_csv: Path) -> str:
+    """One sentence counting the verdicts of a ``claims_all.csv`` (notebook 06)."""
+    import pandas as pd
+
+    from .report.stats import ALPHA, MIN_SEEDS, NOT_ENOUGH_SEEDS
+
+    c = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
+    res, agree = c["resolved"], c["agrees with paper"]
+    yes = res == "yes"
+    return (f"{len(c)} claims in `{claims_csv.with_suffix('.md').as_posix()}`: {int(yes.sum())} resolved "
+            f"({int((yes & (agree == 'yes')).sum())} as the paper says, {int((yes & (agree == 'no')).sum())} "
+            f"against it), {int((res == 'no').sum())} not resolved, {int((res == NOT_ENOUGH_SEEDS).sum())} with "
+            f"too few seeds to decide (a claim is resolved when, with at least {MIN_SEEDS} seeds, its Holm-adjusted "
+            f"paired t-test over seeds is below {ALPHA}, its bootstrap interval excludes 0 and every seed agrees in "
+            "sign).")
+
+
+def _config_minus_profile(rec: dict) -> str:
+    cfg = {k: v for k, v in (rec.get("config") or {}).items() if k != "profile"}
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def same_runs_as(records: list[dict], other: list[dict]) -> tuple[int, int]:
+    """``(shared, equal)``: how many of ``records`` have a run in ``other`` with the same settings but
+    for the profile's name, and how many of those have equal test metrics."""
+    index = {_config_minus_profile(r): r for r in other}
+    shared = [(r, index[k]) for r in records if (k := _config_minus_profile(r)) in index]
+    return len(shared), sum(a.get("test") == b.get("test") for a, b in shared)
+
+
+def _claims_block(results_dir: str, profile: str, dataset: str, claims_csv: Path) -> str:
+    """The README block of a ``claims`` profile: its verdict counts and the resolved claims."""
+    import pandas as pd
+
+    c = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
+    recs = load_records(results_dir, profile, dataset)
+    shared, equal = same_runs_as(recs, load_records(results_dir, "quick", dataset))
+    prof = load_profile(profile)
+    train = {**prof.get("train", {}), **prof.get("datasets", {}).get(dataset, {}).get("train", {})}
+    seeds = sorted(set(c["seeds"]))
+    lines = [f"**{dataset}, profile `{profile}`: the papers' claims** (every ablation and sweep of notebooks 04-05; "
+             f"seeds per claim: {', '.join(seeds)}; {train.get('epochs')} epochs, patience {train.get('patience')}, "
+             f"selection `{train.get('selection', 'valid')}`). " + claims_summary(claims_csv)]
+    if shared:
+        lines.append(f"Of this profile's {len(recs)} runs, {shared} have the same settings as a `quick` run, and "
+                     f"{equal} of those reproduce its test metrics exactly.")
+    resolved = c[c["resolved"] == "yes"]
+    if len(resolved):
+        cols = ["claim", "paper says", "we measure", "seeds", "p adjusted (Holm)", "agrees with paper"]
+        lines.append("\nThe resolved claims:\n\n" + to_markdown(resolved[cols].set_index("claim")))
+    return "\n".join(lines)
+
+
 def readme_table(results_dir: str) -> int:
     """Rewrite the README block between the markers from the recorded runs.
 
@@ -409,6 +462,10 @@ def readme_table(results_dir: str) -> int:
         if profile == "smoke":
             continue
         main_csv = runs.parent / "tables" / "main_results.csv"
+        claims_csv = runs.parent / "tables" / "claims_all.csv"
+        if profile == "claims" and claims_csv.exists():
+            blocks.append(_claims_block(results_dir, profile, dataset, claims_csv))
+            continue
         if main_csv.exists():
             df = pd.read_csv(main_csv, dtype=str, keep_default_na=False)
             is_rep = df["source"].str.startswith("reported")
@@ -424,7 +481,8 @@ def readme_table(results_dir: str) -> int:
             blocks.append(
                 f"**{dataset}**, profile `{profile}`: test split, mean ± std over the seeds listed, accuracies "
                 f"and F1 in % (from `{main_csv.as_posix()}`, written by `notebooks/03_full_training.ipynb`). "
-                f"{note}\n\n" + to_markdown(ours.set_index("model")))
+                f"{note}\n\n" + to_markdown(ours.set_index("model"))
+                + (f"\n\nClaims: {claims_summary(claims_csv)}" if claims_csv.exists() else ""))
             sel_csv = runs.parent / "tables" / "selection_protocols.csv"
             if sel_csv.exists():
                 sel = pd.read_csv(sel_csv, dtype=str, keep_default_na=False).set_index(["model", "protocol"])

@@ -359,3 +359,32 @@ def test_strip_plots_do_not_depend_on_the_global_random_state(tmp_path):
         plt.close(fig)
     assert out[0][0].read_bytes() == out[1][0].read_bytes()
     assert np.random.get_state()[1][0] == np.random.RandomState(2).get_state()[1][0]   # global state untouched
+
+
+def test_readme_claims_block_counts_verdicts_and_compares_with_quick(tmp_path, monkeypatch):
+    """A ``claims`` profile shows its verdict counts and resolved claims instead of a main table, and
+    says how many of its runs equal a quick run with the same settings."""
+    header = ("claim,paper says,we measure,seeds,schedule,p adjusted (Holm),resolved,agrees with paper\n")
+    rows = ("A hurts,0.7 vs 0.8,MAE: +0.1,5,60 epochs,0.01,yes,yes\n"
+            "B hurts,0.7 vs 0.8,MAE: -0.1,5,60 epochs,0.02,yes,no\n"
+            "C hurts,0.7 vs 0.8,MAE: +0.0,5,60 epochs,0.9,no,undecided\n"
+            "D hurts,0.7 vs 0.8,MAE: +0.0,2,4 epochs,,not enough seeds,undecided\n")
+    base = tmp_path / "results"
+    rec = {"model": "x", "seed": 0, "dataset": "d", "test": {"mae": 1.0}}
+    for profile, test in (("claims", {"mae": 1.0}), ("quick", {"mae": 1.0})):
+        (base / profile / "d" / "tables").mkdir(parents=True)
+        r = {**rec, "profile": profile, "test": test, "config": {"profile": profile, "lr": 1}}
+        other = {**r, "seed": 1, "config": {"profile": profile, "lr": 2},
+                 "test": {"mae": 2.0 if profile == "claims" else 3.0}}
+        (base / profile / "d" / "runs.jsonl").write_text(json.dumps(r) + "\n" + json.dumps(other) + "\n")
+    (base / "claims" / "d" / "tables" / "claims_all.csv").write_text(header + rows)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{pipeline.README_BEGIN}\nold\n{pipeline.README_END}\n")
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    monkeypatch.setattr(pipeline, "load_profile", lambda name: {"train": {"epochs": 60, "patience": 12}})
+    assert pipeline.readme_table(str(base)) == 0
+    text = readme.read_text()
+    assert "4 claims in" in text
+    assert "2 resolved (1 as the paper says, 1 against it), 1 not resolved, 1 with too few" in text
+    assert "| A hurts |" in text and "| B hurts |" in text and "| C hurts |" not in text
+    assert "2 have the same settings as a `quick` run, and 1 of those reproduce its test metrics exactly" in text
