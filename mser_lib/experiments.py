@@ -40,6 +40,7 @@ import copy
 import fcntl
 import hashlib
 import json
+import numbers
 import os
 import platform
 import subprocess
@@ -57,6 +58,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import __version__
+from .checks import ConfigError
 from .data import MissingModality, MultimodalDataset, load_dataset
 from .models import build_model, count_parameters
 from .models.registry import build_config
@@ -145,6 +147,9 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
     unknown = sorted(set(tcfg) - valid_train)
     if unknown:
         raise KeyError(f"unknown trainer setting(s) {unknown}; known: {sorted(valid_train)}")
+    TrainConfig(**tcfg)          # range checks now, before a cached record is looked up (nothing is changed)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError("run", "seed", seed, "an integer >= 0")
     preset = prof.get("model_preset", profile)
     model_cfg = None
     if info is not None:
