@@ -43,6 +43,7 @@ import json
 import numbers
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ _DATA_CACHE: dict = {}
 def load_profile(name: str) -> dict:
     """The profile YAML ``mser_lib/configs/<name>.yaml`` as a dict (``smoke``, ``quick``, ``paper``)."""
     path = resources.files("mser_lib.configs") / f"{name}.yaml"
-    if not path.is_file():
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) or not path.is_file():
         known = sorted(p.name[:-5] for p in resources.files("mser_lib.configs").iterdir()
                        if p.name.endswith(".yaml"))
         raise KeyError(f"unknown profile {name!r}; known: {known}")
@@ -148,8 +149,8 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
     if unknown:
         raise KeyError(f"unknown trainer setting(s) {unknown}; known: {sorted(valid_train)}")
     TrainConfig(**tcfg)          # range checks now, before a cached record is looked up (nothing is changed)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ConfigError("run", "seed", seed, "an integer >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= 2**32 - 1:
+        raise ConfigError("run", "seed", seed, "an integer in [0, 4294967295]")
     preset = prof.get("model_preset", profile)
     model_cfg = None
     if info is not None:

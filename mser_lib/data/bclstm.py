@@ -134,8 +134,13 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
     data_dir = Path(data_dir)
     if split not in ("bclstm", "standard"):
         raise ValueError(f"split must be 'bclstm' or 'standard', got {split!r}")
-    if not 0.0 < valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    if isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) \
+            or not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be a number in (0, 1), got {valid_fraction!r}")
+    if not isinstance(standardize, bool):
+        raise ValueError(f"standardize must be true or false, got {standardize!r}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+        raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
 
     rows = _read_rows(data_dir)  # uid -> (csv part, features per modality)
     meta = read_label_pickle(data_dir / LABEL_PICKLE)

@@ -99,6 +99,8 @@ def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = No
         DataFormatError: missing key, wrong shape or dtype, NaN/inf (other than ``-inf`` in audio),
             lengths outside the padded length, labels out of range, inconsistent widths across splits.
     """
+    if aligned is not None and not isinstance(aligned, bool):
+        raise ValueError(f"aligned must be true, false or null, got {aligned!r}")
     file = resolve_mmsa_file(path, dataset, aligned)
     folder, _, family, label_range = MMSA_FILES[dataset]
     data = safe_load(file, encoding="latin1")

@@ -125,6 +125,12 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
     if dataset not in LABEL_PICKLES:
         raise ValueError(f"dataset must be one of {sorted(LABEL_PICKLES)}, got {dataset!r}")
     root = Path(root)
+    if not isinstance(average_frames, bool):
+        raise ValueError(f"average_frames must be true or false, got {average_frames!r}")
+    if feature_names is not None and not (isinstance(feature_names, dict)
+                                          and all(isinstance(v, str) and v for v in feature_names.values())):
+        raise ValueError(f"feature_names must map modalities to folder names, e.g. {{vision: my_faces}}, "
+                         f"got {feature_names!r}")
     names = dict(DEFAULT_FEATURES)
     if feature_names:
         unknown = set(feature_names) - set(MODALITIES)

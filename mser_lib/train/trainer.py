@@ -43,7 +43,7 @@ from ..metrics import METRIC_NAMES, compute_metrics, default_selection_metric, i
 from ..models.base import task_loss
 from .crossfit import CrossFitSelector, assign_folds, position_folds, prediction_order
 from .io import atomic_torch_save, load_checkpoint
-from .seeding import resolve_device, rng_state, set_rng_state, set_seed
+from .seeding import rng_state, set_rng_state, set_seed, usable_device
 
 #: What ``TrainConfig.select_metric`` may name: a metric of docs/metrics.md or the task loss.
 SELECT_METRICS = (*METRIC_NAMES, "loss")
@@ -100,8 +100,12 @@ class TrainConfig:
         checks.integer(self, "patience", 1, optional=True, none_means="no early stopping")
         checks.choice(self, "select_metric", SELECT_METRICS, optional=True)
         checks.choice(self, "loss_kind", ("l1", "mse"), optional=True)
-        if not self.device or any(c.isspace() for c in self.device):
-            raise checks.ConfigError("TrainConfig", "device", self.device, "auto, cpu, cuda, cuda:<n> or mps")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise checks.ConfigError("TrainConfig", "device", self.device,
+                                         "auto, cpu, cuda, cuda:<n> or mps") from None
         for stage, n in self.stage_epochs.items():
             if not isinstance(stage, str) or not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
                 raise checks.ConfigError("TrainConfig", "stage_epochs", self.stage_epochs,
@@ -173,7 +177,7 @@ def predict(model, split: SplitData, info, batch_size: int = 128, device="auto",
         classification ``y_pred`` holds logits ``(n, C)``), the sample id of each position, and
         (if asked) a list of per-batch diagnostics dicts.
     """
-    device = resolve_device(device)
+    device = usable_device(device)
     model.eval()
     ys, ps, ids, diags = [], [], [], []
     for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, seed=seed,
@@ -237,7 +241,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
     cfg.validate()                    # also catches fields changed after construction
     check_loss_kind(model, cfg)
     info = dataset.info
-    device = resolve_device(cfg.device)
+    device = usable_device(cfg.device)
     set_seed(seed, cfg.deterministic)
     n_epochs = cfg.epochs if epochs is None else epochs
     metric = cfg.select_metric or default_selection_metric(info.metric_family)
