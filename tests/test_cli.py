@@ -112,6 +112,8 @@ MISUSE = [
      "aligned must be true, false or null"),
     ("utterance feature names not a mapping", [*B, "--dataset", "mosi-utt", "--data-dir", "{tmp}", "--data-set",
                                                "feature_names=[a]"], "feature_names must map"),
+    ("utterance label file not a path", [*B, "--dataset", "mosi-utt", "--data-dir", "{tmp}", "--data-set",
+                                         "label_file=5"], "label_file must be a path"),
     ("valid fraction 1", [*B, "--dataset", "mosi-bclstm", "--data-dir", "{tmp}", "--data-set", "valid_fraction=1"],
      "valid_fraction must be a number in (0, 1)"),
     ("table of an unknown profile", ["table", "--profile", "huge", "--results-dir", "{tmp}"], "unknown profile"),

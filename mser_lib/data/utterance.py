@@ -132,6 +132,8 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
     if dataset not in LABEL_PICKLES:
         raise ValueError(f"dataset must be one of {sorted(LABEL_PICKLES)}, got {dataset!r}")
     root = Path(root)
+    if label_file is not None and not isinstance(label_file, (str, Path)):
+        raise ValueError(f"label_file must be a path, got {label_file!r}")
     if not isinstance(average_frames, bool):
         raise ValueError(f"average_frames must be true or false, got {average_frames!r}")
     if feature_names is not None and not (isinstance(feature_names, dict)
