@@ -5,27 +5,101 @@
     python -m mser_lib datasets [--show mosi-bclstm --data-dir ../shared/data/mosi-bclstm]
     python -m mser_lib table --profile quick --dataset synthetic
     python -m mser_lib search --dataset mosi-bclstm --data-dir ../shared/data/mosi-bclstm --trials 20 --final
+
+A user error (an unknown model, dataset or profile, a missing data folder, a malformed ``KEY=VALUE``, a
+setting out of range, a malformed data file) prints one line ``mser: error: ...`` to stderr and exits
+with status 2. Other exceptions are bugs and keep their traceback; ``MSER_DEBUG=1`` shows the traceback of
+user errors too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
 import yaml
 
+PROG = "mser"
+MAX_SEED = 2**32 - 1
 
-def _kv(items: list[str] | None) -> dict:
-    """``["hidden=64", "use_fae=false"]`` -> ``{"hidden": 64, "use_fae": False}`` (YAML scalars)."""
+
+class UsageError(ValueError):
+    """A command line that cannot mean anything (malformed ``KEY=VALUE``, conflicting options)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (``mser: error: ...``) and exit status 2."""
+
+    def error(self, message: str):
+        cmd = self.prog.split()[-1] if " " in self.prog else ""
+        hint = f"python -m mser_lib {cmd + ' ' if cmd and cmd != 'mser_lib' else ''}--help"
+        self.exit(2, f"{PROG}: error: {' '.join(message.split())} (see {hint})\n")
+
+
+# YAML 1.1 reads 1e-4 (no dot) as a string; such values are numbers on the command line.
+_NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _scalar(text: str):
+    """One value of ``KEY=VALUE``: YAML scalars (``64``, ``false``, ``null``, ``[1, 2]``, ``{a: 1}``), with
+    every decimal number a number (``1e-4``, ``3E2``, ``+.5``). NaN and inf stay strings."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"cannot parse the value {text!r} ({' '.join(str(exc).split())})") from None
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        v = value.strip().replace("_", "")
+        try:
+            return int(v)
+        except ValueError:
+            return float(v)
+    return value
+
+
+def _kv(items: list[str] | None, option: str = "--set") -> dict:
+    """``["hidden=64", "use_fae=false", "lr=1e-4"]`` -> ``{"hidden": 64, "use_fae": False, "lr": 0.0001}``."""
     out = {}
     for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip() or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k.strip()):
+            raise UsageError(f"{option} expects KEY=VALUE with KEY a setting name, got {item!r}")
+        out[k.strip()] = _scalar(v)
     return out
+
+
+def _seed(text: str) -> int:
+    """argparse type of seeds: an integer in [0, 2**32 - 1]."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer in [0, {MAX_SEED}], got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -47,10 +121,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 def cmd_train(a) -> int:
     from .experiments import run_one
     seeds = a.seeds if a.seeds else [a.seed]
+    overrides, train, data_kwargs = _kv(a.overrides), _kv(a.train, "--train-set"), _kv(a.data_kwargs, "--data-set")
     for seed in seeds:
-        rec = run_one(a.model, a.dataset, seed, a.profile, _kv(a.overrides), _kv(a.train), a.data_dir,
-                      _kv(a.data_kwargs), results_dir=a.results_dir, force=a.force, device=a.device,
-                      progress=not a.quiet)
+        rec = run_one(a.model, a.dataset, seed, a.profile, overrides, train, a.data_dir, data_kwargs,
+                      results_dir=a.results_dir, force=a.force, device=a.device, progress=not a.quiet)
         test = {k: round(v, 4) for k, v in (rec["test"] or {}).items()}
         print(json.dumps({"model": a.model, "dataset": a.dataset, "seed": seed, "config_hash":
                           rec["config_hash"], "best_epoch": rec["best_epoch"], "test": test}))
@@ -64,27 +138,28 @@ def cmd_evaluate(a) -> int:
     from .models import build_model
     from .train import TrainConfig, evaluate, load_checkpoint
 
-    ds = get_dataset(a.dataset, a.data_dir, a.profile, _kv(a.data_kwargs))
-    run = resolve_run(a.model, a.dataset, a.seed, a.profile, _kv(a.overrides), _kv(a.train),
-                      _kv(a.data_kwargs), device=a.device, info=ds.info)
-    if find_record(a.results_dir, run) is None:
-        print("no recorded run with this configuration; train it first with `train` and the same "
-              "arguments", file=sys.stderr)
-        return 2
-    ckdir = Path(a.results_dir) / a.profile / a.dataset / "checkpoints" / config_hash(run)
-    bests = sorted(ckdir.rglob("best.pt"), key=lambda p: p.stat().st_mtime)
-    if not bests:
-        print(f"the run is recorded but its checkpoint is gone from {ckdir}", file=sys.stderr)
-        return 2
-    net = build_model(a.model, ds.info, run["model_preset"], **run["overrides"])
-    if hasattr(net, "stages"):
-        net.set_stage(net.stages()[-1])
-    net.load_state_dict(load_checkpoint(bests[-1], "cpu")["model"])
+    overrides, train, data_kwargs = _kv(a.overrides), _kv(a.train, "--train-set"), _kv(a.data_kwargs, "--data-set")
     missing = None
     if a.condition:
         missing = MissingModality(condition=a.condition)
     elif a.missing_rate:
         missing = MissingModality(rate=a.missing_rate)
+    ds = get_dataset(a.dataset, a.data_dir, a.profile, data_kwargs)
+    run = resolve_run(a.model, a.dataset, a.seed, a.profile, overrides, train, data_kwargs, device=a.device,
+                      info=ds.info)
+    if find_record(a.results_dir, run) is None:
+        print(f"{PROG}: error: no recorded run with this configuration; train it first with `train` and the "
+              "same arguments", file=sys.stderr)
+        return 2
+    ckdir = Path(a.results_dir) / a.profile / a.dataset / "checkpoints" / config_hash(run)
+    bests = sorted(ckdir.rglob("best.pt"), key=lambda p: p.stat().st_mtime)
+    if not bests:
+        print(f"{PROG}: error: the run is recorded but its checkpoint is gone from {ckdir}", file=sys.stderr)
+        return 2
+    net = build_model(a.model, ds.info, run["model_preset"], **run["overrides"])
+    if hasattr(net, "stages"):
+        net.set_stage(net.stages()[-1])
+    net.load_state_dict(load_checkpoint(bests[-1], "cpu")["model"])
     cfg = TrainConfig(**{**run["train"], "progress": False})
     metrics, _ = evaluate(net, ds.split(a.split), ds.info, cfg, missing=missing, seed=a.seed)
     print(json.dumps({"split": a.split, "missing": missing.name if missing else None,
@@ -95,7 +170,7 @@ def cmd_evaluate(a) -> int:
 def cmd_datasets(a) -> int:
     from .data import dataset_names, load_dataset
     if a.show:
-        ds = load_dataset(a.show, data_dir=a.data_dir, **_kv(a.data_kwargs))
+        ds = load_dataset(a.show, data_dir=a.data_dir, **_kv(a.data_kwargs, "--data-set"))
         print(json.dumps(ds.summary(), indent=2))
         return 0
     for name, desc in dataset_names().items():
@@ -104,11 +179,13 @@ def cmd_datasets(a) -> int:
 
 
 def cmd_table(a) -> int:
+    from .experiments import load_profile, runs_path
     from .report.tables import results_table, write_table
+    load_profile(a.profile)                      # an unknown profile is an error, not an empty table
     df = results_table(a.results_dir, a.profile, a.dataset)
     if df.empty:
-        print("no records yet", file=sys.stderr)
-        return 1
+        print(f"{PROG}: error: no records yet in {runs_path(a.results_dir, a.profile, a.dataset)}", file=sys.stderr)
+        return 2
     if a.out:
         for path in write_table(df, a.out, "main_results"):
             print(path)
@@ -122,13 +199,13 @@ def cmd_search(a) -> int:
     from .report.tables import to_markdown, write_table
     from .search import final_metrics, final_runs, run_search, search_table
 
-    overrides, train = _kv(a.overrides), _kv(a.train)
+    overrides, train, data_kwargs = _kv(a.overrides), _kv(a.train, "--train-set"), _kv(a.data_kwargs, "--data-set")
     if overrides and len(a.models) > 1:
-        raise SystemExit("--set changes model fields: give it with one --models name only")
+        raise UsageError("--set changes model fields: give it with one --models name only")
     entries = []
     for model in a.models:
         res = run_search(model, a.dataset, a.profile, a.trials, a.seed, a.sampler_seed, a.data_dir,
-                         _kv(a.data_kwargs), a.results_dir, overrides, train, progress=not a.quiet)
+                         data_kwargs, a.results_dir, overrides, train, progress=not a.quiet)
         print(json.dumps({"model": model, "trials": len(res.trials), "study": str(res.path),
                           "cost_s": round(res.cost_s, 1), "metric": res.metric,
                           "chosen": [None if c is None else {"fold": f, "trial": res.trials[c]["number"],
@@ -150,23 +227,23 @@ def cmd_search(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mser_lib",
+    p = _Parser(prog="python -m mser_lib",
                                 description="mser: reproducible FEMF and Atsuko (frequency-aware MSA)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train (or fetch the cached record of) one run per seed")
     _common(t)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--seeds", type=int, nargs="*", help="several seeds (overrides --seed)")
+    t.add_argument("--seed", type=_seed, default=0)
+    t.add_argument("--seeds", type=_seed, nargs="*", help="several seeds (overrides --seed)")
     t.add_argument("--force", action="store_true", help="retrain even if the run is recorded")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score a recorded run's best checkpoint on a split")
     _common(e)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("--missing-rate", type=float, default=0.0, help="random modality dropout rate")
+    e.add_argument("--missing-rate", type=_rate, default=0.0, help="random modality dropout rate")
     e.add_argument("--condition", default=None, help="keep only these modalities: t a v ta tv av tav")
     e.set_defaults(func=cmd_evaluate)
 
@@ -189,16 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--dataset", default="mosi-bclstm", help="a dataset the profile cross-fits (selection: crossfit)")
     sr.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     sr.add_argument("--profile", default="quick", help="smoke | quick | paper")
-    sr.add_argument("--trials", type=int, default=20, help="trials per model (a study resumes: only missing ones run)")
-    sr.add_argument("--seed", type=int, default=0, help="training seed of the trials")
-    sr.add_argument("--sampler-seed", type=int, default=0, help="seeds the trials' settings (RandomSampler)")
+    sr.add_argument("--trials", type=_positive, default=20,
+                    help="trials per model (a study resumes: only missing ones run)")
+    sr.add_argument("--seed", type=_seed, default=0, help="training seed of the trials")
+    sr.add_argument("--sampler-seed", type=_seed, default=0, help="seeds the trials' settings (RandomSampler)")
     sr.add_argument("--set", dest="overrides", nargs="*", metavar="KEY=VALUE",
                     help="fixed model fields under the searched ones (one model only)")
     sr.add_argument("--train-set", dest="train", nargs="*", metavar="KEY=VALUE",
                     help="fixed trainer settings under the searched ones")
     sr.add_argument("--data-set", dest="data_kwargs", nargs="*", metavar="KEY=VALUE", help="loader arguments")
     sr.add_argument("--final", action="store_true", help="train each fold's choice over the seeds and pool")
-    sr.add_argument("--seeds", type=int, nargs="*", help="seeds of the final runs (default: the profile's)")
+    sr.add_argument("--seeds", type=_seed, nargs="*", help="seeds of the final runs (default: the profile's)")
     sr.add_argument("--results-dir", default="results", help="where runs, checkpoints and search/<model>.db go")
     sr.add_argument("--out", default=None, help="folder for search.csv/.md/.tex (default: print Markdown)")
     sr.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -206,9 +284,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Exceptions that report what the user gave (settings, names, files), not a bug: one line, exit 2.
+USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]                           # str(KeyError) adds quotes
+    else:
+        text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        if os.environ.get("MSER_DEBUG"):
+            raise
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ import copy
 import fcntl
 import hashlib
 import json
+import numbers
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -57,6 +59,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import __version__
+from .checks import ConfigError
 from .data import MissingModality, MultimodalDataset, load_dataset
 from .models import build_model, count_parameters
 from .models.registry import build_config
@@ -70,7 +73,7 @@ _DATA_CACHE: dict = {}
 def load_profile(name: str) -> dict:
     """The profile YAML ``mser_lib/configs/<name>.yaml`` as a dict (``smoke``, ``quick``, ``paper``)."""
     path = resources.files("mser_lib.configs") / f"{name}.yaml"
-    if not path.is_file():
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) or not path.is_file():
         known = sorted(p.name[:-5] for p in resources.files("mser_lib.configs").iterdir()
                        if p.name.endswith(".yaml"))
         raise KeyError(f"unknown profile {name!r}; known: {known}")
@@ -145,6 +148,9 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
     unknown = sorted(set(tcfg) - valid_train)
     if unknown:
         raise KeyError(f"unknown trainer setting(s) {unknown}; known: {sorted(valid_train)}")
+    TrainConfig(**tcfg)          # range checks now, before a cached record is looked up (nothing is changed)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= 2**32 - 1:
+        raise ConfigError("run", "seed", seed, "an integer in [0, 4294967295]")
     preset = prof.get("model_preset", profile)
     model_cfg = None
     if info is not None:

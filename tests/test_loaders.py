@@ -283,20 +283,54 @@ def _corrupt(raw, what):
     if what == "aligned_length":
         raw["train"]["audio"] = raw["train"]["audio"][:, :40]
         return ("train/audio", "aligned features of length 50")
+    # issue 12: empty splits, zero lengths and widths, complex values, float32 overflow
+    if what == "empty_split":
+        raw["valid"] = {k: v[:0] if isinstance(v, np.ndarray) else v[:0] for k, v in raw["valid"].items()}
+        return ("valid/text", "at least one sample")
+    if what == "zero_width":
+        raw["train"]["audio"] = raw["train"]["audio"][:, :, :0]
+        return ("train/audio", "feature width 0")
+    if what == "zero_length_axis":
+        raw["test"]["vision"] = raw["test"]["vision"][:, :0]
+        raw["test"]["vision_lengths"] = [0] * len(raw["test"]["vision_lengths"])
+        return ("test/vision", "sequence length 0")
+    if what == "all_modalities_empty":
+        raw["train"]["text_bert"][1, 1, :] = 0.0
+        raw["train"]["audio_lengths"][1] = 0
+        raw["train"]["vision_lengths"][1] = 0
+        return ("train/text_bert", "samples of length 0 in all three, first 'vid0$_$1'")
+    if what == "complex_text":
+        raw["train"]["text"] = raw["train"]["text"] + 1j
+        return ("train/text", "real numbers", "complex values", "imaginary part")
+    if what == "overflow_vision":
+        raw["test"]["vision"] = raw["test"]["vision"].astype(np.float64)
+        raw["test"]["vision"][0, 0, 1] = 1e39
+        return ("test/vision", "float32 range", "1e+39")
+    if what == "neg_overflow_audio":   # -1e39 is not MMSA's -inf padding: refused, not zeroed
+        raw["test"]["audio"] = raw["test"]["audio"].astype(np.float64)
+        raw["test"]["audio"][0, 0, 1] = -1e39
+        return ("test/audio", "float32 range", "-1e+39")
     raise AssertionError(what)
+
+
+UNALIGNED_CASES = ("length_too_long", "zero_length_axis", "all_modalities_empty")
 
 
 @pytest.mark.parametrize("what", ["missing_key", "missing_split", "wrong_shape", "n_mismatch", "nan_features",
                                   "posinf_audio", "label_range", "label_shape", "text_dtype",
-                                  "length_too_long", "aligned_length"])
+                                  "length_too_long", "aligned_length", "empty_split", "zero_width",
+                                  "zero_length_axis", "all_modalities_empty", "complex_text", "overflow_vision",
+                                  "neg_overflow_audio"])
 def test_mmsa_bad_input_names_file_field_expectation(tmp_path, what):
-    aligned = what != "length_too_long"
+    aligned = what not in UNALIGNED_CASES
     raw = make_mmsa("mosi", aligned=aligned)
-    field, expectation = _corrupt(raw, what)
+    field, *expectation = _corrupt(raw, what)
     path = write_pickle(raw, tmp_path / f"bad_{what}.pkl")
-    with pytest.raises(DataFormatError) as ei:
-        load_mmsa(path, "mosi", aligned=aligned)
-    assert_error(ei, f"bad_{what}.pkl", field, expectation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)   # never a silent cast of complex values
+        with pytest.raises(DataFormatError) as ei:
+            load_mmsa(path, "mosi", aligned=aligned)
+    assert_error(ei, f"bad_{what}.pkl", field, *expectation)
 
 
 def test_mmsa_sims_label_out_of_range(tmp_path):
@@ -605,3 +639,195 @@ def test_bclstm_standardize_uses_train_stats():
     x = ds.train.audio[ds.train.label_mask]
     np.testing.assert_allclose(x.mean(0), 0, atol=1e-4)
     assert abs(float(ds.test.audio[ds.test.label_mask].mean())) < 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 12: edge cases of the utterance format, each a DataFormatError naming the file and the field
+
+
+@pytest.mark.parametrize("what", ["complex", "npz", "zero_width", "overflow", "zero_width_frames"])
+def test_utterance_feature_file_edge_cases(tmp_path, what):
+    make_utt_tree(tmp_path)
+    path = tmp_path / "features" / "wav2vec-large-c-UTT" / "v3_2.npy"
+    if what == "complex":
+        np.save(path, np.ones(8, dtype=np.complex64))
+        parts = ("complex values", "real numbers")
+    elif what == "npz":
+        with open(path, "wb") as fh:                      # np.savez under the .npy name
+            np.savez(fh, audio=np.ones(8, dtype=np.float32))
+        parts = ("a .npy array (np.save)", ".npz archive", "['audio']")
+    elif what == "zero_width":
+        np.save(path, np.zeros(0, dtype=np.float32))
+        parts = ("1-D vector", "shape (0,)")
+    elif what == "zero_width_frames":
+        np.save(path, np.zeros((1, 0), dtype=np.float32))
+        parts = ("1-D vector", "shape (1, 0)")
+    else:
+        vec = np.ones(8)
+        vec[3] = 1e39                                     # finite in float64, inf in float32
+        np.save(path, vec)
+        parts = ("float32 range", "index 3", "1e+39")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        with pytest.raises(DataFormatError) as ei:
+            load_utterance_features(tmp_path)
+    assert_error(ei, "v3_2.npy", "audio feature", *parts)
+
+
+def test_utterance_empty_split_and_zero_length_video(tmp_path):
+    make_utt_tree(tmp_path)
+    pkl = tmp_path / "CMUMOSI_features_raw_2way.pkl"
+    tup = safe_load(pkl, encoding="latin1")
+    empty_valid = list(tup)
+    empty_valid[5] = set()
+    write_pickle(empty_valid, pkl, protocol=2)
+    with pytest.raises(DataFormatError) as ei:
+        load_utterance_features(tmp_path)
+    assert_error(ei, "CMUMOSI_features_raw_2way.pkl", "valVids", "at least one video", "none")
+    no_utts = list(tup)
+    no_utts[0] = {**tup[0], "v4": []}
+    no_utts[1] = {**tup[1], "v4": []}
+    write_pickle(no_utts, pkl, protocol=2)
+    with pytest.raises(DataFormatError) as ei:
+        load_utterance_features(tmp_path)
+    assert_error(ei, "CMUMOSI_features_raw_2way.pkl", "videoIDs['v4']", "at least one utterance", "empty list")
+
+
+def test_check_array_refuses_complex_and_names_overflow():
+    from mser_lib.data.validate import check_array
+
+    with pytest.raises(DataFormatError) as ei:
+        check_array(np.array([1 + 2j, 3]), "f.pkl", "train/x")
+    assert_error(ei, "f.pkl", "train/x", "complex values")
+    with pytest.raises(DataFormatError) as ei:
+        check_array(np.array([1.0, 1e39]), "f.pkl", "train/x", finite=False)   # also when inf is allowed
+    assert_error(ei, "f.pkl", "train/x", "float32 range", "1 values that overflow", "(1,)")
+    np.testing.assert_array_equal(check_array(np.array([1.0, -np.inf]), "f", "x", finite=False), [1.0, -np.inf])
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 12: mosi-bclstm edge cases on a tiny hand-made folder (no ../shared needed)
+
+TINY_VIDEOS = {"tr1": 3, "tr2": 2, "tr3": 2, "te1": 2, "te2": 3}     # video -> utterances
+
+
+def make_bclstm_tree(root: Path, seed: int = 0, videos: dict | None = None) -> dict:
+    """The mosi-bclstm files for five videos (tr* in the bc-LSTM train part, te* in its test part): transcripts,
+    text/audio/video csvs with the real column counts, and the 7-tuple label pickle."""
+    from mser_lib.data.bclstm import DIMS, LABEL_PICKLE
+
+    rng = np.random.default_rng(seed)
+    videos = videos or TINY_VIDEOS
+    root.mkdir(parents=True, exist_ok=True)
+    uids = [f"{v}_{n}" for v, k in videos.items() for n in range(1, k + 1)]
+    labels = {u: float(np.round(rng.uniform(-3, 3), 2)) for u in uids}
+    with open(root / "transcripts.csv", "w") as fh:
+        for u in uids:
+            fh.write(f'{u},"words of {u}",{u.split("_")[0][-1]},{int(labels[u] >= 0)}\n')
+    feats = {m: {u: rng.normal(size=d) * (100.0 if m == "audio" else 1.0) for u in uids} for m, d in DIMS.items()}
+    files = {"text": "text", "audio": "audio", "vision": "video"}
+    for part in ("train", "test"):
+        rows = [i for i, u in enumerate(uids) if u.startswith(part[:2])]
+        with open(root / f"text_{part}.csv", "w") as fh:
+            for i in rows:
+                fh.write(",".join([str(i)] + [repr(float(x)) for x in feats["text"][uids[i]]]) + "\n")
+        for m, name in files.items():
+            with open(root / f"{name}_{part}0.csv", "w") as fh:
+                for i in rows:
+                    u = uids[i]
+                    fh.write(",".join([repr(float(x)) for x in feats[m][u]] + [str(int(labels[u] >= 0))]) + "\n")
+    vids = list(videos)
+    ids = {v: [u for u in uids if u.startswith(v + "_")] for v in vids}
+    train = sorted(v for v in vids if v.startswith("tr"))
+    tup = (ids, {v: [labels[u] for u in ids[v]] for v in vids}, {v: [""] * len(ids[v]) for v in vids},
+           {v: [""] * len(ids[v]) for v in vids}, set(train[:-1] or train), set(train[-1:]) - set(train[:-1] or train),
+           {v for v in vids if v.startswith("te")})
+    write_pickle(list(tup), root / LABEL_PICKLE, protocol=2)
+    return {"uids": uids, "labels": labels}
+
+
+def _set_cell(path: Path, row: int, col: int, value: str) -> None:
+    lines = path.read_text().splitlines()
+    cells = lines[row].split(",")
+    cells[col] = value
+    lines[row] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_tiny_bclstm_tree_loads(tmp_path):
+    make_bclstm_tree(tmp_path)
+    for std in (False, True):
+        ds = load_mosi_bclstm(tmp_path, standardize=std)
+        assert [len(ds.split(s)) for s in ("train", "valid", "test")] == [2, 1, 2]
+        assert ds.train.audio.dtype == np.float32 and np.isfinite(ds.train.audio).all()
+
+
+def test_bclstm_float32_overflow_is_refused_naming_the_column(tmp_path):
+    make_bclstm_tree(tmp_path)
+    _set_cell(tmp_path / "audio_test0.csv", 1, 5, "1e39")         # finite in float64, inf in float32
+    for std in (False, True):
+        with pytest.raises(DataFormatError) as ei:
+            load_mosi_bclstm(tmp_path, standardize=std)
+        assert_error(ei, "audio_test0.csv", "row 1 col 5", "audio feature 5", "float32 range", "1e+39")
+
+
+def test_bclstm_std_overflow_is_refused_not_zeroed(tmp_path):
+    """One cell of 1e20: the float32 standard deviation of its train column overflows, which once zeroed the
+    column in every split. Refused with standardize=True; without standardisation the value is kept as is."""
+    make_bclstm_tree(tmp_path)
+    _set_cell(tmp_path / "audio_train0.csv", 0, 7, "1e20")         # tr1_1: a train-split utterance
+    with pytest.raises(DataFormatError) as ei:
+        load_mosi_bclstm(tmp_path, standardize=True)
+    assert_error(ei, "audio_train0.csv", "col 7 (audio feature 7)", "standard deviation overflows", "1e+20")
+    raw = load_mosi_bclstm(tmp_path, standardize=False)
+    assert raw.train.audio[0, 0, 7] == np.float32(1e20)
+
+
+@pytest.mark.parametrize("what", ["ragged", "binary", "empty", "label"])
+def test_bclstm_transcript_parse_errors(tmp_path, what):
+    make_bclstm_tree(tmp_path)
+    path = tmp_path / "transcripts.csv"
+    lines = path.read_text().splitlines()
+    if what == "ragged":
+        lines[2] += ",extra,fields"
+        path.write_text("\n".join(lines) + "\n")
+        parts = ("<csv>", "parse error", "Expected 4 fields")
+    elif what == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage\x80\x81,\x00\n" * 3)
+        parts = ("<csv>", "parse error")
+    elif what == "empty":
+        path.write_text("")
+        parts = ("<csv>", "parse error", "No columns")
+    else:
+        lines[3] = lines[3].rsplit(",", 1)[0] + ",maybe"
+        path.write_text("\n".join(lines) + "\n")
+        parts = ("row 3 col 3 (0/1 label)", "0 or 1", "'maybe'")
+    with pytest.raises(DataFormatError) as ei:
+        load_mosi_bclstm(tmp_path)
+    assert_error(ei, "transcripts.csv", *parts)
+
+
+def test_bclstm_empty_splits(tmp_path):
+    import json
+
+    make_bclstm_tree(tmp_path)
+
+    # standard folds (standard_folds.json wins over the pickle's) without validation videos
+    (tmp_path / "standard_folds.json").write_text(json.dumps({"train": ["tr1", "tr2", "tr3"], "valid": [],
+                                                              "test": ["te1", "te2"]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeakageWarning)
+        with pytest.raises(DataFormatError) as ei:
+            load_mosi_bclstm(tmp_path, split="standard")
+    assert_error(ei, "standard_folds.json", "'valid'", "at least one video in the valid split")
+    # the bc-LSTM split with a single train video: validation takes it, nothing is left to train on
+    make_bclstm_tree(tmp_path / "one", videos={"tr1": 2, "te1": 2, "te2": 1})
+    with pytest.raises(DataFormatError) as ei:
+        load_mosi_bclstm(tmp_path / "one")
+    assert_error(ei, "text_train.csv", "rows", "at least one video in the train split")
+    # an empty csv part (no test rows) names the csv
+    make_bclstm_tree(tmp_path / "b")
+    (tmp_path / "b" / "text_test.csv").write_text("")
+    with pytest.raises(DataFormatError) as ei:
+        load_mosi_bclstm(tmp_path / "b")
+    assert_error(ei, "text_test.csv", "<csv>")

@@ -158,9 +158,18 @@ def test_selecting_on_the_loss_trains(smoke):
 
 
 def test_a_run_that_never_selects_raises(smoke):
+    from mser_lib.checks import ConfigError
+
     for bad in ({"epochs": 0}, {"patience": 0}):
-        with pytest.raises(RuntimeError, match="no epoch was selected"):
-            fit_model(_model(smoke.info), smoke, TrainConfig(**{**CFG, **bad}))
+        with pytest.raises(ConfigError, match=f"TrainConfig.{next(iter(bad))}=0: expected an integer >= 1"):
+            TrainConfig(**{**CFG, **bad})            # refused where the setting is defined
+        cfg = TrainConfig(**CFG)
+        setattr(cfg, *next(iter(bad.items())))       # changed after construction: fit checks again
+        with pytest.raises(ConfigError):
+            fit_model(_model(smoke.info), smoke, cfg)
+    # the guard behind the checks: a stage given no epochs (fit's own argument) selects nothing
+    with pytest.raises(RuntimeError, match="no epoch was selected"):
+        trainer_mod.fit(_model(smoke.info), smoke, TrainConfig(**CFG), epochs=0)
 
 
 def test_a_run_that_learned_nothing_is_flagged_and_left_out_of_tables(smoke, tmp_path, capsys):
@@ -169,12 +178,12 @@ def test_a_run_that_learned_nothing_is_flagged_and_left_out_of_tables(smoke, tmp
 
     good = fit_model(_model(smoke.info), smoke, TrainConfig(**CFG))
     assert good.degenerate is False
-    # lr 0 and every prediction pushed 3 points up: a network that learned nothing and is off-centre
+    # lr ~0 and every prediction pushed 3 points up: a network that learned nothing and is off-centre
     import dataclasses
 
     net = _model(smoke.info)
     net.register_forward_hook(lambda m, i, out: dataclasses.replace(out, prediction=out.prediction + 3.0))
-    dead = fit_model(net, smoke, TrainConfig(**{**CFG, "lr": 0.0, "epochs": 2}))
+    dead = fit_model(net, smoke, TrainConfig(**{**CFG, "lr": 1e-12, "epochs": 2}))
     assert dead.degenerate is True
     triv = trivial_metrics(smoke, "valid")
     assert learned_nothing({"mae": triv["mae"]}, triv, "regression")          # ties count as nothing

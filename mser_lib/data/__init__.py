@@ -72,6 +72,15 @@ def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None, pr
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(dataset_names()))}")
     if data_dir is None:
         raise ValueError(f"dataset {name!r} needs data_dir (the folder holding its files; see README)")
+    if not Path(data_dir).exists():
+        raise DataFormatError(data_dir, "data_dir", f"the folder (or file) holding the {name!r} data (see README)",
+                              "no such file or folder")
     entry = loaders[name]
+    from .loaders_registry import loader_arguments
+
+    accepted = loader_arguments(name)
+    if accepted is not None and set(kwargs) - set(accepted):
+        raise KeyError(f"dataset {name!r} has no loader argument(s) {sorted(set(kwargs) - set(accepted))}; "
+                       f"it takes: {', '.join(accepted) or 'none'}")
     loader = entry["loader"] if isinstance(entry, dict) else entry
     return loader(Path(data_dir), seed=seed, **kwargs)

@@ -134,8 +134,13 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
     data_dir = Path(data_dir)
     if split not in ("bclstm", "standard"):
         raise ValueError(f"split must be 'bclstm' or 'standard', got {split!r}")
-    if not 0.0 < valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    if isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) \
+            or not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be a number in (0, 1), got {valid_fraction!r}")
+    if not isinstance(standardize, bool):
+        raise ValueError(f"standardize must be true or false, got {standardize!r}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+        raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
 
     rows = _read_rows(data_dir)  # uid -> (csv part, features per modality)
     meta = read_label_pickle(data_dir / LABEL_PICKLE)
@@ -193,13 +198,28 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
             raise DataFormatError(data_dir / "transcripts.csv", "utterance id", "rows for every fold video",
                                   f"{len(absent)} videos without rows, e.g. {absent[0]!r}")
 
+    for s, vids in folds.items():
+        if not vids:
+            if split == "bclstm":
+                where = (data_dir / f"text_{'test' if s == 'test' else 'train'}.csv", "rows")
+            elif (data_dir / "standard_folds.json").is_file():
+                where = (data_dir / "standard_folds.json", s)
+            else:
+                where = (data_dir / LABEL_PICKLE, {"train": "trainVids", "valid": "valVids", "test": "testVids"}[s])
+            raise DataFormatError(where[0], where[1], f"at least one video in the {s} split", "none")
+
     feats = rows["features"]
     if standardize:
         tr = np.concatenate([by_video[v] for v in folds["train"]])
         feats = {}
         for m, x in rows["features"].items():
             mu, sd = x[tr].mean(0), x[tr].std(0)
+            _check_statistics(data_dir, m, x[tr], mu, sd)
             feats[m] = ((x - mu) / np.where(sd > 1e-8, sd, 1.0)).astype(np.float32)
+            if not np.isfinite(feats[m]).all():
+                c = int(np.argwhere(~np.isfinite(feats[m]))[0][1])
+                raise DataFormatError(data_dir / f"{_MOD_FILE[m]}_train0.csv", f"col {c} ({m} feature {c})",
+                                      "standardised values within float32 range", "an overflow (inf)")
 
     splits = {}
     for s in ("train", "valid", "test"):
@@ -217,6 +237,19 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
                 "videos": {s: list(folds[s]) for s in folds}},
     )
     return MultimodalDataset(info=info, **splits)
+
+
+def _check_statistics(data_dir: Path, modality: str, x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> None:
+    """Refuse a feature column whose train mean or standard deviation (float32, as computed for
+    standardisation) overflows: its values would all become 0 (x / inf) in every split."""
+    bad = ~(np.isfinite(mu) & np.isfinite(sd))
+    if bad.any():
+        c = int(np.flatnonzero(bad)[0])
+        big = float(np.abs(x[:, c]).max())
+        stat = "mean" if not np.isfinite(mu[c]) else "standard deviation"
+        raise DataFormatError(data_dir / f"{_MOD_FILE[modality]}_train0.csv", f"col {c} ({modality} feature {c})",
+                              "values whose train-split mean and standard deviation fit in float32 "
+                              "(standardize=True)", f"largest magnitude {big:g}: the {stat} overflows to inf")
 
 
 def _row_getters(feats: dict[str, np.ndarray], index: dict[str, int]) -> dict:
@@ -250,10 +283,19 @@ def _read_rows(data_dir: Path) -> dict:
     tpath = data_dir / "transcripts.csv"
     if not tpath.is_file():
         raise DataFormatError(tpath, "<file>", "this file (see the data folder's README)", "no such file")
-    tr = pd.read_csv(tpath, header=None, dtype={0: str, 1: str}, keep_default_na=False)
+    try:
+        tr = pd.read_csv(tpath, header=None, dtype={0: str, 1: str}, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:   # EmptyDataError is a ValueError
+        raise DataFormatError(tpath, "<csv>", "a csv without header: id, transcript, video number, 0/1 label",
+                              f"a parse error: {' '.join(str(exc).split())[:200]}") from None
     if tr.shape[1] != 4:
         raise DataFormatError(tpath, "columns", "4 columns (id, transcript, video number, 0/1 label)",
                               f"{tr.shape[1]}")
+    lab01 = pd.to_numeric(tr[3], errors="coerce").to_numpy()
+    bad01 = ~np.isin(lab01, (0.0, 1.0))
+    if bad01.any():
+        r = int(np.flatnonzero(bad01)[0])
+        raise DataFormatError(tpath, f"row {r} col 3 (0/1 label)", "0 or 1", repr(tr[3].iloc[r])[:60])
     t_uid = tr[0].astype(str).to_numpy()
     if len(set(t_uid)) != len(t_uid):
         raise DataFormatError(tpath, "col 0 (utterance id)", "unique ids", "duplicates")
@@ -275,7 +317,13 @@ def _read_rows(data_dir: Path) -> dict:
             if arr.shape[0] != n:
                 raise DataFormatError(data_dir / name, "rows", f"{n} rows (as text_{part}.csv)",
                                       f"{arr.shape[0]}")
-            feats[m].append(arr[:, :-1].astype(np.float32))
+            x32 = arr[:, :-1].astype(np.float32)
+            if not np.isfinite(x32).all():   # finite in float64, beyond float32's range once cast
+                r, c = np.argwhere(~np.isfinite(x32))[0]
+                raise DataFormatError(data_dir / name, f"row {r} col {c} ({m} feature {c})",
+                                      f"values within float32 range (|x| <= {np.finfo(np.float32).max:.4g})",
+                                      f"{arr[r, c]:g}")
+            feats[m].append(x32)
             bins[name] = (len(uids), arr[:, -1])
             bin_ok = np.isin(arr[:, -1], (0.0, 1.0))
             if not bin_ok.all():

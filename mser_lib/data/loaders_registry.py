@@ -7,6 +7,8 @@ validation carve-out has its own ``split_seed``), so every training seed sees th
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
 
 from .batch import MultimodalDataset
@@ -41,19 +43,41 @@ def _utt(dataset: str):
     return load
 
 
+_BCLSTM = "mser_lib.data.bclstm:load_mosi_bclstm"
+_MMSA = "mser_lib.data.mmsa:load_mmsa"
+_UTT = "mser_lib.data.utterance:load_utterance_features"
+
+# Each entry: "loader", "description", and "target", the function whose keyword arguments the loader
+# passes on (the user's loader arguments, ``--data-set``, are checked against it).
 DATASETS: dict[str, dict] = {
-    "mosi-bclstm": {"loader": _mosi_bclstm, "description":
+    "mosi-bclstm": {"loader": _mosi_bclstm, "target": _BCLSTM, "description":
                     "real CMU-MOSI bc-LSTM utterance feats (t100/a73/v100), position layout, bc-LSTM split"},
-    "mosi": {"loader": _mmsa("mosi"), "description":
+    "mosi": {"loader": _mmsa("mosi"), "target": _MMSA, "description":
              "MMSA CMU-MOSI pickle (aligned_50/unaligned_50.pkl), sequence layout, labels [-3, 3]"},
-    "mosei": {"loader": _mmsa("mosei"), "description":
+    "mosei": {"loader": _mmsa("mosei"), "target": _MMSA, "description":
               "MMSA CMU-MOSEI pickle (aligned_50/unaligned_50.pkl), sequence layout, labels [-3, 3]"},
-    "sims": {"loader": _mmsa("sims"), "description":
+    "sims": {"loader": _mmsa("sims"), "target": _MMSA, "description":
              "MMSA CH-SIMS pickle (unaligned_39.pkl), sequence layout, labels [-1, 1]"},
-    "simsv2": {"loader": _mmsa("simsv2"), "description":
+    "simsv2": {"loader": _mmsa("simsv2"), "target": _MMSA, "description":
                "MMSA CH-SIMS v2 pickle (unaligned.pkl), sequence layout, labels [-1, 1]"},
-    "mosi-utt": {"loader": _utt("mosi"), "description":
+    "mosi-utt": {"loader": _utt("mosi"), "target": _UTT, "description":
                  "CMU-MOSI utterance features (MoMKE/GCNet/FEMF format), position layout"},
-    "mosei-utt": {"loader": _utt("mosei"), "description":
+    "mosei-utt": {"loader": _utt("mosei"), "target": _UTT, "description":
                   "CMU-MOSEI utterance features (MoMKE/GCNet/FEMF format), position layout"},
 }
+
+
+#: Parameters every loader fills in itself (not loader arguments a user gives).
+_BOUND = {"data_dir", "root", "path", "seed", "dataset"}
+
+
+def loader_arguments(name: str) -> list[str] | None:
+    """The loader arguments (``--data-set`` keys) dataset ``name`` accepts; ``None`` when unknown."""
+    entry = DATASETS.get(name)
+    target = entry.get("target") if isinstance(entry, dict) else None
+    if target is None:
+        return None
+    module, _, fn = target.partition(":")
+    params = inspect.signature(getattr(importlib.import_module(module), fn)).parameters
+    return sorted(k for k, p in params.items() if k not in _BOUND and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                                                  p.KEYWORD_ONLY))

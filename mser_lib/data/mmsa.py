@@ -99,6 +99,8 @@ def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = No
         DataFormatError: missing key, wrong shape or dtype, NaN/inf (other than ``-inf`` in audio),
             lengths outside the padded length, labels out of range, inconsistent widths across splits.
     """
+    if aligned is not None and not isinstance(aligned, bool):
+        raise ValueError(f"aligned must be true, false or null, got {aligned!r}")
     file = resolve_mmsa_file(path, dataset, aligned)
     folder, _, family, label_range = MMSA_FILES[dataset]
     data = safe_load(file, encoding="latin1")
@@ -143,8 +145,16 @@ def _load_split(d, file: Path, s: str, aligned: bool | None,
         raise DataFormatError(file, f"{s}/text", "a 3-D array (N, L, 768) of BERT features",
                               f"shape {text.shape}")
     n, lt, _ = text.shape
+    if n == 0:
+        raise DataFormatError(file, f"{s}/text", "at least one sample (an empty split cannot be trained, selected "
+                              "on or scored)", f"shape {text.shape}")
     audio = _features(d["audio"], file, f"{s}/audio", n, inf_to_zero=True)
     vision = _features(d["vision"], file, f"{s}/vision", n)
+    for m, arr in (("text", text), ("audio", audio), ("vision", vision)):
+        if arr.shape[1] == 0 or arr.shape[2] == 0:
+            what = "sequence length" if arr.shape[1] == 0 else "feature width"
+            raise DataFormatError(file, f"{s}/{m}", "a sequence length and a feature width of at least 1",
+                                  f"{what} 0 (shape {arr.shape})")
     labels = check_array(d["regression_labels"], file, f"{s}/regression_labels", shape=(n,))
     check_label_range(labels, *label_range, file, f"{s}/regression_labels")
     ids = _ids(d["id"], file, f"{s}/id", n)
@@ -168,6 +178,13 @@ def _load_split(d, file: Path, s: str, aligned: bool | None,
         audio_mask = _lengths_mask(d["audio_lengths"], file, f"{s}/audio_lengths", n, audio.shape[1])
         vision_mask = _lengths_mask(d["vision_lengths"], file, f"{s}/vision_lengths", n, vision.shape[1])
 
+    empty = ~(text_mask.any(1) | audio_mask.any(1) | vision_mask.any(1))
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise DataFormatError(file, f"{s}/text_bert, {s}/audio_lengths, {s}/vision_lengths",
+                              "at least one real step in some modality for every sample",
+                              f"{int(empty.sum())} samples of length 0 in all three, first {str(ids[i])!r} "
+                              f"(sample {i})")
     split = SplitData(
         text=text, audio=audio, vision=vision, text_mask=text_mask, audio_mask=audio_mask,
         vision_mask=vision_mask, labels=labels.astype(np.float32, copy=False),

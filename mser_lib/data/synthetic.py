@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import checks
 from .batch import DatasetInfo, MultimodalDataset, SplitData
 
 
@@ -78,6 +79,11 @@ class SyntheticConfig:
     amplitude: float = 2.0
     gain: float = 0.6
 
+    def __post_init__(self) -> None:
+        checks.check_types(self)
+        for f in ("n_train", "n_valid", "n_test", "min_len", "max_len", "dim_text", "dim_audio", "dim_vision"):
+            checks.integer(self, f, 1)
+
 
 PROFILES: dict[str, dict] = {
     "smoke": dict(n_train=240, n_valid=80, n_test=120, min_len=8, max_len=24,
@@ -93,6 +99,10 @@ def synthetic_config(profile: str = "quick", **knobs) -> SyntheticConfig:
     """The config of ``profile`` with ``knobs`` overriding single fields."""
     if profile not in PROFILES:
         raise KeyError(f"unknown synthetic profile {profile!r}; known: {sorted(PROFILES)}")
+    fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    unknown = sorted(set(knobs) - fields)
+    if unknown:
+        raise KeyError(f"the synthetic benchmark has no setting(s) {unknown}; settings: {sorted(fields)}")
     return dataclasses.replace(SyntheticConfig(**PROFILES[profile]), **knobs)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .batch import MODALITIES, DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import DataFormatError, check_label_range, inside
+from .validate import DataFormatError, check_label_range, check_real_dtype, inside
 
 log = logging.getLogger("mser_lib.data")
 
@@ -73,7 +73,14 @@ def read_label_pickle(file: str | Path) -> dict:
             if vid not in out["videoLabels"]:
                 raise DataFormatError(file, "videoLabels", f"labels for video {vid!r} (listed in {fold})",
                                       "no entry")
-            uids = [str(u) for u in out["videoIDs"][vid]]
+            try:
+                uids = [str(u) for u in out["videoIDs"][vid]]
+            except TypeError as exc:
+                raise DataFormatError(file, f"videoIDs[{vid!r}]", "a list of utterance ids",
+                                      type(out["videoIDs"][vid]).__name__) from exc
+            if not uids:
+                raise DataFormatError(file, f"videoIDs[{vid!r}]", f"at least one utterance (the video is in {fold})",
+                                      "an empty list")
             for u in uids:   # each id names a file <features folder>/<id>.npy: it must stay inside
                 inside(file.parent, f"{u}.npy", file=file, field=f"videoIDs[{vid!r}]")
             try:
@@ -125,6 +132,14 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
     if dataset not in LABEL_PICKLES:
         raise ValueError(f"dataset must be one of {sorted(LABEL_PICKLES)}, got {dataset!r}")
     root = Path(root)
+    if label_file is not None and not isinstance(label_file, (str, Path)):
+        raise ValueError(f"label_file must be a path, got {label_file!r}")
+    if not isinstance(average_frames, bool):
+        raise ValueError(f"average_frames must be true or false, got {average_frames!r}")
+    if feature_names is not None and not (isinstance(feature_names, dict)
+                                          and all(isinstance(v, str) and v for v in feature_names.values())):
+        raise ValueError(f"feature_names must map modalities to folder names, e.g. {{vision: my_faces}}, "
+                         f"got {feature_names!r}")
     names = dict(DEFAULT_FEATURES)
     if feature_names:
         unknown = set(feature_names) - set(MODALITIES)
@@ -136,9 +151,11 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
     for vid, lab in meta["labels"].items():
         check_label_range(lab, -3.0, 3.0, label_file, f"videoLabels[{vid!r}]")
 
+    for fold in TUPLE_FIELDS[4:]:
+        if not meta[fold]:
+            raise DataFormatError(label_file, fold, "at least one video (an empty split cannot be trained, "
+                                  "selected on or scored)", "none")
     all_uids = [u for fold in TUPLE_FIELDS[4:] for vid in meta[fold] for u in meta["uids"][vid]]
-    if not all_uids:
-        raise DataFormatError(label_file, "trainVids/valVids/testVids", "at least one utterance", "none")
     vectors: dict[str, dict[str, np.ndarray]] = {}
     dims: dict[str, int] = {}
     for m in MODALITIES:
@@ -178,8 +195,14 @@ def _read_vector(path: Path, modality: str, average_frames: bool) -> np.ndarray:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataFormatError(path, field, "a numeric .npy array", f"unreadable ({exc})") from exc
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise DataFormatError(path, field, "numbers", f"dtype {arr.dtype}")
+    if not isinstance(arr, np.ndarray):              # np.load opens an .npz archive whatever the name
+        kind = "an .npz archive (np.savez)" if isinstance(arr, np.lib.npyio.NpzFile) else type(arr).__name__
+        names = list(getattr(arr, "files", []))[:5]
+        if hasattr(arr, "close"):
+            arr.close()
+        raise DataFormatError(path, field, "a .npy array (np.save)", f"{kind} under a .npy name"
+                              + (f", holding {names}" if names else ""))
+    check_real_dtype(arr, path, field)
     raw_shape = arr.shape
     arr = arr.squeeze()
     if arr.ndim == 2 and average_frames:
@@ -187,8 +210,14 @@ def _read_vector(path: Path, modality: str, average_frames: bool) -> np.ndarray:
     if arr.ndim != 1 or arr.shape[0] == 0:
         hint = "" if average_frames else " (average_frames=True averages (T, D) over T as MoMKE does)"
         raise DataFormatError(path, field, f"a 1-D vector (D,){hint}", f"shape {raw_shape}")
+    raw = arr
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
+        over = ~np.isfinite(arr) & np.isfinite(raw)
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise DataFormatError(path, field, f"values within float32 range (|x| <= {np.finfo(np.float32).max:.4g})",
+                                  f"{int(over.sum())} values that overflow, first at index {i} ({raw[i]})")
         raise DataFormatError(path, field, "finite values (no NaN or inf)",
                               f"{int((~np.isfinite(arr)).sum())} non-finite values")
     return arr

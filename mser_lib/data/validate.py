@@ -71,16 +71,32 @@ def check_array(value, file, field: str, *, ndim: int | None = None, shape: tupl
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             raise DataFormatError(file, field, f"shape {_fmt(shape)}", f"shape {arr.shape}")
     if numeric:
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise DataFormatError(file, field, "numbers", f"dtype {arr.dtype}")
+        check_real_dtype(arr, file, field)
+        raw = arr
         arr = arr.astype(dtype, copy=False)
-        if finite and np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            bad = np.argwhere(~np.isfinite(arr))[0]
-            n_bad = int((~np.isfinite(arr)).sum())
-            raise DataFormatError(file, field, "finite values (no NaN or inf)",
-                                  f"{n_bad} non-finite values, first at index {tuple(int(i) for i in bad)}"
-                                  f" ({arr[tuple(bad)]})")
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            nonfinite = ~np.isfinite(arr)
+            over = nonfinite & np.isfinite(raw)   # finite as stored, beyond the range of ``dtype`` once cast
+            if over.any():
+                bad = tuple(int(i) for i in np.argwhere(over)[0])
+                raise DataFormatError(file, field, f"values within {np.dtype(dtype).name} range "
+                                      f"(|x| <= {np.finfo(dtype).max:.4g})",
+                                      f"{int(over.sum())} values that overflow, first at index {bad} ({raw[bad]})")
+            if finite:
+                bad = tuple(int(i) for i in np.argwhere(nonfinite)[0])
+                raise DataFormatError(file, field, "finite values (no NaN or inf)",
+                                      f"{int(nonfinite.sum())} non-finite values, first at index {bad} ({arr[bad]})")
     return arr
+
+
+def check_real_dtype(arr: np.ndarray, file, field: str) -> None:
+    """Refuse anything but real numbers (bool, integers, floats): strings, objects, and complex values, whose
+    imaginary part a cast to float would drop."""
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise DataFormatError(file, field, "real numbers", f"complex values (dtype {arr.dtype}); the imaginary "
+                              "part would be dropped")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DataFormatError(file, field, "numbers", f"dtype {arr.dtype}")
 
 
 def check_label_range(labels: np.ndarray, low: float, high: float, file, field: str,

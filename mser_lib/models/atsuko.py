@@ -63,6 +63,7 @@ Choices where the paper's equations are silent (all are config fields, documente
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -70,6 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import checks
 from ..data.batch import MODALITIES, Batch, DatasetInfo, MultimodalDataset, SplitData, iterate_batches
 from ..spectral.graph import SpectrumAccumulator, band_decompose, equal_energy_boundaries
 from .base import ModelOutput
@@ -140,21 +142,41 @@ class AtsukoConfig:
     diag_components: bool = False                    # also return band components (B, 3, K, L, d)
 
     def __post_init__(self) -> None:
+        """Type and range checks (:mod:`mser_lib.checks`); ``kernel_sizes`` becomes a tuple of ints."""
+        checks.check_types(self)
+        ks = self.kernel_sizes
+        if len(ks) != 3 or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1
+                                   for k in ks):
+            raise checks.ConfigError("AtsukoConfig", "kernel_sizes", ks,
+                                     "one kernel size (an integer >= 1) per modality (text, audio, vision)")
         self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
-        if len(self.kernel_sizes) != 3:
-            raise ValueError("kernel_sizes needs one kernel per modality (text, audio, vision)")
-        if self.router_path not in ("pre", "post"):
-            raise ValueError(f"router_path must be 'pre' or 'post', got {self.router_path!r}")
-        if self.distill_kind not in ("kl", "emoe_mse"):
-            raise ValueError(f"distill_kind must be 'kl' or 'emoe_mse', got {self.distill_kind!r}")
-        if self.boundary_source not in ("projected", "input"):
-            raise ValueError(f"boundary_source must be 'projected' or 'input', got {self.boundary_source!r}")
+        checks.choice(self, "router_path", ("pre", "post"))
+        checks.choice(self, "distill_kind", ("kl", "emoe_mse"))
+        checks.choice(self, "boundary_source", ("projected", "input"))
+        checks.integer(self, "d_model", 1)
+        checks.integer(self, "num_heads", 1)
         if self.d_model % self.num_heads:
-            raise ValueError("d_model must be divisible by num_heads")
-        if not 0.0 <= self.band_mask_rate < 1.0:
-            raise ValueError("band_mask_rate must be in [0, 1)")
-        if self.num_bands < 1:
-            raise ValueError("num_bands must be >= 1")
+            raise checks.ConfigError("AtsukoConfig", "d_model", self.d_model,
+                                     f"a multiple of num_heads={self.num_heads} (d_model must be divisible by "
+                                     "num_heads)")
+        checks.integer(self, "num_layers", 1)
+        checks.integer(self, "ffn_mult", 1)
+        checks.dropouts(self, "text_dropout", "audio_dropout", "vision_dropout", "embed_dropout", "attn_dropout",
+                        "relu_dropout", "res_dropout", "out_dropout")
+        checks.integer(self, "num_bands", 1)
+        checks.real(self, "band_temperature", 0.0, low_open=True)
+        checks.real(self, "band_mask_rate", 0.0, 1.0, high_open=True)
+        checks.integer(self, "band_hidden", 1, optional=True, none_means="= d_model")
+        checks.integer(self, "spectrum_bins", 1)
+        checks.integer(self, "fit_batch_size", 1)
+        checks.real(self, "router_temperature", 0.0, low_open=True)
+        checks.integer(self, "router_hidden", 1, optional=True, none_means="max(8, 3 d_model / 8)")
+        checks.real(self, "comp_temperature", 0.0, low_open=True)
+        checks.choice(self, "loss_kind", ("l1", "mse"))
+        checks.choice(self, "comp_loss_kind", ("l1", "mse"), optional=True)
+        checks.real(self, "emoe_target_eps", 0.0, low_open=True)
+        checks.weights(self, "uni_weight", "bi_weight", "entropy_weight", "route_weight", "distill_weight")
+        checks.weights(self, "band_entropy_weight", optional=True)
 
 
 # ---------------------------------------------------------------------------------------------

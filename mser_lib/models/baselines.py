@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .. import checks
 from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo, masked_mean
 from .base import ModelOutput
 from .registry import ModelSpec, register
@@ -43,6 +44,12 @@ class LateFusionConfig:
     hidden: int = 64
     dropout: float = 0.2
     modalities: str = "tav"
+
+    def __post_init__(self) -> None:
+        checks.check_types(self)
+        checks.integer(self, "hidden", 1)
+        checks.dropouts(self, "dropout")
+        checks.modalities(self)
 
 
 class LateFusionMLP(nn.Module):
@@ -78,6 +85,12 @@ class BiGRUConfig:
     dropout: float = 0.3
     modalities: str = "tav"
 
+    def __post_init__(self) -> None:
+        checks.check_types(self)
+        checks.integer(self, "hidden", 1)
+        checks.dropouts(self, "dropout")
+        checks.modalities(self)
+
 
 class BiGRU(nn.Module):
     """bc-LSTM-like model for the position layout. Output ``(B, L)`` (or ``(B, L, C)`` logits).
@@ -90,6 +103,9 @@ class BiGRU(nn.Module):
         self.info, self.config = info, config
         self.modalities = _selected(config.modalities)
         h = config.hidden
+        if h < 2 or h % 2:   # each direction of the GRUs gets h // 2 units
+            raise checks.ConfigError(type(config).__name__, "hidden", h, "an even integer >= 2 for the "
+                                     "bidirectional GRU (position layout)")
         self.proj = nn.ModuleDict({m: nn.Linear(info.dims[m], h) for m in self.modalities})
         self.context = nn.ModuleDict({m: nn.GRU(h, h // 2, batch_first=True, bidirectional=True)
                                       for m in self.modalities})

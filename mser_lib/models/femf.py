@@ -70,6 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import checks
 from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo
 from ..spectral.dft import dft_split
 from .base import ModelOutput, task_loss
@@ -151,6 +152,34 @@ class FEMFConfig:
     dis_in_expert_stage: bool = True
     return_attention: bool = False
     expert_chunk_mb: float = 16.0
+
+    def __post_init__(self) -> None:
+        """Range checks (:mod:`mser_lib.checks`): every entry point that builds a config gets them."""
+        checks.check_types(self)
+        checks.integer(self, "hidden", 1)
+        checks.integer(self, "heads", 1)
+        if self.hidden % self.heads:
+            raise checks.ConfigError("FEMFConfig", "hidden", self.hidden,
+                                     f"a multiple of heads={self.heads}")
+        checks.integer(self, "expert_depth", 1)
+        checks.integer(self, "interaction_layers", 0)
+        for f in ("expert_ffn", "interaction_ffn", "router_hidden", "hpm_ffn"):
+            checks.integer(self, f, 1, optional=True, none_means="= hidden")
+        checks.integer(self, "fusion_hidden", 1)
+        checks.dropouts(self, "dropout", "attn_dropout")
+        checks.real(self, "alpha", 0.0, 1.0)
+        checks.real(self, "cutoff_ratio", 0.0, 1.0)
+        checks.choice(self, "dft_method", ("auto", "matrix", "fft"))
+        checks.modalities(self)
+        try:
+            parse_order(self.interaction_order, [m for m in MODALITIES if m[0] in self.modalities])
+        except (ValueError, KeyError) as exc:
+            raise checks.ConfigError("FEMFConfig", "interaction_order", self.interaction_order,
+                                     f"entries like 't:av,a:tv,v:ta' naming each other modality once ({exc})"
+                                     ) from None
+        checks.weights(self, "w_task", "w_train", "w_sim", "w_orth", "w_rec", "w_cyc", "w_align")
+        checks.choice(self, "task_loss_kind", ("mse", "l1"))
+        checks.real(self, "expert_chunk_mb", 0.0, low_open=True)
 
 
 def parse_order(order: str, mods: list[str]) -> dict[str, list[str]]:

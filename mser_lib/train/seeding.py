@@ -35,6 +35,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def usable_device(device: str | torch.device = "auto") -> torch.device:
+    """:func:`resolve_device`, refused with a ``ValueError`` when this machine lacks it (a named ``cuda`` on
+    a machine without CUDA), where the tensors are about to move there. (Resolving alone stays possible
+    anywhere: a Ray driver without a GPU resolves ``cuda`` for its workers.)"""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine (use auto or cpu)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                  and torch.backends.mps.is_available()):
+        raise ValueError(f"device {str(device)!r}: Apple MPS is not available on this machine (use auto or cpu)")
+    return dev
+
+
 def rng_state() -> dict:
     """Python, NumPy, torch (and CUDA) RNG states as tensors, lists and numbers only, so that a
     checkpoint holding them loads with ``torch.load(weights_only=True)``."""

@@ -36,13 +36,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import checks
 from ..data.batch import MultimodalDataset, SplitData, iterate_batches
 from ..data.missing import MissingModality
-from ..metrics import compute_metrics, default_selection_metric, is_better
+from ..metrics import METRIC_NAMES, compute_metrics, default_selection_metric, is_better
 from ..models.base import task_loss
 from .crossfit import CrossFitSelector, assign_folds, position_folds, prediction_order
 from .io import atomic_torch_save, load_checkpoint
-from .seeding import resolve_device, rng_state, set_rng_state, set_seed
+from .seeding import rng_state, set_rng_state, set_seed, usable_device
+
+#: What ``TrainConfig.select_metric`` may name: a metric of docs/metrics.md or the task loss.
+SELECT_METRICS = (*METRIC_NAMES, "loss")
 
 
 @dataclass
@@ -75,6 +79,42 @@ class TrainConfig:
     crossfit_folds: int = 2              # folds of the test samples (videos) for "crossfit"
     crossfit_seed: int = 0               # fixed: the folds do not change with the training seed
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Type and range checks of every field (:class:`~mser_lib.checks.ConfigError` naming the field,
+        the value and the allowed range). Run on construction and again by :func:`fit`."""
+        checks.check_types(self)
+        checks.integer(self, "epochs", 1)
+        checks.integer(self, "batch_size", 1)
+        checks.integer(self, "eval_batch_size", 1)
+        checks.choice(self, "optimizer", ("adam", "adamw"))
+        checks.real(self, "lr", 0.0, low_open=True)
+        checks.real(self, "weight_decay", 0.0)
+        checks.real(self, "clip_grad", 0.0, low_open=True, optional=True, none_means="no clipping")
+        checks.integer(self, "grad_accum", 1)
+        checks.real(self, "plateau_factor", 0.0, 1.0, low_open=True, high_open=True)
+        checks.integer(self, "plateau_patience", 0)
+        checks.integer(self, "patience", 1, optional=True, none_means="no early stopping")
+        checks.choice(self, "select_metric", SELECT_METRICS, optional=True)
+        checks.choice(self, "loss_kind", ("l1", "mse"), optional=True)
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise checks.ConfigError("TrainConfig", "device", self.device,
+                                         "auto, cpu, cuda, cuda:<n> or mps") from None
+        for stage, n in self.stage_epochs.items():
+            if not isinstance(stage, str) or not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+                raise checks.ConfigError("TrainConfig", "stage_epochs", self.stage_epochs,
+                                         f"stage name -> epochs, an integer >= 1 (found {stage!r}: {n!r}), "
+                                         "e.g. {experts: 10, full: 25}")
+        checks.real(self, "train_missing_rate", 0.0, 1.0, high_open=True)
+        checks.choice(self, "selection", ("valid", "crossfit"))
+        checks.integer(self, "crossfit_folds", 2)
+        checks.integer(self, "crossfit_seed", 0)
 
 
 @dataclass
@@ -137,7 +177,7 @@ def predict(model, split: SplitData, info, batch_size: int = 128, device="auto",
         classification ``y_pred`` holds logits ``(n, C)``), the sample id of each position, and
         (if asked) a list of per-batch diagnostics dicts.
     """
-    device = resolve_device(device)
+    device = usable_device(device)
     model.eval()
     ys, ps, ids, diags = [], [], [], []
     for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, seed=seed,
@@ -198,9 +238,10 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         callbacks: called as ``cb(epoch, history_row)`` after each epoch's checkpoint is written.
     """
     start = time.perf_counter()
+    cfg.validate()                    # also catches fields changed after construction
     check_loss_kind(model, cfg)
     info = dataset.info
-    device = resolve_device(cfg.device)
+    device = usable_device(cfg.device)
     set_seed(seed, cfg.deterministic)
     n_epochs = cfg.epochs if epochs is None else epochs
     metric = cfg.select_metric or default_selection_metric(info.metric_family)
