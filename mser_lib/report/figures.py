@@ -234,9 +234,13 @@ def eigenvectors(U: np.ndarray, eigenvalues: np.ndarray, ks: Iterable[int],
 
 def spectrum_with_boundaries(spectra: dict[str, np.ndarray], cuts: dict[str, Sequence[float]],
                              equal_width: Sequence[float] | None = None,
-                             title: str = "Training-set graph spectra and Equal-Energy band boundaries"):
+                             title: str = "Training-set graph spectra and Equal-Energy band boundaries",
+                             planted: dict[str, dict[str, tuple[float, float]]] | None = None):
     """Mean spectral energy per bin of normalised frequency with the fitted cuts (solid) and,
-    optionally, the equidistant cuts (dotted). ``spectra``/``cuts`` are keyed by modality."""
+    optionally, the equidistant cuts (dotted). ``spectra``/``cuts`` are keyed by modality.
+    ``planted``: per modality, named bands already in nu (shaded: grey for names starting with
+    "nuisance", the modality's colour otherwise), e.g. the built-in data's bands converted by
+    :func:`mser_lib.report.narrative.cycles_to_nu`."""
     mods = list(spectra)
     fig, axes = plt.subplots(1, len(mods), figsize=(4.0 * len(mods), 3.0), squeeze=False)
     for ax, m in zip(axes[0], mods):
@@ -255,6 +259,12 @@ def spectrum_with_boundaries(spectra: dict[str, np.ndarray], cuts: dict[str, Seq
             ax.axvline(float(c), color="crimson", lw=1.6)
         for c in equal_width or []:
             ax.axvline(float(c), color="k", lw=1, ls=":")
+        for name, (lo, hi) in ((planted or {}).get(m) or {}).items():
+            nuis = name.startswith("nuisance")
+            ax.axvspan(float(lo), float(hi), color="grey" if nuis else MODALITY_COLORS.get(m, "grey"),
+                       alpha=0.15 if nuis else 0.25, lw=0)
+            ax.text((float(lo) + float(hi)) / 2, 0.86 if nuis else 0.97, name, transform=ax.get_xaxis_transform(),
+                    ha="center", va="top", fontsize=7, color="dimgrey" if nuis else "k")
         ax.set_yscale("log")
         ax.set_xlabel("normalised graph frequency ν")
         ax.set_title(f"{m}: cuts " + ", ".join(f"{float(c):.2f}" for c in cuts.get(m, [])))

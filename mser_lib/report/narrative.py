@@ -324,8 +324,9 @@ def band_roles(cuts, evidence: tuple[float, float] | None, nuisance: tuple[float
                dc_width: float) -> list[dict]:
     """What each band ``[lo, hi)`` of the cuts (graph frequency nu in [0, 1]) holds of a planted story:
     ``evidence`` if it overlaps the evidence band, else ``dc`` if it is the nu = 0 coefficient alone
-    (``hi <= dc_width``, one coefficient's width), else ``nuisance`` if it overlaps the nuisance band,
-    else ``noise``. Bands in nu; convert cycles per step with :func:`cycles_to_nu`."""
+    (``hi <= dc_width``, the smallest non-zero graph frequency ``1 / (T_max - 1)`` of the data),
+    else ``nuisance`` if it overlaps the nuisance band, else ``noise``.
+    Bands in nu; convert cycles per step with :func:`cycles_to_nu`."""
     edges = [0.0, *[float(c) for c in cuts], 1.0]
     eps = 1e-9
 
@@ -384,8 +385,7 @@ def dc_share_sentence(spectra: dict, k: int) -> str | None:
                 f"(largest: {max(shares, key=shares.get)} {max(shares.values()):.2f}), so equal energy is reachable.")
     parts = ", ".join(f"{m} {v:.2f}" for m, v in big.items())
     return (f"The ν = 0 coefficient alone holds more than 1/K = {1 / k:.2f} of the energy of {', '.join(big)} "
-            f"({parts}): no cut can split one coefficient, so equal energy is out of reach there and band 1 is "
-            "that coefficient alone.")
+            f"({parts}): no cut can split one coefficient, so equal energy is out of reach there.")
 
 
 def expert_band_sentences(corr: pd.Series, expected: dict | None = None, margin: float = 0.1) -> list[str]:
