@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..metrics import METRIC_NAMES
+
 MODALITY_COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#2ca02c"}
 BAND_COLORS = {"low": "#3b528b", "high": "#f4a261"}
 SPLIT_COLORS = {"train": "#4c72b0", "valid": "#dd8452", "test": "#55a868"}
@@ -297,6 +299,27 @@ def band_components(t: np.ndarray, signal: np.ndarray, components: np.ndarray,
 
 
 # ------------------------------------------------------------------------------------- training
+_SERIES = {"train_total": "training objective", "experts": "stage 1: experts", "full": "stage 2: full model",
+           "low": "low band", "high": "high band"}
+
+
+def series_label(v) -> str:
+    """A readable name for a history series, stage or metric: ``valid_mae`` -> ``valid MAE``."""
+    v = str(v)
+    if v in _SERIES:
+        return _SERIES[v]
+    for split in ("valid_", "train_", "test_"):
+        if v.startswith(split) and v[len(split):] in METRIC_NAMES:
+            return f"{split[:-1]} {METRIC_NAMES[v[len(split):]]}"
+    return METRIC_NAMES.get(v, v)
+
+
+def ylabel_for(history: pd.DataFrame, hue: str) -> str:
+    """The y label of an unfaceted history plot: the one series' name, or "value of each series"."""
+    vals = list(dict.fromkeys(history[hue])) if hue in history.columns else []
+    return series_label(vals[0]) if len(vals) == 1 else "value (see legend)"
+
+
 def learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "value", hue: str = "series",
                     col: str | None = None, row: str | None = None, best: pd.DataFrame | None = None,
                     sharey: bool = False, height: float = 2.6, title: str | None = None):
@@ -309,8 +332,22 @@ def learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "value", h
     g = sns.relplot(data=history, x=x, y=y, hue=hue, col=col, row=row, kind="line", marker="o",
                     markersize=3, height=height, aspect=1.35, facet_kws={"sharey": sharey, "sharex": True},
                     errorbar=("sd", 1) if "seed" in history.columns else None)
+    facets = [c for c in (row, col) if c]
     for ax in g.axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # readable facet titles, y labels and legend entries instead of "series = train_total | stage = experts"
+    for keys, ax in (g.axes_dict.items() if facets else []):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        named = dict(zip(facets, keys))
+        ax.set_title(" · ".join(series_label(v) for v in named.values()), fontsize="medium")
+        series = [named[c] for c in facets if c in ("series", "metric")]
+        ax.set_ylabel(series_label(series[0]) if series else (series_label(hue) if y == "value" else y))
+    if not facets:
+        for ax in g.axes.flat:
+            ax.set_ylabel(ylabel_for(history, hue) if y == "value" else y)
+    if g.legend is not None:
+        for t in g.legend.texts:
+            t.set_text(series_label(t.get_text()))
     if best is not None and not best.empty:
         for keys, ax in g.axes_dict.items():
             keys = keys if isinstance(keys, tuple) else (keys,)
