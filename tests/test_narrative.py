@@ -207,4 +207,5 @@ def test_band_weights_sentence():
     assert s.startswith("Atsuko's mean band weights are nearly uniform: every one is within 0.05 of 1/B = 0.333")
     assert "largest gap 0.033, audio band 1" in s
     s = nv.band_weights_sentence(w.assign(**{"band 1": [0.6, 0.3]}))
-    assert "move away from uniform" in s and "text favours band 1 (0.600)" in s
+    assert "move away from uniform (1/B = 0.333) by more than 0.05 for text: text favours band 1 (0.600)" in s
+    assert s.endswith("; audio stays within 0.05 of uniform.")

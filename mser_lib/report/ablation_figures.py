@@ -202,7 +202,7 @@ def attention_maps(maps: dict[str, np.ndarray], title: str, width_frac: float = 
     from .narrative import attention_locality
 
     mods = [m for m in ("audio", "text", "vision") if f"attn_low_{m}" in maps]
-    fig, axes = plt.subplots(2, len(mods), figsize=(3.7 * len(mods), 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(mods), figsize=(3.8 * len(mods), 7.2), squeeze=False)
     for c, m in enumerate(mods):
         for r, band in enumerate(("low", "high")):
             a = np.asarray(maps[f"attn_{band}_{m}"], dtype=float)
@@ -211,7 +211,7 @@ def attention_maps(maps: dict[str, np.ndarray], title: str, width_frac: float = 
             vmax = max(float(a.max()), 2.0 / n)
             sns.heatmap(a, ax=ax, cmap="vlag", center=1.0 / n, vmin=0.0, vmax=vmax, square=True,
                         xticklabels=False, yticklabels=False,
-                        cbar_kws={"label": "attention weight (white = uniform 1/L)", "shrink": 0.75})
+                        cbar_kws={"label": "attention weight" if c == len(mods) - 1 else "", "shrink": 0.75})
             w = max(1, int(round(width_frac * n)))
             mass, uni = attention_locality(a, w)
             for off in (-w, w + 1):                                      # the near-diagonal band
@@ -220,7 +220,8 @@ def attention_maps(maps: dict[str, np.ndarray], title: str, width_frac: float = 
             ax.set_ylabel("query position")
             ax.set_title(f"{m}, {band}-frequency expert\nwithin {w} step(s) of diagonal: {mass / uni:.2f}x uniform",
                          fontsize="small")
-    fig.suptitle(title, y=1.01)
+    fig.suptitle(title + "\n(white = uniform attention 1/L; red: more weight than uniform, blue: less; "
+                 "dashed: the near-diagonal band)", y=1.02, fontsize="medium")
     fig.tight_layout()
     return fig
 

@@ -493,9 +493,13 @@ def band_weights_sentence(weights: pd.DataFrame, tol: float = 0.05, what: str = 
                 f"{gap:.3f}, {worst[0]} {worst[1]}). The band router hardly re-weights the bands, although Atsuko "
                 "describes it as selectively attending to emotionally relevant frequencies.")
     top = w.idxmax(axis=1)
-    parts = ", ".join(f"{m} favours {top[m]} ({float(w.loc[m, top[m]]):.3f})" for m in w.index)
-    return (f"Atsuko's {what} move away from uniform (1/B = {1 / nb:.3f}; largest gap {gap:.3f}, above {tol}): "
-            f"{parts}.")
+    far = [m for m in w.index if float(dev.loc[m].max()) > tol]
+    parts = ", ".join(f"{m} favours {top[m]} ({float(w.loc[m, top[m]]):.3f})" for m in far)
+    rest = [m for m in w.index if m not in far]
+    s = (f"Atsuko's {what} move away from uniform (1/B = {1 / nb:.3f}) by more than {tol} for {', '.join(far)}: "
+         f"{parts}")
+    verb = "stays" if len(rest) == 1 else "stay"
+    return s + (f"; {', '.join(rest)} {verb} within {tol} of uniform." if rest else ".")
 
 
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
