@@ -131,8 +131,11 @@ def test_summary_sentence():
     summ = pd.DataFrame({"split": ["train", "test"], "samples": [1200, 500], "label mean": [0.047, 0.1],
                          "label std": [1.507, 1.5], "zero labels (%)": [5.2, 5.6]})
     assert nv.summary_sentence(summ, "synthetic") == (
-        "synthetic: 1200 training samples and 500 test samples; training labels have mean +0.05 and std 1.51, "
+        "synthetic: 1200 train samples and 500 test samples; training labels have mean +0.05 and std 1.51, "
         "5.2% of them exactly 0 (which the two Acc-2 variants treat differently).")
+    videos = summ.assign(**{"labelled positions": [1200, 752]}, samples=[56, 31])
+    assert nv.summary_sentence(videos, "x").startswith("x: 56 train samples (1200 labelled positions) and 31 test "
+                                                       "samples (752 labelled positions);")
 
 
 def test_femf_cut_sentence_sides():

@@ -286,9 +286,14 @@ def summary_sentence(summary: pd.DataFrame, name: str) -> str:
     """The dataset summary (``analysis.dataset_summary``) in one sentence: sizes and labels of train/test."""
     s = summary.set_index("split") if "split" in summary.columns else summary
     tr = s.loc["train"]
-    out = f"{name}: {int(tr['samples'])} training samples"
+    def n(split):
+        k = int(s.loc[split, "samples"])
+        pos = int(s.loc[split, "labelled positions"]) if "labelled positions" in s.columns else k
+        return f"{k} {split} samples" + (f" ({pos} labelled positions)" if pos != k else "")
+
+    out = f"{name}: {n('train')}"
     if "test" in s.index:
-        out += f" and {int(s.loc['test', 'samples'])} test samples"
+        out += f" and {n('test')}"
     if "label mean" in s.columns:
         out += f"; training labels have mean {float(tr['label mean']):+.2f} and std {float(tr['label std']):.2f}"
     if "zero labels (%)" in s.columns:
