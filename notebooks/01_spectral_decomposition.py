@@ -249,9 +249,10 @@ print(f"from-scratch eigh basis == graph.path_graph_eigh for T = {T}")
 
 # %% [markdown]
 # **From cycles per step (notebook 00) to ν.** Notebook 00 measures frequency in *cycles per step*
-# (0 to 0.5); this notebook in $\nu = k/(T-1)$ (0 to 1). Eigenvector $k$ of the path graph behaves like
-# $\cos\big(\pi k\,(n + \tfrac12)/(T-1)\big)$ (the DCT-II picture above): it completes $k/2$ cycles over
-# $T - 1$ steps, i.e. $k / (2(T-1)) = \nu/2$ cycles per step. So
+# (0 to 0.5); this notebook in $\nu = k/(T-1)$ (0 to 1). Eigenvector $k$ of the normalised path-graph
+# Laplacian is, up to normalisation, $U_{nk} \propto \sqrt{d_n}\,\cos\big(\pi k n/(T-1)\big)$ ($d_n$ the degree: 1
+# at the two ends, 2 inside): it completes $k/2$ cycles over $T - 1$ steps, i.e. $k / (2(T-1)) = \nu/2$
+# cycles per step. So
 #
 # $$\nu = 2 \times \text{(cycles per step)}, \qquad \text{Nyquist } 0.5 \text{ cycles per step} \leftrightarrow \nu = 1 .$$
 #
@@ -264,10 +265,16 @@ from mser_lib.report import narrative as nv
 
 Tb = 64
 _, Ub = graph.path_graph_eigh(Tb)
+n_ = torch.arange(Tb, dtype=torch.float64)
+d_ = torch.full((Tb,), 2.0, dtype=torch.float64)
+d_[0] = d_[-1] = 1.0
 for k in (8, 20, 40):
+    v = d_.sqrt() * torch.cos(math.pi * k * n_ / (Tb - 1))
+    assert abs(float(v @ Ub[:, k]) / float(v.norm())) > 1 - 1e-9                       # the closed form above
     peak = float(torch.argmax(torch.fft.rfft(Ub[:, k], n=16 * Tb).abs())) / (16 * Tb)   # cycles per step
     assert abs(2 * peak - k / (Tb - 1)) < 0.02, (k, peak)
-print(f"dominant frequency of eigenvector k (T = {Tb}) = nu_k / 2 cycles per step, checked for k = 8, 20, 40")
+print(f"eigenvector k (T = {Tb}) is sqrt(d) cos(pi k n / (T - 1)) and peaks at nu_k / 2 cycles per step "
+      "(checked for k = 8, 20, 40)")
 planted = None
 if nv.is_builtin(info):
     scfg = info.source["config"]
