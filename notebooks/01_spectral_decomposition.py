@@ -103,6 +103,28 @@ fig = figures.dft_split_panels(np.arange(T), x[0, :, ch].numpy(), parts,
 ctx.save_figure(fig, "dft_split_vs_c")
 
 # %% [markdown]
+# **Build it yourself.** The whole split is a few lines of `torch.fft`: take the real DFT along time,
+# zero every bin $k \ge c_T$, transform back, and call the rest "high". The cell checks that this
+# equals the library's `dft.dft_split` (which uses cached projection matrices for speed) on the sample
+# above, at four cut-offs.
+
+# %%
+import math
+
+for c in (0.2, 0.5, 0.8, c_model):
+    xs = x[0]                                                    # (T, D): one sample, every position real
+    n_bins = T // 2 + 1                                          # rfft bins k = 0 .. T // 2
+    c_T = min(max(math.floor(c * n_bins + 0.5), 1), n_bins)      # bins kept low (the rule above)
+    spec = torch.fft.rfft(xs, dim=0)
+    spec[c_T:] = 0                                               # keep k < c_T
+    low_me = torch.fft.irfft(spec, n=T, dim=0)
+    high_me = xs - low_me
+    low_lib, high_lib = dft.dft_split(x, None, c)                # the library
+    torch.testing.assert_close(low_me, low_lib[0])
+    torch.testing.assert_close(high_me, high_lib[0])
+print(f"from-scratch torch.fft split == dft.dft_split for T = {T} at c in {(0.2, 0.5, 0.8, c_model)}")
+
+# %% [markdown]
 # The split is exact and orthogonal: `low + high` is the signal, the low-pass map is an orthogonal
 # projection (so the band energies add up), and the padding neither enters the spectrum nor
 # receives anything. Checked on a whole training batch of every modality:
@@ -193,6 +215,23 @@ print("DCT-II diagonalises the normalised L:", torch.allclose(dct.T @ lap @ dct,
                                                               atol=1e-6))
 
 # %% [markdown]
+# **Build it yourself.** The basis is four lines of `torch.linalg.eigh`: the path graph's adjacency
+# has ones next to the diagonal, the degrees are its row sums, and `eigh` returns the eigenvalues in
+# ascending order (low frequency first). Fixing each column's sign (first entry positive) makes the
+# result equal to the library's `graph.path_graph_eigh`:
+
+# %%
+A = torch.diag(torch.ones(T - 1, dtype=torch.float64), 1)
+A = A + A.T                                                      # path graph 1 - 2 - ... - T
+deg = A.sum(1)
+L_me = torch.eye(T, dtype=torch.float64) - A / torch.sqrt(deg[:, None] * deg[None, :])   # eq. 1
+lam_me, U_me = torch.linalg.eigh(L_me)                           # ascending eigenvalues
+U_me = U_me * torch.sign(U_me[0])                                # sign convention: first entry > 0
+torch.testing.assert_close(lam_me, evals)
+torch.testing.assert_close(U_me, U)
+print(f"from-scratch eigh basis == graph.path_graph_eigh for T = {T}")
+
+# %% [markdown]
 # ## 3. Equal-Energy Partitioning
 #
 # Coefficient $k$ of a length-$T$ sequence has normalised frequency $\nu_k = k / (T-1) \in [0, 1]$,
@@ -208,6 +247,46 @@ print("DCT-II diagonalises the normalised L:", torch.allclose(dct.T @ lap @ dct,
 # features its SBN decomposes: `Atsuko.prepare`.) Below, the cuts for the raw input features of each
 # modality (red) and the equidistant cuts (dotted), with $K = 3$.
 
+# %% [markdown]
+# **From cycles per step (notebook 00) to ν.** Notebook 00 measures frequency in *cycles per step*
+# (0 to 0.5); this notebook in $\nu = k/(T-1)$ (0 to 1). Eigenvector $k$ of the normalised path-graph
+# Laplacian is, up to normalisation, $U_{nk} \propto \sqrt{d_n}\,\cos\big(\pi k n/(T-1)\big)$ ($d_n$ the degree: 1
+# at the two ends, 2 inside): it completes $k/2$ cycles over $T - 1$ steps, i.e. $k / (2(T-1)) = \nu/2$
+# cycles per step. So
+#
+# $$\nu = 2 \times \text{(cycles per step)}, \qquad \text{Nyquist } 0.5 \text{ cycles per step} \leftrightarrow \nu = 1 .$$
+#
+# The cell checks it (the dominant DFT frequency of eigenvector $k$ is $\nu_k/2$) and converts the
+# built-in data's planted bands (`SyntheticConfig`, in cycles per step) to $\nu$; they are shaded on the
+# spectra below (only on the built-in data: a real dataset has no planted bands).
+
+# %%
+from mser_lib.report import narrative as nv
+
+Tb = 64
+_, Ub = graph.path_graph_eigh(Tb)
+n_ = torch.arange(Tb, dtype=torch.float64)
+d_ = torch.full((Tb,), 2.0, dtype=torch.float64)
+d_[0] = d_[-1] = 1.0
+for k in (8, 20, 40):
+    v = d_.sqrt() * torch.cos(math.pi * k * n_ / (Tb - 1))
+    assert abs(float(v @ Ub[:, k]) / float(v.norm())) > 1 - 1e-9                       # the closed form above
+    peak = float(torch.argmax(torch.fft.rfft(Ub[:, k], n=16 * Tb).abs())) / (16 * Tb)   # cycles per step
+    assert abs(2 * peak - k / (Tb - 1)) < 0.02, (k, peak)
+print(f"eigenvector k (T = {Tb}) is sqrt(d) cos(pi k n / (T - 1)) and peaks at nu_k / 2 cycles per step "
+      "(checked for k = 8, 20, 40)")
+planted = None
+if nv.is_builtin(info):
+    scfg = info.source["config"]
+    planted = {m: {f"{m} evidence": nv.cycles_to_nu(scfg[f"{m}_band"])} for m in MODALITIES}
+    for m in ("audio", "vision"):
+        planted[m]["nuisance"] = nv.cycles_to_nu(scfg["nuisance_band"])
+    conv = pd.DataFrame([{"band": name, "cycles per step": tuple(scfg[f"{m}_band"] if name.endswith("evidence")
+                                                                 else scfg["nuisance_band"]),
+                          "ν = 2 × cycles per step": tuple(round(v, 3) for v in b)}
+                         for m in MODALITIES for name, b in planted[m].items() if m != "vision" or name != "nuisance"])
+    display(Markdown(to_markdown(conv.set_index("band"))))
+
 # %%
 K = 3
 accs = {m: graph.SpectrumAccumulator(64) for m in MODALITIES}
@@ -217,7 +296,7 @@ for batch in iterate_batches(ds.train, info.layout, batch_size=256):
 spectra = {m: accs[m].mean_spectrum().numpy() for m in MODALITIES}
 cuts = {m: graph.equal_energy_boundaries(torch.as_tensor(spectra[m]), K).tolist() for m in MODALITIES}
 eq_width = graph.equal_width_boundaries(K).tolist()
-fig = figures.spectrum_with_boundaries(spectra, cuts, eq_width)
+fig = figures.spectrum_with_boundaries(spectra, cuts, eq_width, planted=planted)
 ctx.save_figure(fig, "equal_energy_boundaries")
 
 # %% [markdown]
@@ -257,6 +336,31 @@ assert (dev["equal-energy (input features)"] <= dev["equal-width"] + 0.05).all()
 # coefficient alone and the next one can be nearly empty. The built-in benchmark's audio and vision
 # carry such an offset (part of their low-frequency nuisance), which the table shows; the band
 # router then has one "offset" band, one thin band and one band holding everything else.
+#
+# ### What we see (computed, `mser_lib.report.narrative`)
+
+# %%
+see = [nv.high_share_sentence(share, c_model), nv.dc_share_sentence(spectra, K)]
+if nv.is_builtin(info):
+    see.insert(1, nv.femf_cut_sentence(c_model, {f"{m} evidence": tuple(scfg[f"{m}_band"]) for m in MODALITIES}))
+    for j, m in enumerate(MODALITIES):
+        tmax = int(ds.train.lengths(m).max())
+        nuis = planted[m].get("nuisance")
+        see.append(nv.band_allocation_sentence(m, net.band_cuts[j].tolist(), planted[m][f"{m} evidence"], nuis,
+                                               dc_width=1.0 / (tmax - 1), who="Atsuko's"))
+    roles = {m: nv.band_roles(net.band_cuts[j].tolist(), planted[m][f"{m} evidence"], planted[m].get("nuisance"),
+                              1.0 / (int(ds.train.lengths(m).max()) - 1)) for j, m in enumerate(MODALITIES)}
+    spent = [m for m, rs in roles.items() if sum(r["role"] in ("dc", "nuisance") for r in rs) >= 2
+             and sum(r["role"] == "evidence" for r in rs) == 1]
+    if spent:
+        see.append(f"So for {' and '.join(spent)}, two of Atsuko's {len(roles[spent[0]])} bands start on the offset and the nuisance and "
+                   "all the planted evidence lies in the remaining band: the band router can turn the offset and the "
+                   "nuisance up or down, but it cannot single out the evidence band. Atsuko motivates equal-energy "
+                   "cuts as protecting weak high-frequency cues; here they go to the offset and the nuisance.")
+else:
+    see.append(f"On {info.name} nothing is planted: the cuts above say where the energy lies, not where the "
+               "evidence lies; notebooks 02 and 06 show which bands the trained models use.")
+display(Markdown(nv.what_we_see(see, info)))
 
 # %% [markdown]
 # ## 4. Band components sum back to the signal
@@ -278,6 +382,27 @@ labels = [f"band {b + 1}: ν in [{lo:.2f}, {hi:.2f})" for b, (lo, hi) in
 fig = figures.band_components(np.arange(T_i), xm[0, :T_i, ch].numpy(), comps[0, :, :T_i, ch].numpy(), labels,
                               title=f"{m_show}, sample {i}, channel {ch}: equal-energy band components")
 ctx.save_figure(fig, "band_components")
+
+# %% [markdown]
+# **Build it yourself.** A band component is the signal projected on the basis columns of that band:
+# coefficients $C = U^\top X$, the band of coefficient $k$ from $\nu_k = k/(T-1)$ and the cuts, and
+# $X_b = U_b C_b$. With the from-scratch basis of section 2 (any length $T$), this equals
+# `graph.band_components` on the sample above:
+
+# %%
+xi = torch.as_tensor(ds.train.features(m_show)[i, :T_i], dtype=torch.float64)   # (T_i, D), the sample above
+A = torch.diag(torch.ones(T_i - 1, dtype=torch.float64), 1)
+A = A + A.T
+deg = A.sum(1)
+_, V = torch.linalg.eigh(torch.eye(T_i, dtype=torch.float64) - A / torch.sqrt(deg[:, None] * deg[None, :]))
+V = V * torch.sign(V[0])                                         # the basis, as in section 2
+C = V.T @ xi                                                     # graph Fourier coefficients (eq. 1)
+nu = torch.arange(T_i, dtype=torch.float64) / (T_i - 1)
+band = (nu[:, None] + 1e-9 >= torch.tensor(cuts[m_show], dtype=torch.float64)[None]).sum(1)   # band of each k
+mine = torch.stack([V[:, band == b_] @ C[band == b_] for b_ in range(K)])                    # X_b = U_b C_b
+torch.testing.assert_close(mine, comps[0, :, :T_i])
+print(f"from-scratch band components == graph.band_components ({m_show}, sample {i}, T = {T_i}, "
+      f"cuts {np.round(cuts[m_show], 3).tolist()})")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -334,3 +459,24 @@ else:
 
 # %%
 print(ctx.written_summary())
+
+# %% [markdown]
+# ## What this notebook showed
+#
+# - FEMF's split (eq. 8) is a DFT low-pass on each sample's own length plus its remainder, and
+#   Atsuko's bands (eq. 1) are projections on a path-graph Laplacian eigenbasis; you built both from
+#   `torch.fft` and `torch.linalg.eigh` and got the library's numbers.
+# - Both decompositions are exact and orthogonal, and padding never enters them.
+# - Atsuko's equal-energy cuts follow the energy, not the evidence: when one coefficient (the offset,
+#   ν = 0) holds more than 1/K of the energy, a band is spent on it. Frequencies convert between the two
+#   notebooks as ν = 2 × cycles per step.
+#
+# **Exercises**
+#
+# 1. Set `K = 4` or `K = 2` (the cell that starts with `K = 3`): where do the equal-energy cuts move on
+#    the spectra, and does the largest deviation from 1/K printed under the table shrink? (The "What we
+#    see" sentences about Atsuko use the model's own K, a config field.)
+# 2. In the from-scratch `torch.fft` cell (section 1), replace the rounding of `c_T` by
+#    `int(c * n_bins)` (truncation): for which cut-offs does the check against `dft.dft_split` fail?
+# 3. Change `T = 24` (section 2) to an odd and to a larger length: does the closed form
+#    $1 - \cos(\pi k/(T-1))$ still match, and does the from-scratch `eigh` basis still equal the library's?

@@ -314,3 +314,20 @@ display(Markdown(nv.what_we_see([nv.claims_sentence(claims)], ds.info)))
 
 # %%
 print(ctx.written_summary())
+
+# %% [markdown]
+# ## What this notebook showed
+#
+# - What each part of FEMF (modules, losses, modalities) and of Atsuko (SBN, MCM) contributes on this
+#   dataset, measured as paired differences over seeds and bootstrapped over test samples.
+# - Which of the papers' ablation claims our runs resolve, which agree, which contradict, and which
+#   stay undecided because the seeds or the test set cannot tell (the claims table and its count).
+#
+# **Exercises**
+#
+# 1. Rerun with more seeds (`seeds = [0, 1, 2, 3, 4]` in the parameters cell; ablations use
+#    `grids.ablation_seeds` of them): how many claims move from "not enough seeds" or "no" to "yes"?
+# 2. Rerun with `profile = "smoke"`: which variants does the smoke grid keep, and what does the claims
+#    sentence say with so few runs?
+# 3. Rerun with `dataset = "mosi-bclstm"` (and its `data_dir`): does removing a modality from FEMF still
+#    cost what it costs on the built-in data, where audio and vision carry a planted share of the label?

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,3 +95,120 @@ def test_what_we_see_differs_for_builtin_and_real_data():
     assert a.startswith("**What we see** (built-in") and "- One.\n- Two." in a
     assert "mosi-bclstm: real data" in b and a != b
     assert nv.is_builtin("synthetic") and not nv.is_builtin("mosi")
+
+
+# --- notebooks 00-02 and 06 -------------------------------------------------------------------------
+
+def test_cycles_to_nu_matches_the_path_graph_eigenvectors():
+    import torch
+
+    from mser_lib.spectral import graph
+    T = 64
+    _, U = graph.path_graph_eigh(T)
+    for k in (8, 20, 40):        # eigenvector k peaks at k / (2 (T - 1)) cycles per step = nu / 2
+        spec = torch.fft.rfft(U[:, k], n=8 * T).abs()
+        f = float(torch.argmax(spec)) / (8 * T)
+        assert nv.cycles_to_nu((f, f))[0] == pytest.approx(k / (T - 1), abs=0.02)
+    assert nv.cycles_to_nu((0.30, 0.45)) == pytest.approx((0.6, 0.9))
+
+
+def test_probe_sentences_threshold():
+    s = nv.probe_sentences({"band-limited": 0.68, "frequency-blind": 0.06, "text, raw": 0.89})
+    assert "readable only by frequency (gap 0.62, above the 0.2 threshold)" in s[0] and "0.89" in s[1]
+    s = nv.probe_sentences({"band-limited": 0.30, "frequency-blind": 0.25})
+    assert len(s) == 1 and "below the 0.2 threshold" in s[0]
+
+
+def test_leakage_sentence_names_only_gaps_above_threshold():
+    leak = pd.DataFrame({"split": ["bclstm", "bclstm", "standard", "standard"], "modalities": ["t", "a"] * 2,
+                         "acc2_has0": [0.751, 0.577, 0.929, 0.517]})
+    s = nv.leakage_sentence(leak)
+    assert "for T (T 92.9% against 75.1%" in s and " A " not in s
+    assert nv.leakage_sentence(leak.assign(acc2_has0=0.7)).startswith("No feature set")
+
+
+def test_summary_sentence():
+    summ = pd.DataFrame({"split": ["train", "test"], "samples": [1200, 500], "label mean": [0.047, 0.1],
+                         "label std": [1.507, 1.5], "zero labels (%)": [5.2, 5.6]})
+    assert nv.summary_sentence(summ, "synthetic") == (
+        "synthetic: 1200 train samples and 500 test samples; training labels have mean +0.05 and std 1.51, "
+        "5.2% of them exactly 0 (which the two Acc-2 variants treat differently).")
+    videos = summ.assign(**{"labelled positions": [1200, 752]}, samples=[56, 31])
+    assert nv.summary_sentence(videos, "x").startswith("x: 56 train samples (1200 labelled positions) and 31 test "
+                                                       "samples (752 labelled positions);")
+
+
+def test_femf_cut_sentence_sides():
+    s = nv.femf_cut_sentence(0.6, {"text": (0.0, 0.04), "audio": (0.30, 0.45), "vision": (0.25, 0.35)})
+    assert "near 0.30 cycles per step" in s and "text (0.00-0.04) in the low band" in s
+    assert "audio (0.30-0.45) in the high band" in s and "vision (0.25-0.35) straddling the cut" in s
+
+
+def test_high_share_sentence():
+    share = pd.DataFrame({"c": [0.6, 0.6, 0.5], "modality": ["text", "audio", "text"], "high_share": [0.3, 0.2, 0.4]})
+    assert nv.high_share_sentence(share, 0.6).endswith("text 30%, audio 20%.")
+    assert "no row" in nv.high_share_sentence(share, 0.9)
+
+
+def test_band_roles_dc_nuisance_evidence():
+    # built-in audio: cuts at one coefficient and inside the nuisance band, evidence high
+    roles = nv.band_roles([1 / 63, 0.062], (0.6, 0.9), (0.0, 0.08), dc_width=1 / 63)
+    assert [r["role"] for r in roles] == ["dc", "nuisance", "evidence"]
+    assert [r["role"] for r in nv.band_roles([0.3, 0.65], (0.0, 0.08), None, 1 / 63)] == \
+        ["evidence", "noise", "noise"]
+    s = nv.band_allocation_sentence("audio", [1 / 63, 0.062], (0.6, 0.9), (0.0, 0.08), 1 / 63, who="Atsuko's")
+    assert s.startswith("Audio (evidence at ν 0.60-0.90): 2 of Atsuko's 3 equal-energy bands hold none")
+    assert "band 1 (ν 0.000-0.016) is the ν = 0 coefficient alone" in s and "lies in the nuisance band" in s
+    assert s.endswith("the evidence sits in band 3 (ν 0.062-1.000).")
+    s = nv.band_allocation_sentence("vision", [0.3, 0.4], (0.2, 0.9), None, 1 / 63)
+    assert "every one of the 3" in s
+
+
+def test_dc_share_sentence():
+    s = nv.dc_share_sentence({"audio": [6.0, 2.0, 2.0], "text": [1.0, 1.0, 1.0]}, 3)
+    assert "holds more than 1/K = 0.33 of the energy of audio (audio 0.60)" in s
+    assert nv.dc_share_sentence({"text": [1.0, 1.0, 1.0]}, 3).startswith("No modality")
+
+
+def test_expert_band_sentences():
+    corr = pd.Series({("audio", "high"): 0.39, ("audio", "low"): 0.05, ("text", "high"): 0.0,
+                      ("text", "low"): 0.71, ("vision", "high"): 0.25, ("vision", "low"): 0.28})
+    s = nv.expert_band_sentences(corr, {"audio": "high", "text": "high", "vision": "low"})
+    assert s[0].endswith("the high band wins by 0.34, where the evidence was planted.")
+    assert s[1].endswith("although the evidence was planted in the high band.")
+    assert "neither band wins (the evidence was planted in the low band)" in s[2]
+    assert nv.expert_band_sentences(corr)[0].endswith("wins by 0.34.")
+
+
+def test_stage_gain_sentence():
+    assert nv.stage_gain_sentence(1.06, 0.62).endswith("(stage 1): better.")
+    assert nv.stage_gain_sentence(0.5, 0.62).endswith("worse.")
+
+
+def test_attention_locality_uniform_and_diagonal():
+    n = 10
+    uni = np.full((n, n), 1 / n)
+    mass, ref = nv.attention_locality(uni, 1)
+    assert mass == pytest.approx(ref) and ref == pytest.approx(28 / 100)
+    mass, _ = nv.attention_locality(np.eye(n), 1)
+    assert mass == pytest.approx(1.0)
+    maps = {"attn_low_text": uni, "attn_high_text": uni, "attn_low_audio": uni, "attn_high_audio": np.eye(n)}
+    t = nv.locality_table(maps)
+    assert set(t["width"]) == {1} and t["ratio"].iloc[0] == pytest.approx(1.0)
+    s = nv.attention_sentences(t)
+    assert s[0].startswith("1 of 4 maps put at least 1.5x") and "audio high" in s[0]
+    assert "only for audio" in s[1]
+    s = nv.attention_sentences(nv.locality_table({k: uni for k in maps}))
+    assert s[0].startswith("FEMF's expert attention is about as local as uniform attention: in all 4 maps")
+    assert s[1].startswith("This contradicts FEMF's reading of its Fig. 7")
+
+
+def test_band_weights_sentence():
+    w = pd.DataFrame([[0.34, 0.33, 0.33], [0.30, 0.36, 0.34]], index=["text", "audio"],
+                     columns=["band 1", "band 2", "band 3"])
+    s = nv.band_weights_sentence(w)
+    assert s.startswith("Atsuko's mean band weights are nearly uniform: every one is within 0.05 of 1/B = 0.333")
+    assert "largest gap 0.033, audio band 1" in s
+    s = nv.band_weights_sentence(w.assign(**{"band 1": [0.6, 0.3]}))
+    assert "move away from uniform (1/B = 0.333) by more than 0.05 for text: text favours band 1 (0.600)" in s
+    assert s.endswith("; audio stays within 0.05 of uniform.")

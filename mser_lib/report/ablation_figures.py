@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..metrics import METRIC_NAMES
-from .figures import MODALITY_COLORS, stripplot
+from .figures import MODALITY_COLORS
 
 MODEL_COLORS = {"femf": "#4c72b0", "atsuko": "#c44e52", "emoe": "#8172b3", "baseline": "#7f7f7f"}
 
@@ -25,14 +25,28 @@ def _name(m: str) -> str:
 
 def variant_points(frame: pd.DataFrame, metrics: Sequence[str], order: Sequence[str],
                    reference: str | None = None, title: str = ""):
-    """One panel per metric: each seed's value per variant (dots) and their mean (bar); the
-    reference variant's mean as a dashed line."""
+    """One panel per metric: each seed's value per variant (dots), the seeds joined across variants
+    (thin lines: paired by seed, so a difference that holds seed by seed shows as parallel lines) and
+    the mean over seeds (black bar marker); the reference variant's mean as a dashed line. Points
+    and lines, not bars: the value axis is zoomed to the data and does not start at 0."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 0.35 * len(order) + 1.6),
                              sharey=True, squeeze=False)
+    pos = {lab: k for k, lab in enumerate(order)}
     for ax, m in zip(axes[0], metrics):
         sub = frame[(frame["metric"] == m) & (frame["label"].isin(order))]
-        sns.barplot(data=sub, y="label", x="value", order=list(order), ax=ax, errorbar=None, color="0.85")
-        stripplot(data=sub, y="label", x="value", order=list(order), ax=ax, color="k", size=4, jitter=0.15)
+        seeds = sorted(sub["seed"].unique()) if "seed" in sub.columns else [None]
+        pal = sns.color_palette("crest", max(len(seeds), 1))
+        for k, sd in enumerate(seeds):
+            one = sub if sd is None else sub[sub["seed"] == sd]
+            one = one.assign(y=one["label"].map(pos)).sort_values("y")
+            ax.plot(one["value"], one["y"], color=pal[k], lw=0.8, alpha=0.7, marker="o", ms=4,
+                    label=None if sd is None else f"seed {sd}")
+        means = sub.groupby("label")["value"].mean()
+        ax.scatter([means[lab] for lab in order if lab in means], [pos[lab] for lab in order if lab in means],
+                   marker="|", s=300, color="k", zorder=3, label="mean over seeds")
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels(list(order))
+        ax.set_ylim(len(order) - 0.5, -0.5)
         if reference is not None:
             ref = sub.loc[sub["label"] == reference, "value"].mean()
             ax.axvline(ref, color="crimson", ls="--", lw=1)
@@ -40,8 +54,11 @@ def variant_points(frame: pd.DataFrame, metrics: Sequence[str], order: Sequence[
         pad = 0.15 * (hi - lo if hi > lo else abs(hi) + 1e-3)
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_title(_name(m) + (" (lower is better)" if m == "mae" else ""))
-        ax.set_xlabel("")
+        ax.set_xlabel(f"test {_name(m)}")
         ax.set_ylabel("")
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    if handles and len(handles) <= 12:
+        axes[0, -1].legend(handles, labels, fontsize="x-small", loc="center left", bbox_to_anchor=(1.02, 0.5))
     if title:
         fig.suptitle(title, y=1.02)
     fig.tight_layout()
@@ -175,17 +192,36 @@ def band_view(view: dict, index: int, channel: int = 0, title: str = ""):
     return fig
 
 
-def attention_maps(maps: dict[str, np.ndarray], title: str):
-    """FEMF Fig. 7: low- and high-frequency expert attention (L, L) per modality (columns)."""
+def attention_maps(maps: dict[str, np.ndarray], title: str, width_frac: float = 0.1):
+    """FEMF Fig. 7: low- and high-frequency expert attention (L, L) per modality (columns).
+
+    Colours are centred on uniform attention ``1 / L`` (white): red cells get more weight than uniform
+    attention would give them, blue cells less. Each title gives the attention mass within
+    ``width = max(1, round(width_frac L))`` steps of the diagonal as a multiple of uniform attention's
+    (:func:`mser_lib.report.narrative.attention_locality`; dashed lines mark that band)."""
+    from .narrative import attention_locality
+
     mods = [m for m in ("audio", "text", "vision") if f"attn_low_{m}" in maps]
-    fig, axes = plt.subplots(2, len(mods), figsize=(3.3 * len(mods), 6.0), squeeze=False)
+    fig, axes = plt.subplots(2, len(mods), figsize=(3.8 * len(mods), 7.2), squeeze=False)
     for c, m in enumerate(mods):
         for r, band in enumerate(("low", "high")):
-            a = maps[f"attn_{band}_{m}"]
-            sns.heatmap(a, ax=axes[r, c], cmap="rocket_r", cbar=False, square=True, xticklabels=False,
-                        yticklabels=False)
-            axes[r, c].set_title(f"{m}, {band}-frequency expert")
-    fig.suptitle(title, y=1.01)
+            a = np.asarray(maps[f"attn_{band}_{m}"], dtype=float)
+            n = a.shape[-1]
+            ax = axes[r, c]
+            vmax = max(float(a.max()), 2.0 / n)
+            sns.heatmap(a, ax=ax, cmap="vlag", center=1.0 / n, vmin=0.0, vmax=vmax, square=True,
+                        xticklabels=False, yticklabels=False,
+                        cbar_kws={"label": "attention weight" if c == len(mods) - 1 else "", "shrink": 0.75})
+            w = max(1, int(round(width_frac * n)))
+            mass, uni = attention_locality(a, w)
+            for off in (-w, w + 1):                                      # the near-diagonal band
+                ax.plot([max(0, off), min(n, n + off)], [max(0, -off), min(n, n - off)], color="k", lw=0.6, ls="--")
+            ax.set_xlabel("key position")
+            ax.set_ylabel("query position")
+            ax.set_title(f"{m}, {band}-frequency expert\nwithin {w} step(s) of diagonal: {mass / uni:.2f}x uniform",
+                         fontsize="small")
+    fig.suptitle(title + "\n(white = uniform attention 1/L; red: more weight than uniform, blue: less; "
+                 "dashed: the near-diagonal band)", y=1.02, fontsize="medium")
     fig.tight_layout()
     return fig
 

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..metrics import METRIC_NAMES
+
 MODALITY_COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#2ca02c"}
 BAND_COLORS = {"low": "#3b528b", "high": "#f4a261"}
 SPLIT_COLORS = {"train": "#4c72b0", "valid": "#dd8452", "test": "#55a868"}
@@ -234,9 +236,13 @@ def eigenvectors(U: np.ndarray, eigenvalues: np.ndarray, ks: Iterable[int],
 
 def spectrum_with_boundaries(spectra: dict[str, np.ndarray], cuts: dict[str, Sequence[float]],
                              equal_width: Sequence[float] | None = None,
-                             title: str = "Training-set graph spectra and Equal-Energy band boundaries"):
+                             title: str = "Training-set graph spectra and Equal-Energy band boundaries",
+                             planted: dict[str, dict[str, tuple[float, float]]] | None = None):
     """Mean spectral energy per bin of normalised frequency with the fitted cuts (solid) and,
-    optionally, the equidistant cuts (dotted). ``spectra``/``cuts`` are keyed by modality."""
+    optionally, the equidistant cuts (dotted). ``spectra``/``cuts`` are keyed by modality.
+    ``planted``: per modality, named bands already in nu (shaded: grey for names starting with
+    "nuisance", the modality's colour otherwise), e.g. the built-in data's bands converted by
+    :func:`mser_lib.report.narrative.cycles_to_nu`."""
     mods = list(spectra)
     fig, axes = plt.subplots(1, len(mods), figsize=(4.0 * len(mods), 3.0), squeeze=False)
     for ax, m in zip(axes[0], mods):
@@ -255,6 +261,12 @@ def spectrum_with_boundaries(spectra: dict[str, np.ndarray], cuts: dict[str, Seq
             ax.axvline(float(c), color="crimson", lw=1.6)
         for c in equal_width or []:
             ax.axvline(float(c), color="k", lw=1, ls=":")
+        for name, (lo, hi) in ((planted or {}).get(m) or {}).items():
+            nuis = name.startswith("nuisance")
+            ax.axvspan(float(lo), float(hi), color="grey" if nuis else MODALITY_COLORS.get(m, "grey"),
+                       alpha=0.15 if nuis else 0.25, lw=0)
+            ax.text((float(lo) + float(hi)) / 2, 0.86 if nuis else 0.97, name, transform=ax.get_xaxis_transform(),
+                    ha="center", va="top", fontsize=7, color="dimgrey" if nuis else "k")
         ax.set_yscale("log")
         ax.set_xlabel("normalised graph frequency ν")
         ax.set_title(f"{m}: cuts " + ", ".join(f"{float(c):.2f}" for c in cuts.get(m, [])))
@@ -287,6 +299,27 @@ def band_components(t: np.ndarray, signal: np.ndarray, components: np.ndarray,
 
 
 # ------------------------------------------------------------------------------------- training
+_SERIES = {"train_total": "training objective", "experts": "stage 1: experts", "full": "stage 2: full model",
+           "low": "low band", "high": "high band"}
+
+
+def series_label(v) -> str:
+    """A readable name for a history series, stage or metric: ``valid_mae`` -> ``valid MAE``."""
+    v = str(v)
+    if v in _SERIES:
+        return _SERIES[v]
+    for split in ("valid_", "train_", "test_"):
+        if v.startswith(split) and v[len(split):] in METRIC_NAMES:
+            return f"{split[:-1]} {METRIC_NAMES[v[len(split):]]}"
+    return METRIC_NAMES.get(v, v)
+
+
+def ylabel_for(history: pd.DataFrame, hue: str) -> str:
+    """The y label of an unfaceted history plot: the one series' name, or "value of each series"."""
+    vals = list(dict.fromkeys(history[hue])) if hue in history.columns else []
+    return series_label(vals[0]) if len(vals) == 1 else "value (see legend)"
+
+
 def learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "value", hue: str = "series",
                     col: str | None = None, row: str | None = None, best: pd.DataFrame | None = None,
                     sharey: bool = False, height: float = 2.6, title: str | None = None):
@@ -299,8 +332,22 @@ def learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "value", h
     g = sns.relplot(data=history, x=x, y=y, hue=hue, col=col, row=row, kind="line", marker="o",
                     markersize=3, height=height, aspect=1.35, facet_kws={"sharey": sharey, "sharex": True},
                     errorbar=("sd", 1) if "seed" in history.columns else None)
+    facets = [c for c in (row, col) if c]
     for ax in g.axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # readable facet titles, y labels and legend entries instead of "series = train_total | stage = experts"
+    for keys, ax in (g.axes_dict.items() if facets else []):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        named = dict(zip(facets, keys))
+        ax.set_title(" · ".join(series_label(v) for v in named.values()), fontsize="medium")
+        series = [named[c] for c in facets if c in ("series", "metric")]
+        ax.set_ylabel(series_label(series[0]) if series else (series_label(hue) if y == "value" else y))
+    if not facets:
+        for ax in g.axes.flat:
+            ax.set_ylabel(ylabel_for(history, hue) if y == "value" else y)
+    if g.legend is not None:
+        for t in g.legend.texts:
+            t.set_text(series_label(t.get_text()))
     if best is not None and not best.empty:
         for keys, ax in g.axes_dict.items():
             keys = keys if isinstance(keys, tuple) else (keys,)

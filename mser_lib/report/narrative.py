@@ -238,6 +238,279 @@ def what_we_see(sentences: list[str | None], dataset=None) -> str:
     return f"{head}\n\n{body}" if body else head
 
 
+# --- Notebooks 00-02 and 06: data, spectra, experts, attention and routers --------------------------
+
+
+def cycles_to_nu(band: tuple[float, float]) -> tuple[float, float]:
+    """A band in cycles per step (notebook 00, ``SyntheticConfig``) on Atsuko's graph-frequency axis
+    ``nu = k / (T - 1)`` (notebook 01). Eigenvector ``k`` of the path graph oscillates like
+    ``cos(pi k n / (T - 1))``: ``k / (2 (T - 1))`` cycles per step, so ``nu = 2 x cycles per step``."""
+    return (2.0 * float(band[0]), 2.0 * float(band[1]))
+
+
+def probe_sentences(r2: dict, margin: float = 0.2) -> list[str]:
+    """Notebook 00's linear probes (test R² by probe name: ``band-limited``, ``frequency-blind``,
+    ``text, raw``): does reading the generator's bands beat reading the raw signal by ``margin``?"""
+    band, blind = float(r2["band-limited"]), float(r2["frequency-blind"])
+    s = (f"A ridge probe on audio and vision band-passed to the generator's bands recovers R² = {band:.2f} of the "
+         f"label's audio+vision component; the same probe on the raw signal recovers {blind:.2f}")
+    if band > blind + margin:
+        s += f": the evidence is readable only by frequency (gap {band - blind:.2f}, above the {margin} threshold)."
+    else:
+        s += f": a gap of {band - blind:.2f}, below the {margin} threshold, so frequency barely matters here."
+    out = [s]
+    if "text, raw" in r2:
+        out.append(f"Text needs no band-pass: its raw mean and RMS give R² = {float(r2['text, raw']):.2f} of the "
+                   "label's text component.")
+    return out
+
+
+def leakage_sentence(leak: pd.DataFrame, min_gap: float = 0.05, metric: str = "acc2_has0") -> str:
+    """Notebook 00's leakage lesson: per modality set, ``metric`` on the standard folds against the
+    bc-LSTM split (columns split, modalities, ``metric``); gaps above ``min_gap`` are named."""
+    t = leak.set_index(["split", "modalities"])[metric].astype(float)
+    mods = [m for m in dict.fromkeys(leak["modalities"]) if ("standard", m) in t and ("bclstm", m) in t]
+    gaps = {m: t["standard", m] - t["bclstm", m] for m in mods}
+    leaky = [m for m in mods if gaps[m] > min_gap]
+    mn = metric_name(metric)
+    if not leaky:
+        return (f"No feature set scores more than {min_gap * 100:.0f} points higher in {mn} on the standard folds "
+                "than on the bc-LSTM split: no leakage shows at this threshold.")
+    parts = ", ".join(f"{m.upper()} {t['standard', m] * 100:.1f}% against {t['bclstm', m] * 100:.1f}%" for m in leaky)
+    return (f"The same ridge regression scores higher {mn} on the standard folds than on the bc-LSTM split for "
+            f"{', '.join(m.upper() for m in leaky)} ({parts}; threshold {min_gap * 100:.0f} points): those "
+            "features were learned on labels of the standard test videos.")
+
+
+def summary_sentence(summary: pd.DataFrame, name: str) -> str:
+    """The dataset summary (``analysis.dataset_summary``) in one sentence: sizes and labels of train/test."""
+    s = summary.set_index("split") if "split" in summary.columns else summary
+    tr = s.loc["train"]
+    def n(split):
+        k = int(s.loc[split, "samples"])
+        pos = int(s.loc[split, "labelled positions"]) if "labelled positions" in s.columns else k
+        return f"{k} {split} samples" + (f" ({pos} labelled positions)" if pos != k else "")
+
+    out = f"{name}: {n('train')}"
+    if "test" in s.index:
+        out += f" and {n('test')}"
+    if "label mean" in s.columns:
+        out += f"; training labels have mean {float(tr['label mean']):+.2f} and std {float(tr['label std']):.2f}"
+    if "zero labels (%)" in s.columns:
+        out += (f", {float(tr['zero labels (%)']):.1f}% of them exactly 0 (which the two Acc-2 variants treat "
+                "differently)")
+    return out + "."
+
+
+def femf_cut_sentence(c: float, bands: dict) -> str:
+    """Where FEMF's cut falls relative to planted bands (cycles per step). The low band keeps rfft
+    bins ``k < c_T``, ``c_T ~ c (T/2 + 1)``: frequencies below about ``c / 2`` cycles per step."""
+    cut = c / 2.0
+    where = []
+    for name, (lo, hi) in bands.items():
+        side = "low" if hi <= cut else "high" if lo >= cut else "both"
+        where.append(f"{name} ({lo:.2f}-{hi:.2f}) in the {side} band" if side != "both"
+                     else f"{name} ({lo:.2f}-{hi:.2f}) straddling the cut")
+    return (f"At the preset's c = {c}, FEMF's cut lies near {cut:.2f} cycles per step, which puts "
+            + "; ".join(where) + ".")
+
+
+def high_share_sentence(share: pd.DataFrame, c: float) -> str:
+    """Energy share of FEMF's high band per modality at cut-off ``c`` (``analysis.high_band_share``:
+    columns c, modality, high_share)."""
+    sub = share[np.isclose(share["c"].astype(float), c)]
+    if sub.empty:
+        return f"The table above has no row for c = {c}."
+    parts = ", ".join(f"{m} {float(v) * 100:.0f}%" for m, v in zip(sub["modality"], sub["high_share"]))
+    return f"At c = {c}, FEMF's high band holds this share of each modality's energy: {parts}."
+
+
+def band_roles(cuts, evidence: tuple[float, float] | None, nuisance: tuple[float, float] | None,
+               dc_width: float) -> list[dict]:
+    """What each band ``[lo, hi)`` of the cuts (graph frequency nu in [0, 1]) holds of a planted story:
+    ``evidence`` if it overlaps the evidence band, else ``dc`` if it is the nu = 0 coefficient alone
+    (``hi <= dc_width``, the smallest non-zero graph frequency ``1 / (T_max - 1)`` of the data),
+    else ``nuisance`` if it overlaps the nuisance band, else ``noise``.
+    Bands in nu; convert cycles per step with :func:`cycles_to_nu`."""
+    edges = [0.0, *[float(c) for c in cuts], 1.0]
+    eps = 1e-9
+
+    def overlaps(lo, hi, band):
+        return band is not None and max(lo, band[0]) < min(hi, band[1]) - eps
+
+    roles = []
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        if overlaps(lo, hi, evidence):
+            role = "evidence"
+        elif lo <= eps and hi <= dc_width + eps:
+            role = "dc"
+        elif overlaps(lo, hi, nuisance):
+            role = "nuisance"
+        else:
+            role = "noise"
+        roles.append({"band": b + 1, "lo": lo, "hi": hi, "role": role})
+    return roles
+
+
+_ROLE = {"dc": "is the ν = 0 coefficient alone (the per-sample offset)", "nuisance": "lies in the nuisance band",
+         "noise": "holds neither evidence nor nuisance"}
+
+
+def band_allocation_sentence(modality: str, cuts, evidence: tuple[float, float] | None,
+                             nuisance: tuple[float, float] | None, dc_width: float, who: str = "the") -> str:
+    """How many of ``who`` equal-energy bands of ``modality`` hold none of the planted evidence, and
+    what they hold instead (:func:`band_roles`; all bands in nu)."""
+    roles = band_roles(cuts, evidence, nuisance, dc_width)
+    k = len(roles)
+    ev = [r for r in roles if r["role"] == "evidence"]
+    idle = [r for r in roles if r["role"] != "evidence"]
+
+    def rng(r):
+        return f"ν {r['lo']:.3f}-{r['hi']:.3f}"
+
+    head = f"{_cap(modality)}"
+    if evidence is not None:
+        head += f" (evidence at ν {evidence[0]:.2f}-{evidence[1]:.2f})"
+    if not idle:
+        return f"{head}: every one of {who} {k} equal-energy bands holds part of the planted evidence."
+    what = "; ".join(f"band {r['band']} ({rng(r)}) {_ROLE[r['role']]}" for r in idle)
+    s = f"{head}: {len(idle)} of {who} {k} equal-energy bands hold none of the planted evidence: {what}"
+    if ev:
+        s += "; the evidence sits in " + ", ".join(f"band {r['band']} ({rng(r)})" for r in ev)
+    return s + "."
+
+
+def dc_share_sentence(spectra: dict, k: int) -> str | None:
+    """Modalities whose nu = 0 coefficient alone holds more than 1/k of the mean spectral energy, so
+    that no equal-energy cut can split it (``spectra``: modality -> mean energy per coefficient)."""
+    shares = {m: float(np.asarray(e)[0] / max(float(np.sum(e)), 1e-300)) for m, e in spectra.items()}
+    big = {m: v for m, v in shares.items() if v > 1.0 / k}
+    if not big:
+        return (f"No modality's ν = 0 coefficient holds more than 1/K = {1 / k:.2f} of its energy "
+                f"(largest: {max(shares, key=shares.get)} {max(shares.values()):.2f}), so equal energy is reachable.")
+    parts = ", ".join(f"{m} {v:.2f}" for m, v in big.items())
+    return (f"The ν = 0 coefficient alone holds more than 1/K = {1 / k:.2f} of the energy of {', '.join(big)} "
+            f"({parts}): no cut can split one coefficient, so equal energy is out of reach there.")
+
+
+def expert_band_sentences(corr: pd.Series, expected: dict | None = None, margin: float = 0.1) -> list[str]:
+    """Which band's expert of each modality correlates better with the label on VALID (``corr``:
+    Series indexed by (modality, band), seed means), with a ``margin`` in Corr to call a winner; when
+    ``expected`` (modality -> band where the evidence was planted) is given, whether the winner is it."""
+    out = []
+    for m in dict.fromkeys(corr.index.get_level_values(0)):
+        lo, hi = float(corr[m, "low"]), float(corr[m, "high"])
+        win = "low" if lo > hi else "high"
+        gap = abs(lo - hi)
+        s = f"{_cap(m)}: the low-band expert reaches Corr {lo:.2f}, the high-band one {hi:.2f}"
+        if gap <= margin:
+            s += f", within {margin} of each other: neither band wins"
+            if expected and m in expected:
+                s += f" (the evidence was planted in the {expected[m]} band)"
+            out.append(s + ".")
+            continue
+        s += f": the {win} band wins by {gap:.2f}"
+        if expected and m in expected:
+            s += (", where the evidence was planted." if win == expected[m]
+                  else f", although the evidence was planted in the {expected[m]} band.")
+        else:
+            s += "."
+        out.append(s)
+    return out
+
+
+def stage_gain_sentence(stage1: float, stage2: float, metric: str = "mae") -> str:
+    """Stage 2 (the full model, experts frozen) against stage 1 (mean of the experts) on VALID."""
+    mn = metric_name(metric)
+    word = "better" if better(metric, stage2, stage1) else "worse" if better(metric, stage1, stage2) else "the same"
+    return (f"Mean over seeds, the full model (stage 2) reaches valid {mn} {fmt_value(metric, stage2)} against "
+            f"{fmt_value(metric, stage1)} for the mean of the six experts (stage 1): {word}.")
+
+
+def attention_locality(attn: np.ndarray, width: int) -> tuple[float, float]:
+    """Attention mass within ``width`` positions of the diagonal (mean over query rows) and what
+    uniform attention over the same ``L`` keys puts there: ``(mass, uniform_mass)``."""
+    a = np.asarray(attn, dtype=float)
+    n = a.shape[-1]
+    near = np.abs(np.subtract.outer(np.arange(a.shape[0]), np.arange(n))) <= width
+    mass = float((a * near).sum(1).mean())
+    uniform = float(near.sum(1).mean() / n)
+    return mass, uniform
+
+
+def locality_table(maps: dict, width_frac: float = 0.1) -> pd.DataFrame:
+    """One row per attention map (``{"attn_<band>_<modality>": (L, L)}``): the near-diagonal mass
+    (within ``width = max(1, round(width_frac L))`` steps), the uniform-attention reference and their ratio."""
+    rows = []
+    for k, v in maps.items():
+        _, band, mod = k.split("_", 2)
+        n = np.asarray(v).shape[-1]
+        w = max(1, int(round(width_frac * n)))
+        mass, uni = attention_locality(v, w)
+        rows.append({"modality": mod, "band": band, "L": n, "width": w, "near-diagonal mass": mass,
+                     "uniform reference": uni, "ratio": mass / uni if uni > 0 else math.nan})
+    return pd.DataFrame(rows)
+
+
+def attention_sentences(table: pd.DataFrame, as_uniform: float = 1.5, sharper: float = 1.25) -> list[str]:
+    """Is FEMF's expert attention local? A map is *about as local as uniform attention* when its
+    near-diagonal mass is below ``as_uniform`` x the uniform reference; the high band is *more local*
+    than the low band when its ratio exceeds the low band's by the factor ``sharper``."""
+    r = table["ratio"].astype(float)
+    w = ", ".join(sorted({str(int(x)) for x in table["width"]}))
+    near = table[r < as_uniform]
+    lo_r, hi_r = float(r.min()), float(r.max())
+    if len(near) == len(table):
+        s1 = (f"FEMF's expert attention is about as local as uniform attention: in all {len(table)} maps the mass "
+              f"within {w} step(s) of the diagonal is {lo_r:.2f}-{hi_r:.2f}x what uniform attention puts there "
+              f"(threshold {as_uniform}x).")
+    else:
+        loc = ", ".join(f"{m} {b} ({x:.2f}x)" for m, b, x in zip(table["modality"], table["band"], r)
+                        if x >= as_uniform)
+        s1 = (f"{len(table) - len(near)} of {len(table)} maps put at least {as_uniform}x the uniform-attention mass "
+              f"within {w} step(s) of the diagonal: {loc}; the others are about as local as uniform attention.")
+    piv = table.pivot(index="modality", columns="band", values="ratio")
+    mods = [m for m in piv.index if {"low", "high"} <= set(piv.columns)]
+    yes = [m for m in mods if piv.loc[m, "high"] > sharper * piv.loc[m, "low"]]
+    if len(yes) == len(mods) and mods:
+        s2 = (f"As FEMF reads its Fig. 7, the high-band map is more local than the low-band map (by {sharper}x) "
+              "for every modality.")
+    elif yes:
+        s2 = (f"FEMF reads its Fig. 7 as high-frequency experts attending to local cues and low-frequency ones to "
+              f"global context; here the high-band map is more local (by {sharper}x) only for {', '.join(yes)}.")
+    else:
+        s2 = ("This contradicts FEMF's reading of its Fig. 7 (high-frequency experts attend to local cues, "
+              f"low-frequency ones to global context): no modality's high-band map is {sharper}x more local "
+              "than its low-band map here.")
+    return [s1, s2]
+
+
+def band_weights_sentence(weights: pd.DataFrame, tol: float = 0.05, what: str = "mean band weights") -> str:
+    """Are Atsuko's band weights (rows: modality, columns: band) nearly uniform, i.e. every one within
+    ``tol`` of 1/B?"""
+    w = weights.astype(float)
+    nb = w.shape[1]
+    dev = (w - 1.0 / nb).abs()
+    worst = dev.stack().idxmax()
+    gap = float(dev.to_numpy().max())
+    if gap <= tol:
+        return (f"Atsuko's {what} are nearly uniform: every one is within {tol} of 1/B = {1 / nb:.3f} (largest gap "
+                f"{gap:.3f}, {worst[0]} {worst[1]}). The band router hardly re-weights the bands, although Atsuko "
+                "describes it as selectively attending to emotionally relevant frequencies.")
+    top = w.idxmax(axis=1)
+    far = [m for m in w.index if float(dev.loc[m].max()) > tol]
+    parts = ", ".join(f"{m} favours {top[m]} ({float(w.loc[m, top[m]]):.3f})" for m in far)
+    rest = [m for m in w.index if m not in far]
+    s = (f"Atsuko's {what} move away from uniform (1/B = {1 / nb:.3f}) by more than {tol} for {', '.join(far)}: "
+         f"{parts}")
+    verb = "stays" if len(rest) == 1 else "stay"
+    return s + (f"; {', '.join(rest)} {verb} within {tol} of uniform." if rest else ".")
+
+
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
-           "beats_all_sentence", "degradation_sentence", "claims_sentence", "what_we_see"]
+           "beats_all_sentence", "degradation_sentence", "claims_sentence", "what_we_see", "cycles_to_nu",
+           "probe_sentences", "leakage_sentence", "summary_sentence", "femf_cut_sentence", "high_share_sentence",
+           "band_roles", "band_allocation_sentence", "dc_share_sentence", "expert_band_sentences",
+           "stage_gain_sentence", "attention_locality", "locality_table", "attention_sentences",
+           "band_weights_sentence"]
