@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .checks import ConfigError
-from .data import MissingModality, MultimodalDataset, load_dataset
+from .data import MissingModality, MultimodalDataset, dataset_layout, load_dataset
 from .models import build_model, count_parameters
 from .models.registry import build_config
 from .train import TrainConfig, append_jsonl, evaluate, fit_model, read_jsonl, resolve_device, set_seed
@@ -129,17 +129,24 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
 
     1. the profile's ``train`` (shared defaults);
     2. the profile's ``models.<model>.train`` (what the model's paper says);
-    3. the profile's ``datasets.<dataset>.train``: settings that depend on the dataset's size and
-       layout (batch size, gradient accumulation, epochs, patience) win over a model's;
-    4. the profile's ``datasets.<dataset>.models.<model>.train`` (one model on one dataset);
+    3. the profile's ``layouts.<layout>.train``, then ``layouts.<layout>.models.<model>.train``:
+       settings that follow what a sample is (``position``: a whole video, so a batch counts
+       videos; ``sequence``: one utterance), whatever the dataset is called; the layout is
+       ``info.layout``, else :func:`mser_lib.data.dataset_layout`;
+    4. the profile's ``datasets.<dataset>.train``, then ``datasets.<dataset>.models.<model>.train``:
+       one dataset's own settings (its seeds, its selection protocol);
     5. the ``train`` argument.
 
     Model fields: the model's preset (the profile's ``model_preset``), then ``overrides``.
     """
     prof = load_profile(profile)
+    layout = info.layout if info is not None else dataset_layout(dataset)
+    lay_sec = prof.get("layouts", {}).get(layout, {}) if layout else {}
     ds_sec = prof.get("datasets", {}).get(dataset, {})
     tcfg = dict(prof.get("train", {}))
     tcfg = _merge(tcfg, prof.get("models", {}).get(model, {}).get("train", {}))
+    tcfg = _merge(tcfg, lay_sec.get("train", {}))
+    tcfg = _merge(tcfg, lay_sec.get("models", {}).get(model, {}).get("train", {}))
     tcfg = _merge(tcfg, ds_sec.get("train", {}))
     tcfg = _merge(tcfg, ds_sec.get("models", {}).get(model, {}).get("train", {}))
     tcfg = _merge(tcfg, train or {})

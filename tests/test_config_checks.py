@@ -162,3 +162,46 @@ def test_a_valid_run_keeps_its_committed_config_hash():
 
     run = resolve_run("femf", "synthetic", 0, "quick", info=get_dataset("synthetic", None, "quick").info)
     assert config_hash(run) == "aedb93b7a9ef6ab8"
+
+
+# ------------------------------------------------------------------------------ layout defaults
+def test_position_layout_settings_follow_the_layout_not_the_dataset_name():
+    """Every position-layout dataset gets the position-layout trainer settings (issue 12: the
+    utterance format used to get the sequence layout's batch of 32); mosi-bclstm keeps its own
+    selection; a sequence-layout dataset keeps the profile's."""
+    from mser_lib.data import dataset_layout
+    from mser_lib.experiments import load_profile, resolve_run
+
+    assert dataset_layout("synthetic") == "sequence" and dataset_layout("mosi") == "sequence"
+    assert {dataset_layout(d) for d in ("mosi-bclstm", "mosi-utt", "mosei-utt")} == {"position"}
+    pos = load_profile("quick")["layouts"]["position"]["train"]
+    for ds in ("mosi-bclstm", "mosi-utt", "mosei-utt"):
+        for model in ("femf", "baseline"):
+            t = resolve_run(model, ds, 0, "quick")["train"]
+            assert {k: t[k] for k in pos} == pos, (ds, model)
+        assert resolve_run("femf", ds, 0, "quick")["train"]["stage_epochs"] == {"experts": 10, "full": 60}
+    assert resolve_run("baseline", "mosi-bclstm", 0, "quick")["train"]["selection"] == "crossfit"
+    assert resolve_run("baseline", "mosi-utt", 0, "quick")["train"].get("selection", "valid") == "valid"
+    assert resolve_run("baseline", "synthetic", 0, "quick")["train"]["batch_size"] == 32
+
+
+def test_layout_sections_keep_the_committed_mosi_bclstm_hashes():
+    """Moving mosi-bclstm's settings into the position-layout section changed no run: FEMF and the
+    baseline of the committed quick mosi-bclstm records re-resolve to their recorded hashes."""
+    import json
+    from pathlib import Path
+
+    from mser_lib.data.batch import DatasetInfo
+    from mser_lib.data.bclstm import DIMS
+    from mser_lib.experiments import config_hash, resolve_run
+
+    runs = Path(__file__).resolve().parents[1] / "results" / "quick" / "mosi-bclstm" / "runs.jsonl"
+    recs = [json.loads(line) for line in runs.read_text().splitlines() if line.strip()]
+    info = DatasetInfo(name="mosi-bclstm", layout="position", task="regression", metric_family="mosi",
+                       dims=dict(DIMS))
+    main = [r for r in recs if r["model"] in ("femf", "baseline", "atsuko") and not r.get("overrides")
+            and r["config"]["train"] == resolve_run(r["model"], "mosi-bclstm", r["seed"], "quick")["train"]]
+    assert len(main) >= 10
+    for r in main:
+        run = resolve_run(r["model"], "mosi-bclstm", r["seed"], "quick", info=info)
+        assert config_hash(run) == r["config_hash"], (r["model"], r["seed"])

@@ -33,6 +33,7 @@ __all__ = [
     "MODALITIES", "Batch", "DatasetInfo", "MultimodalDataset", "SplitData", "collate",
     "iterate_batches", "masked_mean", "MissingModality", "CONDITIONS", "make_synthetic",
     "SyntheticConfig", "synthetic_config", "DataFormatError", "load_dataset", "dataset_names",
+    "dataset_layout",
 ]
 
 
@@ -52,6 +53,15 @@ def dataset_names() -> dict[str, str]:
     for name, entry in _real_loaders().items():
         out[name] = entry["description"] if isinstance(entry, dict) else getattr(entry, "__doc__", "")
     return out
+
+
+def dataset_layout(name: str) -> str | None:
+    """``"sequence"`` or ``"position"``: the layout dataset ``name`` loads into (``None`` when unknown),
+    known without reading any data (the profiles' ``layouts`` sections follow it)."""
+    if name == "synthetic":
+        return "sequence"
+    entry = _real_loaders().get(name)
+    return entry.get("layout") if isinstance(entry, dict) else None
 
 
 def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None, profile: str = "quick",

@@ -47,22 +47,23 @@ _BCLSTM = "mser_lib.data.bclstm:load_mosi_bclstm"
 _MMSA = "mser_lib.data.mmsa:load_mmsa"
 _UTT = "mser_lib.data.utterance:load_utterance_features"
 
-# Each entry: "loader", "description", and "target", the function whose keyword arguments the loader
-# passes on (the user's loader arguments, ``--data-set``, are checked against it).
+# Each entry: "loader", "description", "layout" (``sequence`` or ``position``: what a sample is; the
+# profiles' ``layouts.<layout>`` trainer settings follow it) and "target", the function whose keyword
+# arguments the loader passes on (the user's loader arguments, ``--data-set``, are checked against it).
 DATASETS: dict[str, dict] = {
-    "mosi-bclstm": {"loader": _mosi_bclstm, "target": _BCLSTM, "description":
+    "mosi-bclstm": {"layout": "position", "loader": _mosi_bclstm, "target": _BCLSTM, "description":
                     "real CMU-MOSI bc-LSTM utterance feats (t100/a73/v100), position layout, bc-LSTM split"},
-    "mosi": {"loader": _mmsa("mosi"), "target": _MMSA, "description":
+    "mosi": {"layout": "sequence", "loader": _mmsa("mosi"), "target": _MMSA, "description":
              "MMSA CMU-MOSI pickle (aligned_50/unaligned_50.pkl), sequence layout, labels [-3, 3]"},
-    "mosei": {"loader": _mmsa("mosei"), "target": _MMSA, "description":
+    "mosei": {"layout": "sequence", "loader": _mmsa("mosei"), "target": _MMSA, "description":
               "MMSA CMU-MOSEI pickle (aligned_50/unaligned_50.pkl), sequence layout, labels [-3, 3]"},
-    "sims": {"loader": _mmsa("sims"), "target": _MMSA, "description":
+    "sims": {"layout": "sequence", "loader": _mmsa("sims"), "target": _MMSA, "description":
              "MMSA CH-SIMS pickle (unaligned_39.pkl), sequence layout, labels [-1, 1]"},
-    "simsv2": {"loader": _mmsa("simsv2"), "target": _MMSA, "description":
+    "simsv2": {"layout": "sequence", "loader": _mmsa("simsv2"), "target": _MMSA, "description":
                "MMSA CH-SIMS v2 pickle (unaligned.pkl), sequence layout, labels [-1, 1]"},
-    "mosi-utt": {"loader": _utt("mosi"), "target": _UTT, "description":
+    "mosi-utt": {"layout": "position", "loader": _utt("mosi"), "target": _UTT, "description":
                  "CMU-MOSI utterance features (MoMKE/GCNet/FEMF format), position layout"},
-    "mosei-utt": {"loader": _utt("mosei"), "target": _UTT, "description":
+    "mosei-utt": {"layout": "position", "loader": _utt("mosei"), "target": _UTT, "description":
                   "CMU-MOSEI utterance features (MoMKE/GCNet/FEMF format), position layout"},
 }
 
