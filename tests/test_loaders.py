@@ -831,3 +831,59 @@ def test_bclstm_empty_splits(tmp_path):
     with pytest.raises(DataFormatError) as ei:
         load_mosi_bclstm(tmp_path / "b")
     assert_error(ei, "text_test.csv", "<csv>")
+
+
+# ------------------------------------------------------------------------------------------------
+# standardisation (every loader can z-score with train statistics, computed in float64)
+
+def _assert_standardized(raw_ds, ds):
+    for m in MODALITIES:
+        tr = ds.train.features(m)[ds.train.mask(m)].astype(np.float64)
+        raw = raw_ds.train.features(m)[raw_ds.train.mask(m)].astype(np.float64)
+        sd = raw.std(0)
+        live = sd > 1e-8
+        np.testing.assert_allclose(tr.mean(0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(tr.std(0)[live], 1.0, rtol=1e-4)
+        for s in ("train", "valid", "test"):           # padding stays zero, real positions are z-scored
+            a, b, mask = raw_ds.split(s).features(m), ds.split(s).features(m), ds.split(s).mask(m)
+            assert not b[~mask].any()
+            np.testing.assert_allclose(b[mask], ((a[mask] - raw.mean(0)) / np.where(live, sd, 1.0)), rtol=1e-5,
+                                       atol=1e-5)
+            assert b.dtype == np.float32
+    assert ds.info.source["standardize"] is True and raw_ds.info.source["standardize"] is False
+
+
+def test_utterance_standardize_uses_train_statistics_and_is_the_registry_default(tmp_path):
+    from mser_lib.data import load_dataset
+
+    make_utt_tree(tmp_path, short=None)
+    raw = load_utterance_features(tmp_path, "mosi")
+    _assert_standardized(raw, load_utterance_features(tmp_path, "mosi", standardize=True))
+    assert load_dataset("mosi-utt", tmp_path).info.source["standardize"] is True
+    assert load_dataset("mosi-utt", tmp_path, standardize=False).info.source["standardize"] is False
+    with pytest.raises(ValueError, match="standardize must be true or false"):
+        load_utterance_features(tmp_path, "mosi", standardize="yes")
+
+
+def test_mmsa_standardize_uses_train_statistics(tmp_path):
+    path = write_pickle(make_mmsa("mosi", aligned=True), tmp_path / "aligned_50.pkl")
+    _assert_standardized(load_mmsa(path, "mosi"), load_mmsa(path, "mosi", standardize=True))
+
+
+def test_standardize_refuses_an_overflow(tmp_path):
+    """A test value far outside a column's small train spread would become inf in float32: refused,
+    naming the folder and the feature."""
+    tree = make_utt_tree(tmp_path, short=None)
+    folder = tmp_path / "features" / DEFAULT_FEATURES["audio"]
+    rng = np.random.default_rng(0)
+    for u in (x for v in ("v1", "v3") for x in tree["ids"][v]):        # train videos: column 0 ~ 1e-3 spread
+        vec = np.load(folder / f"{u}.npy").reshape(-1)
+        vec[0] = np.float32(rng.uniform(0, 1e-3))
+        np.save(folder / f"{u}.npy", vec)
+    vec = np.load(folder / "v2_1.npy")
+    vec[0] = 3e38                                                       # finite in float32
+    np.save(folder / "v2_1.npy", vec)
+    assert np.isfinite(load_utterance_features(tmp_path, "mosi").test.audio).all()
+    with pytest.raises(DataFormatError) as e:
+        load_utterance_features(tmp_path, "mosi", standardize=True)
+    assert_error(e, "audio feature 0", "float32 range")

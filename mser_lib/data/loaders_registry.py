@@ -37,6 +37,7 @@ def _utt(dataset: str):
     def load(data_dir: str | Path, seed: int = 0, **kw) -> MultimodalDataset:
         from .utterance import load_utterance_features
 
+        kw.setdefault("standardize", True)          # as mosi-bclstm: raw extractor scales differ widely
         return load_utterance_features(data_dir, dataset=dataset, **kw)
 
     load.__name__ = f"load_{dataset}_utt"

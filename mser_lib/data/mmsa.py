@@ -33,7 +33,7 @@ import numpy as np
 
 from .batch import DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import DataFormatError, check_array, check_label_range, require_keys
+from .validate import DataFormatError, check_array, check_label_range, require_keys, standardize_splits
 
 log = logging.getLogger("mser_lib.data")
 
@@ -80,7 +80,8 @@ def resolve_mmsa_file(path: str | Path, dataset: str, aligned: bool | None = Non
                           "none of them exists")
 
 
-def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = None) -> MultimodalDataset:
+def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = None,
+              standardize: bool = False) -> MultimodalDataset:
     """Load an MMSA pickle into a sequence-layout :class:`MultimodalDataset`.
 
     Args:
@@ -90,6 +91,9 @@ def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = No
         aligned: ``True`` treats audio/vision as word-aligned with the text (their masks are the text
             mask; their length must equal the text length); ``False`` requires ``audio_lengths`` and
             ``vision_lengths``; ``None`` decides per file: unaligned if both lengths are present.
+        standardize: z-score every feature with the train split's statistics over real steps,
+            computed in float64 (:func:`mser_lib.data.validate.standardize_splits`); off by default
+            (MMSA's features are used as the papers use them).
 
     Returns:
         splits with text (N, L, 768), audio (N, La, da), vision (N, Lv, dv) float32, masks (N, L_m)
@@ -101,6 +105,8 @@ def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = No
     """
     if aligned is not None and not isinstance(aligned, bool):
         raise ValueError(f"aligned must be true, false or null, got {aligned!r}")
+    if not isinstance(standardize, bool):
+        raise ValueError(f"standardize must be true or false, got {standardize!r}")
     file = resolve_mmsa_file(path, dataset, aligned)
     folder, _, family, label_range = MMSA_FILES[dataset]
     data = safe_load(file, encoding="latin1")
@@ -125,11 +131,12 @@ def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = No
         name=dataset, layout="sequence", task="regression", metric_family=family, dims=dims,
         label_range=label_range,
         source={"format": "mmsa", "file": str(file), "aligned": sorted(modes) == [True],
-                "folder": folder},
+                "folder": folder, "standardize": False},
     )
     log.info("loaded %s from %s: %s", dataset, file,
              {s: len(splits[s]) for s in SPLITS})
-    return MultimodalDataset(info=info, **splits)
+    ds = MultimodalDataset(info=info, **splits)
+    return standardize_splits(ds, file) if standardize else ds
 
 
 def _load_split(d, file: Path, s: str, aligned: bool | None,

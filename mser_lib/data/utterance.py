@@ -28,7 +28,7 @@ import numpy as np
 
 from .batch import MODALITIES, DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import DataFormatError, check_label_range, check_real_dtype, inside
+from .validate import DataFormatError, check_label_range, check_real_dtype, inside, standardize_splits
 
 log = logging.getLogger("mser_lib.data")
 
@@ -108,7 +108,7 @@ def read_label_pickle(file: str | Path) -> dict:
 def load_utterance_features(root: str | Path, dataset: str = "mosi",
                             feature_names: dict[str, str] | None = None, *,
                             label_file: str | Path | None = None,
-                            average_frames: bool = False) -> MultimodalDataset:
+                            average_frames: bool = False, standardize: bool = False) -> MultimodalDataset:
     """Load the utterance-feature format into a position-layout :class:`MultimodalDataset`.
 
     Args:
@@ -119,6 +119,10 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
         label_file: override the label pickle path.
         average_frames: a ``(T, D)`` feature file is averaged over ``T`` (what MoMKE/GCNet do);
             by default anything but a ``(D,)`` vector (or ``(1, D)``) is refused.
+        standardize: z-score every feature with the train split's statistics, computed in float64
+            (:func:`mser_lib.data.validate.standardize_splits`). ``load_dataset("mosi-utt", ...)``
+            turns it on unless told otherwise: raw features from different extractors differ in
+            scale by orders of magnitude (bc-LSTM audio carries pitch in Hz).
 
     Returns:
         splits (train = trainVids, valid = valVids, test = testVids) with features (N, L, d_m) float32,
@@ -136,6 +140,8 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
         raise ValueError(f"label_file must be a path, got {label_file!r}")
     if not isinstance(average_frames, bool):
         raise ValueError(f"average_frames must be true or false, got {average_frames!r}")
+    if not isinstance(standardize, bool):
+        raise ValueError(f"standardize must be true or false, got {standardize!r}")
     if feature_names is not None and not (isinstance(feature_names, dict)
                                           and all(isinstance(v, str) and v for v in feature_names.values())):
         raise ValueError(f"feature_names must map modalities to folder names, e.g. {{vision: my_faces}}, "
@@ -182,9 +188,10 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
         name=f"{dataset}-utt", layout="position", task="regression", metric_family="mosi", dims=dims,
         label_range=(-3.0, 3.0),
         source={"format": "utterance", "root": str(root), "label_file": str(label_file),
-                "features": names, "split": "label pickle trainVids/valVids/testVids"},
+                "features": names, "split": "label pickle trainVids/valVids/testVids", "standardize": False},
     )
-    return MultimodalDataset(info=info, **splits)
+    ds = MultimodalDataset(info=info, **splits)
+    return standardize_splits(ds, root / "features") if standardize else ds
 
 
 def _read_vector(path: Path, modality: str, average_frames: bool) -> np.ndarray:

@@ -111,3 +111,49 @@ def check_label_range(labels: np.ndarray, low: float, high: float, file, field: 
 
 def _fmt(shape) -> str:
     return "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+
+
+def standardize_splits(ds, file, *, min_std: float = 1e-8):
+    """z-score every feature column with the mean and standard deviation of the train split's real
+    positions, computed in float64, applied to the real positions of every split (padding stays 0).
+
+    Args:
+        ds: a :class:`~mser_lib.data.batch.MultimodalDataset` (features ``(N, L, d_m)`` float32).
+        file: the file or folder to name in an error.
+        min_std: columns with a smaller train standard deviation are only centred.
+
+    Returns:
+        A new dataset whose ``info.source["standardize"]`` is True.
+
+    Raises:
+        DataFormatError: a modality with no real train position, or standardised values outside the
+            float32 range (a column whose train statistics are tiny next to its other values).
+    """
+    from dataclasses import replace
+
+    from .batch import MODALITIES
+
+    stats = {}
+    for m in MODALITIES:
+        tr = ds.train.features(m)[ds.train.mask(m)].astype(np.float64)
+        if tr.shape[0] == 0:
+            raise DataFormatError(file, f"{m} features", "real positions in the train split to standardise "
+                                  "with", "none")
+        mu, sd = tr.mean(0), tr.std(0)
+        stats[m] = (mu, np.where(sd > min_std, sd, 1.0))
+
+    def scaled(split):
+        arrays = {}
+        for m in MODALITIES:
+            x, mask = split.features(m), split.mask(m)
+            mu, sd = stats[m]
+            z = np.where(mask[..., None], (x.astype(np.float64) - mu) / sd, 0.0)
+            if np.abs(z).max(initial=0.0) > np.finfo(np.float32).max:
+                c = int(np.argwhere(np.abs(z) > np.finfo(np.float32).max)[0][-1])
+                raise DataFormatError(file, f"{m} feature {c}", "standardised values within float32 range",
+                                      "an overflow (inf)")
+            arrays[m] = z.astype(np.float32)
+        return replace(split, **arrays)
+
+    info = replace(ds.info, source={**(ds.info.source or {}), "standardize": True})
+    return replace(ds, info=info, train=scaled(ds.train), valid=scaled(ds.valid), test=scaled(ds.test))
