@@ -431,12 +431,13 @@ def _claims_block(results_dir: str, profile: str, dataset: str, claims_csv: Path
     c = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
     recs = load_records(results_dir, profile, dataset)
     shared, equal = same_runs_as(recs, load_records(results_dir, "quick", dataset))
-    prof = load_profile(profile)
-    train = {**prof.get("train", {}), **prof.get("datasets", {}).get(dataset, {}).get("train", {})}
     seeds = sorted(set(c["seeds"]))
+    schedules = sorted({part.removeprefix("A: ").removeprefix("B: ") for sched in c["schedule"]
+                        for part in sched.split("; ")})
+    selections = sorted({str(r.get("selection") or "valid") for r in recs})
     lines = [f"**{dataset}, profile `{profile}`: the papers' claims** (every ablation and sweep of notebooks 04-05; "
-             f"seeds per claim: {', '.join(seeds)}; {train.get('epochs')} epochs, patience {train.get('patience')}, "
-             f"selection `{train.get('selection', 'valid')}`). " + claims_summary(claims_csv)]
+             f"seeds per claim: {', '.join(seeds)}; schedules: {'; '.join(schedules)}; selection: "
+             f"{', '.join(selections)}). " + claims_summary(claims_csv)]
     if shared:
         lines.append(f"Of this profile's {len(recs)} runs, {shared} have the same settings as a `quick` run, and "
                      f"{equal} of those reproduce its test metrics exactly.")
@@ -444,7 +445,7 @@ def _claims_block(results_dir: str, profile: str, dataset: str, claims_csv: Path
     if len(resolved):
         cols = ["claim", "paper says", "we measure", "seeds", "p adjusted (Holm)", "agrees with paper"]
         lines.append("\nThe resolved claims:\n\n" + to_markdown(resolved[cols].set_index("claim")))
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def readme_table(results_dir: str) -> int:
@@ -481,8 +482,9 @@ def readme_table(results_dir: str) -> int:
             blocks.append(
                 f"**{dataset}**, profile `{profile}`: test split, mean ± std over the seeds listed, accuracies "
                 f"and F1 in % (from `{main_csv.as_posix()}`, written by `notebooks/03_full_training.ipynb`). "
-                f"{note}\n\n" + to_markdown(ours.set_index("model"))
-                + (f"\n\nClaims: {claims_summary(claims_csv)}" if claims_csv.exists() else ""))
+                f"{note}\n\n" + to_markdown(ours.set_index("model")))
+            if claims_csv.exists():
+                blocks.append(f"**{dataset}, profile `{profile}`: claims.** {claims_summary(claims_csv)}\n")
             sel_csv = runs.parent / "tables" / "selection_protocols.csv"
             if sel_csv.exists():
                 sel = pd.read_csv(sel_csv, dtype=str, keep_default_na=False).set_index(["model", "protocol"])
