@@ -389,11 +389,6 @@ def run_direct(args, out: Path, seeds: list[int]) -> None:
     print(to_markdown(table))
 
 
-def _nonempty(df):
-    """Drop the columns that are empty in every row."""
-    return df[[c for c in df.columns if (df[c].astype(str).str.strip() != "").any()]]
-
-
 def claims_summary(claims_csv: Path) -> str:
     """One sentence counting the verdicts of a ``claims_all.csv`` (notebook 06)."""
     import pandas as pd
@@ -468,11 +463,11 @@ def readme_table(results_dir: str) -> int:
             blocks.append(_claims_block(results_dir, profile, dataset, claims_csv))
             continue
         if main_csv.exists():
-            df = pd.read_csv(main_csv, dtype=str, keep_default_na=False)
-            is_rep = df["source"].str.startswith("reported")
-            if reported is None and is_rep.any():
-                reported = _nonempty(df[is_rep].drop(columns=["seeds"], errors="ignore"))
-            ours = _nonempty(df[~is_rep].drop(columns=["source", "dataset", "setting"], errors="ignore"))
+            from .report.paper_rows import split_main_table
+
+            ours, rep, features = split_main_table(pd.read_csv(main_csv, dtype=str, keep_default_na=False))
+            if reported is None and len(rep):
+                reported = rep
             from .report.analysis import selection_note
             from .report.tables import variant_name
 
@@ -482,7 +477,7 @@ def readme_table(results_dir: str) -> int:
             blocks.append(
                 f"**{dataset}**, profile `{profile}`: test split, mean ± std over the seeds listed, accuracies "
                 f"and F1 in % (from `{main_csv.as_posix()}`, written by `notebooks/03_full_training.ipynb`). "
-                f"{note}\n\n" + to_markdown(ours.set_index("model")))
+                f"Features: {features}. {note}\n\n" + to_markdown(ours))
             if claims_csv.exists():
                 blocks.append(f"**{dataset}, profile `{profile}`: claims.** {claims_summary(claims_csv)}\n")
             sel_csv = runs.parent / "tables" / "selection_protocols.csv"
@@ -510,7 +505,7 @@ def readme_table(results_dir: str) -> int:
     if reported is not None:
         blocks.append("**Reported by the papers** (their Table 1: CMU-MOSI/MOSEI with their features, set "
                       "beside ours for context, not comparable; `mser_lib/report/paper_rows.py`):\n\n"
-                      + to_markdown(reported.set_index(["source", "model"])))
+                      + to_markdown(reported))
     readme = ROOT / "README.md"
     text = readme.read_text()
     if README_BEGIN not in text:

@@ -123,8 +123,12 @@ table = paper_rows.main_table(records, ds.info, ctx.profile)
 caption = (f"Main results: reported rows (papers' Table 1, their data) and ours ({ds.info.name}, profile "
            f"{ctx.profile}, test split, mean ± std over seeds {ctx.seeds})")
 ctx.save_table(table, "main_results", caption=caption)
-display(Markdown(to_markdown(table)))
+measured, reported, features = paper_rows.split_main_table(table)   # narrow views of the saved table
+display(Markdown(f"**Measured** ({ds.info.name}, profile {ctx.profile}, test split, mean ± std over seeds; "
+                 f"features: {features})\n\n" + to_markdown(measured)))
 print(analysis.selection_note(records))
+display(Markdown("**Reported** by the papers (their Table 1, their data and features: context, not "
+                 "comparable)\n\n" + to_markdown(reported)))
 
 # %% [markdown]
 # ### What we see

@@ -40,3 +40,22 @@ def test_model_from_record_uses_the_saved_config_not_todays_preset(tmp_path, mod
     old = analysis.model_from_record({**record, "config": {**run, "model_config": None}}, ds)
     assert count_parameters(old) == count_parameters(build_model(model, ds.info, "quick"))
 
+
+
+def test_split_main_table_gives_narrow_measured_and_reported_views():
+    import pandas as pd
+
+    from mser_lib.report.paper_rows import split_main_table
+
+    table = pd.DataFrame({
+        "source": ["reported: FEMF Table 1", "measured (mser)", "measured (mser)"],
+        "model": ["FEMF", "femf", "baseline"], "dataset": ["CMU-MOSI", "synthetic", "synthetic"],
+        "setting": ["utterance-level", "profile quick", "profile quick"],
+        "features": ["DeBERTa", "built-in", "built-in"], "seeds": ["as reported", "0,1", "0,1"],
+        "MAE": ["0.758", "0.6 ± 0.1", "0.7 ± 0.1"], "Acc-7": ["", "40 ± 1", "41 ± 1"],
+        "Acc-2 (protocol not stated)": ["", "", ""]}).set_index(["source", "model"])
+    measured, reported, features = split_main_table(table)
+    assert list(measured.index) == ["femf", "baseline"] and list(measured.columns) == ["seeds", "MAE", "Acc-7"]
+    assert features == "built-in"
+    assert list(reported.index) == [("reported: FEMF Table 1", "FEMF")]
+    assert "Acc-7" not in reported.columns and "seeds" not in reported.columns and "features" in reported.columns

@@ -220,7 +220,8 @@ def test_readme_table_prefers_main_results(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "ROOT", tmp_path)
     assert pipeline.readme_table(str(tmp_path / "results")) == 0
     text = readme.read_text()
-    assert "| x | built-in | 0,1 | 0.5 ± 0.1 |" in text               # measured row, empty Acc-7 dropped
+    assert "| x | 0,1 | 0.5 ± 0.1 |" in text                          # measured row, empty Acc-7 dropped
+    assert "Features: built-in." in text                                 # the features in the caption
     assert text.count("| reported: FEMF Table 1 | FEMF |") == 1           # reported rows shown once
     assert "**other**" in text and "old" not in text and text.endswith("rest\n")
 

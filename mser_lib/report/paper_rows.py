@@ -330,6 +330,28 @@ def main_table(records: list[dict], info, profile: str, split: str = "test",
     return df.set_index(["source", "model"])
 
 
+def split_main_table(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Narrow views of :func:`main_table` (or its CSV read back) for display.
+
+    Returns ``(measured, reported, features)``: our rows indexed by model, without the identity columns
+    they all share (source, dataset, setting, features); the reported rows indexed by (source, model);
+    each without the columns empty in every one of its rows; and the measured rows' features, to put in
+    a caption (one string, ``"; "``-joined when they differ).
+    """
+    df = table.reset_index() if "source" not in table.columns else table.copy()
+    is_rep = df["source"].astype(str).str.startswith("reported")
+
+    def nonempty(d: pd.DataFrame) -> pd.DataFrame:
+        return d[[c for c in d.columns if (d[c].astype(str).str.strip() != "").any()]]
+
+    ours = df[~is_rep]
+    features = "; ".join(dict.fromkeys(str(f) for f in ours.get("features", pd.Series(dtype=str)) if str(f)))
+    measured = nonempty(ours.drop(columns=["source", "dataset", "setting", "features"], errors="ignore"))
+    reported = nonempty(df[is_rep].drop(columns=["seeds"], errors="ignore"))
+    return (measured.set_index("model") if "model" in measured else measured,
+            reported.set_index(["source", "model"]) if len(reported) else reported, features)
+
+
 def femf_layout(records: list[dict], info, profile: str, split: str = "test") -> pd.DataFrame:
     """FEMF Table 1's layout: MAE, Corr, Acc-2 and F1 as "neg/non-neg / neg/pos"; FEMF's reported
     rows (all of Table 1 for the dataset's family) then ours (means over seeds)."""
