@@ -141,6 +141,9 @@ if panels:
     sep = pd.DataFrame([{"setting": k, "ridge R² (5-fold)": float(np.mean(cross_val_score(
         RidgeCV(alphas=np.logspace(-2, 3, 6)), x, y, cv=5, scoring="r2")))} for k, (x, y) in panels.items()])
     display(Markdown(to_markdown(sep.set_index("setting").round(3))))
+    r2 = dict(zip(sep["setting"], sep["ridge R² (5-fold)"]))
+    if {"-, -", "SBN + MCM (Atsuko)"} <= set(r2):
+        display(Markdown(nv.what_we_see([nv.separability_sentence(r2, "-, -", "SBN + MCM (Atsuko)")], ds.info)))
 
 # %% [markdown]
 # ## Atsuko Fig. 5: modality weights with and without MCM
@@ -162,6 +165,9 @@ if weights:
     mean_w = pd.DataFrame({k: v.mean(0) for k, v in weights.items()}, index=["text", "audio", "vision"]).T
     mean_w = mean_w.astype(float).round(3)
     display(Markdown(to_markdown(mean_w)))
+    if len(weights) == 2:
+        display(Markdown(nv.what_we_see([nv.mcm_weight_sentence(mean_w.loc["SBN + MCM (Atsuko)"], mean_w.loc["SBN"])],
+                                        ds.info)))
 
 # %% [markdown]
 # ## Atsuko Fig. 6: spectrum, bands and band weights of one strongly positive sample
@@ -233,6 +239,7 @@ if nets.get("atsuko") is not None:
 # modality's mean weight where it is at rate 0 (Atsuko's three are near 1/3, by symmetry of the drops).
 
 # %%
+see = []
 for name, key, names in (("atsuko", "modality_weights", ["text", "audio", "vision"]),
                          ("femf", "fusion_weights", ["text", "audio", "vision", "joint"])):
     if nets.get(name) is None:
@@ -246,6 +253,9 @@ for name, key, names in (("atsuko", "modality_weights", ["text", "audio", "visio
     tbl = tbl.astype(float).round(3)
     ctx.save_table(tbl, f"{name}_weights_vs_missing", caption=f"{name} {key} vs missing rate ({ds.info.name})")
     display(Markdown(to_markdown(tbl)))
+    see.append(nv.missing_weights_sentence(tbl, {"atsuko": "Atsuko", "femf": "FEMF"}[name]))
+if see:
+    display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %% [markdown]
 # ## Not in the papers: per-band energy of each modality
@@ -264,6 +274,7 @@ if not energy.empty:
     etable = energy.pivot_table(index=["model", "modality"], columns="band", values="share").round(3).astype(object).fillna("")
     ctx.save_table(etable, "band_energy", caption=f"Share of energy per band and modality ({ds.info.name})")
     display(Markdown(to_markdown(etable)))
+    display(Markdown(nv.what_we_see([nv.energy_sentence(energy)], ds.info)))
 
 # %% [markdown]
 # ## All claims of notebooks 04 and 05
@@ -279,6 +290,7 @@ if parts:
     summary = all_claims.groupby("agrees with paper").size().rename("claims").to_frame()
     display(Markdown(to_markdown(summary)))
     display(Markdown(to_markdown(all_claims[["paper says", "we measure", "resolved", "agrees with paper"]])))
+    display(Markdown(nv.what_we_see([nv.claims_sentence(all_claims)], ds.info)))
 
 # %%
 print(ctx.written_summary())

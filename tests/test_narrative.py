@@ -212,3 +212,35 @@ def test_band_weights_sentence():
     s = nv.band_weights_sentence(w.assign(**{"band 1": [0.6, 0.3]}))
     assert "move away from uniform (1/B = 0.333) by more than 0.05 for text: text favours band 1 (0.600)" in s
     assert s.endswith("; audio stays within 0.05 of uniform.")
+
+
+def test_separability_sentence():
+    r2 = {"-, -": 0.50, "SBN": 0.52, "MCM": 0.49, "SBN + MCM (Atsuko)": 0.53}
+    s = nv.separability_sentence(r2, "-, -", "SBN + MCM (Atsuko)")
+    assert s.startswith("Ridge R² of the label on the fused features (5-fold, test split): -, - 0.50, SBN 0.52")
+    assert "changes it by +0.03 (margin 0.05): the fused features are not more separable" in s
+    s = nv.separability_sentence({**r2, "SBN + MCM (Atsuko)": 0.70}, "-, -", "SBN + MCM (Atsuko)")
+    assert "more linearly readable than without (+0.20, margin 0.05), in the direction of Atsuko's Fig. 4" in s
+
+
+def test_mcm_weight_sentence():
+    without = pd.Series({"text": 0.40, "audio": 0.30, "vision": 0.30})
+    assert "MCM moves weight away from text (-0.100" in nv.mcm_weight_sentence(without - [0.1, -0.05, -0.05], without)
+    assert "the opposite of Atsuko's Fig. 5" in nv.mcm_weight_sentence(without + [0.1, -0.05, -0.05], without)
+    assert "MCM hardly moves it (+0.010" in nv.mcm_weight_sentence(without + [0.01, 0, -0.01], without)
+
+
+def test_missing_weights_sentence():
+    t = pd.DataFrame({"text": [0.40, 0.38], "audio": [0.30, 0.31], "joint": [0.30, 0.45]}, index=[0.0, 0.4])
+    s = nv.missing_weights_sentence(t, "FEMF")
+    assert s.startswith("FEMF's mean weights from 0% to 40% missing: text 0.400 -> 0.380, audio 0.300 -> 0.310")
+    assert s.endswith("by more than 0.05: joint gains 0.150.")
+    assert nv.missing_weights_sentence(t.assign(joint=[0.3, 0.31]), "FEMF").endswith("; none moves by more than 0.05.")
+
+
+def test_energy_sentence():
+    e = pd.DataFrame({"model": ["femf"] * 4, "modality": ["text", "text", "audio", "audio"],
+                      "band": ["low", "high", "low", "high"], "share": [0.6, 0.4, 0.2, 0.8]})
+    s = nv.energy_sentence(e)
+    assert s.startswith("The band with the largest share of each modality's energy: femf text: low (60%); "
+                        "femf audio: high (80%).")

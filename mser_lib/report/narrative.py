@@ -507,10 +507,67 @@ def band_weights_sentence(weights: pd.DataFrame, tol: float = 0.05, what: str = 
     return s + (f"; {', '.join(rest)} {verb} within {tol} of uniform." if rest else ".")
 
 
+def separability_sentence(r2: dict, plain: str, full: str, margin: float = 0.05) -> str:
+    """Atsuko Fig. 4 in a number: the cross-validated ridge R² of the label on the fused features of
+    each Table 4 setting (``r2``: setting -> R², in table order), and whether the full model's
+    (``full``) exceeds the plain one's (``plain``) by more than ``margin``. The paper sees clusters
+    become more compact as SBN and MCM are added."""
+    listed = ", ".join(f"{k} {v:.2f}" for k, v in r2.items())
+    gap = r2[full] - r2[plain]
+    s = f"Ridge R² of the label on the fused features (5-fold, test split): {listed}. "
+    if gap > margin:
+        return s + (f"With SBN and MCM the label is more linearly readable than without ({gap:+.2f}, margin "
+                    f"{margin}), in the direction of Atsuko's Fig. 4.")
+    return s + (f"Adding SBN and MCM changes it by {gap:+.2f} (margin {margin}): the fused features are not more "
+                "separable by this measure, although Atsuko's Fig. 4 shows clusters becoming more compact.")
+
+
+def mcm_weight_sentence(with_mcm: pd.Series, without: pd.Series, tol: float = 0.05, what: str = "text") -> str:
+    """Atsuko Fig. 5 in a number: the mean modality weight of ``what`` with MCM against without it (the
+    SBN-only row). The paper sees MCM move weight away from text."""
+    a, b = float(with_mcm[what]), float(without[what])
+    gap = a - b
+    s = f"With MCM, {what}'s mean modality weight is {a:.3f}; without it (SBN only) {b:.3f}"
+    if gap < -tol:
+        return s + f": MCM moves weight away from {what} ({gap:+.3f}, threshold {tol}), as Atsuko's Fig. 5 says."
+    if gap > tol:
+        return s + (f": MCM moves weight towards {what} ({gap:+.3f}, threshold {tol}), the opposite of Atsuko's "
+                    "Fig. 5.")
+    return s + (f": MCM hardly moves it ({gap:+.3f}, threshold {tol}), where Atsuko's Fig. 5 sees weight move away "
+                f"from {what}.")
+
+
+def missing_weights_sentence(table: pd.DataFrame, model: str, tol: float = 0.05) -> str:
+    """How a router's mean weights move from no missing data to the largest missing rate (``table``:
+    rows are rates, columns the weights' names, e.g. ``text``, ``audio``, ``vision``, ``joint``)."""
+    t = table.astype(float).sort_index()
+    r0, r1 = t.index[0], t.index[-1]
+    moves = t.loc[r1] - t.loc[r0]
+    listed = ", ".join(f"{c} {t.loc[r0, c]:.3f} -> {t.loc[r1, c]:.3f}" for c in t.columns)
+    big = moves[moves.abs() > tol]
+    s = f"{model}'s mean weights from {float(r0):.0%} to {float(r1):.0%} missing: {listed}"
+    if big.empty:
+        return s + f"; none moves by more than {tol}."
+    parts = ", ".join(f"{c} {'gains' if v > 0 else 'loses'} {abs(v):.3f}" for c, v in big.items())
+    return s + f"; by more than {tol}: {parts}."
+
+
+def energy_sentence(energy: pd.DataFrame) -> str:
+    """Which band holds most of each modality's energy, per model (``energy``: columns model, modality,
+    band, share, as ``ablations.band_energy_frame``)."""
+    parts = []
+    for (model, modality), sub in energy.groupby(["model", "modality"], sort=False):
+        top = sub.loc[sub["share"].astype(float).idxmax()]
+        parts.append(f"{model} {modality}: {top['band']} ({float(top['share']):.0%})")
+    return ("The band with the largest share of each modality's energy: " + "; ".join(parts) + ". Energy is not "
+            "evidence: compare with where the evidence lies (notebook 01) and with the band weights above.")
+
+
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
            "beats_all_sentence", "degradation_sentence", "claims_sentence", "what_we_see", "cycles_to_nu",
            "probe_sentences", "leakage_sentence", "summary_sentence", "femf_cut_sentence", "high_share_sentence",
            "band_roles", "band_allocation_sentence", "dc_share_sentence", "expert_band_sentences",
            "stage_gain_sentence", "attention_locality", "locality_table", "attention_sentences",
-           "band_weights_sentence"]
+           "band_weights_sentence", "separability_sentence", "mcm_weight_sentence", "missing_weights_sentence",
+           "energy_sentence"]
