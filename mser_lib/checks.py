@@ -14,6 +14,9 @@ import numbers
 import types
 import typing
 
+#: The largest training seed (numpy's legacy seeding takes 32 bits).
+MAX_SEED = 2**32 - 1
+
 
 class ConfigError(ValueError):
     """A setting is of the wrong type or outside its allowed range (a user error, not a bug)."""
@@ -99,6 +102,20 @@ def check_types(obj) -> None:
             raise ConfigError(_name(obj), f.name, value, _describe(hint))
 
 
+def _wanted(kind: str, unbounded: str, low, high, fmt, low_open: bool = False, high_open: bool = False,
+            optional: bool = False, none_means: str = "") -> str:
+    """What a range check expected, e.g. ``an integer in [1, 4]``, ``a number > 0``, ``... or None``."""
+    if low is not None and high is not None:
+        want = f"{kind} in {'(' if low_open else '['}{fmt(low)}, {fmt(high)}{')' if high_open else ']'}"
+    elif low is not None:
+        want = f"{kind} {'>' if low_open else '>='} {fmt(low)}"
+    elif high is not None:
+        want = f"{kind} {'<' if high_open else '<='} {fmt(high)}"
+    else:
+        want = unbounded
+    return want + (f" or None{f' ({none_means})' if none_means else ''}" if optional else "")
+
+
 def integer(obj, field: str, minimum: int | None = None, maximum: int | None = None,
             optional: bool = False, none_means: str = "") -> None:
     """``obj.field`` is an integer in ``[minimum, maximum]`` (or None when ``optional``)."""
@@ -107,17 +124,8 @@ def integer(obj, field: str, minimum: int | None = None, maximum: int | None = N
         return
     ok = _is_int(v) and (minimum is None or v >= minimum) and (maximum is None or v <= maximum)
     if not ok:
-        if minimum is not None and maximum is not None:
-            want = f"an integer in [{minimum}, {maximum}]"
-        elif minimum is not None:
-            want = f"an integer >= {minimum}"
-        elif maximum is not None:
-            want = f"an integer <= {maximum}"
-        else:
-            want = "an integer"
-        if optional:
-            want += f" or None{f' ({none_means})' if none_means else ''}"
-        raise ConfigError(_name(obj), field, v, want)
+        raise ConfigError(_name(obj), field, v, _wanted("an integer", "an integer", minimum, maximum, str,
+                                                        optional=optional, none_means=none_means))
 
 
 def real(obj, field: str, low: float | None = None, high: float | None = None, *, low_open: bool = False,
@@ -133,17 +141,8 @@ def real(obj, field: str, low: float | None = None, high: float | None = None, *
     if ok and high is not None:
         ok = v < high if high_open else v <= high
     if not ok:
-        if low is not None and high is not None:
-            want = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        elif low is not None:
-            want = f"a number {'>' if low_open else '>='} {low:g}"
-        elif high is not None:
-            want = f"a number {'<' if high_open else '<='} {high:g}"
-        else:
-            want = "a finite number"
-        if optional:
-            want += f" or None{f' ({none_means})' if none_means else ''}"
-        raise ConfigError(_name(obj), field, v, want)
+        raise ConfigError(_name(obj), field, v, _wanted("a number", "a finite number", low, high, "{:g}".format,
+                                                        low_open, high_open, optional, none_means))
 
 
 def choice(obj, field: str, choices, optional: bool = False) -> None:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from .checks import MAX_SEED
+
 PROG = "mser"
-MAX_SEED = 2**32 - 1
 
 
 class UsageError(ValueError):
@@ -71,35 +72,22 @@ def _kv(items: list[str] | None, option: str = "--set") -> dict:
     return out
 
 
-def _seed(text: str) -> int:
-    """argparse type of seeds: an integer in [0, 2**32 - 1]."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"a seed must be an integer in [0, {MAX_SEED}], got {text!r}")
-    return value
+def _arg_type(parse, ok, message: str):
+    """An argparse ``type``: ``parse(text)`` must succeed and satisfy ``ok``, else ``message``, got <text>."""
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{message}, got {text!r}")
+        return value
+    return convert
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
-    return value
+_seed = _arg_type(int, lambda v: 0 <= v <= MAX_SEED, f"a seed must be an integer in [0, {MAX_SEED}]")
+_positive = _arg_type(int, lambda v: v >= 1, "expected an integer >= 1")
+_rate = _arg_type(float, lambda v: 0.0 <= v < 1.0, "expected a rate in [0, 1)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -59,7 +59,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checks import ConfigError
+from .checks import MAX_SEED, ConfigError
 from .data import MissingModality, MultimodalDataset, dataset_layout, load_dataset
 from .models import build_model, count_parameters
 from .models.registry import build_config
@@ -156,8 +156,8 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
     if unknown:
         raise KeyError(f"unknown trainer setting(s) {unknown}; known: {sorted(valid_train)}")
     TrainConfig(**tcfg)          # range checks now, before a cached record is looked up (nothing is changed)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= 2**32 - 1:
-        raise ConfigError("run", "seed", seed, "an integer in [0, 4294967295]")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError("run", "seed", seed, f"an integer in [0, {MAX_SEED}]")
     preset = prof.get("model_preset", profile)
     model_cfg = None
     if info is not None:
