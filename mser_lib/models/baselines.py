@@ -39,6 +39,14 @@ def _out_dim(info: DatasetInfo) -> int:
     return info.num_classes if info.task == "classification" else 1
 
 
+def _check_config(config) -> None:
+    """The baselines' shared fields: ``hidden`` >= 1, ``dropout`` in [0, 1), ``modalities`` a subset of tav."""
+    checks.check_types(config)
+    checks.integer(config, "hidden", 1)
+    checks.dropouts(config, "dropout")
+    checks.modalities(config)
+
+
 @dataclass
 class LateFusionConfig:
     hidden: int = 64
@@ -46,10 +54,7 @@ class LateFusionConfig:
     modalities: str = "tav"
 
     def __post_init__(self) -> None:
-        checks.check_types(self)
-        checks.integer(self, "hidden", 1)
-        checks.dropouts(self, "dropout")
-        checks.modalities(self)
+        _check_config(self)
 
 
 class LateFusionMLP(nn.Module):
@@ -86,10 +91,7 @@ class BiGRUConfig:
     modalities: str = "tav"
 
     def __post_init__(self) -> None:
-        checks.check_types(self)
-        checks.integer(self, "hidden", 1)
-        checks.dropouts(self, "dropout")
-        checks.modalities(self)
+        _check_config(self)
 
 
 class BiGRU(nn.Module):
