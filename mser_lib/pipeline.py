@@ -389,21 +389,22 @@ def run_direct(args, out: Path, seeds: list[int]) -> None:
     print(to_markdown(table))
 
 
-def claims_summary(claims_csv: Path) -> str:
-    """One sentence counting the verdicts of a ``claims_all.csv`` (notebook 06)."""
+def claims_summary(claims_csv: Path, claims=None) -> str:
+    """One sentence counting the verdicts of a ``claims_all.csv`` (notebook 06); ``claims``: its frame, when
+    the caller has read it already."""
     import pandas as pd
 
-    from .report.stats import ALPHA, MIN_SEEDS, NOT_ENOUGH_SEEDS
+    from .report.narrative import claim_counts
+    from .report.stats import ALPHA, MIN_SEEDS
 
-    c = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
-    res, agree = c["resolved"], c["agrees with paper"]
-    yes = res == "yes"
-    return (f"{len(c)} claims in `{claims_csv.with_suffix('.md').as_posix()}`: {int(yes.sum())} resolved "
-            f"({int((yes & (agree == 'yes')).sum())} as the paper says, {int((yes & (agree == 'no')).sum())} "
-            f"against it), {int((res == 'no').sum())} not resolved, {int((res == NOT_ENOUGH_SEEDS).sum())} with "
-            f"too few seeds to decide (a claim is resolved when, with at least {MIN_SEEDS} seeds, its Holm-adjusted "
-            f"paired t-test over seeds is below {ALPHA}, its bootstrap interval excludes 0 and every seed agrees in "
-            "sign).")
+    if claims is None:
+        claims = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
+    c = claim_counts(claims)
+    return (f"{c['claims']} claims in `{claims_csv.with_suffix('.md').as_posix()}`: {c['resolved']} resolved "
+            f"({c['as_paper']} as the paper says, {c['against']} against it), {c['not_resolved']} not resolved, "
+            f"{c['too_few']} with too few seeds to decide (a claim is resolved when, with at least {MIN_SEEDS} "
+            f"seeds, its Holm-adjusted paired t-test over seeds is below {ALPHA}, its bootstrap interval excludes 0 "
+            "and every seed agrees in sign).")
 
 
 def _config_minus_profile(rec: dict) -> str:
@@ -432,7 +433,7 @@ def _claims_block(results_dir: str, profile: str, dataset: str, claims_csv: Path
     selections = sorted({str(r.get("selection") or "valid") for r in recs})
     lines = [f"**{dataset}, profile `{profile}`: the papers' claims** (every ablation and sweep of notebooks 04-05; "
              f"seeds per claim: {', '.join(seeds)}; schedules: {'; '.join(schedules)}; selection: "
-             f"{', '.join(selections)}). " + claims_summary(claims_csv)]
+             f"{', '.join(selections)}). " + claims_summary(claims_csv, c)]
     if shared:
         lines.append(f"Of this profile's {len(recs)} runs, {shared} have the same settings as a `quick` run, and "
                      f"{equal} of those reproduce its test metrics exactly.")

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import LOWER_IS_BETTER, METRIC_NAMES
+from .stats import NOT_ENOUGH_SEEDS
 
 #: Display names of the main comparison's rows (``paper_rows.row_label`` / ``grids`` tags).
 NAMES = {
@@ -217,11 +218,21 @@ def degradation_sentence(curves: pd.DataFrame, a: str, b: str, metric: str, rate
     return s + f": {faster} degrades faster."
 
 
+def claim_counts(claims: pd.DataFrame) -> dict[str, int]:
+    """The verdicts of a claims table (columns ``resolved``, ``agrees with paper``): ``claims``,
+    ``resolved``, ``as_paper`` and ``against`` (resolved, agreeing with the paper or not), ``not_resolved``
+    and ``too_few`` (fewer seeds than a verdict needs)."""
+    res, agree = claims["resolved"].astype(str), claims["agrees with paper"].astype(str)
+    yes = res == "yes"
+    return {"claims": len(claims), "resolved": int(yes.sum()), "as_paper": int((yes & (agree == "yes")).sum()),
+            "against": int((yes & (agree == "no")).sum()), "not_resolved": int((res == "no").sum()),
+            "too_few": int((res == NOT_ENOUGH_SEEDS).sum())}
+
+
 def claims_sentence(claims: pd.DataFrame) -> str:
     """Count the claims table's verdicts: how many agree, contradict, or stay undecided."""
-    agrees = claims["agrees with paper"].astype(str)
-    n, yes, no = len(claims), int((agrees == "yes").sum()), int((agrees == "no").sum())
-    few = int((claims["resolved"].astype(str) == "not enough seeds").sum())
+    c = claim_counts(claims)
+    n, yes, no, few = c["claims"], c["as_paper"], c["against"], c["too_few"]
     s = (f"Of {n} claims, our runs resolve {yes + no}: {yes} agree with the paper and {no} contradict it; "
          f"{n - yes - no} stay undecided")
     return s + (f" ({few} of them because they have fewer than 3 seeds)." if few else ".")
@@ -438,6 +449,12 @@ def attention_locality(attn: np.ndarray, width: int) -> tuple[float, float]:
     return mass, uniform
 
 
+def near_diagonal(attn: np.ndarray, width_frac: float = 0.1) -> tuple[int, float, float]:
+    """``(width, mass, uniform_mass)``: :func:`attention_locality` at ``width = max(1, round(width_frac L))``."""
+    w = max(1, int(round(width_frac * np.asarray(attn).shape[-1])))
+    return (w, *attention_locality(attn, w))
+
+
 def locality_table(maps: dict, width_frac: float = 0.1) -> pd.DataFrame:
     """One row per attention map (``{"attn_<band>_<modality>": (L, L)}``): the near-diagonal mass
     (within ``width = max(1, round(width_frac L))`` steps), the uniform-attention reference and their ratio."""
@@ -445,8 +462,7 @@ def locality_table(maps: dict, width_frac: float = 0.1) -> pd.DataFrame:
     for k, v in maps.items():
         _, band, mod = k.split("_", 2)
         n = np.asarray(v).shape[-1]
-        w = max(1, int(round(width_frac * n)))
-        mass, uni = attention_locality(v, w)
+        w, mass, uni = near_diagonal(v, width_frac)
         rows.append({"modality": mod, "band": band, "L": n, "width": w, "near-diagonal mass": mass,
                      "uniform reference": uni, "ratio": mass / uni if uni > 0 else math.nan})
     return pd.DataFrame(rows)
@@ -565,9 +581,10 @@ def energy_sentence(energy: pd.DataFrame) -> str:
 
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
-           "beats_all_sentence", "degradation_sentence", "claims_sentence", "what_we_see", "cycles_to_nu",
+           "beats_all_sentence", "degradation_sentence", "claim_counts", "claims_sentence", "what_we_see",
+           "cycles_to_nu",
            "probe_sentences", "leakage_sentence", "summary_sentence", "femf_cut_sentence", "high_share_sentence",
            "band_roles", "band_allocation_sentence", "dc_share_sentence", "expert_band_sentences",
-           "stage_gain_sentence", "attention_locality", "locality_table", "attention_sentences",
+           "stage_gain_sentence", "attention_locality", "near_diagonal", "locality_table", "attention_sentences",
            "band_weights_sentence", "separability_sentence", "mcm_weight_sentence", "missing_weights_sentence",
            "energy_sentence"]
