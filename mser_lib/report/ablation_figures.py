@@ -198,8 +198,8 @@ def attention_maps(maps: dict[str, np.ndarray], title: str, width_frac: float = 
     Colours are centred on uniform attention ``1 / L`` (white): red cells get more weight than uniform
     attention would give them, blue cells less. Each title gives the attention mass within
     ``width = max(1, round(width_frac L))`` steps of the diagonal as a multiple of uniform attention's
-    (:func:`mser_lib.report.narrative.attention_locality`; dashed lines mark that band)."""
-    from .narrative import attention_locality
+    (:func:`mser_lib.report.narrative.near_diagonal`; dashed lines mark that band)."""
+    from .narrative import near_diagonal
 
     mods = [m for m in ("audio", "text", "vision") if f"attn_low_{m}" in maps]
     fig, axes = plt.subplots(2, len(mods), figsize=(3.8 * len(mods), 7.2), squeeze=False)
@@ -212,8 +212,7 @@ def attention_maps(maps: dict[str, np.ndarray], title: str, width_frac: float = 
             sns.heatmap(a, ax=ax, cmap="vlag", center=1.0 / n, vmin=0.0, vmax=vmax, square=True,
                         xticklabels=False, yticklabels=False,
                         cbar_kws={"label": "attention weight" if c == len(mods) - 1 else "", "shrink": 0.75})
-            w = max(1, int(round(width_frac * n)))
-            mass, uni = attention_locality(a, w)
+            w, mass, uni = near_diagonal(a, width_frac)
             for off in (-w, w + 1):                                      # the near-diagonal band
                 ax.plot([max(0, off), min(n, n + off)], [max(0, -off), min(n, n - off)], color="k", lw=0.6, ls="--")
             ax.set_xlabel("key position")
