@@ -34,11 +34,10 @@ def _valid(ds) -> None:
 
 
 @pytest.fixture(scope="module")
-def utt_template():
-    root = Path(tempfile.mkdtemp(prefix="utt-fuzz-"))
+def utt_template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("utt-fuzz-")
     make_utt_tree(root)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    return root
 
 
 _DTYPES = st.sampled_from(["<f2", "<f4", "<f8", "<i1", "<i8", "<u4", "|b1", "<c8", "<c16", ">f8", "<U3"])
@@ -81,11 +80,10 @@ def test_fuzz_utterance_feature_file(utt_template, dtype, shape, fill, poke, con
 
 
 @pytest.fixture(scope="module")
-def bclstm_template():
-    root = Path(tempfile.mkdtemp(prefix="bclstm-fuzz-"))
+def bclstm_template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bclstm-fuzz-")
     make_bclstm_tree(root)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    return root
 
 
 _CELLS = st.sampled_from(["1e39", "-1e39", "1e20", "-1e20", "3e38", "nan", "inf", "-inf", "abc", "", "1+2j",
