@@ -27,7 +27,8 @@ records and retrain only the runs whose checkpoints a step needs.
 
 Outputs go to ``results/<profile>/<dataset>/``: ``runs.jsonl`` (one record per run),
 ``notebooks/`` (executed copies), ``tables/`` (CSV, Markdown, LaTeX), ``figures/`` (PNG, PDF),
-``notebook_timings.json`` (wall time of each phase and notebook).
+``notebook_timings.json`` (wall time of each phase and notebook of the committed run; a run writes its own
+to ``checkpoints/notebook_timings.json``, and to the committed file only with ``--record-timings``).
 
 The notebooks start with :func:`notebook_setup`, which turns their papermill parameters into a
 :class:`NotebookContext` (resolved seeds, data folder, output folders, run arguments) and fixes the
@@ -531,6 +532,9 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", default="local", choices=REUSE_MODES,
                    help="local (default): retrain all but the runs this machine finished, then report "
                         "reproduction; records: re-render from the committed records (make tables)")
+    p.add_argument("--record-timings", action="store_true",
+                   help="write this run's wall times to the committed notebook_timings.json (default: "
+                        "checkpoints/notebook_timings.json, beside this machine's checkpoints)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a reproduced run differs (CI)")
     p.add_argument("--prune", action="store_true",
                    help="after the report, drop from runs.jsonl the records that no notebook needed (maintainers, "
@@ -572,10 +576,14 @@ def main(argv=None) -> int:
             timings.append(("training", time.perf_counter() - t1))
             print(f"   {n} runs in {timings[-1][1]:.1f} s", flush=True)
         timings += run_notebooks(args, out, seeds, force=bool(args.force) and not reproducing)
-        path = out / "notebook_timings.json"
+        # this machine's times go beside its checkpoints; the committed notebook_timings.json (the times of
+        # the committed run) changes only when asked, so a reproduce leaves the committed files as they are
+        path = out / ("notebook_timings.json" if args.record_timings else "checkpoints/notebook_timings.json")
         old = json.loads(path.read_text()) if path.exists() else {}
         old.update({k: round(v, 1) for k, v in timings})
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(old, indent=2) + "\n")
+        print(f"   times: {path}", flush=True)
     else:
         run_direct(args, out, seeds)
     print(f"\nall done in {time.perf_counter() - t0:.0f} s; results in {out}/")

@@ -7,6 +7,7 @@ retrain, never crash or silently skip. The others check the reproduction report.
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +150,22 @@ def test_notebook_runs_cover_every_grid_the_notebooks_train():
     n = grids.unique_runs([{k: v for k, v in s.items() if v not in (None, {})} for s in specs])
     assert {"femf", "atsuko", "emoe", "baseline"} <= {s["model"] for s in specs}
     assert n >= len(pipeline.main_grid("quick", "synthetic", [0, 1, 2]))
+
+
+def test_reproduce_writes_its_times_beside_its_checkpoints_not_into_the_committed_file(tmp_path, monkeypatch):
+    """A reproduce leaves the committed notebook_timings.json as it is (git status stays clean); this
+    machine's times go to checkpoints/, and to the committed file only with --record-timings."""
+    out = tmp_path / "smoke" / "synthetic"
+    out.mkdir(parents=True)
+    committed = out / "notebook_timings.json"
+    committed.write_text('{"training": 1.0}\n')
+    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None: [Path("00_x.ipynb")])
+    monkeypatch.setattr(pipeline, "train_all", lambda args, seeds: 0)
+    monkeypatch.setattr(pipeline, "run_notebooks", lambda args, out, seeds, force: [("00_x.ipynb", 2.0)])
+    args = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--results-dir", str(tmp_path)]
+    assert pipeline.main(args) == 0
+    assert committed.read_text() == '{"training": 1.0}\n'
+    mine = json.loads((out / "checkpoints" / "notebook_timings.json").read_text())
+    assert set(mine) == {"training", "00_x.ipynb"} and mine["00_x.ipynb"] == 2.0
+    assert pipeline.main(args + ["--record-timings"]) == 0
+    assert json.loads(committed.read_text())["00_x.ipynb"] == 2.0
