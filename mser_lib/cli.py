@@ -107,9 +107,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(a) -> int:
-    from .experiments import run_one
+    from .data.loaders_registry import loader_arguments
+    from .data.validate import scale_warnings
+    from .experiments import get_dataset, run_one
     seeds = a.seeds if a.seeds else [a.seed]
     overrides, train, data_kwargs = _kv(a.overrides), _kv(a.train, "--train-set"), _kv(a.data_kwargs, "--data-set")
+    ds = get_dataset(a.dataset, a.data_dir, a.profile, data_kwargs)
+    for warning in scale_warnings(ds):
+        hint = " (--data-set standardize=true z-scores every feature with train-split statistics)" \
+            if "standardize" in (loader_arguments(a.dataset) or []) else ""
+        print(f"{PROG}: warning: {warning}{hint}", file=sys.stderr)
     for seed in seeds:
         rec = run_one(a.model, a.dataset, seed, a.profile, overrides, train, a.data_dir, data_kwargs,
                       results_dir=a.results_dir, force=a.force, device=a.device, progress=not a.quiet)

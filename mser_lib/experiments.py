@@ -123,7 +123,10 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
         data_kwargs: loader arguments (e.g. ``{"split": "standard"}``).
         eval_missing: extra test evaluations, e.g. ``[{"rate": 0.2}, {"condition": "ta"}]``.
         device: overrides the profile's device.
-        info: the dataset's :class:`DatasetInfo` (to resolve the model preset).
+        info: the dataset's :class:`DatasetInfo` (to resolve the model preset); its
+            ``source["fingerprint"]`` (the content of the files read and the loader settings,
+            :func:`mser_lib.data.validate.data_fingerprint`) becomes ``run["data_fingerprint"]``, so runs
+            on different data never share a config hash.
 
     Trainer settings are merged in this order, each later source winning over the earlier ones:
 
@@ -165,7 +168,9 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
     return {
         "model": model, "dataset": dataset, "seed": int(seed), "profile": profile, "model_preset": preset,
         "overrides": dict(overrides or {}), "model_config": model_cfg, "train": tcfg,
-        "data_kwargs": dict(data_kwargs or {}), "eval_missing": list(eval_missing or []),
+        "data_kwargs": dict(data_kwargs or {}),
+        "data_fingerprint": (info.source or {}).get("fingerprint") if info is not None else None,
+        "eval_missing": list(eval_missing or []),
         "synthetic_profile": prof.get("synthetic_profile") if dataset == "synthetic" else None,
     }
 
@@ -283,7 +288,8 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
         record: upsert a newly trained run's record into ``runs.jsonl`` (``False``: the caller does,
             as the Ray driver of :func:`run_grid`; ``record.json`` is written either way).
         ds: an already loaded dataset to use instead of loading ``dataset`` (tests, searches). The
-            config hash holds only the name ``dataset``, so ``ds`` must be what that name loads.
+            config hash holds its ``info.source["fingerprint"]`` (:func:`mser_lib.data.validate.data_fingerprint`)
+            beside the name ``dataset``.
 
     Returns:
         The record (a dict; ``record["test"]`` holds the metrics of docs/metrics.md on the test split at the
@@ -391,6 +397,11 @@ def ensure_trained(record: dict, ds: MultimodalDataset, results_dir) -> dict:
     if run.get("data_kwargs"):
         raise ValueError(f"record {record['config_hash']} used loader arguments {run['data_kwargs']}; "
                          "retrain it with run_one and the same data_kwargs")
+    have = (ds.info.source or {}).get("fingerprint")
+    if run.get("data_fingerprint") != have:
+        raise ValueError(f"record {record['config_hash']} was trained on data with fingerprint "
+                         f"{run.get('data_fingerprint')}, but the data given has {have}: other files or loader "
+                         "settings; it cannot be retrained as recorded")
     print(f"run {record['config_hash']} ({record['model']}, seed {record['seed']}) has no checkpoint on this "
           "machine: retraining it", flush=True)
     return train_run(run, ds, results_dir, tag=record.get("tag"))

@@ -169,3 +169,37 @@ def test_python_m_mser_lib_prints_one_line_and_debug_shows_the_traceback():
     assert out.stderr.strip() == "mser: error: FEMFConfig.alpha=7: expected a number in [0, 1]"
     dbg = _module(argv, {"MSER_DEBUG": "1"})
     assert dbg.returncode == 1 and "Traceback" in dbg.stderr and "ConfigError" in dbg.stderr
+
+
+def test_train_warns_on_extreme_feature_scales(capsys, tmp_path, monkeypatch):
+    """Raw bc-LSTM audio carries pitch in Hz: `train` names the modality, the column and its scale, and how to
+    standardise; the default (standardised) loader gives no warning."""
+    from mser_lib import experiments
+    from test_loaders import BCLSTM_DIR
+
+    if not (BCLSTM_DIR / "transcripts.csv").is_file():
+        pytest.skip("../shared/data/mosi-bclstm not present")
+    monkeypatch.setattr(experiments, "run_one", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    argv = [*B, "--dataset", "mosi-bclstm", "--data-dir", BCLSTM_DIR, "--results-dir", tmp_path]
+    rc, err = run_cli([*argv, "--data-set", "standardize=false"], capsys)
+    assert rc == 130
+    assert "mser: warning: mosi-bclstm: 1 of 73 audio feature columns have an extreme scale" in err
+    assert "column 0: 202" in err and "--data-set standardize=true" in err
+    rc, err = run_cli(argv, capsys)
+    assert rc == 130 and "warning" not in err
+
+
+def test_scale_warnings_flag_large_and_tiny_columns_only():
+    from dataclasses import replace
+
+    from helpers import tiny_dataset
+    from mser_lib.data.validate import scale_warnings
+
+    ds = tiny_dataset()
+    assert scale_warnings(ds) == []
+    audio = ds.train.audio.copy()
+    audio[..., 0] *= 1e4
+    audio[..., 1] *= 1e-5
+    audio[..., 2] = 0.0                                   # a constant-zero column is not a scale problem
+    msgs = scale_warnings(replace(ds, train=replace(ds.train, audio=audio)))
+    assert len(msgs) == 1 and "2 of 3 audio feature columns" in msgs[0] and "column 1:" in msgs[0]

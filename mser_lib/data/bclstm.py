@@ -41,7 +41,7 @@ import pandas as pd
 
 from .batch import DatasetInfo, MultimodalDataset
 from .utterance import assemble_positions, read_label_pickle
-from .validate import DataFormatError, check_label_range
+from .validate import DataFormatError, check_label_range, data_fingerprint
 
 log = logging.getLogger("mser_lib.data")
 
@@ -228,12 +228,16 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
         splits[s] = assemble_positions(
             vids, [[rows["uid"][i] for i in ix] for ix in idx], [y[ix] for ix in idx],
             _row_getters(feats, rows["index"]), DIMS)
+    settings = {"format": "mosi-bclstm", "split": split, "split_seed": split_seed if split == "bclstm" else None,
+                "valid_fraction": valid_fraction, "standardize": standardize}
+    read = [data_dir / n for n in ("transcripts.csv", LABEL_PICKLE, "standard_folds.json") if (data_dir / n).is_file()]
+    read += [data_dir / f"text_{p}.csv" for p in ("train", "test")]
+    read += [data_dir / f"{_MOD_FILE[m]}_{p}0.csv" for m in DIMS for p in ("train", "test")]
     info = DatasetInfo(
         name="mosi-bclstm", layout="position", task="regression", metric_family="mosi", dims=dict(DIMS),
         label_range=(-3.0, 3.0),
-        source={"format": "mosi-bclstm", "data_dir": str(data_dir), "split": split,
-                "split_seed": split_seed if split == "bclstm" else None, "valid_fraction": valid_fraction,
-                "standardize": standardize, "note": split_note,
+        source={**settings, "data_dir": str(data_dir), "note": split_note,
+                "fingerprint": data_fingerprint(read, settings, data_dir),
                 "videos": {s: list(folds[s]) for s in folds}},
     )
     return MultimodalDataset(info=info, **splits)

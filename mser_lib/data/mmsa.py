@@ -33,7 +33,8 @@ import numpy as np
 
 from .batch import DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import DataFormatError, check_array, check_label_range, require_keys, standardize_splits
+from .validate import (DataFormatError, check_array, check_label_range, data_fingerprint, require_keys,
+                       standardize_splits)
 
 log = logging.getLogger("mser_lib.data")
 
@@ -131,7 +132,9 @@ def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = No
         name=dataset, layout="sequence", task="regression", metric_family=family, dims=dims,
         label_range=label_range,
         source={"format": "mmsa", "file": str(file), "aligned": sorted(modes) == [True],
-                "folder": folder, "standardize": False},
+                "folder": folder, "standardize": False,
+                "fingerprint": data_fingerprint([file], {"format": "mmsa", "dataset": dataset, "aligned": aligned,
+                                                         "standardize": standardize})},
     )
     log.info("loaded %s from %s: %s", dataset, file,
              {s: len(splits[s]) for s in SPLITS})

@@ -52,6 +52,7 @@ import numpy as np
 
 from .. import checks
 from .batch import DatasetInfo, MultimodalDataset, SplitData
+from .validate import data_fingerprint
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,9 @@ def make_synthetic(profile: str = "quick", seed: int = 0, return_latents: bool =
         dims={"text": cfg.dim_text, "audio": cfg.dim_audio, "vision": cfg.dim_vision},
         label_range=(-3.0, 3.0),
         source={"generator": "mser_lib.data.synthetic", "profile": profile, "seed": seed,
-                "config": dataclasses.asdict(cfg)},
+                "config": dataclasses.asdict(cfg),
+                "fingerprint": data_fingerprint([], {"generator": "mser_lib.data.synthetic", "seed": seed,
+                                                     "config": dataclasses.asdict(cfg)})},
     )
     ds = MultimodalDataset(info=info, **splits)
     return (ds, latents) if return_latents else ds

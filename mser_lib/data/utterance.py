@@ -28,7 +28,8 @@ import numpy as np
 
 from .batch import MODALITIES, DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import DataFormatError, check_label_range, check_real_dtype, inside, standardize_splits
+from .validate import (DataFormatError, check_label_range, check_real_dtype, data_fingerprint, inside,
+                       standardize_splits)
 
 log = logging.getLogger("mser_lib.data")
 
@@ -164,13 +165,15 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
     all_uids = [u for fold in TUPLE_FIELDS[4:] for vid in meta[fold] for u in meta["uids"][vid]]
     vectors: dict[str, dict[str, np.ndarray]] = {}
     dims: dict[str, int] = {}
+    read = [label_file]
     for m in MODALITIES:
         folder = root / "features" / names[m]
         if not folder.is_dir():
             raise DataFormatError(folder, f"{m} features", f"a folder of <utterance>.npy files ({names[m]})",
                                   "no such folder")
-        vecs = {u: _read_vector(inside(folder, f"{u}.npy", file=label_file, field="videoIDs"), m, average_frames)
-                for u in all_uids}
+        paths = {u: inside(folder, f"{u}.npy", file=label_file, field="videoIDs") for u in all_uids}
+        vecs = {u: _read_vector(path, m, average_frames) for u, path in paths.items()}
+        read.extend(paths.values())
         width = max(v.shape[0] for v in vecs.values())
         short = sum(v.shape[0] < width for v in vecs.values())
         if short:
@@ -188,7 +191,10 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
         name=f"{dataset}-utt", layout="position", task="regression", metric_family="mosi", dims=dims,
         label_range=(-3.0, 3.0),
         source={"format": "utterance", "root": str(root), "label_file": str(label_file),
-                "features": names, "split": "label pickle trainVids/valVids/testVids", "standardize": False},
+                "features": names, "split": "label pickle trainVids/valVids/testVids", "standardize": False,
+                "fingerprint": data_fingerprint(read, {"format": "utterance", "dataset": dataset, "features": names,
+                                                       "average_frames": average_frames,
+                                                       "standardize": standardize}, root)},
     )
     ds = MultimodalDataset(info=info, **splits)
     return standardize_splits(ds, root / "features") if standardize else ds

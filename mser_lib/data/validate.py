@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -35,6 +37,26 @@ def inside(folder: str | Path, *parts, file: str | Path | None = None, field: st
         raise DataFormatError(file if file is not None else folder, field, f"a name that stays inside {folder}",
                               repr("/".join(names))[:200])
     return Path(folder).joinpath(*names)
+
+
+def data_fingerprint(files, settings: dict, root: str | Path | None = None) -> str:
+    """What tells one dataset from another in a run's identity: 16 hex characters of a SHA-256 over
+    the *content* of every file a loader read (with its name relative to ``root``, so the same files in
+    another folder give the same fingerprint) and the loader ``settings`` that shape the arrays
+    (split rule, standardisation, generator knobs; no paths).
+
+    :func:`mser_lib.experiments.resolve_run` puts it into every run (``run["data_fingerprint"]``), so the
+    config hash, the run cache and ``runs.jsonl`` never mix runs on different data.
+    """
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in sorted({Path(f) for f in files}):
+        name = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        h.update(f"\0{name}\0{digest.hexdigest()}".encode())
+    return h.hexdigest()[:16]
 
 
 def require_keys(mapping: dict, keys, file, where: str = "") -> None:
@@ -111,6 +133,31 @@ def check_label_range(labels: np.ndarray, low: float, high: float, file, field: 
 
 def _fmt(shape) -> str:
     return "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+
+
+#: Feature columns whose root mean square over the train split falls outside this range get a warning.
+SCALE_RANGE = (1e-3, 1e2)
+
+
+def scale_warnings(ds, scale_range: tuple[float, float] = SCALE_RANGE) -> list[str]:
+    """One sentence per modality with feature columns whose scale is extreme: the root mean square over
+    the train split's real positions outside ``scale_range`` (constant-zero columns are not counted).
+    Such columns dominate (or vanish in) a model's first layer. Empty for standardised data."""
+    from .batch import MODALITIES
+
+    low, high = scale_range
+    out = []
+    for m in MODALITIES:
+        x = ds.train.features(m)[ds.train.mask(m)].astype(np.float64)
+        if x.size == 0:
+            continue
+        rms = np.sqrt((x ** 2).mean(0))
+        bad = np.flatnonzero(((rms > high) | (rms < low)) & (rms > 0))
+        if bad.size:
+            worst = int(bad[np.argmax(np.abs(np.log10(rms[bad])))])
+            out.append(f"{ds.info.name}: {bad.size} of {rms.size} {m} feature columns have an extreme scale (root mean "
+                       f"square outside [{low:g}, {high:g}] on the train split; column {worst}: {rms[worst]:.3g})")
+    return out
 
 
 def standardize_splits(ds, file, *, min_std: float = 1e-8):

@@ -30,10 +30,13 @@ def variant_name(record: dict) -> str:
 
     Not its ``tag``: a cached record keeps the tag of whichever grid trained it first. Trainer
     settings that differ from the profile's (e.g. the shortened schedule of the ablation grids) are
-    appended, so that runs trained differently are never averaged together.
+    appended as ``train.<field>=<value>``, and loader arguments (``--data-set``) as ``data.<arg>=<value>``,
+    so that runs trained differently, or on data loaded differently, are never averaged together.
     """
     ov = dict(record.get("overrides") or {})
-    trained = (record.get("config") or {}).get("train")
+    config = record.get("config") or {}
+    ov.update({f"data.{k}": v for k, v in (config.get("data_kwargs") or {}).items()})
+    trained = config.get("train")
     if trained:
         from ..experiments import resolve_run
 
@@ -46,6 +49,19 @@ def variant_name(record: dict) -> str:
             if k not in ("device", "progress") and base.get(k) != v:
                 ov[f"train.{k}"] = v
     return ",".join(f"{k}={v}" for k, v in sorted(ov.items())) or "default"
+
+
+def _data_labels(records: list[dict]) -> list[str]:
+    """:func:`variant_name` of each record, with ``data=<fingerprint>`` appended where runs of one model
+    and variant were trained on different data (other files or loader settings: their
+    ``config["data_fingerprint"]`` differ), so that they are never averaged together."""
+    names = [variant_name(r) for r in records]
+    fps = [(r.get("config") or {}).get("data_fingerprint") for r in records]
+    seen: dict[tuple, set] = {}
+    for r, name, fp in zip(records, names, fps):
+        seen.setdefault((r["model"], name), set()).add(fp)
+    return [f"{name},data={fp}" if len(seen[(r["model"], name)]) > 1 else name
+            for r, name, fp in zip(records, names, fps)]
 
 
 def load_records(results_dir, profile: str, dataset: str) -> list[dict]:
@@ -67,13 +83,14 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
                   "left out of the tables: " + ", ".join(f"{r['model']} ({variant_name(r)}) seed {r['seed']}"
                                                          for r in new), file=sys.stderr)
         records = [r for r in records if not r.get("degenerate")]
+    labels = _data_labels(records)
     rows = []
-    for r in records:
+    for r, variant in zip(records, labels):
         metrics = dict(r.get(split) or {})
         if metrics and "best_is_last" in r:
             metrics[BEST_IS_LAST] = float(bool(r["best_is_last"]))
         for k, v in metrics.items():
-            rows.append({"model": r["model"], "variant": variant_name(r), "seed": r["seed"],
+            rows.append({"model": r["model"], "variant": variant, "seed": r["seed"],
                          "metric": k, "value": v, "dataset": r["dataset"], "profile": r["profile"]})
     if not rows:
         return pd.DataFrame(columns=[*by, "metric", "mean", "std", "n", "seeds"])
