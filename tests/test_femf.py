@@ -9,14 +9,8 @@ import torch.nn.functional as F
 
 from mser_lib.data import DatasetInfo, collate
 from mser_lib.models.base import count_parameters, task_loss
-from mser_lib.models.femf import (
-    FEMF,
-    REFERENCE_LOSS_WEIGHTS,
-    FEMFConfig,
-    StackedExperts,
-    _Segment,
-    parse_order,
-)
+from mser_lib.models.femf import FEMF, REFERENCE_LOSS_WEIGHTS, FEMFConfig, parse_order
+from mser_lib.models.packing import Segment, StackedExperts
 from mser_lib.models.registry import build_config, build_model
 
 from helpers import tiny_split
@@ -84,7 +78,7 @@ def test_stacked_experts_equal_per_sequence_transformers():
     lens = torch.randint(0, 21, (B,))
     lens[0], lens[1] = 20, 0                      # > MAX_BUCKETS distinct lengths -> padded buckets too
     mask = torch.arange(20)[None] < lens[:, None]
-    s = _Segment(0, mask, 0)
+    s = Segment(0, mask, 0)
     grid = torch.randn(B, 20, H)
     tok = s.gather(grid)
     nb = len(s.buckets)

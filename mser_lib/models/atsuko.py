@@ -74,7 +74,7 @@ from torch import nn
 from .. import checks
 from ..data.batch import MODALITIES, Batch, DatasetInfo, MultimodalDataset, SplitData, iterate_batches
 from ..spectral.graph import SpectrumAccumulator, band_decompose, equal_energy_boundaries
-from .base import ModelOutput
+from .base import ModelOutput, masked_avg
 from .registry import ModelSpec, register
 
 _NEG = -1.0e4  # masked logit: finite so that 0 * log(0-weight) stays 0 (and fp16/bf16-safe)
@@ -314,12 +314,6 @@ def _xlogx(p: torch.Tensor) -> torch.Tensor:
     return torch.special.xlogy(p, p)
 
 
-def _masked_avg(v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Mean of ``v`` over entries where ``m`` is True (0 when none); v, m broadcastable."""
-    m = m.to(v.dtype)
-    return (v * m).sum() / m.sum().clamp_min(1.0)
-
-
 # ---------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------
@@ -544,7 +538,7 @@ class Atsuko(nn.Module):
                              for j in range(3)], -1)                            # (B, P, 3)
         uni_mask = lmask[..., None] & avail
         aux["unimodal"] = cfg.uni_weight * torch.stack(
-            [_masked_avg(l_uni[..., j], uni_mask[..., j]) for j in range(3)]).mean()
+            [masked_avg(l_uni[..., j], uni_mask[..., j]) for j in range(3)]).mean()
 
         # --- MCM (eq. 5-7) or EMOE's target
         if cfg.use_mcm:
@@ -555,7 +549,7 @@ class Atsuko(nn.Module):
             bi_pred = torch.stack(bi, -2)                                       # (B, P, 3, out)
             l_bi = torch.stack([self._loss_per(bi_pred[..., j, :], labels, cfg.loss_kind)
                                 for j in range(3)], -1)
-            aux["bimodal"] = cfg.bi_weight * _masked_avg(l_bi.mean(-1), lmask)
+            aux["bimodal"] = cfg.bi_weight * masked_avg(l_bi.mean(-1), lmask)
             with torch.no_grad():
                 l_bi_c = l_bi if kind == cfg.loss_kind else torch.stack(
                     [self._loss_per(bi_pred[..., j, :], labels, kind) for j in range(3)], -1)
@@ -563,7 +557,7 @@ class Atsuko(nn.Module):
                 q_logits = (delta / cfg.comp_temperature).masked_fill(~ok, _NEG)
                 q = torch.softmax(q_logits, -1)
             kl = (_xlogx(q) - q * logw).sum(-1)                                  # KL(q || w), eq. 7
-            aux["routing"] = cfg.route_weight * _masked_avg(kl, lmask)
+            aux["routing"] = cfg.route_weight * masked_avg(kl, lmask)
             diag["comp_target"] = q
             diag["bimodal_pred"] = bi_pred.detach()
         else:
@@ -574,17 +568,17 @@ class Atsuko(nn.Module):
                     err = (uni_pred[..., 0].float() - labels.float()[..., None]).pow(2).detach()
                 tgt = (1.0 / (err + cfg.emoe_target_eps)) * ok.to(err.dtype)
                 tgt = tgt / tgt.sum(-1, keepdim=True).clamp_min(1e-12)
-            aux["routing"] = cfg.route_weight * _masked_avg((w - tgt).pow(2).mean(-1), lmask)
+            aux["routing"] = cfg.route_weight * masked_avg((w - tgt).pow(2).mean(-1), lmask)
             diag["emoe_target"] = tgt
 
         # --- entropy regularisation (eq. 11) on modality and band weights
         # (w * log w from log_softmax: xlogy would have an infinite gradient at a masked weight 0)
-        aux["entropy_modality"] = cfg.entropy_weight * _masked_avg((w * logw).sum(-1), lmask)
+        aux["entropy_modality"] = cfg.entropy_weight * masked_avg((w * logw).sum(-1), lmask)
         if cfg.use_sbn:
             blogw = torch.stack(band_w, 1)                                      # (B, 3, K) log weights
             present_any = avail.any(1)                                          # (B, 3)
             bew = cfg.entropy_weight if cfg.band_entropy_weight is None else cfg.band_entropy_weight
-            aux["entropy_band"] = bew * _masked_avg((blogw.exp() * blogw).sum(-1), present_any)
+            aux["entropy_band"] = bew * masked_avg((blogw.exp() * blogw).sum(-1), present_any)
 
         # --- feature distillation (eq. 8-9)
         teacher = (w.detach().to(refined.dtype)[..., None] * refined.detach()).sum(-2)  # (B, P, d)
@@ -593,7 +587,7 @@ class Atsuko(nn.Module):
             dis = (_xlogx(pt) - pt * torch.log_softmax(f_ref.float(), -1)).sum(-1)
         else:
             dis = (torch.softmax(f_ref.float(), -1) - teacher.float()).pow(2).mean(-1)
-        aux["distill"] = cfg.distill_weight * _masked_avg(dis, lmask)
+        aux["distill"] = cfg.distill_weight * masked_avg(dis, lmask)
 
         # --- outputs
         if self.out_dim == 1:

@@ -61,5 +61,11 @@ def task_loss(prediction: torch.Tensor, batch: Batch, task: str, kind: str = "l1
     return per.sum() / mask.sum().clamp_min(1).to(per.dtype)
 
 
+def masked_avg(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` is True (shapes broadcastable); 0 when none are."""
+    m = mask.to(values.dtype)
+    return (values * m).sum() / m.sum().clamp_min(1.0)
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -52,18 +52,21 @@ layer, experts, routers, L_train, single stage); ``use_mim=False`` feeds R_m str
 head, ``use_l_rec``/``use_l_cyc`` the decoders they alone need; ``modalities`` (e.g. ``"ta"``) builds
 every module for that subset only (M experts per band, M-1 key steps per interaction branch).
 
-Speed: all computation runs on real tokens only (each modality's tokens packed, samples sorted by
-length). The 2 bands x M experts x M modalities expert passes run batched with stacked weights
-(``torch.baddbmm`` over a leading expert axis): per modality, all 2M experts at once (fewer when
-the working set would exceed ``expert_chunk_mb``); self-attention runs one
-``scaled_dot_product_attention`` per length bucket (equal-length sequences need no copy and no mask).
-With ``expert_grad_to_inputs=False`` frozen experts run without autograd. ``tests/test_femf.py``
-checks the batched experts against a plain per-sequence transformer.
+Speed: the mechanism lives in :mod:`mser_lib.models.packing`, so this file reads against the paper.
+All computation runs on real tokens only: each modality's tokens are packed (a
+:class:`~mser_lib.models.packing.Segment`: ``(N_m, H)`` tokens, samples sorted by length), and
+``segs[m].gather`` / ``.scatter`` / ``.mean`` move between tokens, padded grids and per-sample means.
+The 2 x M experts (eq. 9) and the 2 x M routers (eq. 12-13) are
+:class:`~mser_lib.models.packing.StackedExperts` / :class:`~mser_lib.models.packing.StackedRouters`:
+stacked weights run with one ``torch.baddbmm`` per layer over a leading expert axis (per modality,
+all 2M experts at once, fewer when the working set would exceed ``expert_chunk_mb``), and
+self-attention runs one ``scaled_dot_product_attention`` per length bucket. With
+``expert_grad_to_inputs=False`` frozen experts run without autograd. ``tests/test_femf.py`` checks
+the stacked experts against a plain per-sequence transformer.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -73,7 +76,8 @@ from torch import nn
 from .. import checks
 from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo
 from ..spectral.dft import dft_split
-from .base import ModelOutput, task_loss
+from .base import ModelOutput, masked_avg, task_loss
+from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout
 from .registry import ModelSpec, register
 
 _ABBR = {"text": "t", "audio": "a", "vision": "v"}
@@ -205,276 +209,12 @@ def parse_order(order: str, mods: list[str]) -> dict[str, list[str]]:
 
 
 # --------------------------------------------------------------------------------------------
-# small helpers
+# loss helper
 # --------------------------------------------------------------------------------------------
-
-def _masked_avg(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over ``mask`` (same shape); 0 when the mask is empty."""
-    m = mask.to(values.dtype)
-    return (values * m).sum() / m.sum().clamp_min(1.0)
-
 
 def _mean0(values: torch.Tensor) -> torch.Tensor:
     """Mean of ``values``; 0 (with a gradient path) when empty."""
     return values.mean() if values.numel() else values.sum()
-
-
-def _fix_key_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Key mask with position 0 allowed in rows that have no real key (avoids NaN in softmax).
-    The outputs of such rows are discarded or zeroed by the caller."""
-    empty = ~mask.any(-1, keepdim=True)
-    if bool(empty.any()):
-        mask = mask.clone()
-        mask[..., :1] |= empty
-    return mask
-
-
-def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
-    """Pad or trim dim 1 of ``x`` to ``length``."""
-    cur = x.shape[1]
-    if cur == length:
-        return x
-    if cur > length:
-        return x[:, :length]
-    filler = x.new_zeros((x.shape[0], length - cur, *x.shape[2:]))
-    return torch.cat([x, filler], 1)
-
-
-def _init_stack(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
-    bound = math.sqrt(6.0 / (fan_in + shape[-1]))  # Xavier-uniform per expert
-    return nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
-
-
-MAX_BUCKETS = 8
-
-
-class _Bucket:
-    """Sequences of one segment attended together: tokens ``[a, e)`` of the segment (``k``
-    sequences, padded length ``L``). ``gather``/``mask``/``real`` are ``None`` when every sequence
-    has length ``L`` (the tokens are then viewed as ``(k, L)`` with no copy and no mask)."""
-
-    def __init__(self, a, e, k, L, gather=None, mask=None, real=None, samples=None):
-        self.a, self.e, self.k, self.L = a, e, k, L
-        self.gather, self.mask, self.real, self.samples = gather, mask, real, samples
-
-
-class _Segment:
-    """The real tokens of one modality, packed: samples sorted by length, each sample's tokens
-    contiguous and in time order (so sequences of equal length form zero-copy attention batches).
-
-    ``idx``: (N_m,) flat indices into that modality's ``(B * L_m)`` padded grid;
-    ``sample``: (N_m,) sample of each token; ``start``/``stop``: rows of the modality in the
-    concatenation of all modalities' tokens (stage 2); ``key_mask``: (B, L_m) attention key mask
-    (rows without real keys fixed to position 0, see :func:`_fix_key_mask`); ``present``: (B,);
-    ``buckets``: the :class:`_Bucket` list covering the tokens (exact lengths when there are at
-    most ``MAX_BUCKETS`` distinct lengths, else ``MAX_BUCKETS`` length-sorted groups, padded).
-    """
-
-    def __init__(self, j: int, mask: torch.Tensor, start: int):
-        self.j = j
-        self.B, self.L = mask.shape
-        self.mask = mask
-        dev = mask.device
-        lengths = mask.sum(1)
-        order = torch.argsort(lengths, stable=True)
-        rows, cols = torch.nonzero(mask.index_select(0, order), as_tuple=True)
-        self.idx = order.index_select(0, rows) * self.L + cols
-        self.n = int(self.idx.numel())
-        self.start = start
-        self.stop = start + self.n
-        self.sample = torch.div(self.idx, self.L, rounding_mode="floor")
-        self.present = lengths > 0
-        self.key_mask = _fix_key_mask(mask)
-        self._count = None
-        # buckets over the sorted non-empty sequences
-        lens_sorted = lengths.index_select(0, order)
-        keep = lens_sorted > 0
-        seq_len = lens_sorted[keep].tolist()
-        seq_sample = order[keep]
-        self.buckets: list[_Bucket] = []
-        if not seq_len:
-            return
-        starts = [0]
-        for t in seq_len[:-1]:
-            starts.append(starts[-1] + t)
-        uniq = sorted(set(seq_len))
-        if len(uniq) <= MAX_BUCKETS:
-            groups, i = [], 0
-            for t in uniq:
-                k = seq_len.count(t)
-                groups.append((i, i + k))
-                i += k
-        else:
-            n_seq = len(seq_len)
-            cuts = [round(n_seq * q / MAX_BUCKETS) for q in range(MAX_BUCKETS + 1)]
-            groups = [(cuts[q], cuts[q + 1]) for q in range(MAX_BUCKETS) if cuts[q + 1] > cuts[q]]
-        for i0, i1 in groups:
-            lens = seq_len[i0:i1]
-            a = starts[i0]
-            e = starts[i1 - 1] + lens[-1]
-            Lb, k = max(lens), i1 - i0
-            samples = seq_sample[i0:i1]
-            if min(lens) == Lb:
-                self.buckets.append(_Bucket(a, e, k, Lb, samples=samples))
-                continue
-            lt = torch.tensor(lens, device=dev)
-            st = torch.tensor(starts[i0:i1], device=dev) - a
-            pos = torch.arange(Lb, device=dev)
-            bmask = pos[None, :] < lt[:, None]                                   # (k, Lb)
-            gather = st[:, None] + torch.minimum(pos[None, :], lt[:, None] - 1)  # stays in its sequence
-            real = torch.nonzero(bmask.reshape(-1)).squeeze(1)
-            self.buckets.append(_Bucket(a, e, k, Lb, gather.reshape(-1), bmask, real, samples))
-
-    def scatter(self, tok: torch.Tensor) -> torch.Tensor:
-        """``(N_m, C)`` tokens -> ``(B, L_m, C)`` grid, zeros on padding."""
-        C = tok.shape[-1]
-        return tok.new_zeros(self.B * self.L, C).index_copy(0, self.idx, tok).view(self.B, self.L, C)
-
-    def gather(self, grid: torch.Tensor) -> torch.Tensor:
-        """``(B, L_m, C)`` grid -> ``(N_m, C)`` tokens."""
-        return grid.reshape(self.B * self.L, -1).index_select(0, self.idx)
-
-    def mean(self, tok: torch.Tensor) -> torch.Tensor:
-        """``(B, C)`` per-sample mean of the tokens (zeros for a sample without tokens)."""
-        if self._count is None:
-            self._count = torch.bincount(self.sample, minlength=self.B).clamp_min(1)
-        tot = tok.new_zeros(self.B, tok.shape[-1]).index_add(0, self.sample, tok)
-        return tot / self._count.unsqueeze(1).to(tok.dtype)
-
-
-# --------------------------------------------------------------------------------------------
-# experts: G = 2 bands x M modalities stacked transformer encoders (post-LN) with heads
-# --------------------------------------------------------------------------------------------
-
-class StackedExperts(nn.Module):
-    """The 2 x M frequency-specific modality experts of eq. 9, stored with a leading expert axis.
-
-    Expert ``g = f * M + i`` is the expert of band ``f`` (0 low, 1 high) and modality ``i``. Each
-    is ``depth`` post-LN transformer encoder blocks (self-attention + FFN, residual, LayerNorm)
-    plus a linear head. Parameters have shape ``(depth, G, ...)``; every layer is one
-    ``baddbmm`` over all experts at once.
-    """
-
-    def __init__(self, n_mod: int, hidden: int, heads: int, depth: int, ffn: int, out_dim: int,
-                 attn_dropout: float = 0.0):
-        super().__init__()
-        self.attn_dropout = attn_dropout
-        if hidden % heads:
-            raise ValueError(f"hidden {hidden} must be divisible by heads {heads}")
-        G, H, Fw, Q = 2 * n_mod, hidden, ffn, depth
-        self.n_mod, self.G, self.H, self.heads, self.depth = n_mod, G, H, heads, depth
-        self.wqkv = _init_stack((Q, G, H, 3 * H), H)
-        self.bqkv = nn.Parameter(torch.zeros(Q, G, 3 * H))
-        self.wo = _init_stack((Q, G, H, H), H)
-        self.bo = nn.Parameter(torch.zeros(Q, G, H))
-        self.ln1_w = nn.Parameter(torch.ones(Q, G, H))
-        self.ln1_b = nn.Parameter(torch.zeros(Q, G, H))
-        self.w1 = _init_stack((Q, G, H, Fw), H)
-        self.b1 = nn.Parameter(torch.zeros(Q, G, Fw))
-        self.w2 = _init_stack((Q, G, Fw, H), Fw)
-        self.b2 = nn.Parameter(torch.zeros(Q, G, H))
-        self.ln2_w = nn.Parameter(torch.ones(Q, G, H))
-        self.ln2_b = nn.Parameter(torch.zeros(Q, G, H))
-        self.head_w = _init_stack((G, H, out_dim), H)
-        self.head_b = nn.Parameter(torch.zeros(G, out_dim))
-
-    @staticmethod
-    def _ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(b.unsqueeze(1), F.layer_norm(x, x.shape[-1:]), w.unsqueeze(1))
-
-    def run(self, x: torch.Tensor, s: _Segment, groups: slice, b_lo: int, b_hi: int, dropout: float,
-            maps: dict | None = None) -> torch.Tensor:
-        """Run the experts ``groups`` (a slice of the expert axis) on tokens of segment ``s``.
-
-        Args:
-            x: ``(g, n, H)``: for each expert of the slice, the tokens of buckets
-                ``s.buckets[b_lo:b_hi]`` (a contiguous token range of the segment).
-            s: the segment (one modality's real tokens, see :class:`_Segment`).
-            groups: which experts (``slice`` over ``g = f * M + i``; weights are views, no copy).
-            dropout: dropout probability (0 for frozen experts and in eval mode).
-            maps: ``{row of the slice: (B, L, L) grid}`` to fill with the last layer's
-                head-averaged attention probabilities, or ``None``.
-
-        Returns:
-            ``(g, n, H)`` expert outputs (eq. 11's ``e_i(x)``).
-        """
-        for q in range(self.depth):
-            last = maps is not None and q == self.depth - 1
-            qkv = torch.baddbmm(self.bqkv[q, groups].unsqueeze(1), x, self.wqkv[q, groups])
-            a = self._sdpa(qkv, s, b_lo, b_hi, dropout, maps if last else None)
-            a = torch.baddbmm(self.bo[q, groups].unsqueeze(1), a, self.wo[q, groups])
-            x = self._ln(x + F.dropout(a, dropout, self.training),
-                         self.ln1_w[q, groups], self.ln1_b[q, groups])
-            f = F.relu(torch.baddbmm(self.b1[q, groups].unsqueeze(1), x, self.w1[q, groups]))
-            f = torch.baddbmm(self.b2[q, groups].unsqueeze(1), F.dropout(f, dropout, self.training),
-                              self.w2[q, groups])
-            x = self._ln(x + F.dropout(f, dropout, self.training),
-                         self.ln2_w[q, groups], self.ln2_b[q, groups])
-        return x
-
-    def head_one(self, g: int, tok: torch.Tensor) -> torch.Tensor:
-        """``(n, out)``: eq. 9's FC of expert ``g`` on tokens ``(n, H)``."""
-        return torch.addmm(self.head_b[g], tok, self.head_w[g])
-
-    def _sdpa(self, src: torch.Tensor, s: _Segment, b_lo: int, b_hi: int, dropout: float,
-              maps: dict | None) -> torch.Tensor:
-        """Self-attention within each sequence, one ``scaled_dot_product_attention`` per length
-        bucket. ``src``: ``(g, n, 3H)`` packed q|k|v of buckets ``[b_lo, b_hi)``; returns ``(g, n, H)``."""
-        g = src.shape[0]
-        H, nh = self.H, self.heads
-        dh = H // nh
-        if src.shape[1] == 0:
-            return src.new_zeros(g, 0, H)
-        p = self.attn_dropout if self.training else 0.0
-        buckets = s.buckets[b_lo:b_hi]
-        # one split, not a slice per bucket: each slice's backward would write a zero-filled copy of
-        # the whole (g, n, 3H) gradient (measured: up to half of a paper-size stage-2 step)
-        parts = torch.split(src, [bk.e - bk.a for bk in buckets], 1)
-        outs = []
-        for bk, part in zip(buckets, parts):
-            if bk.gather is not None:
-                part = part.index_select(1, bk.gather)
-            q, k, v = part.reshape(g * bk.k, bk.L, 3, nh, dh).permute(2, 0, 3, 1, 4).unbind(0)
-            mask = None
-            if bk.mask is not None:
-                mask = bk.mask.view(1, bk.k, 1, 1, bk.L).expand(g, -1, -1, -1, -1)
-                mask = mask.reshape(g * bk.k, 1, 1, bk.L)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-            o = o.transpose(1, 2).reshape(g, bk.k * bk.L, H)
-            if bk.real is not None:
-                o = o.index_select(1, bk.real)
-            outs.append(o)
-            if maps:
-                with torch.no_grad():
-                    sc = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
-                    if mask is not None:
-                        sc = sc.masked_fill(~mask, float("-inf"))
-                    sc = sc.softmax(-1).mean(1).view(g, bk.k, bk.L, bk.L)
-                    for row, grid in maps.items():
-                        grid[bk.samples, :bk.L, :bk.L] = sc[row]
-        return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
-
-
-class StackedRouters(nn.Module):
-    """The 2 x M soft routers of eq. 12-13: router ``(f, m)`` is a two-layer MLP mapping
-    ``[x_m^f ; anchor]`` to M expert scores, softmax-normalised. Stacked weights ``(2M, ...)``."""
-
-    def __init__(self, n_mod: int, in_dim: int, hidden: int):
-        super().__init__()
-        R = 2 * n_mod
-        self.n_mod = n_mod
-        self.w1 = _init_stack((R, in_dim, hidden), in_dim)
-        self.b1 = nn.Parameter(torch.zeros(R, hidden))
-        self.w2 = _init_stack((R, hidden, n_mod), hidden)
-        self.b2 = nn.Parameter(torch.zeros(R, n_mod))
-
-    def forward(self, inp: torch.Tensor, j: int, dropout: float) -> torch.Tensor:
-        """``inp``: ``(2, N_j, in)`` router inputs of modality ``j`` for (low, high);
-        returns softmax weights ``(2, N_j, M)`` (eq. 13)."""
-        sel = [j, self.n_mod + j]
-        h = F.relu(torch.baddbmm(self.b1[sel].unsqueeze(1), inp, self.w1[sel]))
-        h = F.dropout(h, dropout, self.training)
-        return torch.baddbmm(self.b2[sel].unsqueeze(1), h, self.w2[sel]).softmax(-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,7 +233,7 @@ class CrossStep(nn.Module):
         self.ln = nn.LayerNorm(hidden)
         self.heads, self.dropout, self.attn_dropout = heads, dropout, attn_dropout
 
-    def forward(self, query: torch.Tensor, qs: _Segment, key: torch.Tensor, ks: _Segment) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, qs: Segment, key: torch.Tensor, ks: Segment) -> torch.Tensor:
         """query ``(N_q, H)`` tokens of segment ``qs``; key ``(N_k, H)`` tokens of segment ``ks``.
         Samples without key tokens skip the step (their attention output is zeroed)."""
         H, nh = query.shape[-1], self.heads
@@ -520,7 +260,7 @@ class InteractionBranch(nn.Module):
         self.ln = nn.LayerNorm(hidden)
         self.dropout = dropout
 
-    def forward(self, r: torch.Tensor, seg: _Segment, keys: dict, segs: dict) -> torch.Tensor:
+    def forward(self, r: torch.Tensor, seg: Segment, keys: dict, segs: dict) -> torch.Tensor:
         """``r``: ``(N_m, H)`` tokens of the target; ``keys``: ``{k: (N_k, H)}`` (the R_k of eq. 16)."""
         for name, step in zip(self.keys, self.steps):
             r = step(r, seg, keys[name], segs[name])
@@ -585,7 +325,8 @@ class FEMF(nn.Module):
             m: nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, info.dims[m])) for m in dec_mods
         }) if dec_mods else None
 
-        # 3.3: experts and routers
+        # 3.3: experts and routers. Expert (f, m) (eq. 9): Q post-LN transformer blocks + FC head;
+        # router (f, m) (eq. 12-13): two-layer MLP + softmax. Each set is stored stacked (packing.py).
         if c.use_fae:
             self.experts = StackedExperts(M, H, c.heads, c.expert_depth, c.expert_ffn or H, self.out_dim,
                                            c.attn_dropout)
@@ -656,8 +397,8 @@ class FEMF(nn.Module):
         for j, m in enumerate(mods):
             x, mk = batch.features(m), batch.mask(m).bool()
             if position:
-                x, mk = _pad_to(x, Lp), _pad_to(mk, Lp)
-            segs[m] = _Segment(j, mk, start)
+                x, mk = pad_to(x, Lp), pad_to(mk, Lp)
+            segs[m] = Segment(j, mk, start)
             start = segs[m].stop
             x_tok[m] = segs[m].gather(x)                              # (N_m, d_m): real tokens only
         label_mask = batch.label_mask.bool()
@@ -711,9 +452,9 @@ class FEMF(nn.Module):
             ok = torch.stack([avail[m] for m in mods] + [torch.ones_like(avail[mods[0]])], -1)
             weights = logits.masked_fill(~ok, float("-inf")).softmax(-1)
             out = (weights.unsqueeze(-1) * z).sum(-2)                 # eq. 23
-            diag["fusion_weights"] = self._to_layout(weights.detach(), position, label_mask)
+            diag["fusion_weights"] = to_layout(weights.detach(), position, label_mask)
             if self.out_dim == 1:
-                diag["head_predictions"] = self._to_layout(z.squeeze(-1).detach(), position, label_mask)
+                diag["head_predictions"] = to_layout(z.squeeze(-1).detach(), position, label_mask)
         else:
             out = joint
 
@@ -726,21 +467,10 @@ class FEMF(nn.Module):
             if position:
                 raw["align"] = err.mean() if err.numel() else err.sum()
             else:
-                raw["align"] = _masked_avg(err, label_mask)
-        out = self._to_layout(out, position, label_mask)
+                raw["align"] = masked_avg(err, label_mask)
+        out = to_layout(out, position, label_mask)
         prediction = out.squeeze(-1) if self.out_dim == 1 else out
         return self._finish(prediction, raw, diag)
-
-    @staticmethod
-    def _to_layout(values: torch.Tensor, position: bool, label_mask: torch.Tensor) -> torch.Tensor:
-        """Position layout: ``(N_lab, C)`` values at labelled positions -> ``(B, L, C)`` (zeros on
-        padding). Sequence layout: returned unchanged."""
-        if not position:
-            return values
-        B, L = label_mask.shape
-        idx = torch.nonzero(label_mask.reshape(-1)).squeeze(1)
-        grid = values.new_zeros(B * L, values.shape[-1]).index_copy(0, idx, values)
-        return grid.view(B, L, -1)
 
     # ------------------------------------------------------------------------------ components
     def _dis_losses(self, x_tok, segs, private, shared, position) -> dict:
@@ -760,7 +490,7 @@ class FEMF(nn.Module):
                     else:
                         va, vb = sa.mean(shared[a]), sb.mean(shared[b])
                         ok = sa.present & sb.present
-                    terms.append(_masked_avg(1.0 - F.cosine_similarity(va, vb, dim=-1), ok))
+                    terms.append(masked_avg(1.0 - F.cosine_similarity(va, vb, dim=-1), ok))
             out["sim"] = torch.stack(terms).mean()
         if self.has["orth"]:                                          # eq. 3, bounded (squared cosine)
             terms = [_mean0(F.cosine_similarity(shared[m], private[m], dim=-1).pow(2)) for m in mods]
@@ -795,55 +525,7 @@ class FEMF(nn.Module):
         else:
             target = batch.labels.reshape(-1).long().clamp_min(0)
             err = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target, reduction="none").view(mask.shape)
-        return _masked_avg(err, mask)
-
-    @staticmethod
-    def _per_sample(tok: torch.Tensor, s: _Segment, position: bool) -> torch.Tensor:
-        """Token values ``(N_s, C)`` -> ``(B, L, C)`` (position) or per-sample mean ``(B, C)``."""
-        return s.scatter(tok) if position else s.mean(tok)
-
-    def _chunks(self, s: _Segment, groups: list[int]) -> list[tuple[slice, int, int]]:
-        """Split the work of experts ``groups`` on segment ``s`` into chunks ``(slice, b_lo, b_hi)``
-        whose largest intermediate (``g x tokens x max(3H, ffn)`` floats) stays under
-        ``config.expert_chunk_mb``: all experts at once when it fits, else fewer experts per chunk,
-        else (one expert) runs of whole length buckets. ``groups`` is ``range(2M)`` (stage 2) or
-        ``[j, M + j]`` (stage 1)."""
-        c = self.config
-        row = max(3 * c.hidden, c.expert_ffn or c.hidden) * 4
-        budget = max(int(c.expert_chunk_mb * 2 ** 20), row)
-        nb = len(s.buckets)
-        per = max(1, budget // max(1, s.n * row))
-        step = groups[1] - groups[0] if len(groups) > 1 else 1       # groups: arithmetic progression
-        if per > 1 or len(groups) == 1:
-            return [(slice(groups[i], groups[min(i + per, len(groups)) - 1] + 1, step), 0, nb)
-                    for i in range(0, len(groups), per)]
-        token_runs, lo, size = [], 0, 0
-        max_tok = max(1, budget // row)
-        for b, bk in enumerate(s.buckets):
-            n = bk.e - bk.a
-            if size and size + n > max_tok:
-                token_runs.append((lo, b))
-                lo, size = b, 0
-            size += n
-        token_runs.append((lo, nb))
-        return [(slice(g, g + 1), lo, hi) for g in groups for lo, hi in token_runs]
-
-    def _run_chunk(self, s, gs: slice, lo: int, hi: int, inputs, drop: float, maps: dict | None):
-        """Experts ``gs`` on buckets ``[lo, hi)`` of ``s``; ``inputs[f]`` are the segment's band-f
-        tokens. Returns (list of group ids, ``(g, n, H)`` outputs, token range ``(a, e)``)."""
-        M = len(self.mods)
-        gids = list(range(gs.start, gs.stop, gs.step or 1))
-        a, e = s.buckets[lo].a, s.buckets[hi - 1].e
-        x = torch.stack([inputs[g // M][a:e] for g in gids], 0)
-        rows = None
-        if maps is not None:
-            rows = {r: maps[(g // M, s.j)] for r, g in enumerate(gids) if g % M == s.j}
-        return gids, self.experts.run(x, s, gs, lo, hi, drop, rows), (a, e)
-
-    def _new_maps(self, s: _Segment, ref: torch.Tensor) -> dict | None:
-        if not self.return_attention:
-            return None
-        return {(f, s.j): ref.new_zeros(s.B, s.L, s.L) for f in range(2)}
+        return masked_avg(err, mask)
 
     def _expert_stage(self, batch, bands, segs, label_mask, position, raw, diag, drop):
         """Stage 1: expert (f, m) on x_m^f (eq. 9); L_train = sum of eq. 10 (eq. 27)."""
@@ -852,16 +534,16 @@ class FEMF(nn.Module):
         preds, oks, losses, maps = {}, {}, [], {}
         for m in mods:
             s = segs[m]
-            mp = self._new_maps(s, bands[m][0])
+            mp = self.experts.new_maps(s, bands[m][0]) if self.return_attention else None
             heads = {f: [] for f in range(2)}
             if s.n:
-                for gs, lo, hi in self._chunks(s, [s.j, M + s.j]):
-                    gids, y, _ = self._run_chunk(s, gs, lo, hi, bands[m], drop, mp)
+                for gs, lo, hi in self.experts.chunks(s, [s.j, M + s.j], self.config.expert_chunk_mb):
+                    gids, y, _ = self.experts.run_chunk(s, gs, lo, hi, bands[m], drop, mp)
                     for r, g in enumerate(gids):
                         heads[g // M].append(self.experts.head_one(g, y[r]))
             for f in range(2):
                 tok = torch.cat(heads[f], 0) if heads[f] else bands[m][f].new_zeros(0, self.out_dim)
-                p = self._per_sample(tok, s, position)
+                p = s.per_sample(tok, position)
                 ok = (s.mask if position else s.present) & label_mask
                 losses.append(self._expert_loss(p, batch, ok))
                 preds[(f, m)], oks[(f, m)] = p, ok
@@ -906,11 +588,11 @@ class FEMF(nn.Module):
             wd = w.detach()
             diag.setdefault("router_low", []).append(s.mean(wd[0]))
             diag.setdefault("router_high", []).append(s.mean(wd[1]))
-            mp = self._new_maps(s, bands[m][0])
+            mp = self.experts.new_maps(s, bands[m][0]) if self.return_attention else None
             parts, own = {}, {0: [], 1: []}
-            for gs, lo, hi in self._chunks(s, list(range(2 * M))):
+            for gs, lo, hi in self.experts.chunks(s, list(range(2 * M)), c.expert_chunk_mb):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and grad_path):
-                    gids, y, (a, e) = self._run_chunk(s, gs, lo, hi, bands[m], e_drop, mp)   # eq. 11
+                    gids, y, (a, e) = self.experts.run_chunk(s, gs, lo, hi, bands[m], e_drop, mp)   # eq. 11
                 for r, g in enumerate(gids):
                     f, i = divmod(g, M)
                     term = (coef[f] * w[f, a:e, i]).unsqueeze(-1) * y[r]          # eq. 14-15
@@ -920,7 +602,7 @@ class FEMF(nn.Module):
             R[m] = torch.cat([parts[k] for k in sorted(parts)], 0)
             if grad_path and self.has["train"]:                      # eq. 10 on each own expert
                 for f in range(2):
-                    p = self._per_sample(torch.cat(own[f], 0), s, position)
+                    p = s.per_sample(torch.cat(own[f], 0), position)
                     ok = (s.mask if position else s.present) & label_mask
                     losses.append(self._expert_loss(p, batch, ok))
             if mp:
