@@ -479,3 +479,38 @@ def test_femf_learns_synthetic_benchmark_beyond_text_only(tmp_path):
     femf = run_one("femf", train={"epochs": 12, "patience": 12, "stage_epochs": {"experts": 4, "full": 12}},
                    **common)
     assert femf["test"]["corr"] > text["test"]["corr"] + 0.04, (femf["test"], text["test"])
+
+
+def test_reconstruction_losses_do_not_depend_on_a_features_unit():
+    """L_rec and L_cyc reconstruct standardised inputs (train-split statistics, :meth:`FEMF.prepare`): on a copy
+    whose audio is in other units (x * 1000 + 200, as pitch in Hz next to unit-scale features) and whose input
+    projection absorbs the change, every loss term equals the original's. Raw targets would scale L_rec by 1e6."""
+    from dataclasses import replace
+
+    from mser_lib.data import MultimodalDataset
+
+    info = _info("position")
+    ds = MultimodalDataset(info, *(tiny_split(k, dims=DIMS, layout="position", seed=i) for i, k in enumerate((8, 4, 4))))
+    scale, shift = 1000.0, 200.0
+    moved = replace(ds, train=replace(ds.train, audio=np.where(ds.train.audio_mask[..., None],
+                                                               ds.train.audio * scale + shift, 0.0).astype(np.float32)))
+    a, b = _model("position", seed=4), _model("position", seed=4)
+    a.prepare(ds), b.prepare(moved)
+    assert torch.allclose(b.rec_mean_audio, a.rec_mean_audio * scale + shift, rtol=1e-4)
+    assert torch.allclose(b.rec_std_audio, a.rec_std_audio * scale, rtol=1e-4)
+    x = ds.train.audio[ds.train.audio_mask].astype(np.float64)
+    assert np.allclose(a.rec_mean_audio.numpy(), x.mean(0)) and np.allclose(a.rec_std_audio.numpy(), x.std(0))
+    with torch.no_grad():                     # P_b(x * scale + shift) == P_a(x)
+        b.proj["audio"].weight.copy_(a.proj["audio"].weight / scale)
+        b.proj["audio"].bias.copy_(a.proj["audio"].bias - b.proj["audio"].weight.sum(1) * shift)
+    a.eval(), b.eval()
+    batch_a = collate(ds.train, np.arange(8), "position")
+    batch_b = collate(moved.train, np.arange(8), "position")
+    da, db = a(batch_a).diagnostics, b(batch_b).diagnostics
+    for term in ("loss_rec", "loss_cyc", "loss_sim", "loss_orth"):
+        assert torch.allclose(da[term], db[term], rtol=2e-3, atol=1e-5), (term, da[term], db[term])
+    # features a loader standardised are used as they are: no statistics, nothing to fit
+    std_info = replace(info, source={"standardize": True})
+    plain = FEMF(std_info, FEMFConfig(**SMALL))
+    assert not plain.rec_standardize and not any(k.startswith("rec_") for k in plain.state_dict())
+    assert plain.prepare(ds) == {}

@@ -15,8 +15,11 @@ Choices where the paper is silent or cannot be taken literally (each is document
 
 * Input projection. E^s is shared across modalities whose widths differ, so each modality is first
   projected to ``hidden`` by a per-modality linear layer ``P_m`` (the reference code does the same).
-  The decoders D_m reconstruct the *raw* input features x_m (eq. 5: "the original multi-modal
-  representation"); the cycle path re-encodes x̂_m with ``E^u_m(P_m(.))`` (eq. 6).
+  The decoders D_m reconstruct the input features x_m (eq. 5: "the original multi-modal
+  representation"), standardised per feature: as they are when the loader standardised them,
+  else with the train split's mean and std (:meth:`FEMF.prepare`), so L_rec and L_cyc do not grow
+  with a feature's unit (raw bc-LSTM audio carries pitch in Hz; the paper is silent on scale). The
+  cycle path re-encodes x̂_m, back in the input's units, with ``E^u_m(P_m(.))`` (eq. 6).
 * L_orth (eq. 3) as written, a raw inner product, is unbounded below. We use the squared cosine
   ``cos(x_m^s, x_m^u)^2``: in [0, 1] and zero exactly when the shared and private codes are
   orthogonal (the reference minimises the signed cosine towards -1, docs/reference-differences.md row 3).
@@ -324,6 +327,15 @@ class FEMF(nn.Module):
         self.decoders = nn.ModuleDict({
             m: nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, info.dims[m])) for m in dec_mods
         }) if dec_mods else None
+        # The decoders reconstruct *standardised* inputs, so L_rec and L_cyc weigh every feature alike
+        # whatever its unit (pitch in Hz next to unit-scale embeddings). Features the loader standardised
+        # (``info.source["standardize"]``) are used as they are; otherwise :meth:`prepare` stores the train
+        # split's per-feature mean and std here (float64 statistics, kept in checkpoints).
+        self.rec_standardize = bool(dec_mods) and not (info.source or {}).get("standardize", False)
+        if self.rec_standardize:
+            for m in dec_mods:
+                self.register_buffer(f"rec_mean_{m}", torch.zeros(info.dims[m]))
+                self.register_buffer(f"rec_std_{m}", torch.ones(info.dims[m]))
 
         # 3.3: experts and routers. Expert (f, m) (eq. 9): Q post-LN transformer blocks + FC head;
         # router (f, m) (eq. 12-13): two-layer MLP + softmax. Each set is stored stacked (packing.py).
@@ -360,6 +372,20 @@ class FEMF(nn.Module):
             self.hpm_ffn = self.hpm_head = self.fusion_mlp = None
         self.joint_head = nn.Linear(M * H, od)
         self.shared_head = nn.Linear(H, od) if self.has["align"] else None
+
+    def prepare(self, dataset) -> dict:
+        """Called by the trainer before training: the train split's per-feature mean and std (float64,
+        real positions only) of every decoded modality, when the loader did not standardise."""
+        if not self.rec_standardize:
+            return {}
+        for m in self.decoders:
+            x = dataset.train.features(m)[dataset.train.mask(m)].astype("float64")      # (N_real, d_m)
+            if x.shape[0] == 0:
+                raise ValueError(f"FEMF: no real {m} positions in the train split to standardise with")
+            sd = x.std(0)
+            getattr(self, f"rec_mean_{m}").copy_(torch.from_numpy(x.mean(0)))
+            getattr(self, f"rec_std_{m}").copy_(torch.from_numpy(sd).where(torch.from_numpy(sd > 1e-8), 1.0))
+        return {}
 
     # ----------------------------------------------------------------------------------- stages
     def stages(self) -> list[str]:
@@ -506,11 +532,16 @@ class FEMF(nn.Module):
                     src = s.gather(segs[anchor].scatter(shared[anchor]))
                 else:                                                 # pooled x_t^s of the sample
                     src = segs[anchor].mean(shared[anchor]).index_select(0, s.sample)
-                x_hat = self.decoders[m](torch.cat([src, private[m]], -1))
+                x_hat = self.decoders[m](torch.cat([src, private[m]], -1))      # standardised x_m
+                target = x_tok[m]
+                if self.rec_standardize:
+                    mean, std = getattr(self, f"rec_mean_{m}"), getattr(self, f"rec_std_{m}")
+                    target = (target - mean) / std
                 if self.has["rec"]:
-                    rec.append(_mean0((x_hat - x_tok[m]).pow(2).mean(-1)))
+                    rec.append(_mean0((x_hat - target).pow(2).mean(-1)))
                 if self.has["cyc"] and m in ("audio", "vision"):
-                    again = self.private_enc[m](self.proj[m](x_hat))
+                    raw_hat = x_hat * std + mean if self.rec_standardize else x_hat
+                    again = self.private_enc[m](self.proj[m](raw_hat))
                     cyc.append(_mean0((again - private[m]).pow(2).mean(-1)))
             if rec:
                 out["rec"] = torch.stack(rec).mean()
