@@ -464,6 +464,18 @@ def _ray_task(job: dict) -> dict:
     return run_one(**{**job, "record": False})
 
 
+def check_task_record(rec: dict, expected_hash: str) -> dict:
+    """A record a Ray task returned, refused unless it is the run the driver resolved: a worker that
+    imported another mser revision, or loaded other data, would resolve another config and record the
+    run under another hash, which the driver's cache would never find."""
+    if rec.get("config_hash") != expected_hash:
+        raise RuntimeError(f"a Ray task recorded run {rec.get('config_hash')} where the driver resolved "
+                           f"{expected_hash}: the worker resolved another config (another mser revision or other "
+                           "data on that node?). Run the same mser revision and data on every node; the record "
+                           "was not added to runs.jsonl")
+    return rec
+
+
 def _ray_grid(jobs: list[dict], order: list[int], progress: bool, ray_address: str | None) -> list[dict]:
     """The Ray executor of :func:`run_grid` (see there): cache look-ups and ``runs.jsonl`` in this
     process, one Ray task per run that is not cached."""
@@ -491,16 +503,17 @@ def _ray_grid(jobs: list[dict], order: list[int], progress: bool, ray_address: s
                     upsert_record(runs_path(job["results_dir"], run["profile"], run["dataset"]), rec)
                 continue
             opts = ray_resources(job, run)
-            name = f"mser {job['model']} seed {job.get('seed', 0)} {config_hash(run)}"
-            pending[task.options(name=name, **opts).remote(job)] = n
+            h = config_hash(run)
+            name = f"mser {job['model']} seed {job.get('seed', 0)} {h}"
+            pending[task.options(name=name, **opts).remote(job)] = (n, h)
         errors = []
         with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc="runs", disable=not progress) as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    n = pending.pop(ref)
+                    n, h = pending.pop(ref)
                     try:
-                        rec = ray.get(ref)
+                        rec = check_task_record(ray.get(ref), h)
                     except Exception as e:                # let the other runs finish and be recorded
                         errors.append((jobs[n], e))
                         continue

@@ -108,3 +108,14 @@ def test_ray_grid_equals_inline_and_is_cached(tmp_path, monkeypatch):
     assert again == first and len(upserts) == len(SPECS)
     assert runs.read_bytes() == before
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+
+
+def test_a_task_record_under_another_hash_is_refused():
+    """A worker that resolved another config (another mser revision or other data on its node) is an error,
+    never a record under a hash the driver's cache cannot find."""
+    from mser_lib.experiments import check_task_record
+
+    rec = {"config_hash": "0123456789abcdef", "model": "baseline"}
+    assert check_task_record(rec, "0123456789abcdef") is rec
+    with pytest.raises(RuntimeError, match="another mser revision or other data"):
+        check_task_record(rec, "fedcba9876543210")
