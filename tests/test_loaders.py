@@ -771,14 +771,17 @@ def test_bclstm_float32_overflow_is_refused_naming_the_column(tmp_path):
         assert_error(ei, "audio_test0.csv", "row 1 col 5", "audio feature 5", "float32 range", "1e+39")
 
 
-def test_bclstm_std_overflow_is_refused_not_zeroed(tmp_path):
-    """One cell of 1e20: the float32 standard deviation of its train column overflows, which once zeroed the
-    column in every split. Refused with standardize=True; without standardisation the value is kept as is."""
+def test_bclstm_large_cell_is_standardised_in_float64_not_zeroed(tmp_path):
+    """One cell of 1e20: its float32 standard deviation overflowed, which once zeroed the column in every
+    split. The statistics are float64 now: the column keeps its information (the 1e20 cell is its largest
+    value, the others equal and below it); without standardisation the value is kept as is."""
     make_bclstm_tree(tmp_path)
     _set_cell(tmp_path / "audio_train0.csv", 0, 7, "1e20")         # tr1_1: a train-split utterance
-    with pytest.raises(DataFormatError) as ei:
-        load_mosi_bclstm(tmp_path, standardize=True)
-    assert_error(ei, "audio_train0.csv", "col 7 (audio feature 7)", "standard deviation overflows", "1e+20")
+    ds = load_mosi_bclstm(tmp_path, standardize=True)
+    col = ds.train.audio[..., 7][ds.train.audio_mask]
+    assert np.isfinite(col).all() and col.std() > 0.5
+    assert ds.train.audio[0, 0, 7] == col.max() > 0 > np.delete(col, np.argmax(col)).max()
+    assert ds.info.source["standardize"] is True
     raw = load_mosi_bclstm(tmp_path, standardize=False)
     assert raw.train.audio[0, 0, 7] == np.float32(1e20)
 

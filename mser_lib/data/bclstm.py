@@ -41,7 +41,7 @@ import pandas as pd
 
 from .batch import DatasetInfo, MultimodalDataset
 from .utterance import assemble_positions, read_label_pickle
-from .validate import DataFormatError, check_label_range, data_fingerprint
+from .validate import DataFormatError, check_label_range, data_fingerprint, standardize_splits
 
 log = logging.getLogger("mser_lib.data")
 
@@ -118,8 +118,9 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
         seed: the training seed; accepted for the registry's interface and deliberately unused, so
             every training seed shares one split.
         split_seed: seed of the validation carve-out (bc-LSTM split).
-        standardize: z-score every feature with the mean/std of the train split's real utterances
-            (audio col 0 is pitch in Hz, so raw scales differ by orders of magnitude).
+        standardize: z-score every feature with the mean/std of the train split's real utterances,
+            computed in float64 (:func:`mser_lib.data.validate.standardize_splits`, as every loader does;
+            audio col 0 is pitch in Hz, so raw scales differ by orders of magnitude).
 
     Returns:
         splits with text (N, L, 100), audio (N, L, 73), vision (N, L, 100) float32, masks (N, L)
@@ -208,26 +209,13 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
                 where = (data_dir / LABEL_PICKLE, {"train": "trainVids", "valid": "valVids", "test": "testVids"}[s])
             raise DataFormatError(where[0], where[1], f"at least one video in the {s} split", "none")
 
-    feats = rows["features"]
-    if standardize:
-        tr = np.concatenate([by_video[v] for v in folds["train"]])
-        feats = {}
-        for m, x in rows["features"].items():
-            mu, sd = x[tr].mean(0), x[tr].std(0)
-            _check_statistics(data_dir, m, x[tr], mu, sd)
-            feats[m] = ((x - mu) / np.where(sd > 1e-8, sd, 1.0)).astype(np.float32)
-            if not np.isfinite(feats[m]).all():
-                c = int(np.argwhere(~np.isfinite(feats[m]))[0][1])
-                raise DataFormatError(data_dir / f"{_MOD_FILE[m]}_train0.csv", f"col {c} ({m} feature {c})",
-                                      "standardised values within float32 range", "an overflow (inf)")
-
     splits = {}
     for s in ("train", "valid", "test"):
         vids = folds[s]
         idx = [by_video[v] for v in vids]
         splits[s] = assemble_positions(
             vids, [[rows["uid"][i] for i in ix] for ix in idx], [y[ix] for ix in idx],
-            _row_getters(feats, rows["index"]), DIMS)
+            _row_getters(rows["features"], rows["index"]), DIMS)
     settings = {"format": "mosi-bclstm", "split": split, "split_seed": split_seed if split == "bclstm" else None,
                 "valid_fraction": valid_fraction, "standardize": standardize}
     read = [data_dir / n for n in ("transcripts.csv", LABEL_PICKLE, "standard_folds.json") if (data_dir / n).is_file()]
@@ -240,20 +228,8 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
                 "fingerprint": data_fingerprint(read, settings, data_dir),
                 "videos": {s: list(folds[s]) for s in folds}},
     )
-    return MultimodalDataset(info=info, **splits)
-
-
-def _check_statistics(data_dir: Path, modality: str, x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> None:
-    """Refuse a feature column whose train mean or standard deviation (float32, as computed for
-    standardisation) overflows: its values would all become 0 (x / inf) in every split."""
-    bad = ~(np.isfinite(mu) & np.isfinite(sd))
-    if bad.any():
-        c = int(np.flatnonzero(bad)[0])
-        big = float(np.abs(x[:, c]).max())
-        stat = "mean" if not np.isfinite(mu[c]) else "standard deviation"
-        raise DataFormatError(data_dir / f"{_MOD_FILE[modality]}_train0.csv", f"col {c} ({modality} feature {c})",
-                              "values whose train-split mean and standard deviation fit in float32 "
-                              "(standardize=True)", f"largest magnitude {big:g}: the {stat} overflows to inf")
+    ds = MultimodalDataset(info=info, **splits)
+    return standardize_splits(ds, data_dir) if standardize else ds
 
 
 def _row_getters(feats: dict[str, np.ndarray], index: dict[str, int]) -> dict:
