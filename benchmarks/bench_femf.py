@@ -158,7 +158,7 @@ def measure(variant: str, device_name: str, steps: int, warmup: int, threads: in
     shape = SHAPES[shape_name]
     epoch = epoch and mosi_epoch
     info = DatasetInfo(name=shape["name"], layout=shape["layout"], task="regression", metric_family="mosi",
-                       dims=dict(shape["dims"]))
+                       dims=dict(shape["dims"]), source={"standardize": True})   # inputs drawn standard normal
     peak = matmul_peak(device)
     base_rss = rss_mib()
     torch.manual_seed(0)

@@ -1,8 +1,10 @@
 """Runs as records: resolve a run's config, train it once, cache it by config hash, resume it.
 
-A *run* is (model, variant overrides, dataset, seed, profile, missing-modality evaluation).
-``run_one`` resolves it into a full config (profile YAML in ``mser_lib/configs`` + model preset +
-overrides) and hashes that config. Two stores hold what a run produced:
+A *run* is (model, variant overrides, dataset, seed, profile, missing-modality evaluation), on data
+identified by its loader arguments and fingerprint (the content of the files read and the loader's
+settings, :func:`mser_lib.data.validate.data_fingerprint`). ``run_one`` resolves it into a full config
+(profile YAML in ``mser_lib/configs`` + model preset + overrides + the data's fingerprint) and hashes
+that config. Two stores hold what a run produced:
 
 * ``<results>/<profile>/<dataset>/runs.jsonl``: one record per config hash. It is committed: the
   project's reference results, from which tables and figures are built.
@@ -289,7 +291,8 @@ def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str 
             as the Ray driver of :func:`run_grid`; ``record.json`` is written either way).
         ds: an already loaded dataset to use instead of loading ``dataset`` (tests, searches). The
             config hash holds its ``info.source["fingerprint"]`` (:func:`mser_lib.data.validate.data_fingerprint`)
-            beside the name ``dataset``.
+            beside the name ``dataset``; a dataset derived in memory (``dataclasses.replace``) keeps its
+            source's fingerprint unless you set another.
 
     Returns:
         The record (a dict; ``record["test"]`` holds the metrics of docs/metrics.md on the test split at the

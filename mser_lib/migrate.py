@@ -79,26 +79,29 @@ def add_data_fingerprints(folder, data_dir=None, progress: bool = True) -> dict[
         out.append(rec)
     if not mapping:
         return mapping
-    atomic_write_text(runs, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in out))
 
-    ckpt = folder / "checkpoints"
+    # Every destination is checked before anything moves; runs.jsonl is written last, so a migration that
+    # stops half way is finished by running it again (what was renamed is skipped).
+    ckpt, preds = folder / "checkpoints", folder / "predictions"
     for old, new in mapping.items():
-        src = ckpt / old
-        if src.is_dir():
-            dst = ckpt / new
-            if dst.exists():
-                raise FileExistsError(f"{dst} exists: cannot rename {src} onto it")
-            src.rename(dst)
-            local = dst / "record.json"
-            if local.is_file():
-                rec, _, _ = _migrate_record(json.loads(local.read_text()), fingerprint, local)
-                atomic_write_json(local, rec)
-        for f in (folder / "predictions").glob(f"{old}_*.npz"):
+        clash = [ckpt / new] if (ckpt / old).is_dir() and (ckpt / new).exists() else []
+        clash += [f.with_name(new + f.name[len(old):]) for f in preds.glob(f"{old}_*.npz")
+                  if f.with_name(new + f.name[len(old):]).exists()]
+        if clash:
+            raise FileExistsError(f"{clash[0]} exists (trained or written by this mser already): move it away or "
+                                  f"delete {ckpt / old} to keep one of them; nothing was migrated")
+    for old, new in mapping.items():
+        if (ckpt / old).is_dir():
+            (ckpt / old).rename(ckpt / new)
+        local = ckpt / new / "record.json"
+        if local.is_file():
+            rec = json.loads(local.read_text())
+            if "data_fingerprint" not in rec.get("config", {}):
+                atomic_write_json(local, _migrate_record(rec, fingerprint, local)[0])
+        for f in preds.glob(f"{old}_*.npz"):
             f.rename(f.with_name(new + f.name[len(old):]))
-
     for db in sorted((folder / "search").glob("*.db")):
         _migrate_study(db, mapping, data_dir)
-
     for sub in ("tables", "notebooks"):
         for f in sorted((folder / sub).rglob("*")):
             if f.suffix in TEXT_SUFFIXES and f.is_file():
@@ -108,10 +111,12 @@ def add_data_fingerprints(folder, data_dir=None, progress: bool = True) -> dict[
                     changed = changed.replace(old, new)
                 if changed != text:
                     atomic_write_text(f, changed)
-    atomic_write_json(folder / "migrated_hashes.json", mapping)
+    done = folder / "migrated_hashes.json"
+    atomic_write_json(done, {**(json.loads(done.read_text()) if done.is_file() else {}), **mapping})
+    atomic_write_text(runs, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in out))
     if progress:
         print(f"{folder}: {len(mapping)} records given their data fingerprint and new hashes "
-              f"(mapping in {folder / 'migrated_hashes.json'})")
+              f"(mapping in {done})")
     return mapping
 
 

@@ -101,16 +101,8 @@ def test_migrate_gives_old_records_their_fingerprint_without_retraining(tmp_path
     """A results folder written before fingerprints: after migrating, the same command finds its record,
     checkpoints and predictions under the new hash and trains nothing."""
     ds = load_dataset("synthetic", profile="smoke")
-    new = experiments.run_one(**RUN, results_dir=tmp_path)
-    folder = tmp_path / "smoke" / "synthetic"
-    # rewrite the folder as an older mser wrote it: no data_fingerprint, hash without it
-    old_cfg = {k: v for k, v in new["config"].items() if k != "data_fingerprint"}
-    old_hash = experiments.config_hash(old_cfg)
-    old = {**new, "config": old_cfg, "config_hash": old_hash}
-    (folder / "runs.jsonl").write_text(json.dumps(old, sort_keys=True) + "\n")
-    ck = folder / "checkpoints"
-    (ck / new["config_hash"]).rename(ck / old_hash)
-    (ck / old_hash / "record.json").write_text(json.dumps(old, sort_keys=True))
+    folder, old_hash, new_hash = _as_before_fingerprints(tmp_path)
+    new = json.loads((folder / "checkpoints" / old_hash / "record.json").read_text())
     (folder / "tables").mkdir()
     (folder / "tables" / "runs.csv").write_text(f"config_hash\n{old_hash}\n")
     (folder / "predictions").mkdir()
@@ -119,11 +111,11 @@ def test_migrate_gives_old_records_their_fingerprint_without_retraining(tmp_path
     assert experiments.find_record(tmp_path, experiments.resolve_run("baseline", "synthetic", 0, "smoke",
                                                                      info=ds.info)) is None
     mapping = migrate.main([str(folder)]) == 0 and json.loads((folder / "migrated_hashes.json").read_text())
-    assert mapping == {old_hash: new["config_hash"]}
-    assert (folder / "tables" / "runs.csv").read_text() == f"config_hash\n{new['config_hash']}\n"
-    assert (folder / "predictions" / f"{new['config_hash']}_full.npz").exists()
+    assert mapping == {old_hash: new_hash}
+    assert (folder / "tables" / "runs.csv").read_text() == f"config_hash\n{new_hash}\n"
+    assert (folder / "predictions" / f"{new_hash}_full.npz").exists()
     again = experiments.run_one(**RUN, results_dir=tmp_path)
-    assert again["config_hash"] == new["config_hash"] and again["finished_at"] == new["finished_at"]
+    assert again["config_hash"] == new_hash and again["finished_at"] == new["finished_at"]
     assert migrate.add_data_fingerprints(folder) == {}                    # a second migration changes nothing
 
 
@@ -135,3 +127,58 @@ def test_migrate_refuses_a_record_from_another_version(tmp_path):
     (folder / "runs.jsonl").write_text(json.dumps(rec) + "\n")
     with pytest.raises(ValueError, match="another version"):
         migrate.add_data_fingerprints(folder)
+
+
+def test_paper_tables_keep_runs_on_different_data_apart():
+    """The paper-layout tables label rows with the same variants the aggregate groups by."""
+    from mser_lib.report.paper_rows import measured_frame
+
+    base = {"model": "baseline", "dataset": "synthetic", "profile": "smoke", "overrides": {}, "tag": None,
+            "test": {"mae": 1.0, "corr": 0.5}, "config": {"data_kwargs": {}}}
+    recs = [{**base, "seed": s, "config_hash": f"{s:016x}", "config": {"data_kwargs": {}, "data_fingerprint": fp},
+             "test": {"mae": 1.0 + s, "corr": 0.5}} for s, fp in ((0, "a" * 16), (1, "b" * 16))]
+    frame = measured_frame(recs, load_dataset("synthetic", profile="smoke").info, "smoke")
+    assert sorted(frame["model"]) == ["baseline (default,data=" + "a" * 16 + ")",
+                                      "baseline (default,data=" + "b" * 16 + ")"]
+
+
+def _as_before_fingerprints(tmp_path):
+    """A smoke baseline run, its folder rewritten as an older mser wrote it (no fingerprint, old hash)."""
+    new = experiments.run_one(**RUN, results_dir=tmp_path)
+    folder = tmp_path / "smoke" / "synthetic"
+    old_cfg = {k: v for k, v in new["config"].items() if k != "data_fingerprint"}
+    old = {**new, "config": old_cfg, "config_hash": experiments.config_hash(old_cfg)}
+    (folder / "runs.jsonl").write_text(json.dumps(old, sort_keys=True) + "\n")
+    ck = folder / "checkpoints"
+    (ck / new["config_hash"]).rename(ck / old["config_hash"])
+    (ck / old["config_hash"] / "record.json").write_text(json.dumps(old, sort_keys=True))
+    return folder, old["config_hash"], new["config_hash"]
+
+
+def test_migrate_refuses_to_overwrite_and_changes_nothing(tmp_path):
+    folder, old, new = _as_before_fingerprints(tmp_path)
+    (folder / "checkpoints" / new).mkdir()                 # this mser already trained the run here
+    before = (folder / "runs.jsonl").read_bytes()
+    with pytest.raises(FileExistsError, match="nothing was migrated"):
+        migrate.add_data_fingerprints(folder)
+    assert (folder / "runs.jsonl").read_bytes() == before and (folder / "checkpoints" / old).is_dir()
+    assert not (folder / "migrated_hashes.json").exists()
+
+
+def test_migrate_renames_the_runs_of_an_optuna_study(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    from mser_lib.search import _fingerprint
+
+    folder, old, new = _as_before_fingerprints(tmp_path)
+    ds = load_dataset("synthetic", profile="smoke")
+    fp, run = _fingerprint("baseline", "synthetic", "smoke", 0, 0, {}, {}, {}, ds.info)
+    fp["base_config_hash"] = migrate._old_hash(run)        # as the study was saved before fingerprints
+    (folder / "search").mkdir()
+    study = optuna.create_study(storage=f"sqlite:///{folder / 'search' / 'baseline.db'}", study_name="baseline")
+    study.set_user_attr("fingerprint", fp)
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0,
+                                              user_attrs={"config_hash": old}))
+    migrate.add_data_fingerprints(folder)
+    study = optuna.load_study(study_name="baseline", storage=f"sqlite:///{folder / 'search' / 'baseline.db'}")
+    assert study.trials[0].user_attrs["config_hash"] == new
+    assert study.user_attrs["fingerprint"]["base_config_hash"] == experiments.config_hash(run)

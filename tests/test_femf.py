@@ -514,3 +514,23 @@ def test_reconstruction_losses_do_not_depend_on_a_features_unit():
     plain = FEMF(std_info, FEMFConfig(**SMALL))
     assert not plain.rec_standardize and not any(k.startswith("rec_") for k in plain.state_dict())
     assert plain.prepare(ds) == {}
+
+
+def test_training_without_prepare_warns_and_old_checkpoints_fail_clearly():
+    """On features no loader standardised, FEMF needs the train statistics (fit_model calls prepare): training
+    without them warns once; a checkpoint without them (an older mser's) is refused with what to do."""
+    model = _model("sequence")
+    model.train()
+    b = _batch("sequence")
+    with pytest.warns(UserWarning, match="prepare"):
+        model(b)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("rec_")}
+    with pytest.raises(RuntimeError, match="older mser"):
+        _model("sequence").load_state_dict(state)
+    fresh = _model("sequence")
+    fresh.load_state_dict(model.state_dict())            # a checkpoint with them: no warning afterwards
+    fresh.train()
+    import warnings as w
+    with w.catch_warnings():
+        w.simplefilter("error")
+        fresh(b)

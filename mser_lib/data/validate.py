@@ -160,6 +160,18 @@ def scale_warnings(ds, scale_range: tuple[float, float] = SCALE_RANGE) -> list[s
     return out
 
 
+def feature_statistics(split, modality: str, min_std: float = 1e-8) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-feature mean and standard deviation ``(d_m,)`` of ``modality`` over the real positions of ``split``,
+    computed in float64; a standard deviation at or below ``min_std`` is replaced by 1 (the column is then
+    only centred). ``None`` when the split has no real position. The one definition of the statistics that
+    :func:`standardize_splits` and FEMF's reconstruction targets use."""
+    x = split.features(modality)[split.mask(modality)].astype(np.float64)      # (N_real, d_m)
+    if x.shape[0] == 0:
+        return None
+    sd = x.std(0)
+    return x.mean(0), np.where(sd > min_std, sd, 1.0)
+
+
 def standardize_splits(ds, file, *, min_std: float = 1e-8):
     """z-score every feature column with the mean and standard deviation of the train split's real
     positions, computed in float64, applied to the real positions of every split (padding stays 0).
@@ -182,12 +194,10 @@ def standardize_splits(ds, file, *, min_std: float = 1e-8):
 
     stats = {}
     for m in MODALITIES:
-        tr = ds.train.features(m)[ds.train.mask(m)].astype(np.float64)
-        if tr.shape[0] == 0:
+        stats[m] = feature_statistics(ds.train, m, min_std)
+        if stats[m] is None:
             raise DataFormatError(file, f"{m} features", "real positions in the train split to standardise "
                                   "with", "none")
-        mu, sd = tr.mean(0), tr.std(0)
-        stats[m] = (mu, np.where(sd > min_std, sd, 1.0))
 
     def scaled(split):
         arrays = {}

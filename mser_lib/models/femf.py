@@ -70,6 +70,7 @@ the stacked experts against a plain per-sequence transformer.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -78,6 +79,7 @@ from torch import nn
 
 from .. import checks
 from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo
+from ..data.validate import feature_statistics
 from ..spectral.dft import dft_split
 from .base import ModelOutput, masked_avg, task_loss
 from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout
@@ -330,8 +332,10 @@ class FEMF(nn.Module):
         # The decoders reconstruct *standardised* inputs, so L_rec and L_cyc weigh every feature alike
         # whatever its unit (pitch in Hz next to unit-scale embeddings). Features the loader standardised
         # (``info.source["standardize"]``) are used as they are; otherwise :meth:`prepare` stores the train
-        # split's per-feature mean and std here (float64 statistics, kept in checkpoints).
+        # split's per-feature mean and std here (computed in float64, stored as float32 buffers, kept in
+        # checkpoints).
         self.rec_standardize = bool(dec_mods) and not (info.source or {}).get("standardize", False)
+        self._rec_ready = False            # set by prepare() or by loading a checkpoint
         if self.rec_standardize:
             for m in dec_mods:
                 self.register_buffer(f"rec_mean_{m}", torch.zeros(info.dims[m]))
@@ -374,18 +378,28 @@ class FEMF(nn.Module):
         self.shared_head = nn.Linear(H, od) if self.has["align"] else None
 
     def prepare(self, dataset) -> dict:
-        """Called by the trainer before training: the train split's per-feature mean and std (float64,
-        real positions only) of every decoded modality, when the loader did not standardise."""
+        """Called by the trainer before training: the train split's per-feature mean and std
+        (:func:`mser_lib.data.validate.feature_statistics`) of every decoded modality, when the loader did
+        not standardise."""
         if not self.rec_standardize:
             return {}
         for m in self.decoders:
-            x = dataset.train.features(m)[dataset.train.mask(m)].astype("float64")      # (N_real, d_m)
-            if x.shape[0] == 0:
+            stats = feature_statistics(dataset.train, m)
+            if stats is None:
                 raise ValueError(f"FEMF: no real {m} positions in the train split to standardise with")
-            sd = x.std(0)
-            getattr(self, f"rec_mean_{m}").copy_(torch.from_numpy(x.mean(0)))
-            getattr(self, f"rec_std_{m}").copy_(torch.from_numpy(sd).where(torch.from_numpy(sd > 1e-8), 1.0))
+            getattr(self, f"rec_mean_{m}").copy_(torch.from_numpy(stats[0]))
+            getattr(self, f"rec_std_{m}").copy_(torch.from_numpy(stats[1]))
+        self._rec_ready = True
         return {}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if self.rec_standardize:
+            if not any(k.startswith(prefix + "rec_mean_") for k in state_dict):
+                raise RuntimeError("this FEMF checkpoint has no reconstruction statistics (rec_mean_*/rec_std_*): it "
+                                   "was trained by an older mser, whose decoders reconstructed raw features; delete "
+                                   "the run's checkpoints folder (or train with --force) to retrain it")
+            self._rec_ready = True
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----------------------------------------------------------------------------------- stages
     def stages(self) -> list[str]:
@@ -535,6 +549,11 @@ class FEMF(nn.Module):
                 x_hat = self.decoders[m](torch.cat([src, private[m]], -1))      # standardised x_m
                 target = x_tok[m]
                 if self.rec_standardize:
+                    if self.training and not self._rec_ready:
+                        warnings.warn("FEMF trains on features the loader did not standardise, but prepare(dataset) "
+                                      "was not called: its decoders reconstruct raw features (fit_model calls it)",
+                                      stacklevel=2)
+                        self._rec_ready = True                 # warn once
                     mean, std = getattr(self, f"rec_mean_{m}"), getattr(self, f"rec_std_{m}")
                     target = (target - mean) / std
                 if self.has["rec"]:

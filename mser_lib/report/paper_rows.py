@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import METRIC_NAMES
-from .tables import aggregate, variant_name
+from .tables import aggregate, data_labels, variant_name
 
 FEMF_PAPER = "FEMF (Zhu & Li, 2025)"
 ATSUKO_PAPER = "Atsuko"
@@ -268,6 +268,13 @@ def row_label(record: dict) -> str:
     return record["model"] if v == "default" else f"{record['model']} ({v})"
 
 
+def row_labels(records: list[dict]) -> dict[tuple[str, str], str]:
+    """``{(model, variant): row label}`` with the variants :func:`~mser_lib.report.tables.aggregate` groups by
+    (runs of one variant on different data are told apart by ``data=<fingerprint>``)."""
+    return {(r["model"], v): r["model"] if v == "default" else f"{r['model']} ({v})"
+            for r, v in zip(records, data_labels(records))}
+
+
 def measured_frame(records: list[dict], info, profile: str, split: str = "test",
                    order: list[str] | None = None) -> pd.DataFrame:
     """Our rows: one per (model, variant), every metric of docs/metrics.md as "mean ± std" over seeds (percent for
@@ -277,7 +284,7 @@ def measured_frame(records: list[dict], info, profile: str, split: str = "test",
     if long.empty:
         return pd.DataFrame()
     cols = SPEC2_COLUMNS.get(info.metric_family, [m for m in dict.fromkeys(long["metric"]) if m != "loss"])
-    labels = {(r["model"], variant_name(r)): row_label(r) for r in records}
+    labels = row_labels(records)
     out = []
     for (model, variant), grp in long.groupby(["model", "variant"], sort=False):
         seeds = sorted({s for ss in grp["seeds"] for s in ss})
@@ -363,7 +370,7 @@ def femf_layout(records: list[dict], info, profile: str, split: str = "test") ->
                      "F1": f"{r.values['f1_has0']}/{r.values['f1_non0']}", "seeds": "as reported"})
     records = untagged(records)
     long = aggregate(records, split)
-    labels = {(r["model"], variant_name(r)): row_label(r) for r in records}
+    labels = row_labels(records)
     for (model, variant), grp in long.groupby(["model", "variant"], sort=False):
         mean = dict(zip(grp["metric"], grp["mean"]))
         if not {"acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "mae", "corr"} <= set(mean):
@@ -387,7 +394,7 @@ def atsuko_layout(records: list[dict], info, profile: str, split: str = "test") 
                      "note": "Acc-2/F1 protocol not stated"})
     records = untagged(records)
     long = aggregate(records, split)
-    labels = {(r["model"], variant_name(r)): row_label(r) for r in records}
+    labels = row_labels(records)
     for (model, variant), grp in long.groupby(["model", "variant"], sort=False):
         mean = dict(zip(grp["metric"], grp["mean"]))
         if not {"acc7", "acc2_non0", "f1_non0", "mae"} <= set(mean):

@@ -51,16 +51,17 @@ def variant_name(record: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(ov.items())) or "default"
 
 
-def _data_labels(records: list[dict]) -> list[str]:
+def data_labels(records: list[dict]) -> list[str]:
     """:func:`variant_name` of each record, with ``data=<fingerprint>`` appended where runs of one model
     and variant were trained on different data (other files or loader settings: their
     ``config["data_fingerprint"]`` differ), so that they are never averaged together."""
     names = [variant_name(r) for r in records]
     fps = [(r.get("config") or {}).get("data_fingerprint") for r in records]
     seen: dict[tuple, set] = {}
+    key = lambda r, name: (r.get("dataset"), r.get("profile"), r["model"], name)     # noqa: E731
     for r, name, fp in zip(records, names, fps):
-        seen.setdefault((r["model"], name), set()).add(fp)
-    return [f"{name},data={fp}" if len(seen[(r["model"], name)]) > 1 else name
+        seen.setdefault(key(r, name), set()).add(fp)
+    return [f"{name},data={fp}" if len(seen[key(r, name)]) > 1 else name
             for r, name, fp in zip(records, names, fps)]
 
 
@@ -83,7 +84,7 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
                   "left out of the tables: " + ", ".join(f"{r['model']} ({variant_name(r)}) seed {r['seed']}"
                                                          for r in new), file=sys.stderr)
         records = [r for r in records if not r.get("degenerate")]
-    labels = _data_labels(records)
+    labels = data_labels(records)
     rows = []
     for r, variant in zip(records, labels):
         metrics = dict(r.get(split) or {})
