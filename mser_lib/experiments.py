@@ -66,7 +66,7 @@ from .data import MissingModality, MultimodalDataset, dataset_layout, load_datas
 from .models import build_model, count_parameters
 from .models.registry import build_config
 from .train import TrainConfig, append_jsonl, evaluate, fit_model, read_jsonl, resolve_device, set_seed
-from .train.io import _jsonable, atomic_write_json, atomic_write_text
+from .train.io import _jsonable, atomic_write_json, write_jsonl
 
 DEFAULT_RESULTS = Path("results")
 _DATA_CACHE: dict = {}
@@ -272,7 +272,7 @@ def upsert_record(path, record: dict) -> str:
         if len(same_hash) == 1 and same_results(old[same_hash[0]], record):
             return "same"
         out = [record if i == same_hash[0] else r for i, r in enumerate(old) if i == same_hash[0] or i not in same_hash]
-        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in out))
+        write_jsonl(path, out)
         return "replaced"
 
 

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from .experiments import config_hash, get_dataset, resolve_run
-from .train.io import _jsonable, atomic_write_json, atomic_write_text, read_jsonl
+from .train.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 
 TEXT_SUFFIXES = (".csv", ".md", ".tex", ".ipynb", ".json")
 
@@ -113,7 +113,7 @@ def add_data_fingerprints(folder, data_dir=None, progress: bool = True) -> dict[
                     atomic_write_text(f, changed)
     done = folder / "migrated_hashes.json"
     atomic_write_json(done, {**(json.loads(done.read_text()) if done.is_file() else {}), **mapping})
-    atomic_write_text(runs, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in out))
+    write_jsonl(runs, out)
     if progress:
         print(f"{folder}: {len(mapping)} records given their data fingerprint and new hashes "
               f"(mapping in {done})")

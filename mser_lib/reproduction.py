@@ -37,7 +37,7 @@ import pandas as pd
 from .experiments import same_results
 from .report.tables import to_markdown
 from .train import read_jsonl
-from .train.io import _jsonable, atomic_write_text
+from .train.io import atomic_write_text, write_jsonl
 
 TOLERANCE = 1e-4
 # the test metrics shown per run (all test metrics are compared)
@@ -221,7 +221,7 @@ def prune(results_dir, profile: str, dataset: str, keep: set[str]) -> list[str]:
     kept = [r for r in records if r["config_hash"] in keep]
     dropped = [r["config_hash"] for r in records if r["config_hash"] not in keep]
     if dropped:
-        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in kept))
+        write_jsonl(path, kept)
     return dropped
 
 

@@ -33,8 +33,14 @@ import numpy as np
 
 from .batch import DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import (DataFormatError, check_array, check_label_range, data_fingerprint, require_keys,
-                       standardize_splits)
+from .validate import (
+    DataFormatError,
+    check_array,
+    check_label_range,
+    data_fingerprint,
+    require_keys,
+    standardize_splits,
+)
 
 log = logging.getLogger("mser_lib.data")
 

@@ -28,8 +28,7 @@ import numpy as np
 
 from .batch import MODALITIES, DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import (DataFormatError, check_label_range, check_real_dtype, data_fingerprint, inside,
-                       standardize_splits)
+from .validate import DataFormatError, check_label_range, check_real_dtype, data_fingerprint, inside, standardize_splits
 
 log = logging.getLogger("mser_lib.data")
 

@@ -90,6 +90,16 @@ class SkippedLinesWarning(UserWarning):
     """:func:`read_jsonl` skipped torn or corrupt lines (the message names the file and the lines)."""
 
 
+def jsonl_line(record: dict) -> str:
+    """One record as ``runs.jsonl`` holds it: keys sorted, one line, newline-terminated."""
+    return json.dumps(record, sort_keys=True, default=_jsonable) + "\n"
+
+
+def write_jsonl(path: str | Path, records: list[dict]) -> Path:
+    """Replace the JSONL file ``path`` with ``records``, atomically (one :func:`jsonl_line` each)."""
+    return atomic_write_text(path, "".join(jsonl_line(r) for r in records))
+
+
 def append_jsonl(path: str | Path, record: dict) -> None:
     """Append ``record`` as one whole JSON line (one ``write`` call, fsynced).
 
@@ -99,7 +109,7 @@ def append_jsonl(path: str | Path, record: dict) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode("utf-8")
+    line = jsonl_line(record).encode("utf-8")
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
