@@ -63,7 +63,7 @@ from mser_lib.data.batch import DatasetInfo, MultimodalDataset, iterate_batches 
 from mser_lib.experiments import get_dataset, resolve_run, run_one  # noqa: E402
 from mser_lib.models import build_model, count_parameters  # noqa: E402
 from mser_lib.train import TrainConfig, set_seed  # noqa: E402
-from mser_lib.train.trainer import _autocast, _make_optimizer, _step, compute_loss  # noqa: E402
+from mser_lib.train.trainer import _autocast, _make_optimizer, _read_back, _step, compute_loss  # noqa: E402
 
 ALIGNED50 = {"text": 768, "audio": 5, "vision": 20}
 METRICS = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
@@ -127,14 +127,13 @@ def train_epoch(model, split, info, cfg: TrainConfig, params, opt, device, amp: 
         with _autocast(device, amp):
             out = model(batch)
             loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)
-        if not torch.isfinite(loss):
+        values = _read_back(loss, parts)      # as the trainer: the loss parts read back once per batch
+        if not math.isfinite(values["total"]):
             raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {i}")
         (loss / cfg.grad_accum).backward()
         if (i + 1) % cfg.grad_accum == 0:
             _step(opt, params, cfg)
-        for v in parts.values():          # the trainer reads every loss part back each batch
-            float(v)
-        total += float(loss.detach())
+        total += values["total"]
         n += 1
     if n % cfg.grad_accum:
         _step(opt, params, cfg)
@@ -281,7 +280,7 @@ def training_compare(device, femf_epochs, atsuko_epochs, tiny, on_row=None, mode
                 t = time.perf_counter()
                 try:
                     rec = run_one(model, "synthetic", seed=0, profile=profile, train={**train, "amp": amp},
-                                  device=str(device), results_dir=tmp, progress=False, keep_checkpoint=False)
+                                  device=str(device), results_dir=tmp, progress=False)
                 except Exception as exc:  # noqa: BLE001 - record and go on with the next run
                     rows.append({"model": model, "precision": "bf16" if amp else "fp32", "error": repr(exc)})
                     continue
@@ -342,6 +341,8 @@ def main(argv=None) -> int:
                     help="the whole script's wall time: part 2's budget shrinks to what part 1 left of it")
     ap.add_argument("--max-femf-epochs", type=int, default=10, help="per stage")
     ap.add_argument("--max-atsuko-epochs", type=int, default=20)
+    ap.add_argument("--workloads", nargs="*", default=None,
+                    help="part 1's workloads as model/workload (default all), e.g. femf/synthetic-paper")
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--training-only", action="store_true", help="part 2 only (needs the two --*-epochs)")
     ap.add_argument("--training-models", nargs="+", default=["femf", "atsuko"], help="part 2's models")
@@ -365,11 +366,13 @@ def main(argv=None) -> int:
     wls = workloads(args.tiny)
     res["workloads"] = {f"{m} {w}": d for m, w, d, _, _ in wls}
     for model, wname, desc, info, split in wls:
+        if args.workloads and f"{model}/{wname}" not in args.workloads:
+            continue
         for amp in (False, True):
             jobs.append((model, wname, desc, info, split, amp, None))
-        if model == "femf" and wname == "mosi-utt":   # gradients through the frozen experts to the encoders
+        if model == "femf" and wname == "mosi-utt":   # the speed option: frozen experts without autograd
             for amp in (False, True):
-                jobs.append((model, wname, desc, info, split, amp, {"expert_grad_to_inputs": True}))
+                jobs.append((model, wname, desc, info, split, amp, {"expert_grad_to_inputs": False}))
     for model, wname, desc, info, split, amp, ov in ([] if args.training_only else jobs):
         t = time.perf_counter()
         try:

@@ -31,8 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mser_lib import experiments, grids  # noqa: E402
-from mser_lib.experiments import (RESULT_FIELDS, get_dataset, profile_seeds, read_jsonl, run_grid,  # noqa: E402
-                                  runs_path, same_results)
+from mser_lib.experiments import (  # noqa: E402
+    RESULT_FIELDS,
+    get_dataset,
+    profile_seeds,
+    read_jsonl,
+    run_grid,
+    runs_path,
+    same_results,
+)
 
 P, D = "claims", "mosi-bclstm"
 

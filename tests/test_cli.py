@@ -174,8 +174,9 @@ def test_python_m_mser_lib_prints_one_line_and_debug_shows_the_traceback():
 def test_train_warns_on_extreme_feature_scales(capsys, tmp_path, monkeypatch):
     """Raw bc-LSTM audio carries pitch in Hz: `train` names the modality, the column and its scale, and how to
     standardise; the default (standardised) loader gives no warning."""
-    from mser_lib import experiments
     from test_loaders import BCLSTM_DIR
+
+    from mser_lib import experiments
 
     if not (BCLSTM_DIR / "transcripts.csv").is_file():
         pytest.skip("../shared/data/mosi-bclstm not present")
@@ -192,8 +193,9 @@ def test_train_warns_on_extreme_feature_scales(capsys, tmp_path, monkeypatch):
 def test_scale_warnings_flag_large_and_tiny_columns_only():
     from dataclasses import replace
 
-    from helpers import tiny_dataset
     from mser_lib.data.validate import scale_warnings
+
+    from helpers import tiny_dataset
 
     ds = tiny_dataset()
     assert scale_warnings(ds) == []

@@ -158,10 +158,10 @@ def test_resolve_run_checks_trainer_settings_and_seed_without_changing_the_hash(
 def test_a_valid_run_keeps_its_committed_config_hash():
     """Nothing the checks do enters a run: FEMF seed 0 on the quick synthetic benchmark resolves to the hash
     of its record in results/quick/synthetic/runs.jsonl."""
-    from mser_lib.experiments import get_dataset
-
     import json
     from pathlib import Path
+
+    from mser_lib.experiments import get_dataset
 
     run = resolve_run("femf", "synthetic", 0, "quick", info=get_dataset("synthetic", None, "quick").info)
     runs = Path(__file__).resolve().parents[1] / "results" / "quick" / "synthetic" / "runs.jsonl"

@@ -163,3 +163,46 @@ def test_run_resumes_on_cuda_from_its_checkpoint(smoke, tmp_path):
     res = fit_model(build_model("baseline", smoke.info, "quick"), smoke, _cfg(epochs=2), seed=0, run_dir=tmp_path)
     assert res.resumed_from_epoch == 1 and res.epochs_run == 2
     assert _finite_metrics(res.test_metrics)
+
+
+def test_femf_on_cuda_matches_cpu_in_one_chunk(smoke):
+    """The packed FEMF gives the CPU's outputs on the GPU, its padded buckets' index maps (built on the host)
+    are the same, and on CUDA the experts of a modality run in one chunk despite the CPU-sized budget."""
+    from mser_lib.data.batch import iterate_batches
+    from mser_lib.models.packing import Segment
+
+    torch.manual_seed(0)
+    cpu = build_model("femf", smoke.info, "quick", expert_chunk_mb=0.01).eval()
+    gpu = build_model("femf", smoke.info, "quick", expert_chunk_mb=0.01).eval()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to(DEVICE)
+    b_cpu = next(iter(iterate_batches(smoke.train, smoke.info.layout, 48)))
+    b_gpu = next(iter(iterate_batches(smoke.train, smoke.info.layout, 48, device=DEVICE)))
+    for m in ("text", "audio", "vision"):
+        s_cpu, s_gpu = Segment(0, getattr(b_cpu, m + "_mask"), 0), Segment(0, getattr(b_gpu, m + "_mask"), 0)
+        assert len(s_cpu.buckets) == len(s_gpu.buckets) > 1
+        for x, y in zip(s_cpu.buckets, s_gpu.buckets):
+            assert (x.a, x.e, x.k, x.L) == (y.a, y.e, y.k, y.L)
+            for name in ("gather", "mask", "real", "samples"):
+                u, v = getattr(x, name), getattr(y, name)
+                assert (u is None) == (v is None) and (u is None or torch.equal(u, v.cpu()))
+        n_gpu = len(gpu.experts.chunks(s_gpu, list(range(6)), gpu.config.expert_chunk_mb))
+        n_cpu = len(cpu.experts.chunks(s_cpu, list(range(6)), cpu.config.expert_chunk_mb))
+        assert n_cpu > 1
+        assert n_gpu == (1 if DEVICE.type == "cuda" else n_cpu)       # a smoke batch is far below CUDA_CHUNK_MB
+    with torch.no_grad():
+        for stage in ("experts", "full"):
+            cpu.set_stage(stage)
+            gpu.set_stage(stage)
+            want, got = cpu(b_cpu).prediction, gpu(b_gpu).prediction.cpu()
+            assert torch.allclose(want, got, atol=1e-4, rtol=1e-4), (stage, (want - got).abs().max())
+
+
+def test_optimizer_is_fused_on_cuda():
+    from mser_lib.train.trainer import _make_optimizer
+
+    p = torch.nn.Parameter(torch.zeros(3, device=DEVICE))
+    for name in ("adam", "adamw"):
+        opt = _make_optimizer([p], TrainConfig(optimizer=name, device=str(DEVICE)))
+        assert bool(opt.defaults.get("fused")) is (DEVICE.type == "cuda")
+        assert bool(opt.defaults.get("foreach")) is (DEVICE.type != "cuda")

@@ -6,13 +6,14 @@ import shutil
 from dataclasses import replace
 
 import pytest
+from test_loaders import BCLSTM_DIR, copy_shared, needs_shared
 
 from mser_lib import experiments, migrate
 from mser_lib.data import load_dataset
 from mser_lib.data.validate import data_fingerprint
 from mser_lib.report.tables import aggregate, variant_name
+
 from helpers import tiny_dataset
-from test_loaders import BCLSTM_DIR, copy_shared, needs_shared
 
 RUN = {"model": "baseline", "dataset": "synthetic", "seed": 0, "profile": "smoke", "progress": False}
 

@@ -490,7 +490,8 @@ def test_reconstruction_losses_do_not_depend_on_a_features_unit():
     from mser_lib.data import MultimodalDataset
 
     info = _info("position")
-    ds = MultimodalDataset(info, *(tiny_split(k, dims=DIMS, layout="position", seed=i) for i, k in enumerate((8, 4, 4))))
+    ds = MultimodalDataset(info, *(tiny_split(k, dims=DIMS, layout="position", seed=i)
+                                   for i, k in enumerate((8, 4, 4))))
     scale, shift = 1000.0, 200.0
     moved = replace(ds, train=replace(ds.train, audio=np.where(ds.train.audio_mask[..., None],
                                                                ds.train.audio * scale + shift, 0.0).astype(np.float32)))

@@ -117,8 +117,10 @@ class FEMFConfig:
     ``expert_grad_to_inputs`` (True, the paper: gradients pass through the frozen experts to the
     encoders; False: the speed option, frozen experts run without autograd), ``dis_in_expert_stage``.
     ``return_attention``: add expert attention maps to diagnostics.
-    ``expert_chunk_mb``: working-set budget of one batched expert computation (the experts of a
-    modality run together when they fit; large tensors are slow to allocate on CPU).
+    ``expert_chunk_mb``: working-set budget of one batched expert computation on the CPU (the experts
+    of a modality run together when they fit; large tensors are slow to allocate on CPU). On CUDA the
+    budget is at least :data:`~mser_lib.models.packing.CUDA_CHUNK_MB`. Chunking changes outputs only by
+    float rounding (``tests/test_femf.py``).
     """
 
     hidden: int = 64
@@ -589,8 +591,8 @@ class FEMF(nn.Module):
             if s.n:
                 for gs, lo, hi in self.experts.chunks(s, [s.j, M + s.j], self.config.expert_chunk_mb):
                     gids, y, _ = self.experts.run_chunk(s, gs, lo, hi, bands[m], drop, mp)
-                    for r, g in enumerate(gids):
-                        heads[g // M].append(self.experts.head_one(g, y[r]))
+                    for g, yg in zip(gids, y.unbind(0)):
+                        heads[g // M].append(self.experts.head_one(g, yg))
             for f in range(2):
                 tok = torch.cat(heads[f], 0) if heads[f] else bands[m][f].new_zeros(0, self.out_dim)
                 p = s.per_sample(tok, position)
@@ -643,12 +645,16 @@ class FEMF(nn.Module):
             for gs, lo, hi in self.experts.chunks(s, list(range(2 * M)), c.expert_chunk_mb):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and grad_path):
                     gids, y, (a, e) = self.experts.run_chunk(s, gs, lo, hi, bands[m], e_drop, mp)   # eq. 11
+                # unbind, not an index per expert: an unbind's backward is one stack, each index's a
+                # zero-filled copy of the whole tensor (kernel launches that dominate a step on CUDA)
+                wfi = [wf.unbind(-1) for wf in (w if (a, e) == (0, s.n) else w[:, a:e]).unbind(0)]
+                ys = y.unbind(0)
                 for r, g in enumerate(gids):
                     f, i = divmod(g, M)
-                    term = (coef[f] * w[f, a:e, i]).unsqueeze(-1) * y[r]          # eq. 14-15
+                    term = (coef[f] * wfi[f][i]).unsqueeze(-1) * ys[r]            # eq. 14-15
                     parts[(a, e)] = term if (a, e) not in parts else parts[(a, e)] + term
                     if i == s.j and grad_path and self.has["train"]:
-                        own[f].append(self.experts.head_one(g, y[r]))
+                        own[f].append(self.experts.head_one(g, ys[r]))
             R[m] = torch.cat([parts[k] for k in sorted(parts)], 0)
             if grad_path and self.has["train"]:                      # eq. 10 on each own expert
                 for f in range(2):

@@ -46,12 +46,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 #: At most this many length buckets per segment (exact lengths below it, padded groups above it).
 MAX_BUCKETS = 8
+#: On CUDA, :meth:`StackedExperts.chunks` uses at least this working-set budget (MiB) whatever
+#: ``expert_chunk_mb`` says: that setting keeps a CPU's working set in its caches, and on a GPU each
+#: extra chunk only repeats every layer's kernel launches (a paper-size stage-2 batch of 64 synthetic
+#: sequences ran in 3 chunks per modality under the 16 MiB default, 1 under this).
+CUDA_CHUNK_MB = 1024.0
 
 
 def pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -138,10 +144,10 @@ class Segment:
         self.key_mask = _fix_key_mask(mask)
         self._count = None
         # buckets over the sorted non-empty sequences
-        lens_sorted = lengths.index_select(0, order)
-        keep = lens_sorted > 0
-        seq_len = lens_sorted[keep].tolist()
-        seq_sample = order[keep]
+        lens_sorted = lengths.index_select(0, order).tolist()
+        z = lens_sorted.count(0)                    # sorted ascending: the empty sequences come first
+        seq_len = lens_sorted[z:]
+        seq_sample = order[z:]
         self.buckets: list[Bucket] = []
         if not seq_len:
             return
@@ -159,22 +165,31 @@ class Segment:
             n_seq = len(seq_len)
             cuts = [round(n_seq * q / MAX_BUCKETS) for q in range(MAX_BUCKETS + 1)]
             groups = [(cuts[q], cuts[q + 1]) for q in range(MAX_BUCKETS) if cuts[q + 1] > cuts[q]]
+        # the padded buckets' index maps are built on the host from the lengths (already there) and sent
+        # in one copy: no small kernels, and on CUDA no wait for the device per bucket
+        padded, host = [], []
         for i0, i1 in groups:
             lens = seq_len[i0:i1]
             a = starts[i0]
             e = starts[i1 - 1] + lens[-1]
             Lb, k = max(lens), i1 - i0
-            samples = seq_sample[i0:i1]
+            self.buckets.append(Bucket(a, e, k, Lb, samples=seq_sample[i0:i1]))
             if min(lens) == Lb:
-                self.buckets.append(Bucket(a, e, k, Lb, samples=samples))
                 continue
-            lt = torch.tensor(lens, device=dev)
-            st = torch.tensor(starts[i0:i1], device=dev) - a
-            pos = torch.arange(Lb, device=dev)
-            bmask = pos[None, :] < lt[:, None]                                   # (k, Lb)
-            gather = st[:, None] + torch.minimum(pos[None, :], lt[:, None] - 1)  # stays in its sequence
-            real = torch.nonzero(bmask.reshape(-1)).squeeze(1)
-            self.buckets.append(Bucket(a, e, k, Lb, gather.reshape(-1), bmask, real, samples))
+            lt = np.asarray(lens)[:, None]
+            pos = np.arange(Lb)[None, :]
+            bmask = pos < lt                                                     # (k, Lb)
+            gather = (np.asarray(starts[i0:i1])[:, None] - a) + np.minimum(pos, lt - 1)  # stays in its sequence
+            real = np.flatnonzero(bmask)
+            padded.append((self.buckets[-1], k * Lb, real.size))
+            host += [gather.reshape(-1), bmask.reshape(-1), real]
+        if padded:
+            flat = torch.from_numpy(np.concatenate(host).astype(np.int64)).to(dev)
+            i = 0
+            for bk, kl, nr in padded:
+                bk.gather, bk.mask = flat[i:i + kl], flat[i + kl:i + 2 * kl].view(bk.k, bk.L).bool()
+                bk.real = flat[i + 2 * kl:i + 2 * kl + nr]
+                i += 2 * kl + nr
 
     def scatter(self, tok: torch.Tensor) -> torch.Tensor:
         """``(N_m, C)`` tokens -> ``(B, L_m, C)`` grid, zeros on padding."""
@@ -244,6 +259,8 @@ class StackedExperts(nn.Module):
         (one expert) runs of whole length buckets. ``groups`` is an arithmetic progression of expert
         ids: ``range(2M)`` (stage 2) or ``[j, M + j]`` (stage 1)."""
         row = max(3 * self.H, self.ffn) * 4
+        if s.mask.is_cuda:       # on a GPU the budget is not about caches; chunks only cost launches
+            budget_mb = max(budget_mb, CUDA_CHUNK_MB)
         budget = max(int(budget_mb * 2 ** 20), row)
         nb = len(s.buckets)
         per = max(1, budget // max(1, s.n * row))
@@ -299,19 +316,35 @@ class StackedExperts(nn.Module):
         Returns:
             ``(g, n, H)`` expert outputs (eq. 11's ``e_i(x)``).
         """
+        p = self.layer_params(groups)
         for q in range(self.depth):
             last = maps is not None and q == self.depth - 1
-            qkv = torch.baddbmm(self.bqkv[q, groups].unsqueeze(1), x, self.wqkv[q, groups])
+            qkv = torch.baddbmm(p["bqkv"][q], x, p["wqkv"][q])
             a = self._sdpa(qkv, s, b_lo, b_hi, dropout, maps if last else None)
-            a = torch.baddbmm(self.bo[q, groups].unsqueeze(1), a, self.wo[q, groups])
-            x = self._ln(x + F.dropout(a, dropout, self.training),
-                         self.ln1_w[q, groups], self.ln1_b[q, groups])
-            f = F.relu(torch.baddbmm(self.b1[q, groups].unsqueeze(1), x, self.w1[q, groups]))
-            f = torch.baddbmm(self.b2[q, groups].unsqueeze(1), F.dropout(f, dropout, self.training),
-                              self.w2[q, groups])
-            x = self._ln(x + F.dropout(f, dropout, self.training),
-                         self.ln2_w[q, groups], self.ln2_b[q, groups])
+            a = torch.baddbmm(p["bo"][q], a, p["wo"][q])
+            x = self._ln(x + F.dropout(a, dropout, self.training), p["ln1_w"][q], p["ln1_b"][q])
+            f = F.relu(torch.baddbmm(p["b1"][q], x, p["w1"][q]))
+            f = torch.baddbmm(p["b2"][q], F.dropout(f, dropout, self.training), p["w2"][q])
+            x = self._ln(x + F.dropout(f, dropout, self.training), p["ln2_w"][q], p["ln2_b"][q])
         return x
+
+    def layer_params(self, groups: slice) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Each layer parameter of experts ``groups``, as one view per depth ``q``: ``{name: (Q views)}``,
+        weights ``(g, in, out)``, biases ``(g, 1, out)`` and LayerNorm ``(g, H)``.
+
+        One slice and one ``unbind`` per parameter for the whole call rather than an index per layer:
+        the backward of every index writes a zero-filled gradient of the whole stacked parameter (one
+        fill and one copy kernel each, measured as about a sixth of the kernel launches of a paper-size
+        stage-1 step on CUDA), while an ``unbind``'s backward stacks the depth's gradients once."""
+        full = (groups.start or 0) == 0 and groups.stop >= self.G and (groups.step or 1) == 1
+        out = {}
+        for name in ("wqkv", "bqkv", "wo", "bo", "ln1_w", "ln1_b", "w1", "b1", "w2", "b2", "ln2_w", "ln2_b"):
+            t = getattr(self, name)
+            t = t if full else t[:, groups]
+            if name[0] == "b":                                   # biases broadcast over tokens
+                t = t.unsqueeze(2)
+            out[name] = t.unbind(0)
+        return out
 
     def head_one(self, g: int, tok: torch.Tensor) -> torch.Tensor:
         """``(n, out)``: eq. 9's FC of expert ``g`` on tokens ``(n, H)``."""

@@ -213,12 +213,15 @@ def evaluate(model, split: SplitData, info, cfg: TrainConfig | None = None,
 
 
 def _make_optimizer(params, cfg: TrainConfig):
-    # foreach: one kernel per update step over all parameters instead of a Python loop over them (the
-    # CPU default is the loop; on the quick models it was about 2/3 of the optimiser's time)
+    # CPU: foreach, one kernel per update step over all parameters instead of a Python loop over them (the
+    # CPU default is the loop; on the quick models it was about 2/3 of the optimiser's time). CUDA: fused,
+    # a few kernels for the whole update and no per-parameter step counters read back on the host.
+    params = list(params)
+    fast = {"fused": True} if params and all(p.is_cuda for p in params) else {"foreach": True}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
     raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
 
 
@@ -305,14 +308,14 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
             with _autocast(device, cfg.amp):
                 out = model(batch)
                 loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)
-            if not torch.isfinite(loss):
+            values = _read_back(loss, parts)           # one wait for the device per batch, not one per part
+            if not math.isfinite(values["total"]):
                 raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {i}: {parts}")
             (loss / cfg.grad_accum).backward()
             if (i + 1) % cfg.grad_accum == 0:
                 _step(optimizer, params, cfg)
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            sums["total"] = sums.get("total", 0.0) + float(loss.detach())
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
             n_batches += 1
         if n_batches % cfg.grad_accum:
             _step(optimizer, params, cfg)
@@ -451,6 +454,15 @@ def _best_epoch(rows: list[dict], key: str, metric: str) -> int:
         if is_better(metric, r.get(key), best):
             best, idx = r.get(key), i
     return idx
+
+
+def _read_back(loss: torch.Tensor, parts: dict) -> dict[str, float]:
+    """``{part: float, ..., "total": float}`` of a batch's loss parts and total, read from the device in one
+    transfer (float64, so each value is what ``float(v)`` gives)."""
+    names = [*parts, "total"]
+    vals = torch.stack([torch.as_tensor(v).detach().reshape(()).to(loss.device, torch.float64)
+                        for v in [*parts.values(), loss]]).tolist()
+    return dict(zip(names, vals))
 
 
 def _step(optimizer, params, cfg: TrainConfig) -> None:

@@ -1,0 +1,126 @@
+"""Where does one paper-size training step go? ``torch.profiler`` over a few steps of FEMF and Atsuko.
+
+    python benchmarks/profile_step.py --device cuda [--steps 6] [--out DIR]
+    python benchmarks/profile_step.py --device cpu --tiny        # checks the script (seconds)
+
+Uses the workloads of :mod:`bench_cuda` (paper presets, the paper profile's trainer settings, the
+trainer's own batching, autocast, loss, backward, clipping and Adam) and, after two warm-up steps,
+profiles ``--steps`` steps of each stage. Per step it reports the wall time, the time the device spent
+in kernels (CUDA), the number of kernel launches and of operator calls, and the calls that make the
+host wait for the device (``cudaStreamSynchronize``, device-to-host ``cudaMemcpy``); then the operators
+with the most self time on the host and on the device. A step whose kernels fill a small share of its
+wall time is bound by the host (launches, Python, synchronisations), not by arithmetic.
+
+Writes ``profile_step_<device>.md`` into ``--out`` (default ``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_cuda import _trainer_cfg, environment, workloads  # noqa: E402
+
+from mser_lib.data.batch import MultimodalDataset, iterate_batches  # noqa: E402
+from mser_lib.models import build_model  # noqa: E402
+from mser_lib.train import set_seed  # noqa: E402
+from mser_lib.train.trainer import _autocast, _make_optimizer, _read_back, _step, compute_loss  # noqa: E402
+
+SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "cudaMemcpy")
+
+
+def _steps(model, split, info, cfg, params, opt, device, amp, n):
+    it = iterate_batches(split, info.layout, cfg.batch_size, shuffle=True, seed=1, bucket=cfg.bucket,
+                         device=device)
+    for i, batch in zip(range(n), it):
+        with _autocast(device, amp):
+            out = model(batch)
+            loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)
+        _read_back(loss, parts)                  # as the trainer
+        (loss / cfg.grad_accum).backward()
+        if (i + 1) % cfg.grad_accum == 0:
+            _step(opt, params, cfg)
+
+
+def profile_stage(model_name, wname, info, split, stage, device, amp, steps, top) -> str:
+    set_seed(0, True)
+    cfg = _trainer_cfg(model_name, device)
+    model = build_model(model_name, info, "paper")
+    if hasattr(model, "prepare"):
+        model.prepare(MultimodalDataset(info, split, split, split))
+    model.to(device).train()
+    if stage is not None:
+        model.set_stage(stage)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _make_optimizer(params, cfg)
+    _steps(model, split, info, cfg, params, opt, device, amp, 2)         # warm-up
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    with profile(activities=acts) as prof:
+        _steps(model, split, info, cfg, params, opt, device, amp, steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    wall = (time.perf_counter() - t) / steps
+    ev = prof.key_averages()
+    n_ops = sum(e.count for e in ev if e.key.startswith("aten::")) / steps
+    launches = sum(e.count for e in ev if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
+                                                     "cuLaunchKernelEx")) / steps
+    syncs = {k: sum(e.count for e in ev if e.key == k) / steps for k in SYNC_EVENTS}
+    dev_us = sum(getattr(e, "self_device_time_total", 0) for e in ev if e.device_type.name == "CUDA") / steps
+    head = (f"### {model_name} {wname}{' stage ' + stage if stage else ''} ({'bf16' if amp else 'fp32'})\n\n"
+            f"- wall per step (profiled, so slower than unprofiled): {wall * 1e3:.1f} ms\n"
+            f"- device kernel time per step: {dev_us / 1e3:.1f} ms ({100 * dev_us / 1e6 / wall:.0f} % of wall)\n"
+            f"- aten operator calls per step: {n_ops:.0f}; kernel launches per step: {launches:.0f}\n"
+            f"- per step: " + ", ".join(f"{k} {v:.1f}" for k, v in syncs.items()) + "\n\n")
+    sort_host = "self_cpu_time_total"
+    tables = "Top operators by self host time:\n\n```\n" + ev.table(sort_by=sort_host, row_limit=top,
+                                                                    max_name_column_width=48) + "```\n\n"
+    if device.type == "cuda":
+        tables += "Top by self device time:\n\n```\n" + ev.table(sort_by="self_cuda_time_total", row_limit=top,
+                                                                  max_name_column_width=48) + "```\n\n"
+    return head + tables
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--amp", action="store_true", help="also profile under bf16 autocast")
+    ap.add_argument("--only", nargs="*", default=["femf/synthetic-paper", "atsuko/synthetic-paper"])
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    env = environment(device)
+    parts = [f"# One training step, profiled ({env.get('gpu', env['device'])}, torch {env['torch']}, "
+             f"{env['date']})\n\nWritten by `benchmarks/profile_step.py`; {args.steps} profiled steps after 2 "
+             "warm-up steps, paper presets and the paper profile's trainer settings.\n"]
+    for model_name, wname, _desc, info, split in workloads(args.tiny):
+        if f"{model_name}/{wname}" not in args.only:
+            continue
+        stages = ["experts", "full"] if model_name == "femf" else [None]
+        for stage in stages:
+            for amp in (False, True) if args.amp else (False,):
+                text = profile_stage(model_name, wname, info, split, stage, device, amp, args.steps, args.top)
+                print(text, flush=True)
+                parts.append(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"profile_step_{device.type}.md").write_text("\n".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
