@@ -268,6 +268,31 @@ def bench_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare_markdown(before: dict, after: dict, names=("before", "after")) -> str:
+    """A before/after table of two part-1 results (same workloads, stages, precisions and overrides)."""
+    def index(res):
+        out = {}
+        for r in res["runs"]:
+            if "stages" not in r:
+                continue
+            ov = ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
+            key = (r["model"], r["workload"] + (f" ({ov})" if ov else ""), r["precision"])
+            for st, v in r["stages"].items():
+                out[key + (st,)] = v["epoch_s"]
+            out[key + ("inference",)] = r["inference"]["pass_s"]
+        return out
+    a, b = index(before), index(after)
+    lines = [f"| model | workload | precision | stage | {names[0]} s | {names[1]} s | {names[0]} / {names[1]} |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for k in a:
+        if k in b:
+            lines.append(f"| {' | '.join(k)} | {a[k]} | {b[k]} | {a[k] / b[k]:.2f}x |")
+    gone = [" / ".join(k) for k in a if k not in b]
+    if gone:
+        lines += ["", f"Measured only {names[0]}: " + "; ".join(gone) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def training_compare(device, femf_epochs, atsuko_epochs, tiny, on_row=None, models=("femf", "atsuko")) -> dict:
     rows = []
     profile = "smoke" if tiny else "paper"
@@ -350,7 +375,13 @@ def main(argv=None) -> int:
     ap.add_argument("--atsuko-epochs", type=int, default=None, help="part 2: Atsuko epochs (else from budget)")
     ap.add_argument("--tiny", action="store_true", help="tiny data: checks the script, measures nothing")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="print a before/after table of two bench_cuda.json files; measures nothing")
     args = ap.parse_args(argv)
+    if args.compare:
+        res = [json.loads(Path(f).read_text()) for f in args.compare]
+        print(compare_markdown(*res, names=tuple(Path(f).stem for f in args.compare)), end="")
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing measured", file=sys.stderr)

@@ -12,8 +12,11 @@ precisions). Selection is on the validation split as in every run; the test spli
 The runs are independent processes sharing the device (``--workers`` at a time), so their wall times
 say nothing about speed (``bench_cuda.py`` measures that); only the metrics are compared. For each
 model and metric it reports the mean over seeds of each precision and the mean paired difference
-(bf16 - fp32, same seed) with its standard error; a difference within two standard errors of zero is
-"no difference detected at this number of seeds", which is not a proof of equality.
+(bf16 - fp32, same seed) with its standard error and a paired t-test (two-sided, 95 %, n - 1 degrees of
+freedom); a difference the test does not separate from zero is "no difference detected at this number
+of seeds", which is not a proof of equality.
+
+``--summarise FILE.json`` rewrites the summary and the ``.md`` from a finished run's JSON (no training).
 
 Writes ``bf16_seeds_<device>.json`` / ``.md`` into ``--out`` (default ``benchmarks/results``).
 """
@@ -56,8 +59,11 @@ def one_run(model: str, seed: int, amp: bool, device: str, profile: str, femf_ep
             "valid": {k: rec["valid"].get(k) for k in METRICS}, "test": {k: rec["test"].get(k) for k in METRICS}}
 
 
-def summarise(runs: list[dict]) -> list[dict]:
-    """Per model and metric: mean of each precision, paired difference mean and standard error."""
+def summarise(runs: list[dict], level: float = 0.95) -> list[dict]:
+    """Per model and metric: mean of each precision and a paired t-test of bf16 - fp32 over the seeds
+    that have both (two-sided, ``level`` confidence, n - 1 degrees of freedom)."""
+    from scipy import stats
+
     rows = []
     for model in sorted({r["model"] for r in runs}):
         by = {(r["seed"], r["precision"]): r for r in runs if r["model"] == model and "error" not in r}
@@ -71,33 +77,38 @@ def summarise(runs: list[dict]) -> list[dict]:
             n = len(d)
             mean_d = sum(d) / n
             se = math.sqrt(sum((x - mean_d) ** 2 for x in d) / (n - 1) / n) if n > 1 else float("nan")
+            crit = float(stats.t.ppf(0.5 + level / 2, n - 1)) if n > 1 else float("nan")
+            t = mean_d / se if n > 1 and se > 0 else (0.0 if mean_d == 0 else math.copysign(math.inf, mean_d))
+            p = float(2 * stats.t.sf(abs(t), n - 1)) if n > 1 else float("nan")
             worse = mean_d > 0 if m in LOWER_IS_BETTER else mean_d < 0
             if n < 2:
                 verdict = "one seed: no verdict"
-            elif abs(mean_d) <= 2 * se:
+            elif abs(t) <= crit:
                 verdict = "no difference detected"
             else:
                 verdict = "bf16 worse" if worse else "bf16 better"
             rows.append({"model": model, "metric": m, "seeds": n, "fp32_mean": sum(a) / n, "bf16_mean": sum(b) / n,
-                         "diff_mean": mean_d, "diff_se": se, "verdict": verdict})
+                         "diff_mean": mean_d, "diff_se": se, "t": t, "p": p, "t_crit": crit, "verdict": verdict})
     return rows
 
 
 def markdown(res: dict) -> str:
     a = res["args"]
     lines = ["# bf16 autocast against fp32 over seeds (synthetic benchmark, paper profile)", "",
-             f"{res['env']}. Written by `benchmarks/bf16_seeds.py`.", "",
+             f"{res['env']} Written by `benchmarks/bf16_seeds.py`.", "",
              "Protocol: `run_one(model, 'synthetic', seed, "
              f"profile='{a['profile']}', train={{..., 'amp': False/True}})`"
              f", seeds 0..{a['seeds'] - 1}, FEMF {a['femf_epochs']} + {a['femf_epochs']} epochs (stage 1 + stage 2), "
              f"Atsuko {a['atsuko_epochs']} epochs (shortened schedule, the same for both precisions); selection on "
              "the validation split, test scored once. Runs shared the device "
              f"({a['workers']} processes at a time), so their wall times are not speed measurements.", "",
-             "| model | metric | seeds | fp32 mean | bf16 mean | bf16 - fp32 (mean ± s.e.) | verdict |",
-             "|---|---|---:|---:|---:|---:|---|"]
+             "Verdict: paired t-test of bf16 - fp32 over the seeds, two-sided, 95 %, n - 1 degrees of freedom "
+             "(with 3 seeds a difference must exceed 4.3 standard errors).", "",
+             "| model | metric | seeds | fp32 mean | bf16 mean | bf16 - fp32 (mean ± s.e.) | t | p | verdict |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in res["summary"]:
         lines.append(f"| {r['model']} | {r['metric']} | {r['seeds']} | {r['fp32_mean']:.4f} | {r['bf16_mean']:.4f} | "
-                     f"{r['diff_mean']:+.4f} ± {r['diff_se']:.4f} | {r['verdict']} |")
+                     f"{r['diff_mean']:+.4f} ± {r['diff_se']:.4f} | {r['t']:.2f} | {r['p']:.3f} | {r['verdict']} |")
     lines += ["", "Per run (test split):", "", "| model | seed | precision | epochs run | best epoch | degenerate | " +
               " | ".join(METRICS) + " |", "|---|---:|---|---:|---:|---|" + "---:|" * len(METRICS)]
     for r in res["runs"]:
@@ -114,9 +125,9 @@ def markdown(res: dict) -> str:
     if not compared:
         lines += ["", "No comparison: fewer than two seeds with both precisions for every model."]
     elif worse:
-        lines += ["", "bf16 is worse beyond two standard errors on: " + ", ".join(worse) + "."]
+        lines += ["", "The test finds bf16 worse on: " + ", ".join(worse) + "."]
     else:
-        lines += ["", f"bf16 is worse beyond two standard errors on no metric of {', '.join(compared)}."]
+        lines += ["", f"The test finds bf16 worse on no metric of {', '.join(compared)} at this number of seeds."]
     return "\n".join(lines) + "\n"
 
 
@@ -130,7 +141,17 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=["femf", "atsuko"])
     ap.add_argument("--tiny", action="store_true", help="smoke profile: checks the script, measures nothing")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--summarise", metavar="JSON", help="rewrite summary and .md from this JSON; trains nothing")
     args = ap.parse_args(argv)
+    if args.summarise:
+        src = Path(args.summarise)
+        res = json.loads(src.read_text())
+        res["summary"] = summarise(res["runs"])
+        src.write_text(json.dumps(res, indent=1))
+        text = markdown(res)
+        src.with_suffix(".md").write_text(text)
+        print(text)
+        return 0
     import torch
     from bench_cuda import _env_line, environment  # noqa: E402 - benchmarks/ on the path below
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 13 item 3 in one go: the CUDA-marked tests, the CUDA benchmark (with its
-# fp32-vs-bf16 training runs), then the rest of the fast suite while time is left.
+# The GPU checks of issue 13 item 3 in one go: the CUDA-marked tests, a profile of FEMF's training step,
+# the CUDA benchmark, fp32 against bf16 over seeds, then the rest of the fast suite while time is left.
 #
 #   benchmarks/run_cuda_checks.sh [OUT_DIR]     (default benchmarks/results; logs go there too)
 #
-# Time limits (seconds) through the environment: T_CUDA_TESTS (120), T_BENCH (250),
-# TRAIN_BUDGET (100, the benchmark's --train-budget-s), T_FAST (60).
+# Time limits (seconds) through the environment: T_CUDA_TESTS (120), T_PROFILE (90), T_BENCH (250),
+# T_BF16 (200; SEEDS, default 3), T_FAST (60). About 13 minutes in all on an H100.
 set -u
 OUT_DIR=${1:-benchmarks/results}
 PY=${PYTHON:-python3}
@@ -22,10 +22,17 @@ echo "== CUDA-marked tests"
 timeout "${T_CUDA_TESTS:-120}" $PY -m pytest tests/test_cuda.py -m cuda -q -rs -p no:cacheprovider 2>&1 \
   | tee "$OUT_DIR/pytest_cuda.txt"
 
-echo "== benchmark"
-timeout "${T_BENCH:-250}" $PY benchmarks/bench_cuda.py --out "$OUT_DIR" --train-budget-s "${TRAIN_BUDGET:-100}" \
-  --time-limit-s "$(( ${T_BENCH:-250} - 10 ))" 2>&1 \
+echo "== profile (FEMF, where a step goes)"
+timeout "${T_PROFILE:-90}" $PY benchmarks/profile_step.py --device cuda --steps 5 --only femf/synthetic-paper \
+  --out "$OUT_DIR" 2>&1 | tee "$OUT_DIR/profile_step_log.txt" | grep -A4 '^###'
+
+echo "== benchmark (epoch times, inference, memory; fp32 and bf16)"
+timeout "${T_BENCH:-250}" $PY benchmarks/bench_cuda.py --out "$OUT_DIR" --skip-training 2>&1 \
   | tee "$OUT_DIR/bench_cuda_log.txt"
+
+echo "== bf16 against fp32 over seeds (accuracy only)"
+timeout "${T_BF16:-200}" $PY benchmarks/bf16_seeds.py --device cuda --seeds "${SEEDS:-3}" --workers 12 \
+  --femf-epochs 4 --atsuko-epochs 5 --out "$OUT_DIR" 2>&1 | tee "$OUT_DIR/bf16_seeds_log.txt" | tail -25
 
 echo "== fast suite (not slow, without the notebooks)"
 XDIST=""

@@ -1,0 +1,72 @@
+"""The GPU benchmark scripts run where the GPU checks need them, so they are checked here on the CPU with
+their ``--tiny`` dry runs (a stale argument once broke ``bench_cuda.py``'s training part unnoticed), and
+the bf16-versus-fp32 verdict is checked on hand-made differences."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_cuda  # noqa: E402
+import bf16_seeds  # noqa: E402
+import profile_step  # noqa: E402
+
+
+def test_bench_cuda_dry_run_times_and_trains(tmp_path):
+    assert bench_cuda.main(["--device", "cpu", "--tiny", "--skip-training", "--epochs", "1",
+                            "--workloads", "femf/mosi-utt", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "bench_cuda.json").read_text())
+    assert [r["precision"] for r in res["runs"]] == ["fp32", "bf16", "fp32", "bf16"]
+    assert all(set(r["stages"]) == {"experts", "full"} and r["inference"]["pass_s"] > 0 for r in res["runs"])
+    table = bench_cuda.compare_markdown(res, res)
+    assert table.count("| 1.00x |") == 12                       # 4 runs x (2 stages + inference)
+
+    assert bench_cuda.main(["--device", "cpu", "--tiny", "--training-only", "--femf-epochs", "1",
+                            "--atsuko-epochs", "1", "--out", str(tmp_path)]) == 0
+    tr = json.loads((tmp_path / "bf16_training_cuda.json").read_text())
+    assert len(tr["runs"]) == 4 and not [r for r in tr["runs"] if "error" in r]
+
+
+def test_profile_step_dry_run(tmp_path):
+    assert profile_step.main(["--device", "cpu", "--tiny", "--steps", "1", "--top", "3",
+                              "--only", "atsuko/synthetic-paper", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "profile_step_cpu.md").read_text()
+    assert "### atsuko synthetic-paper" in text and "aten operator calls per step" in text
+
+
+def test_bf16_seeds_dry_run(tmp_path):
+    assert bf16_seeds.main(["--device", "cpu", "--tiny", "--seeds", "2", "--workers", "2", "--models", "atsuko",
+                            "--atsuko-epochs", "1", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "bf16_seeds_cpu.json").read_text())
+    assert len(res["runs"]) == 4 and not [r for r in res["runs"] if "error" in r]
+    # autocast is off on the CPU: both precisions train identically, so no difference is found
+    assert {r["verdict"] for r in res["summary"]} == {"no difference detected"}
+    assert bf16_seeds.main(["--summarise", str(tmp_path / "bf16_seeds_cpu.json")]) == 0
+
+
+def _runs(diffs, metric="mae"):
+    runs = []
+    for s, d in enumerate(diffs):
+        base = {m: 0.5 for m in bf16_seeds.METRICS}
+        runs.append({"model": "m", "seed": s, "precision": "fp32", "test": dict(base)})
+        runs.append({"model": "m", "seed": s, "precision": "bf16", "test": {**base, metric: 0.5 + d}})
+    return runs
+
+
+def test_bf16_verdict_is_a_paired_t_test():
+    row = next(r for r in bf16_seeds.summarise(_runs([0.1, 0.2, 0.3])) if r["metric"] == "mae")
+    assert row["diff_mean"] == pytest.approx(0.2) and row["diff_se"] == pytest.approx(0.1 / 3 ** 0.5)
+    assert row["t"] == pytest.approx(2 * 3 ** 0.5) and row["p"] == pytest.approx(0.0742, abs=1e-3)
+    assert row["verdict"] == "no difference detected"             # t = 3.46 < t(0.975, 2) = 4.30
+    worse = next(r for r in bf16_seeds.summarise(_runs([1.0, 1.1, 0.9])) if r["metric"] == "mae")
+    assert worse["verdict"] == "bf16 worse"                        # higher MAE is worse
+    better = next(r for r in bf16_seeds.summarise(_runs([1.0, 1.1, 0.9], "corr")) if r["metric"] == "corr")
+    assert better["verdict"] == "bf16 better"                      # higher correlation is better
+    one = bf16_seeds.summarise(_runs([0.3]))[0]
+    assert one["verdict"] == "one seed: no verdict"
