@@ -300,7 +300,7 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
         pm.execute_notebook(
             str(nb), str(out_nb / nb.name), cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
             parameters={"profile": args.profile, "dataset": args.dataset,
-                        "data_dir": _data_dir_param(args.data_dir), "device": args.device, "seeds": seeds,
+                        "data_dir": _data_dir_param(args.data_dir, args.dataset), "device": args.device, "seeds": seeds,
                         "results_dir": _rel_to_notebooks(results_dir), "force": force})
         timings.append((nb.name, time.perf_counter() - t0))
         strip_run_metadata(out_nb / nb.name)
@@ -320,18 +320,24 @@ def _rel_to_notebooks(path: Path) -> str:
         return str(path)
 
 
-def _data_dir_param(data_dir: str | None) -> str:
-    """The data folder as the notebooks (run in ``notebooks/``) must see it: relative to ``notebooks/``
-    when it lies next to the repository (e.g. ``../../shared/data/mosi-bclstm``), else absolute."""
+def _data_dir_param(data_dir: str | None, dataset: str | None = None) -> str:
+    """The data folder as the notebooks (run in ``notebooks/``) must see it: ``""`` when it is the
+    dataset's default folder (the notebooks find that one themselves, so ``--data-dir`` naming it and
+    leaving it out give the same executed notebook), else relative to ``notebooks/`` when it lies next to
+    the repository (e.g. ``../../shared/data/mosi-bclstm``), else absolute."""
     if not data_dir:
+        return ""
+    default = resolve_data_dir(dataset, "") if dataset else None
+    if default is not None and Path(data_dir).expanduser().resolve() == Path(default).resolve():
         return ""
     p = Path(os.path.abspath(Path(data_dir).expanduser()))
     return os.path.relpath(p, NOTEBOOKS) if p.is_relative_to(ROOT.parent) else str(p)
 
 
 def _strip_run_metadata(nb) -> None:
-    """Drop papermill's timestamps, durations and paths from a notebook (in place), and give its
-    injected-parameters cell a fixed id (papermill draws a random one on every run)."""
+    """Drop papermill's timestamps, durations and paths from a notebook (in place), give its
+    injected-parameters cell a fixed id (papermill draws a random one on every run), and join a cell's
+    consecutive outputs of one stream (how Jupyter cuts a cell's stdout varies from run to run)."""
     pm_meta = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "exception", "input_path", "output_path"):
         pm_meta.pop(key, None)
@@ -341,6 +347,16 @@ def _strip_run_metadata(nb) -> None:
             c.metadata.get("papermill", {}).pop(key, None)
         if "injected-parameters" in c.metadata.get("tags", []):
             c["id"] = "injected-parameters"
+        if c.get("outputs"):                 # Jupyter splits one print stream at random flush points
+            merged = []
+            for o in c.outputs:
+                last = merged[-1] if merged else None
+                if (last is not None and o.output_type == last.output_type == "stream"
+                        and o.get("name") == last.get("name")):
+                    last.text += o.text
+                else:
+                    merged.append(o)
+            c.outputs = merged
 
 
 def strip_run_metadata(path: Path) -> None:

@@ -187,10 +187,30 @@ def test_data_dir_defaults_to_shared_mosi_bclstm_and_relative_paths():
         assert Path(d).resolve() == (SHARED / "data" / "mosi-bclstm").resolve()
         rel = pipeline._data_dir_param(str(SHARED / "data" / "mosi-bclstm"))
         assert rel == "../../shared/data/mosi-bclstm"
+        # naming the default folder and leaving it out inject the same parameter (same executed notebook)
+        assert pipeline._data_dir_param(str(SHARED / "data" / "mosi-bclstm"), "mosi-bclstm") == ""
     else:
         assert d is None
     assert pipeline.resolve_data_dir("synthetic", "") is None
     assert pipeline._data_dir_param("") == ""
+    assert pipeline._data_dir_param("/elsewhere/mosi", "mosi-bclstm") == "/elsewhere/mosi"
+
+
+def test_strip_run_metadata_joins_split_streams():
+    """Jupyter may cut one cell's stdout into several stream outputs; the stripped notebook has one."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    out = [nbformat.v4.new_output("stream", name="stdout", text="21 runs\n"),
+           nbformat.v4.new_output("stream", name="stdout", text="21 records\n"),
+           nbformat.v4.new_output("stream", name="stderr", text="warn\n"),
+           nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=1),
+           nbformat.v4.new_output("stream", name="stdout", text="after\n")]
+    nb.cells = [nbformat.v4.new_code_cell("print()", outputs=out), nbformat.v4.new_markdown_cell("x")]
+    pipeline._strip_run_metadata(nb)
+    got = [(o.output_type, o.get("name"), o.get("text")) for o in nb.cells[0].outputs]
+    assert got == [("stream", "stdout", "21 runs\n21 records\n"), ("stream", "stderr", "warn\n"),
+                   ("execute_result", None, None), ("stream", "stdout", "after\n")]
     assert pipeline._rel_to_notebooks((ROOT / "results").resolve()) == "../results"
 
 
