@@ -333,9 +333,9 @@ class StackedExperts(nn.Module):
         weights ``(g, in, out)``, biases ``(g, 1, out)`` and LayerNorm ``(g, H)``.
 
         One slice and one ``unbind`` per parameter for the whole call rather than an index per layer:
-        the backward of every index writes a zero-filled gradient of the whole stacked parameter (one
-        fill and one copy kernel each, measured as about a sixth of the kernel launches of a paper-size
-        stage-1 step on CUDA), while an ``unbind``'s backward stacks the depth's gradients once."""
+        the backward of every index writes a zero-filled gradient of the whole stacked parameter (a fill
+        and a copy kernel each), while an ``unbind``'s backward stacks the depth's gradients once. On CUDA
+        such launches, not arithmetic, bound a step (``benchmarks/results/cuda_checks_h100_cuda.md``)."""
         full = (groups.start or 0) == 0 and groups.stop >= self.G and (groups.step or 1) == 1
         out = {}
         for name in ("wqkv", "bqkv", "wo", "bo", "ln1_w", "ln1_b", "w1", "b1", "w2", "b2", "ln2_w", "ln2_b"):
