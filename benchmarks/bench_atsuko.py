@@ -12,7 +12,9 @@ peak resident set size (``ru_maxrss``) and its growth over the process after imp
 ``quick`` the built-in synthetic benchmark (text 32, audio 16, vision 24 features, real lengths
 12..40), ``paper`` CMU-MOSI aligned_50 (text 768, audio 5, vision 20, padded length 50, real lengths
 20..50). Training throughput counts forward + backward + Adam step; inference is ``eval`` under
-``no_grad``. Writes ``benchmarks/results/atsuko_bench.json`` and ``.md``.
+``no_grad``. Each time is a median over the timed steps (min and max beside it); FLOPs of one step are
+counted with ``torch.utils.flop_counter.FlopCounterMode`` and set against an fp32 matmul peak measured in
+the same subprocess, as ``bench_femf.py`` does. Writes ``benchmarks/results/atsuko_bench.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_femf import _timing, matmul_peak  # noqa: E402
 from memory import rss_mib  # noqa: E402
 
 SHAPES = {
@@ -60,6 +63,7 @@ def _batch(shape: dict, B: int, seed: int, device):
 def run_one(model_name: str, preset: str, device_name: str, steps: int, warmup: int) -> dict:
     """Measure one (model, preset) in this process."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from mser_lib.data.batch import DatasetInfo, MultimodalDataset
     from mser_lib.models.base import count_parameters, task_loss
@@ -69,6 +73,7 @@ def run_one(model_name: str, preset: str, device_name: str, steps: int, warmup: 
     shape = SHAPES[preset]
     info = DatasetInfo(name="mosi" if preset == "paper" else "synthetic", layout="sequence",
                        task="regression", metric_family="mosi", dims=dict(shape["dims"]))
+    peak = matmul_peak(device)
     base_rss = rss_mib()
     torch.manual_seed(0)
     model = build_model(model_name, info, preset)
@@ -88,35 +93,48 @@ def run_one(model_name: str, preset: str, device_name: str, steps: int, warmup: 
         loss.backward()
         opt.step()
 
+    def timed(fn) -> list[float]:
+        times = []
+        for _ in range(steps):
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t)
+        return times
+
     model.train()
     for _ in range(warmup):
         train_step()
-    sync()
-    t = time.perf_counter()
-    for _ in range(steps):
-        train_step()
-    sync()
-    train_s = (time.perf_counter() - t) / steps
+    train_t = _timing(timed(train_step))
     train_peak = (torch.cuda.max_memory_allocated() / 2**20) if device.type == "cuda" else None
+    with FlopCounterMode(display=False) as fc:
+        train_step()
+    train_flops = fc.get_total_flops()
 
     _, infer_batch = _batch(shape, shape["infer_bs"], 1, device)
     model.eval()
     with torch.no_grad():
         for _ in range(warmup):
             model(infer_batch)
-        sync()
-        t = time.perf_counter()
-        for _ in range(steps):
+        infer_t = _timing(timed(lambda: model(infer_batch)))
+        with FlopCounterMode(display=False) as fc:
             model(infer_batch)
-        sync()
-    infer_s = (time.perf_counter() - t) / steps
+        infer_flops = fc.get_total_flops()
+    # the peak again after the work: on a shared CPU the higher of the two is the fairer reference
+    peak = max(peak, matmul_peak(device))
+    train_s, infer_s = train_t["median"], infer_t["median"]
     out = {
         "model": model_name, "preset": preset, "device": device_name,
-        "parameters": count_parameters(model),
-        "train_batch": shape["train_bs"], "train_step_ms": round(train_s * 1e3, 2),
+        "parameters": count_parameters(model), "matmul_peak_gflops": round(peak, 1),
+        "train_batch": shape["train_bs"], "train_step_ms": round(train_s * 1e3, 2), "train_step_s": train_t,
         "train_samples_per_s": round(shape["train_bs"] / train_s, 1),
-        "infer_batch": shape["infer_bs"], "infer_batch_ms": round(infer_s * 1e3, 2),
+        "train_gflop_per_step": round(train_flops / 1e9, 3),
+        "train_utilisation_of_matmul_peak": round(train_flops / train_s / 1e9 / peak, 3),
+        "infer_batch": shape["infer_bs"], "infer_batch_ms": round(infer_s * 1e3, 2), "infer_batch_s": infer_t,
         "infer_samples_per_s": round(shape["infer_bs"] / infer_s, 1),
+        "infer_gflop_per_batch": round(infer_flops / 1e9, 3),
+        "infer_utilisation_of_matmul_peak": round(infer_flops / infer_s / 1e9 / peak, 3),
         "threads": torch.get_num_threads(),
     }
     if device.type == "cuda":
@@ -184,16 +202,26 @@ def _markdown(res: dict) -> str:
              f"Device: {res['device']} ({res['machine']}), torch {res['torch']}, "
              f"{res['threads']} intra-op threads, load average at start {res['load_avg']}.",
              "Shapes: quick = synthetic benchmark (L <= 40), paper = MOSI aligned_50 (768/5/20, L = 50).",
-             "", "| model | preset | parameters | train samples/s (batch) | infer samples/s (batch) | peak memory |",
-             "|---|---|---:|---:|---:|---|"]
+             "Times: median over the timed steps after the warm-up, min-max in brackets. FLOPs: "
+             "`torch.utils.flop_counter.FlopCounterMode` over one step (GEMMs, convolutions and the attention "
+             "kernels it knows); % of peak = achieved GFLOP/s over the best fp32 2048 x 2048 matmul measured "
+             "in the same process before and after the work. No number from another machine is compared.",
+             "", "| model | preset | parameters | train step s (min-max) | train samples/s (batch) | GFLOP/step "
+             "| % of matmul peak | infer s/batch (min-max) | infer samples/s (batch) | % of matmul peak "
+             "| matmul peak GFLOP/s | peak memory |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in res["models"]:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['preset']} | error: {r['error']} | | | |")
+            lines.append(f"| {r['model']} | {r['preset']} | error: {r['error']} |" + " |" * 9)
             continue
         mem = (f"{r['peak_mem_mib']} MiB allocated" if "peak_mem_mib" in r else
                f"{r['peak_rss_mib']} MiB RSS (+{r['peak_rss_growth_mib']} over imports)")
-        lines.append(f"| {r['model']} | {r['preset']} | {r['parameters']:,} | {r['train_samples_per_s']} "
-                     f"({r['train_batch']}) | {r['infer_samples_per_s']} ({r['infer_batch']}) | {mem} |")
+        tr, inf = r["train_step_s"], r["infer_batch_s"]
+        lines.append(f"| {r['model']} | {r['preset']} | {r['parameters']:,} | {tr['median']} ({tr['min']}-{tr['max']}) "
+                     f"| {r['train_samples_per_s']} ({r['train_batch']}) | {r['train_gflop_per_step']} | "
+                     f"{r['train_utilisation_of_matmul_peak']:.1%} | {inf['median']} ({inf['min']}-{inf['max']}) | "
+                     f"{r['infer_samples_per_s']} ({r['infer_batch']}) | {r['infer_utilisation_of_matmul_peak']:.1%} | "
+                     f"{r['matmul_peak_gflops']} | {mem} |")
     lines += ["", "Eigenbasis of eq. 1 (normalised path Laplacian, float64 eigh) and a band decomposition "
               "(B = 16, D = 64, 4 distinct lengths, K = 3):", "",
               "| T | eigh, cold (ms) | basis, cached (ms) | basis, no cache (ms) | decompose, cached (ms) "
@@ -208,7 +236,7 @@ def _markdown(res: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 quick, 4 paper)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 quick, 5 paper)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default 1 on the CPU: small models on a shared machine "
@@ -224,7 +252,7 @@ def main(argv=None) -> None:
 
         torch.set_num_threads(a.threads)
     if a.one:
-        steps = a.steps or (10 if a.one[1] == "quick" else 4)
+        steps = a.steps or (10 if a.one[1] == "quick" else 5)
         print(json.dumps(run_one(a.one[0], a.one[1], a.device, steps, a.warmup)))
         return
     import torch
