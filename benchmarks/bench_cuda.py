@@ -117,13 +117,17 @@ def _trainer_cfg(model: str, device) -> TrainConfig:
     return TrainConfig(**tr)
 
 
-def train_epoch(model, split, info, cfg: TrainConfig, params, opt, device, amp: bool, epoch: int) -> float:
-    """One training epoch exactly as :func:`mser_lib.train.trainer.fit` runs it, without validation."""
+def train_epoch(model, split, info, cfg: TrainConfig, params, opt, device, amp: bool, epoch: int,
+                max_batches: int | None = None) -> float:
+    """One training epoch exactly as :func:`mser_lib.train.trainer.fit` runs it, without validation;
+    with ``max_batches``, only its first batches (and no end-of-epoch optimiser step)."""
     model.train()
     opt.zero_grad(set_to_none=True)
     n, total = 0, 0.0
     for i, batch in enumerate(iterate_batches(split, info.layout, cfg.batch_size, shuffle=True,
                                               seed=epoch, bucket=cfg.bucket, device=device)):
+        if max_batches is not None and i == max_batches:
+            return total / max(n, 1)
         with _autocast(device, amp):
             out = model(batch)
             loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)

@@ -29,27 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cuda import _trainer_cfg, environment, workloads  # noqa: E402
+from bench_cuda import _trainer_cfg, environment, train_epoch, workloads  # noqa: E402
 
-from mser_lib.data.batch import MultimodalDataset, iterate_batches  # noqa: E402
+from mser_lib.data.batch import MultimodalDataset  # noqa: E402
 from mser_lib.models import build_model  # noqa: E402
 from mser_lib.train import set_seed  # noqa: E402
-from mser_lib.train.trainer import _autocast, _make_optimizer, _read_back, _step, compute_loss  # noqa: E402
+from mser_lib.train.trainer import _make_optimizer  # noqa: E402
 
 SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "cudaMemcpy")
-
-
-def _steps(model, split, info, cfg, params, opt, device, amp, n):
-    it = iterate_batches(split, info.layout, cfg.batch_size, shuffle=True, seed=1, bucket=cfg.bucket,
-                         device=device)
-    for i, batch in zip(range(n), it):
-        with _autocast(device, amp):
-            out = model(batch)
-            loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)
-        _read_back(loss, parts)                  # as the trainer
-        (loss / cfg.grad_accum).backward()
-        if (i + 1) % cfg.grad_accum == 0:
-            _step(opt, params, cfg)
 
 
 #: Operator kinds for :func:`time_by_kind` (aten names; anything else is "other").
@@ -89,13 +76,13 @@ def profile_stage(model_name, wname, info, split, stage, device, amp, steps, top
         model.set_stage(stage)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _make_optimizer(params, cfg)
-    _steps(model, split, info, cfg, params, opt, device, amp, 2)         # warm-up
+    train_epoch(model, split, info, cfg, params, opt, device, amp, epoch=1, max_batches=2)   # warm-up
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     if device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
     with profile(activities=acts) as prof:
-        _steps(model, split, info, cfg, params, opt, device, amp, steps)
+        train_epoch(model, split, info, cfg, params, opt, device, amp, epoch=1, max_batches=steps)
         if device.type == "cuda":
             torch.cuda.synchronize()
     wall = (time.perf_counter() - t) / steps
