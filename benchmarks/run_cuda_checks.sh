@@ -5,7 +5,8 @@
 #   benchmarks/run_cuda_checks.sh [OUT_DIR]     (default benchmarks/results; logs go there too)
 #
 # Time limits (seconds) through the environment: T_CUDA_TESTS (120), T_PROFILE (90), T_BENCH (250),
-# T_BF16 (200; SEEDS, default 3), T_FAST (60). About 13 minutes in all on an H100.
+# T_BF16 (200; SEEDS, default 3), T_FAST (60): at most 12 minutes in all (the whole script has not been
+# timed in one call; its parts ran in two calls on an H100, benchmarks/results/cuda_checks_h100_cuda.md).
 set -u
 OUT_DIR=${1:-benchmarks/results}
 PY=${PYTHON:-python3}
