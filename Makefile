@@ -67,12 +67,14 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check mser_lib tests benchmarks
 
-# FEMF and Atsuko on this machine's CPU; the CUDA benchmark only where a GPU is. bench_compile.py (torch.compile
-# against eager, minutes of compilation per variant) runs on its own: .venv/bin/python benchmarks/bench_compile.py
+# FEMF and Atsuko on this machine's CPU; the CUDA benchmark and bf16-versus-fp32 seeds only where a GPU is.
+# bench_compile.py (torch.compile against eager, minutes of compilation per variant) runs on its own:
+# .venv/bin/python benchmarks/bench_compile.py
 bench: setup
 	@for b in benchmarks/bench_femf.py benchmarks/bench_atsuko.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		echo "== benchmarks/bench_cuda.py"; $(BIN)/python benchmarks/bench_cuda.py || exit 1; \
+		echo "== benchmarks/bf16_seeds.py"; $(BIN)/python benchmarks/bf16_seeds.py --device cuda || exit 1; \
 	else echo "== benchmarks/bench_cuda.py skipped: no CUDA device (benchmarks/run_cuda_checks.sh on a GPU machine)"; fi
 
 readme-table: setup

@@ -1,13 +1,15 @@
-"""FEMF and Atsuko on a GPU at their paper presets: epoch time (fp32 and bf16 autocast), inference, memory,
-and a short fp32-versus-bf16 training run on the synthetic benchmark.
+"""FEMF and Atsuko on a GPU at their paper presets: epoch time (fp32 and bf16 autocast), inference, memory.
 
 Usage::
 
     python benchmarks/bench_cuda.py                          # on the GPU (a few minutes on an H100)
-    python benchmarks/bench_cuda.py --out DIR --train-budget-s 150
+    python benchmarks/bench_cuda.py --workloads femf/mosi-utt --out DIR
     python benchmarks/bench_cuda.py --device cpu --tiny      # check the script itself, no GPU (seconds)
+    python benchmarks/bench_cuda.py --compare BEFORE.json AFTER.json
 
-Part 1, speed and memory. Each workload runs with the model's ``paper`` preset and the trainer settings of
+Whether bf16 costs accuracy is a question for several seeds: ``bf16_seeds.py``.
+
+Each workload runs with the model's ``paper`` preset and the trainer settings of
 the ``paper`` profile (``mser_lib/configs/paper.yaml``: batch size, gradient accumulation, clipping), on
 
 * ``mosi-utt`` (FEMF): the 93 CMU-MOSI videos as utterance sequences (position layout), utterance counts
@@ -28,13 +30,8 @@ timed training epochs (``train``) and before the inference passes (``infer``). S
 kernels are as in the trainer (``set_seed(0, deterministic=True)``); fp32 runs with torch's default
 matmul precision (recorded in the output).
 
-Part 2, accuracy. ``run_one`` trains FEMF (both stages) and Atsuko on the synthetic benchmark with the
-``paper`` profile, seed 0, once with ``amp=False`` and once with ``amp=True`` and otherwise the same
-config, for a few epochs (chosen from part 1's epoch times to fit ``--train-budget-s``, the same for
-both precisions) and compares the test metrics at the epoch chosen on validation.
-
-Writes ``bench_cuda.json`` / ``.md`` and ``bf16_training_cuda.json`` / ``.md`` into ``--out``
-(default ``benchmarks/results``), each part as soon as it is done.
+Writes ``bench_cuda.json`` / ``.md`` into ``--out`` (default ``benchmarks/results``), updated after each
+workload.
 """
 
 from __future__ import annotations
@@ -46,7 +43,6 @@ import math
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,13 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_femf import MOSI_COUNTS, REF_DIMS, make_split  # noqa: E402
 
 from mser_lib.data.batch import DatasetInfo, MultimodalDataset, iterate_batches  # noqa: E402
-from mser_lib.experiments import get_dataset, resolve_run, run_one  # noqa: E402
+from mser_lib.experiments import get_dataset, resolve_run  # noqa: E402
 from mser_lib.models import build_model, count_parameters  # noqa: E402
 from mser_lib.train import TrainConfig, set_seed  # noqa: E402
 from mser_lib.train.trainer import _autocast, _make_optimizer, _read_back, _step, compute_loss  # noqa: E402
 
 ALIGNED50 = {"text": 768, "audio": 5, "vision": 20}
-METRICS = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
 
 
 def _sync(device):
@@ -297,86 +292,12 @@ def compare_markdown(before: dict, after: dict, names=("before", "after")) -> st
     return "\n".join(lines) + "\n"
 
 
-def training_compare(device, femf_epochs, atsuko_epochs, tiny, on_row=None, models=("femf", "atsuko")) -> dict:
-    rows = []
-    profile = "smoke" if tiny else "paper"
-    with tempfile.TemporaryDirectory() as tmp:
-        for model, train in (("femf", {"stage_epochs": {"experts": femf_epochs, "full": femf_epochs}}),
-                             ("atsuko", {"epochs": atsuko_epochs})):
-            if model not in models:
-                continue
-            for amp in (False, True):
-                t = time.perf_counter()
-                try:
-                    rec = run_one(model, "synthetic", seed=0, profile=profile, train={**train, "amp": amp},
-                                  device=str(device), results_dir=tmp, progress=False)
-                except Exception as exc:  # noqa: BLE001 - record and go on with the next run
-                    rows.append({"model": model, "precision": "bf16" if amp else "fp32", "error": repr(exc)})
-                    continue
-                rows.append({"model": model, "precision": "bf16" if amp else "fp32", "seed": 0,
-                             "profile": profile, "train_overrides": train, "epochs_run": rec["epochs_run"],
-                             "best_epoch": rec["best_epoch"], "stages": rec["stages"],
-                             "wall_s": round(time.perf_counter() - t, 2),
-                             "s_per_epoch_incl_validation": round(rec["wall_time_s"] / max(rec["epochs_run"], 1), 3),
-                             "valid": {k: rec["valid"].get(k) for k in METRICS},
-                             "test": {k: rec["test"].get(k) for k in METRICS},
-                             "history_train_total": [h.get("train_total") for h in rec["history"]]})
-                print(json.dumps({k: rows[-1][k] for k in ("model", "precision", "wall_s", "test")}), flush=True)
-                if on_row is not None:
-                    on_row(rows)
-    return {"runs": rows}
-
-
-def _fmt(v):
-    return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
-
-
-def training_markdown(res: dict) -> str:
-    lines = ["# fp32 versus bf16 autocast: short paper-profile training runs on CUDA", "", _env_line(res["env"]), "",
-             f"`run_one(model, 'synthetic', seed=0, profile='{res['profile']}', train={{..., 'amp': False/True}})`: "
-             "the built-in benchmark at its paper size (1284 / 229 / 686 sequences), the models' paper presets "
-             "and the paper profile's trainer settings, only the number of epochs shortened (the same for both "
-             f"precisions: FEMF {res['femf_epochs']} + {res['femf_epochs']} epochs (stage 1 + stage 2), Atsuko "
-             f"{res['atsuko_epochs']} epochs; early stopping and the LR plateau schedule as configured). "
-             "Test metrics at the epoch chosen on validation; one seed, so "
-             "differences below the seed-to-seed spread of the quick-profile results say nothing either way. "
-             "Written by `benchmarks/bench_cuda.py`.", "",
-             "| model | precision | epochs run | best epoch | s / epoch (incl. validation) | " +
-             " | ".join(f"test {m}" for m in METRICS) + " |",
-             "|---|---|---:|---:|---:|" + "---:|" * len(METRICS)]
-    for r in res["runs"]:
-        if "error" in r:
-            lines.append(f"| {r['model']} | {r['precision']} | error: {r['error'][:200]} |")
-            continue
-        lines.append(f"| {r['model']} | {r['precision']} | {r['epochs_run']} | {r['best_epoch']} | "
-                     f"{r['s_per_epoch_incl_validation']} | " + " | ".join(_fmt(r["test"][m]) for m in METRICS) + " |")
-    lines += ["", "Differences (bf16 - fp32) on the test split:", ""]
-    for model in ("femf", "atsuko"):
-        pair = {r["precision"]: r for r in res["runs"] if r["model"] == model and "error" not in r}
-        if len(pair) == 2:
-            diffs = ", ".join(f"{m} {pair['bf16']['test'][m] - pair['fp32']['test'][m]:+.4f}" for m in METRICS
-                              if pair["bf16"]["test"][m] is not None and pair["fp32"]["test"][m] is not None)
-            lines.append(f"- {model}: {diffs}")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs (and inference passes) per measurement")
-    ap.add_argument("--train-budget-s", type=float, default=150.0,
-                    help="wall time for part 2 (the four training runs); sets their epochs")
-    ap.add_argument("--time-limit-s", type=float, default=None,
-                    help="the whole script's wall time: part 2's budget shrinks to what part 1 left of it")
-    ap.add_argument("--max-femf-epochs", type=int, default=10, help="per stage")
-    ap.add_argument("--max-atsuko-epochs", type=int, default=20)
     ap.add_argument("--workloads", nargs="*", default=None,
-                    help="part 1's workloads as model/workload (default all), e.g. femf/synthetic-paper")
-    ap.add_argument("--skip-training", action="store_true")
-    ap.add_argument("--training-only", action="store_true", help="part 2 only (needs the two --*-epochs)")
-    ap.add_argument("--training-models", nargs="+", default=["femf", "atsuko"], help="part 2's models")
-    ap.add_argument("--femf-epochs", type=int, default=None, help="part 2: epochs per FEMF stage (else from budget)")
-    ap.add_argument("--atsuko-epochs", type=int, default=None, help="part 2: Atsuko epochs (else from budget)")
+                    help="the workloads as model/workload (default all), e.g. femf/synthetic-paper")
     ap.add_argument("--tiny", action="store_true", help="tiny data: checks the script, measures nothing")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
@@ -408,7 +329,7 @@ def main(argv=None) -> int:
         if model == "femf" and wname == "mosi-utt":   # the speed option: frozen experts without autograd
             for amp in (False, True):
                 jobs.append((model, wname, desc, info, split, amp, {"expert_grad_to_inputs": False}))
-    for model, wname, desc, info, split, amp, ov in ([] if args.training_only else jobs):
+    for model, wname, desc, info, split, amp, ov in jobs:
         t = time.perf_counter()
         try:
             r = bench_workload(model, wname, desc, info, split, device, amp, args.epochs, ov)
@@ -422,49 +343,9 @@ def main(argv=None) -> int:
         print(json.dumps(r), flush=True)
         (out / "bench_cuda.json").write_text(json.dumps(res, indent=2) + "\n")
         (out / "bench_cuda.md").write_text(bench_markdown(res))
-    if not args.training_only:
-        res["wall_s"] = round(time.perf_counter() - start, 1)
-        (out / "bench_cuda.json").write_text(json.dumps(res, indent=2) + "\n")
-        print(bench_markdown(res), flush=True)
-    if args.skip_training:
-        return 0
-
-    # part 2: epochs from part 1's fp32 epoch times on the synthetic paper data (+40% for validation)
-    def epoch_s(model):
-        r = next((r for r in res["runs"] if r.get("model") == model and r.get("workload") == "synthetic-paper"
-                  and r.get("precision") == "fp32" and "stages" in r), None)
-        return sum(s["epoch_s"] for s in r["stages"].values()) if r else None
-
-    fe, ae = epoch_s("femf"), epoch_s("atsuko")
-    budget = args.train_budget_s
-    if args.time_limit_s:
-        budget = min(budget, args.time_limit_s - (time.perf_counter() - start) - 30)
-    half = budget / 2                               # half of the budget per model, shared by its two runs
-    femf_epochs = max(2, min(args.max_femf_epochs, int(half / 2 / (1.4 * fe)))) if fe else 2
-    atsuko_epochs = max(2, min(args.max_atsuko_epochs, int(half / 2 / (1.4 * ae)))) if ae else 2
-    femf_epochs = args.femf_epochs or femf_epochs
-    atsuko_epochs = args.atsuko_epochs or atsuko_epochs
-    if args.femf_epochs and args.atsuko_epochs:
-        budget = float("inf")                       # epochs given: no budget applies
-    print(f"training budget {budget:.0f} s -> FEMF {femf_epochs} + {femf_epochs} epochs, "
-          f"Atsuko {atsuko_epochs} epochs", flush=True)
-    if budget < 20:
-        print("part 2 skipped: no time left within --time-limit-s", flush=True)
-        return 0
-    tr = {"env": env, "profile": "smoke" if args.tiny else "paper", "tiny": args.tiny,
-          "budget_s": None if math.isinf(budget) else round(budget),
-          "femf_epochs": femf_epochs, "atsuko_epochs": atsuko_epochs}
-    t = time.perf_counter()
-
-    def write(rows):
-        tr["runs"] = rows
-        tr["wall_s"] = round(time.perf_counter() - t, 1)
-        (out / "bf16_training_cuda.json").write_text(json.dumps(tr, indent=2, default=str) + "\n")
-        (out / "bf16_training_cuda.md").write_text(training_markdown(tr))
-
-    write(training_compare(device, femf_epochs, atsuko_epochs, args.tiny, on_row=write,
-                           models=args.training_models)["runs"])
-    print(training_markdown(tr), flush=True)
+    res["wall_s"] = round(time.perf_counter() - start, 1)
+    (out / "bench_cuda.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(bench_markdown(res), flush=True)
     return 0
 
 

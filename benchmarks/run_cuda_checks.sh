@@ -28,7 +28,7 @@ timeout "${T_PROFILE:-90}" $PY benchmarks/profile_step.py --device cuda --steps 
   --out "$OUT_DIR" 2>&1 | tee "$OUT_DIR/profile_step_log.txt" | grep -A4 '^###'
 
 echo "== benchmark (epoch times, inference, memory; fp32 and bf16)"
-timeout "${T_BENCH:-250}" $PY benchmarks/bench_cuda.py --out "$OUT_DIR" --skip-training 2>&1 \
+timeout "${T_BENCH:-250}" $PY benchmarks/bench_cuda.py --out "$OUT_DIR" 2>&1 \
   | tee "$OUT_DIR/bench_cuda_log.txt"
 
 echo "== bf16 against fp32 over seeds (accuracy only)"
