@@ -94,7 +94,7 @@ def to_layout(values: torch.Tensor, position: bool, label_mask: torch.Tensor) ->
         return values
     B, L = label_mask.shape
     idx = torch.nonzero(label_mask.reshape(-1)).squeeze(1)
-    grid = values.new_zeros(B * L, values.shape[-1]).index_copy(0, idx, values)
+    grid = values.new_zeros(B * L, values.shape[-1]).index_copy_(0, idx, values)
     return grid.view(B, L, -1)
 
 
@@ -193,8 +193,8 @@ class Segment:
 
     def scatter(self, tok: torch.Tensor) -> torch.Tensor:
         """``(N_m, C)`` tokens -> ``(B, L_m, C)`` grid, zeros on padding."""
-        C = tok.shape[-1]
-        return tok.new_zeros(self.B * self.L, C).index_copy(0, self.idx, tok).view(self.B, self.L, C)
+        C = tok.shape[-1]            # in place into fresh zeros: the out-of-place index_copy clones them first
+        return tok.new_zeros(self.B * self.L, C).index_copy_(0, self.idx, tok).view(self.B, self.L, C)
 
     def gather(self, grid: torch.Tensor) -> torch.Tensor:
         """``(B, L_m, C)`` grid -> ``(N_m, C)`` tokens."""
@@ -204,7 +204,7 @@ class Segment:
         """``(B, C)`` per-sample mean of the tokens (zeros for a sample without tokens)."""
         if self._count is None:
             self._count = torch.bincount(self.sample, minlength=self.B).clamp_min(1)
-        tot = tok.new_zeros(self.B, tok.shape[-1]).index_add(0, self.sample, tok)
+        tot = tok.new_zeros(self.B, tok.shape[-1]).index_add_(0, self.sample, tok)
         return tot / self._count.unsqueeze(1).to(tok.dtype)
 
     def per_sample(self, tok: torch.Tensor, position: bool) -> torch.Tensor:
