@@ -109,6 +109,23 @@ def test_chunking_does_not_change_outputs():
         assert torch.allclose(big(b).prediction, small(b).prediction, atol=1e-5)
 
 
+def test_cpu_chunks_hold_a_multiple_of_the_intra_op_threads():
+    """A CPU batched matmul splits its batch of experts over the threads: 3 experts on 2 threads idle one."""
+    ex = StackedExperts(3, 8, 2, 1, 8, 1)
+    s = Segment(0, torch.ones(4, 10, dtype=torch.bool), 0)             # 40 tokens, one bucket
+    three = 3 * s.n * max(3 * ex.H, ex.ffn) * 4 / 2 ** 20              # budget (MiB) of exactly 3 experts
+    before = torch.get_num_threads()
+    try:
+        sizes = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            sizes[threads] = [len(range(g.start, g.stop, g.step)) for g, _, _ in ex.chunks(s, list(range(6)), three)]
+    finally:
+        torch.set_num_threads(before)
+    assert sizes == {1: [3, 3], 2: [2, 2, 2]}
+    assert all(lo == 0 and hi == len(s.buckets) for _, lo, hi in ex.chunks(s, list(range(6)), three))
+
+
 # ------------------------------------------------------------------------------------------------
 # layouts, shapes, masking
 # ------------------------------------------------------------------------------------------------
