@@ -118,8 +118,9 @@ class FEMFConfig:
     encoders; False: the speed option, frozen experts run without autograd), ``dis_in_expert_stage``.
     ``return_attention``: add expert attention maps to diagnostics.
     ``expert_chunk_mb``: working-set budget of one batched expert computation on the CPU (the experts
-    of a modality run together when they fit; large tensors are slow to allocate on CPU). On CUDA the
-    budget is at least :data:`~mser_lib.models.packing.CUDA_CHUNK_MB`. Chunking changes outputs only by
+    of a modality run together when they fit; large tensors are slow to allocate on CPU; a chunk holds a
+    multiple of the intra-op threads where more fit). On CUDA the budget is at least
+    :data:`~mser_lib.models.packing.CUDA_CHUNK_MB`. Chunking changes outputs only by
     float rounding (``tests/test_femf.py``).
     """
 
