@@ -1,6 +1,6 @@
 """bf16 autocast against fp32 over several seeds: does mixed precision cost accuracy?
 
-    python benchmarks/bf16_seeds.py --device cuda --seeds 4 [--workers 16] [--out DIR]
+    python benchmarks/bf16_seeds.py --device cuda --seeds 4 [--workers N] [--out DIR]
     python benchmarks/bf16_seeds.py --device cpu --tiny       # checks the script (smoke profile, CPU)
 
 Trains FEMF (both stages) and Atsuko on the built-in synthetic benchmark with the ``paper`` profile
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=None,
+                    help="processes at a time (default: the CPU count, at most 16)")
     ap.add_argument("--femf-epochs", type=int, default=5)
     ap.add_argument("--atsuko-epochs", type=int, default=6)
     ap.add_argument("--models", nargs="+", default=["femf", "atsuko"])
@@ -158,6 +160,8 @@ def main(argv=None) -> int:
     profile = "smoke" if args.tiny else "paper"
     env = _env_line(environment(torch.device(args.device)))
     jobs = [(m, s, amp) for m in args.models for s in range(args.seeds) for amp in (False, True)]
+    if args.workers is None:
+        args.workers = min(16, os.cpu_count() or 1)
     runs = []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
