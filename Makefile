@@ -30,7 +30,7 @@ help:
 	@echo "make tables      re-render tables and figures from the committed records (retrains only what a step needs)"
 	@echo "make test        run the tests (library + notebooks)"
 	@echo "make lint        ruff"
-	@echo "make bench       speed and memory benchmarks into benchmarks/results/"
+	@echo "make bench       speed and memory benchmarks into benchmarks/results/ (on a GPU also bf16 vs fp32 seeds)"
 	@echo "make clean       remove caches; make distclean also removes .venv"
 
 setup: $(VENV)/.installed
@@ -75,7 +75,7 @@ bench: setup
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		echo "== benchmarks/bench_cuda.py"; $(BIN)/python benchmarks/bench_cuda.py || exit 1; \
 		echo "== benchmarks/bf16_seeds.py"; $(BIN)/python benchmarks/bf16_seeds.py --device cuda || exit 1; \
-	else echo "== benchmarks/bench_cuda.py skipped: no CUDA device (benchmarks/run_cuda_checks.sh on a GPU machine)"; fi
+	else echo "== benchmarks/bench_cuda.py and bf16_seeds.py skipped: no CUDA device (benchmarks/run_cuda_checks.sh on a GPU machine)"; fi
 
 readme-table: setup
 	$(BIN)/python -m mser_lib.pipeline --readme-table --results-dir $(RESULTS)

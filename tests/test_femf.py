@@ -114,15 +114,17 @@ def test_cpu_chunks_hold_a_multiple_of_the_intra_op_threads():
     ex = StackedExperts(3, 8, 2, 1, 8, 1)
     s = Segment(0, torch.ones(4, 10, dtype=torch.bool), 0)             # 40 tokens, one bucket
     three = 3 * s.n * max(3 * ex.H, ex.ffn) * 4 / 2 ** 20              # budget (MiB) of exactly 3 experts
+    six = 2 * three                                                    # all 6 experts fit
     before = torch.get_num_threads()
     try:
         sizes = {}
-        for threads in (1, 2):
+        for threads in (1, 2, 4):
             torch.set_num_threads(threads)
-            sizes[threads] = [len(range(g.start, g.stop, g.step)) for g, _, _ in ex.chunks(s, list(range(6)), three)]
+            sizes[threads] = [[len(range(g.start, g.stop, g.step)) for g, _, _ in ex.chunks(s, list(range(6)), mb)]
+                              for mb in (three, six)]
     finally:
         torch.set_num_threads(before)
-    assert sizes == {1: [3, 3], 2: [2, 2, 2]}
+    assert sizes == {1: [[3, 3], [6]], 2: [[2, 2, 2], [6]], 4: [[3, 3], [6]]}   # all at once whenever they fit
     assert all(lo == 0 and hi == len(s.buckets) for _, lo, hi in ex.chunks(s, list(range(6)), three))
 
 

@@ -256,7 +256,7 @@ class StackedExperts(nn.Module):
         """Split the work of experts ``groups`` on segment ``s`` into chunks ``(slice, b_lo, b_hi)``
         whose largest intermediate (``g x tokens x max(3H, ffn)`` floats) stays under
         ``budget_mb`` MiB: all experts at once when it fits, else fewer experts per chunk (on the CPU a
-        multiple of the intra-op threads where more than that many fit), else
+        multiple of the intra-op threads where more than that many but not all fit), else
         (one expert) runs of whole length buckets. ``groups`` is an arithmetic progression of expert
         ids: ``range(2M)`` (stage 2) or ``[j, M + j]`` (stage 1)."""
         row = max(3 * self.H, self.ffn) * 4
@@ -266,7 +266,7 @@ class StackedExperts(nn.Module):
         nb = len(s.buckets)
         per = max(1, budget // max(1, s.n * row))
         threads = torch.get_num_threads()
-        if not s.mask.is_cuda and per > threads:
+        if not s.mask.is_cuda and threads < per < len(groups):
             # a batched matmul on the CPU splits its batch of experts over the intra-op threads: 3 experts on 2
             # threads left one idle for a third of every layer (a paper stage-2 step at 2 threads took 1.19 times
             # as long, benchmarks/results/femf_cpu_side_by_side_t2.md); a multiple of the threads keeps them busy
