@@ -268,7 +268,7 @@ class StackedExperts(nn.Module):
         threads = torch.get_num_threads()
         if not s.mask.is_cuda and threads < per < len(groups):
             # a batched matmul on the CPU splits its batch of experts over the intra-op threads: 3 experts on 2
-            # threads left one idle for a third of every layer (a paper stage-2 step at 2 threads took 1.19 times
+            # threads left one idle for a third of every layer (a paper stage-2 step at 2 threads took 1.10 times
             # as long, benchmarks/results/femf_cpu_side_by_side_t2.md); a multiple of the threads keeps them busy
             per -= per % threads
         step = groups[1] - groups[0] if len(groups) > 1 else 1       # groups: arithmetic progression
