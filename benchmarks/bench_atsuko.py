@@ -14,7 +14,8 @@ peak resident set size (``ru_maxrss``) and its growth over the process after imp
 20..50). Training throughput counts forward + backward + Adam step; inference is ``eval`` under
 ``no_grad``. Each time is a median over the timed steps (min and max beside it); FLOPs of one step are
 counted with ``torch.utils.flop_counter.FlopCounterMode`` and set against an fp32 matmul peak measured in
-the same subprocess, as ``bench_femf.py`` does. Writes ``benchmarks/results/atsuko_bench.json`` and ``.md``.
+the same subprocess, as ``bench_femf.py`` does. Writes ``benchmarks/results/atsuko_bench.json`` and ``.md``
+(``atsuko_bench_t<N>`` for a CPU run at ``--threads N`` other than the default 1).
 """
 
 from __future__ import annotations
@@ -277,8 +278,9 @@ def main(argv=None) -> None:
     res["wall_s"] = round(time.perf_counter() - start, 1)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "atsuko_bench.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / "atsuko_bench.md").write_text(_markdown(res))
+    name = "atsuko_bench" + (f"_t{res['threads']}" if a.device == "cpu" and res["threads"] != 1 else "")
+    (out / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / f"{name}.md").write_text(_markdown(res))
     print(_markdown(res))
 
 
