@@ -119,7 +119,7 @@ class FEMFConfig:
     ``return_attention``: add expert attention maps to diagnostics.
     ``expert_chunk_mb``: working-set budget of one batched expert computation on the CPU (the experts
     of a modality run together when they fit; large tensors are slow to allocate on CPU; a chunk holds a
-    multiple of the intra-op threads where more fit). On CUDA the budget is at least
+    multiple of the intra-op threads where more but not all fit). On CUDA the budget is at least
     :data:`~mser_lib.models.packing.CUDA_CHUNK_MB`. Chunking changes outputs only by
     float rounding (``tests/test_femf.py``).
     """
