@@ -72,14 +72,30 @@ DEFAULT_RESULTS = Path("results")
 _DATA_CACHE: dict = {}
 
 
-def load_profile(name: str) -> dict:
-    """The profile YAML ``mser_lib/configs/<name>.yaml`` as a dict (``smoke``, ``quick``, ``paper``)."""
+def load_profile(name: str, _seen: tuple = ()) -> dict:
+    """The profile YAML ``mser_lib/configs/<name>.yaml`` as a dict (``smoke``, ``quick``, ``claims``,
+    ``paper``). A profile with ``extends: <parent>`` is its parent's dict with its own keys merged in
+    (nested dicts key by key, anything else replaced)."""
     path = resources.files("mser_lib.configs") / f"{name}.yaml"
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) or not path.is_file():
         known = sorted(p.name[:-5] for p in resources.files("mser_lib.configs").iterdir()
                        if p.name.endswith(".yaml"))
         raise KeyError(f"unknown profile {name!r}; known: {known}")
-    return yaml.safe_load(path.read_text())
+    prof = yaml.safe_load(path.read_text())
+    parent = prof.pop("extends", None)
+    if parent is None:
+        return prof
+    if parent in _seen or parent == name:
+        raise KeyError(f"profile {name!r}: 'extends' makes a cycle ({' -> '.join((*_seen, name, parent))})")
+    return _merge(load_profile(parent, (*_seen, name)), prof)
+
+
+def model_preset(profile: str, dataset: str | None = None) -> str:
+    """The model preset of ``profile`` for ``dataset``: its ``datasets.<dataset>.model_preset``, else the
+    profile's ``model_preset``, else the profile's name (e.g. real data runs the ``paper`` preset under the
+    ``quick`` profile, whose miniatures are for the built-in benchmark)."""
+    prof = load_profile(profile)
+    return prof.get("datasets", {}).get(dataset or "", {}).get("model_preset", prof.get("model_preset", profile))
 
 
 def profile_seeds(profile: str, dataset: str | None = None) -> list[int]:
@@ -142,7 +158,8 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
        one dataset's own settings (its seeds, its selection protocol);
     5. the ``train`` argument.
 
-    Model fields: the model's preset (the profile's ``model_preset``), then ``overrides``.
+    Model fields: the model's preset (:func:`model_preset`: the dataset section's ``model_preset``, else
+    the profile's), then ``overrides``.
     """
     prof = load_profile(profile)
     layout = info.layout if info is not None else dataset_layout(dataset)
@@ -163,7 +180,7 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
     TrainConfig(**tcfg)          # range checks now, before a cached record is looked up (nothing is changed)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         raise ConfigError("run", "seed", seed, f"an integer in [0, {MAX_SEED}]")
-    preset = prof.get("model_preset", profile)
+    preset = model_preset(profile, dataset)
     model_cfg = None
     if info is not None:
         model_cfg = asdict(build_config(model, info, preset, **(overrides or {})))

@@ -31,8 +31,10 @@ modalities dropped at test time, so it costs no training when notebook 03 has ru
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .data.batch import DatasetInfo
-from .models.femf import PAPER_ORDER
+from .models.femf import PAPER_ORDER, REFERENCE_BEHAVIOUR, REFERENCE_LOSS_WEIGHTS, REFERENCE_ORDER
 
 PROFILES = ("smoke", "quick", "claims", "paper")
 # which list of sweep points each profile uses
@@ -91,6 +93,80 @@ FEMF_ORDERS = [
     ("V:A>T", "t:av,a:tv,v:at"),
 ]
 SMOKE_ORDERS = 2
+
+# The deviation ledger: every place where mser departs from a paper, every choice where a paper is
+# silent, and every behaviour where a public reference code departs from its paper, as a switch flipped
+# on the model's default run (the paper preset on real data). Each row is measured as a paired
+# difference over seeds against the model's default run (notebook 04, tables/deviations.*).
+@dataclass(frozen=True)
+class Deviation:
+    """One row of the ledger: ``model`` run with ``overrides`` (model fields) and ``train`` (trainer
+    settings) against the same model's default run. ``source``: whose behaviour the flipped run has
+    ("reference code", "EMOE's code", "mser's earlier choice", "mser's speed option"); ``default``: what
+    the default run does and why; ``layouts``: the sample layouts where the switch changes anything."""
+
+    label: str
+    model: str
+    overrides: dict
+    source: str
+    default: str
+    train: dict | None = None
+    layouts: tuple[str, ...] = ("sequence", "position")
+
+
+DEVIATIONS: list[Deviation] = [
+    # --- FEMF: where the paper is silent or was read differently
+    Deviation("FEMF: L_align also pulls the prediction", "femf", {"align_detach_prediction": False},
+              "mser's earlier choice", "eq. 25 aligns the shared representation with a detached prediction "
+              "(the paper's wording; the reference detaches it too)"),
+    Deviation("FEMF: frozen experts without dropout", "femf", {"frozen_expert_dropout": False},
+              "mser's earlier choice", "frozen experts keep their dropout in stage 2 (paper silent; the "
+              "reference keeps it)"),
+    Deviation("FEMF: no L_train in stage 2", "femf", {"train_in_full_stage": False}, "reference code",
+              "eq. 28 keeps L_train in stage 2, through the frozen experts"),
+    Deviation("FEMF: no gradient through the frozen experts", "femf", {"expert_grad_to_inputs": False},
+              "mser's speed option", "the paper freezes the experts' parameters, not the gradient path"),
+    Deviation("FEMF: gradient clipping at 1.0", "femf", {}, "mser's earlier choice",
+              "no clipping: neither paper nor reference clips", train={"clip_grad": 1.0}),
+    # --- FEMF: the reference code's behaviours, one at a time
+    Deviation("FEMF: the reference's loss weights", "femf", dict(REFERENCE_LOSS_WEIGHTS), "reference code",
+              "eq. 28: every weight 1"),
+    Deviation("FEMF: experts not frozen in stage 2", "femf", {"freeze_experts": False}, "reference code",
+              "Sec. 3.3: the experts are frozen after stage 1"),
+    Deviation("FEMF: the reference's cut-off rule (c = 0.9, nothing cut)", "femf",
+              {"cutoff_rule": "reference", "cutoff_ratio": 0.9}, "reference code",
+              "eq. 8 with c as a fraction of the rfft bins (0.6 on MOSI)"),
+    Deviation("FEMF: the reference's prediction module", "femf", {"hpm_kind": "reference"}, "reference code",
+              "eq. 20-23: weighted per-modality and joint heads"),
+    Deviation("FEMF: one router for both bands", "femf", {"router_per_band": False}, "reference code",
+              "eq. 12-13: a router per band and modality"),
+    Deviation("FEMF: the reference's expert blocks", "femf", {"expert_block": "reference"}, "reference code",
+              "eq. 9: transformer blocks with output projection and LayerNorm"),
+    Deviation("FEMF: one expert head per modality (stage 1 fits the band sum)", "femf",
+              {"expert_heads": "per_modality"}, "reference code", "eq. 9-10: a head and a loss per expert"),
+    Deviation("FEMF: detached L_rec and L_cyc targets", "femf", {"detach_dis_targets": True}, "reference code",
+              "eq. 5-6 as written: gradients reach both sides"),
+    Deviation("FEMF: the reference's interaction order", "femf", {"interaction_order": REFERENCE_ORDER},
+              "reference code", "Sec. 4.8's best order (text a->v, audio t->v, vision t->a)"),
+    Deviation("FEMF: every reference behaviour (preset 'reference')", "femf", dict(REFERENCE_BEHAVIOUR),
+              "reference code", "the paper preset"),
+    # --- Atsuko and EMOE
+    Deviation("Atsuko: router on the raw inputs (EMOE's)", "atsuko", {"router_input": "raw"}, "EMOE's code",
+              "Sec. 3.1: the modality router follows the band enhancement (pooled X~)"),
+    Deviation("Atsuko: exact band rule (bands may be empty)", "atsuko", {"band_rule": "exact"},
+              "mser's earlier choice", "every band of a sequence of at least K steps keeps a coefficient"),
+    Deviation("Atsuko: summary at the last padded step (EMOE's)", "atsuko", {"summary": "last_padded"},
+              "EMOE's code", "the last real step", layouts=("sequence",)),
+    Deviation("Atsuko: gradient clipping at 1.0", "atsuko", {}, "mser's earlier choice",
+              "no clipping: EMOE never reads its grad_clip", train={"clip_grad": 1.0}),
+    Deviation("EMOE: router on pooled features", "emoe", {"router_input": "pooled"}, "mser's earlier choice",
+              "EMOE's router reads the raw inputs"),
+    Deviation("EMOE: gradient clipping at 1.0", "emoe", {}, "mser's earlier choice",
+              "no clipping: EMOE never reads its grad_clip", train={"clip_grad": 1.0}),
+]
+#: The label of each model's default run in the ledger grid.
+LEDGER_BASE = {"femf": "FEMF (default)", "atsuko": "Atsuko (default)", "emoe": "EMOE (default)"}
+SMOKE_DEVIATIONS = 2
 
 # FEMF Fig. 6 / robustness: missing rates and the models compared.
 MISSING_RATES = [0.0, 0.1, 0.2, 0.3, 0.4]
@@ -159,11 +235,12 @@ def sweep_defaults(model: str, profile: str, dataset: str | DatasetInfo) -> dict
     """The value each swept parameter of ``model`` (``femf`` or ``atsuko``) has in a run without
     overrides: the profile's model preset for ``dataset`` (a name or the dataset's ``DatasetInfo``).
     E.g. FEMF's paper preset: alpha 0.3 on MOSI-like data, 0.7 on MOSEI."""
-    from .experiments import load_profile
+    from .experiments import model_preset
     from .models.registry import build_config
 
     sweeps = {"femf": FEMF_SWEEPS, "atsuko": ATSUKO_SWEEPS}[model]
-    cfg = build_config(model, _dataset_info(dataset), load_profile(_check(profile)).get("model_preset", profile))
+    info = _dataset_info(dataset)
+    cfg = build_config(model, info, model_preset(_check(profile), info.name))
     return {param: getattr(cfg, param) for param in sweeps}
 
 
@@ -199,6 +276,26 @@ def femf_orders(profile: str, seeds: list[int]) -> list[dict]:
             for s in sweep_seeds(profile, seeds) for label, o in orders]
 
 
+def deviations(profile: str, seeds: list[int], layout: str | None = None) -> list[dict]:
+    """The deviation ledger (:data:`DEVIATIONS`): each model's default run and every switch flipped on it,
+    with the sweeps' seeds (all at claims and paper, the first at smoke and quick) and the ablation
+    schedule of ``profile``; ``layout`` drops the rows that change nothing there (e.g. the sequence
+    summary on position data)."""
+    rows = [d for d in DEVIATIONS if layout is None or layout in d.layouts]
+    if _check(profile) == "smoke":
+        rows = rows[:SMOKE_DEVIATIONS]
+    out = []
+    for s in sweep_seeds(profile, seeds):
+        for model in dict.fromkeys(d.model for d in rows):
+            out.append(_spec(model, s, {}, profile, LEDGER_BASE[model]))
+        for d in rows:
+            spec = _spec(d.model, s, d.overrides, profile, d.label)
+            if d.train:
+                spec["train"] = {**spec.get("train", {}), **d.train}
+            out.append(spec)
+    return out
+
+
 def robustness(profile: str, seeds: list[int], models=ROBUSTNESS_MODELS) -> list[dict]:
     """The runs of the robustness study: the main comparison's models (as notebook 03 trains them,
     no trainer override), every seed."""
@@ -209,8 +306,9 @@ def robustness(profile: str, seeds: list[int], models=ROBUSTNESS_MODELS) -> list
 
 GRIDS = {"femf_components": femf_components, "femf_modalities": femf_modalities,
          "atsuko_table4": atsuko_table4, "femf_sensitivity": femf_sensitivity,
-         "atsuko_sensitivity": atsuko_sensitivity, "femf_orders": femf_orders, "robustness": robustness}
-NOTEBOOK_GRIDS = {"04": ("femf_components", "femf_modalities", "atsuko_table4"),
+         "atsuko_sensitivity": atsuko_sensitivity, "femf_orders": femf_orders, "robustness": robustness,
+         "deviations": deviations}
+NOTEBOOK_GRIDS = {"04": ("femf_components", "femf_modalities", "atsuko_table4", "deviations"),
                   "05": ("robustness", "femf_sensitivity", "atsuko_sensitivity", "femf_orders"),
                   "06": ("robustness", "atsuko_table4")}
 
@@ -221,9 +319,23 @@ def notebook_grid(notebook: str, profile: str, seeds: list[int], dataset: str | 
     ``dataset`` places the sensitivity sweeps' default points (see :func:`femf_sensitivity`)."""
     out = []
     for name in NOTEBOOK_GRIDS[notebook]:
-        sweep = name in ("femf_sensitivity", "atsuko_sensitivity")
-        out += GRIDS[name](profile, seeds, dataset) if sweep else GRIDS[name](profile, seeds)
+        if name in ("femf_sensitivity", "atsuko_sensitivity"):
+            out += GRIDS[name](profile, seeds, dataset)
+        elif name == "deviations":
+            out += deviations(profile, seeds, _dataset_layout(dataset))
+        else:
+            out += GRIDS[name](profile, seeds)
     return out
+
+
+def _dataset_layout(dataset: str | DatasetInfo | None) -> str | None:
+    if dataset is None:
+        return None
+    if isinstance(dataset, DatasetInfo):
+        return dataset.layout
+    from .data import dataset_layout
+
+    return dataset_layout(dataset)
 
 
 def unique_runs(specs: list[dict]) -> int:
@@ -236,6 +348,6 @@ def unique_runs(specs: list[dict]) -> int:
 __all__ = ["ABLATION_TRAIN", "FEMF_COMPONENTS", "FEMF_MODALITIES", "MODALITY_LABELS", "ATSUKO_ROWS",
            "FEMF_SWEEPS", "ATSUKO_SWEEPS", "sweep_defaults", "FEMF_ORDERS", "MISSING_RATES", "ROBUSTNESS_MODELS",
            "ablation_seeds", "sweep_seeds", "femf_components", "femf_modalities", "atsuko_table4",
-           "femf_sensitivity",
+           "femf_sensitivity", "Deviation", "DEVIATIONS", "LEDGER_BASE", "deviations",
            "atsuko_sensitivity", "femf_orders", "robustness", "GRIDS", "NOTEBOOK_GRIDS", "notebook_grid",
            "unique_runs"]

@@ -50,7 +50,7 @@ import torch
 from IPython.display import Markdown, display
 
 from mser_lib.data import MODALITIES, iterate_batches
-from mser_lib.experiments import get_dataset, load_profile
+from mser_lib.experiments import get_dataset, model_preset
 from mser_lib.models.registry import build_config
 from mser_lib.report import analysis, figures
 from mser_lib.report.tables import to_markdown
@@ -58,7 +58,7 @@ from mser_lib.spectral import dft, graph
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
 info = ds.info
-preset = load_profile(ctx.profile).get("model_preset", ctx.profile)
+preset = model_preset(ctx.profile, ctx.dataset)
 c_model = build_config("femf", info, preset).cutoff_ratio
 print(f"{info.name} ({info.layout} layout); FEMF preset '{preset}' uses c = {c_model}")
 

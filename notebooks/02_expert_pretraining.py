@@ -180,11 +180,11 @@ if ds.info.name == "synthetic":                      # where the generator put t
 # (computed from the preset's $c$, as in notebook 01).
 
 # %%
-from mser_lib.experiments import load_profile
+from mser_lib.experiments import model_preset
 from mser_lib.models.registry import build_config
 from mser_lib.report import narrative as nv
 
-preset = load_profile(ctx.profile).get("model_preset", ctx.profile)
+preset = model_preset(ctx.profile, ctx.dataset)
 c_model = build_config("femf", ds.info, preset).cutoff_ratio
 corr = agg[agg["metric"] == "corr"].set_index(["modality", "band"])["mean"]
 expected = None

@@ -323,7 +323,7 @@ else:
 # %%
 import torch
 
-from mser_lib.experiments import load_profile
+from mser_lib.experiments import model_preset
 from mser_lib.models import build_model
 from mser_lib.train import set_seed
 
@@ -331,7 +331,7 @@ if "atsuko" in first:
     ats = analysis.model_from_record(first["atsuko"], ds, ctx.results_dir, None)
     if ats is None:
         set_seed(ctx.seeds[0])
-        ats = build_model("atsuko", ds.info, load_profile(ctx.profile).get("model_preset", ctx.profile))
+        ats = build_model("atsuko", ds.info, model_preset(ctx.profile, ctx.dataset))
     ats.eval()
     router, tau = ats.router, ats.config.router_temperature
     z = torch.randn(4, router.fc1.in_features, generator=torch.Generator().manual_seed(0))

@@ -278,15 +278,137 @@ def test_profile_trainer_settings_resolve_for_atsuko_and_emoe():
             assert resolve_run(model, ds, profile="paper")["train"]["grad_accum"] == 1
 
 
-def test_paper_preset_by_dataset():
-    for name, kernels, attn in (("mosi", (5, 5, 5), 0.3), ("mosei", (5, 1, 3), 0.4)):
-        info = DatasetInfo(name=name, layout="sequence", task="regression", metric_family="mosi",
-                           dims={"text": 768, "audio": 5, "vision": 20})
-        cfg = build_config("atsuko", info, "paper")
-        assert (cfg.d_model, cfg.num_heads, cfg.num_layers) == (256, 8, 4)
-        assert cfg.kernel_sizes == kernels and cfg.attn_dropout == attn
+# EMOE's config/config.json (fuyyyyy/EMOE), emoe.datasetParams, by the names used there
+EMOE_CONFIG = {
+    "mosi": {"attn_dropout_a": 0.2, "attn_dropout_v": 0.0, "relu_dropout": 0.0, "embed_dropout": 0.2,
+             "res_dropout": 0.0, "dst_feature_dim_nheads": [256, 8], "nlevels": 4, "conv1d_kernel_size_l": 5,
+             "conv1d_kernel_size_a": 5, "conv1d_kernel_size_v": 5, "text_dropout": 0.5, "attn_dropout": 0.3,
+             "output_dropout": 0.5},
+    "mosei": {"attn_dropout_a": 0.0, "attn_dropout_v": 0.0, "relu_dropout": 0.0, "embed_dropout": 0.0,
+              "res_dropout": 0.0, "dst_feature_dim_nheads": [256, 8], "nlevels": 4, "conv1d_kernel_size_l": 5,
+              "conv1d_kernel_size_a": 1, "conv1d_kernel_size_v": 3, "text_dropout": 0.3, "attn_dropout": 0.4,
+              "output_dropout": 0.5},
+}
+
+
+@pytest.mark.parametrize("model_name", ["atsuko", "emoe"])
+@pytest.mark.parametrize("dataset", ["mosi", "mosei"])
+def test_paper_preset_carries_emoe_config_per_dataset(model_name, dataset):
+    info = DatasetInfo(name=dataset, layout="position", task="regression", metric_family="mosi",
+                       dims={"text": 768, "audio": 5, "vision": 20})
+    cfg = build_config(model_name, info, "paper")
+    e = EMOE_CONFIG[dataset]
+    assert (cfg.d_model, cfg.num_heads) == tuple(e["dst_feature_dim_nheads"])
+    assert cfg.num_layers == e["nlevels"]
+    assert cfg.kernel_sizes == (e["conv1d_kernel_size_l"], e["conv1d_kernel_size_a"], e["conv1d_kernel_size_v"])
+    for ours, theirs in (("text_dropout", "text_dropout"), ("attn_dropout", "attn_dropout"),
+                         ("attn_dropout_a", "attn_dropout_a"), ("attn_dropout_v", "attn_dropout_v"),
+                         ("relu_dropout", "relu_dropout"), ("res_dropout", "res_dropout"),
+                         ("embed_dropout", "embed_dropout"), ("out_dropout", "output_dropout")):
+        assert getattr(cfg, ours) == e[theirs], ours
+    # EMOE drops the text input only (its attn_dropout_a is the audio encoder's attention dropout)
+    assert cfg.audio_dropout == 0.0
+    assert cfg.vision_dropout == 0.0
     model = Atsuko(info, cfg)
-    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+    attn = [model.encoders[m].layers[0].attn_dropout for m in ("text", "audio", "vision")]
+    assert attn == [e["attn_dropout"], e["attn_dropout_a"], e["attn_dropout_v"]]
+
+
+def test_emoe_router_reads_the_raw_inputs():
+    pos = _dataset(layout="position")
+    model = build_model("emoe", pos.info, "paper", **TINY)
+    assert model.router.fc1.in_features == sum(DIMS.values())            # one utterance's raw features
+    assert model.router.fc1.out_features == max(8, sum(DIMS.values()) // 8)   # EMOE: int(dim / 8)
+    seq = _dataset(n=8, L=9)
+    L = seq.info.source["max_lengths"]["text"]
+    model = build_model("emoe", seq.info, "paper", **TINY)
+    assert model.router.fc1.in_features == L * sum(DIMS.values())
+    assert build_model("atsuko", seq.info, "paper", **TINY).router.fc1.in_features == 3 * TINY["d_model"]
+
+
+def test_raw_router_on_sequences_aligns_other_lengths_over_time():
+    ds = _dataset(n=8, L=9)
+    ds.info.source["max_lengths"] = {"text": 9, "audio": 12, "vision": 15}
+    model = build_model("emoe", ds.info, "paper", **TINY)
+    assert set(model.align) == {"audio", "vision"}
+    assert (model.align["audio"].in_features, model.align["audio"].out_features) == (12, 9)
+    model.eval()
+    b = _batch(ds, 4)
+    z = model._raw_router_input(b)
+    assert z.shape == (4, 1, 9 * sum(DIMS.values()))
+
+
+def test_raw_router_keeps_a_padded_sample_equal_to_itself_alone():
+    ds = _dataset()
+    model = build_model("emoe", ds.info, "paper", **TINY)
+    model.eval()
+    split = ds.train
+    i = int(np.argmin(split.lengths("text")))
+    together = collate(split, np.array([i] + [j for j in range(12) if j != i]), "sequence")
+    alone = collate(split, np.array([i]), "sequence")
+    assert torch.allclose(model(alone).prediction[0], model(together).prediction[0], atol=1e-5)
+
+
+def test_last_padded_summary_is_emoes_out_minus_one():
+    ds = _dataset()
+    b = _batch(ds)
+    assert not bool(b.mask("text").all())
+    real = _model(ds, use_sbn=False).eval()
+    padded = _model(ds, use_sbn=False, summary="last_padded").eval()
+    padded.load_state_dict(real.state_dict())
+    assert not torch.allclose(real(b).prediction, padded(b).prediction)
+    full = _batch(ds, 1)
+    full_len = int(full.mask("text").sum())
+    assert full.text.shape[1] == full_len                                 # one sample: no padding
+    assert torch.allclose(real(full).prediction, padded(full).prediction)
+
+
+def test_entropy_terms_follow_eq_11():
+    ds = _dataset()
+    model = _model(ds, entropy_weight=0.5, band_entropy_weight=0.25)
+    model.prepare(ds)
+    model.eval()
+    b = _batch(ds)
+    out = model(b)
+    w = out.diagnostics["modality_weights"].double()
+    expected = 0.5 * (3 * (w * w.log()).sum(-1)).mean()
+    torch.testing.assert_close(out.aux_losses["entropy_modality"].double(), expected, rtol=1e-4, atol=1e-6)
+    bw = out.diagnostics["band_weights"].double()                          # (B, 3, K)
+    K = bw.shape[-1]
+    expected_band = 0.25 * (K * (bw * bw.log()).sum(-1)).mean(0).sum()     # summed over the modalities
+    torch.testing.assert_close(out.aux_losses["entropy_band"].double(), expected_band, rtol=1e-4, atol=1e-6)
+
+
+def test_emoe_distillation_compares_two_softmaxes():
+    ds = _dataset()
+    model = _model(ds, "emoe", distill_weight=1.0)
+    model.eval()
+    b = _batch(ds)
+    captured = {}
+    model.fusion_head.register_forward_hook(lambda mod, inp, out: captured.__setitem__("f", out[1]))
+    refined = []
+    for m in ("text", "audio", "vision"):
+        model.uni_heads[m].register_forward_hook(lambda mod, inp, out: refined.append(out[1]))
+    out = model(b)
+    w = out.diagnostics["modality_weights"]
+    teacher = (w[..., None] * torch.stack(refined, -2)[:, 0]).sum(-2)
+    f = captured["f"][:, 0]
+    expected = (f.softmax(-1) - teacher.softmax(-1)).pow(2).mean(-1).mean()
+    torch.testing.assert_close(out.aux_losses["distill"], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_heads_have_no_dropout_before_the_output_layer():
+    from mser_lib.models.atsuko import ResidualHead
+
+    torch.manual_seed(0)
+    head = ResidualHead(8, 8, 1, dropout=0.9).train()
+    with torch.no_grad():
+        head.fc2.weight.zero_()
+        head.fc2.bias.zero_()                         # the residual branch contributes nothing
+    x = torch.randn(64, 8)
+    y, r = head(x)
+    torch.testing.assert_close(r, x)
+    torch.testing.assert_close(y, head.out(x))        # no dropout between the residual and the output
 
 
 def test_atsuko_and_emoe_learn_the_builtin_benchmark():

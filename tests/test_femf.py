@@ -554,3 +554,114 @@ def test_training_without_prepare_warns_and_old_checkpoints_fail_clearly():
     with w.catch_warnings():
         w.simplefilter("error")
         fresh(b)
+
+
+# ------------------------------------------------------------------------------------------------
+# switches for the papers' silences and the reference code's behaviours (the deviation ledger)
+# ------------------------------------------------------------------------------------------------
+
+def _grad_of(model, batch, term, params):
+    model.zero_grad()
+    out = model(batch)
+    out.aux_losses[term].backward()
+    return [p.grad for p in params]
+
+
+@pytest.mark.parametrize("layout", ["sequence", "position"])
+def test_l_align_moves_the_shared_head_not_the_prediction_unless_asked(layout):
+    b = _batch(layout)
+    for detach in (True, False):
+        model = _model(layout, align_detach_prediction=detach)
+        model.set_stage("full")
+        heads = list(model.hpm_head.parameters()) + list(model.fusion_mlp.parameters())
+        grads = _grad_of(model, b, "align", heads)
+        moved = any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+        assert moved is (not detach)
+        assert model.shared_head.weight.grad is not None and bool(model.shared_head.weight.grad.abs().sum() > 0)
+
+
+def test_frozen_experts_keep_their_dropout_in_stage_2(monkeypatch):
+    seen = []
+    real_run = StackedExperts.run
+
+    def spy(self, x, s, groups, b_lo, b_hi, dropout, maps=None):
+        seen.append(dropout)
+        return real_run(self, x, s, groups, b_lo, b_hi, dropout, maps)
+
+    monkeypatch.setattr(StackedExperts, "run", spy)
+    b = _batch()
+    for keep, expected in ((True, 0.3), (False, 0.0)):
+        model = _model(dropout=0.3, frozen_expert_dropout=keep)
+        model.set_stage("full")
+        model.train()
+        seen.clear()
+        model(b)
+        assert seen and set(seen) == {expected}
+        model.eval()
+        seen.clear()
+        model(b)
+        assert set(seen) == {0.0}
+
+
+def test_stage_2_keeps_l_train_unless_switched_off():
+    b = _batch()
+    for keep in (True, False):
+        model = _model(train_in_full_stage=keep)
+        model.set_stage("full")
+        assert ("train" in model(b).aux_losses) is keep
+
+
+def test_per_modality_expert_heads_fit_the_sum_of_both_bands():
+    b = _batch("position")
+    model = _model("position", expert_heads="per_modality")
+    assert model.experts.head_w.shape[0] == 3                  # one head per modality
+    model.set_stage("experts")
+    model.eval()
+    out = model(b)
+    e = out.diagnostics["expert_predictions"]                 # (B, L, M, 2)
+    lm = b.label_mask.bool()
+    expected = sum(((e[..., j, 0] + e[..., j, 1]) - b.labels)[lm & b.mask(m).bool()].pow(2).mean()
+                   for j, m in enumerate(("text", "audio", "vision")))
+    torch.testing.assert_close(out.aux_losses["train"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_reference_preset_turns_on_every_reference_behaviour():
+    info = _info("position", name="mosi-bclstm")
+    cfg = build_config("femf", info, "reference", hidden=16, expert_depth=1, expert_ffn=16, interaction_ffn=16)
+    model = FEMF(info, cfg)
+    assert not hasattr(model.experts, "wo") and not hasattr(model.experts, "ln1_w")   # reference blocks
+    assert model.routers.w1.shape[0] == 3                      # one router per modality for both bands
+    assert model.experts.head_w.shape[0] == 3                  # one expert head per modality
+    assert model.shared_head is None and model.hpm_ref is not None and model.joint_head is None
+    assert model.decoders["audio"][-1].out_features == 16      # reconstructs the projected features
+    b = _batch("position")
+    model.set_stage("experts")
+    out = model(b)
+    assert set(out.aux_losses) == {"train"}                    # no L_dis in stage 1
+    model.set_stage("full")
+    assert not model.experts_frozen
+    model.train()
+    out = model(b)
+    assert "train" not in out.aux_losses and "fusion_weights" not in out.diagnostics
+    total, _ = model.loss(out, b)
+    total.backward()
+    assert model.experts.wqkv.grad is not None                 # the experts keep training in stage 2
+    energy = out.diagnostics["band_energy"]                    # c = int(0.9 T) keeps every rfft bin
+    assert float(energy[..., 1].sum() / energy.sum()) < 1e-10
+
+
+def test_reference_expert_block_is_the_reference_attention_block():
+    torch.manual_seed(0)
+    ex = StackedExperts(1, 8, 2, 2, 8, 1, block="reference").eval()
+    x = torch.randn(1, 5, 8)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    s = Segment(0, mask, 0)
+    got = ex.run(s.gather(x)[None], s, slice(0, 1), 0, len(s.buckets), 0.0)[0]
+    h = x[0]
+    for q in range(2):
+        qkv = h @ ex.wqkv[q, 0] + ex.bqkv[q, 0]
+        qq, kk, vv = qkv.view(5, 3, 2, 4).permute(1, 2, 0, 3)
+        a = ((qq @ kk.transpose(-1, -2)) / 2.0).softmax(-1) @ vv
+        a = a.transpose(0, 1).reshape(5, 8)
+        h = h + a + (F.gelu(a @ ex.w1[q, 0] + ex.b1[q, 0]) @ ex.w2[q, 0] + ex.b2[q, 0])
+    torch.testing.assert_close(got, s.gather(h[None]), rtol=1e-5, atol=1e-6)

@@ -163,3 +163,24 @@ def test_equal_energy_boundaries_edge_cases():
     spike[1:] = 0.01
     cuts = G.equal_energy_boundaries(spike, 3)       # every band keeps at least one bin
     assert cuts.tolist() == [1 / 16, 2 / 16]
+
+
+def test_dc_heavy_cuts_leave_no_band_empty_under_the_nonempty_rule():
+    # a spectrum whose DC bin holds 80 % of the energy: both equal-energy cuts land on the first bin edge
+    spectrum = torch.full((128,), 0.2 / 127, dtype=torch.float64)
+    spectrum[0] = 0.8
+    cuts = G.equal_energy_boundaries(spectrum, 3)
+    assert float(cuts[1]) <= 2 / 128
+    for T in range(3, 66):
+        exact = G.band_index(T, cuts)
+        assert not bool((exact == 1).any()), T                   # the middle band is empty for every T
+        idx = G.band_index(T, cuts, nonempty=True)
+        counts = torch.bincount(idx, minlength=3)
+        assert int(counts.min()) >= 1, (T, counts.tolist())
+        assert bool((idx[1:] >= idx[:-1]).all())                 # bands stay contiguous and ordered
+    # components still sum back to the signal
+    x = torch.randn(4, 9, 5, dtype=torch.float64)
+    mask = torch.arange(9)[None] < torch.tensor([9, 7, 3, 2])[:, None]
+    comps, _ = G.band_decompose(x, mask, cuts, nonempty=True)
+    torch.testing.assert_close(comps.sum(1), x * mask[..., None])
+    assert G.band_index(2, cuts, nonempty=True).tolist() == G.band_index(2, cuts).tolist()   # T < K: unchanged

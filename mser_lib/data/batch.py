@@ -117,6 +117,13 @@ class MultimodalDataset:
     valid: SplitData
     test: SplitData
 
+    def __post_init__(self) -> None:
+        # each modality's padded length over the splits (models whose layers depend on it, e.g. EMOE's
+        # raw-input router, read it from info)
+        if isinstance(self.info.source, dict) and "max_lengths" not in self.info.source:
+            self.info.source["max_lengths"] = {m: max(int(self.split(s).mask(m).shape[1])
+                                                      for s in ("train", "valid", "test")) for m in MODALITIES}
+
     def split(self, name: str) -> SplitData:
         if name not in ("train", "valid", "test"):
             raise KeyError(f"split must be 'train', 'valid' or 'test', got {name!r}")

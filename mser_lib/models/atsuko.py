@@ -22,7 +22,9 @@ Forward pass, modality ``m`` in (text, audio, vision), shapes for one batch of `
     -- modality level (eq. 3-4) ------------------------------------------------------------------
     h_m   = Encoder_m(X~_m)[last real position]    (sequence layout, causal)       (B, d)
             Encoder_m(X~_m)                         (position layout, non-causal)   (B, L, d)
-    z     = [mean_t X~_t; mean_t X~_a; mean_t X~_v]   (pre-attention path)  or  [h_t; h_a; h_v] (post)
+    z     = [mean_t X~_t; mean_t X~_a; mean_t X~_v]   (pre-attention path, router_input="pooled")
+            flatten([x_t; A_a x_a; A_v x_v])        (pre-attention path, router_input="raw", EMOE's)
+            [h_t; h_a; h_v]                         (post-attention path)
     w     = softmax( W2 ReLU( normalize(W1 z) ) / tau )                                (B, 3)  eq. 3
     f     = sum_m w_m h_m ;  f' = f + MLP(f) ;  y^ = head(f')                                  eq. 4
     y^_m, r_m = unimodal head m (residual MLP: r_m = h_m + MLP_m(h_m))
@@ -39,7 +41,8 @@ the full-modal task loss ``L_full`` itself)::
 
     L = L_full + lambda_uni L_uni + lambda_bi L_bi + lambda_ent (L_ent^mod + L_ent^band)
         + lambda_comp L_comp + lambda_dis L_dis
-    L_ent^mod = mean_i sum_m w_im log w_im        (eq. 11; minimising it maximises the entropy)
+    L_ent^mod = mean_i M sum_m w_im log w_im      (eq. 11, M = 3; minimising it maximises the entropy)
+    L_ent^band = sum_m mean_i K sum_b w^b_im log w^b_im   (the same form per modality)
 
 Choices where the paper's equations are silent (all are config fields, documented below):
 
@@ -48,14 +51,18 @@ Choices where the paper's equations are silent (all are config fields, documente
 * The temporal convolutions use "same" padding (EMOE: padding 0) so masks keep their meaning;
   padded positions are zeroed after each convolution, so a padded sample gives the same result on
   its real positions as the unpadded one.
-* The router input of the pre-attention path is the concatenation of the masked means of ``X~_m``
-  (EMOE flattens length-aligned inputs, impossible for unaligned sequences of varying length).
+* The router input of the pre-attention path (``router_input``): Atsuko's is the concatenation of the
+  masked means of ``X~_m`` (section 3.1 places the modality router after the band enhancement); EMOE's
+  (the ``emoe`` paper preset) reads the raw inputs, length-aligned and flattened, as its code does.
 * Band boundaries are fractions of normalised graph frequency (see :mod:`mser_lib.spectral.graph`),
   fitted per modality by :meth:`Atsuko.prepare` on the TRAINING split from the spectra of ``X_m``
   (the signal the SBN decomposes) at initialisation, and kept in the buffer ``band_cuts`` so a
   checkpoint carries them. ``boundary_source="input"`` uses the raw input features instead.
 * Missing modalities: their router logits are masked (weight 0), their summaries zeroed, their
   unimodal losses and complementarity targets dropped.
+* Band rule (``band_rule``): a sequence of at least K steps keeps a coefficient in every band
+  (``"nonempty"``); ``"exact"`` lets the cuts alone decide.
+* Sequence summary (``summary``): the last real position; EMOE's last padded position is ``"last_padded"``.
 * Without the MCM (``use_mcm=False``) the router target is EMOE's: ``target_m ~ 1 / (e_m + eps)``
   with ``e_m`` the unimodal squared error (cross-entropy for classification), detached, fitted by MSE.
 """
@@ -90,17 +97,27 @@ class AtsukoConfig:
     num_heads: int = 8
     num_layers: int = 4
     ffn_mult: int = 4
-    kernel_sizes: tuple[int, int, int] = (5, 5, 5)   # temporal Conv1d per modality (text, audio, vision)
-    text_dropout: float = 0.5                        # on the input features of each modality
-    audio_dropout: float = 0.2
-    vision_dropout: float = 0.2
+    # Defaults are EMOE's MOSI values (its config/config.json, datasetParams.mosi); the EMOE name of
+    # each field, where it differs, is in the comment.
+    kernel_sizes: tuple[int, int, int] = (5, 5, 5)   # temporal Conv1d per modality (conv1d_kernel_size_l/a/v)
+    text_dropout: float = 0.5                        # on the input features (EMOE drops text only)
+    audio_dropout: float = 0.0
+    vision_dropout: float = 0.0
     embed_dropout: float = 0.2                       # after the positional embedding
-    attn_dropout: float = 0.3
-    relu_dropout: float = 0.1
-    res_dropout: float = 0.1
-    out_dropout: float = 0.5                         # inside the prediction heads
+    attn_dropout: float = 0.3                        # text encoder's attention weights
+    attn_dropout_a: float = 0.2                      # audio encoder's attention weights
+    attn_dropout_v: float = 0.0                      # vision encoder's attention weights
+    relu_dropout: float = 0.0
+    res_dropout: float = 0.0
+    out_dropout: float = 0.5                         # inside each head's residual branch (output_dropout)
     embed_scale: bool = True                         # x * sqrt(d) + sinusoid (MulT/EMOE encoders)
     causal: bool | None = None                       # None: causal for "sequence", not for "position"
+    # Sequence layout: the encoder output that summarises a modality. "last_real": the last real
+    # position (with a causal encoder it has seen the whole sequence and nothing else). "last_padded":
+    # EMOE's out[-1], the last position of the padded grid: it has also attended the padded positions
+    # (zero features plus positional embeddings), so it depends on how far the batch is padded (EMOE
+    # pads every sample to 50 steps; mser's batches are padded to their longest sample).
+    summary: str = "last_real"
 
     # --- Table 4 switches ---
     use_sbn: bool = True                             # spectral band network before the encoders
@@ -115,12 +132,24 @@ class AtsukoConfig:
     spectrum_bins: int = 128
     boundary_source: str = "projected"               # "projected" (X_m at init) | "input" (raw features)
     boundaries_per_modality: bool = True
+    # "nonempty": a sequence of at least num_bands steps keeps a coefficient in every band
+    # (spectral.graph.band_index); "exact": the cuts alone decide, so a band can be empty for every short
+    # sequence when the DC coefficient holds most of the training energy (the cuts then both fall below
+    # the first non-zero frequency). The paper's bands each carry about equal energy, which an empty
+    # band cannot.
+    band_rule: str = "nonempty"
     fit_batch_size: int = 64
 
     # --- modality router (eq. 3) ---
     router_path: str = "pre"                         # "pre" | "post" attention
+    # Input of the pre-attention path. "pooled": the masked means of the band-enhanced X~_m (Atsuko's
+    # section 3.1 places the modality router after the band enhancement). "raw": EMOE's, the raw input
+    # features concatenated per time step and flattened (position layout: one utterance's features;
+    # sequence layout: each modality padded to the dataset's longest sample, audio and vision resampled
+    # to the text length by a learned linear map over time, as EMOE's transfer_a_ali / transfer_v_ali).
+    router_input: str = "pooled"
     router_temperature: float = 0.1                  # EMOE's
-    router_hidden: int | None = None                 # None = max(8, 3 d / 8) (EMOE: dim / 8)
+    router_hidden: int | None = None                 # None = max(8, router input width / 8) (EMOE: dim / 8)
     mask_absent: bool = True
 
     # --- MCM (eq. 5-9) ---
@@ -132,8 +161,8 @@ class AtsukoConfig:
     loss_kind: str = "l1"                            # regression loss of the auxiliary terms
     uni_weight: float = 1.0
     bi_weight: float = 0.5
-    entropy_weight: float = 1.0                      # modality-level entropy, paper default
-    band_entropy_weight: float | None = None         # None = entropy_weight
+    entropy_weight: float = 1.0                      # eq. 11 (M * sum_m w log w per sample), paper default
+    band_entropy_weight: float | None = None         # None = entropy_weight (K * sum_b w log w, per modality)
     route_weight: float = 0.1                        # complementarity routing loss, paper default
     distill_weight: float = 0.1                      # feature distillation, paper default
     distill_kind: str = "kl"                         # "kl" (Atsuko eq. 9) | "emoe_mse"
@@ -151,6 +180,9 @@ class AtsukoConfig:
                                      "one kernel size (an integer >= 1) per modality (text, audio, vision)")
         self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
         checks.choice(self, "router_path", ("pre", "post"))
+        checks.choice(self, "router_input", ("pooled", "raw"))
+        checks.choice(self, "summary", ("last_real", "last_padded"))
+        checks.choice(self, "band_rule", ("nonempty", "exact"))
         checks.choice(self, "distill_kind", ("kl", "emoe_mse"))
         checks.choice(self, "boundary_source", ("projected", "input"))
         checks.integer(self, "d_model", 1)
@@ -162,7 +194,7 @@ class AtsukoConfig:
         checks.integer(self, "num_layers", 1)
         checks.integer(self, "ffn_mult", 1)
         checks.dropouts(self, "text_dropout", "audio_dropout", "vision_dropout", "embed_dropout", "attn_dropout",
-                        "relu_dropout", "res_dropout", "out_dropout")
+                        "attn_dropout_a", "attn_dropout_v", "relu_dropout", "res_dropout", "out_dropout")
         checks.integer(self, "num_bands", 1)
         checks.real(self, "band_temperature", 0.0, low_open=True)
         checks.real(self, "band_mask_rate", 0.0, 1.0, high_open=True)
@@ -170,7 +202,7 @@ class AtsukoConfig:
         checks.integer(self, "spectrum_bins", 1)
         checks.integer(self, "fit_batch_size", 1)
         checks.real(self, "router_temperature", 0.0, low_open=True)
-        checks.integer(self, "router_hidden", 1, optional=True, none_means="max(8, 3 d_model / 8)")
+        checks.integer(self, "router_hidden", 1, optional=True, none_means="max(8, router input width / 8)")
         checks.real(self, "comp_temperature", 0.0, low_open=True)
         checks.choice(self, "loss_kind", ("l1", "mse"))
         checks.choice(self, "comp_loss_kind", ("l1", "mse"), optional=True)
@@ -236,10 +268,10 @@ class ModalityEncoder(nn.Module):
     no row of the softmax is empty.
     """
 
-    def __init__(self, cfg: AtsukoConfig, causal: bool):
+    def __init__(self, cfg: AtsukoConfig, causal: bool, attn_dropout: float):
         super().__init__()
         d = cfg.d_model
-        self.layers = nn.ModuleList(EncoderLayer(d, cfg.num_heads, cfg.ffn_mult * d, cfg.attn_dropout,
+        self.layers = nn.ModuleList(EncoderLayer(d, cfg.num_heads, cfg.ffn_mult * d, attn_dropout,
                                                  cfg.relu_dropout, cfg.res_dropout)
                                     for _ in range(cfg.num_layers))
         self.norm = nn.LayerNorm(d)
@@ -262,8 +294,9 @@ class ModalityEncoder(nn.Module):
 
 
 class ResidualHead(nn.Module):
-    """``x0 = Lin_in(x)`` (identity if widths match); ``r = x0 + W2 drop(ReLU(W1 x0))``; ``y = W_o drop(r)``.
+    """``x0 = Lin_in(x)`` (identity if widths match); ``r = x0 + W2 drop(ReLU(W1 x0))``; ``y = W_o r``.
 
+    EMOE's head (``proj1``/``proj2``/``out_layer``): dropout only inside the residual branch.
     Returns ``(y (..., out_dim), r (..., d))``; ``r`` is the refined representation of eq. 8.
     """
 
@@ -278,7 +311,7 @@ class ResidualHead(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.inp(x)
         r = x + self.fc2(_drop(F.relu(self.fc1(x)), self.dropout, self.training))
-        return self.out(_drop(r, self.dropout, self.training)), r
+        return self.out(r), r
 
 
 class HypersphereRouter(nn.Module):
@@ -353,9 +386,27 @@ class Atsuko(nn.Module):
             self.register_buffer("band_spectrum", torch.zeros(3, cfg.spectrum_bins))  # training spectra
             self.register_buffer("band_fitted", torch.zeros((), dtype=torch.bool))
             self._warned_unfitted = False
-        self.encoders = nn.ModuleDict({m: ModalityEncoder(cfg, causal) for m in MODALITIES})
-        rh = cfg.router_hidden or max(8, (3 * d) // 8)
-        self.router = HypersphereRouter(3 * d, rh, 3)
+        attn = {"text": cfg.attn_dropout, "audio": cfg.attn_dropout_a, "vision": cfg.attn_dropout_v}
+        self.encoders = nn.ModuleDict({m: ModalityEncoder(cfg, causal, attn[m]) for m in MODALITIES})
+        self.raw_lengths = None
+        if cfg.router_input == "raw" and cfg.router_path == "pre":
+            if info.layout == "sequence":
+                lengths = (info.source or {}).get("max_lengths")
+                if not lengths:
+                    raise ValueError("router_input='raw' on sequence data needs the padded length of every modality "
+                                     "(DatasetInfo.source['max_lengths'], set by MultimodalDataset)")
+                self.raw_lengths = {m: int(lengths[m]) for m in MODALITIES}
+                Lt = self.raw_lengths["text"]
+                # EMOE's transfer_a_ali / transfer_v_ali: a learned map over time to the text length
+                self.align = nn.ModuleDict({m: nn.Linear(self.raw_lengths[m], Lt) for m in ("audio", "vision")
+                                            if self.raw_lengths[m] != Lt})
+                r_in = Lt * sum(info.dims.values())
+            else:
+                r_in = sum(info.dims.values())
+        else:
+            r_in = 3 * d
+        rh = cfg.router_hidden or max(8, r_in // 8)
+        self.router = HypersphereRouter(r_in, rh, 3)
         self.fusion_head = ResidualHead(d, d, self.out_dim, cfg.out_dropout)
         self.uni_heads = nn.ModuleDict({m: ResidualHead(d, d, self.out_dim, cfg.out_dropout)
                                         for m in MODALITIES})
@@ -435,13 +486,33 @@ class Atsuko(nn.Module):
             out[m] = x.transpose(1, 2)
         return out
 
+    def _raw_router_input(self, batch: Batch) -> torch.Tensor:
+        """EMOE's router input (``router_input="raw"``): the raw features, concatenated per step, zero on
+        padding and on missing modalities. Position layout: ``(B, L, d_t + d_a + d_v)``, one utterance per
+        position. Sequence layout: each modality zero-padded to its dataset length, audio and vision mapped
+        over time to the text length (``self.align``), then flattened: ``(B, 1, L_t (d_t + d_a + d_v))``."""
+        xs = []
+        for m in MODALITIES:
+            x = batch.features(m) * batch.mask(m)[..., None].to(batch.features(m).dtype)
+            if self.raw_lengths is not None:
+                L = self.raw_lengths[m]
+                if x.shape[1] > L:
+                    raise ValueError(f"{m}: a batch padded to {x.shape[1]} steps, longer than the {L} steps the "
+                                     "raw router was built for")
+                x = F.pad(x, (0, 0, 0, L - x.shape[1]))
+                if m in self.align:
+                    x = self.align[m](x.transpose(1, 2)).transpose(1, 2)       # (B, L_t, d_m)
+            xs.append(x)
+        z = torch.cat(xs, -1)
+        return z.flatten(1)[:, None] if self.raw_lengths is not None else z
+
     def _sbn(self, m: str, j: int, x: torch.Tensor, mask: torch.Tensor, cuts: list[float], diag: dict
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 1-2 for one modality: returns (X~ (B, L, d), log band weights before masking (B, K))."""
         cfg = self.config
         K = cfg.num_bands
         with torch.autocast(device_type=x.device.type, enabled=False):      # exact bands, also under AMP
-            comps, _ = band_decompose(x.float(), mask, cuts)                 # (B, K, L, d)
+            comps, _ = band_decompose(x.float(), mask, cuts, nonempty=cfg.band_rule == "nonempty")  # (B, K, L, d)
         lengths = mask.sum(1).clamp_min(1).to(x.dtype)
         summaries = comps.sum(2) / lengths[:, None, None]                    # (B, K, d)
         logw = torch.log_softmax(self.band_routers[m](summaries).float() / cfg.band_temperature, -1)
@@ -503,18 +574,26 @@ class Atsuko(nn.Module):
         for j, m in enumerate(MODALITIES):
             out = self.encoders[m](feats[m], masks[m])                         # (B, L_m, d)
             if seq:
-                last = (masks[m].sum(1) - 1).clamp_min(0)
-                out = out[torch.arange(B, device=out.device), last][:, None]   # (B, 1, d)
-                if cfg.router_path == "pre":
+                if cfg.summary == "last_padded":
+                    out = out[:, -1:]                                          # (B, 1, d), EMOE's out[-1]
+                else:
+                    last = (masks[m].sum(1) - 1).clamp_min(0)
+                    out = out[torch.arange(B, device=out.device), last][:, None]   # (B, 1, d)
+                if cfg.router_path == "pre" and cfg.router_input == "pooled":
                     pooled.append((feats[m] * masks[m][..., None]).sum(1, keepdim=True)
                                   / masks[m].sum(1).clamp_min(1)[:, None, None].to(out.dtype))
-            elif cfg.router_path == "pre":
+            elif cfg.router_path == "pre" and cfg.router_input == "pooled":
                 pooled.append(feats[m])
             h.append(out * avail[..., j:j + 1].to(out.dtype))
         H = torch.stack(h, -2)                                                 # (B, P, 3, d)
 
         # --- modality router (eq. 3)
-        z = torch.cat(pooled, -1) if cfg.router_path == "pre" else H.flatten(-2)
+        if cfg.router_path == "post":
+            z = H.flatten(-2)
+        elif cfg.router_input == "raw":
+            z = self._raw_router_input(batch)
+        else:
+            z = torch.cat(pooled, -1)
         logits = self.router(z) / cfg.router_temperature                       # (B, P, 3)
         if cfg.mask_absent:
             ok = avail | ~avail.any(-1, keepdim=True)   # a position with nothing: all allowed
@@ -571,22 +650,26 @@ class Atsuko(nn.Module):
             aux["routing"] = cfg.route_weight * masked_avg((w - tgt).pow(2).mean(-1), lmask)
             diag["emoe_target"] = tgt
 
-        # --- entropy regularisation (eq. 11) on modality and band weights
+        # --- entropy regularisation (eq. 11) on modality and band weights: M sum_m w log w per sample,
+        # averaged over the batch (EMOE's entropy_balance); the band form is the same per modality,
+        # K sum_b w log w, summed over the modalities
         # (w * log w from log_softmax: xlogy would have an infinite gradient at a masked weight 0)
-        aux["entropy_modality"] = cfg.entropy_weight * masked_avg((w * logw).sum(-1), lmask)
+        aux["entropy_modality"] = cfg.entropy_weight * masked_avg(3 * (w * logw).sum(-1), lmask)
         if cfg.use_sbn:
             blogw = torch.stack(band_w, 1)                                      # (B, 3, K) log weights
             present_any = avail.any(1)                                          # (B, 3)
             bew = cfg.entropy_weight if cfg.band_entropy_weight is None else cfg.band_entropy_weight
-            aux["entropy_band"] = bew * masked_avg((blogw.exp() * blogw).sum(-1), present_any)
+            per_band = cfg.num_bands * (blogw.exp() * blogw).sum(-1)            # (B, 3)
+            aux["entropy_band"] = bew * torch.stack([masked_avg(per_band[:, j], present_any[:, j])
+                                                     for j in range(3)]).sum()
 
         # --- feature distillation (eq. 8-9)
         teacher = (w.detach().to(refined.dtype)[..., None] * refined.detach()).sum(-2)  # (B, P, d)
         if cfg.distill_kind == "kl":
             pt = torch.softmax(teacher.float(), -1)
             dis = (_xlogx(pt) - pt * torch.log_softmax(f_ref.float(), -1)).sum(-1)
-        else:
-            dis = (torch.softmax(f_ref.float(), -1) - teacher.float()).pow(2).mean(-1)
+        else:                                   # EMOE's uni_distill: MSE between the two softmaxes
+            dis = (torch.softmax(f_ref.float(), -1) - torch.softmax(teacher.float(), -1)).pow(2).mean(-1)
         aux["distill"] = cfg.distill_weight * masked_avg(dis, lmask)
 
         # --- outputs
@@ -624,7 +707,8 @@ class Atsuko(nn.Module):
         cuts = self._cuts()
         out = {"band_cuts": self.band_cuts.clone(), "band_spectrum": self.band_spectrum.clone()}
         for j, m in enumerate(MODALITIES):
-            comps, coeffs = band_decompose(feats[m], batch.mask(m), cuts[j])
+            comps, coeffs = band_decompose(feats[m], batch.mask(m), cuts[j],
+                                           nonempty=self.config.band_rule == "nonempty")
             lengths = batch.mask(m).sum(1).clamp_min(1).to(comps.dtype)
             w = torch.softmax(self.band_routers[m](comps.sum(2) / lengths[:, None, None])
                               / self.config.band_temperature, -1)
@@ -637,16 +721,24 @@ class Atsuko(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Presets, variants, training settings
 # ---------------------------------------------------------------------------------------------
+#: EMOE's backbone settings per dataset, from its config/config.json (emoe.datasetParams): d 256 with
+#: 8 heads (dst_feature_dim_nheads), 4 layers (nlevels); dropouts and kernels as named there
+#: (text_dropout, attn_dropout / attn_dropout_a / attn_dropout_v, relu_dropout, res_dropout,
+#: embed_dropout, output_dropout, conv1d_kernel_size_l/a/v). Audio and vision inputs get no dropout.
+EMOE_BACKBONE = {
+    "mosi": dict(d_model=256, num_heads=8, num_layers=4, kernel_sizes=(5, 5, 5), text_dropout=0.5,
+                 audio_dropout=0.0, vision_dropout=0.0, attn_dropout=0.3, attn_dropout_a=0.2, attn_dropout_v=0.0,
+                 relu_dropout=0.0, res_dropout=0.0, embed_dropout=0.2, out_dropout=0.5),
+    "mosei": dict(d_model=256, num_heads=8, num_layers=4, kernel_sizes=(5, 1, 3), text_dropout=0.3,
+                  audio_dropout=0.0, vision_dropout=0.0, attn_dropout=0.4, attn_dropout_a=0.0, attn_dropout_v=0.0,
+                  relu_dropout=0.0, res_dropout=0.0, embed_dropout=0.0, out_dropout=0.5),
+}
+
+
 def _paper_backbone(info: DatasetInfo) -> dict:
-    """EMOE's settings (docs/emoe.md) by dataset name: MOSEI's dropouts/kernels for names with "mosei",
-    MOSI's for everything else (MOSI, mosi-bclstm, SIMS, MIntRec: the papers give no others here)."""
-    base = dict(d_model=256, num_heads=8, num_layers=4, embed_dropout=0.2, relu_dropout=0.1,
-                res_dropout=0.1, audio_dropout=0.2, vision_dropout=0.2)
-    if "mosei" in info.name.lower():
-        base.update(attn_dropout=0.4, text_dropout=0.3, out_dropout=0.5, kernel_sizes=(5, 1, 3))
-    else:
-        base.update(attn_dropout=0.3, text_dropout=0.5, out_dropout=0.5, kernel_sizes=(5, 5, 5))
-    return base
+    """EMOE's settings (:data:`EMOE_BACKBONE`) by dataset name: MOSEI's for names with "mosei", MOSI's for
+    everything else (MOSI, mosi-bclstm, SIMS, MIntRec: EMOE's config has only these two)."""
+    return dict(EMOE_BACKBONE["mosei" if "mosei" in info.name.lower() else "mosi"])
 
 
 def _quick_backbone(info: DatasetInfo) -> dict:
@@ -656,7 +748,8 @@ def _quick_backbone(info: DatasetInfo) -> dict:
     # scaling, which slowed learning at this width
     return dict(d_model=32, num_heads=4, num_layers=2, ffn_mult=2, kernel_sizes=(3, 3, 3), embed_scale=False,
                 text_dropout=0.1, audio_dropout=0.0, vision_dropout=0.0, embed_dropout=0.1,
-                attn_dropout=0.0,  # dropout on the attention matrix is ~1/6 of a CPU step at this size
+                # dropout on the attention matrix is ~1/6 of a CPU step at this size
+                attn_dropout=0.0, attn_dropout_a=0.0, attn_dropout_v=0.0,
                 relu_dropout=0.0, res_dropout=0.1, out_dropout=0.1, spectrum_bins=64)
 
 
@@ -674,16 +767,18 @@ _ATSUKO_LOSS = dict(
     bi_weight=0.5,             # ours: lambda_bi of eq. 10
     uni_weight=1.0,            # eq. 10: unimodal auxiliary loss unweighted (EMOE's)
     router_path="pre",         # EMOE's path; "post" is the alternative of section 3.1
+    router_input="pooled",     # section 3.1: the modality router follows the band enhancement
 )
 
-# EMOE (docs/emoe.md): loss = fused + mean(unimodal) + 0.1 * (3 * sum w log w + 0.1 * MSE(w, target))
-#                + 0.1 * MSE(softmax(fused_proj), teacher)
+# EMOE (its trains/singleTask/EMOE.py): loss = fused + mean(unimodal) + 0.1 * (entropy + 0.1 * MSE(w, target))
+#   + 0.1 * MSE(softmax(fused_proj), softmax(teacher)); entropy = 3 * sum w log w (the eq. 11 form)
 _EMOE_LOSS = dict(
     use_sbn=False, use_mcm=False,
-    entropy_weight=0.3,        # 0.1 * 3 (EMOE multiplies sum w log w by the number of modalities)
+    entropy_weight=0.1,
     route_weight=0.01,         # 0.1 * 0.1 on MSE(router, target)
     distill_weight=0.1, distill_kind="emoe_mse",
     router_temperature=0.1, uni_weight=1.0, router_path="pre", emoe_target_eps=0.1,
+    router_input="raw",        # EMOE's router reads the raw inputs
 )
 
 
@@ -696,7 +791,9 @@ def atsuko_paper(info: DatasetInfo) -> dict:
 
 
 def emoe_quick(info: DatasetInfo) -> dict:
-    return {**_quick_backbone(info), **_EMOE_LOSS}
+    """EMOE miniature for the built-in benchmark: its router reads the pooled features, as Atsuko's (the
+    raw flattened inputs of the paper preset would be most of a miniature's parameters)."""
+    return {**_quick_backbone(info), **_EMOE_LOSS, "router_input": "pooled"}
 
 
 def emoe_paper(info: DatasetInfo) -> dict:
@@ -719,5 +816,5 @@ register(ModelSpec("atsuko", Atsuko, AtsukoConfig, {"quick": atsuko_quick, "pape
 register(ModelSpec("emoe", Atsuko, AtsukoConfig, {"quick": emoe_quick, "paper": emoe_paper},
                    "EMOE: Atsuko with SBN and MCM off, EMOE's router target and loss weights"))
 
-__all__ = ["Atsuko", "AtsukoConfig", "TABLE4_ROWS", "atsuko_quick",
+__all__ = ["Atsuko", "AtsukoConfig", "EMOE_BACKBONE", "TABLE4_ROWS", "atsuko_quick",
            "atsuko_paper", "emoe_quick", "emoe_paper"]

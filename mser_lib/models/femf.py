@@ -80,7 +80,7 @@ from torch import nn
 from .. import checks
 from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo
 from ..data.validate import feature_statistics
-from ..spectral.dft import dft_split
+from ..spectral.dft import dft_split, reference_cutoff_split
 from .base import ModelOutput, masked_avg, task_loss
 from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout
 from .registry import ModelSpec, register
@@ -88,7 +88,8 @@ from .registry import ModelSpec, register
 _ABBR = {"text": "t", "audio": "a", "vision": "v"}
 
 #: Loss weights of the public reference code (docs/reference-differences.md, row 4); the paper uses 1 for all.
-REFERENCE_LOSS_WEIGHTS = dict(w_task=1.0, w_train=1.0, w_orth=0.1, w_rec=0.2, w_sim=0.5, w_cyc=0.5,
+#: The reference sums its three reconstruction errors where mser averages them: its 0.2 is 0.6 here.
+REFERENCE_LOSS_WEIGHTS = dict(w_task=1.0, w_train=1.0, w_orth=0.1, w_rec=0.6, w_sim=0.5, w_cyc=0.5,
                               w_align=0.4)
 
 #: Paper's best interaction orders (Sec. 4.8): text a->v, audio t->v, vision t->a.
@@ -162,6 +163,28 @@ class FEMFConfig:
     freeze_experts: bool = True
     expert_grad_to_inputs: bool = True
     dis_in_expert_stage: bool = True
+    # Stage 2 keeps eq. 10 (L_train) on each modality's own experts (eq. 28 sums L_train into the total;
+    # the paper freezes the experts' parameters, not the objective). The reference has no L_train in stage 2.
+    train_in_full_stage: bool = True
+    # Dropout inside the frozen experts in stage 2. The paper is silent; the reference never freezes them
+    # and so keeps their dropout, which we follow.
+    frozen_expert_dropout: bool = True
+    # Eq. 25: L_align pulls the shared head towards the final prediction; the paper says the constraint
+    # "encourages the shared representations" to align with the decision, and the reference detaches the
+    # prediction. False also lets L_align's gradient move the prediction towards the shared head.
+    align_detach_prediction: bool = True
+    # --- the public reference code's behaviours (docs/reference-differences.md); each is off by default,
+    # and the preset "reference" turns them all on.
+    cutoff_rule: str = "paper"        # "reference": c = int(T * cutoff_ratio) as an rfft index on the padded batch
+    router_per_band: bool = True      # False: one router per modality for both bands (the reference's router_<m>)
+    expert_block: str = "paper"       # "reference": no output projection, no LayerNorm, GELU MLP (packing.StackedExperts)
+    expert_heads: str = "per_band"    # "per_modality": one head per modality for both bands; stage 1 fits their sum
+    hpm_kind: str = "paper"           # "reference": sigmoid-gated per-modality and joint features, a residual MLP
+                                      # and one output layer instead of eq. 20-23's weighted heads
+    shared_head: str = "own"          # "text_expert": L_align's shared prediction uses the text expert's head
+    orth_kind: str = "squared_cosine" # "signed_cosine": the reference's cos(x^s, x^u), minimised towards -1
+    rec_target: str = "input"         # "projected": decoders reconstruct P_m(x_m) (the reference), not x_m (eq. 5)
+    detach_dis_targets: bool = False  # True: L_rec and L_cyc targets are detached (the reference)
     return_attention: bool = False
     expert_chunk_mb: float = 16.0
 
@@ -191,6 +214,17 @@ class FEMFConfig:
                                      ) from None
         checks.weights(self, "w_task", "w_train", "w_sim", "w_orth", "w_rec", "w_cyc", "w_align")
         checks.choice(self, "task_loss_kind", ("mse", "l1"))
+        checks.choice(self, "cutoff_rule", ("paper", "reference"))
+        checks.choice(self, "expert_block", ("paper", "reference"))
+        checks.choice(self, "expert_heads", ("per_band", "per_modality"))
+        checks.choice(self, "hpm_kind", ("paper", "reference"))
+        checks.choice(self, "shared_head", ("own", "text_expert"))
+        checks.choice(self, "orth_kind", ("squared_cosine", "signed_cosine"))
+        checks.choice(self, "rec_target", ("input", "projected"))
+        if self.shared_head == "text_expert" and not (self.use_fae and "t" in self.modalities):
+            raise checks.ConfigError("FEMFConfig", "shared_head", self.shared_head,
+                                     "'own' unless the model has a text expert (use_fae=True and text among "
+                                     "the modalities)")
         checks.real(self, "expert_chunk_mb", 0.0, low_open=True)
 
 
@@ -329,15 +363,17 @@ class FEMF(nn.Module):
         self.private_enc = nn.ModuleDict({m: nn.Linear(H, H) for m in mods}) if c.use_dtm else None
         dec_mods = [m for m in mods
                     if self.has["rec"] or (self.has["cyc"] and m in ("audio", "vision"))]
+        rec_width = {m: H if c.rec_target == "projected" else info.dims[m] for m in dec_mods}
         self.decoders = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, info.dims[m])) for m in dec_mods
+            m: nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, rec_width[m])) for m in dec_mods
         }) if dec_mods else None
         # The decoders reconstruct *standardised* inputs, so L_rec and L_cyc weigh every feature alike
         # whatever its unit (pitch in Hz next to unit-scale embeddings). Features the loader standardised
         # (``info.source["standardize"]``) are used as they are; otherwise :meth:`prepare` stores the train
         # split's per-feature mean and std here (computed in float64, stored as float32 buffers, kept in
         # checkpoints).
-        self.rec_standardize = bool(dec_mods) and not (info.source or {}).get("standardize", False)
+        self.rec_standardize = (bool(dec_mods) and c.rec_target == "input"
+                                and not (info.source or {}).get("standardize", False))
         self._rec_ready = False            # set by prepare() or by loading a checkpoint
         if self.rec_standardize:
             for m in dec_mods:
@@ -348,10 +384,11 @@ class FEMF(nn.Module):
         # router (f, m) (eq. 12-13): two-layer MLP + softmax. Each set is stored stacked (packing.py).
         if c.use_fae:
             self.experts = StackedExperts(M, H, c.heads, c.expert_depth, c.expert_ffn or H, self.out_dim,
-                                           c.attn_dropout)
+                                           c.attn_dropout, block=c.expert_block,
+                                           heads_per_band=c.expert_heads == "per_band")
             self.anchor = "text" in mods
             r_in = 2 * H if self.anchor else H
-            self.routers = StackedRouters(M, r_in, c.router_hidden or 2 * H)
+            self.routers = StackedRouters(M, r_in, c.router_hidden or 2 * H, per_band=c.router_per_band)
         else:
             self.experts = None
             self.routers = None
@@ -368,17 +405,25 @@ class FEMF(nn.Module):
 
         # 3.5: hierarchical prediction
         od = self.out_dim
+        self.hpm_ref = None
         if c.use_hpm:
             fh = c.hpm_ffn or H
             self.hpm_ffn = nn.ModuleDict({m: nn.Sequential(nn.Linear(H, fh), nn.ReLU(), nn.Dropout(c.dropout),
                                                            nn.Linear(fh, H)) for m in mods})
-            self.hpm_head = nn.ModuleDict({m: nn.Linear(H, od) for m in mods})
-            self.fusion_mlp = nn.Sequential(nn.Linear((M + 1) * od, c.fusion_hidden), nn.ReLU(),
-                                            nn.Linear(c.fusion_hidden, M + 1))
+            if c.hpm_kind == "paper":
+                self.hpm_head = nn.ModuleDict({m: nn.Linear(H, od) for m in mods})
+                self.fusion_mlp = nn.Sequential(nn.Linear((M + 1) * od, c.fusion_hidden), nn.ReLU(),
+                                                nn.Linear(c.fusion_hidden, M + 1))
+            else:   # the reference: projector_<m>, projector_c, proj1 and nlp_head over 2 M H features
+                self.hpm_head = self.fusion_mlp = None
+                self.hpm_ref = nn.ModuleDict({"proj": nn.ModuleDict({m: nn.Linear(H, H) for m in mods}),
+                                              "joint": nn.Linear(M * H, M * H),
+                                              "mix": nn.Linear(2 * M * H, 2 * M * H),
+                                              "out": nn.Linear(2 * M * H, od)})
         else:
             self.hpm_ffn = self.hpm_head = self.fusion_mlp = None
-        self.joint_head = nn.Linear(M * H, od)
-        self.shared_head = nn.Linear(H, od) if self.has["align"] else None
+        self.joint_head = nn.Linear(M * H, od) if self.hpm_ref is None else None
+        self.shared_head = nn.Linear(H, od) if self.has["align"] and c.shared_head == "own" else None
 
     def prepare(self, dataset) -> dict:
         """Called by the trainer before training: the train split's per-feature mean and std
@@ -452,14 +497,17 @@ class FEMF(nn.Module):
         private = {m: self.private_enc[m](h[m]) for m in mods} if self.private_enc is not None else h
         shared = {m: self.shared_enc(h[m]) for m in mods} if self.shared_enc is not None else None
         if self.private_enc is not None and (self.stage == "full" or c.dis_in_expert_stage):
-            raw.update(self._dis_losses(x_tok, segs, private, shared, position))
+            raw.update(self._dis_losses(x_tok, h, segs, private, shared, position))
 
         # ---- 3.3 frequency-aware MoE (eq. 8-15)
         if self.experts is not None:
             bands, grids, energy = {}, {}, []
             for m in mods:
                 s = segs[m]
-                low, high = dft_split(s.scatter(private[m]), s.mask, c.cutoff_ratio, c.dft_method)
+                if c.cutoff_rule == "reference":                      # padding enters, bins by index
+                    low, high = reference_cutoff_split(s.scatter(private[m]), c.cutoff_ratio)
+                else:
+                    low, high = dft_split(s.scatter(private[m]), s.mask, c.cutoff_ratio, c.dft_method)
                 grids[m] = (low, high)
                 bands[m] = (s.gather(low), s.gather(high))
                 energy.append(torch.stack([low.pow(2).sum((1, 2)), high.pow(2).sum((1, 2))], 1))
@@ -486,8 +534,10 @@ class FEMF(nn.Module):
         else:
             feat = {m: segs[m].mean(R[m]) for m in mods}             # (B, H)
             avail = {m: segs[m].present for m in mods}
-        joint = self.joint_head(torch.cat([feat[m] for m in mods], -1))   # eq. 21
-        if self.hpm_head is not None:
+        if self.hpm_ref is not None:                                  # the reference's prediction module
+            out = self._reference_hpm(feat, mods)
+        elif self.hpm_head is not None:
+            joint = self.joint_head(torch.cat([feat[m] for m in mods], -1))   # eq. 21
             preds = [self.hpm_head[m](feat[m] + self.hpm_ffn[m](feat[m])) for m in mods]   # eq. 20
             preds.append(joint)
             z = torch.stack(preds, -2)                                # (n, M+1, od)
@@ -499,14 +549,19 @@ class FEMF(nn.Module):
             if self.out_dim == 1:
                 diag["head_predictions"] = to_layout(z.squeeze(-1).detach(), position, label_mask)
         else:
-            out = joint
+            out = self.joint_head(torch.cat([feat[m] for m in mods], -1))   # eq. 21
 
-        if self.shared_head is not None:                              # eq. 24-25
+        if self.has["align"]:                                         # eq. 24-25
             if position:
                 s_sum = sum(segs[m].scatter(shared[m]).flatten(0, 1).index_select(0, lab_idx) for m in mods)
             else:
                 s_sum = sum(segs[m].mean(shared[m]) for m in mods)
-            err = (self.shared_head(s_sum) - out).pow(2).mean(-1)
+            if self.shared_head is not None:
+                y_shared = self.shared_head(s_sum)
+            else:                                                     # the text expert's head (low band)
+                y_shared = self.experts.head_one(mods.index("text"), s_sum)
+            target = out.detach() if c.align_detach_prediction else out
+            err = (y_shared - target).pow(2).mean(-1)
             if position:
                 raw["align"] = err.mean() if err.numel() else err.sum()
             else:
@@ -516,9 +571,10 @@ class FEMF(nn.Module):
         return self._finish(prediction, raw, diag)
 
     # ------------------------------------------------------------------------------ components
-    def _dis_losses(self, x_tok, segs, private, shared, position) -> dict:
-        """Eq. 2-6 (unweighted), on real tokens."""
-        mods, out = self.mods, {}
+    def _dis_losses(self, x_tok, h, segs, private, shared, position) -> dict:
+        """Eq. 2-6 (unweighted), on real tokens. ``x_tok``: inputs ``{m: (N_m, d_m)}``; ``h``: their
+        projections ``{m: (N_m, H)}`` (the reconstruction target when ``rec_target="projected"``)."""
+        c, mods, out = self.config, self.mods, {}
         if self.has["sim"]:                                           # eq. 2
             terms = []
             for i in range(len(mods)):
@@ -536,8 +592,11 @@ class FEMF(nn.Module):
                     terms.append(masked_avg(1.0 - F.cosine_similarity(va, vb, dim=-1), ok))
             out["sim"] = torch.stack(terms).mean()
         if self.has["orth"]:                                          # eq. 3, bounded (squared cosine)
-            terms = [_mean0(F.cosine_similarity(shared[m], private[m], dim=-1).pow(2)) for m in mods]
-            out["orth"] = torch.stack(terms).mean()
+            cos = {m: F.cosine_similarity(shared[m], private[m], dim=-1) for m in mods}
+            if c.orth_kind == "squared_cosine":
+                out["orth"] = torch.stack([_mean0(cos[m].pow(2)) for m in mods]).mean()
+            else:                                                     # the reference: signed, summed
+                out["orth"] = torch.stack([_mean0(cos[m]) for m in mods]).sum()
         if self.decoders is not None:                                 # eq. 4-6
             anchor = "text" if "text" in mods else None
             rec, cyc = [], []
@@ -549,8 +608,10 @@ class FEMF(nn.Module):
                     src = s.gather(segs[anchor].scatter(shared[anchor]))
                 else:                                                 # pooled x_t^s of the sample
                     src = segs[anchor].mean(shared[anchor]).index_select(0, s.sample)
-                x_hat = self.decoders[m](torch.cat([src, private[m]], -1))      # standardised x_m
-                target = x_tok[m]
+                x_hat = self.decoders[m](torch.cat([src, private[m]], -1))      # standardised x_m (or P_m x_m)
+                target = h[m] if c.rec_target == "projected" else x_tok[m]
+                if c.detach_dis_targets:
+                    target = target.detach()
                 if self.rec_standardize:
                     if self.training and not self._rec_ready:
                         warnings.warn("FEMF trains on features the loader did not standardise, but prepare(dataset) "
@@ -562,9 +623,13 @@ class FEMF(nn.Module):
                 if self.has["rec"]:
                     rec.append(_mean0((x_hat - target).pow(2).mean(-1)))
                 if self.has["cyc"] and m in ("audio", "vision"):
-                    raw_hat = x_hat * std + mean if self.rec_standardize else x_hat
-                    again = self.private_enc[m](self.proj[m](raw_hat))
-                    cyc.append(_mean0((again - private[m]).pow(2).mean(-1)))
+                    if c.rec_target == "projected":                   # x̂ is already in the projected space
+                        again = self.private_enc[m](x_hat)
+                    else:
+                        raw_hat = x_hat * std + mean if self.rec_standardize else x_hat
+                        again = self.private_enc[m](self.proj[m](raw_hat))
+                    goal = private[m].detach() if c.detach_dis_targets else private[m]
+                    cyc.append(_mean0((again - goal).pow(2).mean(-1)))
             if rec:
                 out["rec"] = torch.stack(rec).mean()
             if cyc:
@@ -581,7 +646,9 @@ class FEMF(nn.Module):
         return masked_avg(err, mask)
 
     def _expert_stage(self, batch, bands, segs, label_mask, position, raw, diag, drop):
-        """Stage 1: expert (f, m) on x_m^f (eq. 9); L_train = sum of eq. 10 (eq. 27)."""
+        """Stage 1: expert (f, m) on x_m^f (eq. 9); L_train = sum of eq. 10 (eq. 27). With
+        ``expert_heads="per_modality"`` (the reference) each modality's loss is on the sum of its two
+        bands' predictions."""
         mods = self.mods
         M = len(mods)
         preds, oks, losses, maps = {}, {}, [], {}
@@ -594,22 +661,27 @@ class FEMF(nn.Module):
                     gids, y, _ = self.experts.run_chunk(s, gs, lo, hi, bands[m], drop, mp)
                     for g, yg in zip(gids, y.unbind(0)):
                         heads[g // M].append(self.experts.head_one(g, yg))
+            ok = (s.mask if position else s.present) & label_mask
             for f in range(2):
                 tok = torch.cat(heads[f], 0) if heads[f] else bands[m][f].new_zeros(0, self.out_dim)
                 p = s.per_sample(tok, position)
-                ok = (s.mask if position else s.present) & label_mask
-                losses.append(self._expert_loss(p, batch, ok))
+                if self.config.expert_heads == "per_band":
+                    losses.append(self._expert_loss(p, batch, ok))
                 preds[(f, m)], oks[(f, m)] = p, ok
+            if self.config.expert_heads == "per_modality":
+                losses.append(self._expert_loss(preds[(0, m)] + preds[(1, m)], batch, ok))
             if mp:
                 maps.update(mp)
         raw["train"] = torch.stack(losses).sum()
         keys = [(f, m) for m in mods for f in range(2)]               # order: modality, band
         P = torch.stack([preds[k] for k in keys], -2)                 # (..., 2M, od)
         W = torch.stack([oks[k] for k in keys], -1).to(P.dtype).unsqueeze(-1)
+        if self.config.expert_heads == "per_modality":               # a modality predicts with both bands
+            P, W = P.unflatten(-2, (M, 2)).sum(-2), W.unflatten(-2, (M, 2))[..., 0, :]
         mean = (P * W).sum(-2) / W.sum(-2).clamp_min(1.0)
         prediction = mean.squeeze(-1) if self.out_dim == 1 else mean
         if self.out_dim == 1:
-            e = P.squeeze(-1)
+            e = torch.stack([preds[k] for k in keys], -2).squeeze(-1)
             diag["expert_predictions"] = e.view(*e.shape[:-1], M, 2).detach()
         self._add_maps(diag, maps)
         return self._finish(prediction, raw, diag)
@@ -620,7 +692,8 @@ class FEMF(nn.Module):
         M = len(mods)
         frozen = self.experts_frozen
         grad_path = (not frozen) or c.expert_grad_to_inputs
-        e_drop = 0.0 if frozen else drop
+        e_drop = drop if (not frozen or c.frozen_expert_dropout) else 0.0
+        fit_own = grad_path and self.has["train"] and c.train_in_full_stage
         coef = (c.alpha, 1.0 - c.alpha)                                # eq. 15
         anchor_seq = segs["text"].mean(private["text"]) if self.anchor and not position else None
         R, losses, maps = {}, [], {}
@@ -654,14 +727,16 @@ class FEMF(nn.Module):
                     f, i = divmod(g, M)
                     term = (coef[f] * wfi[f][i]).unsqueeze(-1) * ys[r]            # eq. 14-15
                     parts[(a, e)] = term if (a, e) not in parts else parts[(a, e)] + term
-                    if i == s.j and grad_path and self.has["train"]:
+                    if i == s.j and fit_own:
                         own[f].append(self.experts.head_one(g, ys[r]))
             R[m] = torch.cat([parts[k] for k in sorted(parts)], 0)
-            if grad_path and self.has["train"]:                      # eq. 10 on each own expert
-                for f in range(2):
-                    p = s.per_sample(torch.cat(own[f], 0), position)
-                    ok = (s.mask if position else s.present) & label_mask
-                    losses.append(self._expert_loss(p, batch, ok))
+            if fit_own:                                               # eq. 10 on each own expert
+                ok = (s.mask if position else s.present) & label_mask
+                p = [s.per_sample(torch.cat(own[f], 0), position) for f in range(2)]
+                if c.expert_heads == "per_band":
+                    losses += [self._expert_loss(pf, batch, ok) for pf in p]
+                else:
+                    losses.append(self._expert_loss(p[0] + p[1], batch, ok))
             if mp:
                 maps.update(mp)
         if losses:
@@ -676,6 +751,16 @@ class FEMF(nn.Module):
             diag[name] = per
         self._add_maps(diag, maps)
         return R
+
+    def _reference_hpm(self, feat: dict, mods: list[str]) -> torch.Tensor:
+        """The reference's prediction module (``hpm_kind="reference"``), on ``feat`` ``{m: (n, H)}``:
+        ``p_m = sigmoid(W_m (x_m + FFN_m(x_m)))``, ``j = sigmoid(W_c [x_t; x_a; x_v])``,
+        ``z = [p_t; p_a; p_v; j]`` (``2 M H`` wide), ``y = W_out (z + drop(ReLU(W_1 z)))``: no eq. 22 weights."""
+        r = self.hpm_ref
+        gated = [torch.sigmoid(r["proj"][m](feat[m] + self.hpm_ffn[m](feat[m]))) for m in mods]
+        gated.append(torch.sigmoid(r["joint"](torch.cat([feat[m] for m in mods], -1))))
+        z = torch.cat(gated, -1)
+        return r["out"](z + F.dropout(F.relu(r["mix"](z)), self.config.dropout, self.training))
 
     def _add_maps(self, diag: dict, maps: dict) -> None:
         for (band, j), a in maps.items():
@@ -746,9 +831,29 @@ def reference_weights_preset(info: DatasetInfo) -> dict:
     return {**paper_preset(info), **REFERENCE_LOSS_WEIGHTS}
 
 
+#: Every behaviour of the public reference code (L11yc/FEMF) that mser has as a switch, on top of the
+#: paper preset's sizes (docs/reference-differences.md): experts never frozen, its loss weights, its
+#: cut-off rule with c = 0.9, its prediction module, one band router and one expert head per modality,
+#: its expert blocks, detached auxiliary targets, the signed-cosine L_orth, reconstruction of projected
+#: features, no L_dis in stage 1 and no L_train in stage 2, and its hard-coded interaction (order, 2
+#: layers, feed-forward width 16, alpha 0.7).
+REFERENCE_BEHAVIOUR = dict(
+    **REFERENCE_LOSS_WEIGHTS, freeze_experts=False, cutoff_rule="reference", cutoff_ratio=0.9,
+    hpm_kind="reference", router_per_band=False, expert_heads="per_modality", expert_block="reference",
+    shared_head="text_expert", detach_dis_targets=True, align_detach_prediction=True,
+    orth_kind="signed_cosine", rec_target="projected", dis_in_expert_stage=False, train_in_full_stage=False,
+    interaction_order=REFERENCE_ORDER, interaction_layers=2, interaction_ffn=16, alpha=0.7)
+
+
+def reference_preset(info: DatasetInfo) -> dict:
+    """The paper preset's sizes with every reference behaviour switched on (:data:`REFERENCE_BEHAVIOUR`)."""
+    return {**paper_preset(info), **REFERENCE_BEHAVIOUR}
+
+
 register(ModelSpec(
     name="femf", model_cls=FEMF, config_cls=FEMFConfig,
-    presets={"quick": quick_preset, "paper": paper_preset, "reference_weights": reference_weights_preset},
+    presets={"quick": quick_preset, "paper": paper_preset, "reference_weights": reference_weights_preset,
+             "reference": reference_preset},
     description="FEMF: disentanglement, DFT frequency-aware experts (2 stages), interaction, "
                 "hierarchical prediction (paper 000)",
 ))

@@ -220,33 +220,49 @@ class StackedExperts(nn.Module):
     """The 2 x M frequency-specific modality experts of eq. 9, stored with a leading expert axis.
 
     Expert ``g = f * M + i`` is the expert of band ``f`` (0 low, 1 high) and modality ``i``. Each
-    is ``depth`` post-LN transformer encoder blocks (self-attention + FFN, residual, LayerNorm)
-    plus a linear head. Parameters have shape ``(depth, G, ...)`` (heads ``(G, ...)``); every layer
-    is one ``baddbmm`` over all experts at once.
+    is ``depth`` blocks plus a linear head. Parameters have shape ``(depth, G, ...)`` (heads
+    ``(G, ...)``); every layer is one ``baddbmm`` over all experts at once.
+
+    ``block="paper"``: post-LN transformer encoder blocks (self-attention with output projection,
+    residual, LayerNorm; ReLU FFN, residual, LayerNorm). ``block="reference"``: the public FEMF code's
+    block (its ``Attention``): ``a = MHA(x)`` without an output projection, ``x + a + MLP(a)`` with a GELU
+    MLP and dropout after each of its layers, no LayerNorm. ``heads_per_band=False``: one head per
+    modality, shared by its two bands (the reference's ``nlp_head_<m>``); expert ``g`` then uses head
+    ``g % M``.
     """
 
+    _PARAMS = {"paper": ("wqkv", "bqkv", "wo", "bo", "ln1_w", "ln1_b", "w1", "b1", "w2", "b2", "ln2_w", "ln2_b"),
+               "reference": ("wqkv", "bqkv", "w1", "b1", "w2", "b2")}
+
     def __init__(self, n_mod: int, hidden: int, heads: int, depth: int, ffn: int, out_dim: int,
-                 attn_dropout: float = 0.0):
+                 attn_dropout: float = 0.0, block: str = "paper", heads_per_band: bool = True):
         super().__init__()
         self.attn_dropout = attn_dropout
         if hidden % heads:
             raise ValueError(f"hidden {hidden} must be divisible by heads {heads}")
+        if block not in self._PARAMS:
+            raise ValueError(f"block must be one of {sorted(self._PARAMS)}, got {block!r}")
         G, H, Fw, Q = 2 * n_mod, hidden, ffn, depth
         self.n_mod, self.G, self.H, self.heads, self.depth, self.ffn = n_mod, G, H, heads, depth, Fw
+        self.block, self.heads_per_band = block, heads_per_band
+        paper = block == "paper"
         self.wqkv = _init_stack((Q, G, H, 3 * H), H)
         self.bqkv = nn.Parameter(torch.zeros(Q, G, 3 * H))
-        self.wo = _init_stack((Q, G, H, H), H)
-        self.bo = nn.Parameter(torch.zeros(Q, G, H))
-        self.ln1_w = nn.Parameter(torch.ones(Q, G, H))
-        self.ln1_b = nn.Parameter(torch.zeros(Q, G, H))
+        if paper:
+            self.wo = _init_stack((Q, G, H, H), H)
+            self.bo = nn.Parameter(torch.zeros(Q, G, H))
+            self.ln1_w = nn.Parameter(torch.ones(Q, G, H))
+            self.ln1_b = nn.Parameter(torch.zeros(Q, G, H))
         self.w1 = _init_stack((Q, G, H, Fw), H)
         self.b1 = nn.Parameter(torch.zeros(Q, G, Fw))
         self.w2 = _init_stack((Q, G, Fw, H), Fw)
         self.b2 = nn.Parameter(torch.zeros(Q, G, H))
-        self.ln2_w = nn.Parameter(torch.ones(Q, G, H))
-        self.ln2_b = nn.Parameter(torch.zeros(Q, G, H))
-        self.head_w = _init_stack((G, H, out_dim), H)
-        self.head_b = nn.Parameter(torch.zeros(G, out_dim))
+        if paper:
+            self.ln2_w = nn.Parameter(torch.ones(Q, G, H))
+            self.ln2_b = nn.Parameter(torch.zeros(Q, G, H))
+        n_heads = G if heads_per_band else n_mod
+        self.head_w = _init_stack((n_heads, H, out_dim), H)
+        self.head_b = nn.Parameter(torch.zeros(n_heads, out_dim))
 
     @staticmethod
     def _ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -328,6 +344,11 @@ class StackedExperts(nn.Module):
             last = maps is not None and q == self.depth - 1
             qkv = torch.baddbmm(p["bqkv"][q], x, p["wqkv"][q])
             a = self._sdpa(qkv, s, b_lo, b_hi, dropout, maps if last else None)
+            if self.block == "reference":             # x + a + MLP(a), MLP = drop(fc2(drop(gelu(fc1 a))))
+                f = F.dropout(F.gelu(torch.baddbmm(p["b1"][q], a, p["w1"][q])), dropout, self.training)
+                f = F.dropout(torch.baddbmm(p["b2"][q], f, p["w2"][q]), dropout, self.training)
+                x = x + a + f
+                continue
             a = torch.baddbmm(p["bo"][q], a, p["wo"][q])
             x = self._ln(x + F.dropout(a, dropout, self.training), p["ln1_w"][q], p["ln1_b"][q])
             f = F.relu(torch.baddbmm(p["b1"][q], x, p["w1"][q]))
@@ -345,7 +366,7 @@ class StackedExperts(nn.Module):
         such launches, not arithmetic, bound a step (``benchmarks/results/cuda_checks_h100_cuda.md``)."""
         full = (groups.start or 0) == 0 and groups.stop >= self.G and (groups.step or 1) == 1
         out = {}
-        for name in ("wqkv", "bqkv", "wo", "bo", "ln1_w", "ln1_b", "w1", "b1", "w2", "b2", "ln2_w", "ln2_b"):
+        for name in self._PARAMS[self.block]:
             t = getattr(self, name)
             t = t if full else t[:, groups]
             if name[0] == "b":                                   # biases broadcast over tokens
@@ -354,8 +375,10 @@ class StackedExperts(nn.Module):
         return out
 
     def head_one(self, g: int, tok: torch.Tensor) -> torch.Tensor:
-        """``(n, out)``: eq. 9's FC of expert ``g`` on tokens ``(n, H)``."""
-        return torch.addmm(self.head_b[g], tok, self.head_w[g])
+        """``(n, out)``: eq. 9's FC of expert ``g`` on tokens ``(n, H)`` (head ``g % M`` when the bands share
+        one head per modality)."""
+        h = g if self.heads_per_band else g % self.n_mod
+        return torch.addmm(self.head_b[h], tok, self.head_w[h])
 
     def _sdpa(self, src: torch.Tensor, s: Segment, b_lo: int, b_hi: int, dropout: float,
               maps: dict | None) -> torch.Tensor:
@@ -398,12 +421,13 @@ class StackedExperts(nn.Module):
 
 class StackedRouters(nn.Module):
     """The 2 x M soft routers of eq. 12-13: router ``(f, m)`` (index ``f * M + m``) is a two-layer MLP
-    mapping ``[x_m^f ; anchor]`` to M expert scores, softmax-normalised. Stacked weights ``(2M, ...)``."""
+    mapping ``[x_m^f ; anchor]`` to M expert scores, softmax-normalised. Stacked weights ``(2M, ...)``;
+    ``per_band=False``: one router per modality for both bands (the reference's ``router_<m>``), ``(M, ...)``."""
 
-    def __init__(self, n_mod: int, in_dim: int, hidden: int):
+    def __init__(self, n_mod: int, in_dim: int, hidden: int, per_band: bool = True):
         super().__init__()
-        R = 2 * n_mod
-        self.n_mod = n_mod
+        R = 2 * n_mod if per_band else n_mod
+        self.n_mod, self.per_band = n_mod, per_band
         self.w1 = _init_stack((R, in_dim, hidden), in_dim)
         self.b1 = nn.Parameter(torch.zeros(R, hidden))
         self.w2 = _init_stack((R, hidden, n_mod), hidden)
@@ -412,7 +436,7 @@ class StackedRouters(nn.Module):
     def forward(self, inp: torch.Tensor, j: int, dropout: float) -> torch.Tensor:
         """``inp``: ``(2, N_j, in)`` router inputs of modality ``j`` for (low, high);
         returns softmax weights ``(2, N_j, M)`` (eq. 13)."""
-        sel = [j, self.n_mod + j]
+        sel = [j, self.n_mod + j] if self.per_band else [j, j]     # per_band=False: one router for both bands
         h = F.relu(torch.baddbmm(self.b1[sel].unsqueeze(1), inp, self.w1[sel]))
         h = F.dropout(h, dropout, self.training)
         return torch.baddbmm(self.b2[sel].unsqueeze(1), h, self.w2[sel]).softmax(-1)

@@ -203,16 +203,35 @@ def _as_cuts(boundaries) -> torch.Tensor:
     return b
 
 
-def band_index(T: int, boundaries) -> torch.Tensor:
-    """Band of each coefficient of a length-``T`` sequence (T,) long, from the ``K - 1`` cuts in (0, 1)."""
+def band_index(T: int, boundaries, nonempty: bool = False) -> torch.Tensor:
+    """Band of each coefficient of a length-``T`` sequence (T,) long, from the ``K - 1`` cuts in (0, 1).
+
+    ``nonempty=True``: a sequence of at least ``K`` steps gets at least one coefficient in every band.
+    Cuts fitted on a spectrum whose DC coefficient holds most of the energy can both fall below the
+    first non-zero frequency ``1 / (T - 1)`` of every short sequence, which leaves a band empty for all of
+    them (equal energy cannot split one coefficient); there the first coefficient of an empty band is
+    moved up from the band below (or down from the band above at the top), keeping bands contiguous
+    and ordered. Sequences shorter than ``K`` keep the plain rule.
+    """
     cuts = _as_cuts(boundaries)
     nu = normalised_frequency(T)
-    return torch.bucketize(nu + _FREQ_EPS, cuts, right=True)
+    idx = torch.bucketize(nu + _FREQ_EPS, cuts, right=True)
+    K = cuts.numel() + 1
+    if not nonempty or T < K or K == 1:
+        return idx
+    # starts[b] = index of the first coefficient of band b (b = 1..K-1); bands are contiguous ranges
+    starts = [int((idx < b).sum()) for b in range(1, K)]
+    for b in range(K - 1):                       # every band below b + 1 keeps a coefficient ...
+        starts[b] = max(starts[b], (starts[b - 1] if b else 0) + 1)
+    for b in reversed(range(K - 1)):             # ... and every band above it too
+        starts[b] = min(starts[b], (starts[b + 1] if b + 1 < K - 1 else T) - 1)
+    edges = torch.tensor(starts, dtype=torch.int64)
+    return torch.bucketize(torch.arange(T), edges, right=True)
 
 
 @lru_cache(maxsize=4096)
-def _band_slices_cached(T: int, cuts: tuple[float, ...]) -> tuple[tuple[int, int], ...]:
-    idx = band_index(T, cuts)
+def _band_slices_cached(T: int, cuts: tuple[float, ...], nonempty: bool = False) -> tuple[tuple[int, int], ...]:
+    idx = band_index(T, cuts, nonempty)
     out = []
     for b in range(len(cuts) + 1):
         sel = torch.nonzero(idx == b).flatten()
@@ -225,13 +244,14 @@ def _band_slices_cached(T: int, cuts: tuple[float, ...]) -> tuple[tuple[int, int
     return tuple(out)
 
 
-def band_slices(T: int, boundaries) -> tuple[tuple[int, int], ...]:
+def band_slices(T: int, boundaries, nonempty: bool = False) -> tuple[tuple[int, int], ...]:
     """Contiguous coefficient ranges ``[(start, end), ...]`` of the K bands for length ``T`` (cached).
 
-    Bands are contiguous because the basis is sorted by frequency; a band can be empty for short T.
+    Bands are contiguous because the basis is sorted by frequency; a band can be empty for short T
+    (for ``T >= K`` never with ``nonempty``, see :func:`band_index`).
     """
     cuts = tuple(float(c) for c in _as_cuts(boundaries).tolist())
-    return _band_slices_cached(int(T), cuts)
+    return _band_slices_cached(int(T), cuts, bool(nonempty))
 
 
 def equal_width_boundaries(K: int) -> torch.Tensor:
@@ -276,12 +296,14 @@ def padded_basis(mask: torch.Tensor, dtype: torch.dtype = torch.float32, cache: 
 
 
 @lru_cache(maxsize=8192)
-def _band_index_cached(T: int, cuts: tuple[float, ...]) -> torch.Tensor:
-    return band_index(T, cuts)
+def _band_index_cached(T: int, cuts: tuple[float, ...], nonempty: bool = False) -> torch.Tensor:
+    return band_index(T, cuts, nonempty)
 
 
-def band_masks(mask: torch.Tensor, boundaries, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(B, K, L) 0/1: coefficient ``k`` of sample ``i`` belongs to band ``b`` (and ``k < T_i``)."""
+def band_masks(mask: torch.Tensor, boundaries, dtype: torch.dtype = torch.float32, nonempty: bool = False
+               ) -> torch.Tensor:
+    """(B, K, L) 0/1: coefficient ``k`` of sample ``i`` belongs to band ``b`` (and ``k < T_i``);
+    ``nonempty``: see :func:`band_index`."""
     cuts = tuple(float(c) for c in _as_cuts(boundaries).tolist())
     K = len(cuts) + 1
     B, L = mask.shape
@@ -289,7 +311,7 @@ def band_masks(mask: torch.Tensor, boundaries, dtype: torch.dtype = torch.float3
     rows = torch.full((len(uniq), L), -1, dtype=torch.int64)
     for r, T in enumerate(uniq):
         if T > 0:
-            rows[r, :T] = _band_index_cached(T, cuts)
+            rows[r, :T] = _band_index_cached(T, cuts, bool(nonempty))
     ids = rows.to(mask.device)[inv]                                              # (B, L)
     return (ids[:, None, :] == torch.arange(K, device=mask.device)[None, :, None]).to(dtype)
 
@@ -314,7 +336,7 @@ def inverse_graph_fourier(coeffs: torch.Tensor, mask: torch.Tensor, cache: bool 
     return u @ (coeffs * mask[..., None].to(coeffs.dtype))
 
 
-def band_decompose(x: torch.Tensor, mask: torch.Tensor, boundaries, cache: bool = True
+def band_decompose(x: torch.Tensor, mask: torch.Tensor, boundaries, cache: bool = True, nonempty: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Band components and graph Fourier coefficients in one pass.
 
@@ -324,14 +346,15 @@ def band_decompose(x: torch.Tensor, mask: torch.Tensor, boundaries, cache: bool 
     batched products.
 
     Args:
-        x: (B, L, D); mask: (B, L) bool prefix mask; boundaries: the K - 1 cuts in (0, 1).
+        x: (B, L, D); mask: (B, L) bool prefix mask; boundaries: the K - 1 cuts in (0, 1);
+        nonempty: every band keeps a coefficient when ``T_i >= K`` (:func:`band_index`).
     Returns:
         components (B, K, L, D) with ``components.sum(1) == x`` on real positions and zeros on padding;
         coefficients (B, L, D) as :func:`graph_fourier`.
     """
     u = padded_basis(mask, x.dtype, cache)                                       # (B, L, L)
     coeffs = u.transpose(1, 2) @ (x * mask[..., None].to(x.dtype))              # (B, L, D)
-    m = band_masks(mask, boundaries, x.dtype)                                    # (B, K, L)
+    m = band_masks(mask, boundaries, x.dtype, nonempty)                          # (B, K, L)
     comps = u[:, None] @ (m[..., None] * coeffs[:, None])                        # (B, K, L, D)
     return comps, coeffs
 
@@ -341,12 +364,12 @@ def band_components(x: torch.Tensor, mask: torch.Tensor, boundaries, cache: bool
     return band_decompose(x, mask, boundaries, cache)[0]
 
 
-def band_energy(coeffs: torch.Tensor, mask: torch.Tensor, boundaries) -> torch.Tensor:
+def band_energy(coeffs: torch.Tensor, mask: torch.Tensor, boundaries, nonempty: bool = False) -> torch.Tensor:
     """Energy ``sum_{k in b, d} C_k^2`` per sample and band (B, K) from coefficients (B, L, D).
 
     (By orthonormality this also equals ``||X_b||^2`` of the band component.)
     """
-    m = band_masks(mask, boundaries, coeffs.dtype)                               # (B, K, L)
+    m = band_masks(mask, boundaries, coeffs.dtype, nonempty)                     # (B, K, L)
     return (m * coeffs.pow(2).sum(-1)[:, None, :]).sum(-1)
 
 
