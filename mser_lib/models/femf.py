@@ -177,7 +177,7 @@ class FEMFConfig:
     # and the preset "reference" turns them all on.
     cutoff_rule: str = "paper"        # "reference": c = int(T * cutoff_ratio) as an rfft index on the padded batch
     router_per_band: bool = True      # False: one router per modality for both bands (the reference's router_<m>)
-    expert_block: str = "paper"       # "reference": no output projection, no LayerNorm, GELU MLP (packing.StackedExperts)
+    expert_block: str = "paper"       # "reference": no output projection or LayerNorm, GELU MLP (see packing.py)
     expert_heads: str = "per_band"    # "per_modality": one head per modality for both bands; stage 1 fits their sum
     hpm_kind: str = "paper"           # "reference": sigmoid-gated per-modality and joint features, a residual MLP
                                       # and one output layer instead of eq. 20-23's weighted heads
