@@ -215,11 +215,12 @@ class AtsukoConfig:
 # Building blocks
 # ---------------------------------------------------------------------------------------------
 def sinusoid(L: int, d: int, device, dtype) -> torch.Tensor:
-    """Sinusoidal positions (L, d)."""
-    pos = torch.arange(L, device=device, dtype=torch.float32)[:, None]
-    i = torch.arange(0, d, 2, device=device, dtype=torch.float32)
+    """Sinusoidal positions (L, d), computed in float32 (float64 for a float64 model)."""
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    pos = torch.arange(L, device=device, dtype=work)[:, None]
+    i = torch.arange(0, d, 2, device=device, dtype=work)
     ang = pos / torch.pow(10000.0, i / d)
-    pe = torch.zeros(L, d, device=device, dtype=torch.float32)
+    pe = torch.zeros(L, d, device=device, dtype=work)
     pe[:, 0::2] = torch.sin(ang)
     pe[:, 1::2] = torch.cos(ang[:, : d // 2])
     return pe.to(dtype)
@@ -341,6 +342,11 @@ class BandRouter(nn.Module):
 def _drop(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Dropout that costs nothing when off (F.dropout still draws a mask at p = 0 in training)."""
     return F.dropout(x, p, True) if training and p > 0 else x
+
+
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (bf16/fp16 under AMP are promoted; a float64 model stays float64)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
@@ -512,10 +518,10 @@ class Atsuko(nn.Module):
         cfg = self.config
         K = cfg.num_bands
         with torch.autocast(device_type=x.device.type, enabled=False):      # exact bands, also under AMP
-            comps, _ = band_decompose(x.float(), mask, cuts, nonempty=cfg.band_rule == "nonempty")  # (B, K, L, d)
+            comps, _ = band_decompose(_f32(x), mask, cuts, nonempty=cfg.band_rule == "nonempty")  # (B, K, L, d)
         lengths = mask.sum(1).clamp_min(1).to(x.dtype)
         summaries = comps.sum(2) / lengths[:, None, None]                    # (B, K, d)
-        logw = torch.log_softmax(self.band_routers[m](summaries).float() / cfg.band_temperature, -1)
+        logw = torch.log_softmax(_f32(self.band_routers[m](summaries)) / cfg.band_temperature, -1)
         w = logw.exp().to(x.dtype)
         used = w
         if self.training and cfg.band_mask_rate > 0:
@@ -534,9 +540,9 @@ class Atsuko(nn.Module):
         """Per-position loss (B, P) of predictions (B, P, out) against labels (B, P)."""
         if self.info.task == "classification":
             C = pred.shape[-1]
-            return F.cross_entropy(pred.reshape(-1, C).float(), labels.reshape(-1).long().clamp_min(0),
+            return F.cross_entropy(_f32(pred.reshape(-1, C)), labels.reshape(-1).long().clamp_min(0),
                                    reduction="none").view(labels.shape)
-        diff = pred[..., 0].float() - labels.float()
+        diff = _f32(pred[..., 0]) - _f32(labels)
         return diff.abs() if kind == "l1" else diff.pow(2)
 
     # ------------------------------------------------------------------ forward
@@ -600,7 +606,7 @@ class Atsuko(nn.Module):
             logits = logits.masked_fill(~ok, _NEG)
         else:
             ok = torch.ones_like(avail)
-        logw = torch.log_softmax(logits.float(), -1)
+        logw = torch.log_softmax(_f32(logits), -1)
         w = logw.exp()                                                          # (B, P, 3)
 
         # --- fusion and heads (eq. 4)
@@ -644,7 +650,7 @@ class Atsuko(nn.Module):
                 if self.info.task == "classification":
                     err = l_uni.detach()
                 else:
-                    err = (uni_pred[..., 0].float() - labels.float()[..., None]).pow(2).detach()
+                    err = (_f32(uni_pred[..., 0]) - _f32(labels)[..., None]).pow(2).detach()
                 tgt = (1.0 / (err + cfg.emoe_target_eps)) * ok.to(err.dtype)
                 tgt = tgt / tgt.sum(-1, keepdim=True).clamp_min(1e-12)
             aux["routing"] = cfg.route_weight * masked_avg((w - tgt).pow(2).mean(-1), lmask)
@@ -666,10 +672,10 @@ class Atsuko(nn.Module):
         # --- feature distillation (eq. 8-9)
         teacher = (w.detach().to(refined.dtype)[..., None] * refined.detach()).sum(-2)  # (B, P, d)
         if cfg.distill_kind == "kl":
-            pt = torch.softmax(teacher.float(), -1)
-            dis = (_xlogx(pt) - pt * torch.log_softmax(f_ref.float(), -1)).sum(-1)
+            pt = torch.softmax(_f32(teacher), -1)
+            dis = (_xlogx(pt) - pt * torch.log_softmax(_f32(f_ref), -1)).sum(-1)
         else:                                   # EMOE's uni_distill: MSE between the two softmaxes
-            dis = (torch.softmax(f_ref.float(), -1) - torch.softmax(teacher.float(), -1)).pow(2).mean(-1)
+            dis = (torch.softmax(_f32(f_ref), -1) - torch.softmax(_f32(teacher), -1)).pow(2).mean(-1)
         aux["distill"] = cfg.distill_weight * masked_avg(dis, lmask)
 
         # --- outputs
