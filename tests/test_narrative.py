@@ -244,3 +244,48 @@ def test_energy_sentence():
     s = nv.energy_sentence(e)
     assert s.startswith("The band with the largest share of each modality's energy: femf text: low (60%); "
                         "femf audio: high (80%).")
+
+
+def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
+    from mser_lib.report.narrative import ledger_sentence
+
+    led = pd.DataFrame([
+        {"deviation": "A", "seeds": 5, "MAE: flipped - default": 0.05, "resolved": "yes"},
+        {"deviation": "B", "seeds": 5, "MAE: flipped - default": -0.03, "resolved": "yes"},
+        {"deviation": "C", "seeds": 5, "MAE: flipped - default": 0.2, "resolved": "no"},
+    ])
+    s = ledger_sentence(led)
+    assert "resolve 2 on MAE" in s
+    assert "cost accuracy: A" in s
+    assert "improve on the default: B" in s
+    assert "C" not in s.replace("MAE", "")                   # unresolved rows are not named
+    assert "5 seeds" in s
+    one = pd.DataFrame([{"deviation": "A", "seeds": 1, "MAE: flipped - default": 0.5, "resolved": "not enough seeds"}])
+    s1 = ledger_sentence(one)
+    assert "resolve 0" in s1
+    assert "fewer than 3 seeds" in s1
+    assert "cost accuracy" not in s1
+
+
+def test_deviation_ledger_pairs_each_switch_with_its_models_default():
+    from mser_lib import grids
+    from mser_lib.report.ablations import deviation_ledger, grid_frame
+
+    specs = grids.deviations("claims", [0, 1, 2], "position")
+    rng = np.random.default_rng(0)
+    records = []
+    for sp in specs:
+        worse = 0.1 if sp["tag"] == "FEMF: gradient clipping at 1.0" else 0.0
+        mae = 0.9 + worse + 0.001 * sp["seed"] + rng.normal(0, 1e-4)
+        records.append({"model": sp["model"], "seed": sp["seed"], "config_hash": f"{len(records):016x}",
+                        "test": {"mae": mae, "acc2_has0": 0.8 - worse, "corr": 0.6}})
+    frame = grid_frame(specs, records)
+    led = deviation_ledger(frame, specs, records).set_index("deviation")
+    assert "Atsuko: summary at the last padded step (EMOE's)" not in led.index     # sequence only
+    row = led.loc["FEMF: gradient clipping at 1.0"]
+    assert row["seeds"] == 3
+    assert abs(row["MAE: flipped - default"] - 0.1) < 1e-3
+    assert row["Acc-2 (neg/non-neg), points"] == -10.0
+    assert row["switch"] == "train clip_grad=1.0"
+    assert row["resolved"] == "no"                      # no bootstrap over test videos without predictions
+    assert led.loc["FEMF: every reference behaviour (preset 'reference')", "switch"].startswith("preset 'reference'")

@@ -375,6 +375,53 @@ def comparison_frame(results: list[dict], method: str = "holm") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def switch_text(dev) -> str:
+    """The switch a ledger row flips, as settings: ``"align_detach_prediction=False"``; the reference preset
+    and the reference's loss weights by name."""
+    from ..models.femf import REFERENCE_BEHAVIOUR, REFERENCE_LOSS_WEIGHTS
+
+    if dev.overrides == REFERENCE_BEHAVIOUR:
+        return "preset 'reference' (REFERENCE_BEHAVIOUR)"
+    if dev.overrides == REFERENCE_LOSS_WEIGHTS:
+        return "REFERENCE_LOSS_WEIGHTS"
+    parts = [f"{k}={v}" for k, v in dev.overrides.items()] + [f"train {k}={v}" for k, v in (dev.train or {}).items()]
+    return ", ".join(parts)
+
+
+def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict], ds=None, results_dir=None,
+                     cache_dir=None, method: str = "holm") -> pd.DataFrame:
+    """The deviation ledger (:data:`mser_lib.grids.DEVIATIONS`) as a table: one row per switch whose runs
+    are in ``frame``, the flipped run against its model's default run (:data:`mser_lib.grids.LEDGER_BASE`),
+    paired over their common seeds. MAE decides: its paired t-test p-values are Holm-adjusted over the
+    rows and ``resolved`` follows :func:`mser_lib.report.stats.verdict` (with ``ds`` and ``results_dir``
+    the bootstrap over test videos enters it too); Acc-2 and Corr differences are the seed means,
+    untested. Differences are flipped minus default: a positive MAE difference means the flipped run is
+    worse."""
+    from .. import grids
+
+    present = set(frame["label"]) if not frame.empty else set()
+    rows = [d for d in grids.DEVIATIONS if d.label in present and grids.LEDGER_BASE[d.model] in present]
+    res = [compare_labels(frame, specs, records, d.label, grids.LEDGER_BASE[d.model], "mae", ds, results_dir,
+                          cache_dir) for d in rows]
+    adj, verdicts, _ = _family_verdicts([r["n"] for r in res], [r["p_t"] for r in res],
+                                        [r["same_sign"] for r in res], [r.get("boot_excludes") for r in res],
+                                        method)
+    out = []
+    for d, r, q, v in zip(rows, res, adj, verdicts):
+        base = grids.LEDGER_BASE[d.model]
+        acc = stats.paired_seed_test(values(frame, d.label, "acc2_has0", r["seeds"]),
+                                     values(frame, base, "acc2_has0", r["seeds"]))["mean_diff"]
+        corr = stats.paired_seed_test(values(frame, d.label, "corr", r["seeds"]),
+                                      values(frame, base, "corr", r["seeds"]))["mean_diff"]
+        out.append({"deviation": d.label, "switch": switch_text(d), "the flipped run follows": d.source,
+                    "the default run": d.default, "seeds": r["n"], "schedule": r["schedule"],
+                    "MAE: flipped - default": _r(r["mean_diff"], 4), "seed 95% CI": _interval(r["ci_lo"], r["ci_hi"]),
+                    "bootstrap 95% CI": _interval(r["boot_lo"], r["boot_hi"]), "bootstrap over": _boot_over(r),
+                    "p (paired t)": _p(r["p_t"]), _adjust_column(method): _p(q),
+                    "Acc-2 (neg/non-neg), points": _r(100 * acc, 2), "Corr": _r(corr, 4), "resolved": v})
+    return pd.DataFrame(out)
+
+
 def _boot_over(res: dict) -> str:
     k = res.get("n_clusters") or 0
     return f"{k} {res.get('boot_unit') or 'samples'}" if k else ""

@@ -238,6 +238,27 @@ def claims_sentence(claims: pd.DataFrame) -> str:
     return s + (f" ({few} of them because they have fewer than 3 seeds)." if few else ".")
 
 
+def ledger_sentence(ledger: pd.DataFrame) -> str:
+    """The deviation ledger's verdicts (:func:`mser_lib.report.ablations.deviation_ledger`): which departures
+    our runs resolve, in which direction on MAE, and how many stay undecided, with the seeds behind them."""
+    if ledger.empty:
+        return "No ledger row has runs on this dataset yet."
+    seeds = sorted({int(n) for n in ledger["seeds"]})
+    seed_text = f"{seeds[0]} seeds" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
+    done = ledger[ledger["resolved"] == "yes"]
+    worse = [r["deviation"] for _, r in done.iterrows() if float(r["MAE: flipped - default"]) > 0]
+    better = [r["deviation"] for _, r in done.iterrows() if float(r["MAE: flipped - default"]) < 0]
+    few = int((ledger["resolved"] == NOT_ENOUGH_SEEDS).sum())
+    s = f"Of {len(ledger)} ledger rows ({seed_text} each), our runs resolve {len(done)} on MAE"
+    if worse:
+        s += f"; these departures cost accuracy: {'; '.join(worse)}"
+    if better:
+        s += f"; these improve on the default: {'; '.join(better)}"
+    s += f". The other {len(ledger) - len(done)} stay undecided"
+    return s + (f" ({few} of them with fewer than 3 seeds)." if few else ": the default and the flipped run tie "
+                "within what the seeds and the test videos can tell.")
+
+
 def what_we_see(sentences: list[str | None], dataset=None) -> str:
     """The Markdown of a "What we see" cell: the sentences (``None`` entries dropped) as bullets,
     headed by which data they describe."""
