@@ -1,0 +1,229 @@
+"""The public FEMF reference code against mser's ``reference`` preset, on the same data, under the reference's
+own protocol.
+
+The reference (L11yc/FEMF, https://github.com/L11yc/FEMF) is never copied into this repository: point
+``FEMF_REFERENCE_ROOT`` at a local checkout (the folder holding ``config.py`` and ``FEMF/``). Without it
+the script says so and exits 0.
+
+What runs, for each seed:
+
+1. **The reference, unmodified**, as its run script runs CMU-MOSI (``run_MoMKE_cmumosi.sh``: hidden 256,
+   depth 4, 2 heads, dropout 0.5, batch 64, lr 1e-4, weight decay 1e-4, 300 epochs of which the first 150
+   train the experts), in a temporary folder that holds mosi-bclstm written in its utterance format
+   (``dataset/CMUMOSI/CMUMOSI_features_raw_2way.pkl`` and one ``.npy`` per utterance and modality). The
+   features are mser's: standardised with the training split's statistics; the video vectors are zero-padded
+   to 1024, as the reference pads MA-Net's. Its training videos are mser's 56, its test videos the 31
+   bc-LSTM test videos (mser's 6 validation videos are its unused ``valVids``). Its protocol: the epoch with
+   the best test F1 over all 300 epochs, metrics over the utterances with a non-zero label (MAE and Corr
+   too). Parsed from its own final line.
+2. **mser's ``reference`` preset** (every reference behaviour mser has as a switch,
+   ``mser_lib.models.femf.REFERENCE_BEHAVIOUR``) with the same schedule and data, scored after every epoch
+   of both stages on the test videos with the reference's metric definitions, and selected the same way.
+   Its cross-fitted result (mser's own protocol) is reported beside it.
+
+Usage::
+
+    FEMF_REFERENCE_ROOT=/path/to/L11yc-FEMF python benchmarks/reference_femf.py --seeds 0 1 2
+    python benchmarks/reference_femf.py --dry-run       # tiny schedule, checks the harness end to end
+
+Results: ``benchmarks/results/reference_femf.{json,md}`` (``--out`` to change). One thread per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mser_lib.data import load_dataset  # noqa: E402
+from mser_lib.models.registry import build_model  # noqa: E402
+from mser_lib.train import TrainConfig, fit_model, predict  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+FINAL = re.compile(r"The best\(acc\) epoch of test_condition \(atv\): (\d+) --test_mae ([-\d.enan]+) "
+                   r"--test_corr ([-\d.enan]+) --test_fscores ([-\d.enan]+) --test_acc ([-\d.enan]+)")
+METRICS = ("acc", "f1", "mae", "corr")
+
+
+def reference_metrics(y: np.ndarray, p: np.ndarray) -> dict:
+    """The reference's CMU-MOSI metrics (``train_MoMKE.py``): every utterance with a zero label dropped,
+    then binary accuracy and weighted F1 of ``> 0``, MAE and Pearson correlation."""
+    keep = y != 0
+    y, p = y[keep], p[keep]
+    return {"acc": float(((y > 0) == (p > 0)).mean()), "f1": float(f1_score(y > 0, p > 0, average="weighted")),
+            "mae": float(np.abs(y - p).mean()), "corr": float(np.corrcoef(y, p)[0, 1])}
+
+
+def write_utterance_format(ds, folder: Path) -> None:
+    """mosi-bclstm (as mser loads it) in the reference's CMU-MOSI layout under ``folder/dataset/CMUMOSI``."""
+    root = folder / "dataset" / "CMUMOSI"
+    feats = {m: root / "features" / m for m in ("text", "audio", "video")}
+    for f in feats.values():
+        f.mkdir(parents=True, exist_ok=True)
+    ids, labels, speakers, sentences, vids = {}, {}, {}, {}, {}
+    for split in ("train", "valid", "test"):
+        sp = ds.split(split)
+        vids[split] = []
+        for i, vid in enumerate(sp.ids):
+            vid = str(vid)
+            n = int(sp.label_mask[i].sum())
+            uids = [f"{vid}_{k}" for k in range(n)]
+            ids[vid], labels[vid] = uids, [float(v) for v in sp.labels[i, :n]]
+            speakers[vid], sentences[vid] = [""] * n, [""] * n
+            vids[split].append(vid)
+            for k, uid in enumerate(uids):
+                np.save(feats["text"] / f"{uid}.npy", sp.text[i, k].astype(np.float32))
+                np.save(feats["audio"] / f"{uid}.npy", sp.audio[i, k].astype(np.float32))
+                video = np.zeros(1024, dtype=np.float32)
+                video[: sp.vision.shape[2]] = sp.vision[i, k]
+                np.save(feats["video"] / f"{uid}.npy", video)
+    with open(root / "CMUMOSI_features_raw_2way.pkl", "wb") as fh:
+        pickle.dump((ids, labels, speakers, sentences, vids["train"], vids["valid"], vids["test"]), fh)
+
+
+def run_reference(ref_root: Path, work: Path, seed: int, epochs: int, stage_epochs: int) -> dict:
+    """The reference's own training script, unmodified, on the data in ``work``; its final line parsed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ref_root), str(ref_root / "FEMF")]),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-u", str(ref_root / "FEMF" / "train_MoMKE.py"), "--dataset=CMUMOSI",
+           "--audio-feature=audio", "--text-feature=text", "--video-feature=video", f"--seed={seed}",
+           "--batch-size=64", f"--epoch={epochs}", "--lr=0.0001", "--hidden=256", "--depth=4", "--num_heads=2",
+           "--drop_rate=0.5", "--attn_drop_rate=0.0", "--test_condition=atv", f"--stage_epoch={stage_epochs}",
+           "--no-cuda"]
+    t = time.time()
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    wall = time.time() - t
+    found = FINAL.search(proc.stdout)
+    if proc.returncode or not found:
+        tail = (proc.stdout + proc.stderr)[-3000:]
+        raise RuntimeError(f"the reference run (seed {seed}) failed (exit {proc.returncode}):\n{tail}")
+    epoch, mae, corr, f1, acc = (g.rstrip(".") for g in found.groups())    # the line ends with a full stop
+    return {"epoch": int(epoch), "acc": float(acc), "f1": float(f1), "mae": float(mae), "corr": float(corr),
+            "wall_time_s": round(wall, 1)}
+
+
+def run_mser(ds, seed: int, epochs: int, stage_epochs: int) -> dict:
+    """mser's reference preset with the reference's schedule, scored after every epoch of both stages with the
+    reference's metrics and selected as the reference selects (best test F1 over all epochs)."""
+    torch.manual_seed(seed)
+    model = build_model("femf", ds.info, "reference")
+    cfg = TrainConfig(batch_size=64, lr=1e-4, weight_decay=1e-4, clip_grad=None, patience=None,
+                      stage_epochs={"experts": stage_epochs, "full": epochs - stage_epochs}, selection="crossfit",
+                      device="cpu", progress=False)
+    per_epoch = []
+
+    def score(epoch, row):
+        y, p, _, _ = predict(model, ds.test, ds.info, 256, "cpu", None, seed)
+        per_epoch.append({"stage": model.stage, "epoch": epoch, **reference_metrics(np.asarray(y), np.asarray(p))})
+
+    t = time.time()
+    res = fit_model(model, ds, cfg, seed=seed, callbacks=[score])
+    wall = time.time() - t
+    best = max(range(len(per_epoch)), key=lambda i: per_epoch[i]["f1"])
+    crossfit = res.protocols["crossfit"]["metrics"]
+    return {"epoch": best, **{k: per_epoch[best][k] for k in METRICS}, "wall_time_s": round(wall, 1),
+            "crossfit": {k: crossfit[k] for k in ("acc2_non0", "f1_non0", "mae", "corr")}}
+
+
+def _mean_std(rows: list[dict], key: str) -> str:
+    v = np.array([r[key] for r in rows], dtype=float)
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+
+
+def report(out: dict) -> str:
+    ref, ms = out["reference"], out["mser_reference_preset"]
+    lines = [f"# FEMF: the public reference code against mser's `reference` preset on mosi-bclstm", "",
+             f"Written by `benchmarks/reference_femf.py` at mser {out['mser_revision']}; reference "
+             f"{out['reference_revision']}; {out['machine']}; seeds {out['seeds']}; schedule {out['schedule']}; "
+             "one thread per run.", "",
+             "Both train on mser's 56 training videos of mosi-bclstm (standardised features) and are scored on its "
+             "31 test videos with the reference's protocol: the epoch with the best test F1 over every epoch of "
+             "both stages, metrics over the utterances with a non-zero label. That protocol selects on the test "
+             "set, so these numbers are optimistic by construction; mser's cross-fitted result of the same runs "
+             "is the last column group.", "",
+             "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | wall time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, rows in (("reference code", ref), ("mser `reference` preset", ms)):
+        lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
+                     + f" | {', '.join(str(r['epoch']) for r in rows)} | {_mean_std(rows, 'wall_time_s')} |")
+    lines += ["", "Per-seed difference (mser minus reference) and the two seed spreads:", "",
+              "| metric | mean difference | reference seed std | mser seed std | beyond both spreads |", "|---|---|---|---|---|"]
+    for k in METRICS:
+        d = np.array([m[k] - r[k] for m, r in zip(ms, ref)])
+        sr = np.std([r[k] for r in ref], ddof=1) if len(ref) > 1 else float("nan")
+        sm = np.std([m[k] for m in ms], ddof=1) if len(ms) > 1 else float("nan")
+        beyond = bool(abs(d.mean()) > max(sr, sm)) if len(ref) > 1 else "n/a"
+        lines.append(f"| {k} | {d.mean():+.4f} | {sr:.4f} | {sm:.4f} | {beyond} |")
+    lines += ["", "mser's `reference` preset under mser's own protocol (cross-fitted selection on the test videos, "
+              "every utterance):", "", "| Acc-2 (neg/pos) | F1 (neg/pos) | MAE | Corr |", "|---|---|---|---|",
+              "| " + " | ".join(_mean_std([r["crossfit"] for r in ms], k)
+                                for k in ("acc2_non0", "f1_non0", "mae", "corr")) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+def _git(path: Path) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=path, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mosi-bclstm"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--stage-epochs", type=int, default=150)
+    p.add_argument("--out", default=str(RESULTS / "reference_femf"))
+    p.add_argument("--dry-run", action="store_true", help="4 + 4 epochs, one seed, nothing written")
+    p.add_argument("--skip-reference", action="store_true", help="mser's side only (no reference root needed)")
+    a = p.parse_args(argv)
+    ref_root = os.environ.get("FEMF_REFERENCE_ROOT")
+    if not a.skip_reference and (not ref_root or not (Path(ref_root) / "FEMF" / "train_MoMKE.py").is_file()):
+        print("FEMF_REFERENCE_ROOT is not set to a checkout of L11yc/FEMF (the folder with FEMF/train_MoMKE.py): "
+              "skipped")
+        return 0
+    if a.dry_run:
+        a.seeds, a.epochs, a.stage_epochs = a.seeds[:1], 8, 4
+    torch.set_num_threads(1)
+    ds = load_dataset("mosi-bclstm", data_dir=a.data_dir)
+    out = {"seeds": a.seeds, "schedule": f"{a.stage_epochs} + {a.epochs - a.stage_epochs} epochs, batch 64",
+           "mser_revision": _git(ROOT), "reference_revision": _git(Path(ref_root)) if ref_root else "not run",
+           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+           "reference": [], "mser_reference_preset": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_utterance_format(ds, work)
+        for seed in a.seeds:
+            if not a.skip_reference:
+                out["reference"].append(run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs))
+                print(f"seed {seed} reference: {out['reference'][-1]}", flush=True)
+            out["mser_reference_preset"].append(run_mser(ds, seed, a.epochs, a.stage_epochs))
+            print(f"seed {seed} mser: {out['mser_reference_preset'][-1]}", flush=True)
+    if a.dry_run or a.skip_reference:
+        return 0
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out + ".json").write_text(json.dumps(out, indent=1) + "\n")
+    Path(a.out + ".md").write_text(report(out))
+    print(report(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
