@@ -156,7 +156,9 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
        ``info.layout``, else :func:`mser_lib.data.dataset_layout`;
     4. the profile's ``datasets.<dataset>.train``, then ``datasets.<dataset>.models.<model>.train``:
        one dataset's own settings (its seeds, its selection protocol);
-    5. the ``train`` argument.
+    5. the ``train`` argument. An ``epochs`` there without ``stage_epochs`` sets every stage of a staged
+       model (FEMF's experts and full stages) to that many epochs: per-stage counts from the profile would
+       otherwise win over it.
 
     Model fields: the model's preset (:func:`model_preset`: the dataset section's ``model_preset``, else
     the profile's), then ``overrides``.
@@ -171,6 +173,9 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
     tcfg = _merge(tcfg, lay_sec.get("models", {}).get(model, {}).get("train", {}))
     tcfg = _merge(tcfg, ds_sec.get("train", {}))
     tcfg = _merge(tcfg, ds_sec.get("models", {}).get(model, {}).get("train", {}))
+    if train and "epochs" in train and "stage_epochs" not in train and tcfg.get("stage_epochs"):
+        # the caller's epoch count is meant for every stage: a profile's per-stage counts would win over it
+        tcfg["stage_epochs"] = {stage: train["epochs"] for stage in tcfg["stage_epochs"]}
     tcfg = _merge(tcfg, train or {})
     tcfg["device"] = device or prof.get("device", "auto")
     valid_train = {f.name for f in fields(TrainConfig)}

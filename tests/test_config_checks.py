@@ -213,3 +213,14 @@ def test_layout_sections_keep_the_committed_mosi_bclstm_hashes():
         info.source["fingerprint"] = r["config"]["data_fingerprint"]
         run = resolve_run(r["model"], "mosi-bclstm", r["seed"], "quick", info=info)
         assert config_hash(run) == r["config_hash"], (r["model"], r["seed"])
+
+
+def test_a_callers_epochs_set_every_stage_of_a_staged_model():
+    """--train-set epochs=N used to be ignored by FEMF, whose profile's stage_epochs won."""
+    run = resolve_run("femf", "synthetic", 0, "quick", train={"epochs": 3})
+    assert run["train"]["stage_epochs"] == {"experts": 3, "full": 3}
+    assert run["train"]["epochs"] == 3
+    explicit = resolve_run("femf", "synthetic", 0, "quick", train={"epochs": 3, "stage_epochs": {"experts": 1, "full": 2}})
+    assert explicit["train"]["stage_epochs"] == {"experts": 1, "full": 2}
+    assert resolve_run("femf", "synthetic", 0, "quick")["train"]["stage_epochs"] == {"experts": 10, "full": 25}
+    assert "stage_epochs" not in resolve_run("baseline", "synthetic", 0, "quick", train={"epochs": 3})["train"]
