@@ -49,7 +49,8 @@ import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from importlib import resources
@@ -353,8 +354,10 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     net = build_model(model, ds.info, run["model_preset"], **run["overrides"])
     n_params = count_parameters(net)
     started = time.perf_counter()
+    status = _StatusWriter(rdir / STATUS_NAME, net, tcfg, model, seed, tag)
     with torch.enable_grad():      # also when an analysis running under no_grad retrains (ensure_trained)
-        result = fit_model(net, ds, tcfg, seed=seed, run_dir=rdir)
+        result = fit_model(net, ds, tcfg, seed=seed, run_dir=rdir, callbacks=[status])
+    (rdir / STATUS_NAME).unlink(missing_ok=True)
     missing_metrics = {}
     if run["eval_missing"] and tcfg.selection == "crossfit":
         raise ValueError("eval_missing with cross-fitted selection: use report.ablations.run_predictions, "
@@ -391,6 +394,125 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
         rec = settle_record(results_dir, rec)
     atomic_write_json(rdir / "record.json", rec)
     return rec
+
+
+#: A training run's progress file beside its checkpoints, rewritten after every epoch (what a grid shows).
+STATUS_NAME = "status.json"
+
+
+class _StatusWriter:
+    """A ``fit`` callback: after every epoch, ``{model, seed, tag, stage, epoch, epochs, metric, value}`` to
+    ``path`` (read by :func:`run_grid` to show what each worker is doing)."""
+
+    def __init__(self, path: Path, net, cfg: TrainConfig, model: str, seed: int, tag: str | None):
+        self.path, self.net, self.cfg = path, net, cfg
+        self.base = {"model": model, "seed": int(seed), "tag": tag}
+
+    def __call__(self, epoch: int, row: dict) -> None:
+        stage = getattr(self.net, "stage", None)
+        total = self.cfg.stage_epochs.get(stage, self.cfg.epochs) if stage else self.cfg.epochs
+        metric = next((k[len("valid_"):] for k in row if k.startswith("valid_") and k != "valid_loss"), "loss")
+        status = {**self.base, "stage": stage or "train", "epoch": epoch + 1, "epochs": int(total),
+                  "metric": metric, "value": row.get(f"valid_{metric}")}
+        atomic_write_json(self.path, json.loads(json.dumps(status, default=_jsonable)))
+
+
+def _status_line(jobs: list[dict], hashes: dict[int, str], running: list[int]) -> str:
+    """One line with what each running job is doing, from its status file."""
+    parts = []
+    for n in running:
+        job = jobs[n]
+        path = run_dir(job["results_dir"], job.get("profile", "quick"), job.get("dataset", "synthetic"),
+                       hashes[n]) / STATUS_NAME
+        try:
+            st = json.loads(path.read_text())
+        except (OSError, ValueError):
+            parts.append(f"{job.get('tag') or job['model']} s{job.get('seed', 0)}: starting")
+            continue
+        value = st.get("value")
+        shown = f" {st['metric']} {value:.3f}" if isinstance(value, (int, float)) else ""
+        parts.append(f"{st.get('tag') or st['model']} s{st['seed']}: {st['stage']} {st['epoch']}/{st['epochs']}{shown}")
+    return " | ".join(parts)
+
+
+class GridInterrupted(Exception):
+    """Ctrl-C (or SIGTERM) stopped a grid: its workers are stopped, the finished runs are recorded."""
+
+    def __init__(self, finished: int, total: int):
+        self.finished, self.total = finished, total
+        super().__init__(f"interrupted: {finished} of {total} runs finished and recorded; an unfinished run keeps "
+                         "its last epoch's checkpoint (last.pt); run the same command again to resume")
+
+
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them (a terminal sends it to the whole group),
+    and die on SIGTERM (the parent's handler, inherited by the fork, would keep them alive)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool) -> list[dict]:
+    """The process-pool executor of :func:`run_grid`: one-thread workers, the longest runs first, a line
+    showing each running run (model, seed, stage, epoch of total, its selection metric) and an estimate of
+    the time left; Ctrl-C or SIGTERM stops the workers within seconds (:class:`GridInterrupted`)."""
+    done: list = [None] * len(jobs)
+    costs = {n: expected_cost(jobs[n]) for n in order}
+    hashes = {}
+    for n in order:
+        try:
+            hashes[n] = config_hash(_job_run(jobs[n]))
+        except Exception:   # for the status line only: a bad job fails in its worker, with its own error
+            hashes[n] = "unknown"
+    bar = tqdm(total=len(jobs), desc="runs", disable=not progress)
+    line = tqdm(total=0, position=1, bar_format="{desc}", disable=not progress, leave=False)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    in_main = True
+    try:
+        signal.signal(signal.SIGTERM, _term)
+    except ValueError:          # not the main thread: leave SIGTERM as it is
+        in_main = False
+    finished_walls: list[float] = []
+    started = time.perf_counter()
+    try:
+        futures = {pool.submit(_worker, jobs[n]): n for n in order}            # submitted longest first
+        pending = set(futures)
+        while pending:
+            over, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
+            for fut in over:
+                n = futures[fut]
+                done[n] = fut.result()
+                finished_walls.append(float(done[n].get("wall_time_s") or 0.0))
+                bar.update(1)
+            if progress:
+                running = [futures[f] for f in pending if f.running()][:workers]
+                line.set_description_str(_status_line(jobs, hashes, running))
+                left = [futures[f] for f in pending]
+                mean = sum(finished_walls) / len(finished_walls) if finished_walls else None
+                est = [costs[n] if costs[n] != float("inf") else mean for n in left]
+                if left and all(e is not None for e in est):
+                    minutes = sum(est) / max(1, workers) / 60.0
+                    bar.set_postfix_str(f"about {minutes:.0f} min left" if minutes >= 1 else "under a minute left")
+    except KeyboardInterrupt:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
+        line.close()
+        raise GridInterrupted(sum(d is not None for d in done), len(jobs)) from None
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    pool.shutdown(wait=True)
+    bar.close()
+    line.close()
+    if progress:
+        print(f"   {len(jobs)} runs in {time.perf_counter() - started:.0f} s", flush=True)
+    return done
 
 
 PROVENANCE_FIELDS = ("wall_time_s", "finished_at", "git_revision", "versions", "device", "resumed_from_epoch")
@@ -623,9 +745,5 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
         done = _ray_grid(jobs, order, progress, ray_address)
     else:
         order = sorted(range(len(jobs)), key=lambda n: -expected_cost(jobs[n]))
-        done = [None] * len(jobs)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_worker, jobs[n]): n for n in order}      # submitted longest first
-            for fut in tqdm(as_completed(futures), total=len(jobs), desc="runs", disable=not progress):
-                done[futures[fut]] = fut.result()
+        done = _pool_grid(jobs, order, workers, progress)
     return [done[index[k]] for k in keys]

@@ -624,5 +624,24 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli(argv=None) -> int:
+    """``python -m mser_lib.pipeline``: :func:`main`, with Ctrl-C and SIGTERM ending in one line that says
+    what was kept and how to resume (exit status 130)."""
+    from .experiments import GridInterrupted
+
+    try:
+        return main(argv)
+    except GridInterrupted as exc:
+        print(f"\nmser: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nmser: interrupted: finished runs are recorded and an unfinished run keeps its last epoch's "
+              "checkpoint (last.pt); run the same command again to resume", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # every record and checkpoint is already written atomically; skip the interpreter's exit handlers, which
+    # would wait on the stopped pool's threads for seconds
+    os._exit(130)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -77,6 +77,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .. import checks
 from ..data.batch import MODALITIES, Batch, DatasetInfo, MultimodalDataset, SplitData, iterate_batches
@@ -451,10 +452,15 @@ class Atsuko(nn.Module):
         was_training = self.training
         self.eval()
         device = self.band_cuts.device
+        total = None
         if isinstance(data, SplitData):
-            data = iterate_batches(data, self.info.layout, batch_size or cfg.fit_batch_size, shuffle=False)
+            bs = batch_size or cfg.fit_batch_size
+            total = -(-len(data) // bs)
+            data = iterate_batches(data, self.info.layout, bs, shuffle=False)
         accs = [SpectrumAccumulator(cfg.spectrum_bins) for _ in MODALITIES]
-        for batch in data:
+        # a bar for long fits only (MMSA-size training splits take minutes on a CPU)
+        for batch in tqdm(data, total=total, desc="Atsuko: band boundaries", leave=False,
+                          disable=total is None or total < 20):
             batch = batch.to(device)
             if cfg.boundary_source == "projected":
                 feats = self._project(batch)

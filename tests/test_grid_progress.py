@@ -1,0 +1,81 @@
+"""The process-pool grid: what it shows while it runs, and Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mser_lib.experiments import STATUS_NAME, _status_line, config_hash, resolve_run, run_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_status_line_shows_each_running_run(tmp_path):
+    from mser_lib.experiments import get_dataset
+
+    info = get_dataset("synthetic", None, "smoke").info
+    jobs = [{"model": "femf", "seed": 3, "tag": "w/o MIM", "profile": "smoke", "dataset": "synthetic",
+             "results_dir": str(tmp_path)},
+            {"model": "baseline", "seed": 0, "profile": "smoke", "dataset": "synthetic", "results_dir": str(tmp_path)}]
+    hashes = {0: config_hash(resolve_run("femf", "synthetic", 3, "smoke", info=info)), 1: "0" * 16}
+    d = run_dir(tmp_path, "smoke", "synthetic", hashes[0])
+    d.mkdir(parents=True)
+    (d / STATUS_NAME).write_text(json.dumps({"model": "femf", "seed": 3, "tag": "w/o MIM", "stage": "full",
+                                             "epoch": 12, "epochs": 60, "metric": "mae", "value": 0.8114}))
+    line = _status_line(jobs, hashes, [0, 1])
+    assert line == "w/o MIM s3: full 12/60 mae 0.811 | baseline s0: starting"
+
+
+def test_a_finished_run_leaves_no_status_file(tmp_path):
+    from mser_lib.experiments import run_one
+
+    rec = run_one("baseline", dataset="synthetic", seed=0, profile="smoke", results_dir=tmp_path,
+                  train={"epochs": 1}, progress=False)
+    assert not (run_dir(tmp_path, "smoke", "synthetic", rec["config_hash"]) / STATUS_NAME).exists()
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(x) for x in out.split()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_the_pipeline_stops_its_workers_and_says_how_to_resume(tmp_path, sig):
+    env = {**os.environ, "MSER_WORKERS": "2", "MSER_THREADS": "1"}
+    cmd = [sys.executable, "-m", "mser_lib.pipeline", "--profile", "smoke", "--no-notebooks",
+           "--results-dir", str(tmp_path), "--executor", "process"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    workers: set[int] = set()
+    while time.time() < deadline and not workers:     # wait until the pool's workers are training
+        time.sleep(0.5)
+        workers = _children(proc.pid)
+        if proc.poll() is not None:
+            pytest.fail("the pipeline ended before it could be interrupted")
+    time.sleep(2.0)
+    workers |= _children(proc.pid)
+    # Ctrl-C in a terminal reaches the whole process group; SIGTERM (a job scheduler) the parent only
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    sent = time.time()
+    out, err = proc.communicate(timeout=60)
+    assert time.time() - sent < 10, "the pipeline took too long to stop"
+    assert proc.returncode == 130, (out, err)
+    lines = [ln for ln in err.splitlines() if ln.startswith("mser:")]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "run the same command again to resume" in lines[0]
+    assert "Traceback" not in err
+    time.sleep(1.0)
+    alive = [p for p in workers if Path(f"/proc/{p}").exists()
+             and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]
+    assert not alive, f"workers still running: {alive}"
