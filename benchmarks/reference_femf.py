@@ -147,7 +147,7 @@ def _mean_std(rows: list[dict], key: str) -> str:
 
 def report(out: dict) -> str:
     ref, ms = out["reference"], out["mser_reference_preset"]
-    lines = [f"# FEMF: the public reference code against mser's `reference` preset on mosi-bclstm", "",
+    lines = ["# FEMF: the public reference code against mser's `reference` preset on mosi-bclstm", "",
              f"Written by `benchmarks/reference_femf.py` at mser {out['mser_revision']}; reference "
              f"{out['reference_revision']}; {out['machine']}; seeds {out['seeds']}; schedule {out['schedule']}; "
              "one thread per run.", "",
@@ -162,7 +162,8 @@ def report(out: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
                      + f" | {', '.join(str(r['epoch']) for r in rows)} | {_mean_std(rows, 'wall_time_s')} |")
     lines += ["", "Per-seed difference (mser minus reference) and the two seed spreads:", "",
-              "| metric | mean difference | reference seed std | mser seed std | beyond both spreads |", "|---|---|---|---|---|"]
+              "| metric | mean difference | reference seed std | mser seed std | beyond both spreads |",
+              "|---|---|---|---|---|"]
     for k in METRICS:
         d = np.array([m[k] - r[k] for m, r in zip(ms, ref)])
         sr = np.std([r[k] for r in ref], ddof=1) if len(ref) > 1 else float("nan")

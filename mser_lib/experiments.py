@@ -46,10 +46,10 @@ import numbers
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
-import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, fields
 from datetime import UTC, datetime

@@ -220,7 +220,8 @@ def test_a_callers_epochs_set_every_stage_of_a_staged_model():
     run = resolve_run("femf", "synthetic", 0, "quick", train={"epochs": 3})
     assert run["train"]["stage_epochs"] == {"experts": 3, "full": 3}
     assert run["train"]["epochs"] == 3
-    explicit = resolve_run("femf", "synthetic", 0, "quick", train={"epochs": 3, "stage_epochs": {"experts": 1, "full": 2}})
+    explicit = resolve_run("femf", "synthetic", 0, "quick",
+                           train={"epochs": 3, "stage_epochs": {"experts": 1, "full": 2}})
     assert explicit["train"]["stage_epochs"] == {"experts": 1, "full": 2}
     assert resolve_run("femf", "synthetic", 0, "quick")["train"]["stage_epochs"] == {"experts": 10, "full": 25}
     assert "stage_epochs" not in resolve_run("baseline", "synthetic", 0, "quick", train={"epochs": 3})["train"]
