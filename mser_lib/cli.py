@@ -256,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     tb.set_defaults(func=cmd_table)
     sr = sub.add_parser("search", help="the same Optuna search for each model on the cross-fitted selection "
                                        "folds; with --final, the folds' choices over the seeds")
-    from .search import MODEL_SPACES
-    sr.add_argument("--models", nargs="+", default=sorted(MODEL_SPACES), choices=sorted(MODEL_SPACES))
+    from .search import model_spaces
+    spaces = list(model_spaces())
+    sr.add_argument("--models", nargs="+", default=spaces, choices=spaces)
     sr.add_argument("--dataset", default="mosi-bclstm", help="a dataset the profile cross-fits (selection: crossfit)")
     sr.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     sr.add_argument("--profile", default="quick", help="smoke | quick | paper")

@@ -170,7 +170,6 @@ SMOKE_DEVIATIONS = 2
 
 # FEMF Fig. 6 / robustness: missing rates and the models compared.
 MISSING_RATES = [0.0, 0.1, 0.2, 0.3, 0.4]
-ROBUSTNESS_MODELS = ("femf", "atsuko", "emoe", "baseline")
 
 
 def _check(profile: str) -> str:
@@ -296,12 +295,14 @@ def deviations(profile: str, seeds: list[int], layout: str | None = None) -> lis
     return out
 
 
-def robustness(profile: str, seeds: list[int], models=ROBUSTNESS_MODELS) -> list[dict]:
-    """The runs of the robustness study: the main comparison's models (as notebook 03 trains them,
-    no trainer override), every seed."""
+def robustness(profile: str, seeds: list[int]) -> list[dict]:
+    """The runs of the robustness study: each method and baseline of the main comparison in its first main
+    variant (the baseline on all three modalities), as notebook 03 trains them, every seed."""
+    from .models.registry import compared_models, model_spec
+
     _check(profile)
-    return [{"model": m, "seed": int(s), "overrides": {"modalities": "tav"} if m == "baseline" else {},
-             "tag": m} for s in seeds for m in models]
+    return [{"model": m, "seed": int(s), "overrides": dict(model_spec(m).main_variants[0]), "tag": m}
+            for s in seeds for m in compared_models()]
 
 
 GRIDS = {"femf_components": femf_components, "femf_modalities": femf_modalities,
@@ -346,7 +347,7 @@ def unique_runs(specs: list[dict]) -> int:
 
 
 __all__ = ["ABLATION_TRAIN", "FEMF_COMPONENTS", "FEMF_MODALITIES", "MODALITY_LABELS", "ATSUKO_ROWS",
-           "FEMF_SWEEPS", "ATSUKO_SWEEPS", "sweep_defaults", "FEMF_ORDERS", "MISSING_RATES", "ROBUSTNESS_MODELS",
+           "FEMF_SWEEPS", "ATSUKO_SWEEPS", "sweep_defaults", "FEMF_ORDERS", "MISSING_RATES",
            "ablation_seeds", "sweep_seeds", "femf_components", "femf_modalities", "atsuko_table4",
            "femf_sensitivity", "Deviation", "DEVIATIONS", "LEDGER_BASE", "deviations",
            "atsuko_sensitivity", "femf_orders", "robustness", "GRIDS", "NOTEBOOK_GRIDS", "notebook_grid",

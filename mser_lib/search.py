@@ -1,4 +1,4 @@
-"""A fair hyperparameter search on the clean (cross-fitted) selection folds (issue 10, item 3).
+"""A fair hyperparameter search on the clean (cross-fitted) selection folds.
 
 Every model, baselines included, gets the same search: the same trainer part of the space, one
 capacity and one regularisation field of its own (:data:`SPACES`), the same number of trials, on one
@@ -45,20 +45,10 @@ import pandas as pd
 
 from .experiments import DEFAULT_RESULTS, config_hash, get_dataset, profile_seeds, resolve_run, run_one
 from .metrics import LOWER_IS_BETTER, compute_metrics, default_selection_metric, is_better
+from .models.registry import MODELS, Param, _load_all
 from .train import TrainConfig
 
 # ----------------------------------------------------------------------------- the search spaces
-
-
-@dataclass(frozen=True)
-class Param:
-    """One dimension of a search space: ``kind`` is ``"log_float"`` or ``"float"`` (``low``..``high``)
-    or ``"choice"`` (one of ``choices``)."""
-
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple = ()
 
 
 #: The trainer part, the same for every model.
@@ -67,30 +57,24 @@ TRAIN_SPACE: dict[str, Param] = {
     "weight_decay": Param("choice", choices=(0.0, 1e-4, 1e-3)),
 }
 
-#: One capacity and one regularisation field of each model's config dataclass. Widths are divisible
-#: by the quick preset's heads (FEMF: ``heads=2``; Atsuko/EMOE: ``num_heads=4``).
-MODEL_SPACES: dict[str, dict[str, Param]] = {
-    "baseline": {"hidden": Param("choice", choices=(32, 64, 128)),          # BiGRUConfig
-                 "dropout": Param("float", 0.0, 0.5)},
-    "femf": {"hidden": Param("choice", choices=(16, 32, 64)),               # FEMFConfig
-             "dropout": Param("float", 0.0, 0.5)},
-    "atsuko": {"d_model": Param("choice", choices=(16, 32, 64)),            # AtsukoConfig
-               "out_dropout": Param("float", 0.0, 0.5)},
-    "emoe": {"d_model": Param("choice", choices=(16, 32, 64)),              # AtsukoConfig
-             "out_dropout": Param("float", 0.0, 0.5)},
-}
+def model_spaces() -> dict[str, dict[str, Param]]:
+    """The model part of each registered model's search space (its registration's ``search_space``: one
+    capacity and one regularisation field of its config dataclass); models without one are not searched."""
+    _load_all()
+    return {name: dict(spec.search_space) for name, spec in MODELS.items() if spec.search_space}
 
 
 def search_space(model: str) -> dict[str, tuple[str, Param]]:
     """``{name: (part, Param)}`` for ``model``, ``part`` being ``"train"`` (trainer setting) or
     ``"model"`` (model config field); trainer settings first (the order the sampler draws them in)."""
-    if model not in MODEL_SPACES:
-        raise KeyError(f"no search space for model {model!r}; spaces: {sorted(MODEL_SPACES)}")
-    clash = set(TRAIN_SPACE) & set(MODEL_SPACES[model])
+    spaces = model_spaces()
+    if model not in spaces:
+        raise KeyError(f"no search space for model {model!r}; spaces: {sorted(spaces)}")
+    clash = set(TRAIN_SPACE) & set(spaces[model])
     if clash:
         raise ValueError(f"search space of {model!r}: {sorted(clash)} named in both parts")
     return {**{k: ("train", p) for k, p in TRAIN_SPACE.items()},
-            **{k: ("model", p) for k, p in MODEL_SPACES[model].items()}}
+            **{k: ("model", p) for k, p in spaces[model].items()}}
 
 
 def _distributions(model: str) -> dict:
@@ -211,7 +195,7 @@ def run_search(model: str, dataset: str, profile: str = "quick", n_trials: int =
     """Run (or resume) the search of ``model``: ``n_trials`` trials on ``seed`` (see the module docstring).
 
     Args:
-        model: ``femf``, ``atsuko``, ``emoe`` or ``baseline`` (:data:`MODEL_SPACES`).
+        model: a registered model with a search space (:func:`model_spaces`).
         n_trials: the study's trial count after this call; trials already in the study are kept, the
             missing ones are trained (a smaller count than the study holds uses its first ``n_trials``).
         seed: the training seed of every trial.
@@ -451,6 +435,6 @@ def search_table(entries: list[tuple[SearchResult, dict[int, list[dict]] | None,
     return df
 
 
-__all__ = ["Param", "TRAIN_SPACE", "MODEL_SPACES", "search_space", "split_params", "trial_seed", "trial_params",
+__all__ = ["Param", "TRAIN_SPACE", "model_spaces", "search_space", "split_params", "trial_seed", "trial_params",
            "study_path", "choose_per_fold", "SearchResult", "run_search", "final_runs", "fold_predictions",
            "score_pooled", "pooled_predictions", "pooled_metrics", "final_metrics", "settings_text", "search_table"]

@@ -74,11 +74,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mser_lib.experiments import get_dataset, run_grid
-from mser_lib.models import model_names
 from mser_lib.report import analysis, figures
 from mser_lib.report.tables import to_markdown
 
-assert "femf" in model_names(), "mser_lib.models.femf is missing"
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
 records = run_grid([{"model": "femf", "seed": s} for s in ctx.seeds], **ctx.grid_kwargs)
 rows = []

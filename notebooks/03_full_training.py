@@ -88,9 +88,6 @@ from mser_lib.report.tables import to_markdown
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
 grid = main_grid(ctx.profile, ctx.dataset, ctx.seeds)
-missing = [m for m in ("femf", "atsuko", "emoe") if m not in model_names()]
-if missing:
-    print("not available (module missing), skipped:", missing)
 cached = sum(find_record(ctx.results_dir, resolve_run(g["model"], ctx.dataset, g["seed"], ctx.profile,
                                                       g.get("overrides"), info=ds.info)) is not None
              for g in grid) if not ctx.force else 0
@@ -145,7 +142,7 @@ from mser_lib.report import narrative as nv
 long = analysis.records_long(records)
 rows = list(dict.fromkeys(long["row"]))
 base, text_only = "baseline (modalities=tav)", "baseline (modalities=t)"
-models = [m for m in ("femf", "atsuko", "emoe") if m in rows]
+models = [m for m in model_names("method") if m in rows]
 see = []
 if "mae" in set(long["metric"]):
     see.append(nv.best_sentence(long, rows, "mae"))

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -83,7 +83,7 @@ from mser_lib.report.tables import to_markdown
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
 pred_cache = ctx.out / "predictions"
-rob_specs = [s for s in grids.robustness(ctx.profile, ctx.seeds) if s["model"] in model_names()]
+rob_specs = grids.robustness(ctx.profile, ctx.seeds)
 sweeps = {"femf": grids.femf_sensitivity(ctx.profile, ctx.seeds, ds.info),
           "atsuko": grids.atsuko_sensitivity(ctx.profile, ctx.seeds, ds.info),
           "orders": grids.femf_orders(ctx.profile, ctx.seeds)}
@@ -118,8 +118,9 @@ ctx.save_figure(fig, "robustness_missing")
 
 # %%
 labels = sorted(curves["label"].unique())
-deg_pairs = [(a, "baseline") for a in ("femf", "atsuko", "emoe") if a in labels]
-deg_pairs += [("femf", b) for b in ("atsuko", "emoe") if b in labels and "femf" in labels]
+methods, baselines = model_names("method"), model_names("baseline")
+deg_pairs = [(a, b) for a in methods for b in baselines if {a, b} <= set(labels)]
+deg_pairs += [("femf", b) for b in methods if b != "femf" and {"femf", b} <= set(labels)]   # FEMF's Fig. 6 claim
 deg = [ab.degradation_compare(preds, a, b, m, ctx.seeds, 0.4) for a, b in deg_pairs for m in ("f1_non0", "corr")]
 deg_table = pd.DataFrame([{"A": r["a"], "B": r["b"], "metric": r["metric"], "drop of A (0 to 0.4)": round(r["deg_a"], 4),
                            "drop of B (0 to 0.4)": round(r["deg_b"], 4), "B - A": round(r["mean_diff"], 4),
@@ -137,8 +138,8 @@ display(Markdown(to_markdown(deg_table)))
 from mser_lib.report import narrative as nv
 
 top = max(float(r) for r in curves["rate"].unique())
-see = [nv.degradation_sentence(curves, a, "baseline", m, top) for a in ("femf", "atsuko", "emoe")
-       if {a, "baseline"} <= set(labels) for m in ("f1_non0",)]
+see = [nv.degradation_sentence(curves, a, b, "f1_non0", top) for a in model_names("method")
+       for b in model_names("baseline") if {a, b} <= set(labels)]
 if {"femf", "baseline"} <= set(labels):
     d = {lab: nv.degradation(curves, lab, "f1_non0", top) for lab in ("femf", "baseline")}
     see.append("FEMF's Fig. 6 shows FEMF declining markedly slower than the baselines; "

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -61,13 +61,12 @@ from IPython.display import Markdown, display
 
 from mser_lib import grids
 from mser_lib.experiments import get_dataset, run_grid
-from mser_lib.models import model_names
 from mser_lib.report import ablation_figures as af
 from mser_lib.report import ablations as ab
 from mser_lib.report.tables import to_markdown
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
-rob_specs = [s for s in grids.robustness(ctx.profile, ctx.seeds) if s["model"] in model_names()]
+rob_specs = grids.robustness(ctx.profile, ctx.seeds)
 ats_specs = grids.atsuko_table4(ctx.profile, ctx.seeds)
 recs = run_grid(rob_specs + ats_specs, **ctx.grid_kwargs)
 main = {s["model"]: r for s, r in zip(rob_specs, recs) if r["seed"] == ctx.seeds[0]}

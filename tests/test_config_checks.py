@@ -181,12 +181,20 @@ def test_position_layout_settings_follow_the_layout_not_the_dataset_name():
 
     assert dataset_layout("synthetic") == "sequence" and dataset_layout("mosi") == "sequence"
     assert {dataset_layout(d) for d in ("mosi-bclstm", "mosi-utt", "mosei-utt")} == {"position"}
-    pos = load_profile("quick")["layouts"]["position"]["train"]
-    for ds in ("mosi-bclstm", "mosi-utt", "mosei-utt"):
+    prof = load_profile("quick")
+    pos = prof["layouts"]["position"]["train"]
+    for ds in ("mosi-utt", "mosei-utt"):
         for model in ("femf", "baseline"):
             t = resolve_run(model, ds, 0, "quick")["train"]
             assert {k: t[k] for k in pos} == pos, (ds, model)
         assert resolve_run("femf", ds, 0, "quick")["train"]["stage_epochs"] == {"experts": 10, "full": 60}
+    # mosi-bclstm's own section (the papers' models and their budget) wins over the layout's
+    own = prof["datasets"]["mosi-bclstm"]["train"]
+    for model in ("femf", "atsuko", "emoe", "baseline"):
+        t = resolve_run(model, "mosi-bclstm", 0, "quick")["train"]
+        assert {k: t[k] for k in ("batch_size", "epochs", "patience", "clip_grad")} == \
+            {k: own[k] for k in ("batch_size", "epochs", "patience", "clip_grad")}, model
+    assert resolve_run("femf", "mosi-bclstm", 0, "quick")["train"]["stage_epochs"] == {"experts": 60, "full": 60}
     assert resolve_run("baseline", "mosi-bclstm", 0, "quick")["train"]["selection"] == "crossfit"
     assert resolve_run("baseline", "mosi-utt", 0, "quick")["train"].get("selection", "valid") == "valid"
     assert resolve_run("baseline", "synthetic", 0, "quick")["train"]["batch_size"] == 32
@@ -225,3 +233,27 @@ def test_a_callers_epochs_set_every_stage_of_a_staged_model():
     assert explicit["train"]["stage_epochs"] == {"experts": 1, "full": 2}
     assert resolve_run("femf", "synthetic", 0, "quick")["train"]["stage_epochs"] == {"experts": 10, "full": 25}
     assert "stage_epochs" not in resolve_run("baseline", "synthetic", 0, "quick", train={"epochs": 3})["train"]
+
+
+def test_the_registry_is_the_one_list_of_models():
+    """The main grid, the robustness study, the search and the figures read their models from the registry:
+    a model registered with a role joins them all without another edit."""
+    from dataclasses import replace
+
+    from mser_lib import grids, search
+    from mser_lib.models import registry
+    from mser_lib.pipeline import main_grid
+
+    assert registry.model_names("method") == ["femf", "atsuko", "emoe"]
+    assert registry.model_names("baseline") == ["baseline"]
+    extra = replace(registry.model_spec("baseline"), name="toy_baseline", label="toy", color="#000000",
+                    main_variants=({},))
+    registry.register(extra)
+    try:
+        grid = main_grid("smoke", "synthetic", [0])
+        assert {"model": "toy_baseline", "seed": 0} in grid
+        assert "toy_baseline" in {s["model"] for s in grids.robustness("smoke", [0])}
+        assert "toy_baseline" in search.model_spaces()
+        assert registry.model_colors()["toy_baseline"] == "#000000"
+    finally:
+        del registry.MODELS["toy_baseline"]

@@ -83,7 +83,7 @@ from .. import checks
 from ..data.batch import MODALITIES, Batch, DatasetInfo, MultimodalDataset, SplitData, iterate_batches
 from ..spectral.graph import SpectrumAccumulator, band_decompose, equal_energy_boundaries
 from .base import ModelOutput, masked_avg
-from .registry import ModelSpec, register
+from .registry import ModelSpec, Param, register
 
 _NEG = -1.0e4  # masked logit: finite so that 0 * log(0-weight) stays 0 (and fp16/bf16-safe)
 _PAIRS = {"text": ("audio", "vision"), "audio": ("text", "vision"), "vision": ("text", "audio")}
@@ -823,10 +823,17 @@ TABLE4_ROWS: dict[str, dict] = {
 }
 
 
+# search spaces: one capacity and one regularisation field; widths divisible by the quick preset's 4 heads
 register(ModelSpec("atsuko", Atsuko, AtsukoConfig, {"quick": atsuko_quick, "paper": atsuko_paper},
-                   "Atsuko: spectral-band routing (SBN) + marginal complementarity (MCM) on EMOE"))
+                   "Atsuko: spectral-band routing (SBN) + marginal complementarity (MCM) on EMOE",
+                   role="method", label="Atsuko", color="#c44e52",
+                   search_space={"d_model": Param("choice", choices=(16, 32, 64)),
+                                 "out_dropout": Param("float", 0.0, 0.5)}))
 register(ModelSpec("emoe", Atsuko, AtsukoConfig, {"quick": emoe_quick, "paper": emoe_paper},
-                   "EMOE: Atsuko with SBN and MCM off, EMOE's router target and loss weights"))
+                   "EMOE: Atsuko with SBN and MCM off, EMOE's router target and loss weights",
+                   role="method", label="EMOE", color="#8172b3",
+                   search_space={"d_model": Param("choice", choices=(16, 32, 64)),
+                                 "out_dropout": Param("float", 0.0, 0.5)}))
 
 __all__ = ["Atsuko", "AtsukoConfig", "EMOE_BACKBONE", "TABLE4_ROWS", "atsuko_quick",
            "atsuko_paper", "emoe_quick", "emoe_paper"]

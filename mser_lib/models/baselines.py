@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .. import checks
 from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo, masked_mean
 from .base import ModelOutput
-from .registry import ModelSpec, register
+from .registry import ModelSpec, Param, register
 
 
 def _selected(modalities: str) -> list[str]:
@@ -169,10 +169,15 @@ def _paper(info: DatasetInfo) -> dict:
 
 
 register(ModelSpec("late_fusion_mlp", LateFusionMLP, LateFusionConfig, {"quick": _quick, "paper": _paper},
-                   "late-fusion MLP over mean-pooled frame features (sequence layout)"))
+                   "late-fusion MLP over mean-pooled frame features (sequence layout)", role="part"))
 register(ModelSpec("bigru", BiGRU, BiGRUConfig, {"quick": _quick, "paper": _paper},
-                   "bc-LSTM-like bidirectional GRU over utterances (position layout)"))
+                   "bc-LSTM-like bidirectional GRU over utterances (position layout)", role="part"))
 register(ModelSpec("baseline", Baseline, BiGRUConfig, {"quick": _quick, "paper": _paper},
-                   "late_fusion_mlp for sequence data, bigru for position data"))
+                   "late_fusion_mlp for sequence data, bigru for position data", role="baseline",
+                   label="baseline", color="#7f7f7f",
+                   search_space={"hidden": Param("choice", choices=(32, 64, 128)), "dropout": Param("float", 0.0, 0.5)},
+                   # all three modalities, and each alone: how much each modality carries
+                   main_variants=({"modalities": "tav"}, {"modalities": "t"}, {"modalities": "a"},
+                                  {"modalities": "v"})))
 
 __all__ = ["LateFusionMLP", "BiGRU", "Baseline", "LateFusionConfig", "BiGRUConfig", "MODALITY_LETTERS"]

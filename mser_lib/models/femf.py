@@ -83,7 +83,7 @@ from ..data.validate import feature_statistics
 from ..spectral.dft import dft_split, reference_cutoff_split
 from .base import ModelOutput, masked_avg, task_loss
 from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout
-from .registry import ModelSpec, register
+from .registry import ModelSpec, Param, register
 
 _ABBR = {"text": "t", "audio": "a", "vision": "v"}
 
@@ -856,4 +856,7 @@ register(ModelSpec(
              "reference": reference_preset},
     description="FEMF: disentanglement, DFT frequency-aware experts (2 stages), interaction, "
                 "hierarchical prediction (paper 000)",
+    role="method", label="FEMF", color="#4c72b0",
+    # one capacity and one regularisation field; widths divisible by the quick preset's 2 heads
+    search_space={"hidden": Param("choice", choices=(16, 32, 64)), "dropout": Param("float", 0.0, 0.5)},
 ))

@@ -14,9 +14,8 @@ import pandas as pd
 import seaborn as sns
 
 from ..metrics import METRIC_NAMES
+from ..models.registry import model_colors
 from .figures import MODALITY_COLORS
-
-MODEL_COLORS = {"femf": "#4c72b0", "atsuko": "#c44e52", "emoe": "#8172b3", "baseline": "#7f7f7f"}
 
 
 def _name(m: str) -> str:
@@ -72,7 +71,7 @@ def missing_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("f1_non0", "c
     for ax, m in zip(axes[0], metrics):
         sub = curves[curves["metric"] == m]
         sns.lineplot(data=sub, x="rate", y="value", hue="label", marker="o", errorbar=("sd", 1), ax=ax,
-                     palette={k: MODEL_COLORS.get(k, None) or "k" for k in sub["label"].unique()})
+                     palette={k: model_colors().get(k, None) or "k" for k in sub["label"].unique()})
         ax.set_xlabel("missing rate (test time)")
         ax.set_ylabel(_name(m))
         ax.set_xticks(sorted(sub["rate"].unique()))

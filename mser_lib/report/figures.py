@@ -27,7 +27,6 @@ from ..metrics import METRIC_NAMES
 MODALITY_COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#2ca02c"}
 BAND_COLORS = {"low": "#3b528b", "high": "#f4a261"}
 SPLIT_COLORS = {"train": "#4c72b0", "valid": "#dd8452", "test": "#55a868"}
-MODEL_ORDER = ["femf", "atsuko", "emoe", "baseline"]
 FORMATS = ("png", "pdf")
 
 

@@ -305,15 +305,20 @@ def measured_frame(records: list[dict], info, profile: str, split: str = "test",
 
 
 def main_table(records: list[dict], info, profile: str, split: str = "test",
-               order: list[str] | None = ("femf", "atsuko", "emoe", "baseline"),
+               order: list[str] | None = None,
                with_reported: bool = True) -> pd.DataFrame:
     """The main results table: reported rows of FEMF, Atsuko and EMOE (marked ``reported``, with
-    their dataset, setting and features) above our measured rows (mean ± std over the seeds listed).
+    their dataset, setting and features) above our measured rows (mean ± std over the seeds listed), the
+    methods and baselines in ``order`` (default: the registry's, :func:`~mser_lib.models.registry.compared_models`).
 
     Columns: source, model, dataset, setting, features, seeds, then every metric (docs/metrics.md) of the
     dataset's family (and, for MOSI-family data, Atsuko's Acc-2/F1 whose protocol is not stated).
     """
     fam = info.metric_family
+    if order is None:
+        from ..models.registry import compared_models
+
+        order = compared_models()
     ours = measured_frame(records, info, profile, split, list(order) if order else None)
     frames = []
     metric_cols = list(SPEC2_COLUMNS.get(fam, []))
