@@ -19,6 +19,7 @@ import pytest
 
 from mser_lib import pipeline
 from mser_lib.report import paper_rows as pr
+from mser_lib.report import readme as rd
 from mser_lib.report.figures import save_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +223,7 @@ def test_main_grid_has_every_model_and_the_unimodal_baselines():
     assert len(grid) == 2 * len(models)
 
 
-def test_readme_table_prefers_main_results(tmp_path, monkeypatch):
+def test_readme_table_prefers_main_results(tmp_path):
     res = tmp_path / "results" / "quick" / "synthetic"
     (res / "tables").mkdir(parents=True)
     (res / "runs.jsonl").write_text(json.dumps({"model": "x", "seed": 0, "dataset": "synthetic",
@@ -236,14 +237,23 @@ def test_readme_table_prefers_main_results(tmp_path, monkeypatch):
         json.dumps({"model": "y", "seed": 0, "dataset": "other", "profile": "quick",
                     "test": {"mae": 1.0}}) + "\n")
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{pipeline.README_BEGIN}\nold\n{pipeline.README_END}\nrest\n")
-    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
-    assert pipeline.readme_table(str(tmp_path / "results")) == 0
+    readme.write_text(f"intro\n{rd.README_BEGIN}\nold\n{rd.README_END}\nrest\n")
+    assert rd.write_readme_block(tmp_path / "results", readme) == 0
     text = readme.read_text()
     assert "| x | 0,1 | 0.5 ± 0.1 |" in text                          # measured row, empty Acc-7 dropped
     assert "Features: built-in." in text                                 # the features in the caption
-    assert text.count("| reported: FEMF Table 1 | FEMF |") == 1           # reported rows shown once
+    assert "reported: FEMF Table 1" not in text                          # reported rows: in the full table only
     assert "**other**" in text and "old" not in text and text.endswith("rest\n")
+
+
+def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    before = f"intro\n{rd.README_BEGIN}\nkept\n{rd.README_END}\n"
+    readme.write_text(before)
+    assert rd.write_readme_block(tmp_path / "reslts", readme) == 2
+    assert readme.read_text() == before
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reslts" in err and "left as it is" in err
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -382,7 +392,7 @@ def test_strip_plots_do_not_depend_on_the_global_random_state(tmp_path):
     assert np.random.get_state()[1][0] == np.random.RandomState(2).get_state()[1][0]   # global state untouched
 
 
-def test_readme_claims_block_counts_verdicts_and_compares_with_quick(tmp_path, monkeypatch):
+def test_readme_claims_block_counts_verdicts_and_compares_with_quick(tmp_path):
     """A ``claims`` profile shows its verdict counts and resolved claims instead of a main table, and
     says how many of its runs equal a quick run with the same settings."""
     header = ("claim,paper says,we measure,seeds,schedule,p adjusted (Holm),resolved,agrees with paper\n")
@@ -400,10 +410,8 @@ def test_readme_claims_block_counts_verdicts_and_compares_with_quick(tmp_path, m
         (base / profile / "d" / "runs.jsonl").write_text(json.dumps(r) + "\n" + json.dumps(other) + "\n")
     (base / "claims" / "d" / "tables" / "claims_all.csv").write_text(header + rows)
     readme = tmp_path / "README.md"
-    readme.write_text(f"{pipeline.README_BEGIN}\nold\n{pipeline.README_END}\n")
-    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
-    monkeypatch.setattr(pipeline, "load_profile", lambda name: {"train": {"epochs": 60, "patience": 12}})
-    assert pipeline.readme_table(str(base)) == 0
+    readme.write_text(f"{rd.README_BEGIN}\nold\n{rd.README_END}\n")
+    assert rd.write_readme_block(base, readme) == 0
     text = readme.read_text()
     assert "4 claims in" in text
     assert "2 resolved (1 as the paper says, 1 against it), 1 not resolved, 1 with too few" in text
