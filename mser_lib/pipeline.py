@@ -479,8 +479,8 @@ def main(argv=None) -> int:
     differ = int((table["status"] == "differs").sum())
     print(f"\n{line}\n  report: {out / 'tables' / 'reproduction.md'}")
     if differ:
-        print(f"\nWARNING: {differ} run(s) did not reproduce the committed numbers; see the report and the "
-              "README ('When runs differ').", file=sys.stderr)
+        print(f"\nWARNING: {differ} run(s) did not reproduce the committed numbers; see the report and "
+              "docs/reproduction.md ('When runs differ').", file=sys.stderr)
         if args.strict:
             return 1
     return 0

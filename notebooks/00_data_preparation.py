@@ -210,7 +210,7 @@ display(Markdown(nv.what_we_see(see, "synthetic")))
 # ## 4. Real CMU-MOSI features (mosi-bclstm) and the leakage lesson
 #
 # `mosi-bclstm` holds real CMU-MOSI utterance features from bc-LSTM (text-CNN 100-d, openSMILE 73-d,
-# 3D-CNN 100-d) with the continuous labels (README, "Data"). The text-CNN and 3D-CNN were trained
+# 3D-CNN 100-d) with the continuous labels (docs/data-formats.md). The text-CNN and 3D-CNN were trained
 # *with labels* on the bc-LSTM train split (62 videos), which contains 24 of the 31 test videos of
 # the standard CMU-MOSI folds. Evaluated on the standard folds, these features have seen the test
 # labels. mser therefore uses the bc-LSTM split (train 62 videos, of which a fixed 10% become
@@ -226,7 +226,7 @@ bclstm_dir = resolve_data_dir("mosi-bclstm", ctx.data_dir if ctx.dataset == "mos
 if bclstm_dir is None:
     leak = None
     print("mosi-bclstm is not available (no data_dir and no ../shared/data/mosi-bclstm next to the "
-          "repository): skipping this section. See README, 'Data', for how to fetch it.")
+          "repository): skipping this section. See docs/data-formats.md for how to fetch it.")
 else:
     leak = analysis.ridge_leakage(bclstm_dir)
     shown = leak[["split", "modalities", "test utterances", "acc2_has0", "f1_has0", "acc2_non0", "acc7",

@@ -434,7 +434,7 @@ from mser_lib.pipeline import resolve_data_dir
 
 bclstm_dir = resolve_data_dir("mosi-bclstm", ctx.data_dir if ctx.dataset == "mosi-bclstm" else "")
 if bclstm_dir is None:
-    print("mosi-bclstm is not available: skipping the real-data walkthrough (README, 'Data').")
+    print("mosi-bclstm is not available: skipping the real-data walkthrough (docs/data-formats.md).")
 else:
     real = get_dataset("mosi-bclstm", bclstm_dir, ctx.profile)
     v = int(np.argmax(real.train.lengths("text")))

@@ -1,6 +1,6 @@
 """One data path: every source yields a :class:`MultimodalDataset` whose splits batch into :class:`Batch`.
 
-Sources (see README "Data" for the directory layout each one expects):
+Sources (docs/data-formats.md gives the directory layout each one expects):
 
 ==================  ==========================================================================
 ``synthetic``       the built-in benchmark (:mod:`.synthetic`), the default; nothing to download
@@ -81,9 +81,9 @@ def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None, pr
     if name not in loaders:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(dataset_names()))}")
     if data_dir is None:
-        raise ValueError(f"dataset {name!r} needs data_dir (the folder holding its files; see README)")
+        raise ValueError(f"dataset {name!r} needs data_dir (the folder holding its files; see docs/data-formats.md)")
     if not Path(data_dir).exists():
-        raise DataFormatError(data_dir, "data_dir", f"the folder (or file) holding the {name!r} data (see README)",
+        raise DataFormatError(data_dir, "data_dir", f"the folder (or file) holding the {name!r} data (see docs/data-formats.md)",
                               "no such file or folder")
     entry = loaders[name]
     from .loaders_registry import loader_arguments
