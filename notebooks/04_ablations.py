@@ -318,6 +318,30 @@ print("every ledger row has a verdict:", bool(ledger["resolved"].isin(stats.VERD
 display(Markdown(nv.what_we_see([nv.ledger_sentence(ledger)], ds.info)))
 
 # %% [markdown]
+# The reference code also selects its epoch on the test set (the best test F1 of all its epochs). The runs
+# of the `reference` row and of FEMF's default run, read under the three selection protocols of notebook 03
+# (cross-fitted, leaky validation, the best test epoch of the best seed), say how much of a reported number
+# such a protocol can add on top of the reference's architecture and losses.
+
+# %%
+from mser_lib.report import analysis
+
+ref_row = next(d.label for d in grids.DEVIATIONS if d.model == "femf" and d.source == "reference code"
+               and d.label.startswith("FEMF: every reference behaviour"))
+tag_of = {r["config_hash"]: s["tag"] for s, r in zip(specs["deviations"], records["deviations"])}
+pair = [r for s, r in zip(specs["deviations"], records["deviations"])
+        if s["tag"] in (grids.LEDGER_BASE["femf"], ref_row) and r.get("protocols")]
+if pair:
+    proto = analysis.selection_protocol_table(pair, ds, label=lambda r: tag_of[r["config_hash"]])
+    ctx.save_table(proto, "reference_preset_protocols",
+                   caption=f"FEMF's default and its reference preset under three selection protocols ({ds.info.name}, "
+                           f"{ctx.profile}; accuracies in %)")
+    display(Markdown(to_markdown(proto)))
+else:
+    print(f"The runs on {ds.info.name} select on the validation split; the protocol comparison is built for runs "
+          "with cross-fitted selection (mosi-bclstm).")
+
+# %% [markdown]
 # ## Claims: what the papers say, what we measure
 #
 # One row per claim of the ablation sections. *Paper says* quotes the reported numbers (A vs B);
