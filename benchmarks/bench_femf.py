@@ -31,11 +31,8 @@ measured gain) and ``paper-all63`` (every video 63 utterances long, so packing r
 nothing: the worst case, reported, not targeted). Every time is a median over ``--steps`` timed steps
 after ``--warmup``, with the min and max beside it.
 
-Nothing here is compared with a number from another machine. A speed ratio against the public reference
-implementation is only meaningful when both are timed side by side on the same inputs, which this script
-does not do: the copy of the reference repository readable from this project's machine (L11yc/FEMF at
-59c2619) has the module of its experts (``FEMF/modules/Attention_softmoe.py``, which its
-``model_expert_softmoe.py`` imports) only as compiled ``.pyc`` files, not as source, so it cannot be run.
+Nothing here is compared with a number from another machine. The side-by-side comparison with the public
+reference code (timed on the same inputs in one process) is ``benchmarks/bench_reference.py``.
 
 Shapes: ``quick`` = the built-in synthetic benchmark (sequence layout, text 32 / audio 16 / vision 24
 features, real lengths 12..40), batch 32 (train) and 128 (inference); ``paper`` = the MOSI-shaped
