@@ -147,8 +147,6 @@ see = []
 if "mae" in set(long["metric"]):
     see.append(nv.best_sentence(long, rows, "mae"))
     see += [nv.compare_sentence(long, m, base, "mae") for m in models if base in rows]
-    if "femf" in rows and base in rows:
-        see.append(nv.paper_sentence(long, "femf", base, "mae", "FEMF's Table 1"))
     if {"atsuko", "emoe"} <= set(rows):
         see.append(nv.paper_sentence(long, "atsuko", "emoe", "mae", "Atsuko's Table 1 (MAE 0.696 against 0.710 on "
                                                                      "aligned CMU-MOSI)"))
@@ -167,8 +165,8 @@ if nv.is_builtin(ds.info):
                "vision, notebook 00), so a model that reads those bands should beat the text-only baseline; the "
                "comparison with it above says whether each model does.")
 else:
-    see.append(f"On {ds.info.name} nothing is planted: which modality carries the label, and in which band, is "
-               "what these rows measure.")
+    see.append(f"On {ds.info.name} nothing is planted: these rows measure how well each model and each single "
+               "modality predicts the label; which band carries it is notebook 01's and 06's question.")
 display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %% [markdown]
