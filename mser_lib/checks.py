@@ -28,6 +28,10 @@ class ConfigError(ValueError):
             shown = shown[:77] + "..."
         super().__init__(f"{owner}.{field}={shown}: expected {expected}")
 
+    def __reduce__(self):
+        # rebuilt from the same four arguments, so the error crosses a process boundary (a grid worker) as itself
+        return type(self), (self.owner, self.field, self.value, self.expected)
+
 
 def _name(obj) -> str:
     return type(obj).__name__

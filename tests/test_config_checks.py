@@ -257,3 +257,19 @@ def test_the_registry_is_the_one_list_of_models():
         assert registry.model_colors()["toy_baseline"] == "#000000"
     finally:
         del registry.MODELS["toy_baseline"]
+
+
+def test_user_errors_cross_a_process_boundary_as_themselves():
+    """A ConfigError or DataFormatError raised in a pool worker reaches the parent as the same one-line error
+    (their four-argument __init__ used to make them unpicklable: BrokenProcessPool)."""
+    import pickle
+
+    from mser_lib.checks import ConfigError
+    from mser_lib.data.validate import DataFormatError
+
+    for err in (ConfigError("TrainConfig", "epochs", 0, "an integer >= 1"),
+                DataFormatError("/data/x.pkl", "train/text", "(N, L, 768)", "(3, 4)")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err)
+        assert str(back) == str(err)
+        assert back.field == err.field

@@ -20,6 +20,10 @@ class DataFormatError(ValueError):
         self.file, self.field, self.expected, self.found = str(file), field, expected, found
         super().__init__(f"{file}: field {field!r}: expected {expected}, found {found}")
 
+    def __reduce__(self):
+        # rebuilt from the same four arguments, so the error crosses a process boundary (a grid worker) as itself
+        return type(self), (self.file, self.field, self.expected, self.found)
+
 
 def inside(folder: str | Path, *parts, file: str | Path | None = None, field: str = "path") -> Path:
     """``folder/parts...``, refused unless every part stays inside the folder before it.
