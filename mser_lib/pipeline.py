@@ -489,10 +489,17 @@ def main(argv=None) -> int:
 def cli(argv=None) -> int:
     """``python -m mser_lib.pipeline``: :func:`main`, with Ctrl-C and SIGTERM ending in one line that says
     what was kept and how to resume (exit status 130)."""
+    from .checks import ConfigError
+    from .data.validate import DataFormatError
     from .experiments import GridInterrupted
 
     try:
         return main(argv)
+    except (ConfigError, DataFormatError) as exc:     # a user error: one line, as the CLI's (MSER_DEBUG=1: traceback)
+        if os.environ.get("MSER_DEBUG"):
+            raise
+        print(f"mser: error: {exc}", file=sys.stderr)
+        return 2
     except GridInterrupted as exc:
         print(f"\nmser: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
