@@ -200,8 +200,8 @@ def write_report(results_dir, profile: str, dataset: str, tolerance: float = TOL
           f"**{line}.**", "",
           "Every run trained on this machine, against the committed record with the same config hash "
           f"(`runs.jsonl` as it was when `make reproduce` started). Tolerance: |diff| <= {tolerance:g} on every "
-          "test metric; see `mser_lib/reproduction.py` and docs/reproduction.md for what each status means and what to do "
-          "when runs differ.", "",
+          "test metric; see `mser_lib/reproduction.py` and docs/reproduction.md for what each status means and what "
+          "to do when runs differ.", "",
           to_markdown(table.set_index("config hash").round(6)), ""]
     if not agg.empty:
         md += ["## Per run family (mean over the seeds both hold)", "",

@@ -335,7 +335,7 @@ def fold_predictions(fold_records: list[dict], ds, results_dir) -> tuple[np.ndar
     y0 = ids0 = None
     preds = []
     for f, rec in enumerate(fold_records):
-        net = _ready(model_from_record(rec, ds, results_dir, _final_stage(rec), kind=f"best_fold{f}"), rec)
+        net = _ready(model_from_record(rec, ds, results_dir, _final_stage(rec), kind=f"best_fold{f}"))
         with torch.no_grad():
             y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", None, rec["seed"])
         ids = np.asarray(ids).astype(str)

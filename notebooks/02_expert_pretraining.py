@@ -255,7 +255,7 @@ if net is None:
 net.eval()
 rt = net.routers
 if rt is None:
-    print("this FEMF variant has no routers (use_moe off)")
+    print("this FEMF variant has no routers (use_fae off)")
 else:
     M, j = rt.n_mod, list(net.mods).index("audio")
     tokens = torch.randn(2, 5, rt.w1.shape[1], generator=torch.Generator().manual_seed(0))   # (low/high, 5, in)

@@ -83,7 +83,8 @@ def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None, pr
     if data_dir is None:
         raise ValueError(f"dataset {name!r} needs data_dir (the folder holding its files; see docs/data-formats.md)")
     if not Path(data_dir).exists():
-        raise DataFormatError(data_dir, "data_dir", f"the folder (or file) holding the {name!r} data (see docs/data-formats.md)",
+        raise DataFormatError(data_dir, "data_dir",
+                              f"the folder (or file) holding the {name!r} data (see docs/data-formats.md)",
                               "no such file or folder")
     entry = loaders[name]
     from .loaders_registry import loader_arguments

@@ -518,7 +518,7 @@ class Atsuko(nn.Module):
         z = torch.cat(xs, -1)
         return z.flatten(1)[:, None] if self.raw_lengths is not None else z
 
-    def _sbn(self, m: str, j: int, x: torch.Tensor, mask: torch.Tensor, cuts: list[float], diag: dict
+    def _sbn(self, m: str, x: torch.Tensor, mask: torch.Tensor, cuts: list[float], diag: dict
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 1-2 for one modality: returns (X~ (B, L, d), log band weights before masking (B, K))."""
         cfg = self.config
@@ -569,7 +569,7 @@ class Atsuko(nn.Module):
                 self._warned_unfitted = True
             cuts = self._cuts()
             for j, m in enumerate(MODALITIES):
-                feats[m], band_logw = self._sbn(m, j, feats[m], masks[m], cuts[j], diag)
+                feats[m], band_logw = self._sbn(m, feats[m], masks[m], cuts[j], diag)
                 band_w.append(band_logw)
 
         # --- encoders, availability, router input

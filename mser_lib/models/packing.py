@@ -343,7 +343,7 @@ class StackedExperts(nn.Module):
         for q in range(self.depth):
             last = maps is not None and q == self.depth - 1
             qkv = torch.baddbmm(p["bqkv"][q], x, p["wqkv"][q])
-            a = self._sdpa(qkv, s, b_lo, b_hi, dropout, maps if last else None)
+            a = self._sdpa(qkv, s, b_lo, b_hi, maps if last else None)
             if self.block == "reference":             # x + a + MLP(a), MLP = drop(fc2(drop(gelu(fc1 a))))
                 f = F.dropout(F.gelu(torch.baddbmm(p["b1"][q], a, p["w1"][q])), dropout, self.training)
                 f = F.dropout(torch.baddbmm(p["b2"][q], f, p["w2"][q]), dropout, self.training)
@@ -380,8 +380,7 @@ class StackedExperts(nn.Module):
         h = g if self.heads_per_band else g % self.n_mod
         return torch.addmm(self.head_b[h], tok, self.head_w[h])
 
-    def _sdpa(self, src: torch.Tensor, s: Segment, b_lo: int, b_hi: int, dropout: float,
-              maps: dict | None) -> torch.Tensor:
+    def _sdpa(self, src: torch.Tensor, s: Segment, b_lo: int, b_hi: int, maps: dict | None) -> torch.Tensor:
         """Self-attention within each sequence, one ``scaled_dot_product_attention`` per length
         bucket. ``src``: ``(g, n, 3H)`` packed q|k|v of buckets ``[b_lo, b_hi)``; returns ``(g, n, H)``."""
         g = src.shape[0]

@@ -194,7 +194,7 @@ def values(frame: pd.DataFrame, label: str, metric: str, seeds: list[int]) -> li
 
 
 # ------------------------------------------------------------------------------ predictions
-def _ready(net, record: dict):
+def _ready(net):
     if hasattr(net, "stages"):
         net.set_stage(net.stages()[-1])
     return net
@@ -207,7 +207,7 @@ def _final_stage(record: dict) -> str | None:
 def load_model(record: dict, ds, results_dir):
     """The recorded run's model with its best weights of the final stage (eval mode; under cross-fitted
     selection, the epoch fold 1 chose). A run this machine does not hold is retrained first."""
-    return _ready(model_from_record(record, ds, results_dir, _final_stage(record)), record)
+    return _ready(model_from_record(record, ds, results_dir, _final_stage(record)))
 
 
 def schedule_text(record: dict) -> str:
@@ -278,8 +278,7 @@ def run_predictions(record: dict, ds, results_dir, missing: MissingModality | No
         # each test position scored by the models the other folds selected (train/crossfit.py)
         k, preds = int(train.get("crossfit_folds", 2)), []
         for f in range(k):
-            net = _ready(model_from_record(record, ds, results_dir, _final_stage(record), kind=f"best_fold{f}"),
-                         record)
+            net = _ready(model_from_record(record, ds, results_dir, _final_stage(record), kind=f"best_fold{f}"))
             with torch.no_grad():
                 y, pf, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
             preds.append(pf)

@@ -32,8 +32,6 @@ import pandas as pd
 from ..metrics import METRIC_NAMES
 from .tables import aggregate, data_labels, variant_name
 
-FEMF_PAPER = "FEMF (Zhu & Li, 2025)"
-ATSUKO_PAPER = "Atsuko"
 FEMF_FEATURES = "DeBERTa-large (text), wav2vec-large (audio), MA-Net (visual); utterance level, as MoMKE"
 UNSTATED_FEATURES = "not stated in the paper (numbers quoted from the cited work)"
 ATSUKO_FEATURES = "not stated in the paper (supplement); EMOE-style MMSA {setting} features"

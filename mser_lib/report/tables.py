@@ -6,7 +6,6 @@ are added by the notebooks from :mod:`mser_lib.report.paper_rows` and marked as 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -192,6 +191,3 @@ def write_table(df: pd.DataFrame, out_dir, name: str, caption: str = "") -> list
              atomic_write_text(out_dir / f"{name}.tex", to_latex(df, caption, f"tab:{name}"))]
     return paths
 
-
-def records_json(records: list[dict]) -> str:
-    return json.dumps(records, indent=1, default=str)
