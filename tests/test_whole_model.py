@@ -379,3 +379,23 @@ def test_batched_atsuko_equals_atsuko_written_per_sample(layout):
     for name, value in want_loss.items():
         torch.testing.assert_close(out.aux_losses[name], value, rtol=1e-9, atol=1e-10,
                                    msg=lambda msg, n=name: f"{n}: {msg}")
+
+
+def test_dropout_is_inverted_dropout():
+    """models.base.dropout: F.dropout's distribution (zeros with probability p, the rest scaled by 1/(1-p)),
+    nothing drawn when off."""
+    from mser_lib.models.base import Dropout, dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000, requires_grad=True)
+    y = dropout(x, 0.3, True)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.7) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)
+    state = torch.get_rng_state()
+    assert dropout(x, 0.3, False) is x and dropout(x, 0.0, True) is x
+    assert torch.equal(torch.get_rng_state(), state)                 # nothing drawn when off
+    assert float(dropout(x, 1.0, True).abs().sum()) == 0.0
+    assert Dropout(0.5).eval()(x) is x

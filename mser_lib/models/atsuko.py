@@ -82,7 +82,7 @@ from tqdm.auto import tqdm
 from .. import checks
 from ..data.batch import MODALITIES, Batch, DatasetInfo, MultimodalDataset, SplitData, iterate_batches
 from ..spectral.graph import SpectrumAccumulator, band_decompose, equal_energy_boundaries
-from .base import ModelOutput, masked_avg
+from .base import ModelOutput, dropout, masked_avg
 from .registry import ModelSpec, Param, register
 
 _NEG = -1.0e4  # masked logit: finite so that 0 * log(0-weight) stays 0 (and fp16/bf16-safe)
@@ -340,9 +340,7 @@ class BandRouter(nn.Module):
         return self.fc2(F.relu(self.fc1(summaries.flatten(1))))
 
 
-def _drop(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Dropout that costs nothing when off (F.dropout still draws a mask at p = 0 in training)."""
-    return F.dropout(x, p, True) if training and p > 0 else x
+_drop = dropout    # models.base.dropout: nothing drawn when off, a cheaper mask than F.dropout's when on
 
 
 def _f32(x: torch.Tensor) -> torch.Tensor:

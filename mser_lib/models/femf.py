@@ -81,7 +81,7 @@ from .. import checks
 from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo
 from ..data.validate import feature_statistics
 from ..spectral.dft import dft_split, reference_cutoff_split
-from .base import ModelOutput, masked_avg, task_loss
+from .base import Dropout, ModelOutput, dropout, masked_avg, task_loss
 from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout
 from .registry import ModelSpec, Param, register
 
@@ -286,7 +286,7 @@ class CrossStep(nn.Module):
                                            dropout_p=self.attn_dropout if self.training else 0.0)
         a = qs.gather(a.transpose(1, 2).reshape(qs.B, qs.L, H))
         a = self.o(a) * ks.present.index_select(0, qs.sample).unsqueeze(1).to(a.dtype)
-        return self.ln(query + F.dropout(a, self.dropout, self.training))
+        return self.ln(query + dropout(a, self.dropout, self.training))
 
 
 class InteractionBranch(nn.Module):
@@ -297,7 +297,7 @@ class InteractionBranch(nn.Module):
         super().__init__()
         self.keys = list(keys)
         self.steps = nn.ModuleList([CrossStep(hidden, heads, dropout, attn_dropout) for _ in keys])
-        self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.ReLU(), nn.Dropout(dropout),
+        self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.ReLU(), Dropout(dropout),
                                  nn.Linear(ffn, hidden))
         self.ln = nn.LayerNorm(hidden)
         self.dropout = dropout
@@ -306,7 +306,7 @@ class InteractionBranch(nn.Module):
         """``r``: ``(N_m, H)`` tokens of the target; ``keys``: ``{k: (N_k, H)}`` (the R_k of eq. 16)."""
         for name, step in zip(self.keys, self.steps):
             r = step(r, seg, keys[name], segs[name])
-        return self.ln(r + F.dropout(self.ffn(r), self.dropout, self.training))
+        return self.ln(r + dropout(self.ffn(r), self.dropout, self.training))
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +408,7 @@ class FEMF(nn.Module):
         self.hpm_ref = None
         if c.use_hpm:
             fh = c.hpm_ffn or H
-            self.hpm_ffn = nn.ModuleDict({m: nn.Sequential(nn.Linear(H, fh), nn.ReLU(), nn.Dropout(c.dropout),
+            self.hpm_ffn = nn.ModuleDict({m: nn.Sequential(nn.Linear(H, fh), nn.ReLU(), Dropout(c.dropout),
                                                            nn.Linear(fh, H)) for m in mods})
             if c.hpm_kind == "paper":
                 self.hpm_head = nn.ModuleDict({m: nn.Linear(H, od) for m in mods})
@@ -493,7 +493,7 @@ class FEMF(nn.Module):
         raw, diag = {}, {}
 
         # ---- 3.2 disentanglement (eq. 1-7), on tokens
-        h = {m: F.dropout(self.proj[m](x_tok[m]), drop, self.training) for m in mods}
+        h = {m: dropout(self.proj[m](x_tok[m]), drop, self.training) for m in mods}
         private = {m: self.private_enc[m](h[m]) for m in mods} if self.private_enc is not None else h
         shared = {m: self.shared_enc(h[m]) for m in mods} if self.shared_enc is not None else None
         if self.private_enc is not None and (self.stage == "full" or c.dis_in_expert_stage):
@@ -760,7 +760,7 @@ class FEMF(nn.Module):
         gated = [torch.sigmoid(r["proj"][m](feat[m] + self.hpm_ffn[m](feat[m]))) for m in mods]
         gated.append(torch.sigmoid(r["joint"](torch.cat([feat[m] for m in mods], -1))))
         z = torch.cat(gated, -1)
-        return r["out"](z + F.dropout(F.relu(r["mix"](z)), self.config.dropout, self.training))
+        return r["out"](z + dropout(F.relu(r["mix"](z)), self.config.dropout, self.training))
 
     def _add_maps(self, diag: dict, maps: dict) -> None:
         for (band, j), a in maps.items():

@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import dropout as _dropout
+
 #: At most this many length buckets per segment (exact lengths below it, padded groups above it).
 MAX_BUCKETS = 8
 #: On CUDA, :meth:`StackedExperts.chunks` uses at least this working-set budget (MiB) whatever
@@ -345,15 +347,15 @@ class StackedExperts(nn.Module):
             qkv = torch.baddbmm(p["bqkv"][q], x, p["wqkv"][q])
             a = self._sdpa(qkv, s, b_lo, b_hi, maps if last else None)
             if self.block == "reference":             # x + a + MLP(a), MLP = drop(fc2(drop(gelu(fc1 a))))
-                f = F.dropout(F.gelu(torch.baddbmm(p["b1"][q], a, p["w1"][q])), dropout, self.training)
-                f = F.dropout(torch.baddbmm(p["b2"][q], f, p["w2"][q]), dropout, self.training)
+                f = _dropout(F.gelu(torch.baddbmm(p["b1"][q], a, p["w1"][q])), dropout, self.training)
+                f = _dropout(torch.baddbmm(p["b2"][q], f, p["w2"][q]), dropout, self.training)
                 x = x + a + f
                 continue
             a = torch.baddbmm(p["bo"][q], a, p["wo"][q])
-            x = self._ln(x + F.dropout(a, dropout, self.training), p["ln1_w"][q], p["ln1_b"][q])
+            x = self._ln(x + _dropout(a, dropout, self.training), p["ln1_w"][q], p["ln1_b"][q])
             f = F.relu(torch.baddbmm(p["b1"][q], x, p["w1"][q]))
-            f = torch.baddbmm(p["b2"][q], F.dropout(f, dropout, self.training), p["w2"][q])
-            x = self._ln(x + F.dropout(f, dropout, self.training), p["ln2_w"][q], p["ln2_b"][q])
+            f = torch.baddbmm(p["b2"][q], _dropout(f, dropout, self.training), p["w2"][q])
+            x = self._ln(x + _dropout(f, dropout, self.training), p["ln2_w"][q], p["ln2_b"][q])
         return x
 
     def layer_params(self, groups: slice) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -437,5 +439,5 @@ class StackedRouters(nn.Module):
         returns softmax weights ``(2, N_j, M)`` (eq. 13)."""
         sel = [j, self.n_mod + j] if self.per_band else [j, j]     # per_band=False: one router for both bands
         h = F.relu(torch.baddbmm(self.b1[sel].unsqueeze(1), inp, self.w1[sel]))
-        h = F.dropout(h, dropout, self.training)
+        h = _dropout(h, dropout, self.training)
         return torch.baddbmm(self.b2[sel].unsqueeze(1), h, self.w2[sel]).softmax(-1)
