@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -138,13 +140,34 @@ class NotebookContext:
 
 
 def _resolve_seeds(seeds, profile: str, dataset: str | None = None) -> list[int]:
+    """The seeds to run: the profile's (for ``dataset``) when none are given; else integers in
+    ``[0, MAX_SEED]`` from a list or a space- or comma-separated string (ConfigError otherwise)."""
+    from .checks import MAX_SEED, ConfigError
+
     if seeds is None or (isinstance(seeds, str) and not seeds.strip()):
         return profile_seeds(profile, dataset)
-    if isinstance(seeds, str):
-        return [int(s) for s in seeds.replace(",", " ").split()]
-    if isinstance(seeds, int):
-        return [seeds]
-    return [int(s) for s in seeds]
+    items = seeds.replace(",", " ").split() if isinstance(seeds, str) else ([seeds] if isinstance(seeds, int)
+                                                                              else list(seeds))
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not re.fullmatch(r"\d+", text) or int(text) > MAX_SEED:
+            raise ConfigError("pipeline", "seeds", seeds, f"integers in [0, {MAX_SEED}], separated by spaces "
+                              f"(found {text!r})")
+        out.append(int(text))
+    return out
+
+
+def _env_int(name: str, low: int, default: int | None = None) -> int | None:
+    """An integer environment variable of at least ``low``; ``default`` when unset; ConfigError otherwise."""
+    from .checks import ConfigError
+
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    if not re.fullmatch(r"\s*\d+\s*", raw) or int(raw) < low:
+        raise ConfigError("environment", name, raw, f"an integer >= {low}")
+    return int(raw)
 
 
 def resolve_data_dir(dataset: str, data_dir) -> str | None:
@@ -164,7 +187,7 @@ def grid_executor(threads: int | None, on_cpu: bool) -> tuple[str, int]:
     """``(executor, workers)`` for the grids: with one thread per run on a CPU, a pool of
     ``min(cores, 4)`` workers (``MSER_WORKERS`` overrides), else in-process."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = int(os.environ.get("MSER_WORKERS", max(1, min(cores, 4)) if (on_cpu and threads == 1) else 1))
+    workers = _env_int("MSER_WORKERS", 1, max(1, min(cores, 4)) if (on_cpu and threads == 1) else 1)
     return ("process" if workers > 1 else "inline"), workers
 
 
@@ -178,9 +201,9 @@ def apply_threads(profile: str, device: str | None, threads: int | None = None) 
 
     prof = load_profile(profile)  # fails early on an unknown profile
     on_cpu = resolve_device(device or prof.get("device") or "auto").type == "cpu"
-    env_threads = os.environ.get("MSER_THREADS")
-    if env_threads:
-        threads = int(env_threads)
+    env_threads = _env_int("MSER_THREADS", 1)
+    if env_threads is not None:
+        threads = env_threads
     elif threads is None and on_cpu:
         threads = prof.get("threads")
     if threads:
@@ -432,6 +455,18 @@ def main(argv=None) -> int:
     p.add_argument("--update-notebooks", action="store_true",
                    help="copy the executed notebooks' outputs back into notebooks/ (for committing)")
     args = p.parse_args(argv)
+    from .checks import ConfigError
+    from .data import dataset_names
+
+    if args.dataset not in dataset_names():
+        raise ConfigError("pipeline", "dataset", args.dataset, f"one of {', '.join(dataset_names())}")
+    if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise ConfigError("pipeline", "tolerance", args.tolerance, "a finite number >= 0")
+    _env_int("MSER_WORKERS", 1)           # refused here, before any work, when not a count
+    _env_int("MSER_THREADS", 1)
+    if args.only is not None and not notebook_paths(args.only):
+        raise ConfigError("pipeline", "only", args.only,
+                          f"prefixes of the notebooks' names: {', '.join(nb.name[:2] for nb in notebook_paths())}")
     if args.readme_table:
         from .report.readme import write_readme_block
 

@@ -205,3 +205,29 @@ def test_scale_warnings_flag_large_and_tiny_columns_only():
     audio[..., 2] = 0.0                                   # a constant-zero column is not a scale problem
     msgs = scale_warnings(replace(ds, train=replace(ds.train, audio=audio)))
     assert len(msgs) == 1 and "2 of 3 audio feature columns" in msgs[0] and "column 1:" in msgs[0]
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--seeds", "0; x"], "seeds"), (["--seeds", "1e3"], "seeds"), (["--seeds", "-1"], "seeds"),
+    (["--only", "99"], "only"), (["--tolerance", "nan"], "tolerance"), (["--dataset", "../../x"], "dataset"),
+])
+def test_pipeline_refuses_bad_arguments_in_one_line(tmp_path, capsys, args, names):
+    """Issue 24, item 8: each used to give a traceback, train the whole grid, or write outside the results."""
+    from mser_lib import pipeline
+
+    rc = pipeline.cli(["--results-dir", str(tmp_path / "res"), "--no-notebooks", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("mser: error:") and names in err[0]
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("var, value", [("MSER_WORKERS", "abc"), ("MSER_WORKERS", "2.5"), ("MSER_THREADS", "-1"),
+                                        ("MSER_THREADS", "0")])
+def test_pipeline_refuses_bad_worker_and_thread_counts(tmp_path, capsys, monkeypatch, var, value):
+    from mser_lib import pipeline
+
+    monkeypatch.setenv(var, value)
+    rc = pipeline.cli(["--results-dir", str(tmp_path / "res"), "--no-notebooks", "--profile", "smoke"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and var in err[0]
