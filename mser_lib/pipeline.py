@@ -524,22 +524,21 @@ def main(argv=None) -> int:
 def cli(argv=None) -> int:
     """``python -m mser_lib.pipeline``: :func:`main`, with Ctrl-C and SIGTERM ending in one line that says
     what was kept and how to resume (exit status 130)."""
-    from .checks import ConfigError
-    from .data.validate import DataFormatError
+    from .cli import USER_ERRORS, _message
     from .experiments import GridInterrupted
 
     try:
         return main(argv)
-    except (ConfigError, DataFormatError) as exc:     # a user error: one line, as the CLI's (MSER_DEBUG=1: traceback)
-        if os.environ.get("MSER_DEBUG"):
-            raise
-        print(f"mser: error: {exc}", file=sys.stderr)
-        return 2
     except GridInterrupted as exc:
         print(f"\nmser: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nmser: interrupted: finished runs are recorded and an unfinished run keeps its last epoch's "
               "checkpoint (last.pt); run the same command again to resume", file=sys.stderr)
+    except USER_ERRORS as exc:      # a user error: one line, as the CLI's (MSER_DEBUG=1 keeps the traceback)
+        if os.environ.get("MSER_DEBUG"):
+            raise
+        print(f"mser: error: {_message(exc)}", file=sys.stderr)
+        return 2
     sys.stdout.flush()
     sys.stderr.flush()
     # every record and checkpoint is already written atomically; skip the interpreter's exit handlers, which

@@ -48,6 +48,24 @@ def test_killed_run_resumes_to_identical_metrics(smoke, tmp_path):
     assert [r["valid_mae"] for r in resumed.history] == pytest.approx([r["valid_mae"] for r in full.history])
 
 
+def test_resume_without_best_pt_is_refused_naming_the_file(smoke, tmp_path):
+    """Issue 24, item 3: a deleted best.pt used to let the resumed run record its last epoch's scores under
+    the chosen epoch's number."""
+    cfg = TrainConfig(**CFG)
+
+    def kill(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit_model(_model(smoke.info), smoke, cfg, seed=3, run_dir=tmp_path / "b", callbacks=[kill])
+    best = next((tmp_path / "b").rglob("best.pt"))
+    best.unlink()
+    with pytest.raises(FileNotFoundError, match="best.pt: missing") as err:
+        fit_model(_model(smoke.info), smoke, cfg, seed=3, run_dir=tmp_path / "b")
+    assert str(best.parent) in str(err.value)
+
+
 def test_selects_on_valid_and_scores_test_once(smoke, monkeypatch):
     calls = []
     real = trainer_mod.evaluate

@@ -287,6 +287,11 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         set_rng_state(ck["rng"])
         if (run_dir / "best.pt").exists():
             best_state = load_checkpoint(run_dir / "best.pt", "cpu")["model"]
+        elif best_epoch >= 0:
+            # without it the run would end on its last weights while recording the chosen epoch's number
+            raise FileNotFoundError(f"{run_dir / 'best.pt'}: missing, but {run_dir / 'last.pt'} says epoch "
+                                    f"{best_epoch} was chosen; its weights are gone, so the run cannot be resumed as "
+                                    f"recorded: delete {run_dir} (or train with --force) to retrain it")
     stale = _epochs_since_best(history, best_epoch) if history else 0
 
     bar = tqdm(range(start_epoch, n_epochs), desc=desc, disable=not cfg.progress, leave=False,
