@@ -479,6 +479,17 @@ def main(argv=None) -> int:
     has_nb = bool(notebook_paths(args.only))
     reproducing = args.reuse == "local"
     if reproducing:
+        with reproduction.ReproduceLock(args.results_dir, args.profile, args.dataset):
+            return _reproduce(args, seeds, out, t0, has_nb)
+    return _reproduce(args, seeds, out, t0, has_nb)
+
+
+def _reproduce(args, seeds: list[int], out: Path, t0: float, has_nb: bool) -> int:
+    """The body of :func:`main`: train, run the notebooks (or the main grid), report."""
+    from . import reproduction
+
+    reproducing = args.reuse == "local"
+    if reproducing:
         reproduction.snapshot_reference(args.results_dir, args.profile, args.dataset)
     timings = []
     if has_nb and not args.no_notebooks:

@@ -64,6 +64,44 @@ def snapshot_reference(results_dir, profile: str, dataset: str) -> Path:
     return ref
 
 
+class FolderBusy(OSError):
+    """Another process holds a reproduce of the same results folder."""
+
+
+class ReproduceLock:
+    """An exclusive lock on ``<results>/<profile>/<dataset>/checkpoints/.reproduce.lock`` for the whole of a
+    reproduce: a second ``make reproduce`` of the same folder (another terminal, a job sharing the workspace)
+    stops at once with one line instead of sharing, and then deleting, the first one's reference snapshot.
+    The lock file is opened without following a link and released when the process ends, however it ends."""
+
+    def __init__(self, results_dir, profile: str, dataset: str):
+        self.path = out_dir(results_dir, profile, dataset) / "checkpoints" / ".reproduce.lock"
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise FolderBusy(f"{self.path.parent.parent}: another reproduce of this results folder is running; "
+                             "wait for it to end (two at once would compare against each other's runs)") from None
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        if self.fd is not None:
+            os.close(self.fd)         # closing releases the lock
+            self.fd = None
+        return False
+
+
 def local_records(results_dir, profile: str, dataset: str) -> list[dict]:
     """Every run this machine finished for ``profile``/``dataset`` (``checkpoints/*/record.json``)."""
     ck = out_dir(results_dir, profile, dataset) / "checkpoints"
@@ -188,7 +226,12 @@ def write_report(results_dir, profile: str, dataset: str, tolerance: float = TOL
     and return ``(verdict, table)``."""
     out = out_dir(results_dir, profile, dataset)
     ref_path = out / "checkpoints" / REFERENCE_NAME
-    reference = read_jsonl(ref_path) if ref_path.exists() else read_jsonl(out / "runs.jsonl")
+    if not ref_path.is_file() or ref_path.is_symlink():
+        # runs.jsonl now holds the runs just trained: comparing with it would call every run bit-identical
+        raise FileNotFoundError(f"{ref_path}: the snapshot of the committed records taken when this reproduce "
+                                "started is gone (another process removed it?); no verdict is given: run the "
+                                "reproduce again")
+    reference = read_jsonl(ref_path)
     ref_hashes = {r["config_hash"] for r in reference}
     fresh = local_records(results_dir, profile, dataset)
     table = compare(reference, fresh, tolerance)

@@ -100,9 +100,9 @@ def test_report_flags_an_altered_record_as_differing(trained, tmp_path):
 
 
 def test_pipeline_reports_and_strict_fails_on_a_difference(tmp_path, capsys, monkeypatch):
-    args = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--only", "none",
+    args = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--no-notebooks",
             "--results-dir", str(tmp_path), "--strict"]
-    # --only none selects no notebook: the main grid is trained directly
+    # no notebook: the main grid is trained directly
     monkeypatch.setattr(pipeline, "main_grid",
                         lambda *a, **k: [{"model": "baseline", "seed": 0, "overrides": {"modalities": "t"}}])
     assert pipeline.main(args) == 0
@@ -169,3 +169,28 @@ def test_reproduce_writes_its_times_beside_its_checkpoints_not_into_the_committe
     assert set(mine) == {"training", "00_x.ipynb"} and mine["00_x.ipynb"] == 2.0
     assert pipeline.main(args + ["--record-timings"]) == 0
     assert json.loads(committed.read_text())["00_x.ipynb"] == 2.0
+
+
+def test_a_second_reproduce_of_the_same_folder_is_refused(tmp_path, capsys):
+    """Issue 24, item 1: two reproduces on one folder shared a reference snapshot; the first to end deleted it
+    and the second compared its runs with themselves ('bit-identical')."""
+    from mser_lib import pipeline, reproduction
+
+    with reproduction.ReproduceLock(tmp_path, "smoke", "synthetic"):
+        rc = pipeline.cli(["--profile", "smoke", "--no-notebooks", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and "another reproduce of this results folder is running" in err[0]
+    assert not (tmp_path / "smoke" / "synthetic" / "runs.jsonl").exists()      # nothing trained
+    with reproduction.ReproduceLock(tmp_path, "smoke", "synthetic"):           # released: it can be taken again
+        pass
+
+
+def test_no_verdict_without_the_reference_snapshot(tmp_path):
+    from mser_lib import reproduction
+
+    out = tmp_path / "smoke" / "synthetic"
+    out.mkdir(parents=True)
+    (out / "runs.jsonl").write_text("")
+    with pytest.raises(FileNotFoundError, match="snapshot of the committed records"):
+        reproduction.write_report(tmp_path, "smoke", "synthetic")
