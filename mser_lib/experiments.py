@@ -67,7 +67,7 @@ from .data import MissingModality, MultimodalDataset, dataset_layout, load_datas
 from .models import build_model, count_parameters
 from .models.registry import build_config
 from .train import TrainConfig, append_jsonl, evaluate, fit_model, read_jsonl, resolve_device, set_seed
-from .train.io import _jsonable, atomic_write_json, write_jsonl
+from .train.io import LinkRefused, _jsonable, atomic_write_json, refuse_links, write_jsonl
 
 DEFAULT_RESULTS = Path("results")
 _DATA_CACHE: dict = {}
@@ -285,18 +285,30 @@ def upsert_record(path, record: dict) -> str:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
+    lock_path = path.with_name(path.name + ".lock")
+    for p in (path, lock_path):
+        if p.is_symlink():
+            raise LinkRefused(p)
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)   # never truncated, never followed
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        old = read_jsonl(path)
-        same_hash = [i for i, r in enumerate(old) if r.get("config_hash") == record["config_hash"]]
-        if not same_hash:
-            append_jsonl(path, record)
-            return "new"
-        if len(same_hash) == 1 and same_results(old[same_hash[0]], record):
-            return "same"
-        out = [record if i == same_hash[0] else r for i, r in enumerate(old) if i == same_hash[0] or i not in same_hash]
-        write_jsonl(path, out)
-        return "replaced"
+        return _upsert_locked(path, record)
+    finally:
+        os.close(lock)
+
+
+def _upsert_locked(path: Path, record: dict) -> str:
+    """:func:`upsert_record`'s read-modify-write, under its lock."""
+    old = read_jsonl(path)
+    same_hash = [i for i, r in enumerate(old) if r.get("config_hash") == record["config_hash"]]
+    if not same_hash:
+        append_jsonl(path, record)
+        return "new"
+    if len(same_hash) == 1 and same_results(old[same_hash[0]], record):
+        return "same"
+    out = [record if i == same_hash[0] else r for i, r in enumerate(old) if i == same_hash[0] or i not in same_hash]
+    write_jsonl(path, out)
+    return "replaced"
 
 
 def run_one(model: str, dataset: str = "synthetic", seed: int = 0, profile: str = "quick",
@@ -342,7 +354,7 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     false: then the caller must) and drops the run's cached test predictions. Returns the record."""
     h = config_hash(run)
     profile, dataset, seed, model = run["profile"], run["dataset"], run["seed"], run["model"]
-    rdir = run_dir(results_dir, profile, dataset, h)
+    rdir = refuse_links(run_dir(results_dir, profile, dataset, h), results_dir)   # deletes only inside it
     stale = list(rdir.rglob("*.pt")) if fresh else []
     stale += [rdir / "record.json"]
     stale += list((Path(results_dir) / profile / dataset / "predictions").glob(f"{h}_*.npz"))

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from .experiments import config_hash, get_dataset, resolve_run
-from .train.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from .train.io import atomic_write_json, atomic_write_text, read_jsonl, refuse_links, write_jsonl
 
 TEXT_SUFFIXES = (".csv", ".md", ".tex", ".ipynb", ".json")
 
@@ -105,6 +105,7 @@ def add_data_fingerprints(folder, data_dir=None, progress: bool = True) -> dict[
     for sub in ("tables", "notebooks"):
         for f in sorted((folder / sub).rglob("*")):
             if f.suffix in TEXT_SUFFIXES and f.is_file():
+                refuse_links(f, folder)                  # a linked tables/ (or file) is not rewritten
                 text = f.read_text()
                 changed = text
                 for old, new in mapping.items():

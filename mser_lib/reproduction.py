@@ -37,7 +37,7 @@ import pandas as pd
 from .experiments import same_results
 from .report.tables import to_markdown
 from .train import read_jsonl
-from .train.io import atomic_write_text, write_jsonl
+from .train.io import atomic_write_text, refuse_links, write_jsonl
 
 TOLERANCE = 1e-4
 # the test metrics shown per run (all test metrics are compared)
@@ -53,7 +53,7 @@ def snapshot_reference(results_dir, profile: str, dataset: str) -> Path:
     """Copy ``runs.jsonl`` to ``checkpoints/reference_runs.jsonl`` unless a snapshot is already there
     (an interrupted reproduce keeps its reference). Returns the snapshot's path."""
     out = out_dir(results_dir, profile, dataset)
-    ref = out / "checkpoints" / REFERENCE_NAME
+    ref = refuse_links(out / "checkpoints" / REFERENCE_NAME, results_dir)    # a dangling link is refused too
     if not ref.exists():
         ref.parent.mkdir(parents=True, exist_ok=True)
         runs = out / "runs.jsonl"

@@ -566,3 +566,48 @@ def test_short_writes_are_completed(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert len(calls) > 2
     assert read_jsonl(path) == [{"k": 1, "pad": "x" * 100}, {"k": 2}]
+
+
+# ------------------------------------------------------------------ links planted in a results folder
+def test_planted_links_in_a_results_folder_are_refused(tmp_path):
+    """Issue 24, item 2: a symlinked runs.jsonl.lock was truncated, a symlinked runs.jsonl appended to, a
+    symlinked checkpoints/<hash> emptied of its *.pt by --force, a dangling reference snapshot followed."""
+    from mser_lib import reproduction
+    from mser_lib.experiments import run_one, upsert_record
+    from mser_lib.train.io import LinkRefused
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "precious.txt"
+    victim.write_text("keep me\n")
+    res = tmp_path / "res" / "smoke" / "synthetic"
+    res.mkdir(parents=True)
+    record = {"config_hash": "0" * 16, "test": {"mae": 1.0}}
+    (res / "runs.jsonl.lock").symlink_to(victim)
+    with pytest.raises(LinkRefused, match="runs.jsonl.lock"):
+        upsert_record(res / "runs.jsonl", record)
+    (res / "runs.jsonl.lock").unlink()
+    (res / "runs.jsonl").symlink_to(victim)
+    with pytest.raises(LinkRefused, match="runs.jsonl"):
+        upsert_record(res / "runs.jsonl", record)
+    (res / "runs.jsonl").unlink()
+    assert victim.read_text() == "keep me\n"
+    # a checkpoint folder linked elsewhere: training (with force) neither writes there nor deletes there
+    rec = run_one("baseline", dataset="synthetic", seed=0, profile="smoke", results_dir=tmp_path / "res",
+                  train={"epochs": 1}, progress=False)
+    ck = res / "checkpoints" / rec["config_hash"]
+    import shutil
+
+    shutil.rmtree(ck)
+    (outside / "weights.pt").write_bytes(b"not mine")
+    ck.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(LinkRefused):
+        run_one("baseline", dataset="synthetic", seed=0, profile="smoke", results_dir=tmp_path / "res",
+                train={"epochs": 1}, progress=False, force=True)
+    assert (outside / "weights.pt").read_bytes() == b"not mine"
+    # a dangling link where the reproduction snapshot goes
+    ref = res / "checkpoints" / reproduction.REFERENCE_NAME
+    ref.symlink_to(outside / "created-by-mser.jsonl")
+    with pytest.raises(LinkRefused):
+        reproduction.snapshot_reference(tmp_path / "res", "smoke", "synthetic")
+    assert not (outside / "created-by-mser.jsonl").exists()

@@ -26,6 +26,29 @@ import torch
 from ..data.validate import DataFormatError, inside  # noqa: F401 (inside: re-exported)
 
 
+class LinkRefused(OSError):
+    """A path inside a results folder is a symbolic link: mser neither writes through nor deletes behind it."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        super().__init__(f"{path}: a symbolic link inside a results folder; mser does not follow links there "
+                         "(a planted link could make it write or delete elsewhere): remove it")
+
+
+def refuse_links(path: str | Path, root: str | Path | None = None) -> Path:
+    """``path`` when neither it nor a folder between ``root`` (exclusive) and it is a symbolic link, else
+    :class:`LinkRefused` naming the link. ``root`` itself (e.g. a results folder the user linked) may be one."""
+    path = Path(path)
+    parts = [path, *path.parents]
+    if root is not None:
+        root = Path(root)
+        parts = [p for p in parts if p != root and root in p.parents]
+    for p in parts:
+        if p.is_symlink():
+            raise LinkRefused(p)
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +133,9 @@ def append_jsonl(path: str | Path, record: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = jsonl_line(record).encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    if path.is_symlink():
+        raise LinkRefused(path)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
