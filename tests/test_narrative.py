@@ -265,6 +265,9 @@ def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
     assert "resolve 0" in s1
     assert "fewer than 3 seeds" in s1
     assert "cost accuracy" not in s1
+    same = led.assign(**{"identical to the default": [False, False, True]})
+    assert "changed no test score of this profile's default runs at all" in ledger_sentence(same)
+    assert ledger_sentence(same).endswith(": C.")
 
 
 def test_deviation_ledger_pairs_each_switch_with_its_models_default():
@@ -277,7 +280,11 @@ def test_deviation_ledger_pairs_each_switch_with_its_models_default():
     for sp in specs:
         worse = 0.1 if sp["tag"] == "FEMF: gradient clipping at 1.0" else 0.0
         mae = 0.9 + worse + 0.001 * sp["seed"] + rng.normal(0, 1e-4)
-        records.append({"model": sp["model"], "seed": sp["seed"], "config_hash": f"{len(records):016x}",
+        same = sp["tag"] == "EMOE: gradient clipping at 1.0"     # as if the profile's default already clipped
+        h = f"{len(records):016x}" if not same else f"e{sp['seed']:015x}"
+        if sp["tag"] == "EMOE (default)":
+            h = f"e{sp['seed']:015x}"
+        records.append({"model": sp["model"], "seed": sp["seed"], "config_hash": h,
                         "test": {"mae": mae, "acc2_has0": 0.8 - worse, "corr": 0.6}})
     frame = grid_frame(specs, records)
     led = deviation_ledger(frame, specs, records).set_index("deviation")
@@ -289,3 +296,4 @@ def test_deviation_ledger_pairs_each_switch_with_its_models_default():
     assert row["switch"] == "train clip_grad=1.0"
     assert row["resolved"] == "no"                      # no bootstrap over test videos without predictions
     assert led.loc["FEMF: every reference behaviour (preset 'reference')", "switch"].startswith("preset 'reference'")
+    assert "EMOE: gradient clipping at 1.0" not in led.index       # the same run as EMOE's default: nothing to measure

@@ -395,11 +395,16 @@ def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict]
     rows and ``resolved`` follows :func:`mser_lib.report.stats.verdict` (with ``ds`` and ``results_dir``
     the bootstrap over test videos enters it too); Acc-2 and Corr differences are the seed means,
     untested. Differences are flipped minus default: a positive MAE difference means the flipped run is
-    worse."""
+    worse. A row whose flipped run is the default run itself (the profile already has that setting) is left
+    out."""
     from .. import grids
 
     present = set(frame["label"]) if not frame.empty else set()
     rows = [d for d in grids.DEVIATIONS if d.label in present and grids.LEDGER_BASE[d.model] in present]
+    hashes = frame.groupby("label")["config_hash"].agg(set).to_dict() if not frame.empty else {}
+    # a switch the profile's default run already has (e.g. the quick miniatures clip, and run frozen experts
+    # without autograd) gives the same run: no row to measure
+    rows = [d for d in rows if hashes.get(d.label) != hashes.get(grids.LEDGER_BASE[d.model])]
     res = [compare_labels(frame, specs, records, d.label, grids.LEDGER_BASE[d.model], "mae", ds, results_dir,
                           cache_dir) for d in rows]
     adj, verdicts, _ = _family_verdicts([r["n"] for r in res], [r["p_t"] for r in res],
@@ -408,6 +413,9 @@ def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict]
     out = []
     for d, r, q, v in zip(rows, res, adj, verdicts):
         base = grids.LEDGER_BASE[d.model]
+        same = bool(r["seeds"]) and all(
+            values(frame, d.label, m, r["seeds"]) == values(frame, base, m, r["seeds"])
+            for m in set(frame.loc[frame["label"] == base, "metric"]))
         acc = stats.paired_seed_test(values(frame, d.label, "acc2_has0", r["seeds"]),
                                      values(frame, base, "acc2_has0", r["seeds"]))["mean_diff"]
         corr = stats.paired_seed_test(values(frame, d.label, "corr", r["seeds"]),
@@ -417,7 +425,8 @@ def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict]
                     "MAE: flipped - default": _r(r["mean_diff"], 4), "seed 95% CI": _interval(r["ci_lo"], r["ci_hi"]),
                     "bootstrap 95% CI": _interval(r["boot_lo"], r["boot_hi"]), "bootstrap over": _boot_over(r),
                     "p (paired t)": _p(r["p_t"]), _adjust_column(method): _p(q),
-                    "Acc-2 (neg/non-neg), points": _r(100 * acc, 2), "Corr": _r(corr, 4), "resolved": v})
+                    "Acc-2 (neg/non-neg), points": _r(100 * acc, 2), "Corr": _r(corr, 4), "resolved": v,
+                    "identical to the default": same})
     return pd.DataFrame(out)
 
 

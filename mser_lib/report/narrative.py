@@ -255,8 +255,14 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     if better:
         s += f"; these improve on the default: {'; '.join(better)}"
     s += f". The other {len(ledger) - len(done)} stay undecided"
-    return s + (f" ({few} of them with fewer than 3 seeds)." if few else ": the default and the flipped run tie "
-                "within what the seeds and the test videos can tell.")
+    s += (f" ({few} of them with fewer than 3 seeds)." if few else ": the default and the flipped run tie "
+          "within what the seeds and the test videos can tell.")
+    if "identical to the default" in ledger.columns:
+        same = [r["deviation"] for _, r in ledger.iterrows() if str(r["identical to the default"]) == "True"]
+        if same:
+            s += (f" These switches changed no test score of this profile's default runs at all (its models "
+                  f"already behave that way, or the switch never acts in them): {'; '.join(same)}.")
+    return s
 
 
 def what_we_see(sentences: list[str | None], dataset=None) -> str:
