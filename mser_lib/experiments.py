@@ -372,7 +372,7 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     (rdir / STATUS_NAME).unlink(missing_ok=True)
     missing_metrics = {}
     if run["eval_missing"] and tcfg.selection == "crossfit":
-        raise ValueError("eval_missing with cross-fitted selection: use report.ablations.run_predictions, "
+        raise ValueError("eval_missing with cross-fitted selection: use runs.run_predictions, "
                          "which pools the folds' models")
     for spec in run["eval_missing"]:
         mm = MissingModality(**spec)

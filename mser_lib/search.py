@@ -317,8 +317,7 @@ def fold_predictions(fold_records: list[dict], ds, results_dir) -> tuple[np.ndar
     """
     import torch
 
-    from .report.ablations import _final_stage, _ready
-    from .report.analysis import model_from_record
+    from .runs import _final_stage, _ready, model_from_record
     from .train import predict
     from .train.crossfit import assign_folds, position_folds
 

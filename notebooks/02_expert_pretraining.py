@@ -40,6 +40,7 @@ results_dir = os.environ.get("MSER_NB_RESULTS", "../results")
 force = False             # True: retrain runs that are already recorded
 
 # %%
+from mser_lib import runs
 from mser_lib.pipeline import notebook_setup
 
 ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
@@ -106,7 +107,7 @@ print("seeds recorded as asked:", sorted(r["seed"] for r in records) == sorted(c
 # Stage 1's validation MAE is that of the mean expert; stage 2's that of FEMF's final prediction.
 
 # %%
-hist = [analysis.stage_history(ctx.results_dir, r, s, ds) for r in records for s in ("experts", "full")]
+hist = [runs.stage_history(ctx.results_dir, r, s, ds) for r in records for s in ("experts", "full")]
 if any(h is None for h in hist):
     print("some checkpoints are gone (results copied without checkpoints/): showing the recorded "
           "final-stage histories only")
@@ -152,10 +153,10 @@ ctx.save_figure(fig, "expert_learning_curves")
 # %%
 per_seed = []
 for r in records:
-    net = analysis.model_from_record(r, ds, ctx.results_dir, "experts")
+    net = runs.model_from_record(r, ds, ctx.results_dir, "experts")
     if net is None:
-        net = analysis.refit_experts(r, ds, per_epoch=False)[0]
-    per_seed.append(analysis.expert_metrics(net, ds.valid, ds.info).assign(seed=r["seed"]))
+        net = runs.refit_experts(r, ds, per_epoch=False)[0]
+    per_seed.append(runs.expert_metrics(net, ds.valid, ds.info).assign(seed=r["seed"]))
 em = pd.concat(per_seed, ignore_index=True)
 agg, shown = analysis.expert_table(em)
 fig = figures.expert_metric_grid(agg, ["mae", "corr", "acc2_has0", "acc7"])
@@ -224,7 +225,7 @@ from mser_lib.train import load_checkpoint
 
 same = []
 for r in records:
-    a, b = (analysis.stage_checkpoint(ctx.results_dir, r, s, ds=ds) for s in ("experts", "full"))
+    a, b = (runs.stage_checkpoint(ctx.results_dir, r, s, ds=ds) for s in ("experts", "full"))
     if a is None or b is None:
         same.append(None)
         continue
@@ -248,7 +249,7 @@ print("expert weights unchanged by stage 2:", "unknown (checkpoints not kept)" i
 from mser_lib.models import build_model
 from mser_lib.train import set_seed
 
-net = analysis.model_from_record(records[0], ds, ctx.results_dir, "full")
+net = runs.model_from_record(records[0], ds, ctx.results_dir, "full")
 if net is None:
     set_seed(records[0]["seed"])
     net = build_model("femf", ds.info, preset)

@@ -38,6 +38,7 @@ results_dir = os.environ.get("MSER_NB_RESULTS", "../results")
 force = False             # True: retrain runs that are already recorded
 
 # %%
+from mser_lib import runs
 from mser_lib.pipeline import notebook_setup
 
 ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
@@ -261,7 +262,7 @@ import numpy as np
 first = {r["model"]: r for r in records if r["seed"] == ctx.seeds[0]}
 panels = []
 if "femf" in first:
-    net = analysis.model_from_record(first["femf"], ds, ctx.results_dir, "full")
+    net = runs.model_from_record(first["femf"], ds, ctx.results_dir, "full")
     if net is not None:
         net.set_stage("full")
         d = analysis.mean_diagnostics(net, ds.test, ds.info, ["router_low", "router_high", "fusion_weights"])
@@ -272,7 +273,7 @@ if "femf" in first:
         panels.append(("FEMF fusion weights\n(eq. 22)", pd.DataFrame([d["fusion_weights"]], index=["weight"],
                                                                     columns=[*mods, "joint"])))
 if "atsuko" in first:
-    net = analysis.model_from_record(first["atsuko"], ds, ctx.results_dir, None)
+    net = runs.model_from_record(first["atsuko"], ds, ctx.results_dir, None)
     if net is not None:
         d = analysis.mean_diagnostics(net, ds.test, ds.info, ["band_weights", "modality_weights"])
         K = d["band_weights"].shape[-1]
@@ -323,7 +324,7 @@ from mser_lib.models import build_model
 from mser_lib.train import set_seed
 
 if "atsuko" in first:
-    ats = analysis.model_from_record(first["atsuko"], ds, ctx.results_dir, None)
+    ats = runs.model_from_record(first["atsuko"], ds, ctx.results_dir, None)
     if ats is None:
         set_seed(ctx.seeds[0])
         ats = build_model("atsuko", ds.info, model_preset(ctx.profile, ctx.dataset))

@@ -48,6 +48,7 @@ results_dir = os.environ.get("MSER_NB_RESULTS", "../results")
 force = False             # True: retrain runs that are already recorded
 
 # %%
+from mser_lib import runs
 from mser_lib.pipeline import notebook_setup
 
 ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
@@ -71,7 +72,7 @@ ats_specs = grids.atsuko_table4(ctx.profile, ctx.seeds)
 recs = run_grid(rob_specs + ats_specs, **ctx.grid_kwargs)
 main = {s["model"]: r for s, r in zip(rob_specs, recs) if r["seed"] == ctx.seeds[0]}
 ats = {s["tag"]: r for s, r in zip(ats_specs, recs[len(rob_specs):]) if r["seed"] == ctx.seeds[0]}
-nets = {name: ab.load_model(rec, ds, ctx.results_dir) for name, rec in main.items()}
+nets = {name: runs.load_model(rec, ds, ctx.results_dir) for name, rec in main.items()}
 print(f"{len(recs)} records; figures from seed {ctx.seeds[0]}; checkpoints found: "
       f"{sorted(k for k, v in nets.items() if v is not None)}")
 
@@ -155,7 +156,7 @@ if panels:
 # %%
 weights = {}
 for name in ("SBN + MCM (Atsuko)", "SBN"):
-    net = ab.load_model(ats[name], ds, ctx.results_dir) if name in ats else None
+    net = runs.load_model(ats[name], ds, ctx.results_dir) if name in ats else None
     if net is not None:
         weights[name], labels10 = ab.sample_diagnostic(net, ds, "modality_weights", n=10, seed=0)
 if weights:

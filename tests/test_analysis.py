@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from mser_lib import runs
 from mser_lib.experiments import config_hash, get_dataset, resolve_run
 from mser_lib.models import build_model, count_parameters
-from mser_lib.report import analysis
 
 
 @pytest.mark.parametrize("model", ["femf", "atsuko"])
@@ -22,22 +22,22 @@ def test_model_from_record_uses_the_saved_config_not_todays_preset(tmp_path, mod
     run = {**run, "model_config": saved}
     record = {"config": run, "config_hash": config_hash(run), "profile": "smoke", "dataset": "synthetic",
               "seed": 0}
-    net = analysis.model_from_record(record, ds)
+    net = runs.model_from_record(record, ds)
     for k, v in saved.items():
         got = getattr(net.config, k)
         assert (list(got) if isinstance(got, tuple) else got) == v, k
     assert count_parameters(net) != count_parameters(build_model(model, ds.info, "quick"))
     # its checkpoint (trained with the saved config) loads; today's preset could not hold it
     stage = net.stages()[-1] if hasattr(net, "stages") else None
-    path = analysis.checkpoint_dir(tmp_path, record) / (stage or "main") / "best.pt"
+    path = runs.checkpoint_dir(tmp_path, record) / (stage or "main") / "best.pt"
     path.parent.mkdir(parents=True)
     torch.save({"model": net.state_dict()}, path)
-    loaded = analysis.model_from_record(record, ds, tmp_path, stage)
+    loaded = runs.model_from_record(record, ds, tmp_path, stage)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
     with pytest.raises(RuntimeError):
         build_model(model, ds.info, "quick").load_state_dict(torch.load(path, weights_only=False)["model"])
     # a record without a saved model config falls back to the preset and overrides
-    old = analysis.model_from_record({**record, "config": {**run, "model_config": None}}, ds)
+    old = runs.model_from_record({**record, "config": {**run, "model_config": None}}, ds)
     assert count_parameters(old) == count_parameters(build_model(model, ds.info, "quick"))
 
 

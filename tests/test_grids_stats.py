@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mser_lib import grids
+from mser_lib import grids, runs
 from mser_lib.experiments import config_hash, get_dataset, resolve_run
 from mser_lib.metrics import compute_metrics
 from mser_lib.report import ablations, stats
@@ -370,12 +370,12 @@ def test_predictions_from_checkpoint_reproduce_the_record(tmp_path):
     rec = run_one("baseline", "synthetic", 0, "smoke", overrides={"modalities": "tav"},
                   train={"epochs": 1}, results_dir=tmp_path, progress=False)
     ds = get_dataset("synthetic", None, "smoke")
-    y, p = ablations.run_predictions(rec, ds, tmp_path, cache_dir=tmp_path / "pred")
+    y, p = runs.run_predictions(rec, ds, tmp_path, cache_dir=tmp_path / "pred")
     assert stats.metric_fn("mae")(y, p) == pytest.approx(rec["test"]["mae"], rel=1e-5)
     assert (tmp_path / "pred" / f"{rec['config_hash']}_full.npz").exists()
-    y2, p2 = ablations.run_predictions(rec, ds, tmp_path, MissingModality(rate=0.4))
+    y2, p2 = runs.run_predictions(rec, ds, tmp_path, MissingModality(rate=0.4))
     assert np.array_equal(y, y2) and not np.allclose(p, p2)
-    y3, p3, ids = ablations.run_predictions(rec, ds, tmp_path, cache_dir=tmp_path / "pred", with_ids=True)
+    y3, p3, ids = runs.run_predictions(rec, ds, tmp_path, cache_dir=tmp_path / "pred", with_ids=True)
     assert np.array_equal(p, p3) and len(ids) == len(y) and len(set(ids)) == len(y)   # sequence layout
     assert "ids" in np.load(tmp_path / "pred" / f"{rec['config_hash']}_full.npz").files
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mser_lib import experiments, grids, pipeline, reproduction
+from mser_lib import experiments, grids, pipeline, reproduction, runs
 from mser_lib.experiments import get_dataset, run_grid
 from mser_lib.report import ablations as ab
-from mser_lib.report import analysis
 
 COMMON = {"dataset": "synthetic", "profile": "smoke", "progress": False}
 SPECS = [{"model": "baseline", "seed": 0, "overrides": {"modalities": "tav"}, "tag": "baseline"},
@@ -70,16 +69,16 @@ def test_records_mode_retrains_only_what_a_step_needs(trained, tmp_path):
     assert [r["config_hash"] for r in reused] == [r["config_hash"] for r in recs]
     assert _local_hashes(tmp_path) == set()                               # nothing trained yet
     femf = reused[1]
-    hist = analysis.stage_history(tmp_path, femf, "experts", ds)          # notebook 02: needs last.pt
+    hist = runs.stage_history(tmp_path, femf, "experts", ds)          # notebook 02: needs last.pt
     assert hist is not None and len(hist) == femf["stages"][0]["epochs_run"]
     assert _local_hashes(tmp_path) == {femf["config_hash"]}               # retrained that run only
     with torch.no_grad():                                                 # analyses run under no_grad
-        net = ab.load_model(reused[0], ds, tmp_path)                      # notebook 06: needs best.pt
+        net = runs.load_model(reused[0], ds, tmp_path)                      # notebook 06: needs best.pt
     assert net is not None and _local_hashes(tmp_path) == {r["config_hash"] for r in recs}
     # without the dataset a step cannot retrain and says so by returning None (no KeyError)
     other = tmp_path / "other"
     _fresh_clone(src, other)
-    assert analysis.stage_history(other, femf, "experts") is None
+    assert runs.stage_history(other, femf, "experts") is None
 
 
 def test_report_flags_an_altered_record_as_differing(trained, tmp_path):

@@ -2,9 +2,7 @@
 
 * :func:`grid_frame` / :func:`summary_table`: per-seed metrics of a grid and their mean +- std,
   labelled by the grid's spec (``tag``), never by a cached record's tag.
-* :func:`run_predictions`: a recorded run's test predictions (and the sample id of each labelled
-  position), recomputed from its best checkpoint (optionally with modalities dropped,
-  :class:`mser_lib.data.MissingModality`), cached as ``.npz``.
+* Test predictions of recorded runs come from :func:`mser_lib.runs.run_predictions`.
 * :func:`compare_labels`: variant A vs B on a metric with :func:`mser_lib.report.stats.compare`; the
   bootstrap resamples whole videos in the position layout (:func:`bootstrap_clusters`).
 * :func:`missing_curves`: test metrics of trained models at several missing rates (FEMF Fig. 6).
@@ -19,7 +17,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -28,11 +25,8 @@ import torch
 
 from ..data import MissingModality
 from ..metrics import METRIC_NAMES
-from ..train import predict
-from ..train.crossfit import assign_folds, pool_predictions, position_folds
-from ..train.io import check_config_hash
+from ..runs import load_model, run_predictions
 from . import stats
-from .analysis import model_from_record
 
 # ------------------------------------------------------------------------------ reported rows
 # FEMF Table 2 (CMU-MOSI) and Table 3 (CMU-MOSEI): MAE, Corr, Acc-2, F1 (neg/non-neg / neg/pos).
@@ -194,22 +188,6 @@ def values(frame: pd.DataFrame, label: str, metric: str, seeds: list[int]) -> li
 
 
 # ------------------------------------------------------------------------------ predictions
-def _ready(net):
-    if hasattr(net, "stages"):
-        net.set_stage(net.stages()[-1])
-    return net
-
-
-def _final_stage(record: dict) -> str | None:
-    return "full" if record["model"] == "femf" else None
-
-
-def load_model(record: dict, ds, results_dir):
-    """The recorded run's model with its best weights of the final stage (eval mode; under cross-fitted
-    selection, the epoch fold 1 chose). A run this machine does not hold is retrained first."""
-    return _ready(model_from_record(record, ds, results_dir, _final_stage(record)))
-
-
 def schedule_text(record: dict) -> str:
     """The training schedule of a recorded run, from ``record["config"]["train"]``: epochs per stage
     for staged models (the stage names the record trained), else epochs; then the patience, e.g.
@@ -254,45 +232,6 @@ class RunPredictions(NamedTuple):
     p: np.ndarray
     clusters: np.ndarray | None = None
     schedule: str = ""
-
-
-def run_predictions(record: dict, ds, results_dir, missing: MissingModality | None = None,
-                    cache_dir=None, with_ids: bool = False):
-    """Test labels and predictions of a recorded run (labelled positions), optionally with modalities
-    dropped at test time (the drop pattern is seeded by the run's seed). Cached in
-    ``cache_dir/<hash>_<missing>.npz``. ``None`` when the checkpoint is gone.
-
-    Returns ``(y, p)``, or ``(y, p, ids)`` with ``with_ids`` (the sample id of each labelled
-    position: the video id in the position layout). A cache file written without ids is recomputed
-    when the ids are asked for."""
-    name = "full" if missing is None else missing.name
-    path = Path(cache_dir) / f"{check_config_hash(record['config_hash'])}_{name}.npz" if cache_dir else None
-    if path is not None and path.exists():
-        z = np.load(path)
-        if not with_ids:
-            return z["y"], z["p"]
-        if "ids" in z.files:
-            return z["y"], z["p"], z["ids"]
-    train = record["config"]["train"]
-    if train.get("selection") == "crossfit":
-        # each test position scored by the models the other folds selected (train/crossfit.py)
-        k, preds = int(train.get("crossfit_folds", 2)), []
-        for f in range(k):
-            net = _ready(model_from_record(record, ds, results_dir, _final_stage(record), kind=f"best_fold{f}"))
-            with torch.no_grad():
-                y, pf, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
-            preds.append(pf)
-        folds = assign_folds(ds.test, k, int(train.get("crossfit_seed", 0)))
-        p = pool_predictions(preds, position_folds(ds.test, folds, ids))
-    else:
-        net = load_model(record, ds, results_dir)
-        with torch.no_grad():
-            y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
-    ids = np.asarray(ids).astype(str)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, y=y, p=p, ids=ids)
-    return (y, p, ids) if with_ids else (y, p)
 
 
 def _aligned(got: list[tuple]) -> None:
@@ -771,7 +710,7 @@ def adjust_claims(df: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
 
 
 __all__ = ["reported_femf_components", "reported_femf_modalities", "reported_atsuko_table4", "grid_frame",
-           "summary_table", "reported_as_rows", "values", "load_model", "run_predictions", "compare_labels",
+           "summary_table", "reported_as_rows", "values", "compare_labels",
            "comparison_frame", "missing_curves", "curve_table", "degradation_compare",
            "diagnostics_under_missing",
            "fused_features", "strongest_positive", "sample_diagnostic", "femf_attention",

@@ -6,11 +6,9 @@
   mosi-bclstm leakage lesson, measured: ridge regression on the bc-LSTM split versus the standard
   folds).
 * Spectral: :func:`high_band_share` (FEMF eq. 8 band energies as a function of the cut-off ``c``).
-* Runs: :func:`checkpoint_dir`, :func:`stage_history` (per-stage training histories from a run's
-  checkpoints), :func:`model_from_record` (rebuild a recorded run's model, optionally loading a
-  stage's best weights), :func:`expert_metrics` (FEMF stage-1 experts scored one by one),
-  :func:`refit_experts` (FEMF stage 1 re-run exactly as the recorded run did, with per-expert
-  validation metrics after every epoch), :func:`records_long` (per-seed metric values).
+* Records: :func:`records_long` (per-seed metric values), :func:`history_long`, the selection-protocol
+  table; :func:`cached_expert_curves` (FEMF stage 1 replayed by :func:`mser_lib.runs.refit_experts`, cached).
+  Loading checkpoints, rebuilding models and predicting are :mod:`mser_lib.runs`'.
 
 Everything here reads recorded runs or calls the library (:mod:`mser_lib.spectral`,
 :mod:`mser_lib.train`, :mod:`mser_lib.metrics`); no number is typed in.
@@ -19,7 +17,6 @@ Everything here reads recorded runs or calls the library (:mod:`mser_lib.spectra
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,13 +24,9 @@ import torch
 
 from ..data import MODALITIES, MultimodalDataset, iterate_batches
 from ..metrics import compute_metrics
-from ..models import build_model
-from ..models.registry import MODELS, config_from_dict
+from ..runs import refit_experts
 from ..spectral.dft import band_energy, dft_split
-from ..train import TrainConfig, fit, set_seed
-from ..train.io import check_config_hash, inside, load_checkpoint
-
-BANDS = ("low", "high")
+from ..train.io import inside
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -230,150 +223,6 @@ def band_energy_shares(spectrum, cuts) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def checkpoint_dir(results_dir, record: dict) -> Path:
-    """``<results>/<profile>/<dataset>/checkpoints/<config hash>`` of a recorded run; the record's
-    fields must name a folder inside ``results_dir`` and the hash must be 16 hex characters."""
-    return inside(results_dir, record["profile"], record["dataset"], "checkpoints",
-                  check_config_hash(record["config_hash"]), file="runs.jsonl record", field="profile/dataset")
-
-
-def stage_checkpoint(results_dir, record: dict, stage: str | None, kind: str = "best",
-                     ds: MultimodalDataset | None = None) -> Path | None:
-    """Path of ``<stage>/<kind>.pt`` (``kind`` = ``best`` or ``last``).
-
-    When this machine does not hold it (a record reused from ``runs.jsonl``) and ``ds`` is given, the
-    run is retrained first (:func:`mser_lib.experiments.ensure_trained`); without ``ds``, ``None``."""
-    p = checkpoint_dir(results_dir, record) / (stage or "main") / f"{kind}.pt"
-    if not p.exists() and ds is not None:
-        from ..experiments import ensure_trained
-
-        ensure_trained(record, ds, results_dir)
-    return p if p.exists() else None
-
-
-def stage_history(results_dir, record: dict, stage: str | None,
-                  ds: MultimodalDataset | None = None) -> pd.DataFrame | None:
-    """The full per-epoch history of one stage of a run (from its ``last.pt``; records keep only the
-    final stage's compact history). A missing checkpoint is retrained when ``ds`` is given, else
-    ``None``."""
-    p = stage_checkpoint(results_dir, record, stage, "last", ds)
-    if p is None:
-        return None
-    ck = load_checkpoint(p, "cpu")
-    df = pd.DataFrame(ck["history"])
-    df.insert(0, "stage", stage or "main")
-    df.insert(0, "seed", record["seed"])
-    return df
-
-
-def _recorded_model(run: dict, ds: MultimodalDataset):
-    """The model of a recorded run's config, built from the config it saved (``model_config``), so that a
-    preset changed since then does not change it; records without one fall back to preset + overrides."""
-    saved = run.get("model_config")
-    if saved is None:
-        return build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
-    spec = MODELS[run["model"]]
-    return spec.model_cls(ds.info, config_from_dict(run["model"], saved))
-
-
-def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None,
-                      kind: str = "best"):
-    """Rebuild a recorded run's model from the config the record saved (``record["config"]["model_config"]``,
-    not today's presets); with ``results_dir`` load that stage's ``<kind>.pt`` weights (``best``, ``last``,
-    ``best_fold<f>``), retraining the run first when this machine does not hold its checkpoint.
-
-    Returns:
-        the model (eval mode).
-    """
-    run = record["config"]
-    net = _recorded_model(run, ds)
-    if results_dir is not None:
-        p = stage_checkpoint(results_dir, record, stage, kind, ds)
-        if p is None:
-            raise FileNotFoundError(f"run {record['config_hash']} has no {stage or 'main'}/{kind}.pt after training")
-        net.load_state_dict(load_checkpoint(p, "cpu")["model"])
-    net.eval()
-    return net
-
-
-@torch.no_grad()
-def expert_predictions(model, split, info, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """FEMF stage-1 expert predictions over the labelled positions of ``split``.
-
-    Returns:
-        ``(y (n,), P (n, M, 2), modalities)`` where ``P[:, i, f]`` is the prediction of the expert of
-        modality ``i`` and band ``f`` (0 low, 1 high), eq. 9.
-    """
-    was_stage = getattr(model, "stage", None)
-    model.set_stage("experts")
-    model.eval()
-    ys, ps = [], []
-    device = next(model.parameters()).device
-    for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, device=device):
-        out = model(batch)
-        ep = out.diagnostics["expert_predictions"]              # (B, M, 2) or (B, L, M, 2)
-        mask = batch.label_mask.bool()
-        if ep.dim() == 4:
-            ep = ep[:, : mask.shape[1]][mask]
-        else:
-            ep = ep[mask]
-        ps.append(ep.float().cpu().numpy())
-        ys.append(batch.labels[mask].float().cpu().numpy())
-    if was_stage is not None and was_stage != "experts":
-        model.set_stage(was_stage)
-    return np.concatenate(ys), np.concatenate(ps), list(model.mods)
-
-
-def expert_metrics(model, split, info, batch_size: int = 256) -> pd.DataFrame:
-    """Metrics (docs/metrics.md) of every stage-1 expert on ``split``: long table ``modality, band, metric, value``."""
-    y, P, mods = expert_predictions(model, split, info, batch_size)
-    rows = []
-    for i, m in enumerate(mods):
-        for f, band in enumerate(BANDS):
-            for k, v in compute_metrics(y, P[:, i, f], info.metric_family).items():
-                rows.append({"modality": m, "band": band, "metric": k, "value": float(v)})
-    return pd.DataFrame(rows)
-
-
-def refit_experts(record: dict, ds: MultimodalDataset, per_epoch: bool = True) -> tuple:
-    """Re-run FEMF stage 1 exactly as the recorded run did, scoring every expert on VALID each epoch.
-
-    Same seed, same resolved configuration, same trainer: on the same hardware the run is replayed
-    epoch for epoch (the trainer is deterministic), so its best epoch and validation metrics match the
-    record's stage ``experts``. No checkpoint is written and no record is appended.
-
-    Returns:
-        ``(model with the best stage-1 weights, curves, fit result)`` where ``curves`` is a long table
-        ``seed, epoch, modality, band, metric, value`` (VALID), empty when ``per_epoch`` is off.
-    """
-    run = record["config"]
-    tcfg = TrainConfig(**{**run["train"], "progress": False})
-    set_seed(record["seed"], tcfg.deterministic)
-    net = _recorded_model(run, ds)
-    if hasattr(net, "prepare"):
-        net.prepare(ds)
-    stages = net.stages()
-    if stages[0] != "experts":
-        raise ValueError(f"model {run['model']!r} has no stage 'experts' (stages: {stages})")
-    net.set_stage("experts")
-    rows: list[dict] = []
-
-    def score(epoch: int, _row: dict) -> None:
-        df = expert_metrics(net, ds.valid, ds.info, tcfg.eval_batch_size)
-        df.insert(0, "epoch", epoch)
-        rows.extend(df.to_dict("records"))
-        net.train()
-
-    res = fit(net, ds, tcfg, seed=record["seed"], run_dir=None, score_test=False,
-              epochs=tcfg.stage_epochs.get("experts", tcfg.epochs), desc="experts",
-              callbacks=[score] if per_epoch else None)
-    net.eval()
-    curves = pd.DataFrame(rows)
-    if not curves.empty:
-        curves.insert(0, "seed", record["seed"])
-    return net, curves, res
-
-
 def seed_summary(long: pd.DataFrame, by: list[str], value: str = "value") -> pd.DataFrame:
     """Mean, std (ddof 1; nan for one seed) and count of ``value`` over seeds, grouped by ``by``."""
     g = long.groupby(by, sort=False)[value]
@@ -477,9 +326,8 @@ def cached_expert_curves(record: dict, ds: MultimodalDataset, tables_dir, force:
 
 __all__ = ["dataset_summary", "data_checks", "band_energy_shares", "seed_summary", "expert_table",
            "mean_power_spectrum", "band_features", "frequency_probe", "utterance_matrix",
-           "ridge_leakage", "high_band_share", "checkpoint_dir", "stage_checkpoint", "stage_history",
-           "model_from_record", "expert_predictions", "expert_metrics", "refit_experts", "records_long",
-           "history_long", "mean_diagnostics", "cached_expert_curves", "BANDS"]
+           "ridge_leakage", "high_band_share", "records_long", "history_long", "mean_diagnostics",
+           "cached_expert_curves"]
 
 
 # ---------------------------------------------------------------------------------- selection protocols

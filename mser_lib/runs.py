@@ -1,0 +1,235 @@
+"""Run access: a recorded run's checkpoints, model, histories and test predictions.
+
+The layer between the records (:mod:`mser_lib.experiments`) and what reads them (:mod:`mser_lib.report`, the
+search, the notebooks): it finds a run's checkpoint folder, rebuilds its model from the config the record saved,
+loads a stage's weights, and predicts. When this machine does not hold a run's checkpoints (a record reused from
+``runs.jsonl`` in a fresh clone) it retrains the run first (:func:`mser_lib.experiments.ensure_trained`).
+
+* :func:`checkpoint_dir`, :func:`stage_checkpoint`, :func:`stage_history`: a run's files and per-stage histories.
+* :func:`model_from_record`, :func:`load_model`: a recorded run's model (a stage's ``best``/``last``/``best_fold<f>``
+  weights).
+* :func:`run_predictions`: its test predictions (pooled over the cross-fitting folds' models when it selected
+  that way; optionally with modalities dropped), cached as ``.npz``.
+* :func:`expert_predictions`, :func:`expert_metrics`, :func:`refit_experts`: FEMF's stage-1 experts scored one
+  by one, and stage 1 replayed with per-expert validation metrics after every epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import MissingModality, MultimodalDataset, iterate_batches
+from .metrics import compute_metrics
+from .models import build_model
+from .models.registry import MODELS, config_from_dict
+from .train import TrainConfig, fit, predict, set_seed
+from .train.crossfit import assign_folds, pool_predictions, position_folds
+from .train.io import check_config_hash, inside, load_checkpoint
+
+#: FEMF's two bands, in the order of its experts.
+BANDS = ("low", "high")
+
+
+def checkpoint_dir(results_dir, record: dict) -> Path:
+    """``<results>/<profile>/<dataset>/checkpoints/<config hash>`` of a recorded run; the record's
+    fields must name a folder inside ``results_dir`` and the hash must be 16 hex characters."""
+    return inside(results_dir, record["profile"], record["dataset"], "checkpoints",
+                  check_config_hash(record["config_hash"]), file="runs.jsonl record", field="profile/dataset")
+
+
+def stage_checkpoint(results_dir, record: dict, stage: str | None, kind: str = "best",
+                     ds: MultimodalDataset | None = None) -> Path | None:
+    """Path of ``<stage>/<kind>.pt`` (``kind`` = ``best`` or ``last``).
+
+    When this machine does not hold it (a record reused from ``runs.jsonl``) and ``ds`` is given, the
+    run is retrained first (:func:`mser_lib.experiments.ensure_trained`); without ``ds``, ``None``."""
+    p = checkpoint_dir(results_dir, record) / (stage or "main") / f"{kind}.pt"
+    if not p.exists() and ds is not None:
+        from .experiments import ensure_trained
+
+        ensure_trained(record, ds, results_dir)
+    return p if p.exists() else None
+
+
+def stage_history(results_dir, record: dict, stage: str | None,
+                  ds: MultimodalDataset | None = None) -> pd.DataFrame | None:
+    """The full per-epoch history of one stage of a run (from its ``last.pt``; records keep only the
+    final stage's compact history). A missing checkpoint is retrained when ``ds`` is given, else
+    ``None``."""
+    p = stage_checkpoint(results_dir, record, stage, "last", ds)
+    if p is None:
+        return None
+    ck = load_checkpoint(p, "cpu")
+    df = pd.DataFrame(ck["history"])
+    df.insert(0, "stage", stage or "main")
+    df.insert(0, "seed", record["seed"])
+    return df
+
+
+def _recorded_model(run: dict, ds: MultimodalDataset):
+    """The model of a recorded run's config, built from the config it saved (``model_config``), so that a
+    preset changed since then does not change it; records without one fall back to preset + overrides."""
+    saved = run.get("model_config")
+    if saved is None:
+        return build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
+    spec = MODELS[run["model"]]
+    return spec.model_cls(ds.info, config_from_dict(run["model"], saved))
+
+
+def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None,
+                      kind: str = "best"):
+    """Rebuild a recorded run's model from the config the record saved (``record["config"]["model_config"]``,
+    not today's presets); with ``results_dir`` load that stage's ``<kind>.pt`` weights (``best``, ``last``,
+    ``best_fold<f>``), retraining the run first when this machine does not hold its checkpoint.
+
+    Returns:
+        the model (eval mode).
+    """
+    run = record["config"]
+    net = _recorded_model(run, ds)
+    if results_dir is not None:
+        p = stage_checkpoint(results_dir, record, stage, kind, ds)
+        if p is None:
+            raise FileNotFoundError(f"run {record['config_hash']} has no {stage or 'main'}/{kind}.pt after training")
+        net.load_state_dict(load_checkpoint(p, "cpu")["model"])
+    net.eval()
+    return net
+
+
+@torch.no_grad()
+def expert_predictions(model, split, info, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """FEMF stage-1 expert predictions over the labelled positions of ``split``.
+
+    Returns:
+        ``(y (n,), P (n, M, 2), modalities)`` where ``P[:, i, f]`` is the prediction of the expert of
+        modality ``i`` and band ``f`` (0 low, 1 high), eq. 9.
+    """
+    was_stage = getattr(model, "stage", None)
+    model.set_stage("experts")
+    model.eval()
+    ys, ps = [], []
+    device = next(model.parameters()).device
+    for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, device=device):
+        out = model(batch)
+        ep = out.diagnostics["expert_predictions"]              # (B, M, 2) or (B, L, M, 2)
+        mask = batch.label_mask.bool()
+        if ep.dim() == 4:
+            ep = ep[:, : mask.shape[1]][mask]
+        else:
+            ep = ep[mask]
+        ps.append(ep.float().cpu().numpy())
+        ys.append(batch.labels[mask].float().cpu().numpy())
+    if was_stage is not None and was_stage != "experts":
+        model.set_stage(was_stage)
+    return np.concatenate(ys), np.concatenate(ps), list(model.mods)
+
+
+def expert_metrics(model, split, info, batch_size: int = 256) -> pd.DataFrame:
+    """Metrics (docs/metrics.md) of every stage-1 expert on ``split``: long table ``modality, band, metric, value``."""
+    y, P, mods = expert_predictions(model, split, info, batch_size)
+    rows = []
+    for i, m in enumerate(mods):
+        for f, band in enumerate(BANDS):
+            for k, v in compute_metrics(y, P[:, i, f], info.metric_family).items():
+                rows.append({"modality": m, "band": band, "metric": k, "value": float(v)})
+    return pd.DataFrame(rows)
+
+
+def refit_experts(record: dict, ds: MultimodalDataset, per_epoch: bool = True) -> tuple:
+    """Re-run FEMF stage 1 exactly as the recorded run did, scoring every expert on VALID each epoch.
+
+    Same seed, same resolved configuration, same trainer: on the same hardware the run is replayed
+    epoch for epoch (the trainer is deterministic), so its best epoch and validation metrics match the
+    record's stage ``experts``. No checkpoint is written and no record is appended.
+
+    Returns:
+        ``(model with the best stage-1 weights, curves, fit result)`` where ``curves`` is a long table
+        ``seed, epoch, modality, band, metric, value`` (VALID), empty when ``per_epoch`` is off.
+    """
+    run = record["config"]
+    tcfg = TrainConfig(**{**run["train"], "progress": False})
+    set_seed(record["seed"], tcfg.deterministic)
+    net = _recorded_model(run, ds)
+    if hasattr(net, "prepare"):
+        net.prepare(ds)
+    stages = net.stages()
+    if stages[0] != "experts":
+        raise ValueError(f"model {run['model']!r} has no stage 'experts' (stages: {stages})")
+    net.set_stage("experts")
+    rows: list[dict] = []
+
+    def score(epoch: int, _row: dict) -> None:
+        df = expert_metrics(net, ds.valid, ds.info, tcfg.eval_batch_size)
+        df.insert(0, "epoch", epoch)
+        rows.extend(df.to_dict("records"))
+        net.train()
+
+    res = fit(net, ds, tcfg, seed=record["seed"], run_dir=None, score_test=False,
+              epochs=tcfg.stage_epochs.get("experts", tcfg.epochs), desc="experts",
+              callbacks=[score] if per_epoch else None)
+    net.eval()
+    curves = pd.DataFrame(rows)
+    if not curves.empty:
+        curves.insert(0, "seed", record["seed"])
+    return net, curves, res
+
+
+
+def _ready(net):
+    if hasattr(net, "stages"):
+        net.set_stage(net.stages()[-1])
+    return net
+
+
+def _final_stage(record: dict) -> str | None:
+    return "full" if record["model"] == "femf" else None
+
+
+def load_model(record: dict, ds, results_dir):
+    """The recorded run's model with its best weights of the final stage (eval mode; under cross-fitted
+    selection, the epoch fold 1 chose). A run this machine does not hold is retrained first."""
+    return _ready(model_from_record(record, ds, results_dir, _final_stage(record)))
+
+
+
+def run_predictions(record: dict, ds, results_dir, missing: MissingModality | None = None,
+                    cache_dir=None, with_ids: bool = False):
+    """Test labels and predictions of a recorded run (labelled positions), optionally with modalities
+    dropped at test time (the drop pattern is seeded by the run's seed). Cached in
+    ``cache_dir/<hash>_<missing>.npz``. ``None`` when the checkpoint is gone.
+
+    Returns ``(y, p)``, or ``(y, p, ids)`` with ``with_ids`` (the sample id of each labelled
+    position: the video id in the position layout). A cache file written without ids is recomputed
+    when the ids are asked for."""
+    name = "full" if missing is None else missing.name
+    path = Path(cache_dir) / f"{check_config_hash(record['config_hash'])}_{name}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        z = np.load(path)
+        if not with_ids:
+            return z["y"], z["p"]
+        if "ids" in z.files:
+            return z["y"], z["p"], z["ids"]
+    train = record["config"]["train"]
+    if train.get("selection") == "crossfit":
+        # each test position scored by the models the other folds selected (train/crossfit.py)
+        k, preds = int(train.get("crossfit_folds", 2)), []
+        for f in range(k):
+            net = _ready(model_from_record(record, ds, results_dir, _final_stage(record), kind=f"best_fold{f}"))
+            with torch.no_grad():
+                y, pf, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+            preds.append(pf)
+        folds = assign_folds(ds.test, k, int(train.get("crossfit_seed", 0)))
+        p = pool_predictions(preds, position_folds(ds.test, folds, ids))
+    else:
+        net = load_model(record, ds, results_dir)
+        with torch.no_grad():
+            y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+    ids = np.asarray(ids).astype(str)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, y=y, p=p, ids=ids)
+    return (y, p, ids) if with_ids else (y, p)
