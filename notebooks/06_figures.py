@@ -292,6 +292,22 @@ if parts:
     display(Markdown(to_markdown(all_claims[["paper says", "we measure", "resolved", "agrees with paper"]])))
     display(Markdown(nv.what_we_see([nv.claims_sentence(all_claims)], ds.info)))
 
+# %% [markdown]
+# ## What this data says about the papers' claims
+#
+# The claims table above, read group by group: which of each paper's claims these runs resolve (Holm over the
+# whole table, at least 3 seeds, a bootstrap interval over test videos excluding 0, every seed agreeing in
+# sign), and in which direction. "Undecided" is not "false": it means the seeds and the test set cannot tell.
+# Then the selection protocols of notebook 03: how far choosing the epoch on the leaky validation videos, or on
+# the test set itself, moves each model's accuracy, in units of its seed spread.
+
+# %%
+see = nv.synthesis_sentences(all_claims) if parts else ["No claims table on this dataset yet (notebooks 04-05)."]
+protocols = ctx.tables / "selection_protocols.csv"
+if protocols.exists():
+    see += nv.protocol_sentences(pd.read_csv(protocols, dtype=str, keep_default_na=False))
+display(Markdown(nv.what_we_see(see, ds.info)))
+
 # %%
 print(ctx.written_summary())
 

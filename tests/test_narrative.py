@@ -297,3 +297,30 @@ def test_deviation_ledger_pairs_each_switch_with_its_models_default():
     assert row["resolved"] == "no"                      # no bootstrap over test videos without predictions
     assert led.loc["FEMF: every reference behaviour (preset 'reference')", "switch"].startswith("preset 'reference'")
     assert "EMOE: gradient clipping at 1.0" not in led.index       # the same run as EMOE's default: nothing to measure
+
+
+def test_synthesis_names_resolved_claims_per_group_and_protocol_shifts_in_seed_spreads():
+    from mser_lib.report.narrative import protocol_sentences, synthesis_sentences
+
+    claims = pd.DataFrame([
+        {"claim": "Removing MIM hurts FEMF (MAE)", "seeds": "5", "schedule": "60 epochs", "resolved": "no",
+         "agrees with paper": "undecided"},
+        {"claim": "T beats A (FEMF, MAE)", "seeds": "5", "schedule": "A: 60 epochs; B: 60 epochs", "resolved": "yes",
+         "agrees with paper": "yes"},
+        {"claim": "Atsuko: SBN beats -, -", "seeds": "5", "schedule": "60 epochs", "resolved": "yes",
+         "agrees with paper": "no"},
+    ])
+    s = synthesis_sentences(claims)
+    assert len(s) == 3
+    assert s[0].startswith("FEMF Tables 2-3") and "none is resolved" in s[0]
+    assert "1 resolved as the paper says (T beats A (FEMF, MAE))" in s[1] and "(5 seeds; 60 epochs)" in s[1]
+    assert "1 resolved against it (Atsuko: SBN beats -, -)" in s[2]
+    prot = pd.DataFrame([
+        {"model": "femf", "protocol": "clean: cross-fitted on test folds (ours)", "Acc-2 (neg/non-neg)": "76.0 ± 2.0"},
+        {"model": "femf", "protocol": "leaky validation (videos the features were trained on)",
+         "Acc-2 (neg/non-neg)": "77.0 ± 1.0"},
+        {"model": "femf", "protocol": "optimistic: selects on test, max over seeds", "Acc-2 (neg/non-neg)": "80.0"},
+    ])
+    (p,) = protocol_sentences(prot)
+    assert "leaky validation +1.0 points (+0.5 seed sd)" in p
+    assert "the best test epoch of the best seed +4.0 points (+2.0 seed sd)" in p

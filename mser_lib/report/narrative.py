@@ -265,6 +265,72 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     return s
 
 
+#: The claims of notebooks 04-05 by the paper's table or figure they come from: (title, test on the claim text).
+CLAIM_GROUPS = (
+    ("FEMF Tables 2-3 (removing a module or a loss hurts)", lambda c: c.startswith("Removing ")),
+    ("FEMF Table 4 (modality subsets)", lambda c: c.endswith("(FEMF, MAE)")),
+    ("Atsuko Table 4 (SBN and MCM)", lambda c: c.startswith("Atsuko: ")),
+    ("FEMF Fig. 4-5 (sensitivity and interaction order)", lambda c: c.startswith("FEMF ")),
+    ("Atsuko Fig. 3 (sensitivity)", lambda c: c.startswith("Atsuko ")),
+    ("FEMF Fig. 6 (missing modalities)", lambda c: "degrades slower" in c),
+)
+
+
+def synthesis_sentences(claims: pd.DataFrame) -> list[str]:
+    """What a dataset says about each group of the papers' claims (:data:`CLAIM_GROUPS`), from the claims
+    table (``claims_all``): per group how many claims the runs resolve, in which direction, with the seeds
+    and schedules behind them; the resolved claims by name. Verdicts are the table's (Holm over the table)."""
+    out = []
+    claims = claims.reset_index() if "claim" not in claims.columns else claims
+    for title, member in CLAIM_GROUPS:
+        sub = claims[[member(str(c)) for c in claims["claim"]]]
+        if sub.empty:
+            continue
+        c = claim_counts(sub)
+        seeds = sorted({str(x) for x in sub["seeds"]}) if "seeds" in sub.columns else []
+        sched = sorted({part.removeprefix("A: ").removeprefix("B: ")
+                        for x in sub.get("schedule", pd.Series(dtype=str)) for part in str(x).split("; ") if part})
+        done = sub[sub["resolved"] == "yes"]
+        agree = [str(x) for x in done.loc[done["agrees with paper"] == "yes", "claim"]]
+        against = [str(x) for x in done.loc[done["agrees with paper"] == "no", "claim"]]
+        s = (f"{title}: of {c['claims']} claims ({', '.join(seeds) or '?'} seeds; "
+             f"{'; '.join(sched) or 'schedule not recorded'})")
+        if not agree and not against:
+            s += ", none is resolved: on this data the runs cannot tell these variants apart"
+        else:
+            if agree:
+                s += f", {len(agree)} resolved as the paper says ({'; '.join(agree)})"
+            if against:
+                s += f"{',' if agree else ''} {len(against)} resolved against it ({'; '.join(against)})"
+            s += f"; {c['claims'] - len(agree) - len(against)} undecided"
+        if c["too_few"]:
+            s += f" ({c['too_few']} with fewer than 3 seeds)"
+        out.append(s + ".")
+    return out
+
+
+def protocol_sentences(protocols: pd.DataFrame, metric: str = "Acc-2 (neg/non-neg)") -> list[str]:
+    """How far the leaky and the test-selected protocols move each model's ``metric`` from the clean
+    (cross-fitted) one, in units of the clean protocol's seed standard deviation (``selection_protocols``)."""
+    frame = protocols.reset_index() if "model" not in protocols.columns else protocols
+    out = []
+    for model, sub in frame.groupby("model", sort=False):
+        rows = {str(p).split()[0].rstrip(":"): str(v) for p, v in zip(sub["protocol"], sub[metric]) if str(p)}
+        clean, leaky, best = rows.get("clean"), rows.get("leaky"), rows.get("optimistic")
+        if clean is None or "±" not in clean:
+            continue
+        mean, sd = (float(x) for x in clean.split("±"))
+        parts = []
+        for name, val in (("leaky validation", leaky), ("the best test epoch of the best seed", best)):
+            if val and val.strip():
+                v = float(val.split("±")[0])
+                parts.append(f"{name} {v - mean:+.1f} points ({(v - mean) / sd:+.1f} seed sd)" if sd > 0 else
+                             f"{name} {v - mean:+.1f} points")
+        if parts:
+            out.append(f"{model}: against its clean {metric} of {clean}, " + ", ".join(parts) + ".")
+    return out
+
+
 def what_we_see(sentences: list[str | None], dataset=None) -> str:
     """The Markdown of a "What we see" cell: the sentences (``None`` entries dropped) as bullets,
     headed by which data they describe."""
