@@ -48,10 +48,14 @@ _NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?")
 def _scalar(text: str):
     """One value of ``KEY=VALUE``: YAML scalars (``64``, ``false``, ``null``, ``[1, 2]``, ``{a: 1}``), with
     every decimal number a number (``1e-4``, ``3E2``, ``+.5``). NaN and inf stay strings."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
     try:
+        if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader)):
+            # an alias can expand a few hundred bytes into gigabytes (a "billion laughs")
+            raise UsageError(f"the value {shown!r} uses a YAML alias (*name); write the value out instead")
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UsageError(f"cannot parse the value {text!r} ({' '.join(str(exc).split())})") from None
+        raise UsageError(f"cannot parse the value {shown!r} ({' '.join(str(exc).split())[:200]})") from None
     if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
         v = value.strip().replace("_", "")
         try:

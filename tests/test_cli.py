@@ -231,3 +231,21 @@ def test_pipeline_refuses_bad_worker_and_thread_counts(tmp_path, capsys, monkeyp
     rc = pipeline.cli(["--results-dir", str(tmp_path / "res"), "--no-notebooks", "--profile", "smoke"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and var in err[0]
+
+
+def test_a_yaml_alias_bomb_in_set_is_refused_at_once():
+    """Issue 24, item 10: 600 bytes of aliases took 56 s and 2.9 GB before an error built from the expansion."""
+    import time
+
+    from mser_lib.cli import UsageError, _scalar
+
+    rows = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    rows += [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+    t = time.perf_counter()
+    with pytest.raises(UsageError, match="YAML alias") as err:
+        _scalar("\n".join(rows))
+    assert time.perf_counter() - t < 1.0
+    assert len(str(err.value)) < 300
+    assert _scalar("x&y") == "x&y" and _scalar("[1, 2]") == [1, 2]
+    with pytest.raises(UsageError, match="YAML alias"):            # the flow form too
+        _scalar("[&a 1, *a]")

@@ -417,3 +417,15 @@ def test_readme_claims_block_counts_verdicts_and_compares_with_quick(tmp_path):
     assert "2 resolved (1 as the paper says, 1 against it), 1 not resolved, 1 with too few" in text
     assert "| A hurts |" in text and "| B hurts |" in text and "| C hurts |" not in text
     assert "2 have the same settings as a `quick` run, and 1 of those reproduce its test metrics exactly" in text
+
+
+def test_table_cells_cannot_add_columns_rows_html_or_readme_markers():
+    """Issue 24, item 6: '|', newlines and HTML in a record's text passed into tables and the README."""
+    from mser_lib.report.tables import to_markdown
+
+    df = pd.DataFrame({"model": ["a|b", "c\nd", f"x {rd.README_END} <b>bold</b>"], "MAE": [1, 2, 3]}).set_index("model")
+    md = to_markdown(df)
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + 3                                       # header, rule, one line per row
+    assert all(line.count(" | ") == 1 for line in lines[2:])         # two columns, escaped pipes inside cells
+    assert "<" not in md and rd.README_END not in md

@@ -151,13 +151,20 @@ def results_table(results_dir, profile: str, dataset: str, split: str = "test") 
     return wide_table(aggregate(load_records(results_dir, profile, dataset), split))
 
 
+def md_cell(value) -> str:
+    """A value as one Markdown table cell: ``|`` escaped, line breaks as spaces, ``<`` as ``&lt;`` (no HTML,
+    no comment marker, no extra column or row can come from a record's text)."""
+    text = " ".join(str(value).split())
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+
+
 def to_markdown(df: pd.DataFrame) -> str:
-    """A GitHub Markdown table (index columns first); no extra dependency."""
+    """A GitHub Markdown table (index columns first; every cell through :func:`md_cell`); no extra dependency."""
     flat = df.reset_index()
-    head = [str(c) for c in flat.columns]
+    head = [md_cell(c) for c in flat.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for _, r in flat.iterrows():
-        lines.append("| " + " | ".join(str(v) for v in r.tolist()) + " |")
+        lines.append("| " + " | ".join(md_cell(v) for v in r.tolist()) + " |")
     return "\n".join(lines) + "\n"
 
 
