@@ -50,8 +50,8 @@ MMSA_SHAPES = {  # (dataset, aligned) -> (L_text, (La, da), (Lv, dv))
 SPLIT_N = {"train": 5, "valid": 2, "test": 3}
 
 
-def make_mmsa_split(rng, n: int, dataset: str, aligned: bool) -> dict:
-    """One split of an MMSA pickle with its keys, dtypes and shapes (N = n)."""
+def make_mmsa_split(rng, n: int, dataset: str, aligned: bool, split: str = "train") -> dict:
+    """One split of an MMSA pickle with its keys, dtypes and shapes (N = n); ids unique across splits."""
     lt, (la, da), (lv, dv) = MMSA_SHAPES[(dataset, aligned)]
     tlen = rng.integers(3, lt + 1, size=n)
     attn = (np.arange(lt)[None] < tlen[:, None]).astype(np.float32)
@@ -64,7 +64,7 @@ def make_mmsa_split(rng, n: int, dataset: str, aligned: bool) -> dict:
     labels = rng.uniform(-high, high, size=n).astype(np.float32)
     d = {
         "raw_text": np.array([f"utterance {i}" for i in range(n)], dtype=object),
-        "id": np.array([f"vid{i // 2}$_${i % 2}" for i in range(n)], dtype=object),
+        "id": np.array([f"{split}vid{i // 2}$_${i % 2}" for i in range(n)], dtype=object),
         "text": text,
         "text_bert": text_bert,
         "audio": audio,
@@ -91,7 +91,7 @@ def make_mmsa_split(rng, n: int, dataset: str, aligned: bool) -> dict:
 
 def make_mmsa(dataset: str = "mosi", aligned: bool = True, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {s: make_mmsa_split(rng, n, dataset, aligned) for s, n in SPLIT_N.items()}
+    return {s: make_mmsa_split(rng, n, dataset, aligned, s) for s, n in SPLIT_N.items()}
 
 
 def write_pickle(obj, path: Path, protocol: int = 4) -> Path:
@@ -298,7 +298,7 @@ def _corrupt(raw, what):
         raw["train"]["text_bert"][1, 1, :] = 0.0
         raw["train"]["audio_lengths"][1] = 0
         raw["train"]["vision_lengths"][1] = 0
-        return ("train/text_bert", "samples of length 0 in all three, first 'vid0$_$1'")
+        return ("train/text_bert", "samples of length 0 in all three, first 'trainvid0$_$1'")
     if what == "complex_text":
         raw["train"]["text"] = raw["train"]["text"] + 1j
         return ("train/text", "real numbers", "complex values", "imaginary part")
@@ -890,3 +890,36 @@ def test_standardize_refuses_an_overflow(tmp_path):
     with pytest.raises(DataFormatError) as e:
         load_utterance_features(tmp_path, "mosi", standardize=True)
     assert_error(e, "audio feature 0", "float32 range")
+
+
+def test_mmsa_refuses_a_sample_in_two_splits(tmp_path):
+    """Issue 24, item 11: test ids equal to train ids, or a test split copied from train under new ids."""
+    import pickle
+
+    from mser_lib.data.mmsa import load_mmsa
+    from mser_lib.data.validate import DataFormatError
+
+    rng = np.random.default_rng(0)
+    raw = {s: make_mmsa_split(rng, n, "mosi", True, s) for s, n in SPLIT_N.items()}
+    same_ids = {**raw, "test": {**raw["test"], "id": raw["train"]["id"][: SPLIT_N["test"]].copy()}}
+    copied = {**raw, "test": {k: (v[: SPLIT_N["test"]].copy() if k != "id" else
+                                  np.array([f"new{i}" for i in range(SPLIT_N["test"])], dtype=object))
+                              for k, v in raw["train"].items()}}
+    for name, data, found in (("ids", same_ids, "also in train"), ("copy", copied, "exactly the features of")):
+        f = tmp_path / f"{name}.pkl"
+        f.write_bytes(pickle.dumps(data))
+        with pytest.raises(DataFormatError, match=found) as err:
+            load_mmsa(f, "mosi", aligned=True)
+        assert str(f) in str(err.value) and "test/id" in str(err.value)
+
+
+def test_utterance_refuses_an_utterance_listed_in_two_folds(tmp_path):
+    """Issue 24, item 11: an utterance id listed in a train video and in a test video."""
+    make_utt_tree(tmp_path)
+    pkl = tmp_path / "CMUMOSI_features_raw_2way.pkl"
+    tup = safe_load(pkl, encoding="latin1")
+    tup[0]["v5"] = ["v5_2", "v3_1"]                   # v5 is a test video, v3_1 an utterance of train video v3
+    write_pickle(tup, pkl, protocol=2)
+    with pytest.raises(DataFormatError) as ei:
+        load_utterance_features(tmp_path)
+    assert_error(ei, "CMUMOSI_features_raw_2way.pkl", "videoIDs['v5']", "'v3_1' also in a video of trainVids")

@@ -391,7 +391,7 @@ def test_load_checkpoint_refuses_code(tmp_path):
 
 def test_planted_checkpoint_never_runs_code_on_resume_or_in_the_analysis(tmp_path):
     from mser_lib.models import build_model
-    from mser_lib.report.analysis import model_from_record, stage_history
+    from mser_lib.runs import model_from_record, stage_history
     from mser_lib.train import TrainConfig, fit
 
     from helpers import tiny_dataset
@@ -458,8 +458,7 @@ BAD_NAMES = ["../../..", "../x", "/etc", "a/../../b", "x\0y"]
 
 @pytest.mark.parametrize("bad", BAD_NAMES + ["0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", 12])
 def test_config_hash_from_a_record_is_checked(tmp_path, bad):
-    from mser_lib.report.ablations import run_predictions
-    from mser_lib.report.analysis import checkpoint_dir, stage_checkpoint
+    from mser_lib.runs import checkpoint_dir, run_predictions, stage_checkpoint
 
     record = {"profile": "quick", "dataset": "synthetic", "config_hash": bad, "seed": 0}
     with pytest.raises(DataFormatError, match="config_hash"):
@@ -472,7 +471,8 @@ def test_config_hash_from_a_record_is_checked(tmp_path, bad):
 
 @pytest.mark.parametrize("bad", BAD_NAMES)
 def test_record_profile_dataset_and_seed_cannot_leave_the_results_folder(tmp_path, bad):
-    from mser_lib.report.analysis import cached_expert_curves, checkpoint_dir
+    from mser_lib.report.analysis import cached_expert_curves
+    from mser_lib.runs import checkpoint_dir
 
     good = {"profile": "quick", "dataset": "synthetic", "config_hash": "0123456789abcdef", "seed": 0}
     assert checkpoint_dir(tmp_path, good) == tmp_path / "quick" / "synthetic" / "checkpoints" / "0123456789abcdef"

@@ -36,6 +36,7 @@ from .safe_pickle import safe_load
 from .validate import (
     DataFormatError,
     check_array,
+    check_disjoint_splits,
     check_label_range,
     data_fingerprint,
     require_keys,
@@ -134,6 +135,7 @@ def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = No
                                           f"width {d[m]}")
         splits[s] = sp
     del data
+    check_disjoint_splits(splits, file)
     info = DatasetInfo(
         name=dataset, layout="sequence", task="regression", metric_family=family, dims=dims,
         label_range=label_range,

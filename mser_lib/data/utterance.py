@@ -161,6 +161,13 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
         if not meta[fold]:
             raise DataFormatError(label_file, fold, "at least one video (an empty split cannot be trained, "
                                   "selected on or scored)", "none")
+    fold_of: dict[str, str] = {}
+    for fold in TUPLE_FIELDS[4:]:             # an utterance listed in videos of two folds leaks its label
+        for vid in meta[fold]:
+            for u in meta["uids"][vid]:
+                if fold_of.setdefault(u, fold) != fold:
+                    raise DataFormatError(label_file, f"videoIDs[{vid!r}]", "utterance ids not listed in a video of "
+                                          "another fold", f"{u!r} also in a video of {fold_of[u]}")
     all_uids = [u for fold in TUPLE_FIELDS[4:] for vid in meta[fold] for u in meta["uids"][vid]]
     vectors: dict[str, dict[str, np.ndarray]] = {}
     dims: dict[str, int] = {}

@@ -125,6 +125,34 @@ def check_real_dtype(arr: np.ndarray, file, field: str) -> None:
         raise DataFormatError(file, field, "numbers", f"dtype {arr.dtype}")
 
 
+def check_disjoint_splits(splits: dict, file, what: str = "id") -> None:
+    """No sample may be in two splits: refused when a sample id appears in two of ``splits`` (name ->
+    :class:`~mser_lib.data.batch.SplitData`), or when a sample of one split has exactly the features of a sample
+    of another (a test split copied from train under new ids). The error names the file, both splits and the
+    first such sample."""
+    import hashlib
+
+    seen_id: dict[str, str] = {}
+    seen_content: dict[bytes, tuple[str, str]] = {}
+    for name, sp in splits.items():
+        for i, sid in enumerate(np.asarray(sp.ids).astype(str)):
+            if sid in seen_id and seen_id[sid] != name:
+                raise DataFormatError(file, f"{name}/{what}", "ids not used by another split (a sample in two splits "
+                                      "leaks its label into the scores)", f"{sid!r} also in {seen_id[sid]}")
+            seen_id.setdefault(sid, name)
+            h = hashlib.blake2b(digest_size=16)
+            for m in ("text", "audio", "vision"):
+                x = sp.features(m)[i][sp.mask(m)[i]]
+                h.update(np.ascontiguousarray(x).tobytes())
+                h.update(b"|")
+            key = h.digest()
+            if key in seen_content and seen_content[key][0] != name:
+                other, oid = seen_content[key]
+                raise DataFormatError(file, f"{name}/{what}", "samples that differ from every sample of the other "
+                                      "splits", f"{sid!r} has exactly the features of {oid!r} in {other}")
+            seen_content.setdefault(key, (name, sid))
+
+
 def check_label_range(labels: np.ndarray, low: float, high: float, file, field: str,
                       mask: np.ndarray | None = None) -> None:
     """Refuse labels outside [low, high] (only where ``mask`` is True, if given)."""
