@@ -194,7 +194,7 @@ def test_position_layout_settings_follow_the_layout_not_the_dataset_name():
         t = resolve_run(model, "mosi-bclstm", 0, "quick")["train"]
         assert {k: t[k] for k in ("batch_size", "epochs", "patience", "clip_grad")} == \
             {k: own[k] for k in ("batch_size", "epochs", "patience", "clip_grad")}, model
-    assert resolve_run("femf", "mosi-bclstm", 0, "quick")["train"]["stage_epochs"] == {"experts": 60, "full": 60}
+    assert resolve_run("femf", "mosi-bclstm", 0, "quick")["train"]["stage_epochs"] == {"experts": 20, "full": 60}
     assert resolve_run("baseline", "mosi-bclstm", 0, "quick")["train"]["selection"] == "crossfit"
     assert resolve_run("baseline", "mosi-utt", 0, "quick")["train"].get("selection", "valid") == "valid"
     assert resolve_run("baseline", "synthetic", 0, "quick")["train"]["batch_size"] == 32
