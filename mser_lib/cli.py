@@ -194,6 +194,32 @@ def cmd_table(a) -> int:
     return 0
 
 
+def cmd_ledger(a) -> int:
+    """The deviation ledger alone (notebook 04's section): its grid trained or reused, its table written."""
+    from . import grids
+    from .experiments import get_dataset, profile_seeds, run_grid
+    from .pipeline import grid_executor
+    from .report.ablations import deviation_ledger, grid_frame
+    from .report.tables import to_markdown, write_table
+
+    ds = get_dataset(a.dataset, a.data_dir, a.profile)
+    seeds = a.seeds if a.seeds else profile_seeds(a.profile, a.dataset)
+    specs = grids.deviations(a.profile, seeds, ds.info.layout)
+    executor, workers = grid_executor(1, True)
+    recs = run_grid(specs, results_dir=a.results_dir, dataset=a.dataset, profile=a.profile, data_dir=a.data_dir,
+                    executor=executor, workers=workers, progress=not a.quiet)
+    out = Path(a.results_dir) / a.profile / a.dataset
+    ledger = deviation_ledger(grid_frame(specs, recs), specs, recs, ds, a.results_dir, out / "predictions")
+    table = ledger.set_index("deviation")
+    for path in write_table(table, out / "tables", "deviations",
+                            caption=f"Deviation ledger on {ds.info.name} ({a.profile}): each switch flipped on its "
+                                    "model's default run, paired over seeds"):
+        print(path)
+    brief = ["MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds", "resolved"]
+    print(to_markdown(table[brief]))
+    return 0
+
+
 def cmd_search(a) -> int:
     from .report.tables import to_markdown, write_table
     from .search import final_metrics, final_runs, run_search, search_table
@@ -258,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--results-dir", default="results")
     tb.add_argument("--out", default=None, help="folder for CSV, Markdown and LaTeX")
     tb.set_defaults(func=cmd_table)
+    lg = sub.add_parser("ledger", help="the deviation ledger alone: each switch flipped on its model's default "
+                                       "run (grids.DEVIATIONS), trained or reused, and its table")
+    lg.add_argument("--dataset", default="synthetic")
+    lg.add_argument("--data-dir", default=None)
+    lg.add_argument("--profile", default="quick")
+    lg.add_argument("--seeds", type=_seed, nargs="*", help="default: the profile's")
+    lg.add_argument("--results-dir", default="results")
+    lg.add_argument("--quiet", action="store_true", help="no progress bars")
+    lg.set_defaults(func=cmd_ledger)
     sr = sub.add_parser("search", help="the same Optuna search for each model on the cross-fitted selection "
                                        "folds; with --final, the folds' choices over the seeds")
     from .search import model_spaces

@@ -249,3 +249,12 @@ def test_a_yaml_alias_bomb_in_set_is_refused_at_once():
     assert _scalar("x&y") == "x&y" and _scalar("[1, 2]") == [1, 2]
     with pytest.raises(UsageError, match="YAML alias"):            # the flow form too
         _scalar("[&a 1, *a]")
+
+
+def test_ledger_command_trains_the_ledger_grid_and_writes_its_table(tmp_path):
+    from mser_lib.cli import main
+
+    rc = main(["ledger", "--profile", "smoke", "--seeds", "0", "--results-dir", str(tmp_path), "--quiet"])
+    assert rc == 0
+    md = (tmp_path / "smoke" / "synthetic" / "tables" / "deviations.md").read_text()
+    assert "| deviation |" in md and "FEMF: L_align also pulls the prediction" in md
