@@ -211,11 +211,10 @@ def degradation_sentence(curves: pd.DataFrame, a: str, b: str, metric: str, rate
     k = 100.0 if _percent(metric) else 1.0
     dg = 1 if _percent(metric) else 3
     s = (f"From no missing data to {rate:.0%} missing, {na} loses {da * k:.{dg}f}{unit} of {mn} and {nb} "
-         f"{db * k:.{dg}f}{unit}")
+         f"{db * k:.{dg}f}{unit} (seed means)")
     if math.isclose(da, db, abs_tol=1e-12):
         return s + ": the same."
-    faster = na if da > db else nb
-    return s + f": {faster} degrades faster."
+    return s + "; whether the gap is more than noise is the degradation test's to say."
 
 
 def claim_counts(claims: pd.DataFrame) -> dict[str, int]:
@@ -244,7 +243,8 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     if ledger.empty:
         return "No ledger row has runs on this dataset yet."
     seeds = sorted({int(n) for n in ledger["seeds"]})
-    seed_text = f"{seeds[0]} seeds" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
+    seed_text = (f"{seeds[0]} seed{'' if seeds[0] == 1 else 's'}" if len(seeds) == 1
+                 else f"{seeds[0]}-{seeds[-1]} seeds")
     done = ledger[ledger["resolved"] == "yes"]
     worse = [r["deviation"] for _, r in done.iterrows() if float(r["MAE: flipped - default"]) > 0]
     better = [r["deviation"] for _, r in done.iterrows() if float(r["MAE: flipped - default"]) < 0]
@@ -293,8 +293,13 @@ def synthesis_sentences(claims: pd.DataFrame) -> list[str]:
         done = sub[sub["resolved"] == "yes"]
         agree = [str(x) for x in done.loc[done["agrees with paper"] == "yes", "claim"]]
         against = [str(x) for x in done.loc[done["agrees with paper"] == "no", "claim"]]
-        s = (f"{title}: of {c['claims']} claims ({', '.join(seeds) or '?'} seeds; "
+        n_seeds = ", ".join(seeds) or "?"
+        s = (f"{title}: of {c['claims']} claims ({n_seeds} seed{'' if n_seeds == '1' else 's'}; "
              f"{'; '.join(sched) or 'schedule not recorded'})")
+        if c["too_few"] == c["claims"]:
+            out.append(s + ", none can be decided here: every one has fewer than 3 seeds (the claims profile "
+                       "trains 5).")
+            continue
         if not agree and not against:
             s += ", none is resolved: on this data the runs cannot tell these variants apart"
         else:
