@@ -127,6 +127,17 @@ class NotebookContext:
         quietly (see :meth:`written_summary`)."""
         self.written += write_table(df, self.tables, name, caption=caption)
 
+    def show_table(self, df, name: str, caption: str = "", columns: list[str] | None = None,
+                   rows: int | None = None) -> None:
+        """:meth:`save_table` the whole of ``df``, then display its inline form
+        (:func:`mser_lib.report.tables.inline_table`: at most 8 columns and ``rows`` rows, the rest named)."""
+        from IPython.display import Markdown, display
+
+        from .report.tables import INLINE_ROWS, inline_table
+
+        self.save_table(df, name, caption=caption)
+        display(Markdown(inline_table(df, columns, rows or INLINE_ROWS, full=f"{self.rel(self.tables)}/{name}.md")))
+
     def written_summary(self) -> str:
         """One line for every file this notebook saved: how many, where, and the folders with the
         names (without extensions) saved in each, e.g. ``"12 files written under results/quick/

@@ -23,6 +23,28 @@
 #
 # FEMF's runs were trained in notebook 02 and are reused here (same config hash). A run already in
 # `runs.jsonl` is not trained again unless `force=True` (`make reproduce FORCE=1`).
+#
+# **Words used here**
+#
+# * **EMOE**: the mixture-of-experts sentiment model Atsuko is built on ([docs/emoe.md](../docs/emoe.md)): one
+#   transformer encoder per modality, a router that weighs the modalities per sample, and a distillation that
+#   pulls the fused features towards the router-weighted unimodal ones.
+# * **SBN** (spectral band network, Atsuko eq. 1-2): each modality's sequence is split into $K$ frequency bands of
+#   a graph Laplacian over its time steps, and a band router weighs the bands per sample.
+# * **MCM** (marginal complementarity module, Atsuko eq. 5-7): how much the task loss rises when one modality is
+#   left out (its marginal contribution); the modality router is trained towards those contributions.
+# * **$\mathcal L_{dis}$** (FEMF eq. 5-7): the disentanglement loss $\mathcal L_{sim} + \mathcal L_{orth} +
+#   \mathcal L_{rec} + \mathcal L_{cyc}$: shared features alike across modalities, private features orthogonal to
+#   them, and both together able to rebuild the input.
+# * **Acc-2 neg/non-neg** (has0) and **neg/pos** (non0): the two binary accuracies of the field. has0 counts a
+#   label of exactly 0 as non-negative; non0 leaves those samples out ([docs/metrics.md](../docs/metrics.md)).
+# * **cross-fitting** (mosi-bclstm): the test videos are split into two folds; each fold chooses the epoch that
+#   then scores the *other* fold, so no test score comes from an epoch chosen on its own videos.
+# * **config hash**: a 16-hex-digit hash of a run's fully resolved settings (model, data, trainer, seed;
+#   `mser_lib.experiments.config_hash`). Two runs with the same hash are the same run: it is trained once and
+#   reused.
+# * **seed spread**: the standard deviation of a result over training seeds (initial weights and batch order); a
+#   gap smaller than it is training noise.
 
 # %% tags=["parameters"]
 # Parameters (papermill): `make reproduce` passes its own values. The defaults read two environment
@@ -85,7 +107,7 @@ from mser_lib.experiments import find_record, get_dataset, resolve_run, run_grid
 from mser_lib.models import model_names
 from mser_lib.pipeline import main_grid
 from mser_lib.report import analysis, figures, paper_rows
-from mser_lib.report.tables import to_markdown
+from mser_lib.report.tables import inline_table
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
 grid = main_grid(ctx.profile, ctx.dataset, ctx.seeds)
@@ -122,11 +144,15 @@ caption = (f"Main results: reported rows (papers' Table 1, their data) and ours 
            f"{ctx.profile}, test split, mean ± std over seeds {ctx.seeds})")
 ctx.save_table(table, "main_results", caption=caption)
 measured, reported, features = paper_rows.split_main_table(table)   # narrow views of the saved table
+full = f"{ctx.rel(ctx.tables)}/main_results.md"
+brief = ["seeds", "Acc-2 (neg/non-neg)", "Acc-2 (neg/pos)", "F1 (neg/pos)", "Acc-7", "Acc-2", "F1", "Acc-5",
+         "MAE", "Corr", "Acc", "F1 (macro)"]        # the columns each metric family has, most telling first
 display(Markdown(f"**Measured** ({ds.info.name}, profile {ctx.profile}, test split, mean ± std over seeds; "
-                 f"features: {features})\n\n" + to_markdown(measured)))
+                 f"features: {features})\n\n" + inline_table(measured, [c for c in brief if c in measured], full=full)))
 print(analysis.selection_note(records))
 display(Markdown("**Reported** by the papers (their Table 1, their data and features: context, not "
-                 "comparable)\n\n" + to_markdown(reported)))
+                 "comparable)\n\n" + inline_table(reported, [c for c in ["dataset", "setting"] + brief[1:]
+                                                               if c in reported], full=full)))
 
 # %% [markdown]
 # ### What we see
@@ -191,7 +217,7 @@ if protocol_recs:
     ctx.save_table(sel_table, "selection_protocols",
                    caption=f"The same runs under three selection protocols ({ds.info.name}, {ctx.profile}; test "
                            "split; accuracies and F1 in %; mean ± std over seeds except the optimistic rows)")
-    display(Markdown(to_markdown(sel_table)))
+    display(Markdown(inline_table(sel_table, full=f"{ctx.rel(ctx.tables)}/selection_protocols.md")))
 else:
     print(f"The runs on {ds.info.name} select on the validation split; the three-protocol table is built for "
           "runs with cross-fitted selection (mosi-bclstm).")
@@ -205,10 +231,12 @@ else:
 if ds.info.metric_family == "mosi":
     femf_tbl = paper_rows.femf_layout(records, ds.info, ctx.profile)
     ctx.save_table(femf_tbl, "femf_table1_layout", caption="In the layout of FEMF Table 1")
-    display(Markdown(to_markdown(femf_tbl.tail(len(femf_tbl) - len(paper_rows.femf_table1())))))
+    display(Markdown(inline_table(femf_tbl.tail(len(femf_tbl) - len(paper_rows.femf_table1())),
+                                  full=f"{ctx.rel(ctx.tables)}/femf_table1_layout.md")))
     ats_tbl = paper_rows.atsuko_layout(records, ds.info, ctx.profile)
     ctx.save_table(ats_tbl, "atsuko_table1_layout", caption="In the layout of Atsuko Table 1")
-    display(Markdown(to_markdown(ats_tbl.tail(len(ats_tbl) - len(paper_rows.atsuko_table1())))))
+    display(Markdown(inline_table(ats_tbl.tail(len(ats_tbl) - len(paper_rows.atsuko_table1())),
+                                  full=f"{ctx.rel(ctx.tables)}/atsuko_table1_layout.md")))
 rep = paper_rows.reported_frame(paper_rows.reported_rows(ds.info.metric_family)).set_index(["source", "model"])
 ctx.save_table(rep, "papers_reported_rows", caption="Every transcribed row of the papers' tables (reported)")
 
@@ -232,8 +260,7 @@ costs = pd.DataFrame([{"row": paper_rows.row_label(r), "seed": r["seed"], "param
                        "wall time (s)": r["wall_time_s"], "device": r["device"]} for r in records])
 costs = costs.groupby("row", sort=False).agg({"parameters": "first", "epochs run": "mean", "best epoch": "mean",
                                               "wall time (s)": "mean", "device": "first"}).round(1)
-ctx.save_table(costs, "run_costs", caption="Parameters, epochs and wall time per run (mean over seeds)")
-display(Markdown(to_markdown(costs)))
+ctx.show_table(costs, "run_costs", caption="Parameters, epochs and wall time per run (mean over seeds)")
 
 # %% [markdown]
 # Training objective and validation curve of the final stage of every model (from the compact

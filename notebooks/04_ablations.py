@@ -32,6 +32,26 @@
 # every difference, whether our runs can resolve it (next section). The papers' rows are copied as
 # printed and marked *reported*: they come from CMU-MOSI/MOSEI with other features, so they give the
 # direction of each effect, not a target value.
+#
+# **Words used here**
+#
+# * **SBN** (spectral band network, Atsuko eq. 1-2): each modality's sequence is split into $K$ frequency bands of
+#   a graph Laplacian over its time steps, and a band router weighs the bands per sample.
+# * **MCM** (marginal complementarity module, Atsuko eq. 5-7): how much the task loss rises when one modality is
+#   left out (its marginal contribution); the modality router is trained towards those contributions.
+# * **EMOE**: the mixture-of-experts sentiment model Atsuko is built on ([docs/emoe.md](../docs/emoe.md)): one
+#   transformer encoder per modality, a router that weighs the modalities per sample, and a distillation that
+#   pulls the fused features towards the router-weighted unimodal ones.
+# * **$\mathcal L_{dis}$** (FEMF eq. 5-7): the disentanglement loss $\mathcal L_{sim} + \mathcal L_{orth} +
+#   \mathcal L_{rec} + \mathcal L_{cyc}$: shared features alike across modalities, private features orthogonal to
+#   them, and both together able to rebuild the input.
+# * **Acc-2 neg/non-neg** (has0) and **neg/pos** (non0): the two binary accuracies of the field. has0 counts a
+#   label of exactly 0 as non-negative; non0 leaves those samples out ([docs/metrics.md](../docs/metrics.md)).
+# * **config hash**: a 16-hex-digit hash of a run's fully resolved settings (model, data, trainer, seed;
+#   `mser_lib.experiments.config_hash`). Two runs with the same hash are the same run: it is trained once and
+#   reused.
+# * **seed spread**: the standard deviation of a result over training seeds (initial weights and batch order); a
+#   gap smaller than it is training noise.
 
 # %% tags=["parameters"]
 # Parameters (papermill): `make reproduce` passes its own values. The defaults read two environment
@@ -100,7 +120,7 @@ from mser_lib.experiments import get_dataset, run_grid
 from mser_lib.report import ablation_figures as af
 from mser_lib.report import ablations as ab
 from mser_lib.report import stats
-from mser_lib.report.tables import to_markdown
+from mser_lib.report.tables import inline_table
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
 seeds = grids.ablation_seeds(ctx.profile, ctx.seeds)
@@ -154,7 +174,8 @@ table = pd.concat([ab.reported_as_rows(rep_comp, "CMU-MOSI", cols), ab.reported_
 ctx.save_table(table, "femf_ablation_components",
                caption=f"FEMF ablation (Tables 2-3): reported rows and ours ({ds.info.name}, {ctx.profile}, "
                        f"mean ± std over seeds {seeds})")
-display(Markdown(to_markdown(table)))
+display(Markdown(inline_table(ab.beside_reported(table, ["MAE", "Corr", "Acc-2 (neg/pos)", "F1 (neg/pos)", "seeds"],
+                                                  "MAE"), full=f"{ctx.rel(ctx.tables)}/femf_ablation_components.md")))
 
 # %%
 fig = af.variant_points(frames["components"], ["mae", "corr", "acc2_non0"], order, reference="FEMF (full)",
@@ -170,9 +191,9 @@ comp_tests = [ab.compare_labels(frames["components"], specs["components"], recor
                                 label, m, ds, ctx.results_dir, pred_cache, expect=+1)
               for label in order[1:] for m in ("mae", "corr")]
 comp_table = ab.comparison_frame(comp_tests)
-ctx.save_table(comp_table.set_index(["A", "B", "metric"]), "femf_ablation_components_tests",
-               caption="FEMF ablation: full model minus variant, paired over seeds and bootstrapped over test samples")
-display(Markdown(to_markdown(comp_table.set_index(["A", "B", "metric"]))))
+ctx.show_table(comp_table.set_index(["A", "B", "metric"]), "femf_ablation_components_tests",
+               caption="FEMF ablation: full model minus variant, paired over seeds and bootstrapped over test samples",
+               columns=ab.BRIEF_TEST_COLUMNS)
 
 # %% [markdown]
 # ### What we see (computed, `mser_lib.report.narrative`)
@@ -215,7 +236,8 @@ mtable = pd.concat([ab.reported_as_rows(rep_mod, "CMU-MOSI", mcols), ab.reported
                     ab.summary_table(frames["modalities"], mcols, morder)])
 ctx.save_table(mtable, "femf_ablation_modalities",
                caption=f"FEMF modality subsets (Table 4): reported rows and ours ({ds.info.name}, {ctx.profile})")
-display(Markdown(to_markdown(mtable)))
+display(Markdown(inline_table(ab.beside_reported(mtable, ["MAE", "Corr", "Acc-2 (neg/pos)", "seeds"],
+                                                  "MAE"), full=f"{ctx.rel(ctx.tables)}/femf_ablation_modalities.md")))
 fig = af.variant_points(frames["modalities"], ["mae", "corr", "acc2_non0"], morder, reference="T+A+V",
                         title="FEMF on modality subsets: each seed (dots), mean (bar), T+A+V (dashed)")
 ctx.save_figure(fig, "femf_ablation_modalities")
@@ -224,8 +246,8 @@ mod_tests = [ab.compare_labels(frames["modalities"], specs["modalities"], record
 mod_tests += [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T", label,
                                 "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in ("A", "V") if label in morder]
 mod_table = ab.comparison_frame(mod_tests).set_index(["A", "B", "metric"])
-ctx.save_table(mod_table, "femf_ablation_modalities_tests", caption="FEMF modality subsets: paired comparisons")
-display(Markdown(to_markdown(mod_table)))
+ctx.show_table(mod_table, "femf_ablation_modalities_tests", caption="FEMF modality subsets: paired comparisons",
+               columns=ab.BRIEF_TEST_COLUMNS)
 
 # %%
 mods = frames["modalities"]
@@ -267,7 +289,8 @@ atable = pd.concat([ab.reported_as_rows(rep_ats, "CMU-MOSI", acols), ab.reported
                     ab.summary_table(frames["atsuko"], acols, aorder)])
 ctx.save_table(atable, "atsuko_ablation_table4",
                caption=f"Atsuko SBN x MCM (Table 4): reported rows and ours ({ds.info.name}, {ctx.profile})")
-display(Markdown(to_markdown(atable)))
+display(Markdown(inline_table(ab.beside_reported(atable, ["Acc-7", "Acc-2 (neg/pos)", "MAE", "Corr", "seeds"], "MAE"),
+                              full=f"{ctx.rel(ctx.tables)}/atsuko_ablation_table4.md")))
 fig = af.variant_points(frames["atsuko"], ["acc7", "acc2_non0", "mae"], aorder, reference="SBN + MCM (Atsuko)",
                         title="Atsuko SBN x MCM: each seed (dots), mean (bar), Atsuko (dashed)")
 ctx.save_figure(fig, "atsuko_ablation_table4")
@@ -277,8 +300,8 @@ pairs = [("SBN", "-, -", "acc2_non0"), ("MCM", "-, -", "mae"), ("MCM", "SBN", "m
 ats_tests = [ab.compare_labels(frames["atsuko"], specs["atsuko"], records["atsuko"], a, b, m, ds, ctx.results_dir,
                                pred_cache, expect=+1) for a, b, m in pairs]
 ats_table = ab.comparison_frame(ats_tests).set_index(["A", "B", "metric"])
-ctx.save_table(ats_table, "atsuko_ablation_table4_tests", caption="Atsuko SBN x MCM: paired comparisons")
-display(Markdown(to_markdown(ats_table)))
+ctx.show_table(ats_table, "atsuko_ablation_table4_tests", caption="Atsuko SBN x MCM: paired comparisons",
+               columns=ab.BRIEF_TEST_COLUMNS)
 
 # %%
 ats = frames["atsuko"]
@@ -310,7 +333,8 @@ ctx.save_table(ledger.set_index("deviation"), "deviations",
                caption=f"Deviation ledger on {ds.info.name} ({ctx.profile}): each switch flipped on its model's "
                        "default run, paired over seeds")
 brief = ["deviation", "MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds", "resolved"]
-display(Markdown(to_markdown(ledger[brief].set_index("deviation") if not ledger.empty else ledger)))
+display(Markdown(inline_table(ab.resolved_first(ledger[brief]).set_index("deviation") if not ledger.empty else ledger,
+                              full=f"{ctx.rel(ctx.tables)}/deviations.md")))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -338,7 +362,7 @@ if pair:
     ctx.save_table(proto, "reference_preset_protocols",
                    caption=f"FEMF's default and its reference preset under three selection protocols ({ds.info.name}, "
                            f"{ctx.profile}; accuracies in %)")
-    display(Markdown(to_markdown(proto)))
+    display(Markdown(inline_table(proto, full=f"{ctx.rel(ctx.tables)}/reference_preset_protocols.md")))
 else:
     print(f"The runs on {ds.info.name} select on the validation split; the protocol comparison is built for runs "
           "with cross-fitted selection (mosi-bclstm).")
@@ -360,7 +384,8 @@ claims += [ab.claim_row(f"Atsuko: {r['a']} beats {r['b']}", ab.reported_pair_tex
            for r in ats_tests]
 claims = ab.adjust_claims(pd.DataFrame(claims)).set_index("claim")
 ctx.save_table(claims, "claims_ablations", caption=f"Ablation claims on {ds.info.name} ({ctx.profile})")
-display(Markdown(to_markdown(claims)))
+display(Markdown(inline_table(ab.resolved_first(claims), ab.BRIEF_CLAIM_COLUMNS,
+                              full=f"{ctx.rel(ctx.tables)}/claims_ablations.md")))
 
 # %%
 # NBVAL_CHECK_OUTPUT

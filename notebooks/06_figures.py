@@ -33,6 +33,19 @@
 # **per-band energy of each modality** on this dataset. The papers' figures come from CMU-MOSI with
 # their features; ours from this notebook's dataset, so they show the same *kind* of evidence, not
 # the same pictures. All runs are re-used from notebooks 03 and 04 (same config hashes).
+#
+# **Words used here**
+#
+# * **SBN** (spectral band network, Atsuko eq. 1-2): each modality's sequence is split into $K$ frequency bands of
+#   a graph Laplacian over its time steps, and a band router weighs the bands per sample.
+# * **MCM** (marginal complementarity module, Atsuko eq. 5-7): how much the task loss rises when one modality is
+#   left out (its marginal contribution); the modality router is trained towards those contributions.
+# * **EMOE**: the mixture-of-experts sentiment model Atsuko is built on ([docs/emoe.md](../docs/emoe.md)): one
+#   transformer encoder per modality, a router that weighs the modalities per sample, and a distillation that
+#   pulls the fused features towards the router-weighted unimodal ones.
+# * **config hash**: a 16-hex-digit hash of a run's fully resolved settings (model, data, trainer, seed;
+#   `mser_lib.experiments.config_hash`). Two runs with the same hash are the same run: it is trained once and
+#   reused.
 
 # %% tags=["parameters"]
 # Parameters (papermill): `make reproduce` passes its own values. The defaults read two environment
@@ -64,7 +77,7 @@ from mser_lib import grids
 from mser_lib.experiments import get_dataset, run_grid
 from mser_lib.report import ablation_figures as af
 from mser_lib.report import ablations as ab
-from mser_lib.report.tables import to_markdown
+from mser_lib.report.tables import inline_table, to_markdown
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
 rob_specs = grids.robustness(ctx.profile, ctx.seeds)
@@ -251,8 +264,7 @@ for name, key, names in (("atsuko", "modality_weights", ["text", "audio", "visio
     ctx.save_figure(fig, f"{name}_weights_vs_missing")
     tbl = dw.pivot(index="rate", columns="index", values="value").rename(columns=dict(enumerate(names)))
     tbl = tbl.astype(float).round(3)
-    ctx.save_table(tbl, f"{name}_weights_vs_missing", caption=f"{name} {key} vs missing rate ({ds.info.name})")
-    display(Markdown(to_markdown(tbl)))
+    ctx.show_table(tbl, f"{name}_weights_vs_missing", caption=f"{name} {key} vs missing rate ({ds.info.name})")
     see.append(nv.missing_weights_sentence(tbl, {"atsuko": "Atsuko", "femf": "FEMF"}[name]))
 if see:
     display(Markdown(nv.what_we_see(see, ds.info)))
@@ -272,31 +284,33 @@ if not energy.empty:
         fig = af.band_energy_bars(sub, f"{m}: share of energy per band ({ds.info.name}, test split)")
         ctx.save_figure(fig, f"{m}_band_energy")
     etable = energy.pivot_table(index=["model", "modality"], columns="band", values="share").round(3).astype(object).fillna("")
-    ctx.save_table(etable, "band_energy", caption=f"Share of energy per band and modality ({ds.info.name})")
-    display(Markdown(to_markdown(etable)))
+    ctx.show_table(etable, "band_energy", caption=f"Share of energy per band and modality ({ds.info.name})")
     display(Markdown(nv.what_we_see([nv.energy_sentence(energy)], ds.info)))
 
 # %% [markdown]
 # ## All claims of notebooks 04 and 05
 #
-# The claims tables written by notebooks 04 and 05, together (read back from `tables/`).
+# The claims tables written by notebooks 04 and 05, together (read back from `tables/`). Each claim keeps the
+# verdict of its own notebook's table (Holm over that table): a claim is never "resolved" in one place and
+# "undecided" in another because it was adjusted with a different family.
 
 # %%
 parts = [pd.read_csv(ctx.tables / f"{n}.csv") for n in ("claims_ablations", "claims_robustness")
          if (ctx.tables / f"{n}.csv").exists()]
 if parts:
-    all_claims = ab.adjust_claims(pd.concat(parts)).set_index("claim")
+    all_claims = pd.concat(parts).set_index("claim")
     ctx.save_table(all_claims, "claims_all", caption=f"Claims of both papers on {ds.info.name} ({ctx.profile})")
     summary = all_claims.groupby("agrees with paper").size().rename("claims").to_frame()
     display(Markdown(to_markdown(summary)))
-    display(Markdown(to_markdown(all_claims[["paper says", "we measure", "resolved", "agrees with paper"]])))
+    display(Markdown(inline_table(ab.resolved_first(all_claims), ab.BRIEF_CLAIM_COLUMNS,
+                                  full=f"{ctx.rel(ctx.tables)}/claims_all.md")))
     display(Markdown(nv.what_we_see([nv.claims_sentence(all_claims)], ds.info)))
 
 # %% [markdown]
 # ## What this data says about the papers' claims
 #
 # The claims table above, read group by group: which of each paper's claims these runs resolve (Holm over the
-# whole table, at least 3 seeds, a bootstrap interval over test videos excluding 0, every seed agreeing in
+# claims table of the notebook that tested it, at least 3 seeds, a bootstrap interval over test videos excluding 0, every seed agreeing in
 # sign), and in which direction. "Undecided" is not "false": it means the seeds and the test set cannot tell.
 # Then the selection protocols of notebook 03: how far choosing the epoch on the leaky validation videos, or on
 # the test set itself, moves each model's accuracy, in units of its seed spread.

@@ -59,3 +59,62 @@ def test_split_main_table_gives_narrow_measured_and_reported_views():
     assert features == "built-in"
     assert list(reported.index) == [("reported: FEMF Table 1", "FEMF")]
     assert "Acc-7" not in reported.columns and "seeds" not in reported.columns and "features" in reported.columns
+
+
+def _claims_like(n_rows: int):
+    import pandas as pd
+
+    return pd.DataFrame({"claim": [f"claim {i}" for i in range(n_rows)],
+                         "paper says": [f"p{i}" for i in range(n_rows)], "we measure": [f"{i}" for i in range(n_rows)],
+                         "bootstrap 95% CI": [f"[0, {i}]" for i in range(n_rows)], "seeds": [2] * n_rows,
+                         "schedule": ["60 epochs"] * n_rows, "p (paired t)": [0.5] * n_rows,
+                         "p adjusted (Holm)": [0.9] * n_rows, "claims in family": [n_rows] * n_rows,
+                         "resolved": ["no"] * (n_rows - 1) + ["yes"],
+                         "agrees with paper": ["undecided"] * (n_rows - 1) + ["yes"]}).set_index("claim")
+
+
+def test_inline_table_keeps_eight_columns_folds_constants_and_names_what_it_left_out():
+    from mser_lib.report.ablations import BRIEF_CLAIM_COLUMNS, resolved_first
+    from mser_lib.report.tables import INLINE_COLUMNS, inline_table
+
+    claims = _claims_like(20)
+    md = inline_table(resolved_first(claims), BRIEF_CLAIM_COLUMNS, rows=15, full="tables/claims.md")
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert all(line.count("|") - 1 <= INLINE_COLUMNS for line in rows)
+    assert len(rows) == 1 + 15                               # header and 15 rows
+    assert rows[1].startswith("| claim 19 |")                # the resolved claim comes first
+    assert "all rows: seeds 2, schedule 60 epochs" in md     # constant columns said once, not dropped
+    assert "15 of 20 rows" in md and "`tables/claims.md`" in md
+    assert "p (paired t)" in md.split("shown:")[1]           # what is not shown is named
+    head = rows[0].split("|")[1:-1]
+    assert [h.strip() for h in head] == ["claim", "paper says", "we measure", "bootstrap 95% CI", "resolved",
+                                         "agrees with paper"]
+
+
+def test_inline_table_of_a_narrow_table_is_the_table():
+    import pandas as pd
+
+    from mser_lib.report.tables import inline_table, to_markdown
+
+    df = pd.DataFrame({"model": ["a", "b"], "MAE": [0.7, 0.8], "seeds": [2, 3]}).set_index("model")
+    assert inline_table(df) == to_markdown(df)
+    with pytest.raises(KeyError, match="no column 'Corr'"):
+        inline_table(df, ["Corr"])
+
+
+def test_beside_reported_puts_the_papers_value_next_to_ours():
+    import pandas as pd
+
+    from mser_lib.report import ablations as ab
+
+    frame = pd.DataFrame({"label": ["full", "full", "w/o X", "w/o X"], "seed": [0, 1, 0, 1], "metric": "mae",
+                          "value": [0.7, 0.8, 0.9, 1.0]})
+    rep = pd.DataFrame({"source": "reported", "table": "T2", "dataset": ["CMU-MOSI", "CMU-MOSI", "CMU-MOSEI"],
+                        "variant": ["full", "w/o X", "full"], "mae": [0.758, 0.772, 0.553]})
+    table = pd.concat([ab.reported_as_rows(rep, "CMU-MOSI", ["mae"]), ab.reported_as_rows(rep, "CMU-MOSEI", ["mae"]),
+                       ab.summary_table(frame, ["mae"])])
+    out = ab.beside_reported(table, ["MAE", "seeds"], "MAE")
+    assert list(out.index) == ["full", "w/o X"]
+    assert out.loc["full", "MAE"] == "0.750 ± 0.071"
+    assert out.loc["full", "paper MAE (CMU-MOSI)"] == "0.758" and out.loc["w/o X", "paper MAE (CMU-MOSI)"] == "0.772"
+    assert out.loc["full", "paper MAE (CMU-MOSEI)"] == "0.553" and out.loc["w/o X", "paper MAE (CMU-MOSEI)"] == ""

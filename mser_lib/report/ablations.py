@@ -181,6 +181,31 @@ def reported_as_rows(rep: pd.DataFrame, dataset: str, metrics: list[str]) -> pd.
     return df
 
 
+# what a notebook shows inline of a comparison table (index A, B, metric) and of a claims table (index claim);
+# the saved tables keep every column
+BRIEF_TEST_COLUMNS = ["mean A-B", "seed CI", "p adjusted (Holm)", "resolved", "seeds", "bootstrap CI", "schedule"]
+BRIEF_CLAIM_COLUMNS = ["paper says", "we measure", "bootstrap 95% CI", "seeds", "schedule", "resolved",
+                       "agrees with paper"]
+
+
+def resolved_first(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its resolved rows ("yes") first, the others after, each group in its order."""
+    return table.sort_values("resolved", key=lambda col: col != "yes", kind="stable")
+
+
+def beside_reported(table: pd.DataFrame, columns: list[str], paper_column: str) -> pd.DataFrame:
+    """Our rows of a :func:`reported_as_rows` + :func:`summary_table` table, narrowed to ``columns``, with
+    the papers' ``paper_column`` beside them, one column per reported dataset ("paper MAE (CMU-MOSI)"):
+    the compact form a notebook shows (the full table keeps every reported row)."""
+    is_rep = table["source"].astype(str).str.startswith("reported")
+    out = table.loc[~is_rep, columns].copy()
+    for source, sub in table[is_rep].groupby("source", sort=False):
+        dataset = str(source).rsplit(", ", 1)[-1].rstrip(")")
+        reported = {str(i).removesuffix(" [reported]"): v for i, v in sub[paper_column].items()}
+        out[f"paper {paper_column} ({dataset})"] = [reported.get(str(i), "") for i in out.index]
+    return out
+
+
 def values(frame: pd.DataFrame, label: str, metric: str, seeds: list[int]) -> list[float]:
     """The per-seed values of one label and metric, in ``seeds`` order (``nan`` when missing)."""
     sub = frame[(frame["label"] == label) & (frame["metric"] == metric)].set_index("seed")["value"]

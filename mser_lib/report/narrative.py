@@ -279,7 +279,8 @@ CLAIM_GROUPS = (
 def synthesis_sentences(claims: pd.DataFrame) -> list[str]:
     """What a dataset says about each group of the papers' claims (:data:`CLAIM_GROUPS`), from the claims
     table (``claims_all``): per group how many claims the runs resolve, in which direction, with the seeds
-    and schedules behind them; the resolved claims by name. Verdicts are the table's (Holm over the table)."""
+    and schedules behind them; the resolved claims by name. Verdicts are the table's: each claim keeps the Holm
+    verdict of the notebook table that tested it."""
     out = []
     claims = claims.reset_index() if "claim" not in claims.columns else claims
     for title, member in CLAIM_GROUPS:

@@ -168,6 +168,44 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+INLINE_COLUMNS = 8   # a notebook's inline table: at most this many columns (index columns included)
+INLINE_ROWS = 15     # and about this many rows; the full table stays in tables/
+
+
+def inline_table(df: pd.DataFrame, columns: list[str] | None = None, rows: int = INLINE_ROWS,
+                 full: str = "") -> str:
+    """The Markdown a notebook shows for ``df``: at most :data:`INLINE_COLUMNS` columns and ``rows`` rows.
+
+    A column whose value is the same on every row (e.g. ``seeds`` or ``schedule``) is not repeated: it
+    becomes one line under the table ("all rows: seeds 2"). ``columns`` chooses the data columns to keep,
+    in order (index columns always stay); past the limit the last columns go. Whatever is left out is
+    named under the table with ``full`` (the path of the full table), so nothing is hidden silently.
+    """
+    flat = df.reset_index() if any(n is not None for n in df.index.names) else df.copy()
+    keys = [c for c in flat.columns if c in (df.index.names or [])]
+    chosen = [c for c in (columns if columns is not None else flat.columns) if c not in keys]
+    missing = [c for c in chosen if c not in flat.columns]
+    if missing:
+        raise KeyError(f"inline_table: no column {missing[0]!r}; the table has {list(flat.columns)}")
+    constant = {c: flat[c].iloc[0] for c in chosen if len(flat) > 1 and flat[c].astype(str).nunique() == 1}
+    data = [c for c in chosen if c not in constant]
+    keep = (keys + data)[:INLINE_COLUMNS]
+    shown = flat[keep].head(rows)
+    notes = []
+    if constant:
+        notes.append("all rows: " + ", ".join(f"{c} {md_cell(v)}" for c, v in constant.items()))
+    left_cols = [c for c in flat.columns if c not in keep and c not in constant]
+    if left_cols or len(flat) > len(shown):
+        what = []
+        if len(flat) > len(shown):
+            what.append(f"{len(shown)} of {len(flat)} rows")
+        if left_cols:
+            what.append("without " + ", ".join(md_cell(c) for c in left_cols))
+        notes.append("shown: " + "; ".join(what) + (f"; the full table is `{full}`" if full else ""))
+    out = to_markdown(shown.set_index(keep[0]) if keep else shown)
+    return out + "".join(f"\n*{n}*\n" for n in notes)
+
+
 def to_latex(df: pd.DataFrame, caption: str = "", label: str = "") -> str:
     """A booktabs LaTeX table; no extra dependency."""
     flat = df.reset_index()
