@@ -57,7 +57,12 @@ def main() -> int:
     ds = get_dataset(D, a.data_dir, P)
     seeds = profile_seeds(P, D)
     specs = getattr(grids, a.grid)(P, seeds, ds.info)
-    committed = {r["config_hash"]: r for r in read_jsonl(runs_path(ROOT / "results", P, D))}
+    committed_path = runs_path(ROOT / "results", P, D)
+    if not committed_path.exists():
+        sys.exit(f"ray_claims_check: {committed_path} does not exist: this check compares Ray's records with the "
+                 f"committed records of the {P} profile on {D}; train them first "
+                 f"(make reproduce PROFILE={P} DATA={D} DATA_DIR=...)")
+    committed = {r["config_hash"]: r for r in read_jsonl(committed_path)}
     common = dict(dataset=D, profile=P, data_dir=a.data_dir, device=None, force=False, reuse="local")
     submitted = []
     original = experiments.ray_resources

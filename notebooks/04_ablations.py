@@ -195,6 +195,46 @@ ctx.show_table(comp_table.set_index(["A", "B", "metric"]), "femf_ablation_compon
                caption="FEMF ablation: full model minus variant, paired over seeds and bootstrapped over test samples",
                columns=ab.BRIEF_TEST_COLUMNS)
 
+
+# %% [markdown]
+# ### Build it yourself: a paired video bootstrap in ten lines
+#
+# The "bootstrap CI" column above comes from `stats.bootstrap_ci`. Here is the same interval by hand
+# for the first row of the tests table (full model $A$ against the first variant $B$). Put the test
+# predictions of every seed of $A$ and of $B$ side by side. One bootstrap replicate draws the
+# resampling units with replacement, as many as there are: whole videos in the position layout (the
+# utterances of one video are not independent), single samples otherwise. On that one resample,
+# compute
+#
+# $$\Delta^{*} = \frac1n\sum_s m\big(A_s\big) - \frac1n\sum_s m\big(B_s\big),$$
+#
+# the metric of each seed averaged over seeds, **the same resample for both variants** (that is what
+# makes it paired). Repeat $B = 1000$ times and take the 2.5 % and 97.5 % quantiles of the $\Delta^{*}$.
+# The library draws from `np.random.default_rng(0)`; with the same generator and the same draws in
+# the same order our interval must match the library's to the last digit.
+
+# %%
+import numpy as np
+from mser_lib.runs import run_predictions
+r = comp_tests[0]                                   # first row of the tests table: A = full model, B = a variant
+by = {(s["tag"], rec["seed"]): rec for s, rec in zip(specs["components"], records["components"])}
+got = {(lab, s): run_predictions(by[(lab, s)], ds, ctx.results_dir, cache_dir=pred_cache, with_ids=True)
+       for lab in (r["a"], r["b"]) for s in r["seeds"]}
+(y, _, ids), f = got[(r["a"], r["seeds"][0])], stats.metric_fn(r["metric"])
+y, P = np.asarray(y, float), {k: np.asarray(v[1], float) for k, v in got.items()}
+def seed_mean(lab, i):                              # the metric of each seed on positions i, averaged over seeds
+    return np.mean([f(y[i], P[(lab, s)][i]) for s in r["seeds"]])
+units = ([np.flatnonzero(ids == v) for v in dict.fromkeys(ids)] if ds.info.layout == "position"
+         else [np.array([i]) for i in range(len(y))])   # resampling unit: a video, or one sample
+rng = np.random.default_rng(0)                      # the library's generator and seed: the same draws
+draws = [np.concatenate([units[j] for j in rng.integers(0, len(units), size=len(units))]) for _ in range(1000)]
+reps = np.array([seed_mean(r["a"], i) - seed_mean(r["b"], i) for i in draws])   # B = 1000 replicates of Delta*
+q = (1 - 0.95) / 2
+lo, hi = np.quantile(reps[np.isfinite(reps)], [q, 1 - q])
+print(f"{r['a']} - {r['b']} ({r['metric']}, seeds {r['seeds']}, {len(units)} units), 95% bootstrap interval\n"
+      f"  by hand: [{lo:.6f}, {hi:.6f}]   library: [{r['boot_lo']:.6f}, {r['boot_hi']:.6f}]")
+assert np.allclose([lo, hi], [r["boot_lo"], r["boot_hi"]], rtol=0, atol=1e-12), "bootstrap intervals differ"
+
 # %% [markdown]
 # ### What we see (computed, `mser_lib.report.narrative`)
 

@@ -130,6 +130,40 @@ if nets.get("femf") is not None:
     display(Markdown(to_markdown(locality.set_index(["modality", "band"]).round(3))))
     display(Markdown(nv.what_we_see(nv.attention_sentences(locality, as_uniform=1.5, sharper=1.25), ds.info)))
 
+
+# %% [markdown]
+# ### Build it yourself: the attention-locality ratio
+#
+# Each map in `maps` is an $L \times L$ matrix $a$ whose row $i$ (query $i$) is a probability
+# distribution over the keys $j$. With the width $w = \max(1, \mathrm{round}(0.1\,L))$, the near-diagonal
+# mass is the attention that a query puts on keys at most $w$ steps away, averaged over the queries,
+#
+# $$\text{mass} = \frac1L \sum_i \sum_{j:\,|i-j|\le w} a_{ij}, \qquad
+#   \text{uniform} = \frac1L \sum_i \frac{\#\{j : |i-j| \le w\}}{L}, \qquad
+#   \text{ratio} = \frac{\text{mass}}{\text{uniform}}.$$
+#
+# "Uniform" is what a query that spreads $1/L$ over every key would put there; it is not $(2w+1)/L$,
+# because queries near the edges have fewer keys within reach. A ratio near 1 means "no more local than
+# uniform attention"; the high-frequency experts should show a larger ratio than the low-frequency ones
+# if they attend to local cues, as FEMF reads its Fig. 7. We recompute every ratio of the table above.
+
+# %%
+if nets.get("femf") is not None:
+    rows = []
+    for key, a in maps.items():                     # key "attn_<band>_<modality>", a: (L, L), each row sums to 1
+        _, band, mod = key.split("_", 2)
+        a = np.asarray(a, dtype=float)
+        L = a.shape[-1]
+        w = max(1, round(0.1 * L))                  # width_frac = 0.1, as in the table above
+        near = np.abs(np.arange(L)[:, None] - np.arange(L)[None, :]) <= w   # keys within w steps of query i
+        mass = (a * near).sum(1).mean()             # attention mass near the diagonal, mean over queries
+        uniform = near.sum(1).mean() / L            # the same for 1/L on every key
+        rows.append({"modality": mod, "band": band, "L": L, "width": w, "ratio by hand": mass / uniform})
+    byhand = pd.DataFrame(rows).merge(locality[["modality", "band", "ratio"]], on=["modality", "band"])
+    print(byhand.rename(columns={"ratio": "ratio (library)"}).round(4).to_string(index=False))
+    print(f"largest |by hand - library|: {(byhand['ratio by hand'] - byhand['ratio']).abs().max():.1e}")
+    assert np.allclose(byhand["ratio by hand"], byhand["ratio"], rtol=0, atol=1e-12), "locality ratios differ"
+
 # %% [markdown]
 # ## Atsuko Fig. 4: fused features under the four settings
 #
@@ -181,6 +215,49 @@ if weights:
     if len(weights) == 2:
         display(Markdown(nv.what_we_see([nv.mcm_weight_sentence(mean_w.loc["SBN + MCM (Atsuko)"], mean_w.loc["SBN"])],
                                         ds.info)))
+
+
+# %% [markdown]
+# ### Build it yourself: MCM's marginal contribution by hand
+#
+# Atsuko's Marginal Complementarity Module asks, for every sample, how much each modality adds. Besides
+# the full prediction $\hat y$, Atsuko has three bimodal branches: $\hat y_{-m}$ predicts from the two
+# modalities other than $m$ (eq. 5). The marginal contribution of $m$ is how much the loss grows without it,
+# and the router's target is a softmax of these contributions at temperature $\tau_c$ (eq. 6):
+#
+# $$\Delta_m = \ell(\hat y_{-m}, y) - \ell(\hat y, y), \qquad q = \mathrm{softmax}(\Delta / \tau_c).$$
+#
+# $\ell$ is the per-sample loss ($|\hat y - y|$ for `loss_kind="l1"`), $\Delta$ is treated as a constant
+# (no gradient flows through the target), and a modality that is absent for a sample gets $q_m = 0$.
+# The router's weights $w$ are then pulled towards $q$ by $\mathrm{KL}(q \,\|\, w)$ (eq. 7). We rebuild
+# $\Delta$ and $q$ for the test batch of Fig. 7 (the one holding the most positive sample) from the model's
+# own predictions, and compare with the target the model computed (`comp_target`) and with its bimodal
+# loss term.
+
+# %%
+if nets.get("atsuko") is not None:
+    import torch
+
+    net, mods = nets["atsuko"], ("text", "audio", "vision")      # the main Atsuko run: MCM on, eval mode
+    cfg = net.config
+    with torch.no_grad():
+        out = net(batch)
+    l1 = (cfg.comp_loss_kind or cfg.loss_kind) == "l1"
+    loss = (lambda p, t: (p - t).abs()) if l1 else (lambda p, t: (p - t) ** 2)   # the per-sample loss
+    y, bi = batch.labels.float(), out.diagnostics["bimodal_pred"]  # bi[..., m]: the branch WITHOUT modality m
+    delta = loss(bi, y[..., None]) - loss(out.prediction, y)[..., None]       # eq. 5-6: Delta_m per sample
+    avail = (batch.present & torch.stack([batch.mask(m).any(1) for m in mods], 1) if ds.info.layout == "sequence"
+             else torch.stack([batch.mask(m) for m in mods], -1))    # which modalities each sample (position) has
+    ok = avail | ~avail.any(-1, keepdim=True)                     # a position with nothing: all allowed
+    q = torch.softmax((delta / cfg.comp_temperature).masked_fill(~ok, -1e4), -1)
+    target = out.diagnostics["comp_target"]
+    first = (lambda t: t[index].reshape(-1, 3)[0].numpy().round(4))   # sample `index` (its first utterance)
+    print(f"sample {index}: Delta (text, audio, vision) = {first(delta)}, tau_c = {cfg.comp_temperature}\n"
+          f"  q by hand = {first(q)}   model's comp_target = {first(target)}\n"
+          f"  largest |q by hand - comp_target| over the batch: {(q - target).abs().max():.1e}")
+    assert torch.allclose(q, target, rtol=0, atol=1e-6), "MCM target differs"
+    assert torch.isclose(cfg.bi_weight * loss(bi, y[..., None]).mean(-1)[batch.label_mask].mean(),
+                         out.aux_losses["bimodal"], rtol=1e-5), "bimodal loss term differs"
 
 # %% [markdown]
 # ## Atsuko Fig. 6: spectrum, bands and band weights of one strongly positive sample
