@@ -17,20 +17,36 @@ the searches' Optuna studies (``search/*.db``: each trial's ``config_hash``, the
 ``notebooks/``. Nothing else changes: metrics, histories and provenance stay as recorded. A record
 whose saved config does not hash to its own ``config_hash`` is refused (it was written by another
 version of mser). The mapping old -> new is written to ``migrated_hashes.json`` in the folder.
+
+Every file is read and checked before anything changes (a plan, then its application): a file that is not
+what it should be (``runs.jsonl`` or ``migrated_hashes.json`` not JSON, a ``search/*.db`` that is not an
+SQLite study, a table that is not UTF-8, a record that hashes to another run) or a symbolic link inside the
+folder stops migrate with one line naming the file, what was expected and what was found, and the folder is
+left exactly as it was. Files are read without following links and nothing outside the folder is written.
+A migration interrupted while it applies its plan (a crash, a full disk) is finished by running it again:
+``runs.jsonl`` is written last, and what was already renamed or rewritten is recognised and left alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import re
 import sqlite3
+import stat
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data.validate import DataFormatError
 from .experiments import config_hash, get_dataset, resolve_run
-from .train.io import atomic_write_json, atomic_write_text, read_jsonl, refuse_links, write_jsonl
+from .train.io import LinkRefused, atomic_write_bytes, jsonl_line, refuse_links
 
 TEXT_SUFFIXES = (".csv", ".md", ".tex", ".ipynb", ".json")
+_SQLITE_MAGIC = b"SQLite format 3\0"
+_CONFIG_HASH = re.compile(r"[0-9a-f]{16}")
 
 
 def _old_hash(run: dict) -> str:
@@ -48,17 +64,87 @@ def _migrate_record(rec: dict, fingerprint, file) -> tuple[dict, str, str]:
     return {**rec, "config": new_run, "config_hash": new}, old, new
 
 
-def add_data_fingerprints(folder, data_dir=None, progress: bool = True) -> dict[str, str]:
-    """Migrate one ``<results>/<profile>/<dataset>`` folder (see the module docstring).
+# ---------------------------------------------------------------- reading without following links
 
-    Returns:
-        ``{old_hash: new_hash}`` of every record migrated (empty when all had fingerprints).
-    """
-    folder = Path(folder)
+
+def _kind(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a special file")
+
+
+def _read(path: Path, folder: Path) -> bytes | None:
+    """The bytes of the regular file ``path`` inside ``folder`` (``None`` when there is none), opened with
+    ``O_NOFOLLOW``: a link at the file or at a folder between ``folder`` and it is :class:`LinkRefused`."""
+    refuse_links(path, folder)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataFormatError(path, "<file>", "a regular file", _kind(st.st_mode))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:             # became a link since the check
+            raise LinkRefused(path) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise DataFormatError(path, "<file>", "a regular file", _kind(os.fstat(f.fileno()).st_mode))
+        return f.read()
+
+
+def _no_link(path: Path, folder: Path) -> Path:
+    """``path`` (which need not exist) when neither it nor a folder between ``folder`` and it is a link."""
+    return refuse_links(path, folder)
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"bytes that are not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+
+
+def _text(data: bytes, path: Path, expected: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, "<text>", expected, _not_utf8(exc)) from None
+
+
+def _json(data: bytes, path: Path, field: str, expected: str):
+    try:
+        return json.loads(_text(data, path, expected))
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, field, expected, f"not JSON ({exc.msg} at line {exc.lineno} column "
+                              f"{exc.colno})") from None
+    except RecursionError:
+        raise DataFormatError(path, field, expected, "JSON nested too deeply") from None
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass
+class _Plan:
+    folder: Path
+    mapping: dict[str, str] = field(default_factory=dict)
+    renames: list[tuple[Path, Path]] = field(default_factory=list)      # checkpoints/, predictions/
+    writes: list[tuple[Path, bytes]] = field(default_factory=list)      # in order; runs.jsonl last
+    warnings: list[str] = field(default_factory=list)
+
+
+def _plan(folder: Path, data_dir) -> _Plan:
+    """Read and check everything a migration of ``folder`` reads or changes; change nothing."""
+    plan = _Plan(folder)
     runs = folder / "runs.jsonl"
-    if not runs.is_file():
+    data = _read(runs, folder)
+    if data is None:
         raise FileNotFoundError(f"{runs}: no such file (give a <results>/<profile>/<dataset> folder)")
-    records = read_jsonl(runs)
     cache: dict[str, str | None] = {}
 
     def fingerprint(run: dict):
@@ -68,95 +154,242 @@ def add_data_fingerprints(folder, data_dir=None, progress: bool = True) -> dict[
             cache[key] = (ds.info.source or {}).get("fingerprint")
         return cache[key]
 
-    mapping: dict[str, str] = {}
-    out = []
-    for rec in records:
-        if "data_fingerprint" in (rec.get("config") or {}):
-            out.append(rec)
+    def migrated(rec, file, where: str) -> tuple[dict, str, str]:
+        old = rec.get("config_hash")
+        if not isinstance(old, str) or not _CONFIG_HASH.fullmatch(old):      # it names a folder: no '../'
+            raise DataFormatError(file, f"{where}config_hash", "16 lowercase hex characters", _shown(old))
+        try:
+            return _migrate_record(rec, fingerprint, file)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DataFormatError(file, f"{where}config", "a run's saved config (model, dataset, profile, train, "
+                                  "...)", f"{type(exc).__name__}: {exc}") from None
+
+    out, expected_line = [], "one JSON object per line (a torn or corrupt line: delete it or restore the file)"
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
             continue
-        rec, old, new = _migrate_record(rec, fingerprint, runs)
-        mapping[old] = new
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(runs, f"line {number}", expected_line, _not_utf8(exc)) from None
+        except (json.JSONDecodeError, RecursionError):
+            raise DataFormatError(runs, f"line {number}", expected_line, f"{raw[:60]!r}") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("config"), dict):
+            raise DataFormatError(runs, f"line {number}", "a run record with its config (a JSON object)",
+                                  _shown(rec)[:60])
+        if "data_fingerprint" not in rec["config"]:
+            rec, old, new = migrated(rec, runs, f"line {number} ")
+            plan.mapping[old] = new
         out.append(rec)
-    if not mapping:
-        return mapping
+    if not plan.mapping:
+        return plan
 
-    # Every destination is checked before anything moves; runs.jsonl is written last, so a migration that
-    # stops half way is finished by running it again (what was renamed is skipped).
-    ckpt, preds = folder / "checkpoints", folder / "predictions"
-    for old, new in mapping.items():
-        clash = [ckpt / new] if (ckpt / old).is_dir() and (ckpt / new).exists() else []
-        clash += [f.with_name(new + f.name[len(old):]) for f in preds.glob(f"{old}_*.npz")
-                  if f.with_name(new + f.name[len(old):]).exists()]
-        if clash:
-            raise FileExistsError(f"{clash[0]} exists (trained or written by this mser already): move it away or "
-                                  f"delete {ckpt / old} to keep one of them; nothing was migrated")
-    for old, new in mapping.items():
-        if (ckpt / old).is_dir():
-            (ckpt / old).rename(ckpt / new)
-        local = ckpt / new / "record.json"
-        if local.is_file():
-            rec = json.loads(local.read_text())
-            if "data_fingerprint" not in rec.get("config", {}):
-                atomic_write_json(local, _migrate_record(rec, fingerprint, local)[0])
-        for f in preds.glob(f"{old}_*.npz"):
-            f.rename(f.with_name(new + f.name[len(old):]))
-    for db in sorted((folder / "search").glob("*.db")):
-        _migrate_study(db, mapping, data_dir)
+    ckpt, preds = _no_link(folder / "checkpoints", folder), _no_link(folder / "predictions", folder)
+    clash = []
+    for old, new in plan.mapping.items():
+        src, dst = _no_link(ckpt / old, folder), _no_link(ckpt / new, folder)
+        if src.is_dir():
+            if os.path.lexists(dst):
+                clash.append((dst, src))
+            plan.renames.append((src, dst))          # else already renamed (an interrupted migration) or none
+        local = (src if src.is_dir() else dst) / "record.json"
+        data = _read(local, folder)
+        if data is not None:
+            rec = _json(data, local, "<json>", "a run record (a JSON object with its config)")
+            if not isinstance(rec, dict) or not isinstance(rec.get("config"), dict):
+                raise DataFormatError(local, "<json>", "a run record (a JSON object with its config)",
+                                      _shown(rec)[:60])
+            if "data_fingerprint" not in rec["config"]:
+                rec, was, now = migrated(rec, local, "")
+                if (was, now) != (old, new):
+                    raise DataFormatError(local, "config_hash", f"{old}, the run of its folder (as in {runs.name})",
+                                          was)
+                plan.writes.append((dst / "record.json", _json_bytes(rec)))
+        if preds.is_dir():
+            for f in sorted(preds.glob(f"{old}_*.npz")):
+                target = _no_link(f.with_name(new + f.name[len(old):]), folder)
+                _no_link(f, folder)
+                if os.path.lexists(target):
+                    clash.append((target, f))
+                plan.renames.append((f, target))
+    if clash:
+        raise FileExistsError(f"{clash[0][0]} exists (trained or written by this mser already): move it away or "
+                              f"delete {clash[0][1]} to keep one of them; nothing was migrated")
+
+    search = _no_link(folder / "search", folder)
+    if search.is_dir():
+        for db in sorted(search.glob("*.db")):
+            new_bytes = _plan_study(db, folder, plan, data_dir)
+            if new_bytes is not None:
+                plan.writes.append((db, new_bytes))
     for sub in ("tables", "notebooks"):
-        for f in sorted((folder / sub).rglob("*")):
-            if f.suffix in TEXT_SUFFIXES and f.is_file():
-                refuse_links(f, folder)                  # a linked tables/ (or file) is not rewritten
-                text = f.read_text()
-                changed = text
-                for old, new in mapping.items():
-                    changed = changed.replace(old, new)
-                if changed != text:
-                    atomic_write_text(f, changed)
+        for f in _text_files(folder, sub):
+            raw = _read(f, folder)
+            text = _text(raw, f, "UTF-8 text (a table or notebook mser wrote)")
+            changed = text
+            for old, new in plan.mapping.items():
+                changed = changed.replace(old, new)
+            if changed != text:
+                plan.writes.append((f, changed.encode("utf-8")))
     done = folder / "migrated_hashes.json"
-    atomic_write_json(done, {**(json.loads(done.read_text()) if done.is_file() else {}), **mapping})
-    write_jsonl(runs, out)
-    if progress:
-        print(f"{folder}: {len(mapping)} records given their data fingerprint and new hashes "
-              f"(mapping in {done})")
-    return mapping
+    data = _read(done, folder)
+    before = {}
+    if data is not None:
+        expected = "a JSON object {old config hash: new config hash}"
+        before = _json(data, done, "<json>", expected)
+        if not isinstance(before, dict) or not all(isinstance(v, str) for v in before.values()):
+            raise DataFormatError(done, "<json>", expected, _shown(before)[:60])
+    plan.writes.append((done, _json_bytes({**before, **plan.mapping})))
+    plan.writes.append((runs, "".join(jsonl_line(r) for r in out).encode("utf-8")))
+    return plan
 
 
-def _migrate_study(db: Path, mapping: dict[str, str], data_dir) -> None:
-    """Rename the trials' ``config_hash`` in an Optuna study, and its ``base_config_hash`` when it is the
-    hash of the plain base run (no fixed overrides or trainer settings) of the study's model."""
-    con = sqlite3.connect(db)
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
+def _text_files(folder: Path, sub: str) -> list[Path]:
+    """The text files under ``folder/sub`` that migrate rewrites; a linked folder or text file there is refused."""
+    root = _no_link(folder / sub, folder)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):        # never descends into a linked folder
+        here = Path(dirpath)
+        for name in dirnames:
+            _no_link(here / name, folder)
+        for name in filenames:
+            if Path(name).suffix in TEXT_SUFFIXES:
+                files.append(_no_link(here / name, folder))
+    return sorted(files)
+
+
+def _plan_study(db: Path, folder: Path, plan: _Plan, data_dir) -> bytes | None:
+    """The bytes of the Optuna study ``db`` with its trials' ``config_hash`` renamed, and its
+    ``base_config_hash`` when it is the hash of the plain base run (no fixed overrides or trainer settings)
+    of the study's model; ``None`` when nothing changes. The study is read (and rewritten) in memory."""
+    expected = "an Optuna study (an SQLite database with trial_user_attributes and study_user_attributes)"
+    for suffix in ("-journal", "-wal"):
+        side = db.with_name(db.name + suffix)
+        if os.path.lexists(side):
+            raise DataFormatError(db, "<sqlite>", f"a closed study (no {side.name}: let the search that writes "
+                                  "it finish, or open the study once with optuna)", f"{side.name}")
+    data = _read(db, folder)
+    if not data.startswith(_SQLITE_MAGIC):
+        raise DataFormatError(db, "<sqlite>", expected, f"{len(data)} bytes beginning {data[:16]!r}")
+    con = sqlite3.connect(":memory:")
+    changed = False
     try:
-        with con:
-            for rowid, value in con.execute("SELECT trial_user_attribute_id, value_json FROM trial_user_attributes "
-                                            "WHERE key = 'config_hash'").fetchall():
+        con.deserialize(data)
+        rows = con.execute("SELECT trial_user_attribute_id, value_json FROM trial_user_attributes "
+                           "WHERE key = 'config_hash'").fetchall()
+        studies = con.execute("SELECT study_user_attribute_id, value_json FROM study_user_attributes "
+                              "WHERE key = 'fingerprint'").fetchall()
+        for rowid, value in rows:
+            try:
                 h = json.loads(value)
-                if h in mapping:
-                    con.execute("UPDATE trial_user_attributes SET value_json = ? WHERE trial_user_attribute_id = ?",
-                                (json.dumps(mapping[h]), rowid))
-            for rowid, value in con.execute("SELECT study_user_attribute_id, value_json FROM study_user_attributes "
-                                            "WHERE key = 'fingerprint'").fetchall():
+            except (TypeError, json.JSONDecodeError):
+                raise DataFormatError(db, f"trial_user_attributes {rowid} (config_hash)", "a JSON string",
+                                      _shown(value)) from None
+            if isinstance(h, str) and h in plan.mapping:
+                con.execute("UPDATE trial_user_attributes SET value_json = ? WHERE trial_user_attribute_id = ?",
+                            (json.dumps(plan.mapping[h]), rowid))
+                changed = True
+        for rowid, value in studies:
+            try:
                 fp = json.loads(value)
                 ds = get_dataset(fp["dataset"], data_dir, fp["profile"])
                 run = resolve_run(fp["model"], fp["dataset"], fp["seed"], fp["profile"], info=ds.info)
-                if _old_hash(run) != fp["base_config_hash"]:
-                    if config_hash(run) != fp["base_config_hash"]:
-                        print(f"WARNING: {db}: the study's base run is not the plain one; its base_config_hash is "
-                              "left as it is (a search with other fixed settings: run it again)", file=sys.stderr)
-                    continue
-                fp["base_config_hash"] = config_hash(run)
-                con.execute("UPDATE study_user_attributes SET value_json = ? WHERE study_user_attribute_id = ?",
-                            (json.dumps(fp), rowid))
+                base = fp["base_config_hash"]
+            except (TypeError, KeyError, json.JSONDecodeError) as exc:
+                raise DataFormatError(db, f"study_user_attributes {rowid} (fingerprint)", "a JSON object with "
+                                      "model, dataset, seed, profile and base_config_hash",
+                                      f"{type(exc).__name__}: {exc}") from None
+            if _old_hash(run) != base:
+                if config_hash(run) != base:
+                    plan.warnings.append(f"WARNING: {db}: the study's base run is not the plain one; its "
+                                         "base_config_hash is left as it is (a search with other fixed settings: "
+                                         "run it again)")
+                continue
+            fp["base_config_hash"] = config_hash(run)
+            con.execute("UPDATE study_user_attributes SET value_json = ? WHERE study_user_attribute_id = ?",
+                        (json.dumps(fp), rowid))
+            changed = True
+        if not changed:
+            return None
+        con.commit()
+        return con.serialize()
+    except sqlite3.DatabaseError as exc:
+        raise DataFormatError(db, "<sqlite>", expected, f"{type(exc).__name__}: {exc}") from None
     finally:
         con.close()
 
 
+# ---------------------------------------------------------------- applying it
+
+
+def _rename(src: Path, dst: Path, folder: Path) -> None:
+    _no_link(src, folder)
+    if os.path.lexists(_no_link(dst, folder)):      # os.rename would replace an empty folder or a file
+        raise FileExistsError(f"{dst} exists: a migration of {folder} is running beside this one")
+    os.rename(src, dst)
+
+
+def _write(path: Path, data: bytes, folder: Path) -> None:
+    _no_link(path, folder)
+    mode = stat.S_IMODE(os.lstat(path).st_mode) if os.path.lexists(path) else None
+    atomic_write_bytes(path, data)                   # replaces the name, never writes through it
+    if mode is not None:
+        os.chmod(path, mode)                         # a shared folder's file stays as readable as it was
+
+
+def _apply(plan: _Plan) -> None:
+    for src, dst in plan.renames:
+        _rename(src, dst, plan.folder)
+    for path, data in plan.writes:
+        _write(path, data, plan.folder)
+    for line in plan.warnings:
+        print(line, file=sys.stderr)
+
+
+def add_data_fingerprints(folder, data_dir=None, progress: bool = True) -> dict[str, str]:
+    """Migrate one ``<results>/<profile>/<dataset>`` folder (see the module docstring).
+
+    Returns:
+        ``{old_hash: new_hash}`` of every record migrated (empty when all had fingerprints).
+
+    Raises:
+        DataFormatError: a file of the folder is not what it should be (the message names it, what was
+            expected and what was found); nothing was changed.
+        LinkRefused: a symbolic link inside the folder; nothing was changed.
+        FileExistsError: a renamed checkpoint or prediction would replace one that exists; nothing was changed.
+    """
+    folder = Path(folder)
+    plan = _plan(folder, data_dir)
+    if not plan.mapping:
+        return {}
+    _apply(plan)
+    if progress:
+        print(f"{folder}: {len(plan.mapping)} records given their data fingerprint and new hashes "
+              f"(mapping in {folder / 'migrated_hashes.json'})")
+    return plan.mapping
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a user error (a bad file, a link, a clash) prints one line ``mser: error: ...``
+    and exits with status 2, as ``python -m mser_lib`` does."""
+    from .cli import PROG, USER_ERRORS, _message
+
     p = argparse.ArgumentParser(prog="python -m mser_lib.migrate", description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", help="<results>/<profile>/<dataset> folders")
     p.add_argument("--data-dir", default=None, help="the data the runs were trained on (not for synthetic)")
     a = p.parse_args(argv)
-    for folder in a.folders:
-        add_data_fingerprints(folder, a.data_dir)
+    try:
+        for folder in a.folders:
+            add_data_fingerprints(folder, a.data_dir)
+    except USER_ERRORS as exc:
+        if os.environ.get("MSER_DEBUG"):
+            raise
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -222,13 +222,13 @@ got = {(lab, s): run_predictions(by[(lab, s)], ds, ctx.results_dir, cache_dir=pr
        for lab in (r["a"], r["b"]) for s in r["seeds"]}
 (y, _, ids), f = got[(r["a"], r["seeds"][0])], stats.metric_fn(r["metric"])
 y, P = np.asarray(y, float), {k: np.asarray(v[1], float) for k, v in got.items()}
-def seed_mean(lab, i):                              # the metric of each seed on positions i, averaged over seeds
-    return np.mean([f(y[i], P[(lab, s)][i]) for s in r["seeds"]])
 units = ([np.flatnonzero(ids == v) for v in dict.fromkeys(ids)] if ds.info.layout == "position"
          else [np.array([i]) for i in range(len(y))])   # resampling unit: a video, or one sample
 rng = np.random.default_rng(0)                      # the library's generator and seed: the same draws
 draws = [np.concatenate([units[j] for j in rng.integers(0, len(units), size=len(units))]) for _ in range(1000)]
-reps = np.array([seed_mean(r["a"], i) - seed_mean(r["b"], i) for i in draws])   # B = 1000 replicates of Delta*
+# Delta* of each draw: the metric of each seed on the drawn positions, averaged over seeds, A minus B
+reps = np.array([np.mean([f(y[i], P[(r["a"], s)][i]) for s in r["seeds"]])
+                 - np.mean([f(y[i], P[(r["b"], s)][i]) for s in r["seeds"]]) for i in draws])
 q = (1 - 0.95) / 2
 lo, hi = np.quantile(reps[np.isfinite(reps)], [q, 1 - q])
 print(f"{r['a']} - {r['b']} ({r['metric']}, seeds {r['seeds']}, {len(units)} units), 95% bootstrap interval\n"

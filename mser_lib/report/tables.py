@@ -6,14 +6,21 @@ are added by the notebooks from :mod:`mser_lib.report.paper_rows` and marked as 
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..checks import MAX_SEED
+from ..data.validate import DataFormatError
 from ..metrics import METRIC_NAMES
-from ..train.io import atomic_write_text, read_jsonl
+from ..train.io import SkippedLinesWarning, atomic_write_text
 
 MOSI_COLUMNS = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "mae", "corr"]
 SIMS_COLUMNS = ["acc2", "f1", "acc3", "acc5", "mae", "corr"]
@@ -64,8 +71,156 @@ def data_labels(records: list[dict]) -> list[str]:
             for r, name, fp in zip(records, names, fps)]
 
 
+# ------------------------------------------------------------------------------------------------
+# what a record must hold before a table averages it (issue 24, item 7)
+
+#: Metrics that are fractions (accuracies, F1, precision, recall): in [0, 1].
+_FRACTIONS = frozenset(METRIC_NAMES) - {"mae", "corr"}
+_HASH = re.compile(r"[0-9a-f]{16}")
+
+
+def _metric_rule(name: str) -> tuple[float | None, float | None, bool, str]:
+    """``(low, high, nan_allowed, expected)`` of a metric: fractions in [0, 1], ``corr`` in [-1, 1] or NaN
+    (Pearson r of a constant prediction is undefined, docs/metrics.md), ``mae`` >= 0, any other finite."""
+    if name in _FRACTIONS:
+        return 0.0, 1.0, False, "a number in [0, 1]"
+    if name == "corr":
+        return -1.0, 1.0, True, "a number in [-1, 1] (or NaN: Pearson r of a constant prediction)"
+    if name == "mae":
+        return 0.0, None, False, "a finite number >= 0"
+    return None, None, False, "a finite number"
+
+
+def _shown(value) -> str:
+    """A found value for a one-line message: its type and a short ``repr`` (line breaks escaped)."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def check_record(record, path=None, line: int | None = None, *, profile: str | None = None,
+                 dataset: str | None = None, split: str = "test", index: int | None = None) -> dict:
+    """``record`` if the tables can average it, else a :class:`~mser_lib.data.validate.DataFormatError` whose
+    one-line message names the file and line (``path``, ``line``; without a file: the record's position
+    ``index`` in the list given), the run's config hash, the field, what was expected and what was found.
+
+    Checked: ``model`` (a non-empty string), ``dataset`` and ``profile`` (strings; those of the folder the
+    ``runs.jsonl`` sits in when ``dataset``/``profile`` are given), ``seed`` (an integer in [0, 2**32 - 1]),
+    ``config_hash`` (16 lowercase hex characters in a file; a string in memory), ``split`` (present: a
+    non-empty mapping of metric name to number) and ``test``/``valid`` wherever present, each metric a real
+    number (never ``true``, a string, a list or null) in its range: accuracies, F1, precision and recall in
+    [0, 1], ``corr`` in [-1, 1] or NaN, ``mae`` >= 0, any other metric finite; ``degenerate`` true, false or
+    null; ``best_is_last`` true or false; ``overrides``, ``config`` and its ``train``/``data_kwargs`` mappings
+    or null, ``config.data_fingerprint`` a string or null. Nothing is changed.
+    """
+    h = record.get("config_hash") if isinstance(record, dict) else None
+    run = f"run {h}" if isinstance(h, str) and _HASH.fullmatch(h) else None
+    if path is not None:
+        where = f"{path}, line {line}" if line is not None else str(path)
+    else:
+        where = "runs.jsonl record" + (f" {index + 1} of those given" if index is not None else "")
+    where += f" ({run})" if run else ""
+
+    def refuse(field: str, expected: str, found) -> DataFormatError:
+        return DataFormatError(where, field, expected, found)
+
+    if not isinstance(record, dict):
+        raise refuse("<record>", "a JSON object", _shown(record))
+    for key in ("model", "dataset", "profile"):
+        if key not in record:
+            raise refuse(key, "a string", "no such field")
+        value = record[key]
+        if not isinstance(value, str) or not value.strip():
+            raise refuse(key, "a non-empty string", _shown(value))
+    for key, want in (("dataset", dataset), ("profile", profile)):
+        if want is not None and record[key] != want:
+            raise refuse(key, f"{want!r} (the {key} of the folder this runs.jsonl is in)", _shown(record[key]))
+    if "seed" not in record:
+        raise refuse("seed", f"an integer in [0, {MAX_SEED}]", "no such field")
+    seed = record["seed"]
+    if not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED):
+        raise refuse("seed", f"an integer in [0, {MAX_SEED}]", _shown(seed))
+    if "config_hash" in record:     # names the run's checkpoint folder; in memory (tests, searches) any string
+        if path is not None and run is None:
+            raise refuse("config_hash", "16 lowercase hex characters", _shown(h))
+        if not isinstance(h, str):
+            raise refuse("config_hash", "a string", _shown(h))
+    for name in dict.fromkeys((split, "test", "valid")):
+        if name not in record:
+            if name == split:
+                raise refuse(name, "a mapping of metric name to number (the run's metrics on this split)",
+                             "no such field")
+            continue
+        metrics = record[name]
+        if metrics is None and name != split:
+            continue
+        if not isinstance(metrics, dict) or not metrics:
+            raise refuse(name, "a non-empty mapping of metric name to number", _shown(metrics))
+        for metric, value in metrics.items():
+            if not isinstance(metric, str) or not metric or metric.startswith("_"):
+                raise refuse(f"{name}.{metric}", "a metric name (a string not starting with '_')", _shown(metric))
+            low, high, nan_ok, expected = _metric_rule(metric)
+            ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+            if ok:
+                try:
+                    v = float(value)
+                except OverflowError:             # an integer past the float range
+                    v = math.inf
+                if math.isnan(v):
+                    ok = nan_ok
+                else:
+                    ok = math.isfinite(v) and (low is None or v >= low) and (high is None or v <= high)
+            if not ok:
+                raise refuse(f"{name}.{metric}", expected, _shown(value))
+    if record.get("degenerate") is not None and not isinstance(record["degenerate"], bool):
+        raise refuse("degenerate", "true, false or null", _shown(record["degenerate"]))
+    if "best_is_last" in record and not isinstance(record["best_is_last"], bool):
+        raise refuse("best_is_last", "true or false", _shown(record["best_is_last"]))
+    for key in ("overrides", "config"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise refuse(key, "a mapping or null", _shown(record[key]))
+    config = record.get("config") or {}
+    for key in ("train", "data_kwargs"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise refuse(f"config.{key}", "a mapping or null", _shown(config[key]))
+    if config.get("data_fingerprint") is not None and not isinstance(config["data_fingerprint"], str):
+        raise refuse("config.data_fingerprint", "a string or null", _shown(config["data_fingerprint"]))
+    return record
+
+
+def _numbered_lines(path: Path) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of every JSON object line of ``path``, skipping torn or corrupt lines with one
+    :class:`~mser_lib.train.io.SkippedLinesWarning`, as :func:`mser_lib.train.io.read_jsonl` does."""
+    if not path.exists():
+        return []
+    out, bad = [], []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            bad.append(number)
+            continue
+        if isinstance(rec, dict):
+            out.append((number, rec))
+        else:
+            bad.append(number)
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) (torn, corrupt or not UTF-8): "
+                      f"line {shown}", SkippedLinesWarning, stacklevel=3)
+    return out
+
+
 def load_records(results_dir, profile: str, dataset: str) -> list[dict]:
-    return read_jsonl(Path(results_dir) / profile / dataset / "runs.jsonl")
+    """The records of ``<results_dir>/<profile>/<dataset>/runs.jsonl``, each checked by :func:`check_record`
+    (a record the tables cannot average, or one of another profile or dataset, is refused with one line naming
+    the file, the line, the field, what was expected and what was found). Torn lines are skipped with a
+    warning, as :func:`mser_lib.train.io.read_jsonl` does; no file: no records."""
+    path = Path(results_dir) / profile / dataset / "runs.jsonl"
+    return [check_record(rec, path, number, profile=profile, dataset=dataset)
+            for number, rec in _numbered_lines(path)]
 
 
 def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
@@ -73,12 +228,18 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
     """Long table: one row per (group, metric) with mean, std (ddof=1), n seeds and the seeds.
 
     Runs recorded as ``degenerate`` (no better than the trivial predictor on their selection split) are
-    left out, with a warning naming them, unless ``include_degenerate``."""
+    left out, with a warning naming them, unless ``include_degenerate``.
+
+    Every record is checked first (:func:`check_record`): a record the table cannot average is refused with
+    one line, never skipped. A ``corr`` of NaN (constant predictions) makes its group's mean NaN, so ``n``
+    is always the number of values averaged."""
+    for i, r in enumerate(records):
+        check_record(r, split=split, index=i)
     bad = [r for r in records if r.get("degenerate")]
     if bad and not include_degenerate:
-        new = [r for r in bad if r["config_hash"] not in _REPORTED_DEGENERATE]
+        new = [r for r in bad if r.get("config_hash") not in _REPORTED_DEGENERATE]
         if new:    # once per run and process: tables are built many times from the same records
-            _REPORTED_DEGENERATE.update(r["config_hash"] for r in new)
+            _REPORTED_DEGENERATE.update(r.get("config_hash") for r in new)
             print(f"NOTE: {len(new)} degenerate run(s) (learned nothing: no better than the trivial predictor) "
                   "left out of the tables: " + ", ".join(f"{r['model']} ({variant_name(r)}) seed {r['seed']}"
                                                          for r in new), file=sys.stderr)
@@ -86,8 +247,8 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
     labels = data_labels(records)
     rows = []
     for r, variant in zip(records, labels):
-        metrics = dict(r.get(split) or {})
-        if metrics and "best_is_last" in r:
+        metrics = {k: float(v) for k, v in r[split].items()}
+        if "best_is_last" in r:
             metrics[BEST_IS_LAST] = float(bool(r["best_is_last"]))
         for k, v in metrics.items():
             rows.append({"model": r["model"], "variant": variant, "seed": r["seed"],
@@ -99,7 +260,10 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
     df = df.drop_duplicates(subset=[*by, "seed", "metric"], keep="last")
     g = df.groupby([*by, "metric"], sort=False)["value"]
     out = g.agg(mean="mean", std=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"),
-                n="count").reset_index()
+                n="size", values="count").reset_index()
+    # a NaN (corr of a constant prediction) makes the mean and std NaN: never a mean of fewer values than n
+    out.loc[out["values"] < out["n"], ["mean", "std"]] = float("nan")
+    out = out.drop(columns="values")
     seeds = df.groupby([*by, "metric"], sort=False)["seed"].apply(lambda s: sorted(s.tolist())).reset_index()
     return out.merge(seeds.rename(columns={"seed": "seeds"}), on=[*by, "metric"])
 
