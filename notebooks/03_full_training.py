@@ -197,6 +197,34 @@ else:
 display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %% [markdown]
+# ## Each paper's Table 1 as claims
+#
+# Each paper puts its method above the rows of its Table 1. For every row whose model mser runs (Atsuko's
+# Table 1: EMOE, TFN and LMF so far; FEMF's Table 1 compares with methods mser does not implement yet, see
+# [docs/baselines.md](../docs/baselines.md)), the claim "the method beats it" is tested on these runs with the
+# rule of notebook 04: paired over seeds (at least 3), Holm over this table, a bootstrap over test samples
+# (videos on mosi-bclstm) that excludes 0, every seed agreeing in sign. *Paper says* gives the printed numbers,
+# on the paper's own data and features.
+
+# %%
+import pandas as pd
+
+from mser_lib.report import ablations as ab
+
+single = [(g, r) for g, r in zip(grid, records) if "overrides" not in g]    # one run per model and seed
+t1_specs, t1_recs = [g for g, _ in single], [r for _, r in single]
+t1_frame = ab.grid_frame(t1_specs, t1_recs)
+t1 = [ab.claim_row(c["claim"], c["says"], ab.compare_labels(t1_frame, t1_specs, t1_recs, c["a"], c["b"], c["metric"],
+                                                           ds, ctx.results_dir, ctx.out / "predictions", expect=+1))
+      for c in paper_rows.table1_claims(set(t1_frame["label"]))]
+if t1:
+    t1_claims = ab.adjust_claims(pd.DataFrame(t1)).set_index("claim")
+    ctx.save_table(t1_claims, "claims_table1", caption=f"Each paper's Table 1 as claims on {ds.info.name} ({ctx.profile})")
+    display(Markdown(inline_table(ab.resolved_first(t1_claims), ab.BRIEF_CLAIM_COLUMNS,
+                                  full=f"{ctx.rel(ctx.tables)}/claims_table1.md")))
+    display(Markdown(nv.what_we_see([nv.claims_sentence(t1_claims)], ds.info)))
+
+# %% [markdown]
 # ## Which epoch? The same runs under three selection protocols
 #
 # A model's test score depends on how its epoch (its checkpoint) was chosen. On `mosi-bclstm` the

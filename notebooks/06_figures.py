@@ -365,14 +365,15 @@ if not energy.empty:
     display(Markdown(nv.what_we_see([nv.energy_sentence(energy)], ds.info)))
 
 # %% [markdown]
-# ## All claims of notebooks 04 and 05
+# ## All claims of notebooks 03, 04 and 05
 #
-# The claims tables written by notebooks 04 and 05, together (read back from `tables/`). Each claim keeps the
+# The claims tables written by notebooks 03 (each paper's Table 1), 04 and 05, together (read back from
+# `tables/`). Each claim keeps the
 # verdict of its own notebook's table (Holm over that table): a claim is never "resolved" in one place and
 # "undecided" in another because it was adjusted with a different family.
 
 # %%
-parts = [pd.read_csv(ctx.tables / f"{n}.csv") for n in ("claims_ablations", "claims_robustness")
+parts = [pd.read_csv(ctx.tables / f"{n}.csv") for n in ("claims_table1", "claims_ablations", "claims_robustness")
          if (ctx.tables / f"{n}.csv").exists()]
 if parts:
     all_claims = pd.concat(parts).set_index("claim")

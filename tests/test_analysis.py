@@ -118,3 +118,14 @@ def test_beside_reported_puts_the_papers_value_next_to_ours():
     assert out.loc["full", "MAE"] == "0.750 ± 0.071"
     assert out.loc["full", "paper MAE (CMU-MOSI)"] == "0.758" and out.loc["w/o X", "paper MAE (CMU-MOSI)"] == "0.772"
     assert out.loc["full", "paper MAE (CMU-MOSEI)"] == "0.553" and out.loc["w/o X", "paper MAE (CMU-MOSEI)"] == ""
+
+
+def test_table1_claims_pair_each_method_with_the_rows_of_its_own_table_that_mser_runs():
+    from mser_lib.report.paper_rows import table1_claims
+
+    claims = table1_claims(["atsuko", "tfn", "femf", "baseline"])
+    assert [c["claim"] for c in claims] == ["Table 1: Atsuko beats TFN (MAE)", "Table 1: Atsuko beats TFN (Acc-7)"]
+    assert claims[0]["a"] == "atsuko" and claims[0]["b"] == "tfn" and claims[0]["metric"] == "mae"
+    assert "CMU-MOSI aligned 0.696 vs 0.953" in claims[0]["says"]        # Atsuko Table 1 as printed
+    assert table1_claims(["tfn", "lmf", "emoe"]) == []                    # no method, no claim
+    assert table1_claims(["femf", "tfn"]) == []                           # TFN is not a row of FEMF's Table 1

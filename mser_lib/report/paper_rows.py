@@ -101,8 +101,11 @@ EMOE	72.58	70.73	72.08	70.86
 Atsuko (Ours)	74.16	71.22	72.93	70.86
 """
 
-#: Our model names for the papers' rows of the methods mser implements.
-IMPLEMENTED = {"Ours": "femf", "Atsuko(Ours)": "atsuko", "Atsuko (Ours)": "atsuko", "EMOE": "emoe"}
+#: Our model names for the papers' rows of the methods mser implements (FEMF's "Ours" is :attr:`ReportedRow.implements`'s).
+IMPLEMENTED = {"Atsuko(Ours)": "atsuko", "Atsuko (Ours)": "atsuko", "EMOE": "emoe", "TFN": "tfn", "LMF": "lmf"}
+
+#: The paper each method of ours comes from, and the table of that paper whose rows it claims to beat.
+TABLE1_OF = {"femf": "FEMF Table 1", "atsuko": "Atsuko Table 1"}
 
 
 @dataclass(frozen=True)
@@ -128,12 +131,10 @@ class ReportedRow:
 
     @property
     def implements(self) -> str | None:
-        """Our registry name when the row is a method mser implements (FEMF, Atsuko, EMOE)."""
-        if self.source.startswith("FEMF") and self.model == "Ours":
-            return "femf"
-        if self.source.startswith("Atsuko"):
-            return IMPLEMENTED.get(self.model) if self.model != "Ours" else None
-        return None
+        """Our registry name when the row is a model mser implements (FEMF, Atsuko, EMOE, TFN, LMF)."""
+        if self.model == "Ours":
+            return "femf" if self.source.startswith("FEMF") else None
+        return IMPLEMENTED.get(self.model)
 
     @property
     def label(self) -> str:
@@ -207,6 +208,34 @@ def reported_rows(family: str = "mosi", implemented_only: bool = False) -> list[
     if implemented_only:
         rows = [r for r in rows if r.implements]
     return rows
+
+
+def table1_claims(models, metrics: tuple[str, ...] = ("mae", "acc7")) -> list[dict]:
+    """The claims of each paper's Table 1 that runs of ``models`` (registry names) can test: the paper's method
+    beats each row of its Table 1 that mser implements and ran. One dict per (pair, metric) that the table
+    reports: ``claim`` ("Table 1: Atsuko beats TFN (MAE)"), ``a``, ``b`` (registry names), ``metric`` and
+    ``says`` (the printed numbers, method vs row, per dataset and setting)."""
+    from ..models.registry import model_spec
+
+    models = set(models)
+    rows = [r for r in femf_table1() + atsuko_table1() if r.implements in models]
+    out = []
+    for method, table in TABLE1_OF.items():
+        mine = {(r.dataset, r.setting): r for r in rows if r.source == table and r.implements == method}
+        others = dict.fromkeys(r.implements for r in rows if r.source == table and r.implements != method)
+        if method not in models:
+            continue
+        for other in others:
+            theirs = {(r.dataset, r.setting): r for r in rows if r.source == table and r.implements == other}
+            for metric in metrics:
+                says = [f"{d}{' ' + st if st != 'utterance-level' else ''} {mine[(d, st)].values[metric]} vs "
+                        f"{theirs[(d, st)].values[metric]}" for d, st in mine
+                        if (d, st) in theirs and metric in mine[(d, st)].values]
+                if says:
+                    out.append({"claim": f"Table 1: {model_spec(method).label} beats {model_spec(other).label} "
+                                         f"({_NAMES.get(metric, metric)})", "a": method, "b": other,
+                                "metric": metric, "says": f"{table}: " + "; ".join(says)})
+    return out
 
 
 def reported_frame(rows: list[ReportedRow]) -> pd.DataFrame:
