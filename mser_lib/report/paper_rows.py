@@ -101,7 +101,7 @@ EMOE	72.58	70.73	72.08	70.86
 Atsuko (Ours)	74.16	71.22	72.93	70.86
 """
 
-#: Our model names for the papers' rows of the methods mser implements (FEMF's "Ours" is :attr:`ReportedRow.implements`'s).
+#: Our model names for the papers' rows of the models mser implements (FEMF's "Ours": :attr:`ReportedRow.implements`).
 IMPLEMENTED = {"Atsuko(Ours)": "atsuko", "Atsuko (Ours)": "atsuko", "EMOE": "emoe", "TFN": "tfn", "LMF": "lmf"}
 
 #: The paper each method of ours comes from, and the table of that paper whose rows it claims to beat.
