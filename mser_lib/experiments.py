@@ -67,7 +67,15 @@ from .data import MissingModality, MultimodalDataset, dataset_layout, load_datas
 from .models import build_model, count_parameters
 from .models.registry import build_config
 from .train import TrainConfig, append_jsonl, evaluate, fit_model, read_jsonl, resolve_device, set_seed
-from .train.io import LinkRefused, _jsonable, atomic_write_json, refuse_links, write_jsonl
+from .train.io import (
+    LinkRefused,
+    _jsonable,
+    atomic_write_json,
+    check_records,
+    read_record,
+    refuse_links,
+    write_jsonl,
+)
 
 DEFAULT_RESULTS = Path("results")
 _DATA_CACHE: dict = {}
@@ -252,9 +260,17 @@ def same_results(a: dict, b: dict) -> bool:
 
 
 def local_record(results_dir, run: dict) -> dict | None:
-    """The record of ``run`` as this machine trained it (``record.json`` beside its checkpoints)."""
+    """The record of ``run`` as this machine trained it (``record.json`` beside its checkpoints).
+
+    Every other ``record.json`` of the same ``checkpoints`` folder is checked too (once per change,
+    :func:`mser_lib.train.io.check_records`): the reproduction report reads them all after the training, so a
+    damaged one stops a grid here, before any training, with one line naming it (a ``DataFormatError``)."""
     path = run_dir(results_dir, run["profile"], run["dataset"], config_hash(run)) / "record.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    check_records(path.parent.parent)
+    try:
+        return read_record(path)
+    except FileNotFoundError:
+        return None
 
 
 def committed_record(results_dir, run: dict) -> dict | None:
@@ -361,6 +377,7 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     for f in stale:
         if f.exists():
             f.unlink()
+    check_records(rdir.parent)   # another run's damaged record.json fails now, not in the report after the training
     tcfg = TrainConfig(**{**run["train"], "progress": progress})
     set_seed(seed, tcfg.deterministic)        # initial weights follow the seed
     net = build_model(model, ds.info, run["model_preset"], **run["overrides"])

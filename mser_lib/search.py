@@ -26,6 +26,14 @@ trial is added to it only once its run has finished, so an interrupted search le
 calling :func:`run_search` again with the same or more trials trains only the missing ones (the
 runs themselves are cached by config hash and resume from their last checkpoint).
 
+One search at a time per study: :func:`run_search` holds an exclusive lock on ``<label>.db.lock`` beside
+the study (:class:`StudyLock`, ``flock``, released when the process ends, however it ends), so a second
+search of the same study stops at once (:class:`StudyBusy`) instead of adding trials numbered by the
+other one's. A resumed study is checked trial by trial before anything is added (:func:`check_trials`):
+each trial's settings must be the ones its number draws, and its fold values, chosen epochs and cost
+the ones its run's record holds (``runs.jsonl``, else this machine's ``record.json``); a study edited
+by hand or mixed by an older version stops with one line (:class:`StudyMismatch`).
+
 Cost: each trial's ``wall_time_s`` (training time from its record) is kept in the study; the
 search's cost is their sum (:attr:`SearchResult.cost_s`). A run resumed after an interruption
 records only the time of its last session.
@@ -35,18 +43,22 @@ Optuna is an optional dependency (``pip install mser_lib[search]``); it is impor
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .data.validate import DataFormatError
 from .experiments import DEFAULT_RESULTS, config_hash, get_dataset, profile_seeds, resolve_run, run_one
 from .metrics import LOWER_IS_BETTER, compute_metrics, default_selection_metric, is_better
 from .models.registry import MODELS, Param, _load_all
 from .train import TrainConfig
+from .train.io import LinkRefused, read_jsonl
 
 # ----------------------------------------------------------------------------- the search spaces
 
@@ -122,6 +134,139 @@ def trial_params(model: str, number: int, sampler_seed: int = 0) -> dict:
 def study_path(results_dir, profile: str, dataset: str, label: str) -> Path:
     """``<results>/<profile>/<dataset>/search/<label>.db``."""
     return Path(results_dir) / profile / dataset / "search" / f"{label}.db"
+
+
+class StudyBusy(OSError):
+    """Another process holds a search of the same study (:class:`StudyLock`)."""
+
+
+class StudyLock:
+    """An exclusive lock on ``<label>.db.lock`` beside the study ``path`` for the whole of a search: a second
+    search of the same study (another terminal, a job sharing the workspace) stops at once with one line
+    instead of adding trials in between the first one's (trial ``n`` would then hold another number's
+    settings, and each search would choose among a mix). The lock file is opened without following a link
+    and never truncated; ``flock`` releases it when the process ends, however it ends, so a search that died
+    leaves nothing to delete. (The pattern of :class:`mser_lib.reproduction.ReproduceLock`.)"""
+
+    def __init__(self, path):
+        self.study = Path(path)
+        self.path = self.study.with_name(self.study.name + ".lock")
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LinkRefused(self.path) from None
+            raise
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise StudyBusy(f"{self.study}: another search holds this study (lock {self.path.name}); wait for it "
+                            "to end, or give this search another label (two at once would mix their trials)") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)         # closing releases the lock
+            self.fd = None
+        return False
+
+
+class StudyMismatch(DataFormatError):
+    """A stored trial of a study is not what its number draws or what its run recorded (a study edited by
+    hand, or mixed by two searches at once before :class:`StudyLock`). One line: the study file, the
+    trial, the field, what was expected and what was found."""
+
+    def __init__(self, file, trial: int, field: str, expected: str, found: str) -> None:
+        self.file, self.trial, self.field, self.expected, self.found = str(file), int(trial), field, expected, found
+        ValueError.__init__(self, f"{file}: trial {trial}: field {field!r}: expected {expected}, found {found} "
+                                  "(the study does not match its seed and runs: delete the file to search again)")
+
+    def __reduce__(self):
+        return type(self), (self.file, self.trial, self.field, self.expected, self.found)
+
+
+def _outcome(rec: dict) -> tuple[list[float | None], dict]:
+    """A trial's fold values and stored attributes, derived from its run's record: fold ``f``'s value is
+    ``record["protocols"]["crossfit"]["folds"][f]["best_value"]`` (``None`` when not finite)."""
+    folds = rec["protocols"]["crossfit"]["folds"]
+    fold_values = [None if f["best_value"] is None or not math.isfinite(f["best_value"])
+                   else float(f["best_value"]) for f in folds]
+    attrs = {"config_hash": rec["config_hash"], "wall_time_s": rec["wall_time_s"], "fold_values": fold_values,
+             "fold_best_epochs": [f["best_epoch"] for f in folds], "epochs_run": rec["epochs_run"],
+             "last_epoch": len(rec["history"]) - 1}
+    return fold_values, attrs
+
+
+def _shown(v) -> str:
+    text = json.dumps(v, sort_keys=True, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def check_trials(path, trials, model: str, sampler_seed: int, run_of, results_dir) -> None:
+    """Check a resumed study's stored ``trials`` (Optuna ``FrozenTrial``) before anything is added to it.
+
+    Trial ``n`` must hold the settings and sampler seed that ``n`` draws (:func:`trial_params`,
+    :func:`trial_seed`), the config hash of the run with those settings (``run_of(params)``, a resolved
+    run), and the fold values, chosen epochs, epoch counts and wall time that run's record holds
+    (``runs.jsonl``; this machine's ``record.json`` if ``runs.jsonl`` has none); its state and Optuna values
+    follow from the fold values. A diverged trial (``error``, no hash) must have no record. The first
+    difference raises :class:`StudyMismatch`."""
+    from .experiments import run_dir, runs_path
+
+    committed: dict[str, dict] | None = None
+
+    def record_of(run: dict) -> tuple[dict | None, str]:
+        nonlocal committed
+        if committed is None:
+            committed = {}
+            for r in read_jsonl(runs_path(results_dir, run["profile"], run["dataset"])):
+                committed[r.get("config_hash")] = r        # the last one, if a hash appears twice
+        h = config_hash(run)
+        if h in committed:
+            return committed[h], "runs.jsonl"
+        local = run_dir(results_dir, run["profile"], run["dataset"], h) / "record.json"
+        if local.exists():
+            return json.loads(local.read_text()), f"checkpoints/{h}/record.json"
+        return None, "runs.jsonl"
+
+    def expect(number, name, expected, found, why=""):
+        if json.dumps(expected, sort_keys=True, default=str) != json.dumps(found, sort_keys=True, default=str):
+            raise StudyMismatch(path, number, name, _shown(expected) + why, _shown(found))
+
+    for t in trials:
+        n, attrs = t.number, t.user_attrs
+        params = trial_params(model, n, sampler_seed)
+        expect(n, "params", params, dict(t.params), f" (the settings trial {n} draws)")
+        expect(n, "trial_seed", trial_seed(sampler_seed, n), attrs.get("trial_seed"))
+        run = run_of(params)
+        h = config_hash(run)
+        rec, where = record_of(run)
+        if "error" in attrs and "config_hash" not in attrs:            # diverged: no record, never chosen
+            if rec is not None:
+                raise StudyMismatch(path, n, "error", f"no record of run {h} (a diverged run leaves none)",
+                                    f"one in {where}")
+            expect(n, "state", "FAIL", t.state.name)
+            expect(n, "fold_values", None, attrs.get("fold_values"))
+            expect(n, "values", None, t.values)
+            continue
+        expect(n, "config_hash", h, attrs.get("config_hash"), " (the run with its settings)")
+        if rec is None:
+            raise StudyMismatch(path, n, "fold_values", f"a record of run {h} in {where} to check them against",
+                                "none")
+        fold_values, derived = _outcome(rec)
+        for key, value in derived.items():
+            expect(n, key, value, attrs.get(key), f" (from run {h} in {where})")
+        complete = all(v is not None for v in fold_values)
+        expect(n, "state", "COMPLETE" if complete else "FAIL", t.state.name)
+        expect(n, "values", fold_values if complete else None, t.values, f" (from run {h} in {where})")
 
 
 def choose_per_fold(fold_values: list[list[float | None] | None], metric: str) -> list[int | None]:
@@ -207,7 +352,9 @@ def run_search(model: str, dataset: str, profile: str = "quick", n_trials: int =
 
     The run must use cross-fitted selection (``selection: crossfit``, set by the profile for
     ``mosi-bclstm`` or by ``train``). A study made with other settings (space, seeds, base config)
-    is refused rather than mixed.
+    is refused rather than mixed. The study is locked for the whole call (:class:`StudyLock`: a second
+    search of it raises :class:`StudyBusy`), and a resumed study's trials are checked against their seed
+    and their runs' records before any is added (:func:`check_trials`: :class:`StudyMismatch`).
     """
     import optuna
 
@@ -230,47 +377,48 @@ def run_search(model: str, dataset: str, profile: str = "quick", n_trials: int =
 
     path = study_path(results_dir, profile, dataset, label)
     path.parent.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(storage=f"sqlite:///{path.resolve()}", study_name=label,
-                                directions=[direction] * k, load_if_exists=True)
-    saved = study.user_attrs.get("fingerprint")
-    if saved is None:
-        study.set_user_attr("fingerprint", fp)
-        study.set_user_attr("k", k)
-        study.set_user_attr("metric", metric)
-    elif json.dumps(saved, sort_keys=True) != json.dumps(fp, sort_keys=True):
-        raise ValueError(f"{path} holds a search with other settings:\n  saved {saved}\n  now   {fp}\n"
-                         "delete the file or pass another label")
-    dists = _distributions(model)
-    have = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    for t in have:                                   # the stored trials are the ones this seed draws
-        if t.params != trial_params(model, t.number, sampler_seed):
-            raise ValueError(f"{path}: trial {t.number} holds {t.params}, not the settings its seed draws")
+    with StudyLock(path):                            # one search per study at a time; released however it ends
+        study = optuna.create_study(storage=f"sqlite:///{path.resolve()}", study_name=label,
+                                    directions=[direction] * k, load_if_exists=True)
+        saved = study.user_attrs.get("fingerprint")
+        if saved is None:
+            study.set_user_attr("fingerprint", fp)
+            study.set_user_attr("k", k)
+            study.set_user_attr("metric", metric)
+        elif json.dumps(saved, sort_keys=True) != json.dumps(fp, sort_keys=True):
+            raise ValueError(f"{path} holds a search with other settings:\n  saved {saved}\n  now   {fp}\n"
+                             "delete the file or pass another label")
+        dists = _distributions(model)
 
-    for number in tqdm(range(len(have), n_trials), desc=f"search {label}", disable=not progress):
-        params = trial_params(model, number, sampler_seed)
-        ov, tr = split_params(model, params)
-        attrs: dict = {"trial_seed": trial_seed(sampler_seed, number)}
-        state, values = optuna.trial.TrialState.COMPLETE, None
-        try:
-            rec = run_one(model, dataset, seed, profile, {**overrides, **ov}, {**train, **tr}, data_dir, data_kwargs,
-                          results_dir=results_dir, progress=False, tag=f"search:{label}", ds=ds)
-        except FloatingPointError as exc:            # diverged (non-finite loss): a failed trial, never chosen
-            state, attrs["error"] = optuna.trial.TrialState.FAIL, str(exc)
-        else:
-            folds = rec["protocols"]["crossfit"]["folds"]
-            fold_values = [None if f["best_value"] is None or not math.isfinite(f["best_value"])
-                           else float(f["best_value"]) for f in folds]
-            attrs.update(config_hash=rec["config_hash"], wall_time_s=rec["wall_time_s"],
-                         fold_values=fold_values, fold_best_epochs=[f["best_epoch"] for f in folds],
-                         epochs_run=rec["epochs_run"], last_epoch=len(rec["history"]) - 1)
-            if any(v is None for v in fold_values):
-                state = optuna.trial.TrialState.FAIL
+        def run_of(params: dict) -> dict:
+            ov, tr = split_params(model, params)
+            return resolve_run(model, dataset, seed, profile, {**overrides, **ov}, {**train, **tr}, data_kwargs,
+                               info=ds.info)
+
+        have = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        check_trials(path, have, model, sampler_seed, run_of, results_dir)   # what it holds is what it drew and ran
+
+        for number in tqdm(range(len(have), n_trials), desc=f"search {label}", disable=not progress):
+            params = trial_params(model, number, sampler_seed)
+            ov, tr = split_params(model, params)
+            attrs: dict = {"trial_seed": trial_seed(sampler_seed, number)}
+            state, values = optuna.trial.TrialState.COMPLETE, None
+            try:
+                rec = run_one(model, dataset, seed, profile, {**overrides, **ov}, {**train, **tr}, data_dir,
+                              data_kwargs, results_dir=results_dir, progress=False, tag=f"search:{label}", ds=ds)
+            except FloatingPointError as exc:        # diverged (non-finite loss): a failed trial, never chosen
+                state, attrs["error"] = optuna.trial.TrialState.FAIL, str(exc)
             else:
-                values = fold_values
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values,
-                                                  state=state, user_attrs=attrs))
+                fold_values, derived = _outcome(rec)
+                attrs.update(derived)
+                if any(v is None for v in fold_values):
+                    state = optuna.trial.TrialState.FAIL
+                else:
+                    values = fold_values
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values,
+                                                      state=state, user_attrs=attrs))
 
-    frozen = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)[:n_trials]
+        frozen = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)[:n_trials]
     trials = [{"number": t.number, "params": dict(t.params), "state": t.state.name,
                **{key: t.user_attrs.get(key) for key in ("config_hash", "wall_time_s", "fold_values",
                                                          "fold_best_epochs", "epochs_run", "last_epoch",
@@ -435,5 +583,6 @@ def search_table(entries: list[tuple[SearchResult, dict[int, list[dict]] | None,
 
 
 __all__ = ["Param", "TRAIN_SPACE", "model_spaces", "search_space", "split_params", "trial_seed", "trial_params",
-           "study_path", "choose_per_fold", "SearchResult", "run_search", "final_runs", "fold_predictions",
+           "study_path", "StudyBusy", "StudyLock", "StudyMismatch", "check_trials", "choose_per_fold", "SearchResult",
+           "run_search", "final_runs", "fold_predictions",
            "score_pooled", "pooled_predictions", "pooled_metrics", "final_metrics", "settings_text", "search_table"]

@@ -214,10 +214,15 @@ from mser_lib.report import ablations as ab
 single = [(g, r) for g, r in zip(grid, records) if "overrides" not in g]    # one run per model and seed
 t1_specs, t1_recs = [g for g, _ in single], [r for _, r in single]
 t1_frame = ab.grid_frame(t1_specs, t1_recs)
-t1 = [ab.claim_row(c["claim"], c["says"], ab.compare_labels(t1_frame, t1_specs, t1_recs, c["a"], c["b"], c["metric"],
-                                                           ds, ctx.results_dir, ctx.out / "predictions", expect=+1))
-      for c in paper_rows.table1_claims(set(t1_frame["label"]))]
+t1_pairs = paper_rows.table1_claims(set(t1_frame["label"]))
+t1_tests = [ab.compare_labels(t1_frame, t1_specs, t1_recs, c["a"], c["b"], c["metric"], ds, ctx.results_dir,
+                              ctx.out / "predictions", expect=+1) for c in t1_pairs]
+t1 = [ab.claim_row(c["claim"], c["says"], r) for c, r in zip(t1_pairs, t1_tests)]
 if t1:
+    from mser_lib.report import ablation_figures as af
+
+    fig = af.forest(t1_tests, "Each paper's method minus its Table 1 rows (mean, seed CI, bootstrap CI)")
+    ctx.save_figure(fig, "claims_table1_forest")
     t1_claims = ab.adjust_claims(pd.DataFrame(t1)).set_index("claim")
     ctx.save_table(t1_claims, "claims_table1", caption=f"Each paper's Table 1 as claims on {ds.info.name} ({ctx.profile})")
     display(Markdown(inline_table(ab.resolved_first(t1_claims), ab.BRIEF_CLAIM_COLUMNS,

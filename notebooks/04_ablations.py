@@ -194,6 +194,8 @@ comp_table = ab.comparison_frame(comp_tests)
 ctx.show_table(comp_table.set_index(["A", "B", "metric"]), "femf_ablation_components_tests",
                caption="FEMF ablation: full model minus variant, paired over seeds and bootstrapped over test samples",
                columns=ab.BRIEF_TEST_COLUMNS)
+fig = af.forest(comp_tests, "FEMF ablation: full model minus each variant (mean, seed CI, bootstrap CI)")
+ctx.save_figure(fig, "femf_ablation_components_forest")
 
 
 # %% [markdown]

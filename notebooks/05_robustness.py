@@ -145,6 +145,9 @@ deg_table = pd.DataFrame([{"A": r["a"], "B": r["b"], "metric": r["metric"], "dro
                            "seeds": len(r["seeds"]), "schedule": r["schedule"]} for r in deg]).set_index(["A", "B", "metric"])
 ctx.show_table(deg_table, "robustness_degradation", caption="Degradation from rate 0 to 0.4: B's drop minus A's "
                                                            "(positive: A degrades slower)")
+fig = af.forest(deg, "Degradation from 0 to 40% missing: B's drop minus A's (positive: A degrades slower)",
+                difference="drop of B − drop of A")
+ctx.save_figure(fig, "robustness_degradation_forest")
 
 
 # %% [markdown]

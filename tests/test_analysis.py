@@ -129,3 +129,19 @@ def test_table1_claims_pair_each_method_with_the_rows_of_its_own_table_that_mser
     assert "CMU-MOSI aligned 0.696 vs 0.953" in claims[0]["says"]        # Atsuko Table 1 as printed
     assert table1_claims(["tfn", "lmf", "emoe"]) == []                    # no method, no claim
     assert table1_claims(["femf", "tfn"]) == []                           # TFN is not a row of FEMF's Table 1
+
+
+def test_forest_draws_one_row_per_comparison_in_one_panel_per_metric():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mser_lib.report.ablation_figures import forest
+
+    res = [{"a": "A", "b": b, "metric": m, "mean_diff": 0.01, "ci_lo": -0.02, "ci_hi": 0.04, "boot_lo": 0.0,
+            "boot_hi": 0.02} for b in ("B", "C") for m in ("mae", "acc7")]
+    fig = forest(res, "t")
+    assert len(fig.axes) == 2
+    mae, acc = fig.axes
+    assert [t.get_text() for t in mae.get_yticklabels()] == ["A − B", "A − C"]
+    assert "negative: A better" in mae.get_xlabel() and "(pp)" in acc.get_xlabel()
+    assert max(abs(x) for line in acc.lines for x in line.get_xdata()) == pytest.approx(4.0)   # points, not fractions

@@ -20,7 +20,9 @@ rows of ``text``. Aligned files have no lengths; their audio and vision share th
 their masks equal ``text_mask``. Padding is at the end.
 
 Every check failure raises :class:`~mser_lib.data.validate.DataFormatError` naming the file, the
-field (``"train/audio"``) and the expectation. Pickles are read with
+field (``"train/audio"``) and the expectation. A modality whose features are all 0 in a split loads,
+with one :class:`~mser_lib.data.validate.AllZeroModalityWarning` naming the file, the splits and the
+modalities. Pickles are read with
 :func:`~mser_lib.data.safe_pickle.safe_load` (numpy arrays and builtin containers only).
 """
 
@@ -41,6 +43,7 @@ from .validate import (
     data_fingerprint,
     require_keys,
     standardize_splits,
+    warn_all_zero_modalities,
 )
 
 log = logging.getLogger("mser_lib.data")
@@ -136,6 +139,7 @@ def load_mmsa(path: str | Path, dataset: str = "mosi", aligned: bool | None = No
         splits[s] = sp
     del data
     check_disjoint_splits(splits, file)
+    warn_all_zero_modalities(splits, file)
     info = DatasetInfo(
         name=dataset, layout="sequence", task="regression", metric_family=family, dims=dims,
         label_range=label_range,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,25 @@ def check_disjoint_splits(splits: dict, file, what: str = "id") -> None:
                 raise DataFormatError(file, f"{name}/{what}", "samples that differ from every sample of the other "
                                       "splits", f"{sid!r} has exactly the features of {oid!r} in {other}")
             seen_content.setdefault(key, (name, sid))
+
+
+class AllZeroModalityWarning(UserWarning):
+    """Every feature value of a modality is 0 in a split: the data loads, but a model gets no signal from
+    that modality there (a failed feature extraction, a wrong key, a file of placeholders)."""
+
+
+def warn_all_zero_modalities(splits: dict, file, modalities=("text", "audio", "vision")) -> list[tuple[str, str]]:
+    """One :class:`AllZeroModalityWarning` naming ``file`` and every (split, modality) of ``splits`` (name ->
+    :class:`~mser_lib.data.batch.SplitData`) whose features are all 0; nothing when there is none. The data
+    is not changed or refused. Returns the ``(split, modality)`` pairs found."""
+    zero = [(s, m) for s, sp in splits.items() for m in modalities if not np.any(sp.features(m))]
+    if zero:
+        parts = "; ".join(f"modality {m!r} in split(s) " + ", ".join(repr(s) for s, mm in zero if mm == m)
+                          for m in dict.fromkeys(m for _, m in zero))
+        warnings.warn(f"{file}: every feature value is 0 for {parts}: loaded as it is, but a model gets no signal "
+                      "from an all-zero modality (a failed feature extraction, or a wrong key?)",
+                      AllZeroModalityWarning, stacklevel=3)
+    return zero
 
 
 def check_label_range(labels: np.ndarray, low: float, high: float, file, field: str,

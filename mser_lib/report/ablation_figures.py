@@ -236,3 +236,41 @@ def band_energy_bars(df: pd.DataFrame, title: str):
 
 __all__ = ["variant_points", "missing_curves", "sensitivity", "weight_lines", "tsne_panels",
            "modality_weight_bars", "band_view", "attention_maps", "band_energy_bars"]
+
+
+def forest(results: Sequence[dict], title: str = "", difference: str = "A − B"):
+    """Paired differences A - B, one row per comparison (:func:`mser_lib.report.ablations.compare_labels` or
+    ``degradation_compare`` results) and one panel per metric: the mean over seeds (dot), its seed-level 95 %
+    t interval (thick bar) and the bootstrap 95 % interval over test samples or videos (thin bar), beside a
+    line at 0. A row whose thin bar crosses 0 is one the test set cannot decide; accuracies and F1 in points
+    (pp), MAE and Corr as they are. What the notebooks' tests decide, drawn; the verdict stays the tests'.
+    ``difference`` names the x axis (degradation: "drop of B − drop of A")."""
+    metrics = list(dict.fromkeys(r["metric"] for r in results))
+    rows = {m: [r for r in results if r["metric"] == m] for m in metrics}
+    height = max(len(v) for v in rows.values()) if rows else 1
+    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(4.2 * max(len(metrics), 1), 0.42 * height + 1.5),
+                             squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        k = 1.0 if m in ("mae", "corr", "loss") else 100.0
+        unit = "" if k == 1.0 else " (pp)"
+        for y, r in enumerate(rows[m]):
+            ax.plot([r.get("ci_lo", np.nan) * k, r.get("ci_hi", np.nan) * k], [y - 0.12, y - 0.12], color="#1f4e79",
+                    lw=3.5, solid_capstyle="butt")
+            ax.plot([r.get("boot_lo", np.nan) * k, r.get("boot_hi", np.nan) * k], [y + 0.12, y + 0.12], color="0.45",
+                    lw=1.4)
+            ax.plot(r["mean_diff"] * k, y, "o", color="#1f4e79", ms=5, zorder=3)
+        ax.axvline(0.0, color="black", lw=0.8, ls="--")
+        ax.set_yticks(range(len(rows[m])), [f"{r['a']} − {r['b']}" for r in rows[m]])
+        ax.set_ylim(len(rows[m]) - 0.5, -0.5)
+        hint = ""
+        if difference == "A − B":     # which side of 0 favours A
+            hint = "\n(negative: A better)" if m in ("mae", "loss") else "\n(positive: A better)"
+        ax.set_xlabel(f"{_name(m)}: {difference}{unit}{hint}")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].plot([], [], color="#1f4e79", lw=3.5, label="seed 95% CI")
+    axes[0][0].plot([], [], color="0.55", lw=1.2, label="bootstrap 95% CI")
+    fig.legend(loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

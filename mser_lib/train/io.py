@@ -1,7 +1,10 @@
 """Atomic file writes, safe checkpoint loads and paths that stay inside their folder.
 
 Every writer goes to a temporary file in the same folder, flushes and fsyncs it, then
-``os.replace``-s it over the target (atomic on POSIX). ``append_jsonl`` appends one complete line
+``os.replace``-s it over the target (atomic on POSIX). The temporary file is removed on any exception
+(Ctrl-C and ``SystemExit`` included); one left by a writer that was killed outright (SIGTERM, SIGKILL,
+a power cut) is never read, and the next successful write of the same target removes it
+(:func:`remove_stale_temps`). ``append_jsonl`` appends one complete line
 with a single ``write`` on an ``O_APPEND`` descriptor, so concurrent writers never interleave lines;
 ``read_jsonl`` skips torn or corrupt lines and says which.
 
@@ -12,12 +15,15 @@ path built from a record field or a data id stays inside its folder.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import pickle
 import re
+import socket
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -49,20 +55,85 @@ def refuse_links(path: str | Path, root: str | Path | None = None) -> Path:
     return path
 
 
+#: This host, in the name of a temporary file (a pid only means something on the host that wrote it).
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+#: A temporary file of an atomic write older than this (seconds since its last change) belongs to a dead writer.
+STALE_TEMP_AGE_S = 15 * 60
+# After ``.<target name>.``: ``<host>-<pid>-<random>.tmp`` (this writer), or ``<random>.tmp`` (writers before
+# the pid was in the name); ``<random>`` is tempfile's 8 characters. No dot inside, so the temporary files of
+# another target (``.<name>.<x>.<...>.tmp``) never match.
+_TEMP_TAIL = re.compile(r"(?:(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})-)?[a-z0-9_]{8}\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (in doubt: yes)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | Path, max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+    """Remove the temporary files that dead writers of ``path`` left beside it; returns those removed.
+
+    A candidate is a regular file (never a link, never a folder) named ``.<name of path>.<tail>.tmp`` as
+    :func:`atomic_write_bytes` names them. It is removed when this host's process that wrote it is gone, or,
+    when that cannot be told (another host, a name without a pid), when it has not changed for ``max_age_s``
+    seconds. A live writer's file is left alone; so is every other file. Never raises for a file it cannot
+    remove (another writer may have removed it first)."""
+    path = Path(path)
+    prefix = f".{path.name}."
+    now, removed = time.time(), []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        m = _TEMP_TAIL.fullmatch(entry.name[len(prefix):])
+        if m is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            pid = int(m["pid"]) if m["pid"] else None
+            dead = pid is not None and m["host"] == _HOST and pid != os.getpid() and not _alive(pid)
+            if dead or now - entry.stat(follow_symlinks=False).st_mtime > max_age_s:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder (named for this host and
+    process), flushed and fsynced, then ``os.replace``-d over ``path``. On any exception (``KeyboardInterrupt``
+    and ``SystemExit`` included) the temporary file is removed and ``path`` is left as it was; after a
+    successful write, temporary files that dead writers of ``path`` left are removed
+    (:func:`remove_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}-", suffix=".tmp")
+    replaced = False
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        replaced = True
+    finally:
+        if not replaced:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    remove_stale_temps(path)
     return path
 
 
@@ -107,6 +178,69 @@ def check_config_hash(value, file: str | Path = "runs.jsonl record") -> str:
     if not isinstance(value, str) or not _CONFIG_HASH.fullmatch(value):
         raise DataFormatError(file, "config_hash", "16 lowercase hex characters", repr(value)[:80])
     return value
+
+
+RECORD_EXPECTED = ("a run's record: one JSON object whose config_hash is the name of its folder, as mser writes it "
+                   "(delete it, or its checkpoints folder: the run is then retrained when needed)")
+
+
+def read_record(path: str | Path) -> dict:
+    """The record in a run's ``checkpoints/<hash>/record.json``.
+
+    Raises:
+        DataFormatError: one line naming the file, when it is not one JSON object (truncated, empty, not
+            UTF-8) or its ``config_hash`` is not the name of its folder.
+        OSError: it cannot be read (``FileNotFoundError`` when it is not there).
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, "<record>", RECORD_EXPECTED, f"bytes that are not UTF-8 (at byte {exc.start} "
+                              f"of {len(raw)})") from None
+    except json.JSONDecodeError as exc:
+        found = ("an empty file" if not raw.strip() else
+                 f"{len(raw)} bytes that are not JSON ({exc.msg}: character {exc.pos}; truncated?)")
+        raise DataFormatError(path, "<record>", RECORD_EXPECTED, found) from None
+    except RecursionError:
+        raise DataFormatError(path, "<record>", RECORD_EXPECTED, "JSON nested too deeply") from None
+    if not isinstance(rec, dict):
+        raise DataFormatError(path, "<record>", RECORD_EXPECTED, f"a JSON {type(rec).__name__}")
+    if rec.get("config_hash") != path.parent.name:
+        raise DataFormatError(path, "config_hash", f"{path.parent.name!r}, the name of its folder (delete the file, "
+                              "or its checkpoints folder: the run is then retrained when needed)",
+                              repr(rec.get("config_hash"))[:80])
+    return rec
+
+
+# folder -> {record.json path: (mtime_ns, size, inode)} of the records found sound in this process
+_SOUND_RECORDS: dict[str, dict[str, tuple[int, int, int]]] = {}
+
+
+def check_records(checkpoints: str | Path) -> None:
+    """Read every ``<checkpoints>/*/record.json`` (what the reproduction report reads at the end of a
+    ``make reproduce``) with :func:`read_record`, so that a damaged one stops a grid before any training
+    rather than the report after it. A file already found sound and unchanged since is not read again.
+
+    Raises:
+        DataFormatError: the first damaged record, named (see :func:`read_record`).
+    """
+    folder = Path(checkpoints)
+    sound = _SOUND_RECORDS.setdefault(str(folder.absolute()), {})
+    for path in sorted(folder.glob("*/record.json")):
+        try:
+            st = path.stat()
+        except FileNotFoundError:      # removed meanwhile (a run being retrained)
+            continue
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if sound.get(str(path)) == key:
+            continue
+        try:
+            read_record(path)
+        except FileNotFoundError:
+            continue
+        sound[str(path)] = key
 
 
 class SkippedLinesWarning(UserWarning):
