@@ -27,7 +27,6 @@ Runs of the reference that were not retrained here are counted in the verdict as
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import pandas as pd
 from .experiments import same_results
 from .report.tables import to_markdown
 from .train import read_jsonl
-from .train.io import atomic_write_text, refuse_links, write_jsonl
+from .train.io import atomic_write_text, read_record, refuse_links, write_jsonl
 
 TOLERANCE = 1e-4
 # the test metrics shown per run (all test metrics are compared)
@@ -105,7 +104,7 @@ class ReproduceLock:
 def local_records(results_dir, profile: str, dataset: str) -> list[dict]:
     """Every run this machine finished for ``profile``/``dataset`` (``checkpoints/*/record.json``)."""
     ck = out_dir(results_dir, profile, dataset) / "checkpoints"
-    return [json.loads(p.read_text()) for p in sorted(ck.glob("*/record.json"))]
+    return [read_record(p) for p in sorted(ck.glob("*/record.json"))]
 
 
 def _label(rec: dict) -> str:

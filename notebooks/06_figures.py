@@ -270,7 +270,8 @@ if nets.get("atsuko") is not None:
 # %%
 if nets.get("atsuko") is not None:
     view = nets["atsuko"].spectral_view(batch)
-    fig = af.band_view(view, index, channel=0, title=f"Atsuko spectral bands, test sample with label {label:+.2f}")
+    fig = af.band_view(view, index, channel=0, title=f"Atsuko spectral bands, test sample with label {label:+.2f}",
+                       nonempty=nets["atsuko"].config.band_rule == "nonempty")
     ctx.save_figure(fig, "atsuko_fig6_bands")
     bw = pd.DataFrame({m: view[m]["band_weights"][index].numpy() for m in ("text", "audio", "vision")},
                       index=[f"band {b + 1}" for b in range(view["text"]["band_weights"].shape[1])]).T

@@ -145,3 +145,18 @@ def test_forest_draws_one_row_per_comparison_in_one_panel_per_metric():
     assert [t.get_text() for t in mae.get_yticklabels()] == ["A − B", "A − C"]
     assert "negative: A better" in mae.get_xlabel() and "(pp)" in acc.get_xlabel()
     assert max(abs(x) for line in acc.lines for x in line.get_xdata()) == pytest.approx(4.0)   # points, not fractions
+
+
+def test_masking_alone_is_the_expected_renormalised_weight_under_independent_drops():
+    import numpy as np
+
+    from mser_lib.data.missing import MissingModality
+    from mser_lib.report.ablation_figures import masking_alone
+
+    w = np.array([0.6, 0.3, 0.1])
+    assert masking_alone(w, 0.0) == pytest.approx(w)
+    assert masking_alone(w, 0.3).sum() == pytest.approx(1.0)
+    present = MissingModality(rate=0.3).presence(200_000, seed=0)          # the library's own drops
+    kept = np.where(present, w, 0.0)
+    mc = (kept / kept.sum(1, keepdims=True)).mean(0)
+    assert masking_alone(w, 0.3) == pytest.approx(mc, abs=3e-3)

@@ -109,12 +109,20 @@ def sensitivity(frame: pd.DataFrame, params: Sequence[str], metric: str, default
 
 
 def weight_lines(df: pd.DataFrame, names: Sequence[str], title: str, ylabel: str = "mean weight"):
-    """Router / modality weights (``diagnostics_under_missing`` frame) against the missing rate."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.1))
+    """Router / modality weights (``diagnostics_under_missing`` frame) against the missing rate, each beside
+    (dotted, same colour) what masking alone gives it (:func:`masking_alone`). A router that only drops the
+    absent modalities follows the dotted lines; the gap is what it re-weights on top."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    base = np.array([float(df[(df["index"] == i) & (df["rate"] == df["rate"].min())]["value"].mean())
+                     for i in range(len(names))])
+    rates = np.sort(df["rate"].unique())
+    masked = np.array([masking_alone(base, r) for r in rates])
     for i, n in enumerate(names):
         sub = df[df["index"] == i]
-        ax.plot(sub["rate"], sub["value"], marker="o", label=n,
-                color=MODALITY_COLORS.get(n, sns.color_palette("colorblind")[i % 10]))
+        color = MODALITY_COLORS.get(n, sns.color_palette("colorblind")[i % 10])
+        ax.plot(sub["rate"], sub["value"], marker="o", label=n, color=color)
+        ax.plot(rates, masked[:, i], ls=":", color=color)
+    ax.plot([], [], ls=":", color="0.4", label="masking alone")
     ax.set_xlabel("missing rate (test time)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -162,9 +170,34 @@ def modality_weight_bars(weights: dict[str, np.ndarray], labels: np.ndarray, tit
     return fig
 
 
-def band_view(view: dict, index: int, channel: int = 0, title: str = ""):
-    """Atsuko Fig. 6: per modality (rows) the graph-Fourier spectrum of one sample, its band
-    components (one channel) and its band weights. ``view``: :meth:`Atsuko.spectral_view` output."""
+def masking_alone(weights: np.ndarray, rate: float) -> np.ndarray:
+    """The expected weights of a router that keeps its complete-data ``weights`` (M,) and only drops the absent
+    modalities, renormalising over those present, when each modality is missing independently with
+    probability ``rate`` and a sample left with none keeps one at random (:class:`mser_lib.data.missing.
+    MissingModality`): the sum over presence patterns ``S`` of ``P(S) w_i / sum_{j in S} w_j``."""
+    import itertools
+
+    w = np.asarray(weights, dtype=float)
+    m = len(w)
+    out = np.zeros(m)
+    for keep in itertools.product((False, True), repeat=m):
+        k = np.array(keep)
+        if not k.any():
+            continue
+        p = rate ** (m - k.sum()) * (1 - rate) ** k.sum() + (rate ** m / m if k.sum() == 1 else 0.0)
+        total = w[k].sum()
+        if total > 0:
+            out[k] += p * w[k] / total
+    return out
+
+
+def band_view(view: dict, index: int, channel: int = 0, title: str = "", nonempty: bool = True):
+    """Atsuko Fig. 6: per modality (rows) the graph-Fourier spectrum of one sample with each coefficient
+    coloured by its band (the cuts of ``view["band_cuts"]``, :func:`mser_lib.spectral.graph.band_index` with
+    ``nonempty`` as the model's ``band_rule``), its band components (one channel) and its band weights beside
+    the uniform weight 1/B. ``view``: :meth:`Atsuko.spectral_view` output."""
+    from ..spectral.graph import band_index
+
     mods = ["text", "audio", "vision"]
     fig, axes = plt.subplots(3, 3, figsize=(11, 7.5))
     for r, m in enumerate(mods):
@@ -172,18 +205,25 @@ def band_view(view: dict, index: int, channel: int = 0, title: str = ""):
         n = int(v["mask"][index].sum())
         coef = v["coefficients"][index, :n].detach().numpy()
         energy = (coef ** 2).sum(-1)
-        axes[r, 0].bar(np.arange(n), energy, color=MODALITY_COLORS[m])
-        axes[r, 0].set_yscale("log")
-        axes[r, 0].set_title(f"{m}: spectral energy (graph frequency)")
         comps = v["components"][index, :, :n, channel].detach().numpy()
         pal = sns.color_palette("mako", comps.shape[0])
+        band = band_index(n, view["band_cuts"][r], nonempty=nonempty).numpy() if n else np.zeros(0, int)
+        axes[r, 0].bar(np.arange(n), energy, color=[pal[b] for b in band])
+        axes[r, 0].set_yscale("log")
+        axes[r, 0].set_xlabel("graph frequency index (low to high)")
+        axes[r, 0].set_ylabel("energy (log)")
+        axes[r, 0].set_title(f"{m}: spectral energy, coloured by band")
         for b in range(comps.shape[0]):
             axes[r, 1].plot(np.arange(n), comps[b], color=pal[b], label=f"band {b + 1}")
+        axes[r, 1].set_xlabel("time step")
         axes[r, 1].set_title(f"{m}: band components (channel {channel})")
         axes[r, 1].legend(fontsize="x-small")
         w = v["band_weights"][index].detach().numpy()
         axes[r, 2].bar([f"band {b + 1}" for b in range(len(w))], w, color=pal)
+        axes[r, 2].axhline(1.0 / len(w), color="black", ls="--", lw=0.8, label="1/B (uniform)")
         axes[r, 2].set_ylim(0, 1)
+        axes[r, 2].set_ylabel("weight")
+        axes[r, 2].legend(fontsize="x-small", loc="upper right")
         axes[r, 2].set_title(f"{m}: band weights (eq. 2)")
     if title:
         fig.suptitle(title, y=1.01)
