@@ -446,6 +446,21 @@ class _StatusWriter:
         atomic_write_json(self.path, json.loads(json.dumps(status, default=_jsonable)))
 
 
+def _has_status(job: dict, chash: str) -> bool:
+    """Whether the run of ``job`` has written its status file (it is training, or was)."""
+    return (run_dir(job["results_dir"], job.get("profile", "quick"), job.get("dataset", "synthetic"), chash)
+            / STATUS_NAME).exists()
+
+
+def _shown_runs(jobs: list[dict], hashes: dict[int, str], running: list[int], order: list[int],
+                workers: int) -> list[int]:
+    """The ``workers`` runs the status line names. A process pool marks one call more than it has workers as
+    running before a worker takes it, so the runs that have written their status file come first (they are
+    the ones training), then the others in submission order."""
+    rank = {n: k for k, n in enumerate(order)}
+    return sorted(running, key=lambda n: (not _has_status(jobs[n], hashes[n]), rank.get(n, 0)))[:workers]
+
+
 def _status_line(jobs: list[dict], hashes: dict[int, str], running: list[int]) -> str:
     """One line with what each running job is doing, from its status file."""
     parts = []
@@ -518,7 +533,7 @@ def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool)
                 finished_walls.append(float(done[n].get("wall_time_s") or 0.0))
                 bar.update(1)
             if progress:
-                running = [futures[f] for f in pending if f.running()][:workers]
+                running = _shown_runs(jobs, hashes, [futures[f] for f in pending if f.running()], order, workers)
                 line.set_description_str(_status_line(jobs, hashes, running))
                 left = [futures[f] for f in pending]
                 mean = sum(finished_walls) / len(finished_walls) if finished_walls else None

@@ -33,6 +33,23 @@ def test_status_line_shows_each_running_run(tmp_path):
     assert line == "w/o MIM s3: full 12/60 mae 0.811 | baseline s0: starting"
 
 
+def test_the_line_names_the_runs_training_not_the_one_queued_beside_them(tmp_path):
+    """A pool of 2 workers reports 3 calls as running (one waits in its call queue): the line must name the
+    2 that write status files, whatever order the pending set gives (a queued LMF showed as 'starting' for
+    minutes while the TFN of that worker trained)."""
+    from mser_lib.experiments import _shown_runs
+
+    jobs = [{"model": m, "seed": s, "profile": "smoke", "dataset": "synthetic", "results_dir": str(tmp_path)}
+            for m, s in (("tfn", 0), ("tfn", 2), ("lmf", 3))]
+    hashes = {0: "a" * 16, 1: "b" * 16, 2: "c" * 16}
+    for n in (0, 1):
+        d = run_dir(tmp_path, "smoke", "synthetic", hashes[n])
+        d.mkdir(parents=True)
+        (d / STATUS_NAME).write_text("{}")
+    assert _shown_runs(jobs, hashes, [2, 1, 0], [0, 1, 2], 2) == [0, 1]
+    assert _shown_runs(jobs, hashes, [2, 0], [0, 1, 2], 2) == [0, 2]      # a free worker: the queued one shows
+
+
 def test_a_finished_run_leaves_no_status_file(tmp_path):
     from mser_lib.experiments import run_one
 
