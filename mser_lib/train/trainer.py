@@ -225,10 +225,88 @@ def _make_optimizer(params, cfg: TrainConfig):
     raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
 
 
+def _cpu_state(model) -> dict:
+    """A detached CPU copy of ``model``'s state dict (what ``best.pt`` and the in-memory best hold)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def train_epoch(model, optimizer, params, split: SplitData, info, cfg: TrainConfig, seed: int, epoch: int,
+                device, missing: MissingModality | None = None) -> tuple[dict[str, float], int]:
+    """One pass over ``split`` in the epoch's shuffled batch order (seeded by ``seed`` and ``epoch``): forward,
+    loss, backward, an optimiser step every ``cfg.grad_accum`` batches (and one for a remainder). Returns the
+    summed loss parts and the number of batches."""
+    model.train()
+    sums, n_batches = {}, 0
+    optimizer.zero_grad(set_to_none=True)
+    batches = iterate_batches(split, info.layout, cfg.batch_size, shuffle=True, seed=seed * 100_003 + epoch,
+                              bucket=cfg.bucket, missing=missing, device=device)
+    for i, batch in enumerate(batches):
+        with _autocast(device, cfg.amp):
+            out = model(batch)
+            loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)
+        values = _read_back(loss, parts)           # one wait for the device per batch, not one per part
+        if not math.isfinite(values["total"]):
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {i}: {parts}")
+        (loss / cfg.grad_accum).backward()
+        if (i + 1) % cfg.grad_accum == 0:
+            _step(optimizer, params, cfg)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+        n_batches += 1
+    if n_batches % cfg.grad_accum:
+        _step(optimizer, params, cfg)
+    return sums, n_batches
+
+
+class Checkpoints:
+    """What a run keeps on disk (nothing when ``run_dir`` is None): ``last.pt`` (everything a resume needs),
+    ``best.pt`` (the chosen weights: VALID's pick, fold 1's pick under cross-fitting, or an intermediate
+    stage's last epoch) and ``best_fold<f>.pt`` (each fold's pick)."""
+
+    def __init__(self, run_dir):
+        self.dir = Path(run_dir) if run_dir is not None else None
+
+    def resume(self, model, optimizer, scheduler, selector, device) -> dict | None:
+        """Restore model, optimiser, scheduler, cross-fit selector and RNG from ``last.pt``; return its
+        ``history``, ``best_value``, ``best_epoch``, ``test_history``, ``start_epoch`` and ``best_state``
+        (None when there is nothing to resume). A ``last.pt`` whose chosen epoch's ``best.pt`` is gone is
+        refused: the run would end on its last weights while recording the chosen epoch's number."""
+        if self.dir is None or not (self.dir / "last.pt").exists():
+            return None
+        ck = load_checkpoint(self.dir / "last.pt", device)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        if scheduler is not None and ck.get("scheduler") is not None:
+            scheduler.load_state_dict(ck["scheduler"])
+        state = {"history": ck["history"], "best_value": ck["best_value"], "best_epoch": ck["best_epoch"],
+                 "test_history": [], "start_epoch": ck["epoch"] + 1, "best_state": None}
+        if selector is not None:
+            selector.load_state_dict(ck["crossfit"])
+            state["test_history"] = ck["test_history"]
+        set_rng_state(ck["rng"])
+        if (self.dir / "best.pt").exists():
+            state["best_state"] = load_checkpoint(self.dir / "best.pt", "cpu")["model"]
+        elif state["best_epoch"] >= 0:
+            raise FileNotFoundError(f"{self.dir / 'best.pt'}: missing, but {self.dir / 'last.pt'} says epoch "
+                                    f"{state['best_epoch']} was chosen; its weights are gone, so the run cannot be "
+                                    f"resumed as recorded: delete {self.dir} (or train with --force) to retrain it")
+        return state
+
+    def save(self, name: str, payload: dict) -> None:
+        """``payload`` to ``<run_dir>/<name>`` (atomically); nothing without a run folder."""
+        if self.dir is not None:
+            atomic_torch_save(payload, self.dir / name)
+
+
 def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
         score_test: bool = True, epochs: int | None = None, desc: str = "train",
         callbacks: list[Callable[[int, dict], None]] | None = None) -> FitResult:
     """Train ``model`` on ``dataset.train``, select on ``dataset.valid``, score ``dataset.test`` once.
+
+    Each epoch: :func:`train_epoch`, the VALID metrics, the selection (VALID's best epoch with early stopping;
+    under ``selection="crossfit"`` each test fold's pick, :class:`~mser_lib.train.crossfit.CrossFitSelector`;
+    an intermediate cross-fitted stage selects nothing and hands on its last epoch), the scheduler, and
+    :class:`Checkpoints` (``last.pt`` every epoch, so an interrupted run resumes bit-identical).
 
     Args:
         model: an ``nn.Module`` following :mod:`mser_lib.models.base`.
@@ -262,36 +340,19 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         raise ValueError(f"TrainConfig.selection must be 'valid' or 'crossfit', got {cfg.selection!r}")
     crossfit = cfg.selection == "crossfit" and score_test      # the final stage selects on test folds
     select = cfg.selection == "valid" or score_test             # intermediate crossfit stages keep their last
-    selector, test_history = None, []
+    selector = None
     if crossfit:
         folds = assign_folds(dataset.test, cfg.crossfit_folds, cfg.crossfit_seed)
         y_test, ids_test = prediction_order(dataset.test, cfg.eval_batch_size)
         selector = CrossFitSelector(position_folds(dataset.test, folds, ids_test), cfg.crossfit_folds, metric,
                                     info.metric_family, cfg.patience)
 
-    history: list[dict] = []
-    best_value, best_epoch, best_state = None, -1, None
-    start_epoch, resumed_from = 0, None
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None and (run_dir / "last.pt").exists():
-        ck = load_checkpoint(run_dir / "last.pt", device)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        if scheduler is not None and ck.get("scheduler") is not None:
-            scheduler.load_state_dict(ck["scheduler"])
-        history, best_value, best_epoch = ck["history"], ck["best_value"], ck["best_epoch"]
-        start_epoch = resumed_from = ck["epoch"] + 1
-        if selector is not None:
-            selector.load_state_dict(ck["crossfit"])
-            test_history = ck["test_history"]
-        set_rng_state(ck["rng"])
-        if (run_dir / "best.pt").exists():
-            best_state = load_checkpoint(run_dir / "best.pt", "cpu")["model"]
-        elif best_epoch >= 0:
-            # without it the run would end on its last weights while recording the chosen epoch's number
-            raise FileNotFoundError(f"{run_dir / 'best.pt'}: missing, but {run_dir / 'last.pt'} says epoch "
-                                    f"{best_epoch} was chosen; its weights are gone, so the run cannot be resumed as "
-                                    f"recorded: delete {run_dir} (or train with --force) to retrain it")
+    ckpt = Checkpoints(run_dir)
+    resumed = ckpt.resume(model, optimizer, scheduler, selector, device)
+    history, best_value, best_epoch, test_history, start_epoch, best_state = (
+        (resumed[k] for k in ("history", "best_value", "best_epoch", "test_history", "start_epoch", "best_state"))
+        if resumed else ([], None, -1, [], 0, None))
+    resumed_from = start_epoch if resumed else None
     stale = _epochs_since_best(history, best_epoch) if history else 0
 
     bar = tqdm(range(start_epoch, n_epochs), desc=desc, disable=not cfg.progress, leave=False,
@@ -303,35 +364,15 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                 break
         elif select and cfg.patience is not None and stale >= cfg.patience:
             break
-        model.train()
-        sums, n_batches = {}, 0
-        optimizer.zero_grad(set_to_none=True)
-        batches = iterate_batches(dataset.train, info.layout, cfg.batch_size, shuffle=True,
-                                  seed=seed * 100_003 + epoch, bucket=cfg.bucket, missing=missing,
-                                  device=device)
-        for i, batch in enumerate(batches):
-            with _autocast(device, cfg.amp):
-                out = model(batch)
-                loss, parts = compute_loss(model, out, batch, info.task, cfg.loss_kind)
-            values = _read_back(loss, parts)           # one wait for the device per batch, not one per part
-            if not math.isfinite(values["total"]):
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {i}: {parts}")
-            (loss / cfg.grad_accum).backward()
-            if (i + 1) % cfg.grad_accum == 0:
-                _step(optimizer, params, cfg)
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_batches += 1
-        if n_batches % cfg.grad_accum:
-            _step(optimizer, params, cfg)
+        sums, n_batches = train_epoch(model, optimizer, params, dataset.train, info, cfg, seed, epoch, device,
+                                      missing)
         valid, _ = evaluate(model, dataset.valid, info, cfg)
         value = valid[metric]
         improved = select and not crossfit and is_better(metric, value, best_value)
         if improved:
             best_value, best_epoch, stale = value, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if run_dir is not None:
-                atomic_torch_save({"model": best_state, "epoch": epoch, "value": value}, run_dir / "best.pt")
+            best_state = _cpu_state(model)
+            ckpt.save("best.pt", {"model": best_state, "epoch": epoch, "value": value})
         else:
             stale += 1
         if crossfit:
@@ -344,13 +385,11 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
             for f, better in enumerate(fold_improved):
                 if not better:
                     continue
-                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                if run_dir is not None:
-                    atomic_torch_save({"model": state, "epoch": epoch, "fold": f}, run_dir / f"best_fold{f}.pt")
+                state = _cpu_state(model)
+                ckpt.save(f"best_fold{f}.pt", {"model": state, "epoch": epoch, "fold": f})
                 if f == 0:   # best.pt (what analyses load by default) holds fold 1's choice
                     best_state, best_epoch = state, epoch
-                    if run_dir is not None:
-                        atomic_torch_save({"model": state, "epoch": epoch, "fold": 0}, run_dir / "best.pt")
+                    ckpt.save("best.pt", {"model": state, "epoch": epoch, "fold": 0})
             improved = any(fold_improved)
         if scheduler is not None and not (isinstance(value, float) and math.isnan(value)):
             scheduler.step(value)
@@ -359,13 +398,12 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                **{f"valid_{k}": v for k, v in valid.items()}, "best": improved}
         history.append(row)
         bar.set_postfix({"train": f"{row['train_total']:.3f}", metric: f"{value:.3f}"})
-        if run_dir is not None:
-            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict() if scheduler else None,
-                               "epoch": epoch, "history": history, "best_value": best_value,
-                               "best_epoch": best_epoch, "rng": rng_state(),
-                               "crossfit": selector.state_dict() if selector is not None else None,
-                               "test_history": test_history}, run_dir / "last.pt")
+        ckpt.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict() if scheduler else None,
+                              "epoch": epoch, "history": history, "best_value": best_value,
+                              "best_epoch": best_epoch, "rng": rng_state(),
+                              "crossfit": selector.state_dict() if selector is not None else None,
+                              "test_history": test_history})
         for cb in callbacks or ():
             cb(epoch, row)
     bar.close()
@@ -376,25 +414,12 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         # an intermediate stage under cross-fitting selects nothing: it hands its last weights on, and
         # best.pt holds them (what the next stage starts from)
         best_epoch = last
-        if run_dir is not None:
-            atomic_torch_save({"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                               "epoch": last, "selected": False}, run_dir / "best.pt")
+        ckpt.save("best.pt", {"model": _cpu_state(model), "epoch": last, "selected": False})
     if select and not crossfit and best_epoch < 0:
         raise RuntimeError(f"{desc}: no epoch was selected on VALID (epochs run: {len(history)}; epochs=0, "
                            f"patience=0 or a selection metric '{metric}' that is never finite); nothing to record")
     if crossfit:
-        if any(e < 0 for e in selector.best_epoch):
-            raise RuntimeError("cross-fitted selection chose no epoch (epochs=0 or a metric that is never finite)")
-        test = _metrics(y_test, selector.pooled(), info, cfg)
-        valid_pick = _best_epoch(history, f"valid_{metric}", metric)
-        oracle_metric = "acc2_has0" if "acc2_has0" in test_history[0] else metric
-        oracle_pick = _best_epoch([{"epoch": e, **m} for e, m in enumerate(test_history)], oracle_metric,
-                                  oracle_metric)
-        protocols = {
-            "crossfit": {"metrics": test, "folds": selector.summary(), "k": cfg.crossfit_folds,
-                         "fold_seed": cfg.crossfit_seed},
-            "valid": {"epoch": valid_pick, "metrics": test_history[valid_pick]},
-            "test_oracle": {"epoch": oracle_pick, "chosen_by": oracle_metric, "metrics": test_history[oracle_pick]}}
+        test, protocols = _crossfit_protocols(selector, history, test_history, y_test, info, cfg, metric)
         best_epoch = max(selector.best_epoch)
         best_is_last = last in selector.best_epoch
     else:
@@ -412,6 +437,24 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                      test_metrics=test, history=history, wall_time_s=time.perf_counter() - start,
                      select_metric=metric, resumed_from_epoch=resumed_from, best_is_last=best_is_last,
                      protocols=protocols, degenerate=degenerate)
+
+
+def _crossfit_protocols(selector, history: list[dict], test_history: list[dict], y_test, info, cfg: TrainConfig,
+                        metric: str) -> tuple[dict, dict]:
+    """The test metrics of cross-fitted selection (each fold scored by the other fold's pick, pooled) and the
+    three protocols recorded beside them: ``crossfit``, ``valid`` (the epoch VALID would choose, scored on the
+    whole test split) and ``test_oracle`` (the epoch with the best test score: what selecting on test reports)."""
+    if any(e < 0 for e in selector.best_epoch):
+        raise RuntimeError("cross-fitted selection chose no epoch (epochs=0 or a metric that is never finite)")
+    test = _metrics(y_test, selector.pooled(), info, cfg)
+    valid_pick = _best_epoch(history, f"valid_{metric}", metric)
+    oracle_metric = "acc2_has0" if "acc2_has0" in test_history[0] else metric
+    oracle_pick = _best_epoch([{"epoch": e, **m} for e, m in enumerate(test_history)], oracle_metric, oracle_metric)
+    return test, {
+        "crossfit": {"metrics": test, "folds": selector.summary(), "k": cfg.crossfit_folds,
+                     "fold_seed": cfg.crossfit_seed},
+        "valid": {"epoch": valid_pick, "metrics": test_history[valid_pick]},
+        "test_oracle": {"epoch": oracle_pick, "chosen_by": oracle_metric, "metrics": test_history[oracle_pick]}}
 
 
 def trivial_metrics(dataset: MultimodalDataset, split: str) -> dict:
