@@ -235,6 +235,7 @@ def test_position_layout_is_non_causal_per_position():
     assert not torch.allclose(model(b2).prediction[0, 0], out.prediction[0, 0])
 
 
+@pytest.mark.slow
 def test_classification_20_classes_end_to_end():
     ds = _dataset(task="classification", num_classes=20, n=160, L=8)
     model = _model(ds, d_model=32, num_heads=4, out_dropout=0.0, text_dropout=0.0, band_mask_rate=0.0)
@@ -411,6 +412,7 @@ def test_heads_have_no_dropout_before_the_output_layer():
     torch.testing.assert_close(y, head.out(x))        # no dropout between the residual and the output
 
 
+@pytest.mark.slow
 def test_atsuko_and_emoe_learn_the_builtin_benchmark():
     """Quick presets, same seed and schedule: test Corr clearly above the text-only baseline."""
     synthetic = pytest.importorskip("mser_lib.data.synthetic")

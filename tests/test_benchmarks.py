@@ -18,6 +18,7 @@ import bf16_seeds  # noqa: E402
 import profile_step  # noqa: E402
 
 
+@pytest.mark.slow
 def test_bench_cuda_dry_run_times_each_workload_and_precision(tmp_path):
     assert bench_cuda.main(["--device", "cpu", "--tiny", "--epochs", "1",
                             "--workloads", "femf/mosi-utt", "--out", str(tmp_path)]) == 0
@@ -28,6 +29,7 @@ def test_bench_cuda_dry_run_times_each_workload_and_precision(tmp_path):
     assert table.count("| 1.00x |") == 12                       # 4 runs x (2 stages + inference)
 
 
+@pytest.mark.slow
 def test_profile_step_dry_run(tmp_path):
     assert profile_step.main(["--device", "cpu", "--tiny", "--steps", "1", "--top", "3",
                               "--only", "atsuko/synthetic-paper", "--out", str(tmp_path)]) == 0
@@ -35,6 +37,7 @@ def test_profile_step_dry_run(tmp_path):
     assert "### atsuko synthetic-paper" in text and "aten operator calls per step" in text
 
 
+@pytest.mark.slow
 def test_bf16_seeds_dry_run(tmp_path):
     assert bf16_seeds.main(["--device", "cpu", "--tiny", "--seeds", "2", "--workers", "2", "--models", "atsuko",
                             "--atsuko-epochs", "1", "--out", str(tmp_path)]) == 0
