@@ -204,7 +204,7 @@ def cmd_ledger(a) -> int:
 
     ds = get_dataset(a.dataset, a.data_dir, a.profile)
     seeds = a.seeds if a.seeds else profile_seeds(a.profile, a.dataset)
-    specs = grids.deviations(a.profile, seeds, ds.info.layout)
+    specs = grids.deviations(a.profile, seeds, ds.info.layout, ds.info.name)
     executor, workers = grid_executor(1, True)
     recs = run_grid(specs, results_dir=a.results_dir, dataset=a.dataset, profile=a.profile, data_dir=a.data_dir,
                     executor=executor, workers=workers, progress=not a.quiet)

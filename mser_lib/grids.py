@@ -167,6 +167,11 @@ DEVIATIONS: list[Deviation] = [
 #: The label of each model's default run in the ledger grid.
 LEDGER_BASE = {"femf": "FEMF (default)", "atsuko": "Atsuko (default)", "emoe": "EMOE (default)"}
 SMOKE_DEVIATIONS = 2
+#: The rows the quick profile trains on the built-in benchmark: each model's reference-code preset, so that the
+#: tutorial shows the ledger inside make reproduce's 15 minutes; every row runs on real data (and at claims and
+#: paper everywhere).
+BUILTIN_QUICK_DEVIATIONS = ("FEMF: every reference behaviour (preset 'reference')",
+                            "Atsuko: router on the raw inputs (EMOE's)", "EMOE: router on pooled features")
 
 # FEMF Fig. 6 / robustness: missing rates and the models compared.
 MISSING_RATES = [0.0, 0.1, 0.2, 0.3, 0.4]
@@ -275,14 +280,17 @@ def femf_orders(profile: str, seeds: list[int]) -> list[dict]:
             for s in sweep_seeds(profile, seeds) for label, o in orders]
 
 
-def deviations(profile: str, seeds: list[int], layout: str | None = None) -> list[dict]:
+def deviations(profile: str, seeds: list[int], layout: str | None = None, dataset: str | None = None) -> list[dict]:
     """The deviation ledger (:data:`DEVIATIONS`): each model's default run and every switch flipped on it,
     with the sweeps' seeds (all at claims and paper, the first at smoke and quick) and the ablation
     schedule of ``profile``; ``layout`` drops the rows that change nothing there (e.g. the sequence
-    summary on position data)."""
+    summary on position data). At smoke the first rows only; at quick on the built-in benchmark
+    (``dataset="synthetic"``) the rows of :data:`BUILTIN_QUICK_DEVIATIONS`."""
     rows = [d for d in DEVIATIONS if layout is None or layout in d.layouts]
     if _check(profile) == "smoke":
         rows = rows[:SMOKE_DEVIATIONS]
+    elif profile == "quick" and dataset == "synthetic":
+        rows = [d for d in rows if d.label in BUILTIN_QUICK_DEVIATIONS]
     out = []
     for s in sweep_seeds(profile, seeds):
         for model in dict.fromkeys(d.model for d in rows):
@@ -323,7 +331,8 @@ def notebook_grid(notebook: str, profile: str, seeds: list[int], dataset: str | 
         if name in ("femf_sensitivity", "atsuko_sensitivity"):
             out += GRIDS[name](profile, seeds, dataset)
         elif name == "deviations":
-            out += deviations(profile, seeds, _dataset_layout(dataset))
+            out += deviations(profile, seeds, _dataset_layout(dataset),
+                              dataset.name if isinstance(dataset, DatasetInfo) else dataset)
         else:
             out += GRIDS[name](profile, seeds)
     return out
