@@ -45,12 +45,8 @@ import re
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-# tqdm.auto warns about missing ipywidgets inside Jupyter kernels; the notebooks run without bars.
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 from . import grids  # noqa: E402
 from .experiments import EXECUTORS, REUSE_MODES, load_profile, profile_seeds, run_grid  # noqa: E402
