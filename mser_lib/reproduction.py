@@ -36,7 +36,7 @@ import pandas as pd
 from .experiments import same_results
 from .report.tables import to_markdown
 from .train import read_jsonl
-from .train.io import atomic_write_text, read_record, refuse_links, write_jsonl
+from .train.io import ExclusiveLock, atomic_write_text, read_record, refuse_links, write_jsonl
 
 TOLERANCE = 1e-4
 # the test metrics shown per run (all test metrics are compared)
@@ -67,38 +67,17 @@ class FolderBusy(OSError):
     """Another process holds a reproduce of the same results folder."""
 
 
-class ReproduceLock:
+class ReproduceLock(ExclusiveLock):
     """An exclusive lock on ``<results>/<profile>/<dataset>/checkpoints/.reproduce.lock`` for the whole of a
     reproduce: a second ``make reproduce`` of the same folder (another terminal, a job sharing the workspace)
     stops at once with one line instead of sharing, and then deleting, the first one's reference snapshot.
     The lock file is opened without following a link and released when the process ends, however it ends."""
 
     def __init__(self, results_dir, profile: str, dataset: str):
-        self.path = out_dir(results_dir, profile, dataset) / "checkpoints" / ".reproduce.lock"
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-        import os
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = None
-            raise FolderBusy(f"{self.path.parent.parent}: another reproduce of this results folder is running; "
-                             "wait for it to end (two at once would compare against each other's runs)") from None
-        return self
-
-    def __exit__(self, *exc):
-        import os
-
-        if self.fd is not None:
-            os.close(self.fd)         # closing releases the lock
-            self.fd = None
-        return False
+        path = out_dir(results_dir, profile, dataset) / "checkpoints" / ".reproduce.lock"
+        super().__init__(path, lambda: FolderBusy(
+            f"{path.parent.parent}: another reproduce of this results folder is running; wait for it to end (two "
+            "at once would compare against each other's runs)"))
 
 
 def local_records(results_dir, profile: str, dataset: str) -> list[dict]:

@@ -43,10 +43,8 @@ Optuna is an optional dependency (``pip install mser_lib[search]``); it is impor
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +56,7 @@ from .experiments import DEFAULT_RESULTS, config_hash, get_dataset, profile_seed
 from .metrics import LOWER_IS_BETTER, compute_metrics, default_selection_metric, is_better
 from .models.registry import MODELS, Param, _load_all
 from .train import TrainConfig
-from .train.io import LinkRefused, read_jsonl
+from .train.io import ExclusiveLock, read_jsonl
 
 # ----------------------------------------------------------------------------- the search spaces
 
@@ -140,43 +138,19 @@ class StudyBusy(OSError):
     """Another process holds a search of the same study (:class:`StudyLock`)."""
 
 
-class StudyLock:
+class StudyLock(ExclusiveLock):
     """An exclusive lock on ``<label>.db.lock`` beside the study ``path`` for the whole of a search: a second
     search of the same study (another terminal, a job sharing the workspace) stops at once with one line
     instead of adding trials in between the first one's (trial ``n`` would then hold another number's
-    settings, and each search would choose among a mix). The lock file is opened without following a link
-    and never truncated; ``flock`` releases it when the process ends, however it ends, so a search that died
-    leaves nothing to delete. (The pattern of :class:`mser_lib.reproduction.ReproduceLock`.)"""
+    settings, and each search would choose among a mix). :class:`mser_lib.train.io.ExclusiveLock`: no link
+    followed, released with the process, so a search that died leaves nothing to delete."""
 
     def __init__(self, path):
         self.study = Path(path)
-        self.path = self.study.with_name(self.study.name + ".lock")
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise LinkRefused(self.path) from None
-            raise
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = None
-            raise StudyBusy(f"{self.study}: another search holds this study (lock {self.path.name}); wait for it "
-                            "to end, or give this search another label (two at once would mix their trials)") from None
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)         # closing releases the lock
-            self.fd = None
-        return False
+        lock = self.study.with_name(self.study.name + ".lock")
+        super().__init__(lock, lambda: StudyBusy(
+            f"{self.study}: another search holds this study (lock {lock.name}); wait for it to end, or give this "
+            "search another label (two at once would mix their trials)"))
 
 
 class StudyMismatch(DataFormatError):

@@ -67,8 +67,10 @@ def _children(pid: int) -> set[int]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_the_pipeline_stops_its_workers_and_says_how_to_resume(tmp_path, sig):
     env = {**os.environ, "MSER_WORKERS": "2", "MSER_THREADS": "1"}
-    cmd = [sys.executable, "-m", "mser_lib.pipeline", "--profile", "smoke", "--no-notebooks",
-           "--results-dir", str(tmp_path), "--executor", "process"]
+    # ten seeds: a grid of minutes, so the signal always arrives while it trains (the one-seed smoke grid took
+    # 10 s on an idle machine and could end before the signal)
+    cmd = [sys.executable, "-m", "mser_lib.pipeline", "--profile", "smoke", "--no-notebooks", "--seeds",
+           " ".join(map(str, range(10))), "--results-dir", str(tmp_path), "--executor", "process"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.time() + 120

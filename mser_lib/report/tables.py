@@ -6,12 +6,10 @@ are added by the notebooks from :mod:`mser_lib.report.paper_rows` and marked as 
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ import pandas as pd
 from ..checks import MAX_SEED
 from ..data.validate import DataFormatError
 from ..metrics import METRIC_NAMES
-from ..train.io import SkippedLinesWarning, atomic_write_text
+from ..train.io import atomic_write_text, read_jsonl_numbered
 
 MOSI_COLUMNS = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "mae", "corr"]
 SIMS_COLUMNS = ["acc2", "f1", "acc3", "acc5", "mae", "corr"]
@@ -188,31 +186,6 @@ def check_record(record, path=None, line: int | None = None, *, profile: str | N
     return record
 
 
-def _numbered_lines(path: Path) -> list[tuple[int, dict]]:
-    """``(line number, record)`` of every JSON object line of ``path``, skipping torn or corrupt lines with one
-    :class:`~mser_lib.train.io.SkippedLinesWarning`, as :func:`mser_lib.train.io.read_jsonl` does."""
-    if not path.exists():
-        return []
-    out, bad = [], []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            bad.append(number)
-            continue
-        if isinstance(rec, dict):
-            out.append((number, rec))
-        else:
-            bad.append(number)
-    if bad:
-        shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
-        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) (torn, corrupt or not UTF-8): "
-                      f"line {shown}", SkippedLinesWarning, stacklevel=3)
-    return out
-
-
 def load_records(results_dir, profile: str, dataset: str) -> list[dict]:
     """The records of ``<results_dir>/<profile>/<dataset>/runs.jsonl``, each checked by :func:`check_record`
     (a record the tables cannot average, or one of another profile or dataset, is refused with one line naming
@@ -220,7 +193,7 @@ def load_records(results_dir, profile: str, dataset: str) -> list[dict]:
     warning, as :func:`mser_lib.train.io.read_jsonl` does; no file: no records."""
     path = Path(results_dir) / profile / dataset / "runs.jsonl"
     return [check_record(rec, path, number, profile=profile, dataset=dataset)
-            for number, rec in _numbered_lines(path)]
+            for number, rec in read_jsonl_numbered(path, stacklevel=3)]
 
 
 def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),

@@ -286,12 +286,54 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         os.close(fd)
 
 
+class ExclusiveLock:
+    """An exclusive, non-blocking ``flock`` on the file ``path`` for the duration of a ``with`` block: a second
+    process that asks for it meanwhile gets ``busy()`` (an exception) at once. The file is created if needed,
+    opened without following a link (:class:`LinkRefused`) and never truncated; the lock goes with the process,
+    however it ends, so a crash leaves nothing to delete."""
+
+    def __init__(self, path, busy):
+        self.path = Path(path)
+        self.busy = busy
+        self.fd = None
+
+    def __enter__(self):
+        import errno
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LinkRefused(self.path) from None
+            raise
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise self.busy() from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)         # closing releases the lock
+            self.fd = None
+        return False
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
-    """All complete records of a JSONL file.
+    """All complete records of a JSONL file (:func:`read_jsonl_numbered` without the line numbers)."""
+    return [rec for _, rec in read_jsonl_numbered(path, stacklevel=3)]
+
+
+def read_jsonl_numbered(path: str | Path, stacklevel: int = 2) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of every complete record of a JSONL file (1-based line numbers).
 
     Lines that are not a JSON object (torn by a crash mid-write, corrupt, or not UTF-8) are skipped,
-    with one :class:`SkippedLinesWarning` naming the file and the line numbers (1-based); the other
-    records are still returned.
+    with one :class:`SkippedLinesWarning` naming the file and the line numbers; the other records are
+    still returned.
     """
     path = Path(path)
     if not path.exists():
@@ -306,13 +348,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
             bad.append(number)
             continue
         if isinstance(rec, dict):
-            out.append(rec)
+            out.append((number, rec))
         else:
             bad.append(number)
     if bad:
         shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
         warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) (torn, corrupt or not UTF-8): "
-                      f"line {shown}", SkippedLinesWarning, stacklevel=2)
+                      f"line {shown}", SkippedLinesWarning, stacklevel=stacklevel)
     return out
 
 
