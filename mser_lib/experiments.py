@@ -493,6 +493,13 @@ def _ignore_sigint() -> None:
     and die on SIGTERM (the parent's handler, inherited by the fork, would keep them alive)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):   # and die with the parent, however it ends (no orphan holds its pipes)
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)    # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool) -> list[dict]:

@@ -43,6 +43,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -545,6 +546,10 @@ def cli(argv=None) -> int:
     from .cli import USER_ERRORS, _message
     from .experiments import GridInterrupted
 
+    def _term(signum, frame):       # SIGTERM (a job scheduler) ends the run as Ctrl-C does, in every phase
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
     try:
         return main(argv)
     except GridInterrupted as exc:
