@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("optuna")
 
-from mser_lib import experiments, search  # noqa: E402
+from mser_lib import search  # noqa: E402
 from mser_lib.data import DatasetInfo, MultimodalDataset  # noqa: E402
 from mser_lib.metrics import compute_metrics  # noqa: E402
 from mser_lib.models.registry import build_config  # noqa: E402
@@ -68,16 +68,9 @@ def test_a_folds_choice_reads_only_its_own_fold():
     assert search.choose_per_fold(values, "mae") == [0, 2]
 
 
-def test_the_study_resumes_and_trains_only_the_missing_trials(tmp_path, monkeypatch):
+def test_the_study_resumes_and_trains_only_the_missing_trials(tmp_path, counted):
     ds = tiny_dataset("position", n=(16, 4, 10))
-    trained = []
-    real = experiments.train_run
-
-    def counting(run, *args, **kwargs):
-        trained.append(experiments.config_hash(run))
-        return real(run, *args, **kwargs)
-
-    monkeypatch.setattr(experiments, "train_run", counting)
+    trained = counted
     first = _search(tmp_path, ds, 3)
     assert len(trained) == 3
     second = _search(tmp_path, ds, 5)

@@ -49,20 +49,6 @@ def _is_locked(lock_path) -> bool:
     return False
 
 
-@pytest.fixture
-def counted(monkeypatch):
-    """The config hashes trained (run_one calls experiments.train_run for a run it has no record of)."""
-    trained = []
-    real = experiments.train_run
-
-    def counting(run, *args, **kwargs):
-        trained.append(experiments.config_hash(run))
-        return real(run, *args, **kwargs)
-
-    monkeypatch.setattr(experiments, "train_run", counting)
-    return trained
-
-
 def test_a_second_search_of_a_held_study_is_refused_at_once(tmp_path, counted):
     ds = tiny_dataset("position", n=(16, 4, 10))
     lock = _lock_file(tmp_path)
