@@ -101,8 +101,17 @@ EMOE	72.58	70.73	72.08	70.86
 Atsuko (Ours)	74.16	71.22	72.93	70.86
 """
 
-#: Our model names for the papers' rows of the models mser implements (FEMF's "Ours": :attr:`ReportedRow.implements`).
-IMPLEMENTED = {"Atsuko(Ours)": "atsuko", "Atsuko (Ours)": "atsuko", "EMOE": "emoe", "TFN": "tfn", "LMF": "lmf"}
+#: How the papers print the rows of our own methods ("Ours" in FEMF's tables: :attr:`ReportedRow.implements`);
+#: every other row is matched to a registered model by its label (``ModelSpec.label``: "TFN", "MulT", ...).
+OURS = {"Atsuko(Ours)": "atsuko", "Atsuko (Ours)": "atsuko"}
+
+
+def implemented(model: str) -> str | None:
+    """Our registry name for a model as a paper's table prints it, ``None`` when mser does not implement it."""
+    from ..models.registry import model_names, model_spec
+
+    labels = {model_spec(n).label: n for n in model_names()}
+    return OURS.get(model) or labels.get(model)
 
 #: The paper each method of ours comes from, and the table of that paper whose rows it claims to beat.
 TABLE1_OF = {"femf": "FEMF Table 1", "atsuko": "Atsuko Table 1"}
@@ -131,10 +140,11 @@ class ReportedRow:
 
     @property
     def implements(self) -> str | None:
-        """Our registry name when the row is a model mser implements (FEMF, Atsuko, EMOE, TFN, LMF)."""
+        """Our registry name when the row is a model mser implements (FEMF, Atsuko, EMOE and the registered
+        baselines, matched by label)."""
         if self.model == "Ours":
             return "femf" if self.source.startswith("FEMF") else None
-        return IMPLEMENTED.get(self.model)
+        return implemented(self.model)
 
     @property
     def label(self) -> str:
