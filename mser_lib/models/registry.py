@@ -20,7 +20,8 @@ from ..data.batch import DatasetInfo
 #: The modules that register models, imported on first use of the registry; their order is the order of
 #: :func:`model_names` (the papers' methods first, as their tables list them).
 _MODULES = ("mser_lib.models.femf", "mser_lib.models.atsuko", "mser_lib.models.baselines",
-            "mser_lib.models.tfn", "mser_lib.models.lmf", "mser_lib.models.mult")
+            "mser_lib.models.tfn", "mser_lib.models.lmf", "mser_lib.models.mult",
+            "mser_lib.models.misa")
 
 #: What a model is for in the pipeline: ``"method"`` (a paper's model: the main comparison, robustness,
 #: the paper's table rows), ``"baseline"`` (trained beside the methods in the main comparison, with each of
