@@ -308,29 +308,68 @@ def _ray_kwargs(args, executor: str) -> dict:
     return {"ray_address": address}
 
 
+#: notebooks that read the tables the other notebooks write (the synthesis): they start when all before them ended
+READS_OTHERS = ("06",)
+
+
+def notebook_slots(force: bool) -> int:
+    """How many notebooks run at once: one per core, at most 2 (each kernel trains and predicts on one
+    thread). One when runs may be retrained inside the notebooks (``force``), so that no two notebooks
+    train the same run."""
+    return 1 if force else max(1, min(2, os.cpu_count() or 1))
+
+
 def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[str, float]]:
+    """Execute the notebooks with papermill, :func:`notebook_slots` at a time, in their order; a notebook of
+    :data:`READS_OTHERS` waits until every notebook before it has ended. Each runs in its own kernel; the
+    threads that wait for them are daemons, so Ctrl-C ends the run at once (a kernel exits with its parent)."""
+    import queue
+    import threading
+
     import papermill as pm
 
-    timings = []
     out_nb = out / "notebooks"
     out_nb.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.results_dir).resolve()
     os.environ["MSER_REUSE"] = args.reuse          # the notebook kernels inherit it
-    for nb in notebook_paths(args.only):
+    params = {"profile": args.profile, "dataset": args.dataset,
+              "data_dir": _data_dir_param(args.data_dir, args.dataset), "device": args.device, "seeds": seeds,
+              "results_dir": _rel_to_notebooks(results_dir), "force": force}
+    ended: queue.Queue = queue.Queue()
+
+    def execute(nb: Path) -> None:
         t0 = time.perf_counter()
-        print(f"== {nb.name}", flush=True)
-        pm.execute_notebook(
-            str(nb), str(out_nb / nb.name), cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
-            parameters={"profile": args.profile, "dataset": args.dataset,
-                        "data_dir": _data_dir_param(args.data_dir, args.dataset), "device": args.device, "seeds": seeds,
-                        "results_dir": _rel_to_notebooks(results_dir), "force": force})
-        timings.append((nb.name, time.perf_counter() - t0))
+        try:
+            pm.execute_notebook(str(nb), str(out_nb / nb.name), cwd=str(NOTEBOOKS), progress_bar=False,
+                                kernel_name="python3", parameters=params)
+            ended.put((nb, time.perf_counter() - t0, None))
+        except BaseException as exc:      # handed to the main thread, which raises it
+            ended.put((nb, 0.0, exc))
+
+    pending, running, took = list(notebook_paths(args.only)), 0, {}
+    slots = notebook_slots(force)
+    while pending or running:
+        while pending and running < slots and not (pending[0].name[:2] in READS_OTHERS and running):
+            nb = pending.pop(0)
+            print(f"== {nb.name}", flush=True)
+            threading.Thread(target=execute, args=(nb,), name=f"notebook {nb.name}", daemon=True).start()
+            running += 1
+        while True:
+            try:
+                nb, seconds, exc = ended.get(timeout=0.5)
+                break
+            except queue.Empty:
+                continue
+        running -= 1
+        if exc is not None:
+            raise exc
+        took[nb.name] = seconds
         strip_run_metadata(out_nb / nb.name)
-        print(f"   {timings[-1][1]:.1f} s", flush=True)
+        print(f"   {nb.name}: {seconds:.1f} s", flush=True)
         if args.update_notebooks:
             update_committed_notebook(out_nb / nb.name, nb)
             print(f"   outputs copied into {nb.relative_to(ROOT)}", flush=True)
-    return timings
+    return [(nb.name, took[nb.name]) for nb in notebook_paths(args.only)]
 
 
 def _rel_to_notebooks(path: Path) -> str:

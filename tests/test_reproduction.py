@@ -193,3 +193,63 @@ def test_no_verdict_without_the_reference_snapshot(tmp_path):
     (out / "runs.jsonl").write_text("")
     with pytest.raises(FileNotFoundError, match="snapshot of the committed records"):
         reproduction.write_report(tmp_path, "smoke", "synthetic")
+
+
+def _fake_notebooks(monkeypatch, tmp_path, names, fail=None):
+    """run_notebooks with papermill replaced by a sleep that logs when each notebook started and ended."""
+    import sys
+    import threading
+    import time
+    import types
+    from argparse import Namespace
+
+    from mser_lib import pipeline
+
+    log, lock = [], threading.Lock()
+
+    def execute_notebook(src, dst, **kw):
+        name = Path(src).name
+        with lock:
+            log.append(("start", name, time.perf_counter()))
+        time.sleep(0.3)
+        if name == fail:
+            raise RuntimeError(f"{name} failed")
+        with lock:
+            log.append(("end", name, time.perf_counter()))
+
+    monkeypatch.setitem(sys.modules, "papermill", types.SimpleNamespace(execute_notebook=execute_notebook))
+    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None: [tmp_path / n for n in names])
+    monkeypatch.setattr(pipeline, "strip_run_metadata", lambda path: None)
+    monkeypatch.setattr(pipeline, "notebook_slots", lambda force: 2)
+    args = Namespace(results_dir=str(tmp_path / "results"), reuse="local", profile="smoke", dataset="synthetic",
+                     data_dir="", device="cpu", only=None, update_notebooks=False)
+    return pipeline.run_notebooks, args, log
+
+
+def test_notebooks_run_two_at_a_time_and_the_synthesis_after_all_others(monkeypatch, tmp_path):
+    names = ["00_a.ipynb", "01_b.ipynb", "02_c.ipynb", "03_d.ipynb", "06_figures.ipynb"]
+    run, args, log = _fake_notebooks(monkeypatch, tmp_path, names)
+    timings = run(args, tmp_path / "out", [0], force=False)
+    assert [n for n, _ in timings] == names                       # reported in the notebooks' order
+    running = peak = 0
+    for kind, _, _ in sorted(log, key=lambda e: e[2]):
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2
+    ends = {n: t for k, n, t in log if k == "end"}
+    start06 = next(t for k, n, t in log if k == "start" and n == "06_figures.ipynb")
+    assert all(start06 >= ends[n] for n in names[:-1])
+
+
+def test_a_failed_notebook_stops_the_run_with_its_error(monkeypatch, tmp_path):
+    run, args, log = _fake_notebooks(monkeypatch, tmp_path, ["00_a.ipynb", "01_b.ipynb", "02_c.ipynb"],
+                                     fail="01_b.ipynb")
+    with pytest.raises(RuntimeError, match="01_b.ipynb failed"):
+        run(args, tmp_path / "out", [0], force=False)
+
+
+def test_one_notebook_at_a_time_when_the_notebooks_may_retrain():
+    from mser_lib import pipeline
+
+    assert pipeline.notebook_slots(force=True) == 1
+    assert 1 <= pipeline.notebook_slots(force=False) <= 2
