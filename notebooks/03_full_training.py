@@ -199,9 +199,8 @@ display(Markdown(nv.what_we_see(see, ds.info)))
 # %% [markdown]
 # ## Each paper's Table 1 as claims
 #
-# Each paper puts its method above the rows of its Table 1. For every row whose model mser runs (Atsuko's
-# Table 1: EMOE, TFN and LMF so far; FEMF's Table 1 compares with methods mser does not implement yet, see
-# [docs/baselines.md](../docs/baselines.md)), the claim "the method beats it" is tested on these runs with the
+# Each paper puts its method above the rows of its Table 1. For every row whose model mser runs (the table
+# below names them; [docs/baselines.md](../docs/baselines.md) lists which baselines exist so far), the claim "the method beats it" is tested on these runs with the
 # rule of notebook 04: paired over seeds (at least 3), Holm over this table, a bootstrap over test samples
 # (videos on mosi-bclstm) that excludes 0, every seed agreeing in sign. *Paper says* gives the printed numbers,
 # on the paper's own data and features.
