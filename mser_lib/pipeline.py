@@ -324,11 +324,10 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
     :data:`READS_OTHERS` waits until every notebook before it has ended. Each runs in its own kernel; the
     threads that wait for them are daemons, so Ctrl-C ends the run at once (a kernel exits with its parent)."""
     import queue
-    import threading
 
     import papermill as pm
 
-    out_nb = out / "notebooks"
+    out_nb = (out / "notebooks").resolve()
     out_nb.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.results_dir).resolve()
     os.environ["MSER_REUSE"] = args.reuse          # the notebook kernels inherit it
@@ -340,14 +339,31 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
     def execute(nb: Path) -> None:
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb), str(out_nb / nb.name), cwd=str(NOTEBOOKS), progress_bar=False,
-                                kernel_name="python3", parameters=params)
+            pm.execute_notebook(str(nb), str(out_nb / nb.name), progress_bar=False, kernel_name="python3",
+                                parameters=params)
             ended.put((nb, time.perf_counter() - t0, None))
         except BaseException as exc:      # handed to the main thread, which raises it
             ended.put((nb, 0.0, exc))
 
     pending, running, took = list(notebook_paths(args.only)), 0, {}
     slots = notebook_slots(force)
+    # The kernels start in notebooks/ (the notebooks' relative paths). One chdir for the whole phase: papermill's
+    # own ``cwd`` changes the process's folder per notebook and restores it when that notebook ends, which two
+    # notebooks at a time would undo under each other.
+    previous = os.getcwd()
+    os.chdir(NOTEBOOKS)
+    try:
+        _notebook_loop(pending, running, took, slots, execute, ended, out_nb, args)
+    finally:
+        os.chdir(previous)
+    return [(nb.name, took[nb.name]) for nb in notebook_paths(args.only)]
+
+
+def _notebook_loop(pending, running, took, slots, execute, ended, out_nb, args) -> None:
+    """:func:`run_notebooks`'s scheduling: start notebooks while slots are free, take each as it ends."""
+    import queue
+    import threading
+
     while pending or running:
         while pending and running < slots and not (pending[0].name[:2] in READS_OTHERS and running):
             nb = pending.pop(0)
@@ -369,7 +385,6 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
         if args.update_notebooks:
             update_committed_notebook(out_nb / nb.name, nb)
             print(f"   outputs copied into {nb.relative_to(ROOT)}", flush=True)
-    return [(nb.name, took[nb.name]) for nb in notebook_paths(args.only)]
 
 
 def _rel_to_notebooks(path: Path) -> str:

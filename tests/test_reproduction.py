@@ -209,6 +209,8 @@ def _fake_notebooks(monkeypatch, tmp_path, names, fail=None):
 
     def execute_notebook(src, dst, **kw):
         name = Path(src).name
+        # every kernel starts in notebooks/, and nothing changes the process's folder per notebook
+        assert "cwd" not in kw and Path.cwd() == pipeline.NOTEBOOKS.resolve() and Path(dst).is_absolute()
         with lock:
             log.append(("start", name, time.perf_counter()))
         time.sleep(0.3)
@@ -229,7 +231,9 @@ def _fake_notebooks(monkeypatch, tmp_path, names, fail=None):
 def test_notebooks_run_two_at_a_time_and_the_synthesis_after_all_others(monkeypatch, tmp_path):
     names = ["00_a.ipynb", "01_b.ipynb", "02_c.ipynb", "03_d.ipynb", "06_figures.ipynb"]
     run, args, log = _fake_notebooks(monkeypatch, tmp_path, names)
+    before = Path.cwd()
     timings = run(args, tmp_path / "out", [0], force=False)
+    assert Path.cwd() == before
     assert [n for n, _ in timings] == names                       # reported in the notebooks' order
     running = peak = 0
     for kind, _, _ in sorted(log, key=lambda e: e[2]):
