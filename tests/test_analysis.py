@@ -129,6 +129,13 @@ def test_table1_claims_pair_each_method_with_the_rows_of_its_own_table_that_mser
     assert "CMU-MOSI aligned 0.696 vs 0.953" in claims[0]["says"]        # Atsuko Table 1 as printed
     assert table1_claims(["tfn", "lmf", "emoe"]) == []                    # no method, no claim
     assert table1_claims(["femf", "tfn"]) == []                           # TFN is not a row of FEMF's Table 1
+    # only where the paper's own numbers put its method ahead: FEMF's Table 1 prints its MAE behind Self-MM's
+    # (0.758 vs 0.713 on MOSI, 0.553 vs 0.539 on MOSEI) and its Corr ahead (0.828 vs 0.798, 0.831 vs 0.753)
+    femf = table1_claims(["femf", "selfmm"])
+    assert [c["claim"] for c in femf] == ["Table 1: FEMF beats Self-MM (Corr)"]
+    assert femf[0]["says"] == "FEMF Table 1: CMU-MOSI 0.828 vs 0.798; CMU-MOSEI 0.831 vs 0.753"
+    # a tie in one printed setting is still a claim (Atsuko and EMOE: MOSEI unaligned MAE 0.530 vs 0.530)
+    assert "Table 1: Atsuko beats EMOE (MAE)" in [c["claim"] for c in table1_claims(["atsuko", "emoe"])]
 
 
 def test_forest_draws_one_row_per_comparison_in_one_panel_per_metric():

@@ -212,12 +212,16 @@ def evaluate(model, split: SplitData, info, cfg: TrainConfig | None = None,
     return _metrics(y, p, info, cfg), p
 
 
-def _make_optimizer(params, cfg: TrainConfig):
+def _make_optimizer(params, cfg: TrainConfig, model=None):
+    """Adam or AdamW over ``params`` at ``cfg``'s rate and weight decay; a model with ``param_groups(lr,
+    weight_decay)`` (Self-MM: its LSTM subnets at their own rate) gives its groups of trainable parameters."""
     # CPU: foreach, one kernel per update step over all parameters instead of a Python loop over them (the
     # CPU default is the loop; on the quick models it was about 2/3 of the optimiser's time). CUDA: fused,
     # a few kernels for the whole update and no per-parameter step counters read back on the host.
     params = list(params)
     fast = {"fused": True} if params and all(p.is_cuda for p in params) else {"foreach": True}
+    if model is not None and hasattr(model, "param_groups"):
+        params = [g for g in model.param_groups(cfg.lr, cfg.weight_decay) if g["params"]]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
     if cfg.optimizer == "adamw":
@@ -330,7 +334,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters in this stage")
-    optimizer = _make_optimizer(params, cfg)
+    optimizer = _make_optimizer(params, cfg, model)
     lower = metric in ("mae", "loss")
     scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min" if lower else "max", factor=cfg.plateau_factor,
