@@ -213,3 +213,33 @@ def test_all_zero_modality_loads_with_one_warning_naming_file_split_modality(tmp
         warnings.simplefilter("always")
         load_mmsa(sound, "mosi")
     assert not [w for w in caught if issubclass(w.category, AllZeroModalityWarning)]
+
+
+def _zero_warnings(load) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load()
+    return [str(w.message) for w in caught if issubclass(w.category, AllZeroModalityWarning)]
+
+
+def test_all_zero_modality_warns_in_the_bclstm_and_utterance_loaders_too(tmp_path):
+    from test_loaders import DEFAULT_FEATURES, make_bclstm_tree, make_utt_tree
+
+    from mser_lib.data.bclstm import load_mosi_bclstm
+    from mser_lib.data.utterance import load_utterance_features
+
+    make_bclstm_tree(tmp_path / "bclstm")
+    assert _zero_warnings(lambda: load_mosi_bclstm(tmp_path / "bclstm", standardize=False)) == []
+    for part in ("train", "test"):                        # every audio value 0, the label column kept
+        path = tmp_path / "bclstm" / f"audio_{part}0.csv"
+        rows = [line.split(",") for line in path.read_text().splitlines()]
+        path.write_text("".join(",".join(["0.0"] * (len(r) - 1) + r[-1:]) + "\n" for r in rows))
+    msg = _zero_warnings(lambda: load_mosi_bclstm(tmp_path / "bclstm", standardize=False))
+    assert len(msg) == 1 and "modality 'audio' in split(s) 'train', 'valid', 'test'" in msg[0]
+    assert str(tmp_path / "bclstm") in msg[0]
+
+    make_utt_tree(tmp_path / "utt")
+    for f in (tmp_path / "utt" / "features" / DEFAULT_FEATURES["vision"]).glob("*.npy"):
+        np.save(f, np.zeros_like(np.load(f)))
+    msg = _zero_warnings(lambda: load_utterance_features(tmp_path / "utt"))
+    assert len(msg) == 1 and "modality 'vision'" in msg[0] and "'audio'" not in msg[0]

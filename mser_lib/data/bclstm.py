@@ -41,7 +41,7 @@ import pandas as pd
 
 from .batch import DatasetInfo, MultimodalDataset
 from .utterance import assemble_positions, read_label_pickle
-from .validate import DataFormatError, check_label_range, data_fingerprint, standardize_splits
+from .validate import DataFormatError, check_label_range, data_fingerprint, standardize_splits, warn_all_zero_modalities
 
 log = logging.getLogger("mser_lib.data")
 
@@ -228,6 +228,7 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
                 "fingerprint": data_fingerprint(read, settings, data_dir),
                 "videos": {s: list(folds[s]) for s in folds}},
     )
+    warn_all_zero_modalities(splits, data_dir)
     ds = MultimodalDataset(info=info, **splits)
     return standardize_splits(ds, data_dir) if standardize else ds
 

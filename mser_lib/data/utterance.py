@@ -28,7 +28,15 @@ import numpy as np
 
 from .batch import MODALITIES, DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
-from .validate import DataFormatError, check_label_range, check_real_dtype, data_fingerprint, inside, standardize_splits
+from .validate import (
+    DataFormatError,
+    check_label_range,
+    check_real_dtype,
+    data_fingerprint,
+    inside,
+    standardize_splits,
+    warn_all_zero_modalities,
+)
 
 log = logging.getLogger("mser_lib.data")
 
@@ -202,6 +210,7 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
                                                        "average_frames": average_frames,
                                                        "standardize": standardize}, root)},
     )
+    warn_all_zero_modalities(splits, root / "features")
     ds = MultimodalDataset(info=info, **splits)
     return standardize_splits(ds, root / "features") if standardize else ds
 
