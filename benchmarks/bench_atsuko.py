@@ -198,15 +198,15 @@ def eigenbasis_cost(device_name: str, repeats: int = 20) -> list[dict]:
     return rows
 
 
-def _markdown(res: dict) -> str:
-    lines = ["# Atsuko / EMOE benchmark", "",
+def _markdown(res: dict, title: str = "Atsuko / EMOE benchmark", note: str = "") -> str:
+    lines = [f"# {title}", "",
              f"Device: {res['device']} ({res['machine']}), torch {res['torch']}, "
              f"{res['threads']} intra-op threads, load average at start {res['load_avg']}.",
              "Shapes: quick = synthetic benchmark (L <= 40), paper = MOSI aligned_50 (768/5/20, L = 50).",
              "Times: median over the timed steps after the warm-up, min-max in brackets. FLOPs: "
              "`torch.utils.flop_counter.FlopCounterMode` over one step (GEMMs, convolutions and the attention "
              "kernels it knows); % of peak = achieved GFLOP/s over the best fp32 2048 x 2048 matmul measured "
-             "in the same process before and after the work. No number from another machine is compared.",
+             "in the same process before and after the work. No number from another machine is compared." + note,
              "", "| model | preset | parameters | train step s (min-max) | train samples/s (batch) | GFLOP/step "
              "| % of matmul peak | infer s/batch (min-max) | infer samples/s (batch) | % of matmul peak "
              "| matmul peak GFLOP/s | peak memory |",
@@ -223,18 +223,22 @@ def _markdown(res: dict) -> str:
                      f"{r['train_utilisation_of_matmul_peak']:.1%} | {inf['median']} ({inf['min']}-{inf['max']}) | "
                      f"{r['infer_samples_per_s']} ({r['infer_batch']}) | {r['infer_utilisation_of_matmul_peak']:.1%} | "
                      f"{r['matmul_peak_gflops']} | {mem} |")
-    lines += ["", "Eigenbasis of eq. 1 (normalised path Laplacian, float64 eigh) and a band decomposition "
-              "(B = 16, D = 64, 4 distinct lengths, K = 3):", "",
-              "| T | eigh, cold (ms) | basis, cached (ms) | basis, no cache (ms) | decompose, cached (ms) "
-              "| decompose, no cache (ms) |", "|---:|---:|---:|---:|---:|---:|"]
-    for r in res["eigenbasis"]:
+    if res.get("eigenbasis"):
+        lines += ["", "Eigenbasis of eq. 1 (normalised path Laplacian, float64 eigh) and a band decomposition "
+                  "(B = 16, D = 64, 4 distinct lengths, K = 3):", "",
+                  "| T | eigh, cold (ms) | basis, cached (ms) | basis, no cache (ms) | decompose, cached (ms) "
+                  "| decompose, no cache (ms) |", "|---:|---:|---:|---:|---:|---:|"]
+    for r in res.get("eigenbasis") or []:
         lines.append(f"| {r['T']} | {r['eigh_cold_ms']} | {r['basis_cached_ms']} | {r['basis_uncached_ms']} | "
                      f"{r['band_decompose_B16_D64_cached_ms']} | {r['band_decompose_B16_D64_uncached_ms']} |")
     lines += ["", f"Wall time of the benchmark: {res['wall_s']} s.", ""]
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
+def main(argv=None, models: tuple[str, ...] = ("emoe", "atsuko"), name: str = "atsuko_bench",
+         title: str = "Atsuko / EMOE benchmark", eigenbasis: bool = True, note: str = "") -> None:
+    """Benchmark ``models`` (registry names) at both presets, each in its own subprocess; write
+    ``benchmarks/results/<name>.{json,md}``."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 quick, 5 paper)")
@@ -264,7 +268,7 @@ def main(argv=None) -> None:
            "load_avg": [round(x, 2) for x in os.getloadavg()], "models": []}
     presets = ["quick"] if a.quick_only else ["quick", "paper"]
     for preset in presets:
-        for model in ("emoe", "atsuko"):
+        for model in models:
             cmd = [sys.executable, __file__, "--one", model, preset, "--device", a.device,
                    "--warmup", str(a.warmup)] + (["--steps", str(a.steps)] if a.steps else []) \
                 + (["--threads", str(a.threads)] if a.threads else [])
@@ -274,14 +278,15 @@ def main(argv=None) -> None:
             else:
                 res["models"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(json.dumps(res["models"][-1]), flush=True)
-    res["eigenbasis"] = eigenbasis_cost(a.device)
+    if eigenbasis:
+        res["eigenbasis"] = eigenbasis_cost(a.device)
     res["wall_s"] = round(time.perf_counter() - start, 1)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = "atsuko_bench" + (f"_t{res['threads']}" if a.device == "cpu" and res["threads"] != 1 else "")
+    name = name + (f"_t{res['threads']}" if a.device == "cpu" and res["threads"] != 1 else "")
     (out / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / f"{name}.md").write_text(_markdown(res))
-    print(_markdown(res))
+    (out / f"{name}.md").write_text(_markdown(res, title, note))
+    print(_markdown(res, title, note))
 
 
 if __name__ == "__main__":
