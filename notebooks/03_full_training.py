@@ -45,6 +45,14 @@
 #   reused.
 # * **seed spread**: the standard deviation of a result over training seeds (initial weights and batch order); a
 #   gap smaller than it is training noise.
+# * **The baselines** (rows of the papers' Table 1, trained here under the same protocol;
+#   [docs/baselines.md](../docs/baselines.md)): **TFN** multiplies the three modality embeddings, each with a 1
+#   appended, into one tensor; **LMF** computes the same fusion through low-rank modality factors; **MulT** lets
+#   each modality attend to the other two with crossmodal transformers, no alignment needed; **MISA** splits each
+#   modality into a shared and a private part (moment matching, orthogonality, reconstruction); **Self-MM**
+#   trains a head per modality on labels it generates from distances to positive and negative class centres.
+#   **baseline** is mser's own reference point: a late-fusion MLP on the built-in data, a bc-LSTM-like BiGRU
+#   over the utterances of a video on mosi-bclstm.
 
 # %% tags=["parameters"]
 # Parameters (papermill): `make reproduce` passes its own values. The defaults read two environment
