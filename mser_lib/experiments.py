@@ -42,7 +42,6 @@ import copy
 import fcntl
 import hashlib
 import json
-import multiprocessing
 import numbers
 import os
 import platform
@@ -550,9 +549,7 @@ def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool)
                     minutes = sum(est) / max(1, workers) / 60.0
                     bar.set_postfix_str(f"about {minutes:.0f} min left" if minutes >= 1 else "under a minute left")
     except KeyboardInterrupt:
-        # every worker, also one the pool started but had not registered yet when the interrupt came (a fresh
-        # clone's interrupt test once waited 46 s at exit for such a worker to finish its run)
-        for proc in {*getattr(pool, "_processes", {}).values(), *multiprocessing.active_children()}:
+        for proc in list(getattr(pool, "_processes", {}).values()):
             proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
