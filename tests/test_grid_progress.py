@@ -71,8 +71,11 @@ def test_interrupting_the_pipeline_stops_its_workers_and_says_how_to_resume(tmp_
     # 10 s on an idle machine and could end before the signal)
     cmd = [sys.executable, "-m", "mser_lib.pipeline", "--profile", "smoke", "--no-notebooks", "--seeds",
            " ".join(map(str, range(10))), "--results-dir", str(tmp_path), "--executor", "process"]
+    # Ctrl-C as in a terminal: a suite started as a background job of a script inherits SIGINT ignored, and a
+    # Python started with it ignored never raises KeyboardInterrupt, so the child gets the default back
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     workers: set[int] = set()
     while time.time() < deadline and not workers:     # wait until the pool's workers are training
