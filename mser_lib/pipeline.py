@@ -38,6 +38,7 @@ plotting style and the CPU thread count.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -324,6 +325,7 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
     :data:`READS_OTHERS` waits until every notebook before it has ended. Each runs in its own kernel; the
     threads that wait for them are daemons, so Ctrl-C ends the run at once (a kernel exits with its parent)."""
     import queue
+    import threading
 
     import papermill as pm
 
@@ -350,41 +352,29 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
     # The kernels start in notebooks/ (the notebooks' relative paths). One chdir for the whole phase: papermill's
     # own ``cwd`` changes the process's folder per notebook and restores it when that notebook ends, which two
     # notebooks at a time would undo under each other.
-    previous = os.getcwd()
-    os.chdir(NOTEBOOKS)
-    try:
-        _notebook_loop(pending, running, took, slots, execute, ended, out_nb, args)
-    finally:
-        os.chdir(previous)
+    with contextlib.chdir(NOTEBOOKS):
+        while pending or running:
+            while pending and running < slots and not (pending[0].name[:2] in READS_OTHERS and running):
+                nb = pending.pop(0)
+                print(f"== {nb.name}", flush=True)
+                threading.Thread(target=execute, args=(nb,), name=f"notebook {nb.name}", daemon=True).start()
+                running += 1
+            while True:
+                try:
+                    nb, seconds, exc = ended.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
+            running -= 1
+            if exc is not None:
+                raise exc
+            took[nb.name] = seconds
+            strip_run_metadata(out_nb / nb.name)
+            print(f"   {nb.name}: {seconds:.1f} s", flush=True)
+            if args.update_notebooks:
+                update_committed_notebook(out_nb / nb.name, nb)
+                print(f"   outputs copied into {nb.relative_to(ROOT)}", flush=True)
     return [(nb.name, took[nb.name]) for nb in notebook_paths(args.only)]
-
-
-def _notebook_loop(pending, running, took, slots, execute, ended, out_nb, args) -> None:
-    """:func:`run_notebooks`'s scheduling: start notebooks while slots are free, take each as it ends."""
-    import queue
-    import threading
-
-    while pending or running:
-        while pending and running < slots and not (pending[0].name[:2] in READS_OTHERS and running):
-            nb = pending.pop(0)
-            print(f"== {nb.name}", flush=True)
-            threading.Thread(target=execute, args=(nb,), name=f"notebook {nb.name}", daemon=True).start()
-            running += 1
-        while True:
-            try:
-                nb, seconds, exc = ended.get(timeout=0.5)
-                break
-            except queue.Empty:
-                continue
-        running -= 1
-        if exc is not None:
-            raise exc
-        took[nb.name] = seconds
-        strip_run_metadata(out_nb / nb.name)
-        print(f"   {nb.name}: {seconds:.1f} s", flush=True)
-        if args.update_notebooks:
-            update_committed_notebook(out_nb / nb.name, nb)
-            print(f"   outputs copied into {nb.relative_to(ROOT)}", flush=True)
 
 
 def _rel_to_notebooks(path: Path) -> str:
