@@ -50,8 +50,9 @@
 #   appended, into one tensor; **LMF** computes the same fusion through low-rank modality factors; **MulT** lets
 #   each modality attend to the other two with crossmodal transformers, no alignment needed; **MISA** splits each
 #   modality into a shared and a private part (moment matching, orthogonality, reconstruction); **Self-MM**
-#   trains a head per modality on labels it generates from distances to positive and negative class centres.
-#   **baseline** is mser's own reference point: a late-fusion MLP on the built-in data, a bc-LSTM-like BiGRU
+#   trains a head per modality on labels it generates from distances to positive and negative class centres;
+#   **MMIM** maximises lower bounds on the mutual information between pairs of modalities and between the fusion
+#   result and each modality, its bounds' estimators trained in a pass of their own each epoch. **baseline** is mser's own reference point: a late-fusion MLP on the built-in data, a bc-LSTM-like BiGRU
 #   over the utterances of a video on mosi-bclstm.
 
 # %% tags=["parameters"]

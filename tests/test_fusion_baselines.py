@@ -8,11 +8,9 @@ import torch
 from mser_lib.checks import ConfigError
 from mser_lib.data import Batch
 from mser_lib.data.batch import collate
-from mser_lib.data.synthetic import make_synthetic
 from mser_lib.models import build_model
 from mser_lib.models.lmf import LMFConfig, full_weight
 from mser_lib.models.tfn import TFNConfig, tensor_fusion
-from mser_lib.train import TrainConfig, fit_model
 
 from helpers import tiny_dataset
 
@@ -88,13 +86,3 @@ def test_bad_settings_are_refused_with_the_field():
         TFNConfig(post_fusion_dropout=1.0)
     with pytest.raises(ConfigError, match="modalities"):
         TFNConfig(modalities="tx")
-
-
-@pytest.mark.parametrize("name", ["tfn", "lmf"])
-def test_beats_the_mean_predictor_on_the_built_in_data(name):
-    ds = make_synthetic("smoke", seed=0)          # 240 training sequences: seconds
-    cfg = TrainConfig(epochs=8, batch_size=32, lr=1e-3, patience=8, progress=False)
-    res = fit_model(build_model(name, ds.info, "quick"), ds, cfg, seed=0)
-    mean_mae = float(np.abs(ds.test.labels - ds.train.labels.mean()).mean())
-    assert res.test_metrics["mae"] < 0.9 * mean_mae, (res.test_metrics["mae"], mean_mae)
-    assert res.test_metrics["corr"] > 0.5

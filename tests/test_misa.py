@@ -10,11 +10,9 @@ import torch
 
 from mser_lib.checks import ConfigError
 from mser_lib.data.batch import DatasetInfo, collate
-from mser_lib.data.synthetic import make_synthetic
 from mser_lib.models import build_model
 from mser_lib.models.misa import MISAConfig, cmd, diff_loss
 from mser_lib.models.registry import build_config
-from mser_lib.train import TrainConfig, fit_model
 
 from helpers import tiny_dataset
 
@@ -115,15 +113,6 @@ def test_bad_settings_are_refused_with_the_field():
         MISAConfig(hidden=7, fusion_heads=2)
     with pytest.raises(ConfigError, match="sim_weight"):
         MISAConfig(sim_weight=-1.0)
-
-
-def test_beats_the_mean_predictor_on_the_built_in_data():
-    ds = make_synthetic("smoke", seed=0)
-    cfg = TrainConfig(epochs=8, batch_size=32, lr=1e-3, patience=8, loss_kind="mse", progress=False)
-    res = fit_model(build_model("misa", ds.info, "quick"), ds, cfg, seed=0)
-    mean_mae = float(np.abs(ds.test.labels - ds.train.labels.mean()).mean())
-    assert res.test_metrics["mae"] < 0.9 * mean_mae, (res.test_metrics["mae"], mean_mae)
-    assert res.test_metrics["corr"] > 0.5
 
 
 def test_the_pairs_of_the_losses_are_the_papers():

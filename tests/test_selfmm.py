@@ -11,11 +11,9 @@ import torch
 
 from mser_lib.checks import ConfigError
 from mser_lib.data.batch import DatasetInfo, collate
-from mser_lib.data.synthetic import make_synthetic
 from mser_lib.models import build_model
 from mser_lib.models.registry import build_config
 from mser_lib.models.selfmm import TASKS, SelfMMConfig, generated_labels
-from mser_lib.train import TrainConfig, fit_model
 
 from helpers import tiny_dataset
 
@@ -150,12 +148,3 @@ def test_bad_settings_and_classification_are_refused():
                        num_classes=3)
     with pytest.raises(ValueError, match="regression"):
         build_model("selfmm", info, "quick")
-
-
-def test_beats_the_mean_predictor_on_the_built_in_data():
-    ds = make_synthetic("smoke", seed=0)
-    cfg = TrainConfig(epochs=8, batch_size=32, lr=1e-3, patience=8, progress=False)
-    res = fit_model(build_model("selfmm", ds.info, "quick"), ds, cfg, seed=0)
-    mean_mae = float(np.abs(ds.test.labels - ds.train.labels.mean()).mean())
-    assert res.test_metrics["mae"] < 0.9 * mean_mae, (res.test_metrics["mae"], mean_mae)
-    assert res.test_metrics["corr"] > 0.5

@@ -12,7 +12,10 @@ Every model is an ``nn.Module`` built as ``Model(info, config)`` from a
 
 A model may also define ``loss(output, batch) -> (total, parts)`` to replace the default
 (task loss + sum of aux losses), and ``stages() -> list[str]`` with ``set_stage(name)`` when it is
-trained in several stages (FEMF); the runner then fits the stages in order, each selected on VALID.
+trained in several stages (FEMF); the runner then fits the stages in order, each selected on VALID. A model
+whose every epoch makes several passes over the training split, each stepping its own parameters (MMIM: its
+mutual-information estimators, then the rest), defines ``train_passes() -> [(name, fraction), ...]``,
+``set_pass(name)`` and ``pass_parameters(name) -> set of parameter ids`` (``mser_lib.train.trainer.train_passes``).
 """
 
 from __future__ import annotations

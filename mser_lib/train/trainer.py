@@ -235,15 +235,21 @@ def _cpu_state(model) -> dict:
 
 
 def train_epoch(model, optimizer, params, split: SplitData, info, cfg: TrainConfig, seed: int, epoch: int,
-                device, missing: MissingModality | None = None) -> tuple[dict[str, float], int]:
-    """One pass over ``split`` in the epoch's shuffled batch order (seeded by ``seed`` and ``epoch``): forward,
-    loss, backward, an optimiser step every ``cfg.grad_accum`` batches (and one for a remainder). Returns the
-    summed loss parts and the number of batches."""
+                device, missing: MissingModality | None = None, *, order: int = 0, only: set[int] | None = None,
+                fraction: float = 1.0) -> tuple[dict[str, float], int]:
+    """One pass over ``split`` in the epoch's shuffled batch order (seeded by ``seed``, ``epoch`` and the pass's
+    ``order``): forward, loss, backward, an optimiser step every ``cfg.grad_accum`` batches (and one for a
+    remainder) that moves only the parameters whose ``id`` is in ``only`` (all when ``None``), over the first
+    ``fraction`` of the batches. Returns the summed loss parts and the number of batches."""
     model.train()
     sums, n_batches = {}, 0
     optimizer.zero_grad(set_to_none=True)
-    batches = iterate_batches(split, info.layout, cfg.batch_size, shuffle=True, seed=seed * 100_003 + epoch,
-                              bucket=cfg.bucket, missing=missing, device=device)
+    batches = iterate_batches(split, info.layout, cfg.batch_size, shuffle=True,
+                              seed=seed * 100_003 + epoch + 7_919 * order, bucket=cfg.bucket, missing=missing,
+                              device=device)
+    if fraction < 1.0:                  # the batches i with i / n < fraction (MMIM's half pass on MOSEI)
+        batches = list(batches)
+        batches = batches[:math.ceil(fraction * len(batches))]
     for i, batch in enumerate(batches):
         with _autocast(device, cfg.amp):
             out = model(batch)
@@ -253,13 +259,33 @@ def train_epoch(model, optimizer, params, split: SplitData, info, cfg: TrainConf
             raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {i}: {parts}")
         (loss / cfg.grad_accum).backward()
         if (i + 1) % cfg.grad_accum == 0:
-            _step(optimizer, params, cfg)
+            _step(optimizer, params, cfg, only)
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
         n_batches += 1
     if n_batches % cfg.grad_accum:
-        _step(optimizer, params, cfg)
+        _step(optimizer, params, cfg, only)
     return sums, n_batches
+
+
+def train_passes(model, optimizer, params, split: SplitData, info, cfg: TrainConfig, seed: int, epoch: int,
+                 device, missing: MissingModality | None = None) -> dict[str, float]:
+    """An epoch of training; returns its mean loss parts. One :func:`train_epoch`, or, for a model with
+    ``train_passes() -> [(name, fraction), ...]`` (MMIM: its mutual-information estimators, then the rest), one
+    per pass in order, each after ``model.set_pass(name)``, stepping only ``model.pass_parameters(name)``; the
+    last pass's parts keep their names, earlier passes' are prefixed with the pass name."""
+    passes = model.train_passes() if hasattr(model, "train_passes") else [(None, 1.0)]
+    means = {}
+    for k, (name, fraction) in enumerate(passes):
+        only = None
+        if name is not None:
+            model.set_pass(name)
+            only = model.pass_parameters(name)
+        sums, n = train_epoch(model, optimizer, params, split, info, cfg, seed, epoch, device, missing, order=k,
+                              only=only, fraction=fraction)
+        prefix = "" if k == len(passes) - 1 else f"{name}_"
+        means.update({prefix + key: v / max(n, 1) for key, v in sums.items()})
+    return means
 
 
 class Checkpoints:
@@ -368,8 +394,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                 break
         elif select and cfg.patience is not None and stale >= cfg.patience:
             break
-        sums, n_batches = train_epoch(model, optimizer, params, dataset.train, info, cfg, seed, epoch, device,
-                                      missing)
+        means = train_passes(model, optimizer, params, dataset.train, info, cfg, seed, epoch, device, missing)
         valid, _ = evaluate(model, dataset.valid, info, cfg)
         value = valid[metric]
         improved = select and not crossfit and is_better(metric, value, best_value)
@@ -398,7 +423,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         if scheduler is not None and not (isinstance(value, float) and math.isnan(value)):
             scheduler.step(value)
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-               **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
+               **{f"train_{k}": v for k, v in means.items()},
                **{f"valid_{k}": v for k, v in valid.items()}, "best": improved}
         history.append(row)
         bar.set_postfix({"train": f"{row['train_total']:.3f}", metric: f"{value:.3f}"})
@@ -517,9 +542,15 @@ def _read_back(loss: torch.Tensor, parts: dict) -> dict[str, float]:
     return dict(zip(names, vals))
 
 
-def _step(optimizer, params, cfg: TrainConfig) -> None:
+def _step(optimizer, params, cfg: TrainConfig, only: set[int] | None = None) -> None:
+    """Clip the gradients' norm (over every parameter, as the reference codes do), drop the gradients of the
+    parameters not in ``only`` (Adam then leaves them and their moments alone), step."""
     if cfg.clip_grad:
         torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad, foreach=True)
+    if only is not None:
+        for p in params:
+            if id(p) not in only:
+                p.grad = None
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
