@@ -249,6 +249,57 @@ def test_mmsa_neg_inf_audio_becomes_zero(tmp_path):
     np.testing.assert_array_equal(ds.train.audio[0, 0, 2:], raw["train"]["audio"][0, 0, 2:])
 
 
+def test_mmsa_checks_and_masks_run_in_chunks_with_the_same_result(tmp_path, monkeypatch):
+    """The finiteness check, the text mask and the -inf repair run over row chunks (of one sample here): the same
+    masks and values as over the whole array, -inf found in every chunk."""
+    from mser_lib.data import validate
+
+    raw = make_mmsa("mosi", aligned=False, seed=4)
+    for s in raw:
+        del raw[s]["text_bert"]
+    raw["train"]["audio"][0, 0, 0] = -np.inf
+    raw["train"]["audio"][4, 1, 2] = -np.inf
+    path = write_pickle(raw, tmp_path / "unaligned_50.pkl")
+    whole = load_mmsa(path, "mosi")
+    monkeypatch.setattr(validate, "CHUNK_BYTES", 1)
+    chunked = load_mmsa(path, "mosi")
+    for s in SPLIT_N:
+        for m in MODALITIES:
+            np.testing.assert_array_equal(chunked.split(s).features(m), whole.split(s).features(m))
+            np.testing.assert_array_equal(chunked.split(s).mask(m), whole.split(s).mask(m))
+        np.testing.assert_array_equal(chunked.split(s).text_mask, np.abs(raw[s]["text"]).sum(-1) > 0)
+    assert chunked.train.audio[0, 0, 0] == 0.0 and chunked.train.audio[4, 1, 2] == 0.0
+    raw["valid"]["text"][1, 2, 3] = np.nan
+    with pytest.raises(DataFormatError) as ei:
+        load_mmsa(write_pickle(raw, tmp_path / "nan" / "unaligned_50.pkl"), "mosi")
+    assert_error(ei, "valid/text", "non-finite")
+
+
+def test_mmsa_loading_needs_little_more_memory_than_the_file(tmp_path, monkeypatch):
+    """Issue 24: the text mask of a file without text_bert took a whole float copy of the text features
+    (|text|), and the checks a bool copy of each array. Now every check runs over chunks: loading allocates at
+    most the file's size and a little more (tracemalloc counts numpy's allocations)."""
+    import tracemalloc
+
+    from mser_lib.data import validate
+
+    rng = np.random.default_rng(5)
+    raw = {s: make_mmsa_split(rng, n, "mosi", False, s) for s, n in {"train": 120, "valid": 20, "test": 40}.items()}
+    for s in raw:
+        del raw[s]["text_bert"]
+    path = write_pickle(raw, tmp_path / "unaligned_50.pkl")
+    monkeypatch.setattr(validate, "CHUNK_BYTES", 1 << 20)
+    tracemalloc.start()
+    try:
+        ds = load_mmsa(path, "mosi")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = path.stat().st_size
+    assert peak < 1.15 * size, (peak / size)
+    assert ds.train.text.shape == (120, 50, 768)
+
+
 def _corrupt(raw, what):
     if what == "missing_key":
         del raw["valid"]["audio"]

@@ -37,11 +37,13 @@ from .batch import DatasetInfo, MultimodalDataset, SplitData
 from .safe_pickle import safe_load
 from .validate import (
     DataFormatError,
+    all_rows,
     check_array,
     check_disjoint_splits,
     check_label_range,
     data_fingerprint,
     require_keys,
+    row_chunks,
     standardize_splits,
     warn_all_zero_modalities,
 )
@@ -186,7 +188,7 @@ def _load_split(d, file: Path, s: str, aligned: bool | None,
                          dtype=np.float64)
         text_mask = tb[:, 1, :] > 0
     else:
-        text_mask = np.abs(text).sum(-1) > 0
+        text_mask = np.concatenate([(part != 0).any(-1) for part in row_chunks(text)])
 
     if is_aligned:
         for m, arr in (("audio", audio), ("vision", vision)):
@@ -220,13 +222,15 @@ def _features(value, file: Path, field: str, n: int, inf_to_zero: bool = False) 
     arr = check_array(value, file, field, finite=False)
     if arr.ndim != 3 or arr.shape[0] != n:
         raise DataFormatError(file, field, f"a 3-D array (N={n}, L, d) (N as in text)", f"shape {arr.shape}")
-    if inf_to_zero:
-        neg = np.isneginf(arr)
-        if neg.any():
-            if not arr.flags.writeable:
-                arr = arr.copy()
-            arr[neg] = 0.0
-            log.info("%s: %s: set %d -inf values to 0", file, field, int(neg.sum()))
+    if inf_to_zero and not all_rows(arr, lambda part: not np.isneginf(part).any()):
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        count = 0
+        for part in row_chunks(arr):
+            neg = np.isneginf(part)
+            count += int(neg.sum())
+            part[neg] = 0.0
+        log.info("%s: %s: set %d -inf values to 0", file, field, count)
     return check_array(arr, file, field)
 
 

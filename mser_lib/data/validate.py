@@ -101,7 +101,7 @@ def check_array(value, file, field: str, *, ndim: int | None = None, shape: tupl
         check_real_dtype(arr, file, field)
         raw = arr
         arr = arr.astype(dtype, copy=False)
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        if np.issubdtype(arr.dtype, np.floating) and not all_rows(arr, lambda part: np.isfinite(part).all()):
             nonfinite = ~np.isfinite(arr)
             over = nonfinite & np.isfinite(raw)   # finite as stored, beyond the range of ``dtype`` once cast
             if over.any():
@@ -114,6 +114,26 @@ def check_array(value, file, field: str, *, ndim: int | None = None, shape: tupl
                 raise DataFormatError(file, field, "finite values (no NaN or inf)",
                                       f"{int(nonfinite.sum())} non-finite values, first at index {bad} ({arr[bad]})")
     return arr
+
+
+#: the memory a check over an array may take beside it: a whole-array temporary of a (100 000, 50, 768) text
+#: array (15 GB as float32) would be another quarter (bool) or whole (float) copy of it
+CHUNK_BYTES = 1 << 24
+
+
+def row_chunks(arr: np.ndarray, chunk_bytes: int | None = None):
+    """Slices of ``arr`` along its first axis of about ``chunk_bytes`` (default :data:`CHUNK_BYTES`) each, at least
+    one row, in order."""
+    rows = max(1, (chunk_bytes or CHUNK_BYTES) // max(1, arr[:1].nbytes))
+    for start in range(0, len(arr), rows):
+        yield arr[start:start + rows]
+
+
+def all_rows(arr: np.ndarray, test) -> bool:
+    """``test(chunk)`` is true for every chunk of :func:`row_chunks` (a 0-d array is one chunk)."""
+    if arr.ndim == 0:
+        return bool(test(arr))
+    return all(bool(test(part)) for part in row_chunks(arr))
 
 
 def check_real_dtype(arr: np.ndarray, file, field: str) -> None:
