@@ -29,9 +29,10 @@ first makes a pass over the training set that maximises ``lld`` and steps only t
 (the ``mmilb`` pass: on MOSEI over its first half, as the code), then the main pass, which steps everything
 else on ``L1(y^, y) + alpha sum_m nce_m - beta (lld + H)`` (``H`` from the third batch of the pass on, the
 code's ``i_batch > mem_size``). The entropy's projections belong to the estimators, which the main pass does
-not step, and the mmilb pass does not read them: they keep their initial weights, as in the code. The trainer runs the passes (:meth:`MMIM.train_passes`,
-``mser_lib/train/trainer.py``); ``tests/test_mmim.py`` checks the bounds against their formulas written out,
-that each pass moves only its own parameters, the entropy memory, and that padding changes no prediction.
+not step, and the mmilb pass does not read them: they keep their initial weights, as in the code. The trainer
+runs the passes (:meth:`MMIM.train_passes`, ``mser_lib/train/trainer.py``); ``tests/test_mmim.py`` checks the
+bounds against their formulas written out, that each pass moves only its own parameters, the entropy memory,
+and that padding changes no prediction.
 
 Shapes. Sequence layout: ``x_m`` ``(B, L_m, d_m)``; prediction ``(B,)``. Position layout (mosi-bclstm: a sample
 is a video, each position an utterance with one vector per modality): every real utterance is one MMIM sample
