@@ -1,4 +1,4 @@
-"""Speed and memory of every registered baseline (TFN, LMF, MulT, MISA, Self-MM, ...), measured as
+"""Speed and memory of every registered baseline (TFN, LMF, MulT, MISA, Self-MM, MMIM, MoMKE, ...), measured as
 ``bench_atsuko.py`` measures Atsuko and EMOE: each (model, preset) in its own subprocess, random inputs of the
 preset's shapes (``quick``: the built-in benchmark; ``paper``: CMU-MOSI aligned_50, text 768 / audio 5 /
 vision 20, L = 50, sequence layout), a training step (forward, backward, Adam) and inference, their FLOPs
@@ -32,6 +32,9 @@ if __name__ == "__main__":
     bench_atsuko.main(models=tuple(m for m in model_names("baseline") if m != "baseline"),
                       name="baselines_bench", title="Baselines benchmark", eigenbasis=False,
                       note=" The FLOP counter does not count an LSTM's recurrent matmuls: for the recurrent models "
-                           "(TFN and LMF's text LSTM, MISA's and Self-MM's audio and vision LSTMs) the GFLOP and % of "
-                           "peak columns are lower bounds. Every model at its preset's size, the baselines' paper "
-                           "presets being thuiar/MMSA's MOSI configurations (docs/baselines.md).")
+                           "(TFN and LMF's text LSTM, MISA's, Self-MM's and MMIM's audio and vision LSTMs) the GFLOP "
+                           "and % of peak columns are lower bounds. A training step is one batch of the model's "
+                           "final training: MMIM's main pass (each epoch also makes its estimators' pass), MoMKE's "
+                           "second stage (every expert on every modality). Every model at its preset's size, the "
+                           "baselines' paper presets being thuiar/MMSA's MOSI configurations, MoMKE's the authors' "
+                           "CMU-MOSI run (docs/baselines.md).")

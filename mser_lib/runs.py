@@ -186,7 +186,10 @@ def _ready(net):
 
 
 def _final_stage(record: dict) -> str | None:
-    return "full" if record["model"] == "femf" else None
+    """The stage whose weights are the run's model: the last one its record lists (FEMF, MoMKE: ``"full"``);
+    ``None`` for a model trained in one stage (its checkpoints sit in ``main/``)."""
+    stages = record.get("stages") or [{}]
+    return stages[-1].get("stage")
 
 
 def load_model(record: dict, ds, results_dir):

@@ -52,7 +52,9 @@
 #   modality into a shared and a private part (moment matching, orthogonality, reconstruction); **Self-MM**
 #   trains a head per modality on labels it generates from distances to positive and negative class centres;
 #   **MMIM** maximises lower bounds on the mutual information between pairs of modalities and between the fusion
-#   result and each modality, its bounds' estimators trained in a pass of their own each epoch. **baseline** is mser's own reference point: a late-fusion MLP on the built-in data, a bc-LSTM-like BiGRU
+#   result and each modality, its bounds' estimators trained in a pass of their own each epoch; **MoMKE** first
+#   trains one transformer expert per modality on its own, then runs every modality through all three experts and
+#   mixes them with a router per modality (FEMF's reference code is built on it). **baseline** is mser's own reference point: a late-fusion MLP on the built-in data, a bc-LSTM-like BiGRU
 #   over the utterances of a video on mosi-bclstm.
 
 # %% tags=["parameters"]

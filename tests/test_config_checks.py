@@ -245,7 +245,8 @@ def test_the_registry_is_the_one_list_of_models():
     from mser_lib.pipeline import main_grid
 
     assert registry.model_names("method") == ["femf", "atsuko", "emoe"]
-    assert registry.model_names("baseline") == ["baseline", "tfn", "lmf", "mult", "misa", "selfmm", "mmim"]
+    assert registry.model_names("baseline") == ["baseline", "tfn", "lmf", "mult", "misa", "selfmm", "mmim",
+                                                "momke"]
     extra = replace(registry.model_spec("baseline"), name="toy_baseline", label="toy", color="#000000",
                     main_variants=({},))
     registry.register(extra)
