@@ -1,8 +1,10 @@
 """Tiny hand-made datasets for tests (no files, milliseconds)."""
 
 import numpy as np
+import torch
 
 from mser_lib.data import DatasetInfo, MultimodalDataset, SplitData
+from mser_lib.data.batch import collate
 
 
 def tiny_split(n=6, lengths=None, dims=(4, 3, 2), layout="sequence", seed=0, task="regression",
@@ -32,3 +34,30 @@ def tiny_split(n=6, lengths=None, dims=(4, 3, 2), layout="sequence", seed=0, tas
 def tiny_dataset(layout="sequence", dims=(4, 3, 2), n=(12, 6, 6)):
     info = DatasetInfo("tiny", layout, "regression", "mosi", dict(zip(("text", "audio", "vision"), dims)))
     return MultimodalDataset(info, *(tiny_split(k, dims=dims, layout=layout, seed=i) for i, k in enumerate(n)))
+
+
+def split_batch(ds, split="train", index=None):
+    """One :class:`~mser_lib.data.batch.Batch` of a dataset's split: every sample, or those of ``index``."""
+    data = getattr(ds, split)
+    return collate(data, np.arange(len(data.labels)) if index is None else np.asarray(index), ds.info.layout)
+
+
+def as_double(batch):
+    """The batch with its floating tensors in float64 (for comparisons with formulas written out)."""
+    return type(batch)(**{k: (v.double() if torch.is_tensor(v) and torch.is_floating_point(v) else v)
+                          for k, v in vars(batch).items()})
+
+
+def check_layout_and_padding(model, ds) -> None:
+    """A float64 model in eval mode on the whole train split: one prediction per sample (position layout: per
+    position, 0 at padded positions), all finite, and sample 1 alone (so with less padding, or none) predicted
+    as within the batch."""
+    batch = as_double(split_batch(ds))
+    pred = model(batch).prediction
+    assert pred.shape == batch.labels.shape and torch.isfinite(pred).all()
+    if ds.info.layout == "position":
+        assert torch.all(pred[~batch.label_mask] == 0)
+    one = as_double(split_batch(ds, index=[1]))
+    n = 1 if ds.info.layout == "sequence" else int(one.label_mask[0].sum())
+    torch.testing.assert_close(model(one).prediction.reshape(-1)[:n], pred[1].reshape(-1)[:n], rtol=1e-10,
+                               atol=1e-12)

@@ -7,17 +7,11 @@ import torch
 
 from mser_lib.checks import ConfigError
 from mser_lib.data import Batch
-from mser_lib.data.batch import collate
 from mser_lib.models import build_model
 from mser_lib.models.lmf import LMFConfig, full_weight
 from mser_lib.models.tfn import TFNConfig, tensor_fusion
 
-from helpers import tiny_dataset
-
-
-def _batch(ds, split="train", index=None):
-    data = getattr(ds, split)
-    return collate(data, np.arange(len(data.labels)) if index is None else np.asarray(index), ds.info.layout)
+from helpers import split_batch, tiny_dataset
 
 
 def test_tensor_fusion_is_the_outer_product_with_an_appended_one():
@@ -39,7 +33,7 @@ def test_lmf_equals_the_full_tfn_weight_its_factors_stand_for():
     torch.manual_seed(0)
     model = build_model("lmf", ds.info, "quick", text_hidden=6, audio_hidden=3, vision_hidden=2, rank=4).double()
     model.eval()
-    batch = _batch(ds)
+    batch = split_batch(ds)
     batch = Batch(**{k: (v.double() if torch.is_tensor(v) and torch.is_floating_point(v) else v)
                      for k, v in vars(batch).items()})
     z, _ = model.embed(batch)
@@ -57,11 +51,11 @@ def test_position_layout_scores_each_utterance_alone(name):
     ds = tiny_dataset("position")
     torch.manual_seed(0)
     model = build_model(name, ds.info, "quick").eval()
-    batch = _batch(ds)
+    batch = split_batch(ds)
     pred = model(batch).prediction
     assert pred.shape == batch.labels.shape
     assert torch.all(pred[~batch.label_mask] == 0)
-    one = _batch(ds, index=[2])
+    one = split_batch(ds, index=[2])
     torch.testing.assert_close(model(one).prediction[0, :one.label_mask[0].sum()],
                                pred[2, :one.label_mask[0].sum()])
 
@@ -72,7 +66,7 @@ def test_sequence_layout_shapes_range_and_modality_subsets(name):
     torch.manual_seed(0)
     for mods in ("tav", "ta", "v"):
         model = build_model(name, ds.info, "quick", modalities=mods)
-        out = model(_batch(ds)).prediction
+        out = model(split_batch(ds)).prediction
         assert out.shape == (len(ds.train.labels),) and torch.isfinite(out).all()
         if name == "tfn":          # TFN's sigmoid keeps a regression inside the label range
             assert out.min() > -3 and out.max() < 3

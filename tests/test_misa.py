@@ -9,17 +9,12 @@ import pytest
 import torch
 
 from mser_lib.checks import ConfigError
-from mser_lib.data.batch import DatasetInfo, collate
+from mser_lib.data.batch import DatasetInfo
 from mser_lib.models import build_model
 from mser_lib.models.misa import MISAConfig, cmd, diff_loss
 from mser_lib.models.registry import build_config
 
-from helpers import tiny_dataset
-
-
-def _batch(ds, split="train", index=None):
-    data = getattr(ds, split)
-    return collate(data, np.arange(len(data.labels)) if index is None else np.asarray(index), ds.info.layout)
+from helpers import check_layout_and_padding, split_batch, tiny_dataset
 
 
 def test_cmd_is_the_central_moment_discrepancy_written_out():
@@ -58,7 +53,7 @@ def test_one_shared_encoder_and_each_loss_reaches_what_it_constrains():
     ds = tiny_dataset("sequence", dims=(5, 4, 3), n=(12, 2, 2))
     torch.manual_seed(0)
     model = build_model("misa", ds.info, "quick").train()
-    out = model(_batch(ds))
+    out = model(split_batch(ds))
     assert set(out.aux_losses) == {"sim", "diff", "recon"}
     assert out.diagnostics["representations"].shape == (12, 6, model.config.hidden)
 
@@ -74,27 +69,14 @@ def test_one_shared_encoder_and_each_loss_reaches_what_it_constrains():
     rec = grads(out.aux_losses["recon"])        # reconstruction: the decoders
     assert all(rec[f"recon.{m}.weight"] for m in ("text", "audio", "vision"))
     model.eval()
-    assert model(_batch(ds)).aux_losses == {}
+    assert model(split_batch(ds)).aux_losses == {}
 
 
 @pytest.mark.parametrize("layout", ["sequence", "position"])
 def test_layouts_and_padding(layout):
     ds = tiny_dataset(layout, n=(8, 2, 2))
     torch.manual_seed(0)
-    model = build_model("misa", ds.info, "quick").double().eval()
-    batch = _batch(ds)
-    batch = type(batch)(**{k: (v.double() if torch.is_tensor(v) and torch.is_floating_point(v) else v)
-                           for k, v in vars(batch).items()})
-    pred = model(batch).prediction
-    assert pred.shape == batch.labels.shape and torch.isfinite(pred).all()
-    if layout == "position":
-        assert torch.all(pred[~batch.label_mask] == 0)
-    one = _batch(ds, index=[1])
-    one = type(one)(**{k: (v.double() if torch.is_tensor(v) and torch.is_floating_point(v) else v)
-                       for k, v in vars(one).items()})
-    n = 1 if layout == "sequence" else int(one.label_mask[0].sum())
-    torch.testing.assert_close(model(one).prediction.reshape(-1)[:n], pred[1].reshape(-1)[:n], rtol=1e-10,
-                               atol=1e-12)
+    check_layout_and_padding(build_model("misa", ds.info, "quick").double().eval(), ds)
 
 
 def test_paper_preset_is_mmsa_config_per_dataset():
@@ -122,7 +104,7 @@ def test_the_pairs_of_the_losses_are_the_papers():
     torch.manual_seed(0)
     model = build_model("misa", ds.info, "quick").train()
     torch.manual_seed(1)
-    out = model(_batch(ds))
+    out = model(split_batch(ds))
     reps = out.diagnostics["representations"]
     p = {"text": reps[:, 0], "vision": reps[:, 1], "audio": reps[:, 2]}
     s = {"text": reps[:, 3], "vision": reps[:, 4], "audio": reps[:, 5]}

@@ -8,24 +8,14 @@ import pytest
 import torch
 
 from mser_lib.checks import ConfigError
-from mser_lib.data.batch import DatasetInfo, collate
+from mser_lib.data.batch import DatasetInfo
 from mser_lib.models import build_model
 from mser_lib.models.mmim import MMIMConfig, cpc_loss, mixture_entropy
 from mser_lib.models.registry import build_config
 from mser_lib.train import TrainConfig
 from mser_lib.train.trainer import _make_optimizer, train_epoch, train_passes
 
-from helpers import tiny_dataset
-
-
-def _batch(ds, split="train", index=None):
-    data = getattr(ds, split)
-    return collate(data, np.arange(len(data.labels)) if index is None else np.asarray(index), ds.info.layout)
-
-
-def _double(batch):
-    return type(batch)(**{k: (v.double() if torch.is_tensor(v) and torch.is_floating_point(v) else v)
-                          for k, v in vars(batch).items()})
+from helpers import check_layout_and_padding, split_batch, tiny_dataset
 
 
 def _model(layout="sequence", n=(24, 4, 4), **over):
@@ -71,7 +61,7 @@ def test_the_entropy_term_reads_the_previous_batch_from_the_third_batch_on():
     ds, model = _model()
     model.train()
     model.set_pass("main")
-    batches = [_batch(ds, index=np.arange(8 * i, 8 * i + 8)) for i in range(3)]
+    batches = [split_batch(ds, index=np.arange(8 * i, 8 * i + 8)) for i in range(3)]
     torch.manual_seed(0)
     outs = [model(b) for b in batches[:2]]
     assert all("entropy" not in o.aux_losses for o in outs)          # the code's i_batch > mem_size
@@ -128,24 +118,15 @@ def test_an_epoch_makes_both_passes_and_the_mosei_one_goes_over_half_the_batches
 @pytest.mark.parametrize("layout", ["sequence", "position"])
 def test_layouts_and_padding(layout):
     ds, model = _model(layout, n=(8, 2, 2))
-    model = model.double().eval()
-    batch = _double(_batch(ds))
-    pred = model(batch).prediction
-    assert pred.shape == batch.labels.shape and torch.isfinite(pred).all()
-    if layout == "position":
-        assert torch.all(pred[~batch.label_mask] == 0)
-    one = _double(_batch(ds, index=[1]))
-    n = 1 if layout == "sequence" else int(one.label_mask[0].sum())
-    torch.testing.assert_close(model(one).prediction.reshape(-1)[:n], pred[1].reshape(-1)[:n], rtol=1e-10,
-                               atol=1e-12)
+    check_layout_and_padding(model.double().eval(), ds)
 
 
 def test_position_layout_trains_both_passes():
     ds, model = _model("position", n=(10, 2, 2))
     model.train()
     model.set_pass("main")
-    out = model(_batch(ds))
-    assert out.prediction.shape == _batch(ds).labels.shape
+    out = model(split_batch(ds))
+    assert out.prediction.shape == split_batch(ds).labels.shape
     assert {"cpc", "ba"} <= set(out.aux_losses)
 
 

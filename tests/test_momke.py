@@ -3,27 +3,16 @@ out per sample (float64), the two stages (unimodal experts, then every expert on
 modality's router), padding, both layouts, the paper preset and refusals. Learning on the built-in data:
 tests/test_baselines_learn.py."""
 
-import numpy as np
 import pytest
 import torch
 
 from mser_lib.checks import ConfigError
-from mser_lib.data.batch import DatasetInfo, collate
+from mser_lib.data.batch import DatasetInfo
 from mser_lib.models import build_model
 from mser_lib.models.momke import MODS, MoMKEConfig
 from mser_lib.models.registry import build_config
 
-from helpers import tiny_dataset
-
-
-def _batch(ds, split="train", index=None):
-    data = getattr(ds, split)
-    return collate(data, np.arange(len(data.labels)) if index is None else np.asarray(index), ds.info.layout)
-
-
-def _double(batch):
-    return type(batch)(**{k: (v.double() if torch.is_tensor(v) and torch.is_floating_point(v) else v)
-                          for k, v in vars(batch).items()})
+from helpers import as_double, check_layout_and_padding, split_batch, tiny_dataset
 
 
 def _model(layout="position", n=(8, 2, 2)):
@@ -57,7 +46,7 @@ def test_stage_one_trains_each_modality_expert_on_its_own_loss():
     ds, model = _model()
     model.set_stage("experts")
     model.train()
-    batch = _double(_batch(ds))
+    batch = as_double(split_batch(ds))
     out = model(batch)
     assert set(out.aux_losses) == set(MODS)
     total, parts = model.loss(out, batch)
@@ -77,7 +66,7 @@ def test_stage_two_mixes_every_expert_on_every_modality_by_the_routers_weights()
     ds, model = _model()
     model.set_stage("full")
     model.eval()
-    batch = _double(_batch(ds))
+    batch = as_double(split_batch(ds))
     out = model(batch)
     inputs, _ = model._inputs(batch)
     for m in MODS:
@@ -100,16 +89,7 @@ def test_layouts_and_padding(layout):
     ds, model = _model(layout, n=(8, 2, 2))
     for stage in ("experts", "full"):
         model.set_stage(stage)
-        model.eval()
-        batch = _double(_batch(ds))
-        pred = model(batch).prediction
-        assert pred.shape == batch.labels.shape and torch.isfinite(pred).all()
-        if layout == "position":
-            assert torch.all(pred[~batch.label_mask] == 0)
-        one = _double(_batch(ds, index=[1]))
-        n = 1 if layout == "sequence" else int(one.label_mask[0].sum())
-        torch.testing.assert_close(model(one).prediction.reshape(-1)[:n], pred[1].reshape(-1)[:n], rtol=1e-10,
-                                   atol=1e-12)
+        check_layout_and_padding(model.eval(), ds)
 
 
 def test_paper_preset_is_the_authors_run():

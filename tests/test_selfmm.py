@@ -10,17 +10,12 @@ import pytest
 import torch
 
 from mser_lib.checks import ConfigError
-from mser_lib.data.batch import DatasetInfo, collate
+from mser_lib.data.batch import DatasetInfo
 from mser_lib.models import build_model
 from mser_lib.models.registry import build_config
 from mser_lib.models.selfmm import TASKS, SelfMMConfig, generated_labels
 
-from helpers import tiny_dataset
-
-
-def _batch(ds, split="train", index=None):
-    data = getattr(ds, split)
-    return collate(data, np.arange(len(data.labels)) if index is None else np.asarray(index), ds.info.layout)
+from helpers import split_batch, tiny_dataset
 
 
 def test_generated_labels_follow_the_relative_distances_to_the_class_centres():
@@ -57,7 +52,7 @@ def _model(layout="sequence", n=(12, 2, 2)):
 def test_the_first_epoch_trains_no_unimodal_head_and_keeps_the_labels():
     ds, model = _model()
     y = torch.as_tensor(ds.train.labels)
-    out = model(_batch(ds))
+    out = model(split_batch(ds))
     assert out.aux_losses["unimodal"].item() == 0.0          # w_s = tanh(|y_s - y_m|) = 0 while y_s = y_m
     for k in range(len(TASKS)):
         torch.testing.assert_close(model.labels[k], y)
@@ -66,7 +61,7 @@ def test_the_first_epoch_trains_no_unimodal_head_and_keeps_the_labels():
 
 def test_the_second_epoch_moves_the_labels_with_momentum_from_the_centres():
     ds, model = _model()
-    batch = _batch(ds)
+    batch = split_batch(ds)
     model(batch)                                               # epoch 1: memory filled, labels unchanged
     before = model.labels.clone()
     centres = model.centres()
@@ -91,12 +86,12 @@ def test_the_second_epoch_moves_the_labels_with_momentum_from_the_centres():
 
 def test_evaluation_and_foreign_samples_leave_the_memory_alone():
     ds, model = _model()
-    model(_batch(ds))
+    model(split_batch(ds))
     state = {k: v.clone() for k, v in model.state_dict().items()}
     model.eval()
-    model(_batch(ds))
+    model(split_batch(ds))
     model.train()
-    foreign = dataclasses.replace(_batch(ds, "valid"), ids=[f"elsewhere {i}" for i in range(2)])
+    foreign = dataclasses.replace(split_batch(ds, "valid"), ids=[f"elsewhere {i}" for i in range(2)])
     assert model(foreign).aux_losses == {}                      # not a training sample: no memory, no aux loss
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k
@@ -104,8 +99,8 @@ def test_evaluation_and_foreign_samples_leave_the_memory_alone():
 
 def test_a_checkpoint_carries_the_memory_into_a_fresh_model():
     ds, model = _model()
-    model(_batch(ds))
-    model(_batch(ds))
+    model(split_batch(ds))
+    model(split_batch(ds))
     fresh = build_model("selfmm", ds.info, "quick")
     fresh.load_state_dict(model.state_dict())                   # sized from the checkpoint, prepared or not
     for k, v in model.state_dict().items():
@@ -114,7 +109,7 @@ def test_a_checkpoint_carries_the_memory_into_a_fresh_model():
 
 def test_position_layout_has_one_slot_per_utterance():
     ds, model = _model("position", n=(6, 2, 2))
-    batch = _batch(ds)
+    batch = split_batch(ds)
     out = model(batch)
     assert out.prediction.shape == batch.labels.shape
     assert int(model.filled.sum()) == int(batch.label_mask.sum())
