@@ -1,8 +1,9 @@
 """MMIM: MultiModal InfoMax, hierarchical mutual-information maximisation (Han, Chen, Poria, EMNLP 2021), a
-baseline of FEMF's Table 1 and Atsuko's Table 1, read against the paper (arXiv 2109.00412), the authors' code
-(declare-lab/Multimodal-Infomax: ``src/modules/encoders.py``, ``src/model.py``, ``src/solver.py``) and thuiar/MMSA's
+baseline of FEMF's Table 1 and Atsuko's Table 1, read against the authors' code (declare-lab/Multimodal-Infomax:
+``src/modules/encoders.py``, ``src/model.py``, ``src/solver.py``, its README naming the two bounds) and thuiar/MMSA's
 copy of it (``models/singleTask/MMIM.py``, ``trains/singleTask/MMIM.py``, the ``mmim`` entry of
-``config/config_regression.json``).
+``config/config_regression.json``). The paper (arXiv 2109.00412) was not at hand beyond its abstract: where the
+code and the paper differ, this follows the code.
 
 The network, for one utterance::
 

@@ -1,8 +1,8 @@
 """MoMKE: Mixture of Modality Knowledge Experts (Xu et al., "Leveraging Knowledge of Modality Experts for
 Incomplete Multimodal Learning", ACM MM 2024), a baseline of FEMF's Table 1 (on FEMF's own utterance features:
-FEMF's reference code is built on it), read against the paper and the authors' code (wxxv/MoMKE:
+FEMF's reference code is built on it), read against the authors' code (wxxv/MoMKE:
 ``MoMKE/model_expert_softmoe.py``, ``MoMKE/modules/Attention_softmoe.py``, ``MoMKE/train_MoMKE.py``,
-``run_MoMKE_cmumosi.sh``, ``run_MoMKE_cmumosei.sh``).
+``run_MoMKE_cmumosi.sh``, ``run_MoMKE_cmumosei.sh``); the paper was not at hand, so this follows the code.
 
 The network, per modality ``m`` in {audio, text, vision}, over the positions of a sample (the utterances of a
 video in the position layout)::
