@@ -280,22 +280,22 @@ def notebook_runs(only: list[str] | None, profile: str, dataset, seeds: list[int
     return specs
 
 
-def train_all(args, seeds: list[int]) -> int:
-    """Phase 1: train every run the notebooks need, in one grid (longest first). Returns the count."""
+def train_all(args, seeds: list[int]) -> set[str]:
+    """Phase 1: train every run the notebooks need, in one grid (longest first). Returns their config hashes."""
     from .experiments import get_dataset
 
     data_dir = resolve_data_dir(args.dataset, args.data_dir)
     info = get_dataset(args.dataset, data_dir, args.profile).info
     specs = notebook_runs(args.only, args.profile, info, seeds)
     if not specs:
-        return 0
+        return set()
     executor, workers = apply_threads(args.profile, args.device)
     executor = getattr(args, "executor", None) or executor
     records = run_grid(specs, results_dir=Path(args.results_dir).resolve(), executor=executor, workers=workers,
                        progress=True, dataset=args.dataset, profile=args.profile,
                        data_dir=data_dir, device=None if args.device in ("", "auto", None) else args.device,
                        force=bool(args.force), reuse="local", **_ray_kwargs(args, executor))
-    return len({r["config_hash"] for r in records})
+    return {r["config_hash"] for r in records}
 
 
 def _ray_kwargs(args, executor: str) -> dict:
@@ -516,6 +516,9 @@ def main(argv=None) -> int:
         raise ConfigError("pipeline", "tolerance", args.tolerance, "a finite number >= 0")
     _env_int("MSER_WORKERS", 1)           # refused here, before any work, when not a count
     _env_int("MSER_THREADS", 1)
+    if args.prune and (args.only or args.reuse != "local" or args.no_notebooks):
+        raise ConfigError("pipeline", "prune", "with --only, --reuse records or --no-notebooks",
+                          "a reproduce of every notebook (it keeps only the runs they need)")
     if args.only is not None and not notebook_paths(args.only):
         raise ConfigError("pipeline", "only", args.only,
                           f"prefixes of the notebooks' names: {', '.join(nb.name[:2] for nb in notebook_paths())}")
@@ -543,14 +546,14 @@ def _reproduce(args, seeds: list[int], out: Path, t0: float, has_nb: bool) -> in
     reproducing = args.reuse == "local"
     if reproducing:
         reproduction.snapshot_reference(args.results_dir, args.profile, args.dataset)
-    timings = []
+    timings, needed = [], None
     if has_nb and not args.no_notebooks:
         if reproducing:
             print("== training every run the notebooks need", flush=True)
             t1 = time.perf_counter()
-            n = train_all(args, seeds)
+            needed = train_all(args, seeds)
             timings.append(("training", time.perf_counter() - t1))
-            print(f"   {n} runs in {timings[-1][1]:.1f} s", flush=True)
+            print(f"   {len(needed)} runs in {timings[-1][1]:.1f} s", flush=True)
         timings += run_notebooks(args, out, seeds, force=bool(args.force) and not reproducing)
         # this machine's times go beside its checkpoints; the committed notebook_timings.json (the times of
         # the committed run) changes only when asked, so a reproduce leaves the committed files as they are
@@ -569,7 +572,8 @@ def _reproduce(args, seeds: list[int], out: Path, t0: float, has_nb: bool) -> in
     if not reproducing:
         return 0
     tol = reproduction.TOLERANCE if args.tolerance is None else args.tolerance
-    line, table = reproduction.write_report(args.results_dir, args.profile, args.dataset, tol)
+    # the runs this reproduce needed (all notebooks), else every run this machine finished
+    line, table = reproduction.write_report(args.results_dir, args.profile, args.dataset, tol, only=needed)
     (out / "checkpoints" / reproduction.REFERENCE_NAME).unlink(missing_ok=True)
     if args.prune:
         dropped = reproduction.prune(args.results_dir, args.profile, args.dataset, set(table["config hash"]))

@@ -199,9 +199,11 @@ def verdict(table: pd.DataFrame, n_reference: int) -> str:
     return line + ("; " + "; ".join(extra) if extra else "")
 
 
-def write_report(results_dir, profile: str, dataset: str, tolerance: float = TOLERANCE) -> tuple[str, pd.DataFrame]:
+def write_report(results_dir, profile: str, dataset: str, tolerance: float = TOLERANCE,
+                 only: set[str] | None = None) -> tuple[str, pd.DataFrame]:
     """Compare this machine's runs with the reference snapshot, write ``tables/reproduction.{csv,md}``
-    and return ``(verdict, table)``."""
+    and return ``(verdict, table)``. ``only``: the config hashes this reproduce needed; finished runs of
+    other configs (an earlier grid's, left in ``checkpoints/``) are then left out of the comparison."""
     out = out_dir(results_dir, profile, dataset)
     ref_path = out / "checkpoints" / REFERENCE_NAME
     if not ref_path.is_file() or ref_path.is_symlink():
@@ -212,6 +214,8 @@ def write_report(results_dir, profile: str, dataset: str, tolerance: float = TOL
     reference = read_jsonl(ref_path)
     ref_hashes = {r["config_hash"] for r in reference}
     fresh = local_records(results_dir, profile, dataset)
+    if only is not None:
+        fresh = [r for r in fresh if r["config_hash"] in only]
     table = compare(reference, fresh, tolerance)
     line = verdict(table, len(ref_hashes))
     agg = aggregate(reference, fresh)

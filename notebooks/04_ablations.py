@@ -106,7 +106,7 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # ## The grid
 #
 # `mser_lib.grids` lists the runs per profile: every variant of the three tables at `quick` and
-# `paper`, a few at `smoke`. At `quick` the ablation runs use the first two seeds and a shortened
+# `paper`, a few at `smoke`. At `quick` the ablation runs use the first seed only and a shortened
 # schedule (`grids.ABLATION_TRAIN`), the same for every variant so that the comparisons stay fair; the
 # `paper` profile uses the papers' schedule and all seeds. Runs are cached by config hash: FEMF's full
 # model is also Table 4's T+A+V row and is trained once, and re-running this notebook trains nothing.

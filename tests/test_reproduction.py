@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mser_lib import experiments, grids, pipeline, reproduction, runs
+from mser_lib.checks import ConfigError
 from mser_lib.experiments import get_dataset, run_grid
 from mser_lib.report import ablations as ab
 
@@ -119,6 +120,27 @@ def test_pipeline_reports_and_strict_fails_on_a_difference(tmp_path, capsys, mon
     assert "0 bit-identical, 0 within tolerance, 1 differ" in capsys.readouterr().out
 
 
+def test_report_and_prune_count_only_the_runs_this_reproduce_needed(tmp_path, capsys, monkeypatch):
+    """A finished run of a config no notebook needs any more (an earlier grid's, still in checkpoints/) is not
+    counted as reproduced, and --prune drops its committed record."""
+    base = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--results-dir", str(tmp_path)]
+    t_only = {"model": "baseline", "seed": 0, "overrides": {"modalities": "t"}}
+    a_only = {"model": "baseline", "seed": 0, "overrides": {"modalities": "a"}}
+    monkeypatch.setattr(pipeline, "main_grid", lambda *a, **k: [t_only, a_only])
+    assert pipeline.main(base + ["--no-notebooks"]) == 0                       # both committed
+    capsys.readouterr()
+    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None: [Path("00_x.ipynb")])
+    monkeypatch.setattr(pipeline, "notebook_runs", lambda *a, **k: [t_only])   # the grid shrank to one run
+    monkeypatch.setattr(pipeline, "run_notebooks", lambda args, out, seeds, force: [])
+    assert pipeline.main(base + ["--prune"]) == 0
+    out = capsys.readouterr().out
+    assert "reproduced 1/1 runs: 1 bit-identical" in out and "1 committed record(s) not rerun" in out
+    runs = experiments.runs_path(tmp_path, "smoke", "synthetic")
+    assert [json.loads(x)["overrides"] for x in runs.read_text().splitlines()] == [{"modalities": "t"}]
+    with pytest.raises(ConfigError, match="prune"):
+        pipeline.main(base + ["--prune", "--only", "00"])
+
+
 def test_upsert_keeps_a_reproduced_record_and_replaces_a_different_one(tmp_path):
     path = tmp_path / "runs.jsonl"
     base = {"config_hash": "a" * 16, "test": {"mae": 1.0}, "wall_time_s": 3.0, "git_revision": "x"}
@@ -159,7 +181,7 @@ def test_reproduce_writes_its_times_beside_its_checkpoints_not_into_the_committe
     committed = out / "notebook_timings.json"
     committed.write_text('{"training": 1.0}\n')
     monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None: [Path("00_x.ipynb")])
-    monkeypatch.setattr(pipeline, "train_all", lambda args, seeds: 0)
+    monkeypatch.setattr(pipeline, "train_all", lambda args, seeds: set())
     monkeypatch.setattr(pipeline, "run_notebooks", lambda args, out, seeds, force: [("00_x.ipynb", 2.0)])
     args = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--results-dir", str(tmp_path)]
     assert pipeline.main(args) == 0
