@@ -45,10 +45,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import checks
-from ..data.batch import MODALITIES, Batch, DatasetInfo, masked_mean
+from ..data.batch import MODALITIES, Batch, DatasetInfo
 from .base import Dropout, ModelOutput
 from .registry import ModelSpec, Param, register
-from .tfn import _output
+from .tfn import _output, utterance_vectors
 
 #: the order of the six vectors the fusion transformer reads (MMSA's)
 FUSION_ORDER = ("private text", "private vision", "private audio", "shared text", "shared vision",
@@ -149,16 +149,7 @@ class MISA(nn.Module):
     def utterances(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """``u_m`` before the projection, one row per sample (sequence layout) or per real utterance
         (position layout, with the label mask ``(B, P)`` that orders them; ``None`` otherwise)."""
-        if batch.layout == "position":
-            where = batch.label_mask
-            xs = {m: batch.features(m)[:, :where.shape[1]][where] for m in MODALITIES}    # (N, d_m)
-            ones = torch.ones(len(xs["text"]), dtype=torch.long)
-            u = {"text": xs["text"], **{m: self.encoders[m](xs[m][:, None], ones) for m in ("audio", "vision")}}
-            return u, where
-        u = {"text": masked_mean(batch.features("text"), batch.mask("text"))}
-        for m in ("audio", "vision"):
-            u[m] = self.encoders[m](batch.features(m), batch.mask(m).sum(1))
-        return u, None
+        return utterance_vectors(batch, self.encoders)
 
     def forward(self, batch: Batch) -> ModelOutput:
         cfg = self.config

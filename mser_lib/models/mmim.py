@@ -55,10 +55,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .. import checks
-from ..data.batch import Batch, DatasetInfo, masked_mean
+from ..data.batch import Batch, DatasetInfo
 from .base import ModelOutput, dropout, task_loss
 from .registry import ModelSpec, Param, register
-from .tfn import _output
+from .tfn import _output, utterance_vectors
 
 #: the modality pairs (x, y) of the Barber-Agakov bounds: x predicts y
 PAIRS = (("text", "vision"), ("text", "audio"))
@@ -202,15 +202,7 @@ class MMIM(nn.Module):
     def _encode(self, batch: Batch):
         """``{m: h_m}`` with one row per sample or real utterance, and the label mask that orders the rows in the
         position layout (else ``None``)."""
-        if batch.layout == "position":
-            where = batch.label_mask
-            xs = {m: batch.features(m)[:, :where.shape[1]][where] for m in ("text", "audio", "vision")}
-            ones = torch.ones(len(xs["text"]), dtype=torch.long)
-            return {"text": xs["text"], "audio": self.audio(xs["audio"][:, None], ones),
-                    "vision": self.vision(xs["vision"][:, None], ones)}, where
-        return {"text": masked_mean(batch.features("text"), batch.mask("text")),
-                "audio": self.audio(batch.features("audio"), batch.mask("audio").sum(1)),
-                "vision": self.vision(batch.features("vision"), batch.mask("vision").sum(1))}, None
+        return utterance_vectors(batch, {"audio": self.audio, "vision": self.vision})
 
     def forward(self, batch: Batch) -> ModelOutput:
         h, where = self._encode(batch)

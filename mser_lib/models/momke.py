@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks
-from ..data.batch import Batch, DatasetInfo
+from ..data.batch import Batch, DatasetInfo, masked_mean
 from .base import ModelOutput, dropout, task_loss
 from .registry import ModelSpec, Param, register
 
@@ -182,7 +182,7 @@ class MoMKE(nn.Module):
         if position:
             joint = torch.cat([z[m] for m in MODS], dim=-1)                            # (B, P, 3D)
         else:
-            joint = torch.cat([_masked_mean(z[m], masks[m]) for m in MODS], dim=-1)    # (B, 3D)
+            joint = torch.cat([masked_mean(z[m], masks[m]) for m in MODS], dim=-1)    # (B, 3D)
         hidden = joint + dropout(F.relu(self.fuse(joint)), drop, self.training)
         pred = self.head(hidden).squeeze(-1)
         if position:
@@ -206,11 +206,6 @@ class MoMKE(nn.Module):
             return total, {m: v.detach() for m, v in output.aux_losses.items()}
         main = task_loss(output.prediction, batch, "regression", "mse")
         return main, {"task": main.detach()}
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(x.dtype).unsqueeze(-1)
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 def _paper(info: DatasetInfo) -> dict:

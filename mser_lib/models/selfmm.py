@@ -51,10 +51,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .. import checks
-from ..data.batch import Batch, DatasetInfo, MultimodalDataset, masked_mean
+from ..data.batch import Batch, DatasetInfo, MultimodalDataset
 from .base import ModelOutput, dropout
 from .registry import ModelSpec, Param, register
-from .tfn import _output
+from .tfn import _output, utterance_vectors
 
 #: the tasks: the fusion (multimodal) task and one per modality
 TASKS = ("fusion", "text", "audio", "vision")
@@ -198,16 +198,8 @@ class SelfMM(nn.Module):
     def _inputs(self, batch: Batch):
         """``(F_t, F_a, F_v)`` with one row per sample or real utterance, the label mask that orders them in the
         position layout (else ``None``), and each row's memory slot index (``None`` outside training data)."""
-        if batch.layout == "position":
-            where = batch.label_mask
-            xs = {m: batch.features(m)[:, :where.shape[1]][where] for m in ("text", "audio", "vision")}
-            ones = torch.ones(len(xs["text"]), dtype=torch.long)
-            f = (xs["text"], self.audio(xs["audio"][:, None], ones), self.vision(xs["vision"][:, None], ones))
-            return f, where
-        f = (masked_mean(batch.features("text"), batch.mask("text")),
-             self.audio(batch.features("audio"), batch.mask("audio").sum(1)),
-             self.vision(batch.features("vision"), batch.mask("vision").sum(1)))
-        return f, None
+        u, where = utterance_vectors(batch, {"audio": self.audio, "vision": self.vision})
+        return (u["text"], u["audio"], u["vision"]), where
 
     def _slots(self, batch: Batch, where: torch.Tensor | None) -> torch.Tensor | None:
         """Memory indices of the batch's rows (flat over the memory), or ``None`` when a sample is not in the

@@ -172,6 +172,23 @@ def _output(out: torch.Tensor, info: DatasetInfo, where: torch.Tensor | None, sq
     return full
 
 
+def utterance_vectors(batch: Batch, encoders) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """One vector per modality for each sample (sequence layout) or each labelled utterance (position layout), the
+    input of MISA, Self-MM and MMIM: text as given (its mean over real steps in the sequence layout), audio and vision
+    through ``encoders[m](x (N, L, d_m), lengths (N,))`` (length-1 sequences in the position layout). Returns
+    ``({m: (N, k_m)}, where)``, ``where`` the label mask ``(B, P)`` that orders the rows in the position layout
+    (:func:`_output` puts them back), else ``None``."""
+    if batch.layout == "position":
+        where = batch.label_mask
+        xs = {m: batch.features(m)[:, :where.shape[1]][where] for m in MODALITIES}          # (N, d_m)
+        ones = torch.ones(len(xs["text"]), dtype=torch.long)
+        return {"text": xs["text"], **{m: encoders[m](xs[m][:, None], ones) for m in ("audio", "vision")}}, where
+    u = {"text": masked_mean(batch.features("text"), batch.mask("text"))}
+    for m in ("audio", "vision"):
+        u[m] = encoders[m](batch.features(m), batch.mask(m).sum(1))
+    return u, None
+
+
 class TFN(nn.Module):
     """Tensor Fusion Network. ``forward(batch)``: prediction ``(B,)`` (sequence layout) or ``(B, P)``
     (position layout); logits with a trailing class axis for classification."""
