@@ -246,7 +246,7 @@ def test_the_registry_is_the_one_list_of_models():
 
     assert registry.model_names("method") == ["femf", "atsuko", "emoe"]
     assert registry.model_names("baseline") == ["baseline", "tfn", "lmf", "mult", "misa", "selfmm", "mmim",
-                                                "momke"]
+                                                "momke", "dmd"]
     extra = replace(registry.model_spec("baseline"), name="toy_baseline", label="toy", color="#000000",
                     main_variants=({},))
     registry.register(extra)

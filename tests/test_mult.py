@@ -116,6 +116,19 @@ def test_paper_preset_is_mmsa_config_per_dataset():
         0.3, 0.4, 0.0, 0.0)
 
 
+def test_crossmodal_attention_dropout_is_the_sources():
+    """MMSA's get_network('la') (text with audio) takes attn_dropout_a: the dropout follows the modality read."""
+    from mser_lib.models import build_model
+
+    info = DatasetInfo("mosi-bclstm", "position", "regression", "mosi", {"text": 4, "audio": 3, "vision": 2})
+    net = build_model("mult", info, "paper")
+    want = {"text": 0.3, "audio": 0.2, "vision": 0.0}
+    for name, cm in net.cross.items():
+        src = name.split("_to_")[0]
+        assert {layer.attn_dropout for layer in cm.layers} == {want[src]}, name
+    assert all(layer.attn_dropout == 0.3 for t in net.memory.values() for layer in t.layers)
+
+
 def test_bad_settings_are_refused_with_the_field():
     with pytest.raises(ConfigError, match="d_model"):
         MulTConfig(d_model=30, num_heads=4)

@@ -316,10 +316,10 @@ def test_reported_rows_are_labelled_and_scaled():
     assert len(ats) == 2 * 2 * 13 and {r.setting for r in ats} == {"aligned", "unaligned"}
     impl = pr.reported_rows("mosi", implemented_only=True)
     assert {r.implements for r in impl} == {"femf", "atsuko", "emoe", "tfn", "lmf", "mult", "misa", "selfmm", "mmim",
-                                            "momke"}
+                                            "momke", "dmd"}
     # FEMF, Self-MM, MMIM and MoMKE* (the starred row: FEMF's authors' rerun) in FEMF's Table 1 on 2 datasets;
-    # 8 models x 2 datasets x 2 settings in Atsuko's
-    assert len(impl) == 4 * 2 + 8 * 4
+    # 9 models x 2 datasets x 2 settings in Atsuko's
+    assert len(impl) == 4 * 2 + 9 * 4
     assert [r.implements for r in femf if r.model == "MoMKE*"] == ["momke", "momke"]
     assert all(r.implements == "atsuko" for r in pr.atsuko_table2() if r.label == "Atsuko")
 
@@ -342,7 +342,7 @@ def test_main_table_sets_reported_rows_beside_measured_rows():
     recs = _fake_records()
     t = pr.main_table(recs, info, "smoke").reset_index()
     rep, meas = t[t["source"].str.startswith("reported")], t[t["source"].str.startswith("measured")]
-    assert len(rep) == 40 and set(rep["seeds"]) == {"as reported"}     # 4 models x 2 in FEMF T1 + 8 x 2 x 2
+    assert len(rep) == 44 and set(rep["seeds"]) == {"as reported"}     # 4 models x 2 in FEMF T1 + 9 x 2 x 2
     assert meas["model"].tolist() == ["femf", "baseline (modalities=t)"]
     assert set(meas["seeds"]) == {"0,1"} and set(meas["setting"]) == {"profile smoke"}
     for col in ("Acc-2 (neg/non-neg)", "F1 (neg/pos)", "Acc-7", "Acc-5", "Acc-3", "MAE", "Corr"):

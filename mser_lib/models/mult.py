@@ -67,9 +67,10 @@ SOURCES = {"text": ("audio", "vision"), "audio": ("text", "vision"), "vision": (
 class MulTConfig:
     """MMSA's MOSI values as defaults (``dst_feature_dim_nheads`` [50, 10], ``nlevels`` 4).
 
-    ``attn_dropout`` is the attention dropout of the transformers whose target is text and of the three
-    self-attention transformers; ``attn_dropout_audio`` / ``attn_dropout_vision`` those with audio / vision
-    as the target (MMSA's ``attn_dropout_a`` / ``attn_dropout_v``). ``memory_layers``: the depth of the
+    ``attn_dropout`` is the attention dropout of the crossmodal transformers whose source is text and of the
+    three self-attention transformers; ``attn_dropout_audio`` / ``attn_dropout_vision`` those reading audio /
+    vision (MMSA's ``attn_dropout_a`` / ``attn_dropout_v``: its ``get_network('la')``, text with audio, takes
+    ``attn_dropout_a``). ``memory_layers``: the depth of the
     three self-attention transformers, ``max(nlevels, 3)`` in the code."""
 
     d_model: int = 50
@@ -192,7 +193,7 @@ class MulT(nn.Module):
                                                  padding=getattr(config, f"conv_kernel_{m}") // 2, bias=False)
                                     for m in MODALITIES})
         self.cross = nn.ModuleDict({f"{s}_to_{t}": CrossmodalTransformer(d, config.num_heads, config.num_layers,
-                                                                          attn[t], config)
+                                                                          attn[s], config)
                                     for t in MODALITIES for s in SOURCES[t]})
         self.memory = nn.ModuleDict({t: CrossmodalTransformer(2 * d, config.num_heads, config.memory_layers,
                                                               config.attn_dropout, config)

@@ -22,7 +22,7 @@ from ..data.batch import DatasetInfo
 _MODULES = ("mser_lib.models.femf", "mser_lib.models.atsuko", "mser_lib.models.baselines",
             "mser_lib.models.tfn", "mser_lib.models.lmf", "mser_lib.models.mult",
             "mser_lib.models.misa", "mser_lib.models.selfmm", "mser_lib.models.mmim",
-            "mser_lib.models.momke")
+            "mser_lib.models.momke", "mser_lib.models.dmd")
 
 #: What a model is for in the pipeline: ``"method"`` (a paper's model: the main comparison, robustness,
 #: the paper's table rows), ``"baseline"`` (trained beside the methods in the main comparison, with each of
