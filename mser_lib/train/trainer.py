@@ -328,15 +328,146 @@ class Checkpoints:
             atomic_torch_save(payload, self.dir / name)
 
 
+class _Selection:
+    """Which epoch a stage hands on, decided after every epoch. Holds what ``last.pt`` records of it
+    (``best_value``, ``best_epoch``, ``test_history``, the cross-fit selector) and the chosen weights.
+
+    Three kinds (:func:`_selection`): :class:`_ValidSelection` (VALID's best epoch, early stopping),
+    :class:`_CrossfitSelection` (each test fold's pick, a final stage under ``selection="crossfit"``) and this
+    base class itself, which selects nothing and hands on the last epoch (an intermediate cross-fitted stage)."""
+
+    selects = False
+    crossfit: CrossFitSelector | None = None
+
+    def __init__(self, metric: str, ckpt: Checkpoints):
+        self.metric, self.ckpt = metric, ckpt
+        self.best_value, self.best_epoch, self.best_state = None, -1, None
+        self.test_history: list[dict] = []
+        self.stale = 0
+
+    def restore(self, resumed: dict | None) -> tuple[list[dict], int]:
+        """Take over a resumed run's state; returns its history and the first epoch to train."""
+        if not resumed:
+            return [], 0
+        self.best_value, self.best_epoch = resumed["best_value"], resumed["best_epoch"]
+        self.test_history, self.best_state = resumed["test_history"], resumed["best_state"]
+        history = resumed["history"]
+        self.stale = _epochs_since_best(history, self.best_epoch) if history else 0
+        return history, resumed["start_epoch"]
+
+    def stop(self) -> bool:
+        """Stop before the next epoch?"""
+        return False
+
+    def step(self, epoch: int, model, value: float) -> bool:
+        """After epoch ``epoch`` (VALID's selection metric ``value``): whether it was chosen (by any fold)."""
+        self.stale += 1
+        return False
+
+    def finish(self, model, history: list[dict], desc: str) -> tuple[bool, dict | None, dict | None]:
+        """After the last epoch: ``(best_is_last, test metrics or None, protocols or None)``; ``best.pt`` holds
+        the last weights (what the next stage starts from)."""
+        if history:
+            self.best_epoch = len(history) - 1
+            self.ckpt.save("best.pt", {"model": _cpu_state(model), "epoch": self.best_epoch, "selected": False})
+        return False, None, None
+
+
+class _ValidSelection(_Selection):
+    """VALID's best epoch, training stopped after ``patience`` epochs without improvement."""
+
+    selects = True
+
+    def __init__(self, metric: str, ckpt: Checkpoints, patience: int | None):
+        super().__init__(metric, ckpt)
+        self.patience = patience
+
+    def stop(self) -> bool:
+        return self.patience is not None and self.stale >= self.patience
+
+    def step(self, epoch: int, model, value: float) -> bool:
+        if not is_better(self.metric, value, self.best_value):
+            self.stale += 1
+            return False
+        self.best_value, self.best_epoch, self.stale = value, epoch, 0
+        self.best_state = _cpu_state(model)
+        self.ckpt.save("best.pt", {"model": self.best_state, "epoch": epoch, "value": value})
+        return True
+
+    def finish(self, model, history: list[dict], desc: str) -> tuple[bool, dict | None, dict | None]:
+        if self.best_epoch < 0:
+            raise RuntimeError(f"{desc}: no epoch was selected on VALID (epochs run: {len(history)}; epochs=0, "
+                               f"patience=0 or a selection metric '{self.metric}' that is never finite); nothing "
+                               "to record")
+        return self.best_epoch == len(history) - 1, None, None
+
+
+class _CrossfitSelection(_Selection):
+    """Each test fold's epoch chosen on the other folds (:class:`~mser_lib.train.crossfit.CrossFitSelector`):
+    the test split is predicted after every epoch; ``best_fold<f>.pt`` holds each fold's pick and ``best.pt``
+    fold 1's (what analyses load by default)."""
+
+    selects = True
+
+    def __init__(self, metric: str, ckpt: Checkpoints, dataset: MultimodalDataset, cfg: TrainConfig, seed: int):
+        super().__init__(metric, ckpt)
+        self.dataset, self.cfg, self.seed = dataset, cfg, seed
+        folds = assign_folds(dataset.test, cfg.crossfit_folds, cfg.crossfit_seed)
+        self.y_test, self.ids_test = prediction_order(dataset.test, cfg.eval_batch_size)
+        self.crossfit = CrossFitSelector(position_folds(dataset.test, folds, self.ids_test), cfg.crossfit_folds,
+                                         metric, dataset.info.metric_family, cfg.patience)
+
+    def stop(self) -> bool:
+        return self.crossfit.done
+
+    def step(self, epoch: int, model, value: float) -> bool:
+        self.stale += 1
+        cfg = self.cfg
+        _, p_t, ids_t, _ = predict(model, self.dataset.test, self.dataset.info, cfg.eval_batch_size, cfg.device,
+                                   None, self.seed, cfg.amp)
+        if not np.array_equal(ids_t, self.ids_test):
+            raise RuntimeError("test predictions came in an unexpected order; cross-fitting needs prediction_order")
+        fold_improved = self.crossfit.update(epoch, self.y_test, p_t)
+        self.test_history.append(_metrics(self.y_test, p_t, self.dataset.info, cfg))
+        for f, better in enumerate(fold_improved):
+            if not better:
+                continue
+            state = _cpu_state(model)
+            self.ckpt.save(f"best_fold{f}.pt", {"model": state, "epoch": epoch, "fold": f})
+            if f == 0:
+                self.best_state, self.best_epoch = state, epoch
+                self.ckpt.save("best.pt", {"model": state, "epoch": epoch, "fold": 0})
+        return any(fold_improved)
+
+    def finish(self, model, history: list[dict], desc: str) -> tuple[bool, dict | None, dict | None]:
+        test, protocols = _crossfit_protocols(self.crossfit, history, self.test_history, self.y_test,
+                                              self.dataset.info, self.cfg, self.metric)
+        self.best_epoch = max(self.crossfit.best_epoch)
+        return len(history) - 1 in self.crossfit.best_epoch, test, protocols
+
+
+def _selection(cfg: TrainConfig, dataset: MultimodalDataset, metric: str, score_test: bool, ckpt: Checkpoints,
+               seed: int) -> _Selection:
+    """The stage's selection: VALID's (``selection="valid"``), the test folds' (a final cross-fitted stage), or
+    none (an intermediate cross-fitted stage: it hands on its last epoch)."""
+    if cfg.selection not in ("valid", "crossfit"):
+        raise ValueError(f"TrainConfig.selection must be 'valid' or 'crossfit', got {cfg.selection!r}")
+    if cfg.selection == "valid":
+        return _ValidSelection(metric, ckpt, cfg.patience)
+    if score_test:
+        return _CrossfitSelection(metric, ckpt, dataset, cfg, seed)
+    return _Selection(metric, ckpt)
+
+
 def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
         score_test: bool = True, epochs: int | None = None, desc: str = "train",
         callbacks: list[Callable[[int, dict], None]] | None = None) -> FitResult:
     """Train ``model`` on ``dataset.train``, select on ``dataset.valid``, score ``dataset.test`` once.
 
-    Each epoch: :func:`train_epoch`, the VALID metrics, the selection (VALID's best epoch with early stopping;
-    under ``selection="crossfit"`` each test fold's pick, :class:`~mser_lib.train.crossfit.CrossFitSelector`;
-    an intermediate cross-fitted stage selects nothing and hands on its last epoch), the scheduler, and
-    :class:`Checkpoints` (``last.pt`` every epoch, so an interrupted run resumes bit-identical).
+    Each epoch: :func:`train_passes`, the VALID metrics, the selection (:class:`_Selection`: VALID's best epoch
+    with early stopping; under ``selection="crossfit"`` each test fold's pick; an intermediate cross-fitted stage
+    selects nothing and hands on its last epoch), the scheduler, and :class:`Checkpoints` (``last.pt`` every
+    epoch, so an interrupted run resumes bit-identical).
 
     Args:
         model: an ``nn.Module`` following :mod:`mser_lib.models.base`.
@@ -361,65 +492,24 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
     if not params:
         raise ValueError("the model has no trainable parameters in this stage")
     optimizer = _make_optimizer(params, cfg, model)
-    lower = metric in ("mae", "loss")
     scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min" if lower else "max", factor=cfg.plateau_factor,
+        optimizer, mode="min" if metric in ("mae", "loss") else "max", factor=cfg.plateau_factor,
         patience=cfg.plateau_patience) if cfg.plateau else None)
-
-    if cfg.selection not in ("valid", "crossfit"):
-        raise ValueError(f"TrainConfig.selection must be 'valid' or 'crossfit', got {cfg.selection!r}")
-    crossfit = cfg.selection == "crossfit" and score_test      # the final stage selects on test folds
-    select = cfg.selection == "valid" or score_test             # intermediate crossfit stages keep their last
-    selector = None
-    if crossfit:
-        folds = assign_folds(dataset.test, cfg.crossfit_folds, cfg.crossfit_seed)
-        y_test, ids_test = prediction_order(dataset.test, cfg.eval_batch_size)
-        selector = CrossFitSelector(position_folds(dataset.test, folds, ids_test), cfg.crossfit_folds, metric,
-                                    info.metric_family, cfg.patience)
-
     ckpt = Checkpoints(run_dir)
-    resumed = ckpt.resume(model, optimizer, scheduler, selector, device)
-    history, best_value, best_epoch, test_history, start_epoch, best_state = (
-        (resumed[k] for k in ("history", "best_value", "best_epoch", "test_history", "start_epoch", "best_state"))
-        if resumed else ([], None, -1, [], 0, None))
-    resumed_from = start_epoch if resumed else None
-    stale = _epochs_since_best(history, best_epoch) if history else 0
+    sel = _selection(cfg, dataset, metric, score_test, ckpt, seed)
+    resumed = ckpt.resume(model, optimizer, scheduler, sel.crossfit, device)
+    history, start_epoch = sel.restore(resumed)
 
     bar = tqdm(range(start_epoch, n_epochs), desc=desc, disable=not cfg.progress, leave=False,
                initial=start_epoch, total=n_epochs)
     missing = MissingModality(rate=cfg.train_missing_rate) if cfg.train_missing_rate > 0 else None
     for epoch in bar:
-        if crossfit:
-            if selector.done:
-                break
-        elif select and cfg.patience is not None and stale >= cfg.patience:
+        if sel.stop():
             break
         means = train_passes(model, optimizer, params, dataset.train, info, cfg, seed, epoch, device, missing)
         valid, _ = evaluate(model, dataset.valid, info, cfg)
         value = valid[metric]
-        improved = select and not crossfit and is_better(metric, value, best_value)
-        if improved:
-            best_value, best_epoch, stale = value, epoch, 0
-            best_state = _cpu_state(model)
-            ckpt.save("best.pt", {"model": best_state, "epoch": epoch, "value": value})
-        else:
-            stale += 1
-        if crossfit:
-            y_t, p_t, ids_t, _ = predict(model, dataset.test, info, cfg.eval_batch_size, cfg.device, None, seed,
-                                         cfg.amp)
-            if not np.array_equal(ids_t, ids_test):
-                raise RuntimeError("test predictions came in an unexpected order; cross-fitting needs prediction_order")
-            fold_improved = selector.update(epoch, y_test, p_t)
-            test_history.append(_metrics(y_test, p_t, info, cfg))
-            for f, better in enumerate(fold_improved):
-                if not better:
-                    continue
-                state = _cpu_state(model)
-                ckpt.save(f"best_fold{f}.pt", {"model": state, "epoch": epoch, "fold": f})
-                if f == 0:   # best.pt (what analyses load by default) holds fold 1's choice
-                    best_state, best_epoch = state, epoch
-                    ckpt.save("best.pt", {"model": state, "epoch": epoch, "fold": 0})
-            improved = any(fold_improved)
+        improved = sel.step(epoch, model, value)
         if scheduler is not None and not (isinstance(value, float) and math.isnan(value)):
             scheduler.step(value)
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
@@ -429,43 +519,28 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         bar.set_postfix({"train": f"{row['train_total']:.3f}", metric: f"{value:.3f}"})
         ckpt.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict() if scheduler else None,
-                              "epoch": epoch, "history": history, "best_value": best_value,
-                              "best_epoch": best_epoch, "rng": rng_state(),
-                              "crossfit": selector.state_dict() if selector is not None else None,
-                              "test_history": test_history})
+                              "epoch": epoch, "history": history, "best_value": sel.best_value,
+                              "best_epoch": sel.best_epoch, "rng": rng_state(),
+                              "crossfit": sel.crossfit.state_dict() if sel.crossfit is not None else None,
+                              "test_history": sel.test_history})
         for cb in callbacks or ():
             cb(epoch, row)
     bar.close()
 
-    protocols = None
-    last = len(history) - 1
-    if not select and history:
-        # an intermediate stage under cross-fitting selects nothing: it hands its last weights on, and
-        # best.pt holds them (what the next stage starts from)
-        best_epoch = last
-        ckpt.save("best.pt", {"model": _cpu_state(model), "epoch": last, "selected": False})
-    if select and not crossfit and best_epoch < 0:
-        raise RuntimeError(f"{desc}: no epoch was selected on VALID (epochs run: {len(history)}; epochs=0, "
-                           f"patience=0 or a selection metric '{metric}' that is never finite); nothing to record")
-    if crossfit:
-        test, protocols = _crossfit_protocols(selector, history, test_history, y_test, info, cfg, metric)
-        best_epoch = max(selector.best_epoch)
-        best_is_last = last in selector.best_epoch
-    else:
-        best_is_last = select and best_epoch == last
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best_is_last, test, protocols = sel.finish(model, history, desc)
+    if sel.best_state is not None:
+        model.load_state_dict(sel.best_state)
     valid, _ = evaluate(model, dataset.valid, info, cfg)
-    if not crossfit:
+    if sel.crossfit is None:
         test = evaluate(model, dataset.test, info, cfg)[0] if score_test else None
     degenerate = None
     if score_test:   # did the selected model beat the trivial predictor on the split it was selected on?
-        split, chosen = ("test", test) if crossfit else ("valid", valid)
+        split, chosen = ("test", test) if sel.crossfit is not None else ("valid", valid)
         degenerate = learned_nothing(chosen, trivial_metrics(dataset, split), info.task)
-    return FitResult(best_epoch=best_epoch, epochs_run=len(history), valid_metrics=valid,
+    return FitResult(best_epoch=sel.best_epoch, epochs_run=len(history), valid_metrics=valid,
                      test_metrics=test, history=history, wall_time_s=time.perf_counter() - start,
-                     select_metric=metric, resumed_from_epoch=resumed_from, best_is_last=best_is_last,
-                     protocols=protocols, degenerate=degenerate)
+                     select_metric=metric, resumed_from_epoch=start_epoch if resumed else None,
+                     best_is_last=best_is_last, protocols=protocols, degenerate=degenerate)
 
 
 def _crossfit_protocols(selector, history: list[dict], test_history: list[dict], y_test, info, cfg: TrainConfig,
