@@ -552,25 +552,65 @@ class Atsuko(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Batch) -> ModelOutput:
         cfg = self.config
-        seq = self.info.layout == "sequence"
-        B = len(batch)
         feats = self._project(batch)
         masks = {m: batch.mask(m) for m in MODALITIES}
         diag: dict = {}
+        band_w = self._sbn_all(feats, masks, diag) if cfg.use_sbn else []               # SBN, eq. 1-2
+        H, avail, labels, lmask, pooled = self._encode(batch, feats, masks)
+        logw, w, ok = self._route(batch, H, avail, pooled)                              # eq. 3
 
-        # --- SBN (eq. 1-2)
+        # --- fusion and heads (eq. 4)
+        fused = (w.to(H.dtype)[..., None] * H).sum(-2)                         # (B, P, d)
+        pred, f_ref = self.fusion_head(fused)
+        uni = [self.uni_heads[m](H[..., j, :]) for j, m in enumerate(MODALITIES)]
+        uni_pred = torch.stack([u[0] for u in uni], -2)                         # (B, P, 3, out)
+        refined = torch.stack([u[1] for u in uni], -2)                          # (B, P, 3, d)
+
+        aux: dict[str, torch.Tensor] = {}
+        kind = cfg.comp_loss_kind or cfg.loss_kind
+        l_full = self._loss_per(pred, labels, kind)                             # (B, P)
+        l_uni = torch.stack([self._loss_per(uni_pred[..., j, :], labels, cfg.loss_kind)
+                             for j in range(3)], -1)                            # (B, P, 3)
+        uni_mask = lmask[..., None] & avail
+        aux["unimodal"] = cfg.uni_weight * torch.stack(
+            [masked_avg(l_uni[..., j], uni_mask[..., j]) for j in range(3)]).mean()
+        if cfg.use_mcm:                                                         # eq. 5-7
+            self._mcm_losses(H, labels, lmask, l_full, kind, ok, logw, aux, diag)
+        else:
+            self._emoe_route_loss(uni_pred, l_uni, labels, lmask, ok, w, aux, diag)
+        self._entropy_losses(w, logw, lmask, band_w, avail, aux)               # eq. 11
+        # --- feature distillation (eq. 8-9)
+        teacher = (w.detach().to(refined.dtype)[..., None] * refined.detach()).sum(-2)  # (B, P, d)
+        if cfg.distill_kind == "kl":
+            pt = torch.softmax(_f32(teacher), -1)
+            dis = (_xlogx(pt) - pt * torch.log_softmax(_f32(f_ref), -1)).sum(-1)
+        else:                                   # EMOE's uni_distill: MSE between the two softmaxes
+            dis = (torch.softmax(_f32(f_ref), -1) - torch.softmax(_f32(teacher), -1)).pow(2).mean(-1)
+        aux["distill"] = cfg.distill_weight * masked_avg(dis, lmask)
+        pred = self._outputs(pred, w, uni_pred, band_w, diag)
+        return ModelOutput(prediction=pred, aux_losses=aux, diagnostics=diag)
+
+    def _sbn_all(self, feats: dict, masks: dict, diag: dict) -> list[torch.Tensor]:
+        """SBN on every modality (eq. 1-2), ``feats`` replaced in place; returns the band log weights, one
+        ``(B, K)`` per modality."""
+        if self.training and not bool(self.band_fitted) and not self._warned_unfitted:
+            warnings.warn("Atsuko: band boundaries not fitted (call model.prepare(dataset)); "
+                          "using equal-width bands", stacklevel=3)
+            self._warned_unfitted = True
+        cuts = self._cuts()
         band_w = []
-        if cfg.use_sbn:
-            if self.training and not bool(self.band_fitted) and not self._warned_unfitted:
-                warnings.warn("Atsuko: band boundaries not fitted (call model.prepare(dataset)); "
-                              "using equal-width bands", stacklevel=2)
-                self._warned_unfitted = True
-            cuts = self._cuts()
-            for j, m in enumerate(MODALITIES):
-                feats[m], band_logw = self._sbn(m, feats[m], masks[m], cuts[j], diag)
-                band_w.append(band_logw)
+        for j, m in enumerate(MODALITIES):
+            feats[m], band_logw = self._sbn(m, feats[m], masks[m], cuts[j], diag)
+            band_w.append(band_logw)
+        return band_w
 
-        # --- encoders, availability, router input
+    def _encode(self, batch: Batch, feats: dict, masks: dict):
+        """The modality encoders. Returns ``H`` (B, P, 3, d) (P = 1 in the sequence layout: each encoder's summary
+        step), the availability ``avail`` (B, P, 3), the labels and label mask (B, P), and the pooled router
+        inputs (a list, filled only for ``router_path="pre"`` with ``router_input="pooled"``)."""
+        cfg = self.config
+        seq = self.info.layout == "sequence"
+        B = len(batch)
         if seq:
             avail = batch.present.to(feats["text"].device) & torch.stack(
                 [masks[m].any(1) for m in MODALITIES], 1)                      # (B, 3)
@@ -595,9 +635,12 @@ class Atsuko(nn.Module):
             elif cfg.router_path == "pre" and cfg.router_input == "pooled":
                 pooled.append(feats[m])
             h.append(out * avail[..., j:j + 1].to(out.dtype))
-        H = torch.stack(h, -2)                                                 # (B, P, 3, d)
+        return torch.stack(h, -2), avail, labels, lmask, pooled
 
-        # --- modality router (eq. 3)
+    def _route(self, batch: Batch, H: torch.Tensor, avail: torch.Tensor, pooled: list):
+        """The modality router (eq. 3): log weights and weights (B, P, 3), and ``ok``, the modalities a weight
+        may go to (absent ones masked when ``mask_absent``)."""
+        cfg = self.config
         if cfg.router_path == "post":
             z = H.flatten(-2)
         elif cfg.router_input == "raw":
@@ -611,59 +654,48 @@ class Atsuko(nn.Module):
         else:
             ok = torch.ones_like(avail)
         logw = torch.log_softmax(_f32(logits), -1)
-        w = logw.exp()                                                          # (B, P, 3)
+        return logw, logw.exp(), ok
 
-        # --- fusion and heads (eq. 4)
-        fused = (w.to(H.dtype)[..., None] * H).sum(-2)                         # (B, P, d)
-        pred, f_ref = self.fusion_head(fused)
-        uni = [self.uni_heads[m](H[..., j, :]) for j, m in enumerate(MODALITIES)]
-        uni_pred = torch.stack([u[0] for u in uni], -2)                         # (B, P, 3, out)
-        refined = torch.stack([u[1] for u in uni], -2)                          # (B, P, 3, d)
+    def _mcm_losses(self, H, labels, lmask, l_full, kind: str, ok, logw, aux: dict, diag: dict) -> None:
+        """MCM (eq. 5-7): the bimodal heads' loss, and the routing KL to the complementarity target ``q``."""
+        cfg = self.config
+        bi = []
+        for m in MODALITIES:
+            a, b = (MODALITIES.index(k) for k in _PAIRS[m])
+            bi.append(self.bi_heads[m](torch.cat([H[..., a, :], H[..., b, :]], -1))[0])
+        bi_pred = torch.stack(bi, -2)                                       # (B, P, 3, out)
+        l_bi = torch.stack([self._loss_per(bi_pred[..., j, :], labels, cfg.loss_kind)
+                            for j in range(3)], -1)
+        aux["bimodal"] = cfg.bi_weight * masked_avg(l_bi.mean(-1), lmask)
+        with torch.no_grad():
+            l_bi_c = l_bi if kind == cfg.loss_kind else torch.stack(
+                [self._loss_per(bi_pred[..., j, :], labels, kind) for j in range(3)], -1)
+            delta = (l_bi_c - l_full[..., None]).detach()                  # (B, P, 3)
+            q_logits = (delta / cfg.comp_temperature).masked_fill(~ok, _NEG)
+            q = torch.softmax(q_logits, -1)
+        kl = (_xlogx(q) - q * logw).sum(-1)                                  # KL(q || w), eq. 7
+        aux["routing"] = cfg.route_weight * masked_avg(kl, lmask)
+        diag["comp_target"] = q
+        diag["bimodal_pred"] = bi_pred.detach()
 
-        aux: dict[str, torch.Tensor] = {}
-        kind = cfg.comp_loss_kind or cfg.loss_kind
-        l_full = self._loss_per(pred, labels, kind)                             # (B, P)
-        l_uni = torch.stack([self._loss_per(uni_pred[..., j, :], labels, cfg.loss_kind)
-                             for j in range(3)], -1)                            # (B, P, 3)
-        uni_mask = lmask[..., None] & avail
-        aux["unimodal"] = cfg.uni_weight * torch.stack(
-            [masked_avg(l_uni[..., j], uni_mask[..., j]) for j in range(3)]).mean()
+    def _emoe_route_loss(self, uni_pred, l_uni, labels, lmask, ok, w, aux: dict, diag: dict) -> None:
+        """EMOE's routing target (without MCM): weights proportional to each unimodal head's inverse error."""
+        cfg = self.config
+        with torch.no_grad():
+            if self.info.task == "classification":
+                err = l_uni.detach()
+            else:
+                err = (_f32(uni_pred[..., 0]) - _f32(labels)[..., None]).pow(2).detach()
+            tgt = (1.0 / (err + cfg.emoe_target_eps)) * ok.to(err.dtype)
+            tgt = tgt / tgt.sum(-1, keepdim=True).clamp_min(1e-12)
+        aux["routing"] = cfg.route_weight * masked_avg((w - tgt).pow(2).mean(-1), lmask)
+        diag["emoe_target"] = tgt
 
-        # --- MCM (eq. 5-7) or EMOE's target
-        if cfg.use_mcm:
-            bi = []
-            for m in MODALITIES:
-                a, b = (MODALITIES.index(k) for k in _PAIRS[m])
-                bi.append(self.bi_heads[m](torch.cat([H[..., a, :], H[..., b, :]], -1))[0])
-            bi_pred = torch.stack(bi, -2)                                       # (B, P, 3, out)
-            l_bi = torch.stack([self._loss_per(bi_pred[..., j, :], labels, cfg.loss_kind)
-                                for j in range(3)], -1)
-            aux["bimodal"] = cfg.bi_weight * masked_avg(l_bi.mean(-1), lmask)
-            with torch.no_grad():
-                l_bi_c = l_bi if kind == cfg.loss_kind else torch.stack(
-                    [self._loss_per(bi_pred[..., j, :], labels, kind) for j in range(3)], -1)
-                delta = (l_bi_c - l_full[..., None]).detach()                  # (B, P, 3)
-                q_logits = (delta / cfg.comp_temperature).masked_fill(~ok, _NEG)
-                q = torch.softmax(q_logits, -1)
-            kl = (_xlogx(q) - q * logw).sum(-1)                                  # KL(q || w), eq. 7
-            aux["routing"] = cfg.route_weight * masked_avg(kl, lmask)
-            diag["comp_target"] = q
-            diag["bimodal_pred"] = bi_pred.detach()
-        else:
-            with torch.no_grad():
-                if self.info.task == "classification":
-                    err = l_uni.detach()
-                else:
-                    err = (_f32(uni_pred[..., 0]) - _f32(labels)[..., None]).pow(2).detach()
-                tgt = (1.0 / (err + cfg.emoe_target_eps)) * ok.to(err.dtype)
-                tgt = tgt / tgt.sum(-1, keepdim=True).clamp_min(1e-12)
-            aux["routing"] = cfg.route_weight * masked_avg((w - tgt).pow(2).mean(-1), lmask)
-            diag["emoe_target"] = tgt
-
-        # --- entropy regularisation (eq. 11) on modality and band weights: M sum_m w log w per sample,
-        # averaged over the batch (EMOE's entropy_balance); the band form is the same per modality,
-        # K sum_b w log w, summed over the modalities
-        # (w * log w from log_softmax: xlogy would have an infinite gradient at a masked weight 0)
+    def _entropy_losses(self, w, logw, lmask, band_w: list, avail, aux: dict) -> None:
+        """Entropy regularisation (eq. 11) on modality and band weights: M sum_m w log w per sample, averaged over
+        the batch (EMOE's entropy_balance); the band form is the same per modality, K sum_b w log w, summed over
+        the modalities (w * log w from log_softmax: xlogy would have an infinite gradient at a masked weight 0)."""
+        cfg = self.config
         aux["entropy_modality"] = cfg.entropy_weight * masked_avg(3 * (w * logw).sum(-1), lmask)
         if cfg.use_sbn:
             blogw = torch.stack(band_w, 1)                                      # (B, 3, K) log weights
@@ -673,16 +705,11 @@ class Atsuko(nn.Module):
             aux["entropy_band"] = bew * torch.stack([masked_avg(per_band[:, j], present_any[:, j])
                                                      for j in range(3)]).sum()
 
-        # --- feature distillation (eq. 8-9)
-        teacher = (w.detach().to(refined.dtype)[..., None] * refined.detach()).sum(-2)  # (B, P, d)
-        if cfg.distill_kind == "kl":
-            pt = torch.softmax(_f32(teacher), -1)
-            dis = (_xlogx(pt) - pt * torch.log_softmax(_f32(f_ref), -1)).sum(-1)
-        else:                                   # EMOE's uni_distill: MSE between the two softmaxes
-            dis = (torch.softmax(_f32(f_ref), -1) - torch.softmax(_f32(teacher), -1)).pow(2).mean(-1)
-        aux["distill"] = cfg.distill_weight * masked_avg(dis, lmask)
-
-        # --- outputs
+    def _outputs(self, pred, w, uni_pred, band_w: list, diag: dict) -> torch.Tensor:
+        """The prediction in the layout's shape (``(B,)`` / ``(B, P)``, trailing class axis for classification),
+        and the diagnostics in the same shapes."""
+        cfg = self.config
+        seq = self.info.layout == "sequence"
         if self.out_dim == 1:
             pred = pred[..., 0]
         if seq:
@@ -703,7 +730,7 @@ class Atsuko(nn.Module):
                 L = max(c.shape[2] for c in diag["band_components"])
                 diag["band_components"] = torch.stack(
                     [F.pad(c, (0, 0, 0, L - c.shape[2])) for c in diag["band_components"]], 1)
-        return ModelOutput(prediction=pred, aux_losses=aux, diagnostics=diag)
+        return pred
 
     @torch.no_grad()
     def spectral_view(self, batch: Batch) -> dict:
