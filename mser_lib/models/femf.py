@@ -339,7 +339,7 @@ class FEMF(nn.Module):
         if not mods or any(ch not in "tav" for ch in c.modalities):
             raise ValueError(f"modalities must be a non-empty subset of 'tav', got {c.modalities!r}")
         self.mods = mods
-        M, H = len(mods), c.hidden
+        H = c.hidden
         if H % c.heads:
             raise ValueError(f"hidden {H} must be divisible by heads {c.heads}")
         self.out_dim = info.num_classes if info.task == "classification" else 1
@@ -348,6 +348,15 @@ class FEMF(nn.Module):
         self.return_attention = c.return_attention
         self.stage = "full"
 
+        self._build_disentanglement(info, mods)     # 3.2
+        self._build_experts(info, mods)             # 3.3
+        self._build_interaction(info, mods)         # 3.4
+        self._build_prediction(info, mods)          # 3.5
+
+    def _build_disentanglement(self, info: DatasetInfo, mods: list[str]) -> None:
+        """Section 3.2: input projections, shared and private encoders, decoders (and the statistics the decoders'
+        targets are standardised with)."""
+        c, M, H = self.config, len(mods), self.config.hidden
         # 3.2: input projections, shared and private encoders, decoders
         self.proj = nn.ModuleDict({m: nn.Linear(info.dims[m], H) for m in mods})
         self.has = {
@@ -380,6 +389,9 @@ class FEMF(nn.Module):
                 self.register_buffer(f"rec_mean_{m}", torch.zeros(info.dims[m]))
                 self.register_buffer(f"rec_std_{m}", torch.ones(info.dims[m]))
 
+    def _build_experts(self, info: DatasetInfo, mods: list[str]) -> None:
+        """Section 3.3: the frequency experts and their routers (none without ``use_fae``)."""
+        c, M, H = self.config, len(mods), self.config.hidden
         # 3.3: experts and routers. Expert (f, m) (eq. 9): Q post-LN transformer blocks + FC head;
         # router (f, m) (eq. 12-13): two-layer MLP + softmax. Each set is stored stacked (packing.py).
         if c.use_fae:
@@ -393,6 +405,9 @@ class FEMF(nn.Module):
             self.experts = None
             self.routers = None
 
+    def _build_interaction(self, info: DatasetInfo, mods: list[str]) -> None:
+        """Section 3.4: the interaction layers (none without ``use_mim`` or with one modality)."""
+        c, M, H = self.config, len(mods), self.config.hidden
         # 3.4: interaction
         self.order = parse_order(c.interaction_order, mods)
         if c.use_mim and M >= 2 and c.interaction_layers > 0:
@@ -403,6 +418,10 @@ class FEMF(nn.Module):
         else:
             self.interaction = None
 
+    def _build_prediction(self, info: DatasetInfo, mods: list[str]) -> None:
+        """Section 3.5: the hierarchical prediction module (the paper's or the reference's), the joint head and the
+        shared head of L_align."""
+        c, M, H = self.config, len(mods), self.config.hidden
         # 3.5: hierarchical prediction
         od = self.out_dim
         self.hpm_ref = None
@@ -479,16 +498,7 @@ class FEMF(nn.Module):
         position = batch.layout == "position"
         mods = self.mods
         drop = c.dropout if self.training else 0.0
-        Lp = batch.labels.shape[1] if position else None
-        segs, start = {}, 0
-        x_tok = {}
-        for j, m in enumerate(mods):
-            x, mk = batch.features(m), batch.mask(m).bool()
-            if position:
-                x, mk = pad_to(x, Lp), pad_to(mk, Lp)
-            segs[m] = Segment(j, mk, start)
-            start = segs[m].stop
-            x_tok[m] = segs[m].gather(x)                              # (N_m, d_m): real tokens only
+        segs, x_tok = self._tokens(batch, position)
         label_mask = batch.label_mask.bool()
         raw, diag = {}, {}
 
@@ -501,17 +511,7 @@ class FEMF(nn.Module):
 
         # ---- 3.3 frequency-aware MoE (eq. 8-15)
         if self.experts is not None:
-            bands, grids, energy = {}, {}, []
-            for m in mods:
-                s = segs[m]
-                if c.cutoff_rule == "reference":                      # padding enters, bins by index
-                    low, high = reference_cutoff_split(s.scatter(private[m]), c.cutoff_ratio)
-                else:
-                    low, high = dft_split(s.scatter(private[m]), s.mask, c.cutoff_ratio, c.dft_method)
-                grids[m] = (low, high)
-                bands[m] = (s.gather(low), s.gather(high))
-                energy.append(torch.stack([low.pow(2).sum((1, 2)), high.pow(2).sum((1, 2))], 1))
-            diag["band_energy"] = torch.stack(energy, 1).detach()     # (B, M, 2)
+            bands, grids = self._bands(segs, private, diag)
             if self.stage == "experts":
                 return self._expert_stage(batch, bands, segs, label_mask, position, raw, diag, drop)
             R = self._moe(batch, bands, grids, segs, private, position, raw, diag, label_mask, drop)
@@ -526,6 +526,48 @@ class FEMF(nn.Module):
             R = cur
 
         # ---- 3.5 hierarchical prediction (eq. 20-25)
+        out, lab_idx = self._predict(R, segs, label_mask, position, diag)
+        if self.has["align"]:                                         # eq. 24-25
+            raw["align"] = self._align_loss(out, shared, segs, lab_idx, label_mask, position)
+        out = to_layout(out, position, label_mask)
+        prediction = out.squeeze(-1) if self.out_dim == 1 else out
+        return self._finish(prediction, raw, diag)
+
+    def _tokens(self, batch: Batch, position: bool) -> tuple[dict, dict]:
+        """Each modality's :class:`Segment` of the packed tokens and its real tokens ``{m: (N_m, d_m)}`` (position
+        layout: padded to the label positions first)."""
+        Lp = batch.labels.shape[1] if position else None
+        segs, start, x_tok = {}, 0, {}
+        for j, m in enumerate(self.mods):
+            x, mk = batch.features(m), batch.mask(m).bool()
+            if position:
+                x, mk = pad_to(x, Lp), pad_to(mk, Lp)
+            segs[m] = Segment(j, mk, start)
+            start = segs[m].stop
+            x_tok[m] = segs[m].gather(x)                              # (N_m, d_m): real tokens only
+        return segs, x_tok
+
+    def _bands(self, segs: dict, private: dict, diag: dict) -> tuple[dict, dict]:
+        """The DFT split of each modality's private features (eq. 8): ``bands`` ``{m: (low, high)}`` on tokens and
+        ``grids`` ``{m: (low, high)}`` on the padded grid ``(B, L, H)``; the band energies go to ``diag``."""
+        c = self.config
+        bands, grids, energy = {}, {}, []
+        for m in self.mods:
+            s = segs[m]
+            if c.cutoff_rule == "reference":                      # padding enters, bins by index
+                low, high = reference_cutoff_split(s.scatter(private[m]), c.cutoff_ratio)
+            else:
+                low, high = dft_split(s.scatter(private[m]), s.mask, c.cutoff_ratio, c.dft_method)
+            grids[m] = (low, high)
+            bands[m] = (s.gather(low), s.gather(high))
+            energy.append(torch.stack([low.pow(2).sum((1, 2)), high.pow(2).sum((1, 2))], 1))
+        diag["band_energy"] = torch.stack(energy, 1).detach()     # (B, M, 2)
+        return bands, grids
+
+    def _predict(self, R: dict, segs: dict, label_mask, position: bool, diag: dict):
+        """Section 3.5 (eq. 20-23): the prediction ``(n, od)`` per sample or labelled position, and the labelled
+        positions' flat indices (position layout, else ``None``)."""
+        mods, lab_idx = self.mods, None
         if position:
             lab_idx = torch.nonzero(label_mask.reshape(-1)).squeeze(1)   # labelled positions
             # (N_lab, H) per modality, zeros where the modality is absent
@@ -535,40 +577,38 @@ class FEMF(nn.Module):
             feat = {m: segs[m].mean(R[m]) for m in mods}             # (B, H)
             avail = {m: segs[m].present for m in mods}
         if self.hpm_ref is not None:                                  # the reference's prediction module
-            out = self._reference_hpm(feat, mods)
-        elif self.hpm_head is not None:
-            joint = self.joint_head(torch.cat([feat[m] for m in mods], -1))   # eq. 21
-            preds = [self.hpm_head[m](feat[m] + self.hpm_ffn[m](feat[m])) for m in mods]   # eq. 20
-            preds.append(joint)
-            z = torch.stack(preds, -2)                                # (n, M+1, od)
-            logits = self.fusion_mlp(z.flatten(-2))                   # eq. 22
-            ok = torch.stack([avail[m] for m in mods] + [torch.ones_like(avail[mods[0]])], -1)
-            weights = logits.masked_fill(~ok, float("-inf")).softmax(-1)
-            out = (weights.unsqueeze(-1) * z).sum(-2)                 # eq. 23
-            diag["fusion_weights"] = to_layout(weights.detach(), position, label_mask)
-            if self.out_dim == 1:
-                diag["head_predictions"] = to_layout(z.squeeze(-1).detach(), position, label_mask)
-        else:
-            out = self.joint_head(torch.cat([feat[m] for m in mods], -1))   # eq. 21
+            return self._reference_hpm(feat, mods), lab_idx
+        if self.hpm_head is None:
+            return self.joint_head(torch.cat([feat[m] for m in mods], -1)), lab_idx   # eq. 21
+        joint = self.joint_head(torch.cat([feat[m] for m in mods], -1))   # eq. 21
+        preds = [self.hpm_head[m](feat[m] + self.hpm_ffn[m](feat[m])) for m in mods]   # eq. 20
+        preds.append(joint)
+        z = torch.stack(preds, -2)                                # (n, M+1, od)
+        logits = self.fusion_mlp(z.flatten(-2))                   # eq. 22
+        ok = torch.stack([avail[m] for m in mods] + [torch.ones_like(avail[mods[0]])], -1)
+        weights = logits.masked_fill(~ok, float("-inf")).softmax(-1)
+        out = (weights.unsqueeze(-1) * z).sum(-2)                 # eq. 23
+        diag["fusion_weights"] = to_layout(weights.detach(), position, label_mask)
+        if self.out_dim == 1:
+            diag["head_predictions"] = to_layout(z.squeeze(-1).detach(), position, label_mask)
+        return out, lab_idx
 
-        if self.has["align"]:                                         # eq. 24-25
-            if position:
-                s_sum = sum(segs[m].scatter(shared[m]).flatten(0, 1).index_select(0, lab_idx) for m in mods)
-            else:
-                s_sum = sum(segs[m].mean(shared[m]) for m in mods)
-            if self.shared_head is not None:
-                y_shared = self.shared_head(s_sum)
-            else:                                                     # the text expert's head (low band)
-                y_shared = self.experts.head_one(mods.index("text"), s_sum)
-            target = out.detach() if c.align_detach_prediction else out
-            err = (y_shared - target).pow(2).mean(-1)
-            if position:
-                raw["align"] = err.mean() if err.numel() else err.sum()
-            else:
-                raw["align"] = masked_avg(err, label_mask)
-        out = to_layout(out, position, label_mask)
-        prediction = out.squeeze(-1) if self.out_dim == 1 else out
-        return self._finish(prediction, raw, diag)
+    def _align_loss(self, out, shared: dict, segs: dict, lab_idx, label_mask, position: bool) -> torch.Tensor:
+        """L_align (eq. 24-25), unweighted: the shared features' prediction against the model's."""
+        c, mods = self.config, self.mods
+        if position:
+            s_sum = sum(segs[m].scatter(shared[m]).flatten(0, 1).index_select(0, lab_idx) for m in mods)
+        else:
+            s_sum = sum(segs[m].mean(shared[m]) for m in mods)
+        if self.shared_head is not None:
+            y_shared = self.shared_head(s_sum)
+        else:                                                     # the text expert's head (low band)
+            y_shared = self.experts.head_one(mods.index("text"), s_sum)
+        target = out.detach() if c.align_detach_prediction else out
+        err = (y_shared - target).pow(2).mean(-1)
+        if position:
+            return err.mean() if err.numel() else err.sum()
+        return masked_avg(err, label_mask)
 
     # ------------------------------------------------------------------------------ components
     def _dis_losses(self, x_tok, h, segs, private, shared, position) -> dict:
