@@ -133,6 +133,41 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
     """
     del seed  # the split must not depend on the training seed
     data_dir = Path(data_dir)
+    _check_args(split, valid_fraction, standardize, split_seed)
+
+    rows = _read_rows(data_dir)  # uid -> (csv part, features per modality)
+    meta, y = _continuous_labels(rows, data_dir)
+    by_video, part_of_video = _group_by_video(rows, data_dir)
+
+    bc_train = sorted(v for v, p in part_of_video.items() if p == "train")
+    bc_test = sorted(v for v, p in part_of_video.items() if p == "test")
+    if split == "bclstm":
+        folds, split_note = _bclstm_folds(bc_train, bc_test, valid_fraction, split_seed)
+    else:
+        folds = _standard_folds(data_dir, meta)
+        warnings.warn(LeakageWarning(LEAKAGE_MESSAGE), stacklevel=2)
+        split_note = "standard CMU-MOSI folds (LEAKY with these features)"
+        absent = [v for f in folds.values() for v in f if v not in by_video]
+        if absent:
+            raise DataFormatError(data_dir / "transcripts.csv", "utterance id", "rows for every fold video",
+                                  f"{len(absent)} videos without rows, e.g. {absent[0]!r}")
+    _check_folds_not_empty(folds, split, data_dir)
+
+    splits = {}
+    for s in ("train", "valid", "test"):
+        vids = folds[s]
+        idx = [by_video[v] for v in vids]
+        splits[s] = assemble_positions(
+            vids, [[rows["uid"][i] for i in ix] for ix in idx], [y[ix] for ix in idx],
+            _row_getters(rows["features"], rows["index"]), DIMS)
+    info = _dataset_info(data_dir, split, split_seed, valid_fraction, standardize, split_note, folds)
+    warn_all_zero_modalities(splits, data_dir)
+    ds = MultimodalDataset(info=info, **splits)
+    return standardize_splits(ds, data_dir) if standardize else ds
+
+
+def _check_args(split, valid_fraction, standardize, split_seed) -> None:
+    """Refuse a bad ``split``, ``valid_fraction``, ``standardize`` or ``split_seed`` (ValueError), in that order."""
     if split not in ("bclstm", "standard"):
         raise ValueError(f"split must be 'bclstm' or 'standard', got {split!r}")
     if isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) \
@@ -143,7 +178,13 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
     if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
         raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
 
-    rows = _read_rows(data_dir)  # uid -> (csv part, features per modality)
+
+def _continuous_labels(rows: dict, data_dir: Path) -> tuple[dict, np.ndarray]:
+    """The label pickle (its ``meta``) and the continuous label of every csv row, (R,) float64 in row order.
+
+    Checks the pickle's labels lie in [-3, 3], that every csv row has one, and that every csv's 0/1
+    label equals ``continuous label >= 0`` (DataFormatError naming the file otherwise).
+    """
     meta = read_label_pickle(data_dir / LABEL_PICKLE)
     cont = {}
     for vid, uids in meta["uids"].items():
@@ -168,8 +209,14 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
                                   "the 0/1 label to equal (continuous label >= 0) from "
                                   f"{LABEL_PICKLE}", f"{bad.size} disagreements, first {rows['uid'][i]!r}: "
                                   f"{binary[b]} vs continuous {y[i]:g}")
+    return meta, y
 
-    # group utterances by video
+
+def _group_by_video(rows: dict, data_dir: Path) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """``{video: its csv row indices ordered by utterance number}`` and ``{video: "train" or "test"}``.
+
+    Refuses a video with utterances in both the train and the test csv (DataFormatError).
+    """
     by_video: dict[str, list[int]] = {}
     part_of_video: dict[str, str] = {}
     for i, (u, part) in enumerate(zip(rows["uid"], rows["part"])):
@@ -180,25 +227,24 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
                                   "all utterances of a video in one of train/test", f"video {vid!r} in both")
     for vid in by_video:
         by_video[vid].sort(key=lambda i: _split_uid(rows["uid"][i], "")[1])
+    return by_video, part_of_video
 
-    bc_train = sorted(v for v, p in part_of_video.items() if p == "train")
-    bc_test = sorted(v for v, p in part_of_video.items() if p == "test")
-    if split == "bclstm":
-        rng = np.random.default_rng(split_seed)
-        n_valid = max(1, int(round(valid_fraction * len(bc_train))))
-        valid = sorted(bc_train[i] for i in rng.permutation(len(bc_train))[:n_valid])
-        folds = {"train": sorted(set(bc_train) - set(valid)), "valid": valid, "test": bc_test}
-        split_note = (f"bc-LSTM split: test = its {len(bc_test)} test videos; valid = {n_valid} of its "
-                      f"{len(bc_train)} train videos drawn with split_seed={split_seed}")
-    else:
-        folds = _standard_folds(data_dir, meta)
-        warnings.warn(LeakageWarning(LEAKAGE_MESSAGE), stacklevel=2)
-        split_note = "standard CMU-MOSI folds (LEAKY with these features)"
-        absent = [v for f in folds.values() for v in f if v not in by_video]
-        if absent:
-            raise DataFormatError(data_dir / "transcripts.csv", "utterance id", "rows for every fold video",
-                                  f"{len(absent)} videos without rows, e.g. {absent[0]!r}")
 
+def _bclstm_folds(bc_train: list[str], bc_test: list[str], valid_fraction: float,
+                  split_seed: int) -> tuple[dict[str, list[str]], str]:
+    """The bc-LSTM split's ``{train, valid, test: sorted video ids}`` and its note: test = ``bc_test``,
+    valid = a ``valid_fraction`` of ``bc_train`` drawn by ``np.random.default_rng(split_seed)``."""
+    rng = np.random.default_rng(split_seed)
+    n_valid = max(1, int(round(valid_fraction * len(bc_train))))
+    valid = sorted(bc_train[i] for i in rng.permutation(len(bc_train))[:n_valid])
+    folds = {"train": sorted(set(bc_train) - set(valid)), "valid": valid, "test": bc_test}
+    split_note = (f"bc-LSTM split: test = its {len(bc_test)} test videos; valid = {n_valid} of its "
+                  f"{len(bc_train)} train videos drawn with split_seed={split_seed}")
+    return folds, split_note
+
+
+def _check_folds_not_empty(folds: dict[str, list[str]], split: str, data_dir: Path) -> None:
+    """Refuse a fold without videos (DataFormatError naming the file the fold comes from)."""
     for s, vids in folds.items():
         if not vids:
             if split == "bclstm":
@@ -209,28 +255,22 @@ def load_mosi_bclstm(data_dir: str | Path, split: str = "bclstm", valid_fraction
                 where = (data_dir / LABEL_PICKLE, {"train": "trainVids", "valid": "valVids", "test": "testVids"}[s])
             raise DataFormatError(where[0], where[1], f"at least one video in the {s} split", "none")
 
-    splits = {}
-    for s in ("train", "valid", "test"):
-        vids = folds[s]
-        idx = [by_video[v] for v in vids]
-        splits[s] = assemble_positions(
-            vids, [[rows["uid"][i] for i in ix] for ix in idx], [y[ix] for ix in idx],
-            _row_getters(rows["features"], rows["index"]), DIMS)
+
+def _dataset_info(data_dir: Path, split: str, split_seed: int, valid_fraction: float, standardize: bool,
+                  split_note: str, folds: dict[str, list[str]]) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``mosi-bclstm``: its settings, the files read and their fingerprint."""
     settings = {"format": "mosi-bclstm", "split": split, "split_seed": split_seed if split == "bclstm" else None,
                 "valid_fraction": valid_fraction, "standardize": standardize}
     read = [data_dir / n for n in ("transcripts.csv", LABEL_PICKLE, "standard_folds.json") if (data_dir / n).is_file()]
     read += [data_dir / f"text_{p}.csv" for p in ("train", "test")]
     read += [data_dir / f"{_MOD_FILE[m]}_{p}0.csv" for m in DIMS for p in ("train", "test")]
-    info = DatasetInfo(
+    return DatasetInfo(
         name="mosi-bclstm", layout="position", task="regression", metric_family="mosi", dims=dict(DIMS),
         label_range=(-3.0, 3.0),
         source={**settings, "data_dir": str(data_dir), "note": split_note,
                 "fingerprint": data_fingerprint(read, settings, data_dir),
                 "videos": {s: list(folds[s]) for s in folds}},
     )
-    warn_all_zero_modalities(splits, data_dir)
-    ds = MultimodalDataset(info=info, **splits)
-    return standardize_splits(ds, data_dir) if standardize else ds
 
 
 def _row_getters(feats: dict[str, np.ndarray], index: dict[str, int]) -> dict:
