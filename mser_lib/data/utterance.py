@@ -144,56 +144,11 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
     if dataset not in LABEL_PICKLES:
         raise ValueError(f"dataset must be one of {sorted(LABEL_PICKLES)}, got {dataset!r}")
     root = Path(root)
-    if label_file is not None and not isinstance(label_file, (str, Path)):
-        raise ValueError(f"label_file must be a path, got {label_file!r}")
-    if not isinstance(average_frames, bool):
-        raise ValueError(f"average_frames must be true or false, got {average_frames!r}")
-    if not isinstance(standardize, bool):
-        raise ValueError(f"standardize must be true or false, got {standardize!r}")
-    if feature_names is not None and not (isinstance(feature_names, dict)
-                                          and all(isinstance(v, str) and v for v in feature_names.values())):
-        raise ValueError(f"feature_names must map modalities to folder names, e.g. {{vision: my_faces}}, "
-                         f"got {feature_names!r}")
-    names = dict(DEFAULT_FEATURES)
-    if feature_names:
-        unknown = set(feature_names) - set(MODALITIES)
-        if unknown:
-            raise ValueError(f"feature_names keys must be among {MODALITIES}, got {sorted(unknown)}")
-        names.update(feature_names)
+    names = _feature_folders(feature_names, label_file, average_frames, standardize)
     label_file = Path(label_file) if label_file is not None else root / LABEL_PICKLES[dataset]
-    meta = read_label_pickle(label_file)
-    for vid, lab in meta["labels"].items():
-        check_label_range(lab, -3.0, 3.0, label_file, f"videoLabels[{vid!r}]")
-
-    for fold in TUPLE_FIELDS[4:]:
-        if not meta[fold]:
-            raise DataFormatError(label_file, fold, "at least one video (an empty split cannot be trained, "
-                                  "selected on or scored)", "none")
-    fold_of: dict[str, str] = {}
-    for fold in TUPLE_FIELDS[4:]:             # an utterance listed in videos of two folds leaks its label
-        for vid in meta[fold]:
-            for u in meta["uids"][vid]:
-                if fold_of.setdefault(u, fold) != fold:
-                    raise DataFormatError(label_file, f"videoIDs[{vid!r}]", "utterance ids not listed in a video of "
-                                          "another fold", f"{u!r} also in a video of {fold_of[u]}")
+    meta = _read_folds(label_file)
     all_uids = [u for fold in TUPLE_FIELDS[4:] for vid in meta[fold] for u in meta["uids"][vid]]
-    vectors: dict[str, dict[str, np.ndarray]] = {}
-    dims: dict[str, int] = {}
-    read = [label_file]
-    for m in MODALITIES:
-        folder = root / "features" / names[m]
-        if not folder.is_dir():
-            raise DataFormatError(folder, f"{m} features", f"a folder of <utterance>.npy files ({names[m]})",
-                                  "no such folder")
-        paths = {u: inside(folder, f"{u}.npy", file=label_file, field="videoIDs") for u in all_uids}
-        vecs = {u: _read_vector(path, m, average_frames) for u, path in paths.items()}
-        read.extend(paths.values())
-        width = max(v.shape[0] for v in vecs.values())
-        short = sum(v.shape[0] < width for v in vecs.values())
-        if short:
-            log.warning("%s: %d of %d %s vectors shorter than %d, zero-padded at the end",
-                        folder, short, len(vecs), m, width)
-        vectors[m], dims[m] = vecs, width
+    vectors, dims, read = _read_features(root, names, all_uids, label_file, average_frames)
 
     splits = {}
     for s, fold in zip(("train", "valid", "test"), TUPLE_FIELDS[4:]):
@@ -213,6 +168,77 @@ def load_utterance_features(root: str | Path, dataset: str = "mosi",
     warn_all_zero_modalities(splits, root / "features")
     ds = MultimodalDataset(info=info, **splits)
     return standardize_splits(ds, root / "features") if standardize else ds
+
+
+def _feature_folders(feature_names, label_file, average_frames, standardize) -> dict[str, str]:
+    """Check ``label_file``, ``average_frames``, ``standardize`` and ``feature_names`` (ValueError, in that
+    order) and return ``{modality: feature folder name}``: :data:`DEFAULT_FEATURES` updated by ``feature_names``."""
+    if label_file is not None and not isinstance(label_file, (str, Path)):
+        raise ValueError(f"label_file must be a path, got {label_file!r}")
+    if not isinstance(average_frames, bool):
+        raise ValueError(f"average_frames must be true or false, got {average_frames!r}")
+    if not isinstance(standardize, bool):
+        raise ValueError(f"standardize must be true or false, got {standardize!r}")
+    if feature_names is not None and not (isinstance(feature_names, dict)
+                                          and all(isinstance(v, str) and v for v in feature_names.values())):
+        raise ValueError(f"feature_names must map modalities to folder names, e.g. {{vision: my_faces}}, "
+                         f"got {feature_names!r}")
+    names = dict(DEFAULT_FEATURES)
+    if feature_names:
+        unknown = set(feature_names) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"feature_names keys must be among {MODALITIES}, got {sorted(unknown)}")
+        names.update(feature_names)
+    return names
+
+
+def _read_folds(label_file: Path) -> dict:
+    """The label pickle :func:`read_label_pickle` reads, checked: labels in [-3, 3], every fold (trainVids,
+    valVids, testVids) with at least one video, no utterance id in videos of two folds (DataFormatError)."""
+    meta = read_label_pickle(label_file)
+    for vid, lab in meta["labels"].items():
+        check_label_range(lab, -3.0, 3.0, label_file, f"videoLabels[{vid!r}]")
+
+    for fold in TUPLE_FIELDS[4:]:
+        if not meta[fold]:
+            raise DataFormatError(label_file, fold, "at least one video (an empty split cannot be trained, "
+                                  "selected on or scored)", "none")
+    fold_of: dict[str, str] = {}
+    for fold in TUPLE_FIELDS[4:]:             # an utterance listed in videos of two folds leaks its label
+        for vid in meta[fold]:
+            for u in meta["uids"][vid]:
+                if fold_of.setdefault(u, fold) != fold:
+                    raise DataFormatError(label_file, f"videoIDs[{vid!r}]", "utterance ids not listed in a video of "
+                                          "another fold", f"{u!r} also in a video of {fold_of[u]}")
+    return meta
+
+
+def _read_features(root: Path, names: dict[str, str], all_uids: list[str], label_file: Path,
+                   average_frames: bool) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, int], list[Path]]:
+    """Read ``root/features/<names[m]>/<uid>.npy`` for every modality m and utterance id.
+
+    Returns:
+        ``{m: {uid: (d,) vector}}``, ``{m: width}`` (the longest vector; shorter ones are logged and
+        zero-padded later), and the files read (``label_file`` first) for the fingerprint.
+    """
+    vectors: dict[str, dict[str, np.ndarray]] = {}
+    dims: dict[str, int] = {}
+    read = [label_file]
+    for m in MODALITIES:
+        folder = root / "features" / names[m]
+        if not folder.is_dir():
+            raise DataFormatError(folder, f"{m} features", f"a folder of <utterance>.npy files ({names[m]})",
+                                  "no such folder")
+        paths = {u: inside(folder, f"{u}.npy", file=label_file, field="videoIDs") for u in all_uids}
+        vecs = {u: _read_vector(path, m, average_frames) for u, path in paths.items()}
+        read.extend(paths.values())
+        width = max(v.shape[0] for v in vecs.values())
+        short = sum(v.shape[0] < width for v in vecs.values())
+        if short:
+            log.warning("%s: %d of %d %s vectors shorter than %d, zero-padded at the end",
+                        folder, short, len(vecs), m, width)
+        vectors[m], dims[m] = vecs, width
+    return vectors, dims, read
 
 
 def _read_vector(path: Path, modality: str, average_frames: bool) -> np.ndarray:
