@@ -145,6 +145,21 @@ def _plan(folder: Path, data_dir) -> _Plan:
     data = _read(runs, folder)
     if data is None:
         raise FileNotFoundError(f"{runs}: no such file (give a <results>/<profile>/<dataset> folder)")
+    migrated = _migrator(data_dir)
+    out = _plan_runs(runs, data, plan, migrated)
+    if not plan.mapping:
+        return plan
+    _plan_checkpoints(folder, runs, plan, migrated)
+    _plan_searches_and_texts(folder, plan, data_dir)
+    _plan_mapping_file(folder, plan)
+    plan.writes.append((runs, "".join(jsonl_line(r) for r in out).encode("utf-8")))
+    return plan
+
+
+def _migrator(data_dir):
+    """``migrated(rec, file, where) -> (new record, old hash, new hash)``: checks ``rec``'s ``config_hash`` and
+    migrates it with :func:`_migrate_record`, loading each dataset (profile, loader arguments) once for its
+    fingerprint; a malformed hash or config is a :class:`DataFormatError` naming ``file`` and ``where``."""
     cache: dict[str, str | None] = {}
 
     def fingerprint(run: dict):
@@ -164,6 +179,12 @@ def _plan(folder: Path, data_dir) -> _Plan:
             raise DataFormatError(file, f"{where}config", "a run's saved config (model, dataset, profile, train, "
                                   "...)", f"{type(exc).__name__}: {exc}") from None
 
+    return migrated
+
+
+def _plan_runs(runs: Path, data: bytes, plan: _Plan, migrated) -> list[dict]:
+    """The records of ``runs.jsonl`` (its bytes ``data``), those without a fingerprint migrated (their
+    ``old -> new`` hash added to ``plan.mapping``); a line that is not a run record is a DataFormatError."""
     out, expected_line = [], "one JSON object per line (a torn or corrupt line: delete it or restore the file)"
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
@@ -181,9 +202,12 @@ def _plan(folder: Path, data_dir) -> _Plan:
             rec, old, new = migrated(rec, runs, f"line {number} ")
             plan.mapping[old] = new
         out.append(rec)
-    if not plan.mapping:
-        return plan
+    return out
 
+
+def _plan_checkpoints(folder: Path, runs: Path, plan: _Plan, migrated) -> None:
+    """Add to ``plan`` the renames of ``checkpoints/<old>/`` and ``predictions/<old>_*.npz`` and the rewrite of
+    each checkpoint's ``record.json``; FileExistsError (after all are checked) when a target exists."""
     ckpt, preds = _no_link(folder / "checkpoints", folder), _no_link(folder / "predictions", folder)
     clash = []
     for old, new in plan.mapping.items():
@@ -216,6 +240,10 @@ def _plan(folder: Path, data_dir) -> _Plan:
         raise FileExistsError(f"{clash[0][0]} exists (trained or written by this mser already): move it away or "
                               f"delete {clash[0][1]} to keep one of them; nothing was migrated")
 
+
+def _plan_searches_and_texts(folder: Path, plan: _Plan, data_dir) -> None:
+    """Add to ``plan`` the rewrites of the Optuna studies ``search/*.db`` (:func:`_plan_study`) and of the
+    ``tables/`` and ``notebooks/`` text files whose text names an old hash."""
     search = _no_link(folder / "search", folder)
     if search.is_dir():
         for db in sorted(search.glob("*.db")):
@@ -231,6 +259,11 @@ def _plan(folder: Path, data_dir) -> _Plan:
                 changed = changed.replace(old, new)
             if changed != text:
                 plan.writes.append((f, changed.encode("utf-8")))
+
+
+def _plan_mapping_file(folder: Path, plan: _Plan) -> None:
+    """Add to ``plan`` the write of ``migrated_hashes.json``: its earlier mapping (checked) updated by
+    ``plan.mapping``."""
     done = folder / "migrated_hashes.json"
     data = _read(done, folder)
     before = {}
@@ -240,8 +273,6 @@ def _plan(folder: Path, data_dir) -> _Plan:
         if not isinstance(before, dict) or not all(isinstance(v, str) for v in before.values()):
             raise DataFormatError(done, "<json>", expected, _shown(before)[:60])
     plan.writes.append((done, _json_bytes({**before, **plan.mapping})))
-    plan.writes.append((runs, "".join(jsonl_line(r) for r in out).encode("utf-8")))
-    return plan
 
 
 def _json_bytes(obj) -> bytes:
