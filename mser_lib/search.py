@@ -340,28 +340,12 @@ def run_search(model: str, dataset: str, profile: str = "quick", n_trials: int =
     if ds is None:
         ds = get_dataset(dataset, data_dir, profile, data_kwargs)
     fp, base = _fingerprint(model, dataset, profile, seed, sampler_seed, overrides, train, data_kwargs, ds.info)
-    tcfg = TrainConfig(**base["train"])
-    if tcfg.selection != "crossfit":
-        raise ValueError(f"the search selects on the cross-fitted test folds, but {model} on {dataset} "
-                         f"(profile {profile}) uses selection={tcfg.selection!r}; pass train={{'selection': "
-                         "'crossfit'}} or use a profile that sets it")
-    k = int(tcfg.crossfit_folds)
-    metric = tcfg.select_metric or default_selection_metric(ds.info.metric_family)
-    direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    k, metric, direction = _selection(model, dataset, profile, base, ds.info)
 
     path = study_path(results_dir, profile, dataset, label)
     path.parent.mkdir(parents=True, exist_ok=True)
     with StudyLock(path):                            # one search per study at a time; released however it ends
-        study = optuna.create_study(storage=f"sqlite:///{path.resolve()}", study_name=label,
-                                    directions=[direction] * k, load_if_exists=True)
-        saved = study.user_attrs.get("fingerprint")
-        if saved is None:
-            study.set_user_attr("fingerprint", fp)
-            study.set_user_attr("k", k)
-            study.set_user_attr("metric", metric)
-        elif json.dumps(saved, sort_keys=True) != json.dumps(fp, sort_keys=True):
-            raise ValueError(f"{path} holds a search with other settings:\n  saved {saved}\n  now   {fp}\n"
-                             "delete the file or pass another label")
+        study = _open_study(path, label, direction, k, fp, metric)
         dists = _distributions(model)
 
         def run_of(params: dict) -> dict:
@@ -369,40 +353,97 @@ def run_search(model: str, dataset: str, profile: str = "quick", n_trials: int =
             return resolve_run(model, dataset, seed, profile, {**overrides, **ov}, {**train, **tr}, data_kwargs,
                                info=ds.info)
 
+        def train_with(ov: dict, tr: dict) -> dict:
+            return run_one(model, dataset, seed, profile, {**overrides, **ov}, {**train, **tr}, data_dir,
+                           data_kwargs, results_dir=results_dir, progress=False, tag=f"search:{label}", ds=ds)
+
         have = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
         check_trials(path, have, model, sampler_seed, run_of, results_dir)   # what it holds is what it drew and ran
 
         for number in tqdm(range(len(have), n_trials), desc=f"search {label}", disable=not progress):
-            params = trial_params(model, number, sampler_seed)
-            ov, tr = split_params(model, params)
-            attrs: dict = {"trial_seed": trial_seed(sampler_seed, number)}
-            state, values = optuna.trial.TrialState.COMPLETE, None
-            try:
-                rec = run_one(model, dataset, seed, profile, {**overrides, **ov}, {**train, **tr}, data_dir,
-                              data_kwargs, results_dir=results_dir, progress=False, tag=f"search:{label}", ds=ds)
-            except FloatingPointError as exc:        # diverged (non-finite loss): a failed trial, never chosen
-                state, attrs["error"] = optuna.trial.TrialState.FAIL, str(exc)
-            else:
-                fold_values, derived = _outcome(rec)
-                attrs.update(derived)
-                if any(v is None for v in fold_values):
-                    state = optuna.trial.TrialState.FAIL
-                else:
-                    values = fold_values
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values,
-                                                      state=state, user_attrs=attrs))
+            study.add_trial(_trial(model, number, sampler_seed, dists, train_with))
 
         frozen = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)[:n_trials]
-    trials = [{"number": t.number, "params": dict(t.params), "state": t.state.name,
-               **{key: t.user_attrs.get(key) for key in ("config_hash", "wall_time_s", "fold_values",
-                                                         "fold_best_epochs", "epochs_run", "last_epoch",
-                                                         "error", "trial_seed")}}
-              for t in frozen]
+    trials = _trial_rows(frozen)
     choices = choose_per_fold([t["fold_values"] for t in trials], metric)
     return SearchResult(model=model, label=label, dataset=dataset, profile=profile, seed=int(seed),
                         sampler_seed=int(sampler_seed), k=k, metric=metric, path=path, trials=trials,
                         choices=choices, base_overrides=overrides, base_train=train,
                         data_dir=None if data_dir is None else str(data_dir), data_kwargs=data_kwargs)
+
+
+def _selection(model: str, dataset: str, profile: str, base: dict, info) -> tuple[int, str, str]:
+    """``(k, metric, direction)`` of the search from the base run ``base``'s train settings: its cross-fit
+    fold count, selection metric (the metric family's default when unset) and ``"minimize"``/``"maximize"``.
+
+    Raises:
+        ValueError: the run does not select with ``selection: crossfit``.
+    """
+    tcfg = TrainConfig(**base["train"])
+    if tcfg.selection != "crossfit":
+        raise ValueError(f"the search selects on the cross-fitted test folds, but {model} on {dataset} "
+                         f"(profile {profile}) uses selection={tcfg.selection!r}; pass train={{'selection': "
+                         "'crossfit'}} or use a profile that sets it")
+    k = int(tcfg.crossfit_folds)
+    metric = tcfg.select_metric or default_selection_metric(info.metric_family)
+    direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    return k, metric, direction
+
+
+def _open_study(path: Path, label: str, direction: str, k: int, fp: dict, metric: str):
+    """Create or load the Optuna study ``label`` in the SQLite file ``path`` (``k`` objectives, all
+    ``direction``); a new one is given ``fp``, ``k`` and ``metric`` as user attributes.
+
+    Raises:
+        ValueError: the file holds a study whose saved fingerprint differs from ``fp``.
+    """
+    import optuna
+
+    study = optuna.create_study(storage=f"sqlite:///{path.resolve()}", study_name=label,
+                                directions=[direction] * k, load_if_exists=True)
+    saved = study.user_attrs.get("fingerprint")
+    if saved is None:
+        study.set_user_attr("fingerprint", fp)
+        study.set_user_attr("k", k)
+        study.set_user_attr("metric", metric)
+    elif json.dumps(saved, sort_keys=True) != json.dumps(fp, sort_keys=True):
+        raise ValueError(f"{path} holds a search with other settings:\n  saved {saved}\n  now   {fp}\n"
+                         "delete the file or pass another label")
+    return study
+
+
+def _trial(model: str, number: int, sampler_seed: int, dists: dict, train_with):
+    """Trial ``number``: draw its settings (:func:`trial_params`), train them with ``train_with(overrides,
+    train)`` and return the finished Optuna trial (COMPLETE with its k fold values, or FAIL: a diverged run,
+    whose ``FloatingPointError`` is kept in ``error``, or a fold value that is ``None``)."""
+    import optuna
+
+    params = trial_params(model, number, sampler_seed)
+    ov, tr = split_params(model, params)
+    attrs: dict = {"trial_seed": trial_seed(sampler_seed, number)}
+    state, values = optuna.trial.TrialState.COMPLETE, None
+    try:
+        rec = train_with(ov, tr)
+    except FloatingPointError as exc:        # diverged (non-finite loss): a failed trial, never chosen
+        state, attrs["error"] = optuna.trial.TrialState.FAIL, str(exc)
+    else:
+        fold_values, derived = _outcome(rec)
+        attrs.update(derived)
+        if any(v is None for v in fold_values):
+            state = optuna.trial.TrialState.FAIL
+        else:
+            values = fold_values
+    return optuna.trial.create_trial(params=params, distributions=dists, values=values, state=state,
+                                     user_attrs=attrs)
+
+
+def _trial_rows(frozen: list) -> list[dict]:
+    """One dict per Optuna trial of ``frozen``: number, params, state name and the stored attributes."""
+    return [{"number": t.number, "params": dict(t.params), "state": t.state.name,
+             **{key: t.user_attrs.get(key) for key in ("config_hash", "wall_time_s", "fold_values",
+                                                       "fold_best_epochs", "epochs_run", "last_epoch",
+                                                       "error", "trial_seed")}}
+            for t in frozen]
 
 
 # ----------------------------------------------------------------------------- the final runs
