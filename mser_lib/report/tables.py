@@ -113,17 +113,38 @@ def check_record(record, path=None, line: int | None = None, *, profile: str | N
     """
     h = record.get("config_hash") if isinstance(record, dict) else None
     run = f"run {h}" if isinstance(h, str) and _HASH.fullmatch(h) else None
-    if path is not None:
-        where = f"{path}, line {line}" if line is not None else str(path)
-    else:
-        where = "runs.jsonl record" + (f" {index + 1} of those given" if index is not None else "")
-    where += f" ({run})" if run else ""
+    where = _record_where(path, line, index, run)
 
     def refuse(field: str, expected: str, found) -> DataFormatError:
         return DataFormatError(where, field, expected, found)
 
     if not isinstance(record, dict):
         raise refuse("<record>", "a JSON object", _shown(record))
+    _check_identity(record, refuse, dataset, profile)
+    if "config_hash" in record:     # names the run's checkpoint folder; in memory (tests, searches) any string
+        if path is not None and run is None:
+            raise refuse("config_hash", "16 lowercase hex characters", _shown(h))
+        if not isinstance(h, str):
+            raise refuse("config_hash", "a string", _shown(h))
+    _check_metrics(record, refuse, split)
+    _check_optional_fields(record, refuse)
+    return record
+
+
+def _record_where(path, line: int | None, index: int | None, run: str | None) -> str:
+    """Where a record sits, for :func:`check_record`'s messages: ``path, line n`` (or the record's position
+    ``index`` in the list given), followed by ``(run <hash>)`` when ``run`` is given."""
+    if path is not None:
+        where = f"{path}, line {line}" if line is not None else str(path)
+    else:
+        where = "runs.jsonl record" + (f" {index + 1} of those given" if index is not None else "")
+    where += f" ({run})" if run else ""
+    return where
+
+
+def _check_identity(record: dict, refuse, dataset: str | None, profile: str | None) -> None:
+    """Raise ``refuse(field, expected, found)`` unless ``model``, ``dataset`` and ``profile`` are non-empty
+    strings (``dataset``/``profile`` those given, when given) and ``seed`` an integer in [0, MAX_SEED]."""
     for key in ("model", "dataset", "profile"):
         if key not in record:
             raise refuse(key, "a string", "no such field")
@@ -138,11 +159,12 @@ def check_record(record, path=None, line: int | None = None, *, profile: str | N
     seed = record["seed"]
     if not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED):
         raise refuse("seed", f"an integer in [0, {MAX_SEED}]", _shown(seed))
-    if "config_hash" in record:     # names the run's checkpoint folder; in memory (tests, searches) any string
-        if path is not None and run is None:
-            raise refuse("config_hash", "16 lowercase hex characters", _shown(h))
-        if not isinstance(h, str):
-            raise refuse("config_hash", "a string", _shown(h))
+
+
+def _check_metrics(record: dict, refuse, split: str) -> None:
+    """Raise ``refuse(field, expected, found)`` unless ``record[split]`` and, where present and not null,
+    ``record["test"]``/``record["valid"]`` are non-empty mappings of metric name to a number in its range
+    (:func:`_metric_rule`)."""
     for name in dict.fromkeys((split, "test", "valid")):
         if name not in record:
             if name == split:
@@ -158,18 +180,30 @@ def check_record(record, path=None, line: int | None = None, *, profile: str | N
             if not isinstance(metric, str) or not metric or metric.startswith("_"):
                 raise refuse(f"{name}.{metric}", "a metric name (a string not starting with '_')", _shown(metric))
             low, high, nan_ok, expected = _metric_rule(metric)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-            if ok:
-                try:
-                    v = float(value)
-                except OverflowError:             # an integer past the float range
-                    v = math.inf
-                if math.isnan(v):
-                    ok = nan_ok
-                else:
-                    ok = math.isfinite(v) and (low is None or v >= low) and (high is None or v <= high)
-            if not ok:
+            if not _metric_value_ok(value, low, high, nan_ok):
                 raise refuse(f"{name}.{metric}", expected, _shown(value))
+
+
+def _metric_value_ok(value, low: float | None, high: float | None, nan_ok: bool) -> bool:
+    """Whether ``value`` is a real number (not a bool) in [``low``, ``high``] (a bound of ``None``: none),
+    finite, or NaN when ``nan_ok``; an integer past the float range counts as infinite."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        try:
+            v = float(value)
+        except OverflowError:             # an integer past the float range
+            v = math.inf
+        if math.isnan(v):
+            ok = nan_ok
+        else:
+            ok = math.isfinite(v) and (low is None or v >= low) and (high is None or v <= high)
+    return ok
+
+
+def _check_optional_fields(record: dict, refuse) -> None:
+    """Raise ``refuse(field, expected, found)`` unless ``degenerate`` is true, false or null, ``best_is_last``
+    true or false, ``overrides``, ``config`` and ``config.train``/``config.data_kwargs`` mappings or null, and
+    ``config.data_fingerprint`` a string or null (each where present)."""
     if record.get("degenerate") is not None and not isinstance(record["degenerate"], bool):
         raise refuse("degenerate", "true, false or null", _shown(record["degenerate"]))
     if "best_is_last" in record and not isinstance(record["best_is_last"], bool):
@@ -183,7 +217,6 @@ def check_record(record, path=None, line: int | None = None, *, profile: str | N
             raise refuse(f"config.{key}", "a mapping or null", _shown(config[key]))
     if config.get("data_fingerprint") is not None and not isinstance(config["data_fingerprint"], str):
         raise refuse("config.data_fingerprint", "a string or null", _shown(config["data_fingerprint"]))
-    return record
 
 
 def load_records(results_dir, profile: str, dataset: str) -> list[dict]:
