@@ -135,6 +135,6 @@ def test_a_search_needs_crossfit_selection_and_the_cli_knows_it(tmp_path):
 
     a = build_parser().parse_args(["search", "--trials", "5", "--final", "--seeds", "0", "1"])
     assert a.models == list(search.model_spaces()) and a.dataset == "mosi-bclstm"
-    assert sorted(a.models) == ["atsuko", "baseline", "dmd", "emoe", "femf", "lmf", "misa", "mmim", "momke", "mult", "selfmm",
-                                "tfn"]
+    assert sorted(a.models) == ["atsuko", "baseline", "dmd", "emoe", "femf", "lmf", "misa", "mmim", "momke", "mult",
+                                "selfmm", "tfn"]
     assert (a.trials, a.seed, a.sampler_seed, a.final, a.seeds) == (5, 0, 0, True, [0, 1])

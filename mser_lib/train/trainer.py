@@ -446,6 +446,16 @@ class _CrossfitSelection(_Selection):
         return len(history) - 1 in self.crossfit.best_epoch, test, protocols
 
 
+def _resume_state(model, optimizer, scheduler, sel: _Selection, epoch: int, history: list[dict]) -> dict:
+    """What ``last.pt`` holds after epoch ``epoch``: everything :meth:`Checkpoints.resume` restores."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler else None,
+            "epoch": epoch, "history": history, "best_value": sel.best_value,
+            "best_epoch": sel.best_epoch, "rng": rng_state(),
+            "crossfit": sel.crossfit.state_dict() if sel.crossfit is not None else None,
+            "test_history": sel.test_history}
+
+
 def _selection(cfg: TrainConfig, dataset: MultimodalDataset, metric: str, score_test: bool, ckpt: Checkpoints,
                seed: int) -> _Selection:
     """The stage's selection: VALID's (``selection="valid"``), the test folds' (a final cross-fitted stage), or
@@ -517,12 +527,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                **{f"valid_{k}": v for k, v in valid.items()}, "best": improved}
         history.append(row)
         bar.set_postfix({"train": f"{row['train_total']:.3f}", metric: f"{value:.3f}"})
-        ckpt.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict() if scheduler else None,
-                              "epoch": epoch, "history": history, "best_value": sel.best_value,
-                              "best_epoch": sel.best_epoch, "rng": rng_state(),
-                              "crossfit": sel.crossfit.state_dict() if sel.crossfit is not None else None,
-                              "test_history": sel.test_history})
+        ckpt.save("last.pt", _resume_state(model, optimizer, scheduler, sel, epoch, history))
         for cb in callbacks or ():
             cb(epoch, row)
     bar.close()
