@@ -624,10 +624,14 @@ def _job_run(job: dict) -> dict:
 
 
 def expected_cost(job: dict) -> float:
-    """A run's expected training time, for scheduling: its committed record's wall time when
-    ``runs.jsonl`` has one, else infinity (unknown runs first)."""
+    """A run's expected training time, for scheduling and the grid's estimate: 0 when the run will not train
+    (a record it reuses exists: :func:`find_record` with the job's ``reuse``, unless ``force``), else its
+    committed record's wall time when ``runs.jsonl`` has one, else infinity (unknown runs first)."""
     try:
-        rec = committed_record(job.get("results_dir", DEFAULT_RESULTS), _job_run(job))
+        results_dir, run = job.get("results_dir", DEFAULT_RESULTS), _job_run(job)
+        if not job.get("force") and find_record(results_dir, run, job.get("reuse", "local")) is not None:
+            return 0.0
+        rec = committed_record(results_dir, run)
     except Exception:   # an estimate only: a bad job fails later, with its own error
         return float("inf")
     return float(rec["wall_time_s"]) if rec and rec.get("wall_time_s") is not None else float("inf")

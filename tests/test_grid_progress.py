@@ -58,6 +58,19 @@ def test_a_finished_run_leaves_no_status_file(tmp_path):
     assert not (run_dir(tmp_path, "smoke", "synthetic", rec["config_hash"]) / STATUS_NAME).exists()
 
 
+def test_the_estimate_counts_no_time_for_runs_that_will_not_train(tmp_path):
+    """A reproduce lists every run its notebooks need, most of them already finished: those cost nothing in the
+    estimate (it said 'about 90 min left' for 10 runs of a few minutes among 117 finished ones)."""
+    from mser_lib.experiments import expected_cost, run_one
+
+    job = {"model": "baseline", "seed": 0, "profile": "smoke", "dataset": "synthetic", "results_dir": str(tmp_path),
+           "train": {"epochs": 1}}
+    assert expected_cost(job) == float("inf")                 # never trained, no record: unknown
+    run_one(**{k: v for k, v in job.items()}, progress=False)
+    assert expected_cost(job) == 0.0                          # finished here: it will be reused
+    assert expected_cost({**job, "force": True}) > 0          # unless forced: its record's wall time
+
+
 def _children(pid: int) -> set[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return {int(x) for x in out.split()}
