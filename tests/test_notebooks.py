@@ -246,6 +246,24 @@ def test_readme_table_prefers_main_results(tmp_path):
     assert "**other**" in text and "old" not in text and text.endswith("rest\n")
 
 
+def test_readme_block_without_notebooks_shows_the_default_runs_and_counts_the_switched_ones(tmp_path):
+    """A result set whose notebooks have not run (the claims profile's ledger runs): the table holds the runs with
+    no switch set; the flipped runs are counted, not listed with their override strings."""
+    res = tmp_path / "results" / "claims" / "synthetic"
+    res.mkdir(parents=True)
+    base = {"dataset": "synthetic", "profile": "claims", "test": {"mae": 1.0}}
+    recs = [{**base, "model": "femf", "seed": s, "overrides": {}} for s in range(2)]
+    recs += [{**base, "model": "femf", "seed": s, "overrides": {"freeze_experts": False}} for s in range(2)]
+    (res / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{rd.README_BEGIN}\n{rd.README_END}\n")
+    assert rd.write_readme_block(tmp_path / "results", readme) == 0
+    text = readme.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| femf")]
+    assert len(rows) == 1 and "freeze_experts" not in text
+    assert "The other 2 runs of `" in text and "each set a switch." in text
+
+
 def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):
     readme = tmp_path / "README.md"
     before = f"intro\n{rd.README_BEGIN}\nkept\n{rd.README_END}\n"

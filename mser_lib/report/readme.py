@@ -93,16 +93,21 @@ def _ledger_block(dataset: str, profile: str, ledger_csv: Path) -> str:
     return text + "\n"
 
 
+def _main_grid_runs(recs: list[dict]) -> list[dict]:
+    """The runs of the main comparison: no override but the baselines' ``modalities``, no trainer switch."""
+    from .tables import variant_name
+
+    return [r for r in recs if set(r.get("overrides") or {}) <= {"modalities"} and "train." not in variant_name(r)]
+
+
 def _main_block(results_dir, profile: str, dataset: str, main_csv: Path) -> str:
     from .analysis import selection_note
     from .paper_rows import split_main_table
-    from .tables import variant_name
 
     ours, _, features = split_main_table(pd.read_csv(main_csv, dtype=str, keep_default_na=False))
     cols = [c for c in MAIN_COLUMNS if c in ours.reset_index().columns]
     compact = ours.reset_index()[cols].set_index("model")
-    main_recs = [r for r in load_records(results_dir, profile, dataset)       # the main grid's runs
-                 if set(r.get("overrides") or {}) <= {"modalities"} and "train." not in variant_name(r)]
+    main_recs = _main_grid_runs(load_records(results_dir, profile, dataset))
     presets = sorted({str((r.get("config") or {}).get("model_preset") or "?") for r in main_recs})
     links = [f"`{main_csv.with_suffix('.md').as_posix()}` (every metric, the papers' reported rows)"]
     sel = main_csv.parent / "selection_protocols.md"
@@ -111,6 +116,22 @@ def _main_block(results_dir, profile: str, dataset: str, main_csv: Path) -> str:
     return (f"**{dataset}**, profile `{profile}`, model preset `{'`, `'.join(presets)}`: test split, mean ± std over "
             f"the seeds listed, accuracies in %. Features: {features}. {selection_note(main_recs)} Full tables: "
             f"{'; '.join(links)}.\n\n" + to_markdown(compact) + "\n")
+
+
+def _records_block(results_dir, profile: str, dataset: str, runs: Path, has_ledger: bool) -> str:
+    """A result set whose notebooks have not run: its main-grid runs (:func:`_main_grid_runs`) from the records;
+    the runs with a switch set are counted, and read in the deviation ledger when there is one."""
+    recs = load_records(results_dir, profile, dataset)
+    default = _main_grid_runs(recs)
+    if not default:
+        return ""
+    text = (f"**{dataset}**, profile `{profile}`, test split, mean ± std over seeds (from `{runs.as_posix()}`, "
+            f"the runs with no switch set):\n\n{to_markdown(wide_table(aggregate(default)))}\n")
+    others = len(recs) - len(default)
+    if others:
+        text += (f"\nThe other {others} runs of `{runs.as_posix()}` each set a switch"
+                 + ("; the deviation ledger below reads them.\n" if has_ledger else ".\n"))
+    return text
 
 
 def readme_block(results_dir) -> str | None:
@@ -129,10 +150,7 @@ def readme_block(results_dir) -> str | None:
             if claims_csv.exists():
                 blocks.append(f"**{dataset}, profile `{profile}`: claims.** {claims_summary(claims_csv)}\n")
         else:
-            recs = load_records(results_dir, profile, dataset)
-            if recs:
-                blocks.append(f"**{dataset}**, profile `{profile}`, test split, mean ± std over seeds (from "
-                              f"`{runs.as_posix()}`):\n\n{to_markdown(wide_table(aggregate(recs)))}\n")
+            blocks.append(_records_block(results_dir, profile, dataset, runs, ledger_csv.exists()))
         if ledger_csv.exists() and profile != "quick":
             blocks.append(_ledger_block(dataset, profile, ledger_csv))
     blocks = [b for b in blocks if b]
