@@ -516,6 +516,10 @@ def main(argv=None) -> int:
         raise ConfigError("pipeline", "tolerance", args.tolerance, "a finite number >= 0")
     _env_int("MSER_WORKERS", 1)           # refused here, before any work, when not a count
     _env_int("MSER_THREADS", 1)
+    if args.update_notebooks and (args.dataset != "synthetic" or args.profile != "quick"):
+        raise ConfigError("pipeline", "update-notebooks", f"with --dataset {args.dataset} --profile {args.profile}",
+                          "the built-in benchmark at the quick profile: notebooks/ shows its outputs (the other "
+                          "executed notebooks stay in results/<profile>/<dataset>/notebooks/)")
     if args.prune and (args.only or args.reuse != "local" or args.no_notebooks):
         raise ConfigError("pipeline", "prune", "with --only, --reuse records or --no-notebooks",
                           "a reproduce of every notebook (it keeps only the runs they need)")

@@ -141,6 +141,14 @@ def test_report_and_prune_count_only_the_runs_this_reproduce_needed(tmp_path, ca
         pipeline.main(base + ["--prune", "--only", "00"])
 
 
+def test_only_the_built_in_benchmark_updates_the_committed_notebooks():
+    """notebooks/ shows the built-in benchmark's outputs; a real-data run with --update-notebooks once replaced
+    them with mosi-bclstm's."""
+    for args in (["--dataset", "mosi-bclstm"], ["--profile", "smoke"]):
+        with pytest.raises(ConfigError, match="update-notebooks"):
+            pipeline.main(args + ["--update-notebooks"])
+
+
 def test_upsert_keeps_a_reproduced_record_and_replaces_a_different_one(tmp_path):
     path = tmp_path / "runs.jsonl"
     base = {"config_hash": "a" * 16, "test": {"mae": 1.0}, "wall_time_s": 3.0, "git_revision": "x"}
