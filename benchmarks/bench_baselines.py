@@ -1,4 +1,4 @@
-"""Speed and memory of every registered baseline (TFN, LMF, MulT, MISA, Self-MM, MMIM, MoMKE, ...), measured as
+"""Speed and memory of every registered baseline (TFN, LMF, MulT, MISA, Self-MM, MMIM, MoMKE, DMD, ...), measured as
 ``bench_atsuko.py`` measures Atsuko and EMOE: each (model, preset) in its own subprocess, random inputs of the
 preset's shapes (``quick``: the built-in benchmark; ``paper``: CMU-MOSI aligned_50, text 768 / audio 5 /
 vision 20, L = 50, sequence layout), a training step (forward, backward, Adam) and inference, their FLOPs
@@ -37,4 +37,4 @@ if __name__ == "__main__":
                            "final training: MMIM's main pass (each epoch also makes its estimators' pass), MoMKE's "
                            "second stage (every expert on every modality). Every model at its preset's size, the "
                            "baselines' paper presets being thuiar/MMSA's MOSI configurations, MoMKE's the authors' "
-                           "CMU-MOSI run (docs/baselines.md).")
+                           "CMU-MOSI run, DMD's its authors' MOSI configuration (docs/baselines.md).")
