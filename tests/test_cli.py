@@ -162,6 +162,7 @@ def _module(argv, env=None):
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
 
 
+@pytest.mark.slow
 def test_python_m_mser_lib_prints_one_line_and_debug_shows_the_traceback():
     argv = ["train", "--model", "femf", "--profile", "smoke", "--set", "alpha=7"]
     out = _module(argv)
@@ -251,6 +252,7 @@ def test_a_yaml_alias_bomb_in_set_is_refused_at_once():
         _scalar("[&a 1, *a]")
 
 
+@pytest.mark.slow
 def test_ledger_command_trains_the_ledger_grid_and_writes_its_table(tmp_path):
     from mser_lib.cli import main
 

@@ -491,6 +491,7 @@ def test_profile_trainer_settings_for_femf():
 # learning: FEMF beats the text-only baseline on the built-in benchmark
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_femf_learns_synthetic_benchmark_beyond_text_only(tmp_path):
     from mser_lib.experiments import run_one
     common = dict(dataset="synthetic", seed=0, profile="smoke", results_dir=tmp_path, progress=False)

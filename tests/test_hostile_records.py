@@ -146,6 +146,7 @@ def test_the_message_names_the_config_hash_of_the_run(tmp_path):
         load_records(tmp_path, "quick", "synthetic")
 
 
+@pytest.mark.slow
 def test_the_command_line_prints_one_line_without_traceback(tmp_path):
     bad = _record(seed=0)
     bad["test"]["mae"] = "0.5"
@@ -203,6 +204,7 @@ def test_torn_lines_are_still_skipped_with_a_warning_and_lines_counted(tmp_path)
     assert any(issubclass(w.category, SkippedLinesWarning) and "line 2" in str(w.message) for w in caught)
 
 
+@pytest.mark.slow
 def test_every_committed_record_is_accepted():
     """The committed results (notebooks and the README writer read them) pass the checks unchanged."""
     found = sorted((ROOT / "results").glob("*/*/runs.jsonl"))

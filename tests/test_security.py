@@ -327,6 +327,7 @@ def _check_fuzz_case(data: bytes) -> None:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.sampled_from(_SEED_PICKLES), st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["flip", "del",
        "ins", "op"]), st.binary(min_size=1, max_size=9)), max_size=6))
+@pytest.mark.slow
 def test_fuzz_mutated_pickles(seed, edits):
     data = bytearray(seed)
     for pos, kind, blob in edits:

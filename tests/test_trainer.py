@@ -89,6 +89,7 @@ def test_early_stopping_stops(smoke):
     assert res.epochs_run - 1 - res.best_epoch == 2
 
 
+@pytest.mark.slow
 def test_multimodal_baseline_beats_text_only_on_synthetic():
     ds = make_synthetic("quick", seed=0)
     cfg = TrainConfig(**{**CFG, "epochs": 12, "batch_size": 32})

@@ -153,8 +153,8 @@ def readme_block(results_dir) -> str | None:
             blocks.append(_records_block(results_dir, profile, dataset, runs, ledger_csv.exists()))
         if ledger_csv.exists() and profile != "quick":
             blocks.append(_ledger_block(dataset, profile, ledger_csv))
-    blocks = [b for b in blocks if b]
-    return "\n".join(blocks) if blocks else None
+    blocks = [b.strip("\n") for b in blocks if b]
+    return "\n\n".join(blocks) + "\n" if blocks else None
 
 
 def write_readme_block(results_dir, readme: Path) -> int:
