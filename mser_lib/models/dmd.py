@@ -75,7 +75,7 @@ from torch import nn
 from .. import checks
 from ..data.batch import Batch, DatasetInfo, masked_mean
 from .base import ModelOutput, dropout, task_loss
-from .mult import SOURCES, CrossmodalTransformer, _key_mask
+from .mult import SOURCES, CrossmodalTransformer, MulTConfig, _key_mask
 from .registry import ModelSpec, Param, register
 
 #: the code's modality order (l, v, a): the graphs' node indices
@@ -88,28 +88,13 @@ PRIOR_HETERO = (0.0, 0.0, 1.0, 0.0, 1.0, 1.0)
 
 
 @dataclass
-class DMDConfig:
-    """The code's MOSI values as defaults (``config.json``: ``dst_feature_dim_nheads`` [50, 10], ``nlevels`` 4;
-    ``run.py``: the graph sizes, priors and loss weights). Attention dropouts as in MulT's code: ``attn_dropout``
-    for the transformers whose *source* is text and for the self-attention transformers, ``attn_dropout_audio`` /
-    ``attn_dropout_vision`` for those reading audio / vision (the code's ``attn_dropout_a`` / ``_v``).
-    ``memory_layers``: the depth of the three transformers after the crossmodal ones, ``max(nlevels, 3)``."""
+class DMDConfig(MulTConfig):
+    """MulT's settings (:class:`~mser_lib.models.mult.MulTConfig`: its defaults are MMSA's MOSI values, which are
+    also the DMD code's ``config.json`` for MOSI: ``dst_feature_dim_nheads`` [50, 10], ``nlevels`` 4, the same
+    dropouts and kernels) and the graphs' and losses' settings of the code's ``run.py`` and trainer. As in MulT's
+    code, ``attn_dropout`` is the attention dropout of the transformers reading text and of the self-attention
+    transformers, ``attn_dropout_audio`` / ``attn_dropout_vision`` that of those reading audio / vision."""
 
-    d_model: int = 50
-    num_heads: int = 10
-    num_layers: int = 4
-    memory_layers: int = 4
-    conv_kernel_text: int = 5
-    conv_kernel_audio: int = 5
-    conv_kernel_vision: int = 5
-    text_dropout: float = 0.5
-    attn_dropout: float = 0.3
-    attn_dropout_audio: float = 0.2
-    attn_dropout_vision: float = 0.0
-    relu_dropout: float = 0.0
-    res_dropout: float = 0.0
-    embed_dropout: float = 0.2
-    output_dropout: float = 0.5
     gd_size_homo: int = 64         # gd_size_low
     gd_size_hetero: int = 32       # gd_size_high
     gd_temperature: float = 8.0    # the edges' softmax divides by it (alpha = 1/8)
@@ -121,19 +106,9 @@ class DMDConfig:
     margin_scale: float = 0.15
 
     def __post_init__(self) -> None:
-        checks.check_types(self)
-        for name in ("d_model", "num_heads", "num_layers", "memory_layers", "conv_kernel_text", "conv_kernel_audio",
-                     "conv_kernel_vision", "gd_size_homo", "gd_size_hetero"):
+        super().__post_init__()
+        for name in ("gd_size_homo", "gd_size_hetero"):
             checks.integer(self, name, 1)
-        if self.d_model % self.num_heads:
-            raise checks.ConfigError(type(self).__name__, "d_model", self.d_model,
-                                     f"a multiple of num_heads ({self.num_heads})")
-        for name in ("conv_kernel_text", "conv_kernel_audio", "conv_kernel_vision"):
-            if getattr(self, name) % 2 == 0:
-                raise checks.ConfigError(type(self).__name__, name, getattr(self, name),
-                                         'an odd kernel size ("same" padding keeps every step)')
-        checks.dropouts(self, "text_dropout", "attn_dropout", "attn_dropout_audio", "attn_dropout_vision",
-                        "relu_dropout", "res_dropout", "embed_dropout", "output_dropout")
         checks.real(self, "gd_temperature", 0.0, low_open=True)
         for name in ("gd_reg", "gd_repr_weight", "gd_weight", "decouple_weight", "margin_ort_weight", "margin_scale"):
             checks.real(self, name, 0.0)
