@@ -91,6 +91,21 @@ def test_inline_table_keeps_eight_columns_folds_constants_and_names_what_it_left
                                          "agrees with paper"]
 
 
+def test_inline_table_names_columns_empty_on_every_row_instead_of_printing_blanks():
+    """One seed: the seed interval and the p-value are empty on every row; the note once printed 'all rows: seed CI
+    , p adjusted (Holm) , resolved not enough seeds'."""
+    import pandas as pd
+
+    from mser_lib.report.tables import inline_table
+
+    df = pd.DataFrame({"A": ["x", "y"], "mean A-B": [0.1, -0.2], "seed CI": ["", ""],
+                       "p adjusted (Holm)": [float("nan")] * 2, "seeds": [1, 1]}).set_index("A")
+    md = inline_table(df)
+    assert "*all rows: seeds 1*" in md
+    assert "*empty on every row: seed CI, p adjusted (Holm)*" in md
+    assert "seed CI ," not in md
+
+
 def test_inline_table_of_a_narrow_table_is_the_table():
     import pandas as pd
 

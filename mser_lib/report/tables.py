@@ -357,13 +357,17 @@ def inline_table(df: pd.DataFrame, columns: list[str] | None = None, rows: int =
     missing = [c for c in chosen if c not in flat.columns]
     if missing:
         raise KeyError(f"inline_table: no column {missing[0]!r}; the table has {list(flat.columns)}")
-    constant = {c: flat[c].iloc[0] for c in chosen if len(flat) > 1 and flat[c].astype(str).nunique() == 1}
+    constant = {c: flat[c].iloc[0] for c in chosen if len(flat) > 1 and flat[c].astype(str).nunique(dropna=False) == 1}
     data = [c for c in chosen if c not in constant]
     keep = (keys + data)[:INLINE_COLUMNS]
     shown = flat[keep].head(rows)
     notes = []
-    if constant:
-        notes.append("all rows: " + ", ".join(f"{c} {md_cell(v)}" for c, v in constant.items()))
+    said = {c: v for c, v in constant.items() if str(v).strip() not in ("", "nan", "None")}
+    if said:
+        notes.append("all rows: " + ", ".join(f"{c} {md_cell(v)}" for c, v in said.items()))
+    empty = [c for c in constant if c not in said]
+    if empty:                          # e.g. a seed interval and a p-value with one seed: say so, do not print blanks
+        notes.append("empty on every row: " + ", ".join(md_cell(c) for c in empty))
     left_cols = [c for c in flat.columns if c not in keep and c not in constant]
     if left_cols or len(flat) > len(shown):
         what = []
