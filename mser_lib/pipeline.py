@@ -516,6 +516,10 @@ def main(argv=None) -> int:
         raise ConfigError("pipeline", "tolerance", args.tolerance, "a finite number >= 0")
     _env_int("MSER_WORKERS", 1)           # refused here, before any work, when not a count
     _env_int("MSER_THREADS", 1)
+    if (args.prune or args.update_notebooks) and args.seeds.strip():
+        raise ConfigError("pipeline", "prune" if args.prune else "update-notebooks", f"with --seeds {args.seeds}",
+                          "the profile's seeds (no --seeds): --prune would drop the other seeds' records, "
+                          "--update-notebooks would commit notebooks with fewer seeds")
     if args.update_notebooks and (args.dataset != "synthetic" or args.profile != "quick"):
         raise ConfigError("pipeline", "update-notebooks", f"with --dataset {args.dataset} --profile {args.profile}",
                           "the built-in benchmark at the quick profile: notebooks/ shows its outputs (the other "

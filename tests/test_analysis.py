@@ -104,6 +104,8 @@ def test_inline_table_names_columns_empty_on_every_row_instead_of_printing_blank
     assert "*all rows: seeds 1*" in md
     assert "*empty on every row: seed CI, p adjusted (Holm)*" in md
     assert "seed CI ," not in md
+    na = df.assign(ci=pd.array([pd.NA, pd.NA], dtype="Float64"))          # a nullable column: <NA>, not "nan"
+    assert "*empty on every row: seed CI, p adjusted (Holm), ci*" in inline_table(na)
 
 
 def test_inline_table_of_a_narrow_table_is_the_table():

@@ -262,6 +262,15 @@ def test_readme_block_without_notebooks_shows_the_default_runs_and_counts_the_sw
     rows = [line for line in text.splitlines() if line.startswith("| femf")]
     assert len(rows) == 1 and "freeze_experts" not in text
     assert "The other 2 runs of `" in text and "each set a switch." in text
+    # a quick-profile set whose runs all set a switch, with a ledger table the README does not show: counted,
+    # and no "ledger below"
+    quick = tmp_path / "results" / "quick" / "synthetic"
+    (quick / "tables").mkdir(parents=True)
+    (quick / "runs.jsonl").write_text("".join(json.dumps({**r, "profile": "quick"}) + "\n" for r in recs[2:]))
+    (quick / "tables" / "deviations.csv").write_text("deviation,resolved\nx,no\n")
+    assert rd.write_readme_block(tmp_path / "results", readme) == 0
+    text = readme.read_text()
+    assert "The 2 runs of `" in text and "ledger below" not in text.split("profile `quick`")[-1]
 
 
 def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):

@@ -123,7 +123,7 @@ def test_pipeline_reports_and_strict_fails_on_a_difference(tmp_path, capsys, mon
 def test_report_and_prune_count_only_the_runs_this_reproduce_needed(tmp_path, capsys, monkeypatch):
     """A finished run of a config no notebook needs any more (an earlier grid's, still in checkpoints/) is not
     counted as reproduced, and --prune drops its committed record."""
-    base = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--results-dir", str(tmp_path)]
+    base = ["--profile", "smoke", "--dataset", "synthetic", "--results-dir", str(tmp_path)]   # the profile's seeds
     t_only = {"model": "baseline", "seed": 0, "overrides": {"modalities": "t"}}
     a_only = {"model": "baseline", "seed": 0, "overrides": {"modalities": "a"}}
     monkeypatch.setattr(pipeline, "main_grid", lambda *a, **k: [t_only, a_only])
@@ -139,6 +139,9 @@ def test_report_and_prune_count_only_the_runs_this_reproduce_needed(tmp_path, ca
     assert [json.loads(x)["overrides"] for x in runs.read_text().splitlines()] == [{"modalities": "t"}]
     with pytest.raises(ConfigError, match="prune"):
         pipeline.main(base + ["--prune", "--only", "00"])
+    with pytest.raises(ConfigError, match="prune"):       # fewer seeds than the profile's: the others would go
+        pipeline.main(base + ["--prune", "--seeds", "0"])
+    assert len(runs.read_text().splitlines()) == 1                             # nothing was dropped
 
 
 def test_only_the_built_in_benchmark_updates_the_committed_notebooks():

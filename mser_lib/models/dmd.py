@@ -51,7 +51,8 @@ Where mser differs from the code (``docs/baselines.md``, "DMD"):
   fixed sequence length; the position layout has no such length.
 * As in mser's MulT: "same" convolutions with padding masked, attention that never reads a padded step, the last
   real step as the summary (the code: valid convolutions, a causal mask over the padded sequence, the last padded
-  step); mser's sinusoidal positions.
+  step); mser's sinusoidal positions; one embedding-dropout mask for a source's keys and values (the code embeds
+  and drops them separately).
 * ``L_ort`` takes the cosine over the features of each step, the reading the code's users settled on (its issues
   #5 and #6): the code passes ``(L, B, d)`` tensors to ``CosineEmbeddingLoss``, which PyTorch 1.9 (the code's)
   read as a cosine over the *batch* axis and PyTorch from 1.11 refuses.
@@ -349,7 +350,8 @@ def _quick(info: DatasetInfo) -> dict:
 register(ModelSpec("dmd", DMD, DMDConfig, {"quick": _quick, "paper": _paper},
                    "DMD (Li et al., 2023), read against the authors' code", role="baseline", label="DMD",
                    color="#bcbd22",
-                   search_space={"num_layers": Param("choice", choices=(2, 3, 4)),
-                                 "output_dropout": Param("float", 0.0, 0.5)}))
+                   # not the depth: the code ties the later transformers' depth to it (max(nlevels, 3))
+                   search_space={"output_dropout": Param("float", 0.0, 0.5),
+                                 "text_dropout": Param("float", 0.0, 0.5)}))
 
 __all__ = ["DMD", "DMDConfig", "GraphDistillation", "margin_loss", "EDGES", "ORDER"]

@@ -32,6 +32,8 @@ Where mser differs from the code (``docs/baselines.md``, "MulT"):
 * Padding is masked: the convolutions use "same" padding and zero the padded steps, attention never reads
   a padded step, and the sequence summary is the last real step. The code pads every sequence to the
   dataset length, attends with a causal ("future") mask over the padding, and reads the last padded step.
+* The source of a crossmodal transformer is embedded once, so its keys and values share one embedding-dropout mask;
+  the code embeds (and drops out) keys and values separately.
 * Positional embeddings are on, as the paper's section 3.2 and the authors' code have them; MMSA's copy
   builds its encoders with ``position_embedding=False`` (no positions). mser's sinusoids interleave sine and
   cosine (``atsuko.sinusoid``); the authors' fairseq embedding puts the sines first and counts from 1.

@@ -123,13 +123,11 @@ def _records_block(results_dir, profile: str, dataset: str, runs: Path, has_ledg
     the runs with a switch set are counted, and read in the deviation ledger when there is one."""
     recs = load_records(results_dir, profile, dataset)
     default = _main_grid_runs(recs)
-    if not default:
-        return ""
     text = (f"**{dataset}**, profile `{profile}`, test split, mean ± std over seeds (from `{runs.as_posix()}`, "
-            f"the runs with no switch set):\n\n{to_markdown(wide_table(aggregate(default)))}\n")
+            f"the runs with no switch set):\n\n{to_markdown(wide_table(aggregate(default)))}\n") if default else ""
     others = len(recs) - len(default)
     if others:
-        text += (f"\nThe other {others} runs of `{runs.as_posix()}` each set a switch"
+        text += (f"\n{'The other' if default else 'The'} {others} runs of `{runs.as_posix()}` each set a switch"
                  + ("; the deviation ledger below reads them.\n" if has_ledger else ".\n"))
     return text
 
@@ -150,7 +148,8 @@ def readme_block(results_dir) -> str | None:
             if claims_csv.exists():
                 blocks.append(f"**{dataset}, profile `{profile}`: claims.** {claims_summary(claims_csv)}\n")
         else:
-            blocks.append(_records_block(results_dir, profile, dataset, runs, ledger_csv.exists()))
+            blocks.append(_records_block(results_dir, profile, dataset, runs,
+                                         ledger_csv.exists() and profile != "quick"))   # the ledger block's rule
         if ledger_csv.exists() and profile != "quick":
             blocks.append(_ledger_block(dataset, profile, ledger_csv))
     blocks = [b.strip("\n") for b in blocks if b]

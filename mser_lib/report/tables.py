@@ -362,7 +362,7 @@ def inline_table(df: pd.DataFrame, columns: list[str] | None = None, rows: int =
     keep = (keys + data)[:INLINE_COLUMNS]
     shown = flat[keep].head(rows)
     notes = []
-    said = {c: v for c, v in constant.items() if str(v).strip() not in ("", "nan", "None")}
+    said = {c: v for c, v in constant.items() if not pd.isna(v) and str(v).strip() not in ("", "nan", "None")}
     if said:
         notes.append("all rows: " + ", ".join(f"{c} {md_cell(v)}" for c, v in said.items()))
     empty = [c for c in constant if c not in said]
