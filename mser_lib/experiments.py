@@ -502,12 +502,12 @@ def _ignore_sigint() -> None:
             pass
 
 
-def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool) -> list[dict]:
+def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool, costs: list[float]) -> list[dict]:
     """The process-pool executor of :func:`run_grid`: one-thread workers, the longest runs first, a line
     showing each running run (model, seed, stage, epoch of total, its selection metric) and an estimate of
-    the time left; Ctrl-C or SIGTERM stops the workers within seconds (:class:`GridInterrupted`)."""
+    the time left from ``costs`` (:func:`expected_cost` per job); Ctrl-C or SIGTERM stops the workers within
+    seconds (:class:`GridInterrupted`)."""
     done: list = [None] * len(jobs)
-    costs = {n: expected_cost(jobs[n]) for n in order}
     hashes = {}
     for n in order:
         try:
@@ -796,9 +796,9 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
             done.append(run_one(**job))
     elif executor == "ray":
         _import_ray()                                     # fail before any work when the extra is missing
-        order = sorted(range(len(jobs)), key=lambda n: -expected_cost(jobs[n]))
-        done = _ray_grid(jobs, order, progress, ray_address)
+        costs = [expected_cost(job) for job in jobs]
+        done = _ray_grid(jobs, sorted(range(len(jobs)), key=lambda n: -costs[n]), progress, ray_address)
     else:
-        order = sorted(range(len(jobs)), key=lambda n: -expected_cost(jobs[n]))
-        done = _pool_grid(jobs, order, workers, progress)
+        costs = [expected_cost(job) for job in jobs]      # once per job: it resolves the run and reads records
+        done = _pool_grid(jobs, sorted(range(len(jobs)), key=lambda n: -costs[n]), workers, progress, costs)
     return [done[index[k]] for k in keys]

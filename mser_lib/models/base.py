@@ -64,6 +64,21 @@ def task_loss(prediction: torch.Tensor, batch: Batch, task: str, kind: str = "l1
     return per.sum() / mask.sum().clamp_min(1).to(per.dtype)
 
 
+def task_and_aux_losses(output: ModelOutput, batch: Batch, task: str, kind: str = "l1",
+                        with_task: bool = True) -> tuple[torch.Tensor, dict]:
+    """The default loss: :func:`task_loss` of the prediction (unless ``with_task`` is false) plus the sum of
+    ``output.aux_losses``; returns ``(total, parts)`` with the detached terms (``task`` first). The trainer uses it
+    for a model without its own ``loss``; a model that pins the task loss's kind calls it from its ``loss``."""
+    total, parts = 0.0, {}
+    if with_task:
+        total = task_loss(output.prediction, batch, task, kind)
+        parts["task"] = total.detach()
+    for name, value in output.aux_losses.items():
+        total = total + value
+        parts[name] = value.detach()
+    return total, parts
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout: each entry zeroed with probability ``p``, the others scaled by ``1 / (1 - p)``;
     ``x`` itself in eval mode or at ``p = 0`` (``F.dropout`` still draws a mask there).

@@ -75,9 +75,10 @@ from torch import nn
 
 from .. import checks
 from ..data.batch import Batch, DatasetInfo, masked_mean
-from .base import ModelOutput, dropout, task_loss
+from .base import ModelOutput, dropout, task_and_aux_losses
 from .mult import SOURCES, CrossmodalTransformer, MulTConfig, _key_mask
 from .registry import ModelSpec, Param, register
+from .tfn import _output
 
 #: the code's modality order (l, v, a): the graphs' node indices
 ORDER = ("text", "vision", "audio")
@@ -225,14 +226,14 @@ class DMD(nn.Module):
         self.graph_homo = GraphDistillation(d, c.gd_size_homo, PRIOR_HOMO, c, repr_kind=None)
         self.graph_hetero = GraphDistillation(2 * d, c.gd_size_hetero, PRIOR_HETERO, c, repr_kind="min_cosine")
 
-    def _rows(self, x: torch.Tensor, batch: Batch, where: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def _rows(self, x: torch.Tensor, where: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
         """Per-sample vectors of a stream ``x`` (B, L, k): the mean over real steps (sequence layout), or each
         labelled utterance's own vector (position layout), ``(N, k)``."""
         if where is None:
             return masked_mean(x, mask)
         return x[:, :where.shape[1]][where]
 
-    def _last(self, x: torch.Tensor, batch: Batch, where: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def _last(self, x: torch.Tensor, where: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
         """The last real step (sequence layout) or each labelled utterance (position layout), ``(N, k)``."""
         if where is None:
             rows = torch.arange(len(x), device=x.device)
@@ -253,19 +254,19 @@ class DMD(nn.Module):
             s[m], sh[m] = self.private[m](x[m]), self.shared(x[m])              # zero on padded steps (no bias)
         keys = {m: _key_mask(masks[m]) for m in ORDER}
         # homogeneous branch
-        pooled = {m: self._rows(sh[m], batch, where, masks[m]) for m in ORDER}                  # (N, d)
+        pooled = {m: self._rows(sh[m], where, masks[m]) for m in ORDER}                  # (N, d)
         homo = {m: self.homo[m](pooled[m]) for m in ORDER}                                      # (y, u)
-        g = torch.cat([self._last(self.self_attn[m](sh[m], keys[m]), batch, where, masks[m]) for m in ORDER], -1)
+        g = torch.cat([self._last(self.self_attn[m](sh[m], keys[m]), where, masks[m]) for m in ORDER], -1)
         y_shared, _ = self.shared_head(g)
         # heterogeneous branch
         h = {}
         for t in ORDER:
             z = torch.cat([self.cross[f"{src}_to_{t}"](s[t], keys[src], s[src]) for src in SOURCES[t]], -1)
-            h[t] = self._last(self.memory[t](z, keys[t]) * keep[t], batch, where, masks[t])      # (N, 2d)
+            h[t] = self._last(self.memory[t](z, keys[t]) * keep[t], where, masks[t])      # (N, 2d)
         hetero = {m: self.hetero[m](h[m]) for m in ORDER}                                       # (y, v)
         f = torch.cat([torch.sigmoid(self.gates[m](h[m])) for m in ORDER] + [torch.sigmoid(self.gate_shared(g))], -1)
         y, _ = self.fusion(f)
-        out = ModelOutput(prediction=self._place(y, where))
+        out = ModelOutput(prediction=_output(y[:, None], self.info, where, squash=False))
         if not training:
             return out
         labels = batch.labels[where] if where is not None else batch.labels
@@ -292,21 +293,10 @@ class DMD(nn.Module):
         out.aux_losses["margin_ort"] = c.decouple_weight * c.margin_ort_weight * (margin + ort)
         return out
 
-    def _place(self, y: torch.Tensor, where: torch.Tensor | None) -> torch.Tensor:
-        if where is None:
-            return y
-        full = y.new_zeros(where.shape)
-        full[where] = y
-        return full
-
     def loss(self, output: ModelOutput, batch: Batch):
-        """The L1 task loss of the fused prediction plus the terms in ``aux_losses``, and the parts."""
-        total = task_loss(output.prediction, batch, self.info.task, "l1")
-        parts = {"task": total.detach()}
-        for name, value in output.aux_losses.items():
-            total = total + value
-            parts[name] = value.detach()
-        return total, parts
+        """The L1 task loss of the fused prediction (the code's, whatever ``TrainConfig.loss_kind`` says) plus the
+        terms in ``aux_losses``, and the parts."""
+        return task_and_aux_losses(output, batch, self.info.task, "l1")
 
 
 class _Residual(nn.Module):

@@ -56,7 +56,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from .. import checks
 from ..data.batch import Batch, DatasetInfo
-from .base import ModelOutput, dropout, task_loss
+from .base import ModelOutput, dropout, task_and_aux_losses
 from .registry import ModelSpec, Param, register
 from .tfn import _output, utterance_vectors
 
@@ -257,14 +257,8 @@ class MMIM(nn.Module):
     def loss(self, output: ModelOutput, batch: Batch):
         """The pass's loss and its parts: ``-lld`` in the mmilb pass; the L1 task loss plus the weighted CPC,
         ``-beta lld`` and ``-beta H`` terms in the main pass."""
-        parts, total = {}, 0.0
-        if not (self.training and self._pass == "mmilb"):
-            total = task_loss(output.prediction, batch, self.info.task, "l1")
-            parts["task"] = total.detach()
-        for name, value in output.aux_losses.items():
-            total = total + value
-            parts[name] = value.detach()
-        return total, parts
+        return task_and_aux_losses(output, batch, self.info.task, "l1",
+                                   with_task=not (self.training and self._pass == "mmilb"))
 
 
 def _paper(info: DatasetInfo) -> dict:

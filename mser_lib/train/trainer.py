@@ -40,7 +40,7 @@ from .. import checks
 from ..data.batch import MultimodalDataset, SplitData, iterate_batches
 from ..data.missing import MissingModality
 from ..metrics import METRIC_NAMES, compute_metrics, default_selection_metric, is_better
-from ..models.base import task_loss
+from ..models.base import task_and_aux_losses
 from .crossfit import CrossFitSelector, assign_folds, position_folds, prediction_order
 from .io import atomic_torch_save, load_checkpoint
 from .seeding import rng_state, set_rng_state, set_seed, usable_device
@@ -157,13 +157,7 @@ def compute_loss(model, output, batch, task: str, loss_kind: str | None):
     """The model's own ``loss`` when it has one, else task loss + sum of auxiliary losses."""
     if hasattr(model, "loss"):
         return model.loss(output, batch)
-    main = task_loss(output.prediction, batch, task, loss_kind or "l1")
-    parts = {"task": main.detach()}
-    total = main
-    for name, value in output.aux_losses.items():
-        total = total + value
-        parts[name] = value.detach()
-    return total, parts
+    return task_and_aux_losses(output, batch, task, loss_kind or "l1")
 
 
 @torch.no_grad()
