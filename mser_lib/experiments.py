@@ -114,6 +114,26 @@ def profile_seeds(profile: str, dataset: str | None = None) -> list[int]:
     return [int(s) for s in ds_sec.get("seeds", prof["seeds"])]
 
 
+def model_seeds(profile: str, dataset: str | None, model: str, seeds: list[int]) -> list[int]:
+    """The seeds of ``model``'s runs in the main comparison and the robustness study: ``seeds``, or their first
+    ``n_seeds`` when the profile sets ``n_seeds`` for the model (``datasets.<dataset>.models.<model>.n_seeds``,
+    else ``models.<model>.n_seeds``; the dataset's section wins, as for trainer settings; ``null``: every
+    seed, e.g. in a profile that extends one which limits them)."""
+    prof = load_profile(profile)
+    sections = {f"datasets.{dataset}.models.{model}":
+                prof.get("datasets", {}).get(dataset or "", {}).get("models", {}).get(model, {}),
+                f"models.{model}": prof.get("models", {}).get(model, {})}
+    for where, sec in sections.items():
+        if "n_seeds" in sec:
+            n = sec["n_seeds"]
+            if n is None:
+                return list(seeds)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(f"mser_lib/configs/{profile}.yaml: {where}", "n_seeds", n, "an integer >= 1")
+            return list(seeds)[:n]
+    return list(seeds)
+
+
 def get_dataset(name: str, data_dir=None, profile: str = "quick", data_kwargs: dict | None = None,
                 ) -> MultimodalDataset:
     """Load (and memoise in-process) a dataset for ``profile``."""

@@ -305,14 +305,17 @@ def deviations(profile: str, seeds: list[int], layout: str | None = None, datase
     return out
 
 
-def robustness(profile: str, seeds: list[int]) -> list[dict]:
+def robustness(profile: str, seeds: list[int], dataset: str | DatasetInfo | None = None) -> list[dict]:
     """The runs of the robustness study: each method and baseline of the main comparison in its first main
-    variant (the baseline on all three modalities), as notebook 03 trains them, every seed."""
+    variant (the baseline on all three modalities), as notebook 03 trains them, with the seeds it has there
+    (:func:`mser_lib.experiments.model_seeds` on ``dataset``)."""
+    from .experiments import model_seeds
     from .models.registry import compared_models, model_spec
 
     _check(profile)
+    name = dataset.name if isinstance(dataset, DatasetInfo) else dataset
     return [{"model": m, "seed": int(s), "overrides": dict(model_spec(m).main_variants[0]), "tag": m}
-            for s in seeds for m in compared_models()]
+            for s in seeds for m in compared_models() if s in model_seeds(profile, name, m, seeds)]
 
 
 GRIDS = {"femf_components": femf_components, "femf_modalities": femf_modalities,
@@ -330,7 +333,7 @@ def notebook_grid(notebook: str, profile: str, seeds: list[int], dataset: str | 
     ``dataset`` places the sensitivity sweeps' default points (see :func:`femf_sensitivity`)."""
     out = []
     for name in NOTEBOOK_GRIDS[notebook]:
-        if name in ("femf_sensitivity", "atsuko_sensitivity"):
+        if name in ("femf_sensitivity", "atsuko_sensitivity", "robustness"):
             out += GRIDS[name](profile, seeds, dataset)
         elif name == "deviations":
             out += deviations(profile, seeds, _dataset_layout(dataset),

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import grids  # noqa: E402
-from .experiments import EXECUTORS, REUSE_MODES, load_profile, profile_seeds, run_grid  # noqa: E402
+from .experiments import EXECUTORS, REUSE_MODES, load_profile, model_seeds, profile_seeds, run_grid  # noqa: E402
 from .models.registry import compared_models, model_spec  # noqa: E402
 from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table  # noqa: E402
 from .train.io import atomic_write_text  # noqa: E402
@@ -62,11 +62,14 @@ NOTEBOOKS = ROOT / "notebooks"
 
 def main_grid(profile: str, dataset: str, seeds: list[int]) -> list[dict]:
     """The main comparison: every registered method (FEMF, Atsuko, EMOE), then every baseline with each of
-    its ``main_variants`` (the baseline on all three modalities and on each alone), for every seed. The same
-    list for every profile and dataset; seeds vary."""
+    its ``main_variants`` (the baseline on all three modalities and on each alone), for every seed (a model
+    whose profile section sets ``n_seeds``: its first ones, :func:`~mser_lib.experiments.model_seeds`). The
+    same models for every profile and dataset; seeds vary."""
     runs = []
     for seed in seeds:
         for name in compared_models():
+            if seed not in model_seeds(profile, dataset, name, seeds):
+                continue
             for overrides in model_spec(name).main_variants:
                 runs.append({"model": name, "seed": seed, **({"overrides": dict(overrides)} if overrides else {})})
     return runs

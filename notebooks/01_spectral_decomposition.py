@@ -333,9 +333,11 @@ assert (dev["equal-energy (input features)"] <= dev["equal-width"] + 0.05).all()
 # %% [markdown]
 # Equal energy is not always reachable. When a single coefficient holds more than $1/K$ of the
 # energy (typically $\nu = 0$, a per-sample offset), no cut can split it: the first band is that
-# coefficient alone and the next one can be nearly empty. The built-in benchmark's audio and vision
-# carry such an offset (part of their low-frequency nuisance), which the table shows; the band
-# router then has one "offset" band, one thin band and one band holding everything else.
+# coefficient alone and the next one can be nearly empty. The built-in benchmark plants such an offset
+# in audio and vision (part of their low-frequency nuisance); whether a modality of the data at hand
+# carries one is the table's "largest deviation from 1/K" and the sentence below on the share of
+# energy at $\nu = 0$. Where it does, the band router has one "offset" band, one thin band and one
+# band holding everything else.
 #
 # ### What we see (computed, `mser_lib.report.narrative`)
 

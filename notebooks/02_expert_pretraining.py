@@ -21,8 +21,9 @@
 # the label on its own. The experts are then **frozen** and, in stage 2, every band of every modality
 # goes through all experts of that band and a soft router mixes their outputs.
 #
-# This notebook trains FEMF (both stages: `run_one` fits a model's stages in order, each selected on
-# VALID) for every seed, then opens stage 1: learning curves and validation metrics of every expert.
+# This notebook trains FEMF (both stages: `run_one` fits a model's stages in order, each stage's epoch
+# chosen by the dataset's selection protocol, printed under the stage table) for every seed, then opens
+# stage 1: learning curves and validation metrics of every expert.
 # The runs are recorded in `runs.jsonl` and their checkpoints under `checkpoints/<config hash>/experts/`
 # and `.../full/`; notebook 03 reuses the same runs (same config hash) instead of training again.
 
@@ -91,8 +92,9 @@ for r in records:
                  "full: valid MAE": round(st["full"]["valid"]["mae"], 4),
                  "full: test MAE": round(r["test"]["mae"], 4)})
 stages_tbl = pd.DataFrame(rows).set_index("seed")
-ctx.save_table(stages_tbl, "femf_stages", caption="FEMF: the two stages per seed (selected on VALID)")
+ctx.save_table(stages_tbl, "femf_stages", caption="FEMF: the two stages per seed")
 display(Markdown(to_markdown(stages_tbl)))
+print(analysis.selection_note(records))
 
 # %%
 # NBVAL_CHECK_OUTPUT

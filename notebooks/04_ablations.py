@@ -47,6 +47,8 @@
 #   them, and both together able to rebuild the input.
 # * **Acc-2 neg/non-neg** (has0) and **neg/pos** (non0): the two binary accuracies of the field. has0 counts a
 #   label of exactly 0 as non-negative; non0 leaves those samples out ([docs/metrics.md](../docs/metrics.md)).
+# * **cross-fitting** (mosi-bclstm): the test videos are split into two folds; each fold chooses the epoch that
+#   then scores the *other* fold, so no test score comes from an epoch chosen on its own videos.
 # * **config hash**: a 16-hex-digit hash of a run's fully resolved settings (model, data, trainer, seed;
 #   `mser_lib.experiments.config_hash`). Two runs with the same hash are the same run: it is trained once and
 #   reused.
@@ -247,11 +249,16 @@ mae_rows = comp_table[comp_table["metric"] == nv.metric_name("mae")]
 hurts = [r["B"] for _, r in mae_rows.iterrows() if r["resolved"] == "yes" and float(r["mean A-B"]) < 0]
 helps = [r["B"] for _, r in mae_rows.iterrows() if r["resolved"] == "yes" and float(r["mean A-B"]) > 0]
 n_seeds = sorted({int(x) for x in mae_rows["seeds"]}) if len(mae_rows) else []
-see = [f"On MAE, with {', '.join(map(str, n_seeds)) or 'no'} seeds per variant and the rule above (Holm over the "
-       f"tests table), removing a part resolvably hurts FEMF for {len(hurts)} of the {len(mae_rows)} variants"
-       + (f" ({', '.join(hurts)})" if hurts else "") + f" and resolvably helps for {len(helps)}"
-       + (f" ({', '.join(helps)})" if helps else "") + f"; the other {len(mae_rows) - len(hurts) - len(helps)} are "
-       "undecided: the seeds and test videos cannot tell them from the full model."]
+if n_seeds and max(n_seeds) < stats.MIN_SEEDS:
+    see = [f"On MAE the {len(mae_rows)} variants have {', '.join(map(str, n_seeds))} seed(s) each, fewer than the "
+           f"{stats.MIN_SEEDS} a verdict needs (the rule above): the table gives each removal's direction on this "
+           "data, not whether it is more than training noise."]
+else:
+    see = [f"On MAE, with {', '.join(map(str, n_seeds)) or 'no'} seeds per variant and the rule above (Holm over "
+           f"the tests table), removing a part resolvably hurts FEMF for {len(hurts)} of the {len(mae_rows)} "
+           "variants" + (f" ({', '.join(hurts)})" if hurts else "") + f" and resolvably helps for {len(helps)}"
+           + (f" ({', '.join(helps)})" if helps else "") + f"; the other {len(mae_rows) - len(hurts) - len(helps)} "
+           "are undecided: the seeds and test videos cannot tell them from the full model."]
 see.append("FEMF's Tables 2-3 report every removal hurting; only a resolved row above confirms or contradicts "
            "one of them on this data.")
 display(Markdown(nv.what_we_see(see, ds.info)))

@@ -43,6 +43,13 @@
 # * **EMOE**: the mixture-of-experts sentiment model Atsuko is built on ([docs/emoe.md](../docs/emoe.md)): one
 #   transformer encoder per modality, a router that weighs the modalities per sample, and a distillation that
 #   pulls the fused features towards the router-weighted unimodal ones.
+# * **Acc-2 neg/non-neg** (has0) and **neg/pos** (non0): the two binary accuracies of the field. has0 counts a
+#   label of exactly 0 as non-negative; non0 leaves those samples out ([docs/metrics.md](../docs/metrics.md)).
+# * **cross-fitting** (mosi-bclstm): the test videos are split into two folds; each fold chooses the epoch that
+#   then scores the *other* fold, so no test score comes from an epoch chosen on its own videos.
+# * **selection protocol**: how a run's epoch (checkpoint) is chosen: on the validation split, by cross-fitting
+#   over the test videos (mosi-bclstm, whose validation videos trained the features), or, for comparison only,
+#   the best test epoch of the best seed (what code that checkpoints on the test set reports; notebook 03).
 # * **config hash**: a 16-hex-digit hash of a run's fully resolved settings (model, data, trainer, seed;
 #   `mser_lib.experiments.config_hash`). Two runs with the same hash are the same run: it is trained once and
 #   reused.
@@ -80,7 +87,7 @@ from mser_lib.report import ablations as ab
 from mser_lib.report.tables import inline_table, to_markdown
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
-rob_specs = grids.robustness(ctx.profile, ctx.seeds)
+rob_specs = grids.robustness(ctx.profile, ctx.seeds, ctx.dataset)
 ats_specs = grids.atsuko_table4(ctx.profile, ctx.seeds)
 recs = run_grid(rob_specs + ats_specs, **ctx.grid_kwargs)
 main = {s["model"]: r for s, r in zip(rob_specs, recs) if r["seed"] == ctx.seeds[0]}
@@ -306,7 +313,7 @@ if nets.get("atsuko") is not None:
     see += [nv.compare_sentence(long, base, m, "mae") for m in ("atsuko", "emoe") if {m, base} <= rows]
     if {"atsuko", "emoe"} <= rows:
         see.append(nv.paper_sentence(long, "atsuko", "emoe", "mae", "Atsuko's Table 1"))
-        tied = nv.beyond_spread(nv.summarize(long, "atsuko", "mae"), nv.summarize(long, "emoe", "mae")) is False
+        tied = nv.beyond_spread(nv.summarize(long, "atsuko", "mae"), nv.summarize(long, "emoe", "mae"), "mae") is False
         if nv.is_builtin(ds.info) and tied:
             spent = [m for j, m in enumerate(("audio", "vision"), start=1)
                      if sum(r["role"] in ("dc", "nuisance") for r in nv.band_roles(

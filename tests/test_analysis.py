@@ -184,3 +184,14 @@ def test_masking_alone_is_the_expected_renormalised_weight_under_independent_dro
     kept = np.where(present, w, 0.0)
     mc = (kept / kept.sum(1, keepdims=True)).mean(0)
     assert masking_alone(w, 0.3) == pytest.approx(mc, abs=3e-3)
+
+
+def test_learned_nothing_runs_stay_out_of_the_per_seed_frame_as_out_of_the_tables():
+    """A degenerate run is left out of records_long (sentences, the per-seed figure) as of every table."""
+    from mser_lib.report import analysis
+
+    good = {"model": "femf", "seed": 0, "overrides": {}, "test": {"mae": 0.5}}
+    bad = {"model": "femf", "seed": 1, "overrides": {}, "test": {"mae": 1.4}, "degenerate": True}
+    long = analysis.records_long([good, bad])
+    assert list(long["seed"]) == [0] and list(long["value"]) == [0.5]
+    assert sorted(analysis.records_long([good, bad], include_degenerate=True)["seed"]) == [0, 1]

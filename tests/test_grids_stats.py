@@ -446,6 +446,36 @@ def test_claims_profile_runs_every_grid_with_every_seed_on_the_main_schedule():
     assert {s["tag"] for s in sweep} == {s["tag"] for s in grids.femf_sensitivity("quick", [0], "mosi-bclstm")}
 
 
+def test_table1_baselines_take_the_first_seed_on_the_built_in_data_only(monkeypatch):
+    """quick trains the papers' Table 1 baselines at one seed on the built-in data; real data, the claims
+    profile and every other model keep every seed; the robustness study follows the main grid."""
+    from mser_lib import experiments
+    from mser_lib.experiments import model_seeds
+    from mser_lib.models.registry import model_names
+    from mser_lib.pipeline import main_grid
+
+    table1 = [m for m in model_names("baseline") if m != "baseline"]
+    assert len(table1) == 8
+    for m in table1:
+        assert model_seeds("quick", "synthetic", m, [0, 1, 2]) == [0]
+        assert model_seeds("quick", "mosi-bclstm", m, [0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4]
+        assert model_seeds("claims", "synthetic", m, [0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4]
+    for m in ("femf", "atsuko", "emoe", "baseline"):
+        assert model_seeds("quick", "synthetic", m, [0, 1, 2]) == [0, 1, 2]
+    grid = main_grid("quick", "synthetic", [0, 1, 2])
+    by_model = {m: {g["seed"] for g in grid if g["model"] == m} for m in {g["model"] for g in grid}}
+    assert by_model == {**{m: {0} for m in table1}, **{m: {0, 1, 2} for m in ("femf", "atsuko", "emoe", "baseline")}}
+    assert len(grid) == 3 * (3 + 4) + 8
+    assert {(s["model"], s["seed"]) for s in grids.robustness("quick", [0, 1, 2], "synthetic")} \
+        == {(g["model"], g["seed"]) for g in grid}
+    # a count that is not a positive integer is refused, naming the profile file and the section
+    prof = experiments.load_profile("quick")
+    prof["datasets"]["synthetic"]["models"]["dmd"] = {"n_seeds": 0}
+    monkeypatch.setattr(experiments, "load_profile", lambda name: prof)
+    with pytest.raises(experiments.ConfigError, match=r"quick\.yaml: datasets\.synthetic\.models\.dmd\.n_seeds=0"):
+        model_seeds("quick", "synthetic", "dmd", [0, 1])
+
+
 def test_the_quick_ledger_skips_the_built_in_data_and_real_data_gets_every_row():
     from mser_lib import grids
 

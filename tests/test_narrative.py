@@ -50,6 +50,33 @@ def test_single_seed_has_no_spread():
     f = _frame({("a", "mae"): [0.5], ("b", "mae"): [0.6]})
     assert nv.beyond_spread(nv.summarize(f, "a", "mae"), nv.summarize(f, "b", "mae")) is None
     assert "single seed" in nv.compare_sentence(f, "a", "b", "mae")
+    # the runner-up from one seed is neither ahead nor "within the seed spread" of the best: there is no spread
+    g = _frame({("femf", "mae"): [0.53, 0.50, 0.56], ("dmd", "mae"): [0.58]})
+    s = nv.best_sentence(g, ["femf", "dmd"], "mae")
+    assert s.startswith("The best MAE is FEMF's") and "ahead of DMD (0.580)" in s and "single seed" in s
+    assert "within the seed spread" not in s and "by more than" not in s
+
+
+def test_a_gap_that_only_hidden_digits_show_is_a_tie_or_within_the_spread():
+    """0.7214 and 0.7206 print as 0.721: the sentences say so instead of "higher"; a gap beyond the spread only in
+    the fourth decimal is within it."""
+    f = _frame({("a", "mae"): [0.7214, 0.7414, 0.7014], ("b", "mae"): [0.7206, 0.7406, 0.7006]})
+    s = nv.compare_sentence(f, "a", "b", "mae")
+    assert "equals" in s and "higher" not in s and "lower" not in s
+    assert "equal to" in nv.best_sentence(f, ["a", "b"], "mae")
+    assert "equal at the precision shown" in nv.paper_sentence(f, "b", "a", "mae", "A paper")
+    d = 0.0357 / 2 ** 0.5                      # two seeds at mean 0.9908 with std 0.0357: gap 0.0358
+    g = _frame({("a", "mae"): [0.955, 0.955], ("b", "mae"): [0.9908 - d, 0.9908 + d]})
+    sa, sb = nv.summarize(g, "a", "mae"), nv.summarize(g, "b", "mae")
+    assert nv.beyond_spread(sa, sb) is True and nv.beyond_spread(sa, sb, "mae") is False
+
+
+def test_single_seed_rows_are_never_judged_against_a_spread():
+    f = _frame({("femf", "mae"): [0.50, 0.52, 0.51], ("dmd", "mae"): [0.60], ("emoe", "mae"): [0.90, 0.92]})
+    s = nv.paper_sentence(f, "femf", "dmd", "mae", "A paper")
+    assert "single seed" in s and "spread (" not in s and "within" not in s
+    s = nv.beats_all_sentence(f, "femf", ["dmd", "emoe"], "mae")
+    assert "DMD: a single seed" in s and "each gap by more than the seed spread" in s
 
 
 def test_best_sentence_and_ranking():
@@ -80,9 +107,12 @@ def test_degradation_sentence_gives_the_losses_and_leaves_the_verdict_to_the_tes
     """The seed means alone (here one seed) never say which degrades faster: the degradation test does."""
     rows = [{"label": lab, "seed": 0, "rate": r, "metric": "f1_non0", "value": v}
             for lab, vals in {"femf": (0.90, 0.70), "baseline": (0.85, 0.80)}.items() for r, v in zip((0.0, 0.4), vals)]
-    s = nv.degradation_sentence(pd.DataFrame(rows), "femf", "baseline", "f1_non0", 0.4)
-    assert s == ("From no missing data to 40% missing, FEMF loses 20.0 points of F1 (neg/pos) and the baseline "
-                 "5.0 points (seed means); whether the gap is more than noise is the degradation test's to say.")
+    rows += [{"label": "dmd", "seed": s, "rate": r, "metric": "f1_non0", "value": v}
+             for s in (0, 1) for r, v in zip((0.0, 0.4), (0.80, 0.75 - 0.1 * s))]
+    s = nv.degradation_sentence(pd.DataFrame(rows), "femf", ["baseline", "dmd"], "f1_non0", 0.4)
+    assert s == ("From no missing data to 40% missing, FEMF loses 20.0 points (1 seed) of F1 (neg/pos); beside it: "
+                 "the baseline 5.0 points (1 seed); DMD 10.0 points (2 seeds). Which of two drops is larger than "
+                 "noise is the degradation test's to say.")
     assert "faster" not in s
 
 
@@ -91,6 +121,10 @@ def test_claims_sentence_counts_verdicts():
                            "resolved": ["yes", "yes", "no", "not enough seeds"]})
     assert nv.claims_sentence(claims) == ("Of 4 claims, our runs resolve 2: 1 agree with the paper and 1 contradict "
                                           "it; 2 stay undecided (1 of them because they have fewer than 3 seeds).")
+    claims["claim"] = ["Text beats audio (MAE)", "FEMF beats MulT (MAE)", "x", "y"]
+    assert nv.claims_sentence(claims).endswith("seeds). Agreeing: Text beats audio (MAE). Contradicting: FEMF beats "
+                                               "MulT (MAE).")
+    assert nv.claims_sentence(claims.set_index("claim")) == nv.claims_sentence(claims)
 
 
 def test_what_we_see_differs_for_builtin_and_real_data():

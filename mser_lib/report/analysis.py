@@ -246,14 +246,18 @@ def expert_table(per_seed: pd.DataFrame, metrics=("mae", "corr", "acc2_has0", "a
     return agg, wide[[m for m in metrics if m in wide.columns]]
 
 
-def records_long(records: list[dict], split: str = "test", label=None) -> pd.DataFrame:
+def records_long(records: list[dict], split: str = "test", label=None,
+                 include_degenerate: bool = False) -> pd.DataFrame:
     """Per-seed metric values: columns ``row`` (``label(record)``), ``model``, ``seed``, ``metric``,
-    ``value``."""
+    ``value``. Degenerate runs (learned nothing) are left out unless ``include_degenerate``, as in
+    :func:`mser_lib.report.tables.aggregate`."""
     from .paper_rows import row_label
 
     label = label or row_label
     rows = []
     for r in records:
+        if r.get("degenerate") and not include_degenerate:
+            continue
         name = label(r)
         for k, v in (r.get(split) or {}).items():
             rows.append({"row": name, "model": r["model"], "seed": r["seed"], "metric": k, "value": v})
@@ -359,7 +363,7 @@ def selection_protocol_table(records: list[dict], ds: MultimodalDataset, label=N
     rows = []
     groups: dict[str, list[dict]] = {}
     for r in records:
-        if r.get("protocols"):
+        if r.get("protocols") and not r.get("degenerate"):      # as the other tables: learned-nothing runs out
             groups.setdefault(label(r), []).append(r)
 
     def fmt(m, vals):

@@ -54,7 +54,17 @@ def is_builtin(dataset) -> bool:
 
 
 def name_of(label: str, names: dict | None = None) -> str:
-    return {**NAMES, **(names or {})}.get(label, label)
+    """The display name of a row: ``names``, then :data:`NAMES`, then the registered model's label (``dmd``:
+    DMD), else the label itself."""
+    known = {**NAMES, **(names or {})}
+    if label in known:
+        return known[label]
+    from ..models.registry import model_spec
+
+    try:
+        return model_spec(label).label
+    except KeyError:
+        return label
 
 
 def _cap(s: str) -> str:
@@ -104,11 +114,22 @@ def better(metric: str, a: float, b: float) -> bool:
     return a < b if metric in LOWER_IS_BETTER else a > b
 
 
-def beyond_spread(a: Stat, b: Stat) -> bool | None:
-    """Gap of the means larger than the larger seed std; ``None`` when either has one seed."""
+def _shown(metric: str, v: float) -> float:
+    """``v`` at the precision the sentences print it (:func:`fmt_value`)."""
+    scale, dg = (100.0, 1) if _percent(metric) else (1.0, 3)
+    return round(v * scale, dg)
+
+
+def beyond_spread(a: Stat, b: Stat, metric: str | None = None) -> bool | None:
+    """Gap of the means larger than the larger seed std; ``None`` when either has one seed. With ``metric``
+    both are compared at the precision the sentences print (a gap that exceeds the spread only in a digit
+    nobody sees is within it)."""
     if a.n < 2 or b.n < 2:
         return None
-    return abs(a.mean - b.mean) > max(a.std, b.std)
+    gap, spread = abs(a.mean - b.mean), max(a.std, b.std)
+    if metric is not None:
+        return _shown(metric, gap) > _shown(metric, spread)
+    return gap > spread
 
 
 def compare_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, names: dict | None = None) -> str:
@@ -116,12 +137,12 @@ def compare_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, names: di
     sa, sb = summarize(frame, a, metric), summarize(frame, b, metric)
     na, nb, mn = name_of(a, names), name_of(b, names), metric_name(metric)
     va, vb = fmt_value(metric, sa.mean, sa.std), fmt_value(metric, sb.mean, sb.std)
-    if sa.mean == sb.mean:
-        return f"{_cap(_poss(na))} {mn} ({va}) equals {_poss(nb)} ({vb})."
+    if _shown(metric, sa.mean) == _shown(metric, sb.mean):
+        return f"{_cap(_poss(na))} {mn} ({va}) equals {_poss(nb)} ({vb}) at the precision shown."
     word = ("lower" if sa.mean < sb.mean else "higher")
     quality = "better" if better(metric, sa.mean, sb.mean) else "worse"
     head = f"{_cap(_poss(na))} {mn} ({va}) is {word} ({quality}) than {_poss(nb)} ({vb})"
-    gap = beyond_spread(sa, sb)
+    gap = beyond_spread(sa, sb, metric)
     if gap is None:
         return head + ", from a single seed: no spread to judge the gap by."
     if gap:
@@ -147,8 +168,13 @@ def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: di
     if len(ranked) == 1:
         return s + "."
     lb, sb = ranked[1]
-    gap = beyond_spread(sa, sb)
+    gap = beyond_spread(sa, sb, metric)
     nb = name_of(lb, names)
+    if _shown(metric, sa.mean) == _shown(metric, sb.mean):
+        return s + f", equal to {_poss(nb)} ({fmt_value(metric, sb.mean, sb.std)}) at the precision shown."
+    if gap is None:
+        return s + (f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}); one of them has a single seed: "
+                    "no spread to judge the gap by.")
     if gap:
         return s + f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}) by more than the seed spread."
     return s + f", but {nb} ({fmt_value(metric, sb.mean, sb.std)}) is within the seed spread of it."
@@ -162,8 +188,13 @@ def paper_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, source: str
     sa, sb = summarize(frame, a, metric), summarize(frame, b, metric)
     na, nb, mn = name_of(a, names), name_of(b, names), metric_name(metric)
     ours = f"{fmt_value(metric, sa.mean, sa.std)} against {fmt_value(metric, sb.mean, sb.std)}"
-    gap = beyond_spread(sa, sb)
+    gap = beyond_spread(sa, sb, metric)
     way = "the same way" if better(metric, sa.mean, sb.mean) else "the other way"
+    if _shown(metric, sa.mean) == _shown(metric, sb.mean):
+        return f"{source} reports {na} ahead of {nb}; on {mn} ours are equal at the precision shown ({ours})."
+    if gap is None:
+        return (f"{source} reports {na} ahead of {nb}; on {mn} ours point {way} ({ours}), from a single seed: no "
+                "spread to judge the gap by.")
     if gap:
         return (f"{source} reports {na} ahead of {nb}; on {mn} our seed means point {way}, by more than the seed "
                 f"spread ({ours}); whether that is resolved is the claims test's to say.")
@@ -182,15 +213,23 @@ def beats_all_sentence(frame: pd.DataFrame, a: str, others: list[str], metric: s
     rivals = [o for o in others if o != a and ((frame[col] == o) & (frame["metric"] == metric)).any()]
     if not rivals or not all(better(metric, sa.mean, summarize(frame, o, metric).mean) for o in rivals):
         return None
-    clear = [o for o in rivals if beyond_spread(sa, summarize(frame, o, metric))]
+    gaps = {o: beyond_spread(sa, summarize(frame, o, metric), metric) for o in rivals}
+    clear = [o for o in rivals if gaps[o]]
+    single = [o for o in rivals if gaps[o] is None]
     listed = ", ".join(name_of(o, names) for o in rivals)
     s = f"{_cap(name_of(a, names))} has a better {metric_name(metric)} ({fmt_value(metric, sa.mean, sa.std)}) than " \
         f"every one of {listed}"
-    if len(clear) == len(rivals):
-        return s + ", each by more than the seed spread."
+    if single:
+        s += (f" ({', '.join(name_of(o, names) for o in single)}: a single seed on one side, no spread to judge "
+              "the gap by)")
+    judged = [o for o in rivals if gaps[o] is not None]
+    if not judged:
+        return s + "."
+    if len(clear) == len(judged):
+        return s + ("; " if single else ", ") + "each gap by more than the seed spread."
     if clear:
         return s + f"; by more than the seed spread over {', '.join(name_of(o, names) for o in clear)}."
-    return s + ", though each gap is within the seed spread."
+    return s + ("; " if single else ", ") + "though each gap is within the seed spread."
 
 
 def degradation(curves: pd.DataFrame, label: str, metric: str, rate: float) -> float:
@@ -202,20 +241,23 @@ def degradation(curves: pd.DataFrame, label: str, metric: str, rate: float) -> f
     return float((mr - m0) if metric in LOWER_IS_BETTER else (m0 - mr))
 
 
-def degradation_sentence(curves: pd.DataFrame, a: str, b: str, metric: str, rate: float,
+def degradation_sentence(curves: pd.DataFrame, a: str, others: list[str], metric: str, rate: float,
                          names: dict | None = None) -> str:
-    """How much ``a`` and ``b`` lose on ``metric`` from rate 0 to ``rate`` (seed means of ``curves``:
-    columns label, seed, rate, metric, value), and which loses more."""
-    da, db = degradation(curves, a, metric, rate), degradation(curves, b, metric, rate)
-    na, nb, mn = name_of(a, names), name_of(b, names), metric_name(metric)
+    """How much ``a`` and each of ``others`` lose on ``metric`` from rate 0 to ``rate`` (means over each row's
+    seeds in ``curves``: columns label, seed, rate, metric, value), with each row's seed count; which loses
+    more is left to the degradation test."""
     unit = " points" if _percent(metric) else ""
-    k = 100.0 if _percent(metric) else 1.0
-    dg = 1 if _percent(metric) else 3
-    s = (f"From no missing data to {rate:.0%} missing, {na} loses {da * k:.{dg}f}{unit} of {mn} and {nb} "
-         f"{db * k:.{dg}f}{unit} (seed means)")
-    if math.isclose(da, db, abs_tol=1e-12):
-        return s + ": the same."
-    return s + "; whether the gap is more than noise is the degradation test's to say."
+    k, dg = (100.0, 1) if _percent(metric) else (1.0, 3)
+
+    def loss(label: str) -> str:
+        n = curves.loc[curves["label"] == label, "seed"].nunique()
+        return f"{degradation(curves, label, metric, rate) * k:.{dg}f}{unit} ({n} seed{'' if n == 1 else 's'})"
+
+    s = f"From no missing data to {rate:.0%} missing, {name_of(a, names)} loses {loss(a)} of {metric_name(metric)}"
+    if not others:
+        return s + "."
+    listed = "; ".join(f"{name_of(b, names)} {loss(b)}" for b in others)
+    return s + f"; beside it: {listed}. Which of two drops is larger than noise is the degradation test's to say."
 
 
 def claim_counts(claims: pd.DataFrame) -> dict[str, int]:
@@ -235,7 +277,20 @@ def claims_sentence(claims: pd.DataFrame) -> str:
     n, yes, no, few = c["claims"], c["as_paper"], c["against"], c["too_few"]
     s = (f"Of {n} claims, our runs resolve {yes + no}: {yes} agree with the paper and {no} contradict it; "
          f"{n - yes - no} stay undecided")
-    return s + (f" ({few} of them because they have fewer than 3 seeds)." if few else ".")
+    s += f" ({few} of them because they have fewer than 3 seeds)." if few else "."
+    names = None                                           # the claims' names: a column, or the index
+    if "claim" in claims.columns:
+        names = claims["claim"]
+    elif claims.index.name == "claim":
+        names = claims.index.to_series(index=claims.index)
+    if names is not None:                                  # the resolved claims by name
+        yes_rows = claims["resolved"].astype(str) == "yes"
+        for word, agree in (("Agreeing", "yes"), ("Contradicting", "no")):
+            named = list(names[yes_rows & (claims["agrees with paper"].astype(str) == agree)].astype(str))
+            if named:
+                shown = "; ".join(named[:5]) + (f"; and {len(named) - 5} more" if len(named) > 5 else "")
+                s += f" {word}: {shown}."
+    return s
 
 
 def ledger_sentence(ledger: pd.DataFrame) -> str:

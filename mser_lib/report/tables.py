@@ -246,9 +246,9 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
         new = [r for r in bad if r.get("config_hash") not in _REPORTED_DEGENERATE]
         if new:    # once per run and process: tables are built many times from the same records
             _REPORTED_DEGENERATE.update(r.get("config_hash") for r in new)
+            named = ", ".join(f"{r['model']} ({variant_name(r)}) seed {r['seed']}" for r in new)
             print(f"NOTE: {len(new)} degenerate run(s) (learned nothing: no better than the trivial predictor) "
-                  "left out of the tables: " + ", ".join(f"{r['model']} ({variant_name(r)}) seed {r['seed']}"
-                                                         for r in new), file=sys.stderr)
+                  f"left out of the tables, figures and sentences built from metrics: {named}", file=sys.stderr)
         records = [r for r in records if not r.get("degenerate")]
     labels = data_labels(records)
     rows = []
