@@ -53,25 +53,29 @@ tables: setup
 	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \
 		--device $(DEVICE) --seeds "$(SEEDS)" --results-dir $(RESULTS) --reuse records
 
-# The notebooks run under nbval at the smoke profile, into a temporary results folder (the committed
-# notebooks read MSER_NB_PROFILE and MSER_NB_RESULTS in their parameters cell).
+# The library tests run on every core (pytest-xdist, one torch thread per worker); the notebooks run one after
+# another under nbval at the smoke profile, into a temporary results folder (the committed notebooks read
+# MSER_NB_PROFILE and MSER_NB_RESULTS in their parameters cell).
 test: setup
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -n auto
 	@tmp=$$(mktemp -d); \
 	MSER_NB_PROFILE=smoke MSER_NB_RESULTS=$$tmp $(BIN)/python -m pytest --nbval-lax notebooks/ -q \
 		-p no:cacheprovider; rc=$$?; rm -rf $$tmp; exit $$rc
 
 test-fast: setup
-	$(BIN)/python -m pytest tests -q -m "not slow"
+	$(BIN)/python -m pytest tests -q -n auto -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check mser_lib tests benchmarks
 
-# FEMF and Atsuko on this machine's CPU; the CUDA benchmark and bf16-versus-fp32 seeds only where a GPU is.
+# FEMF and Atsuko on this machine's CPU; side by side with the reference codes when FEMF_REFERENCE_ROOT /
+# EMOE_REFERENCE_ROOT name local checkouts of L11yc/FEMF and fuyyyyy/EMOE (skipped when unset); the CUDA
+# benchmark and bf16-versus-fp32 seeds only where a GPU is.
 # bench_compile.py (torch.compile against eager, minutes of compilation per variant) runs on its own:
 # .venv/bin/python benchmarks/bench_compile.py
 bench: setup
-	@for b in benchmarks/bench_femf.py benchmarks/bench_atsuko.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/bench_femf.py benchmarks/bench_atsuko.py benchmarks/bench_reference.py; do \
+		echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		echo "== benchmarks/bench_cuda.py"; $(BIN)/python benchmarks/bench_cuda.py || exit 1; \
 		echo "== benchmarks/bf16_seeds.py"; $(BIN)/python benchmarks/bf16_seeds.py --device cuda || exit 1; \

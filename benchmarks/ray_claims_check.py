@@ -30,13 +30,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mser_lib import experiments, grids  # noqa: E402
+from mser_lib import executors, grids  # noqa: E402
+from mser_lib.executors import run_grid  # noqa: E402
 from mser_lib.experiments import (  # noqa: E402
     RESULT_FIELDS,
     get_dataset,
     profile_seeds,
     read_jsonl,
-    run_grid,
     runs_path,
     same_results,
 )
@@ -65,13 +65,13 @@ def main() -> int:
     committed = {r["config_hash"]: r for r in read_jsonl(committed_path)}
     common = dict(dataset=D, profile=P, data_dir=a.data_dir, device=None, force=False, reuse="local")
     submitted = []
-    original = experiments.ray_resources
+    original = executors.ray_resources
 
     def counting(job, run=None):                       # called once per run the driver submits as a task
         submitted.append(job["model"])
         return original(job, run)
 
-    experiments.ray_resources = counting
+    executors.ray_resources = counting
     ray.init(num_cpus=a.cpus, include_dashboard=False)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +98,7 @@ def main() -> int:
                         and all(same_results(x, y) for x, y in zip(recs, again)))
     finally:
         ray.shutdown()
-        experiments.ray_resources = original
+        executors.ray_resources = original
     out = {"grid": a.grid, "profile": P, "dataset": D, "seeds": seeds, "specs": len(specs), "runs": len(hashes),
            "ray": ray.__version__, "cpus": a.cpus, "tasks": first_tasks, "wall_s": round(wall, 1),
            "same_results": len(same), "differ": differ, "runs_jsonl_whole_lines": whole_lines,

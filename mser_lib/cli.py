@@ -197,7 +197,8 @@ def cmd_table(a) -> int:
 def cmd_ledger(a) -> int:
     """The deviation ledger alone (notebook 04's section): its grid trained or reused, its table written."""
     from . import grids
-    from .experiments import get_dataset, profile_seeds, run_grid
+    from .executors import run_grid
+    from .experiments import get_dataset, profile_seeds
     from .pipeline import grid_executor
     from .report.ablations import deviation_ledger, grid_frame
     from .report.tables import to_markdown, write_table

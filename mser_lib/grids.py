@@ -2,7 +2,7 @@
 
 Each function returns a list of run specifications, dicts of :func:`mser_lib.experiments.run_one`
 arguments (``model``, ``seed``, ``overrides``, ``train``, ``tag``), ready for
-:func:`mser_lib.experiments.run_grid`. Runs are cached by config hash, so a run that two grids share
+:func:`mser_lib.executors.run_grid`. Runs are cached by config hash, so a run that two grids share
 (FEMF's full model in Table 2, Table 4's T+A+V row and the default point of every sensitivity
 sweep) is trained once; ``tag`` is only a label (it is not hashed: read labels from the spec, never
 from a cached record).

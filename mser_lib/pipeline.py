@@ -16,7 +16,7 @@ Three phases:
    stopped (finished runs are kept, an unfinished one resumes from its ``last.pt``). ``--executor``
    overrides the choice of :func:`grid_executor`; ``--executor ray`` trains one Ray task per run, on a
    local Ray or on the cluster of ``--ray-address`` (default ``$RAY_ADDRESS``; see
-   :func:`mser_lib.experiments.run_grid` for what a cluster needs).
+   :func:`mser_lib.executors.run_grid` for what a cluster needs).
 2. **Notebooks.** papermill executes them; they find every run trained and only analyse.
 3. **Report.** :mod:`mser_lib.reproduction` compares each run trained here with the committed record
    of the same config hash, writes ``tables/reproduction.{csv,md}`` and prints the verdict line.
@@ -51,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import grids  # noqa: E402
-from .experiments import EXECUTORS, REUSE_MODES, load_profile, model_seeds, profile_seeds, run_grid  # noqa: E402
+from .executors import EXECUTORS, run_grid  # noqa: E402
+from .experiments import REUSE_MODES, load_profile, model_seeds, profile_seeds  # noqa: E402
 from .models.registry import compared_models, model_spec  # noqa: E402
 from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table  # noqa: E402
 from .train.io import atomic_write_text  # noqa: E402
@@ -116,12 +117,17 @@ class NotebookContext:
         except ValueError:
             return p.as_posix()
 
-    def save_figure(self, fig, name: str) -> None:
+    def save_figure(self, fig, name: str, caption: str = "") -> None:
         """Write ``figures/<name>.png`` and ``.pdf`` (atomically) and add them to ``written``, quietly:
-        :meth:`written_summary` reports every saved file in one line at the end."""
+        :meth:`written_summary` reports every saved file in one line at the end. ``caption``: one computed
+        line shown with the figure (what is drawn, from how many runs and seeds)."""
         from .report.figures import save_figure
 
         self.written += save_figure(fig, self.figures, name)
+        if caption:
+            from IPython.display import Markdown, display
+
+            display(Markdown(f"*Figure `{name}`.* {caption}"))
 
     def save_table(self, df, name: str, caption: str = "") -> None:
         """Write ``tables/<name>.csv``, ``.md`` and ``.tex`` (atomically) and add them to ``written``,
@@ -603,7 +609,7 @@ def cli(argv=None) -> int:
     """``python -m mser_lib.pipeline``: :func:`main`, with Ctrl-C and SIGTERM ending in one line that says
     what was kept and how to resume (exit status 130)."""
     from .cli import USER_ERRORS, _message
-    from .experiments import GridInterrupted
+    from .executors import GridInterrupted
 
     def _term(signum, frame):       # SIGTERM (a job scheduler) ends the run as Ctrl-C does, in every phase
         raise KeyboardInterrupt

@@ -75,7 +75,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mser_lib.experiments import get_dataset, run_grid
+from mser_lib.executors import run_grid
+from mser_lib.experiments import get_dataset
 from mser_lib.report import analysis, figures
 from mser_lib.report.tables import to_markdown
 

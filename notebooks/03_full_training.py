@@ -90,6 +90,20 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # $$\mathcal L_{task} = \frac1N \sum_n (\hat y_n - y_n)^2 \tag{26}$$
 # $$\mathcal L_{total} = \mathcal L_{dis} + \mathcal L_{train} + \mathcal L_{align} + \mathcal L_{task} \tag{28}$$
 #
+# FEMF in one picture (per modality $m$; the docstring of `mser_lib/models/femf.py` has every step):
+#
+# ```text
+#  x_m ─P_m─► h_m ─┬─E^s─► shared x_m^s ──────────────────────────────┐ L_dis: shared alike across m,
+#                  └─E^u_m► private x_m^u ─DFT─► low, high             │ private ⟂ shared, both rebuild x_m
+#                                  │                                   │
+#          stage 1: one expert per (m, band), trained alone (L_train)  │
+#          stage 2: experts frozen; every band through all experts     │
+#                   of its band, soft router ─► R_m = a·low + (1-a)·high
+#                                  │                                   │
+#     R_t, R_a, R_v ─two-step cross-modal attention (T layers)─► heads y_t, y_a, y_v, y_joint
+#                                  └─ softmax fusion weights (eq. 22) ─► ŷ     shared head ─► L_align
+# ```
+#
 # **Atsuko** (paper 001) on EMOE's backbone (per-modality temporal convolution, shared 1x1
 # convolution, per-modality Transformer encoders): the Spectral-Band Network splits each modality
 # into $K$ graph bands (eq. 1) and re-weights them per sample (eq. 2); a router on the unit
@@ -106,6 +120,16 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # (Atsuko's equation numbers; our copy of the paper lost the formulas themselves, so these are
 # written from its prose, as `mser_lib/models/atsuko.py` documents.)
 #
+# Atsuko in one picture (the docstring of `mser_lib/models/atsuko.py` has the shapes):
+#
+# ```text
+#  x_m ─temporal conv, shared 1x1 conv─► X_m ─SBN: K graph bands Z_m,b, band router w^b─► X~_m = K·Σ_b w^b Z_m,b
+#  X~_m ─transformer encoder_m─► h_m ─┬─ unimodal head m ─► y_m
+#                                     └─ modality router on the hypersphere ─► w (3 weights)
+#  f = Σ_m w_m h_m ─residual MLP, head─► ŷ
+#  MCM: bimodal branches without m ─► Δ_m = loss(without m) − loss(all) ─► q = softmax(Δ/τ_c) ─► L_comp = KL(q‖w)
+# ```
+#
 # **EMOE** is Atsuko with the SBN and the MCM switched off (its router then follows EMOE's own
 # target, [docs/emoe.md](../docs/emoe.md)): the first row of Atsuko's ablation (Table 4).
 #
@@ -115,7 +139,8 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # %%
 from IPython.display import Markdown, display
 
-from mser_lib.experiments import find_record, get_dataset, model_seeds, resolve_run, run_grid
+from mser_lib.executors import run_grid
+from mser_lib.experiments import find_record, get_dataset, model_seeds, resolve_run
 from mser_lib.models import model_names
 from mser_lib.pipeline import main_grid
 from mser_lib.report import analysis, figures, paper_rows
@@ -235,7 +260,7 @@ if t1:
     from mser_lib.report import ablation_figures as af
 
     fig = af.forest(t1_tests, "Each paper's method minus its Table 1 rows (mean, seed CI, bootstrap CI)")
-    ctx.save_figure(fig, "claims_table1_forest")
+    ctx.save_figure(fig, "claims_table1_forest", nv.forest_caption(t1_tests, f"Table 1 claims on {ds.info.name}"))
     t1_claims = ab.adjust_claims(pd.DataFrame(t1)).set_index("claim")
     ctx.save_table(t1_claims, "claims_table1", caption=f"Each paper's Table 1 as claims on {ds.info.name} ({ctx.profile})")
     display(Markdown(inline_table(ab.resolved_first(t1_claims), ab.BRIEF_CLAIM_COLUMNS,
@@ -264,6 +289,10 @@ if protocol_recs:
                    caption=f"The same runs under three selection protocols ({ds.info.name}, {ctx.profile}; test "
                            "split; accuracies and F1 in %; mean ± std over seeds except the optimistic rows)")
     display(Markdown(inline_table(sel_table, full=f"{ctx.rel(ctx.tables)}/selection_protocols.md")))
+    moved = nv.protocol_summary(sel_table)        # how far each protocol moves the models, in their seed spreads
+    display(Markdown(nv.what_we_see(moved + [
+        "The tables of this project use the clean protocol; a number selected the leaky or the optimistic way is not "
+        "comparable with it, and the moves above are what such a protocol adds on these runs."], ds.info)))
 else:
     print(f"The runs on {ds.info.name} select on the validation split; the three-protocol table is built for "
           "runs with cross-fitted selection (mosi-bclstm).")
@@ -298,7 +327,7 @@ order = list(dict.fromkeys(long["row"]))
 cols = {"mosi": ["mae", "corr", "acc2_non0", "acc7"], "sims": ["mae", "corr", "acc2", "acc5"]}.get(
     ds.info.metric_family, ["acc", "f1_macro"])
 fig = figures.seed_points(long, cols, order)
-ctx.save_figure(fig, "test_metrics_per_seed")
+ctx.save_figure(fig, "test_metrics_per_seed", nv.points_caption(long, f"Test metrics per run on {ds.info.name}"))
 import pandas as pd
 
 costs = pd.DataFrame([{"row": paper_rows.row_label(r), "seed": r["seed"], "parameters": r["n_params"],
@@ -319,7 +348,9 @@ sel_metric = records[0]["select_metric"]
 hist = hist[hist["series"].isin(["train_total", f"valid_{sel_metric}"])]
 fig = figures.learning_curves(hist.rename(columns={"row": "model"}), hue="model", col="series", sharey=False,
                               title="Training objective and validation metric per epoch (mean ± sd over seeds)")
-ctx.save_figure(fig, "learning_curves")
+ctx.save_figure(fig, "learning_curves", f"The final stage of {hist['row'].nunique()} rows on {ds.info.name}: the "
+                "training objective (auxiliary terms included, so scales differ between models) and the validation "
+                f"{nv.metric_name(sel_metric)} each epoch; line = mean over seeds, band = ± 1 sd.")
 
 # %% [markdown]
 # ## What the trained models do
@@ -359,7 +390,8 @@ if panels:
     for ax, (title, mat) in zip(np.atleast_1d(axes), panels):
         figures.weights_heatmap(mat, title, ax=ax)
     fig.tight_layout()
-    ctx.save_figure(fig, "routing_weights")
+    ctx.save_figure(fig, "routing_weights", f"Mean routing weights of the first seed's models on the {ds.info.name} "
+                    "test split (rows and columns as titled; 0 white, 1 dark).")
     for title, mat in panels:
         assert np.allclose(mat.sum(axis=1), 1.0, atol=1e-4), title      # softmax weights
 else:
@@ -435,9 +467,10 @@ print(ctx.written_summary())
 #
 # **Exercises**
 #
-# 1. Rerun with more seeds (`seeds = [0, 1, 2, 3, 4]` in the parameters cell): which "by more than the
-#    seed spread" verdicts change?
+# 1. Rerun with more seeds (`seeds = list(range(8))` in the parameters cell; on the built-in data the
+#    Table 1 baselines keep their first seed, `n_seeds` in `mser_lib/configs/quick.yaml`): which "by more
+#    than the seed spread" sentences change, and does any Table 1 claim resolve?
 # 2. In the router cell, divide by `tau = 1.0` instead of the model's temperature (and drop the check):
 #    how much flatter are the weights? Atsuko uses EMOE's τ = 0.1.
-# 3. Rerun with `dataset = "mosi-bclstm"` (and its `data_dir`): does the ordering of the models, and the
-#    gap to the text-only baseline, survive on real features?
+# 3. Run this notebook on the other dataset (`dataset = "synthetic"`, or `"mosi-bclstm"` with its
+#    `data_dir`): does the ordering of the models, and the gap to the text-only baseline, survive?

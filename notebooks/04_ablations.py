@@ -118,9 +118,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mser_lib import grids
-from mser_lib.experiments import get_dataset, run_grid
+from mser_lib.executors import run_grid
+from mser_lib.experiments import get_dataset
 from mser_lib.report import ablation_figures as af
 from mser_lib.report import ablations as ab
+from mser_lib.report import narrative as nv
 from mser_lib.report import stats
 from mser_lib.report.tables import inline_table
 
@@ -182,7 +184,8 @@ display(Markdown(inline_table(ab.beside_reported(table, ["MAE", "Corr", "Acc-2 (
 # %%
 fig = af.variant_points(frames["components"], ["mae", "corr", "acc2_non0"], order, reference="FEMF (full)",
                         title="FEMF ablation: each seed (dots), mean (bar), full model (dashed)")
-ctx.save_figure(fig, "femf_ablation_components")
+ctx.save_figure(fig, "femf_ablation_components",
+                nv.points_caption(frames["components"], f"FEMF ablation on {ds.info.name}", row_col="label"))
 
 # %% [markdown]
 # Each variant against the full model, $A$ = full, $B$ = variant: for MAE a negative $A-B$ means the
@@ -197,7 +200,8 @@ ctx.show_table(comp_table.set_index(["A", "B", "metric"]), "femf_ablation_compon
                caption="FEMF ablation: full model minus variant, paired over seeds and bootstrapped over test samples",
                columns=ab.BRIEF_TEST_COLUMNS)
 fig = af.forest(comp_tests, "FEMF ablation: full model minus each variant (mean, seed CI, bootstrap CI)")
-ctx.save_figure(fig, "femf_ablation_components_forest")
+ctx.save_figure(fig, "femf_ablation_components_forest",
+                nv.forest_caption(comp_tests, f"FEMF ablation on {ds.info.name}, full model minus variant"))
 
 
 # %% [markdown]
@@ -289,7 +293,8 @@ display(Markdown(inline_table(ab.beside_reported(mtable, ["MAE", "Corr", "Acc-2 
                                                   "MAE"), full=f"{ctx.rel(ctx.tables)}/femf_ablation_modalities.md")))
 fig = af.variant_points(frames["modalities"], ["mae", "corr", "acc2_non0"], morder, reference="T+A+V",
                         title="FEMF on modality subsets: each seed (dots), mean (bar), T+A+V (dashed)")
-ctx.save_figure(fig, "femf_ablation_modalities")
+ctx.save_figure(fig, "femf_ablation_modalities",
+                nv.points_caption(frames["modalities"], f"FEMF on modality subsets, {ds.info.name}", row_col="label"))
 mod_tests = [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T+A+V", label,
                                "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in morder if label != "T+A+V"]
 mod_tests += [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T", label,
@@ -342,7 +347,8 @@ display(Markdown(inline_table(ab.beside_reported(atable, ["Acc-7", "Acc-2 (neg/p
                               full=f"{ctx.rel(ctx.tables)}/atsuko_ablation_table4.md")))
 fig = af.variant_points(frames["atsuko"], ["acc7", "acc2_non0", "mae"], aorder, reference="SBN + MCM (Atsuko)",
                         title="Atsuko SBN x MCM: each seed (dots), mean (bar), Atsuko (dashed)")
-ctx.save_figure(fig, "atsuko_ablation_table4")
+ctx.save_figure(fig, "atsuko_ablation_table4",
+                nv.points_caption(frames["atsuko"], f"Atsuko's SBN x MCM on {ds.info.name}", row_col="label"))
 pairs = [("SBN", "-, -", "acc2_non0"), ("MCM", "-, -", "mae"), ("MCM", "SBN", "mae"),
          ("SBN + MCM (Atsuko)", "SBN", "mae"), ("SBN + MCM (Atsuko)", "MCM", "mae"),
          ("SBN + MCM (Atsuko)", "-, -", "acc7")]
@@ -468,9 +474,11 @@ print(ctx.written_summary())
 #
 # **Exercises**
 #
-# 1. Rerun with more seeds (`seeds = [0, 1, 2, 3, 4]` in the parameters cell; ablations use
-#    `grids.ablation_seeds` of them): how many claims move from "not enough seeds" or "no" to "yes"?
+# 1. Rerun with `profile = "claims"` (every ablation at each of 5 seeds on the full schedule, where
+#    `quick` trains them at its first seed, `grids.ablation_seeds`; many times quick's training): how many
+#    claims move from "not enough seeds" or "no" to "yes"?
 # 2. Rerun with `profile = "smoke"`: which variants does the smoke grid keep, and what does the claims
 #    sentence say with so few runs?
-# 3. Rerun with `dataset = "mosi-bclstm"` (and its `data_dir`): does removing a modality from FEMF still
-#    cost what it costs on the built-in data, where audio and vision carry a planted share of the label?
+# 3. Run this notebook on the other dataset (`dataset = "synthetic"`, or `"mosi-bclstm"` with its
+#    `data_dir`): does removing a modality from FEMF cost the same on real features as on the built-in
+#    data, where audio and vision carry a planted share of the label?

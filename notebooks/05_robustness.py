@@ -93,10 +93,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mser_lib import grids
-from mser_lib.experiments import get_dataset, run_grid
+from mser_lib.executors import run_grid
+from mser_lib.experiments import get_dataset
 from mser_lib.models import model_names
 from mser_lib.report import ablation_figures as af
 from mser_lib.report import ablations as ab
+from mser_lib.report import narrative as nv
 from mser_lib.report import stats
 from mser_lib.report.tables import inline_table
 
@@ -133,7 +135,10 @@ ctx.show_table(rtable, "robustness_missing", caption=f"Test metrics vs missing r
                                                      f"mean ± std over seeds {ctx.seeds})")
 fig = af.missing_curves(curves, ("f1_non0", "corr"),
                         title=f"Robustness to missing modalities ({ds.info.name}; mean ± 1 sd over seeds)")
-ctx.save_figure(fig, "robustness_missing")
+ctx.save_figure(fig, "robustness_missing",
+                f"Test F1 (neg/pos) and Corr of {curves['label'].nunique()} models on {ds.info.name} with each modality "
+                f"dropped at the rate on the x axis (trained on complete data); line = mean over each model's seeds "
+                f"({nv.seed_counts(curves.groupby('label')['seed'].nunique())}), band = ± 1 sd.")
 
 # %%
 labels = sorted(curves["label"].unique())
@@ -150,7 +155,8 @@ ctx.show_table(deg_table, "robustness_degradation", caption="Degradation from ra
                                                            "(positive: A degrades slower)")
 fig = af.forest(deg, "Degradation from 0 to 40% missing: B's drop minus A's (positive: A degrades slower)",
                 difference="drop of B − drop of A")
-ctx.save_figure(fig, "robustness_degradation_forest")
+ctx.save_figure(fig, "robustness_degradation_forest",
+                nv.forest_caption(deg, f"Degradation from 0 to 40% missing on {ds.info.name}, B's drop minus A's"))
 
 
 # %% [markdown]
@@ -228,10 +234,14 @@ sweep_default = {**grids.sweep_defaults("femf", ctx.profile, ds.info),
 for metric in ("mae", "corr"):
     fig = af.sensitivity(sens["femf"], femf_params, metric, sweep_default,
                          title=f"FEMF sensitivity ({ds.info.name}): one parameter at a time")
-    ctx.save_figure(fig, f"femf_sensitivity_{metric}")
+    ctx.save_figure(fig, f"femf_sensitivity_{metric}", f"FEMF's test {nv.metric_name(metric)} on {ds.info.name} "
+                    "as one parameter moves from its default (marked), the others fixed; "
+                    f"{nv.seed_counts(sens['femf'].groupby('label')['seed'].nunique())} per point.")
 fig = af.sensitivity(sens["atsuko"], ats_params, "acc7", sweep_default,
                      title=f"Atsuko sensitivity ({ds.info.name}): Acc-7, one parameter at a time")
-ctx.save_figure(fig, "atsuko_sensitivity_acc7")
+ctx.save_figure(fig, "atsuko_sensitivity_acc7", f"Atsuko's test Acc-7 on {ds.info.name} as one parameter moves "
+                "from its default (marked), the others fixed; "
+                f"{nv.seed_counts(sens['atsuko'].groupby('label')['seed'].nunique())} per point.")
 scols = ["mae", "corr", "acc2_non0", "acc7"]
 stable = pd.concat({"FEMF": ab.summary_table(sens["femf"], scols), "Atsuko": ab.summary_table(sens["atsuko"], scols)},
                    names=["model", "variant"])
@@ -273,7 +283,8 @@ otable = ab.summary_table(sens["orders"], scols, olabels)
 ctx.show_table(otable, "femf_interaction_order", caption=f"FEMF interaction orders ({ds.info.name}, {ctx.profile})")
 fig = af.variant_points(sens["orders"], ["mae", "corr", "acc2_non0"], olabels, reference=olabels[0],
                         title="FEMF interaction order: each seed (dots), mean (bar), paper's order (dashed)")
-ctx.save_figure(fig, "femf_interaction_order")
+ctx.save_figure(fig, "femf_interaction_order",
+                nv.points_caption(sens["orders"], f"FEMF interaction orders on {ds.info.name}", row_col="label"))
 
 # %% [markdown]
 # ## Claims
@@ -357,5 +368,6 @@ print(ctx.written_summary())
 #
 # 1. In the "What we see" cell of section 1, replace `top = max(...)` by `top = 0.2`: is the model that
 #    degrades faster at 40% missing also the faster one at 20%?
-# 2. In the same cell, change `for m in ("f1_non0",)` to `("corr",)`: do F1 and Corr tell the same story?
-# 3. Rerun with more seeds (`seeds` in the parameters cell): which sensitivity claims become resolved?
+# 2. In the same cell, replace `"f1_non0"` by `"corr"`: do F1 and Corr tell the same story?
+# 3. Rerun with `profile = "claims"` (the sweeps at each of 5 seeds, where `quick` trains them at its first
+#    seed, `grids.sweep_seeds`): which sensitivity claims become resolved?

@@ -81,7 +81,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mser_lib import grids
-from mser_lib.experiments import get_dataset, run_grid
+from mser_lib.executors import run_grid
+from mser_lib.experiments import get_dataset
 from mser_lib.report import ablation_figures as af
 from mser_lib.report import ablations as ab
 from mser_lib.report.tables import inline_table, to_markdown
@@ -118,7 +119,9 @@ batch, index, label = ab.strongest_positive(ds)
 if nets.get("femf") is not None:
     maps = ab.femf_attention(nets["femf"], batch, index)
     fig = af.attention_maps(maps, f"FEMF expert attention, test sample with label {label:+.2f} ({ds.info.name})")
-    ctx.save_figure(fig, "femf_fig7_attention")
+    ctx.save_figure(fig, "femf_fig7_attention", f"FEMF's last expert layer, seed {ctx.seeds[0]}, test sample {index} "
+                    f"({ds.info.name}, label {label:+.2f}): attention of each query (row) over the keys (columns) in the "
+                    "low and the high band of each modality; darker = more weight.")
 
 # %% [markdown]
 # ### What we see (computed, `mser_lib.report.narrative`)
@@ -135,7 +138,9 @@ from mser_lib.report import narrative as nv
 if nets.get("femf") is not None:
     locality = nv.locality_table(maps, width_frac=0.1)
     display(Markdown(to_markdown(locality.set_index(["modality", "band"]).round(3))))
-    display(Markdown(nv.what_we_see(nv.attention_sentences(locality, as_uniform=1.5, sharper=1.25), ds.info)))
+    display(Markdown(nv.what_we_see(nv.attention_sentences(
+        locality, as_uniform=1.5, sharper=1.25, source=f"the maps of one test sample (seed {ctx.seeds[0]}'s model)"),
+        ds.info)))
 
 
 # %% [markdown]
@@ -191,7 +196,9 @@ for _, label_ in grids.ATSUKO_ROWS:
         panels[label_] = got
 if panels:
     fig = af.tsne_panels(panels, f"Atsuko fused features, t-SNE ({ds.info.name}, test split)", seed=0)
-    ctx.save_figure(fig, "atsuko_fig4_tsne")
+    ctx.save_figure(fig, "atsuko_fig4_tsne", f"t-SNE of the fused features of {len(panels)} rows of Atsuko's Table 4, "
+                    f"seed {ctx.seeds[0]}, {ds.info.name} test split, coloured by the label; t-SNE keeps neighbours, not "
+                    "distances: the ridge R² below measures separability.")
     sep = pd.DataFrame([{"setting": k, "ridge R² (5-fold)": float(np.mean(cross_val_score(
         RidgeCV(alphas=np.logspace(-2, 3, 6)), x, y, cv=5, scoring="r2")))} for k, (x, y) in panels.items()])
     display(Markdown(to_markdown(sep.set_index("setting").round(3))))
@@ -215,7 +222,8 @@ for name in ("SBN + MCM (Atsuko)", "SBN"):
         weights[name], labels10 = ab.sample_diagnostic(net, ds, "modality_weights", n=10, seed=0)
 if weights:
     fig = af.modality_weight_bars(weights, labels10, f"Atsuko modality weights of 10 test samples ({ds.info.name})")
-    ctx.save_figure(fig, "atsuko_fig5_modality_weights")
+    ctx.save_figure(fig, "atsuko_fig5_modality_weights", f"The modality weights of the same 10 {ds.info.name} test "
+                    f"samples in {len(weights)} rows of Atsuko's Table 4 (seed {ctx.seeds[0]}); each bar sums to 1.")
     mean_w = pd.DataFrame({k: v.mean(0) for k, v in weights.items()}, index=["text", "audio", "vision"]).T
     mean_w = mean_w.astype(float).round(3)
     display(Markdown(to_markdown(mean_w)))
@@ -279,7 +287,9 @@ if nets.get("atsuko") is not None:
     view = nets["atsuko"].spectral_view(batch)
     fig = af.band_view(view, index, channel=0, title=f"Atsuko spectral bands, test sample with label {label:+.2f}",
                        nonempty=nets["atsuko"].config.band_rule == "nonempty")
-    ctx.save_figure(fig, "atsuko_fig6_bands")
+    ctx.save_figure(fig, "atsuko_fig6_bands", f"Atsuko (seed {ctx.seeds[0]}), test sample {index}: per modality the "
+                    "graph-Fourier spectrum coloured by band, the band components of channel 0, and the band weights "
+                    "beside the uniform 1/B.")
     bw = pd.DataFrame({m: view[m]["band_weights"][index].numpy() for m in ("text", "audio", "vision")},
                       index=[f"band {b + 1}" for b in range(view["text"]["band_weights"].shape[1])]).T
     bw = bw.astype(float).round(3)
@@ -333,24 +343,27 @@ if nets.get("atsuko") is not None:
 # modalities dropped at each rate as in notebook 05. A dropped modality's weight is masked to 0 for that
 # sample and the softmax renormalises over what remains, so each sample's weights still sum to 1: the
 # mean weights cannot all fall together. Weight moves from dropped modalities to the ones left, and for
-# FEMF also to the joint head, which is never masked. A router that ignored the drops would keep each
-# modality's mean weight where it is at rate 0 (Atsuko's three are near 1/3, by symmetry of the drops).
+# FEMF also to the joint head, which is never masked. The dotted lines are what masking alone gives: the
+# complete-data weights renormalised over what is present, averaged over the drop patterns
+# (`af.masking_alone`). A router that notices nothing but the mask follows them; the gap between a solid
+# and its dotted line is what the router re-weights on top.
 
 # %%
 see = []
-for name, key, names in (("atsuko", "modality_weights", ["text", "audio", "vision"]),
-                         ("femf", "fusion_weights", ["text", "audio", "vision", "joint"])):
+for name, key, names, fixed in (("atsuko", "modality_weights", ["text", "audio", "vision"], ()),
+                                ("femf", "fusion_weights", ["text", "audio", "vision", "joint"], (3,))):
     if nets.get(name) is None:
         continue
     dw = ab.diagnostics_under_missing(main[name], ds, ctx.results_dir, grids.MISSING_RATES, [key])
     if dw.empty:
         continue
-    fig = af.weight_lines(dw, names, f"{name}: mean {key.replace('_', ' ')} vs missing rate")
-    ctx.save_figure(fig, f"{name}_weights_vs_missing")
+    fig = af.weight_lines(dw, names, f"{name}: mean {key.replace('_', ' ')} vs missing rate", never_masked=fixed)
+    ctx.save_figure(fig, f"{name}_weights_vs_missing", f"{nv.name_of(name)}'s mean weights on the {ds.info.name} test split (seed "
+                    f"{ctx.seeds[0]}) as modalities are dropped; solid = measured, dotted = masking alone.")
     tbl = dw.pivot(index="rate", columns="index", values="value").rename(columns=dict(enumerate(names)))
     tbl = tbl.astype(float).round(3)
     ctx.show_table(tbl, f"{name}_weights_vs_missing", caption=f"{name} {key} vs missing rate ({ds.info.name})")
-    see.append(nv.missing_weights_sentence(tbl, {"atsuko": "Atsuko", "femf": "FEMF"}[name]))
+    see.append(nv.missing_weights_sentence(tbl, {"atsuko": "Atsuko", "femf": "FEMF"}[name], never_masked=fixed))
 if see:
     display(Markdown(nv.what_we_see(see, ds.info)))
 
@@ -367,7 +380,8 @@ energy = pd.concat([ab.band_energy_frame(nets[m], ds, m) for m in ("femf", "atsu
 if not energy.empty:
     for m, sub in energy.groupby("model"):
         fig = af.band_energy_bars(sub, f"{m}: share of energy per band ({ds.info.name}, test split)")
-        ctx.save_figure(fig, f"{m}_band_energy")
+        ctx.save_figure(fig, f"{m}_band_energy", f"Share of each modality's energy in each of {nv.name_of(m)}'s bands, mean over "
+                        f"the {ds.info.name} test split (seed {ctx.seeds[0]}'s model; energy is not evidence).")
     etable = energy.pivot_table(index=["model", "modality"], columns="band", values="share").round(3).astype(object).fillna("")
     ctx.show_table(etable, "band_energy", caption=f"Share of energy per band and modality ({ds.info.name})")
     display(Markdown(nv.what_we_see([nv.energy_sentence(energy)], ds.info)))
@@ -405,7 +419,7 @@ if parts:
 see = nv.synthesis_sentences(all_claims) if parts else ["No claims table on this dataset yet (notebooks 04-05)."]
 protocols = ctx.tables / "selection_protocols.csv"
 if protocols.exists():
-    see += nv.protocol_sentences(pd.read_csv(protocols, dtype=str, keep_default_na=False))
+    see += nv.protocol_summary(pd.read_csv(protocols, dtype=str, keep_default_na=False))
 display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %%

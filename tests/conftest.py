@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,7 +6,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))   # tests/helpers.py
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# one thread per pytest-xdist worker (make test runs one worker per core), else at most two
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture

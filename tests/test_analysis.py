@@ -184,6 +184,12 @@ def test_masking_alone_is_the_expected_renormalised_weight_under_independent_dro
     kept = np.where(present, w, 0.0)
     mc = (kept / kept.sum(1, keepdims=True)).mean(0)
     assert masking_alone(w, 0.3) == pytest.approx(mc, abs=3e-3)
+    # FEMF's joint head (index 3) is never masked: the drops are over the three modalities only
+    w4 = np.array([0.3, 0.2, 0.1, 0.4])
+    kept4 = np.concatenate([np.where(present, w4[:3], 0.0), np.full((len(present), 1), w4[3])], 1)
+    mc4 = (kept4 / kept4.sum(1, keepdims=True)).mean(0)
+    assert masking_alone(w4, 0.3, never_masked=(3,)) == pytest.approx(mc4, abs=3e-3)
+    assert masking_alone(w4, 0.3, never_masked=(3,))[3] > masking_alone(w4, 0.3)[3]
 
 
 def test_learned_nothing_runs_stay_out_of_the_per_seed_frame_as_out_of_the_tables():

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mser_lib.experiments import STATUS_NAME, _status_line, config_hash, resolve_run, run_dir
+from mser_lib.executors import _status_line
+from mser_lib.experiments import STATUS_NAME, config_hash, resolve_run, run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,7 @@ def test_the_line_names_the_runs_training_not_the_one_queued_beside_them(tmp_pat
     """A pool of 2 workers reports 3 calls as running (one waits in its call queue): the line must name the
     2 that write status files, whatever order the pending set gives (a queued LMF showed as 'starting' for
     minutes while the TFN of that worker trained)."""
-    from mser_lib.experiments import _shown_runs
+    from mser_lib.executors import _shown_runs
 
     jobs = [{"model": m, "seed": s, "profile": "smoke", "dataset": "synthetic", "results_dir": str(tmp_path)}
             for m, s in (("tfn", 0), ("tfn", 2), ("lmf", 3))]
@@ -61,7 +62,8 @@ def test_a_finished_run_leaves_no_status_file(tmp_path):
 def test_the_estimate_counts_no_time_for_runs_that_will_not_train(tmp_path):
     """A reproduce lists every run its notebooks need, most of them already finished: those cost nothing in the
     estimate (it said 'about 90 min left' for 10 runs of a few minutes among 117 finished ones)."""
-    from mser_lib.experiments import expected_cost, run_one
+    from mser_lib.executors import expected_cost
+    from mser_lib.experiments import run_one
 
     job = {"model": "baseline", "seed": 0, "profile": "smoke", "dataset": "synthetic", "results_dir": str(tmp_path),
            "train": {"epochs": 1}}

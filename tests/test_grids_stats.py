@@ -381,7 +381,7 @@ def test_predictions_from_checkpoint_reproduce_the_record(tmp_path):
 
 
 def test_run_grid_trains_a_shared_run_once(monkeypatch):
-    from mser_lib import experiments
+    from mser_lib import executors
 
     calls = []
 
@@ -389,13 +389,13 @@ def test_run_grid_trains_a_shared_run_once(monkeypatch):
         calls.append(kw)
         return {"model": kw["model"], "seed": kw["seed"], "n": len(calls)}
 
-    monkeypatch.setattr(experiments, "run_one", fake)
+    monkeypatch.setattr(executors, "run_one", fake)
     specs = [{"model": "femf", "seed": 0, "tag": "full"}, {"model": "femf", "seed": 1},
              {"model": "femf", "seed": 0, "tag": "T+A+V"}]
-    out = experiments.run_grid(specs, results_dir="unused", progress=False, dataset="synthetic")
+    out = executors.run_grid(specs, results_dir="unused", progress=False, dataset="synthetic")
     assert len(calls) == 2 and [r["seed"] for r in out] == [0, 1, 0] and out[0] is out[2]
     with pytest.raises(ValueError):
-        experiments.run_grid(specs, executor="threads")
+        executors.run_grid(specs, executor="threads")
 
 
 def test_ablation_figures_draw_from_tables(tmp_path):

@@ -26,7 +26,7 @@ import pytest
 import torch
 from test_loaders import make_mmsa, write_pickle
 
-from mser_lib import cli, experiments
+from mser_lib import cli, executors, experiments
 from mser_lib.data.mmsa import load_mmsa
 from mser_lib.data.validate import AllZeroModalityWarning, DataFormatError
 from mser_lib.train import io
@@ -83,7 +83,7 @@ def test_a_damaged_record_json_stops_the_grid_before_any_training(tmp_path, monk
     monkeypatch.setattr(experiments, "fit_model", no_training)
     for force in (False, True):
         with pytest.raises(DataFormatError) as err:
-            experiments.run_grid([{"model": "baseline", "seed": 0}], results_dir=tmp_path, dataset="synthetic",
+            executors.run_grid([{"model": "baseline", "seed": 0}], results_dir=tmp_path, dataset="synthetic",
                                  profile="smoke", progress=False, force=force)
         _one_line(err.value, str(other), "expected a run's record", "not JSON")
 

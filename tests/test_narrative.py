@@ -234,11 +234,11 @@ def test_attention_locality_uniform_and_diagonal():
     t = nv.locality_table(maps)
     assert set(t["width"]) == {1} and t["ratio"].iloc[0] == pytest.approx(1.0)
     s = nv.attention_sentences(t)
-    assert s[0].startswith("1 of 4 maps put at least 1.5x") and "audio high" in s[0]
+    assert s[0].startswith("In these maps, 1 of 4 maps put at least 1.5x") and "audio high" in s[0]
     assert "only for audio" in s[1]
-    s = nv.attention_sentences(nv.locality_table({k: uni for k in maps}))
-    assert s[0].startswith("FEMF's expert attention is about as local as uniform attention: in all 4 maps")
-    assert s[1].startswith("This contradicts FEMF's reading of its Fig. 7")
+    s = nv.attention_sentences(nv.locality_table({k: uni for k in maps}), source="one sample of seed 0's model")
+    assert s[0].startswith("In one sample of seed 0's model, FEMF's expert attention is about as local as uniform")
+    assert s[1].startswith("No modality's high-band map") and "contradict" not in s[1]
 
 
 def test_band_weights_sentence():
@@ -268,12 +268,23 @@ def test_mcm_weight_sentence():
     assert "MCM hardly moves it (+0.010" in nv.mcm_weight_sentence(without + [0.01, 0, -0.01], without)
 
 
-def test_missing_weights_sentence():
-    t = pd.DataFrame({"text": [0.40, 0.38], "audio": [0.30, 0.31], "joint": [0.30, 0.45]}, index=[0.0, 0.4])
-    s = nv.missing_weights_sentence(t, "FEMF")
-    assert s.startswith("FEMF's mean weights from 0% to 40% missing: text 0.400 -> 0.380, audio 0.300 -> 0.310")
-    assert s.endswith("by more than 0.05: joint gains 0.150.")
-    assert nv.missing_weights_sentence(t.assign(joint=[0.3, 0.31]), "FEMF").endswith("; none moves by more than 0.05.")
+def test_missing_weights_sentence_measures_the_moves_against_masking_alone():
+    """Weights that only follow the mask (the joint head never masked) re-weight nothing; a joint head 0.1 above
+    what masking gives is named, with its size."""
+    from mser_lib.report.ablation_figures import masking_alone
+
+    w0 = np.array([0.40, 0.30, 0.30])
+    masked = masking_alone(w0, 0.4, never_masked=(2,))
+    t = pd.DataFrame([w0, masked], columns=["text", "audio", "joint"], index=[0.0, 0.4])
+    s = nv.missing_weights_sentence(t, "FEMF", never_masked=(2,))
+    assert s.startswith("FEMF's mean weights from 0% to 40% missing: text 0.400 -> ")
+    assert f"joint 0.300 -> {masked[2]:.3f} (masking alone: {masked[2]:.3f})" in s and "the mask's, not" in s
+    moved = t.copy()
+    moved.loc[0.4] = masked + np.array([-0.05, -0.05, 0.10])
+    assert nv.missing_weights_sentence(moved, "FEMF", never_masked=(2,)).endswith(
+        "beyond masking alone, by more than 0.05: joint gains 0.100.")
+    # read as if the joint head were masked, the same weights look re-weighted
+    assert "the mask's, not" not in nv.missing_weights_sentence(t, "FEMF")
 
 
 def test_energy_sentence():
@@ -361,4 +372,18 @@ def test_synthesis_names_resolved_claims_per_group_and_protocol_shifts_in_seed_s
     ])
     (p,) = protocol_sentences(prot)
     assert "leaky validation +1.0 points (+0.5 seed sd)" in p
-    assert "the best test epoch of the best seed +4.0 points (+2.0 seed sd)" in p
+    assert "the best test epoch of the best seed +4.0 points (+2.0 seed sd)" in p and p.startswith("FEMF: ")
+    two = pd.concat([prot, prot.assign(model="emoe", **{"Acc-2 (neg/non-neg)": ["76.0 ± 1.0", "73.0 ± 1.0", "77.0"]})])
+    leaky, best = nv.protocol_summary(two)
+    assert leaky == ("Leaky validation moves the 2 models' Acc-2 (neg/non-neg) by -3.0 to +0.5 seed sd of the clean "
+                     "protocol (median -1.2): 0 up and 1 down by more than one seed sd.")
+    assert best.startswith("The best test epoch of the best seed moves the 2 models'") and "1 up and 0 down" in best
+
+
+def test_figure_captions_count_what_is_drawn():
+    res = [{"seeds": [0, 1, 2], "boot_excludes": True}, {"seeds": [0], "boot_excludes": False}]
+    s = nv.forest_caption(res, "Table 1 claims")
+    assert s.startswith("Table 1 claims: 2 paired comparisons (1-3 seeds each)") and "1 of 2 thin bars exclude 0" in s
+    f = pd.DataFrame({"row": ["a", "a", "a", "b"], "seed": [0, 1, 2, 0]})
+    assert nv.points_caption(f, "Runs").startswith("Runs: 2 rows, 1-3 seeds each;")
+    assert nv.seed_counts([1, 1]) == "1 seed" and nv.seed_counts([3]) == "3 seeds"

@@ -424,6 +424,20 @@ def test_strip_plots_do_not_depend_on_the_global_random_state(tmp_path):
     assert np.random.get_state()[1][0] == np.random.RandomState(2).get_state()[1][0]   # global state untouched
 
 
+def test_per_seed_figure_names_its_axes_in_words_and_draws_accuracy_in_percent():
+    import matplotlib.pyplot as plt
+
+    from mser_lib.report import figures
+
+    long = pd.DataFrame({"row": ["a", "a"], "seed": [0, 1], "metric": ["acc2_non0", "mae"], "value": [0.81, 0.9]})
+    fig = figures.seed_points(long, ["acc2_non0", "mae"], ["a"])
+    acc, mae = fig.axes
+    assert acc.get_title() == "Acc-2 (neg/pos)" and acc.get_xlabel().startswith("Acc-2 (neg/pos) (%)")
+    assert "higher is better" in acc.get_xlabel() and "lower is better" in mae.get_xlabel()
+    assert acc.patches[0].get_width() == pytest.approx(81.0)         # the bar is the mean in percent
+    plt.close(fig)
+
+
 def test_readme_claims_block_counts_verdicts_and_compares_with_quick(tmp_path):
     """A ``claims`` profile shows its verdict counts and resolved claims instead of a main table, and
     says how many of its runs equal a quick run with the same settings."""

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from mser_lib import experiments, pipeline
-from mser_lib.experiments import local_record, run_grid, runs_path, same_results
+from mser_lib.executors import run_grid
+from mser_lib.experiments import local_record, runs_path, same_results
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = {"dataset": "synthetic", "profile": "smoke", "progress": False}
@@ -113,7 +114,7 @@ def test_ray_grid_equals_inline_and_is_cached(tmp_path, monkeypatch):
 def test_a_task_record_under_another_hash_is_refused():
     """A worker that resolved another config (another mser revision or other data on its node) is an error,
     never a record under a hash the driver's cache cannot find."""
-    from mser_lib.experiments import check_task_record
+    from mser_lib.executors import check_task_record
 
     rec = {"config_hash": "0123456789abcdef", "model": "baseline"}
     assert check_task_record(rec, "0123456789abcdef") is rec

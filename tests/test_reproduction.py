@@ -14,7 +14,8 @@ import torch
 
 from mser_lib import experiments, grids, pipeline, reproduction, runs
 from mser_lib.checks import ConfigError
-from mser_lib.experiments import get_dataset, run_grid
+from mser_lib.executors import run_grid
+from mser_lib.experiments import get_dataset
 from mser_lib.report import ablations as ab
 
 COMMON = {"dataset": "synthetic", "profile": "smoke", "progress": False}

@@ -65,17 +65,22 @@ def task_loss(prediction: torch.Tensor, batch: Batch, task: str, kind: str = "l1
 
 
 def task_and_aux_losses(output: ModelOutput, batch: Batch, task: str, kind: str = "l1",
-                        with_task: bool = True) -> tuple[torch.Tensor, dict]:
-    """The default loss: :func:`task_loss` of the prediction (unless ``with_task`` is false) plus the sum of
-    ``output.aux_losses``; returns ``(total, parts)`` with the detached terms (``task`` first). The trainer uses it
-    for a model without its own ``loss``; a model that pins the task loss's kind calls it from its ``loss``."""
-    total, parts = 0.0, {}
+                        with_task: bool = True, task_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """The default loss: ``task_weight`` times :func:`task_loss` of the prediction (unless ``with_task`` is
+    false) plus the sum of ``output.aux_losses``; returns ``(total, parts)`` with the detached terms (``task``
+    first, unweighted). The trainer uses it for a model without its own ``loss``; a model that pins the task
+    loss's kind or weight calls it from its ``loss``. With no term at all the total is a zero that keeps the
+    prediction's graph."""
+    total, parts = None, {}
     if with_task:
-        total = task_loss(output.prediction, batch, task, kind)
-        parts["task"] = total.detach()
+        task_value = task_loss(output.prediction, batch, task, kind)
+        parts["task"] = task_value.detach()
+        total = task_value if task_weight == 1.0 else task_weight * task_value
     for name, value in output.aux_losses.items():
-        total = total + value
+        total = value if total is None else total + value
         parts[name] = value.detach()
+    if total is None:
+        total = output.prediction.sum() * 0.0
     return total, parts
 
 

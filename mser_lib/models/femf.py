@@ -81,7 +81,7 @@ from .. import checks
 from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo
 from ..data.validate import feature_statistics
 from ..spectral.dft import dft_split, reference_cutoff_split
-from .base import Dropout, ModelOutput, dropout, masked_avg, task_loss
+from .base import Dropout, ModelOutput, dropout, masked_avg, task_and_aux_losses
 from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout
 from .registry import ModelSpec, Param, register
 
@@ -821,18 +821,8 @@ class FEMF(nn.Module):
 
         Returns ``(total, parts)`` with ``parts`` the detached weighted terms (``task`` unweighted).
         """
-        parts = {}
-        total = None
-        if self.stage != "experts":
-            task = task_loss(output.prediction, batch, self.info.task, kind=self.config.task_loss_kind)
-            parts["task"] = task.detach()
-            total = self.config.w_task * task
-        for k, v in output.aux_losses.items():
-            total = v if total is None else total + v
-            parts[k] = v.detach()
-        if total is None:
-            total = output.prediction.sum() * 0.0
-        return total, parts
+        return task_and_aux_losses(output, batch, self.info.task, self.config.task_loss_kind,
+                                   with_task=self.stage != "experts", task_weight=self.config.w_task)
 
 
 # --------------------------------------------------------------------------------------------

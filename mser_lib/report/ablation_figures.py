@@ -108,25 +108,28 @@ def sensitivity(frame: pd.DataFrame, params: Sequence[str], metric: str, default
     return fig
 
 
-def weight_lines(df: pd.DataFrame, names: Sequence[str], title: str, ylabel: str = "mean weight"):
+def weight_lines(df: pd.DataFrame, names: Sequence[str], title: str, ylabel: str = "mean weight",
+                 never_masked: Sequence[int] = ()):
     """Router / modality weights (``diagnostics_under_missing`` frame) against the missing rate, each beside
-    (dotted, same colour) what masking alone gives it (:func:`masking_alone`). A router that only drops the
-    absent modalities follows the dotted lines; the gap is what it re-weights on top."""
+    (dotted, same colour) what masking alone gives it (:func:`masking_alone`; ``never_masked``: the entries no
+    drop removes, FEMF's joint head). A router that only drops the absent modalities follows the dotted lines;
+    the gap is what it re-weights on top."""
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
     base = np.array([float(df[(df["index"] == i) & (df["rate"] == df["rate"].min())]["value"].mean())
                      for i in range(len(names))])
     rates = np.sort(df["rate"].unique())
-    masked = np.array([masking_alone(base, r) for r in rates])
+    masked = np.array([masking_alone(base, r, never_masked) for r in rates])
     for i, n in enumerate(names):
         sub = df[df["index"] == i]
         color = MODALITY_COLORS.get(n, sns.color_palette("colorblind")[i % 10])
         ax.plot(sub["rate"], sub["value"], marker="o", label=n, color=color)
         ax.plot(rates, masked[:, i], ls=":", color=color)
     ax.plot([], [], ls=":", color="0.4", label="masking alone")
-    ax.set_xlabel("missing rate (test time)")
+    ax.set_xlabel("missing rate at test time (% of modality entries dropped)")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))     # off the lines
     fig.tight_layout()
     return fig
 
@@ -170,24 +173,30 @@ def modality_weight_bars(weights: dict[str, np.ndarray], labels: np.ndarray, tit
     return fig
 
 
-def masking_alone(weights: np.ndarray, rate: float) -> np.ndarray:
+def masking_alone(weights: np.ndarray, rate: float, never_masked: Sequence[int] = ()) -> np.ndarray:
     """The expected weights of a router that keeps its complete-data ``weights`` (M,) and only drops the absent
     modalities, renormalising over those present, when each modality is missing independently with
     probability ``rate`` and a sample left with none keeps one at random (:class:`mser_lib.data.missing.
-    MissingModality`): the sum over presence patterns ``S`` of ``P(S) w_i / sum_{j in S} w_j``."""
+    MissingModality`): the sum over presence patterns ``S`` of ``P(S) w_i / sum_{j in S} w_j``. The entries
+    ``never_masked`` (FEMF's joint head, eq. 22) are in every pattern; the drops are over the others."""
     import itertools
 
     w = np.asarray(weights, dtype=float)
-    m = len(w)
-    out = np.zeros(m)
+    fixed = np.zeros(len(w), dtype=bool)
+    fixed[list(never_masked)] = True
+    mods = np.flatnonzero(~fixed)
+    m = len(mods)
+    out = np.zeros(len(w))
     for keep in itertools.product((False, True), repeat=m):
-        k = np.array(keep)
+        k = np.array(keep, dtype=bool)
         if not k.any():
             continue
         p = rate ** (m - k.sum()) * (1 - rate) ** k.sum() + (rate ** m / m if k.sum() == 1 else 0.0)
-        total = w[k].sum()
+        present = fixed.copy()
+        present[mods[k]] = True
+        total = w[present].sum()
         if total > 0:
-            out[k] += p * w[k] / total
+            out[present] += p * w[present] / total
     return out
 
 

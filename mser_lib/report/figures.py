@@ -398,11 +398,16 @@ def seed_points(long: pd.DataFrame, metrics: Sequence[str], order: Sequence[str]
                              squeeze=False, sharey=True)
     for ax, metric in zip(axes[0], metrics):
         d = long[long["metric"] == metric]
+        percent = metric not in ("mae", "corr", "loss")          # accuracies and F1 in %, as the tables print them
+        if percent:
+            d = d.assign(value=d["value"].astype(float) * 100.0)
         sns.barplot(data=d, y="row", x="value", order=order, errorbar=None, color="0.85", ax=ax)
         stripplot(data=d, y="row", x="value", order=order, hue="row", hue_order=order, palette="deep",
                   legend=False, size=5, ax=ax)
-        ax.set_title(metric)
-        ax.set_xlabel("")
+        name = METRIC_NAMES.get(metric, metric)
+        better = "lower is better" if metric in ("mae", "loss") else "higher is better"
+        ax.set_title(name)
+        ax.set_xlabel(f"{name}{' (%)' if percent else ''}, test split; {better}")
         ax.set_ylabel("")
     fig.suptitle(title, y=1.02)
     fig.tight_layout()

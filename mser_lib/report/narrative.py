@@ -372,25 +372,58 @@ def synthesis_sentences(claims: pd.DataFrame) -> list[str]:
     return out
 
 
-def protocol_sentences(protocols: pd.DataFrame, metric: str = "Acc-2 (neg/non-neg)") -> list[str]:
-    """How far the leaky and the test-selected protocols move each model's ``metric`` from the clean
-    (cross-fitted) one, in units of the clean protocol's seed standard deviation (``selection_protocols``)."""
+PROTOCOL_NAMES = (("leaky", "leaky validation"), ("optimistic", "the best test epoch of the best seed"))
+
+
+def _protocol_shifts(protocols: pd.DataFrame, metric: str) -> list[dict]:
+    """Per model and protocol: how far the protocol moves ``metric`` from the clean one (points, and seed sds of
+    the clean protocol; ``sd`` 0 leaves the latter NaN)."""
     frame = protocols.reset_index() if "model" not in protocols.columns else protocols
     out = []
     for model, sub in frame.groupby("model", sort=False):
         rows = {str(p).split()[0].rstrip(":"): str(v) for p, v in zip(sub["protocol"], sub[metric]) if str(p)}
-        clean, leaky, best = rows.get("clean"), rows.get("leaky"), rows.get("optimistic")
+        clean = rows.get("clean")
         if clean is None or "±" not in clean:
             continue
         mean, sd = (float(x) for x in clean.split("±"))
-        parts = []
-        for name, val in (("leaky validation", leaky), ("the best test epoch of the best seed", best)):
+        for key, name in PROTOCOL_NAMES:
+            val = rows.get(key)
             if val and val.strip():
-                v = float(val.split("±")[0])
-                parts.append(f"{name} {v - mean:+.1f} points ({(v - mean) / sd:+.1f} seed sd)" if sd > 0 else
-                             f"{name} {v - mean:+.1f} points")
-        if parts:
-            out.append(f"{model}: against its clean {metric} of {clean}, " + ", ".join(parts) + ".")
+                d = float(val.split("±")[0]) - mean
+                out.append({"model": model, "clean": clean, "protocol": name, "points": d,
+                            "sds": d / sd if sd > 0 else math.nan})
+    return out
+
+
+def protocol_sentences(protocols: pd.DataFrame, metric: str = "Acc-2 (neg/non-neg)") -> list[str]:
+    """How far the leaky and the test-selected protocols move each model's ``metric`` from the clean
+    (cross-fitted) one, in units of the clean protocol's seed standard deviation (``selection_protocols``)."""
+    by_model: dict[str, list[dict]] = {}
+    for r in _protocol_shifts(protocols, metric):
+        by_model.setdefault(r["model"], []).append(r)
+    out = []
+    for model, rs in by_model.items():
+        parts = [f"{r['protocol']} {r['points']:+.1f} points" + (f" ({r['sds']:+.1f} seed sd)" if r["sds"] == r["sds"]
+                                                                 else "") for r in rs]
+        out.append(f"{name_of(model)}: against its clean {metric} of {rs[0]['clean']}, " + ", ".join(parts) + ".")
+    return out
+
+
+def protocol_summary(protocols: pd.DataFrame, metric: str = "Acc-2 (neg/non-neg)") -> list[str]:
+    """One sentence per protocol over all models of the selection-protocol table: the range and median of its
+    move from the clean protocol in seed sds, and how many models it moves by more than one seed sd each way
+    (the per-model moves: :func:`protocol_sentences`)."""
+    shifts = _protocol_shifts(protocols, metric)
+    out = []
+    for _, name in PROTOCOL_NAMES:
+        rs = [r for r in shifts if r["protocol"] == name and r["sds"] == r["sds"]]
+        if not rs:
+            continue
+        v = np.array([r["sds"] for r in rs])
+        up, down = int((v > 1).sum()), int((v < -1).sum())
+        out.append(f"{_cap(name)} moves the {len(rs)} models' {metric} by {v.min():+.1f} to {v.max():+.1f} seed sd "
+                   f"of the clean protocol (median {np.median(v):+.1f}): {up} up and {down} down by more than one "
+                   "seed sd.")
     return out
 
 
@@ -624,23 +657,26 @@ def locality_table(maps: dict, width_frac: float = 0.1) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def attention_sentences(table: pd.DataFrame, as_uniform: float = 1.5, sharper: float = 1.25) -> list[str]:
+def attention_sentences(table: pd.DataFrame, as_uniform: float = 1.5, sharper: float = 1.25,
+                        source: str = "these maps") -> list[str]:
     """Is FEMF's expert attention local? A map is *about as local as uniform attention* when its
     near-diagonal mass is below ``as_uniform`` x the uniform reference; the high band is *more local*
-    than the low band when its ratio exceeds the low band's by the factor ``sharper``."""
+    than the low band when its ratio exceeds the low band's by the factor ``sharper``. ``source`` names what
+    the maps come from (e.g. "one test sample of seed 0's model"): a reading of it, not a test."""
     r = table["ratio"].astype(float)
     w = ", ".join(sorted({str(int(x)) for x in table["width"]}))
     near = table[r < as_uniform]
     lo_r, hi_r = float(r.min()), float(r.max())
     if len(near) == len(table):
-        s1 = (f"FEMF's expert attention is about as local as uniform attention: in all {len(table)} maps the mass "
-              f"within {w} step(s) of the diagonal is {lo_r:.2f}-{hi_r:.2f}x what uniform attention puts there "
-              f"(threshold {as_uniform}x).")
+        s1 = (f"In {source}, FEMF's expert attention is about as local as uniform attention: in all {len(table)} "
+              f"maps the mass within {w} step(s) of the diagonal is {lo_r:.2f}-{hi_r:.2f}x what uniform attention "
+              f"puts there (threshold {as_uniform}x).")
     else:
         loc = ", ".join(f"{m} {b} ({x:.2f}x)" for m, b, x in zip(table["modality"], table["band"], r)
                         if x >= as_uniform)
-        s1 = (f"{len(table) - len(near)} of {len(table)} maps put at least {as_uniform}x the uniform-attention mass "
-              f"within {w} step(s) of the diagonal: {loc}; the others are about as local as uniform attention.")
+        s1 = (f"In {source}, {len(table) - len(near)} of {len(table)} maps put at least {as_uniform}x the "
+              f"uniform-attention mass within {w} step(s) of the diagonal: {loc}; the others are about as local as "
+              "uniform attention.")
     piv = table.pivot(index="modality", columns="band", values="ratio")
     mods = [m for m in piv.index if {"low", "high"} <= set(piv.columns)]
     yes = [m for m in mods if piv.loc[m, "high"] > sharper * piv.loc[m, "low"]]
@@ -651,9 +687,9 @@ def attention_sentences(table: pd.DataFrame, as_uniform: float = 1.5, sharper: f
         s2 = (f"FEMF reads its Fig. 7 as high-frequency experts attending to local cues and low-frequency ones to "
               f"global context; here the high-band map is more local (by {sharper}x) only for {', '.join(yes)}.")
     else:
-        s2 = ("This contradicts FEMF's reading of its Fig. 7 (high-frequency experts attend to local cues, "
-              f"low-frequency ones to global context): no modality's high-band map is {sharper}x more local "
-              "than its low-band map here.")
+        s2 = (f"No modality's high-band map is {sharper}x more local than its low-band map here, so {source} do "
+              "not show FEMF's reading of its Fig. 7 (high-frequency experts attend to local cues, low-frequency "
+              "ones to global context).")
     return [s1, s2]
 
 
@@ -709,19 +745,55 @@ def mcm_weight_sentence(with_mcm: pd.Series, without: pd.Series, tol: float = 0.
                 f"from {what}.")
 
 
-def missing_weights_sentence(table: pd.DataFrame, model: str, tol: float = 0.05) -> str:
+def missing_weights_sentence(table: pd.DataFrame, model: str, tol: float = 0.05,
+                             never_masked: tuple[int, ...] = ()) -> str:
     """How a router's mean weights move from no missing data to the largest missing rate (``table``:
-    rows are rates, columns the weights' names, e.g. ``text``, ``audio``, ``vision``, ``joint``)."""
+    rows are rates, columns the weights' names, e.g. ``text``, ``audio``, ``vision``, ``joint``), measured
+    against what masking alone would give (:func:`mser_lib.report.ablation_figures.masking_alone`: the
+    complete-data weights renormalised over what is present; ``never_masked``: columns no drop removes)."""
+    from .ablation_figures import masking_alone
+
     t = table.astype(float).sort_index()
     r0, r1 = t.index[0], t.index[-1]
-    moves = t.loc[r1] - t.loc[r0]
-    listed = ", ".join(f"{c} {t.loc[r0, c]:.3f} -> {t.loc[r1, c]:.3f}" for c in t.columns)
-    big = moves[moves.abs() > tol]
+    masked = pd.Series(masking_alone(t.loc[r0].to_numpy(), float(r1), never_masked), index=t.columns)
+    beyond = t.loc[r1] - masked
+    listed = ", ".join(f"{c} {t.loc[r0, c]:.3f} -> {t.loc[r1, c]:.3f} (masking alone: {masked[c]:.3f})"
+                       for c in t.columns)
+    big = beyond[beyond.abs() > tol]
     s = f"{model}'s mean weights from {float(r0):.0%} to {float(r1):.0%} missing: {listed}"
     if big.empty:
-        return s + f"; none moves by more than {tol}."
+        return s + (f"; none is more than {tol} (the tolerance) from what masking alone gives: within it, the moves "
+                    "are the mask's, not the router's.")
     parts = ", ".join(f"{c} {'gains' if v > 0 else 'loses'} {abs(v):.3f}" for c, v in big.items())
-    return s + f"; by more than {tol}: {parts}."
+    return s + f"; beyond masking alone, by more than {tol}: {parts}."
+
+
+def seed_counts(counts) -> str:
+    """``3 seeds`` / ``1-3 seeds`` from per-row seed counts."""
+    ns = sorted({int(n) for n in counts})
+    if not ns:
+        return "no seeds"
+    text = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    return f"{text} seed{'' if ns == [1] else 's'}"
+
+
+def forest_caption(results, what: str) -> str:
+    """One line under a forest plot (:func:`mser_lib.report.ablation_figures.forest`): how many paired
+    comparisons, on how many seeds, how the bars read, and how many bootstrap intervals exclude 0 (before Holm:
+    the verdicts are the tables')."""
+    results = list(results)
+    clear = sum(bool(r.get("boot_excludes")) for r in results)
+    return (f"{what}: {len(results)} paired comparisons ({seed_counts(len(r.get('seeds') or []) for r in results)} "
+            "each); dot = mean over seeds, thick bar = seed 95% interval, thin bar = bootstrap 95% interval over "
+            f"test samples. {clear} of {len(results)} thin bars exclude 0, before Holm; the tests table holds the "
+            "verdicts.")
+
+
+def points_caption(frame: pd.DataFrame, what: str, row_col: str = "row") -> str:
+    """One line under a per-seed figure: how many rows, on how many seeds each, and how to read it."""
+    per_row = frame.groupby(row_col)["seed"].nunique()
+    return (f"{what}: {len(per_row)} rows, {seed_counts(per_row)} each; each dot is one seed's test value, the bar "
+            "their mean.")
 
 
 def energy_sentence(energy: pd.DataFrame) -> str:
@@ -737,7 +809,8 @@ def energy_sentence(energy: pd.DataFrame) -> str:
 
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
-           "beats_all_sentence", "degradation_sentence", "claim_counts", "claims_sentence", "what_we_see",
+           "beats_all_sentence", "degradation_sentence", "forest_caption", "points_caption", "seed_counts",
+           "claim_counts", "claims_sentence", "protocol_summary", "what_we_see",
            "cycles_to_nu",
            "probe_sentences", "leakage_sentence", "summary_sentence", "femf_cut_sentence", "high_share_sentence",
            "band_roles", "band_allocation_sentence", "dc_share_sentence", "expert_band_sentences",
