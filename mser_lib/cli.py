@@ -199,7 +199,7 @@ def cmd_ledger(a) -> int:
     from . import grids
     from .executors import run_grid
     from .experiments import get_dataset, profile_seeds
-    from .pipeline import grid_executor
+    from .notebook import grid_executor
     from .report.ablations import deviation_ledger, grid_frame
     from .report.tables import to_markdown, write_table
 

@@ -25,7 +25,7 @@ value for it (:func:`sweep_defaults`) is the full model's run; every other point
 parameter.
 
 The robustness study (FEMF Fig. 6) re-uses the main comparison of notebook 03
-(:func:`mser_lib.pipeline.main_grid`): its models are trained on complete data and evaluated with
+(:func:`main_grid`): its models are trained on complete data and evaluated with
 modalities dropped at test time, so it costs no training when notebook 03 has run.
 """
 
@@ -303,6 +303,24 @@ def deviations(profile: str, seeds: list[int], layout: str | None = None, datase
                 spec["train"] = {**spec.get("train", {}), **d.train}
             out.append(spec)
     return out
+
+
+def main_grid(profile: str, dataset: str, seeds: list[int]) -> list[dict]:
+    """The main comparison: every registered method (FEMF, Atsuko, EMOE), then every baseline with each of
+    its ``main_variants`` (the baseline on all three modalities and on each alone), for every seed (a model
+    whose profile section sets ``n_seeds``: its first ones, :func:`~mser_lib.experiments.model_seeds`). The
+    same models for every profile and dataset; seeds vary."""
+    from .experiments import model_seeds
+    from .models.registry import compared_models, model_spec
+
+    runs = []
+    for seed in seeds:
+        for name in compared_models():
+            if seed not in model_seeds(profile, dataset, name, seeds):
+                continue
+            for overrides in model_spec(name).main_variants:
+                runs.append({"model": name, "seed": seed, **({"overrides": dict(overrides)} if overrides else {})})
+    return runs
 
 
 def robustness(profile: str, seeds: list[int], dataset: str | DatasetInfo | None = None) -> list[dict]:

@@ -14,7 +14,7 @@ Three phases:
    reused (``reuse="local"``, see :mod:`mser_lib.experiments`): in a fresh clone everything is
    retrained, whatever the committed ``runs.jsonl`` holds. An interrupted reproduce continues where it
    stopped (finished runs are kept, an unfinished one resumes from its ``last.pt``). ``--executor``
-   overrides the choice of :func:`grid_executor`; ``--executor ray`` trains one Ray task per run, on a
+   overrides the choice of :func:`mser_lib.notebook.grid_executor`; ``--executor ray`` trains one Ray task per run, on a
    local Ray or on the cluster of ``--ray-address`` (default ``$RAY_ADDRESS``; see
    :func:`mser_lib.executors.run_grid` for what a cluster needs).
 2. **Notebooks.** papermill executes them; they find every run trained and only analyse.
@@ -30,9 +30,9 @@ Outputs go to ``results/<profile>/<dataset>/``: ``runs.jsonl`` (one record per r
 ``notebook_timings.json`` (wall time of each phase and notebook of the committed run; a run writes its own
 to ``checkpoints/notebook_timings.json``, and to the committed file only with ``--record-timings``).
 
-The notebooks start with :func:`notebook_setup`, which turns their papermill parameters into a
-:class:`NotebookContext` (resolved seeds, data folder, output folders, run arguments) and fixes the
-plotting style and the CPU thread count.
+The notebooks start with :func:`mser_lib.notebook.notebook_setup`, which turns their papermill parameters into a
+:class:`~mser_lib.notebook.NotebookContext` (resolved seeds, data folder, output folders, run arguments) and fixes
+the plotting style and the CPU thread count.
 """
 
 from __future__ import annotations
@@ -42,227 +42,20 @@ import contextlib
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import grids  # noqa: E402
-from .executors import EXECUTORS, run_grid  # noqa: E402
-from .experiments import REUSE_MODES, load_profile, model_seeds, profile_seeds  # noqa: E402
-from .models.registry import compared_models, model_spec  # noqa: E402
-from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table  # noqa: E402
-from .train.io import atomic_write_text  # noqa: E402
+from . import grids
+from .executors import EXECUTORS, run_grid
+from .experiments import REUSE_MODES
+from .notebook import ROOT, apply_threads, env_int, resolve_data_dir, resolve_seeds
+from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table
+from .train.io import atomic_write_text
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-
-
-def main_grid(profile: str, dataset: str, seeds: list[int]) -> list[dict]:
-    """The main comparison: every registered method (FEMF, Atsuko, EMOE), then every baseline with each of
-    its ``main_variants`` (the baseline on all three modalities and on each alone), for every seed (a model
-    whose profile section sets ``n_seeds``: its first ones, :func:`~mser_lib.experiments.model_seeds`). The
-    same models for every profile and dataset; seeds vary."""
-    runs = []
-    for seed in seeds:
-        for name in compared_models():
-            if seed not in model_seeds(profile, dataset, name, seeds):
-                continue
-            for overrides in model_spec(name).main_variants:
-                runs.append({"model": name, "seed": seed, **({"overrides": dict(overrides)} if overrides else {})})
-    return runs
-
-
-# ------------------------------------------------------------------------------------ notebooks
-@dataclass
-class NotebookContext:
-    """What a notebook needs after its parameters cell (see :func:`notebook_setup`)."""
-
-    profile: str
-    dataset: str
-    data_dir: str | None
-    device: str
-    seeds: list[int]
-    results_dir: Path
-    force: bool
-    out: Path
-    tables: Path
-    figures: Path
-    threads: int
-    executor: str = "inline"
-    workers: int = 1
-    reuse: str = "local"
-    written: list = field(default_factory=list)
-
-    @property
-    def run_kwargs(self) -> dict:
-        """Arguments shared by every run of the notebook (for ``run_one``/``run_grid``)."""
-        return {"dataset": self.dataset, "profile": self.profile, "data_dir": self.data_dir,
-                "device": None if self.device in ("", "auto", None) else self.device,
-                "results_dir": self.results_dir, "force": self.force, "reuse": self.reuse}
-
-    @property
-    def grid_kwargs(self) -> dict:
-        """``run_kwargs`` plus the executor: a pool of single-threaded workers on a multi-core CPU."""
-        return {**self.run_kwargs, "executor": self.executor, "workers": self.workers, "progress": False}
-
-    def rel(self, path) -> str:
-        """``path`` relative to the repository root when it is inside it (for printing)."""
-        p = Path(path).resolve()
-        try:
-            return p.relative_to(ROOT).as_posix()
-        except ValueError:
-            return p.as_posix()
-
-    def save_figure(self, fig, name: str, caption: str = "") -> None:
-        """Write ``figures/<name>.png`` and ``.pdf`` (atomically) and add them to ``written``, quietly:
-        :meth:`written_summary` reports every saved file in one line at the end. ``caption``: one computed
-        line shown with the figure (what is drawn, from how many runs and seeds)."""
-        from .report.figures import save_figure
-
-        self.written += save_figure(fig, self.figures, name)
-        if caption:
-            from IPython.display import Markdown, display
-
-            display(Markdown(f"*Figure `{name}`.* {caption}"))
-
-    def save_table(self, df, name: str, caption: str = "") -> None:
-        """Write ``tables/<name>.csv``, ``.md`` and ``.tex`` (atomically) and add them to ``written``,
-        quietly (see :meth:`written_summary`)."""
-        self.written += write_table(df, self.tables, name, caption=caption)
-
-    def show_table(self, df, name: str, caption: str = "", columns: list[str] | None = None,
-                   rows: int | None = None) -> None:
-        """:meth:`save_table` the whole of ``df``, then display its inline form
-        (:func:`mser_lib.report.tables.inline_table`: at most 8 columns and ``rows`` rows, the rest named)."""
-        from IPython.display import Markdown, display
-
-        from .report.tables import INLINE_ROWS, inline_table
-
-        self.save_table(df, name, caption=caption)
-        display(Markdown(inline_table(df, columns, rows or INLINE_ROWS, full=f"{self.rel(self.tables)}/{name}.md")))
-
-    def written_summary(self) -> str:
-        """One line for every file this notebook saved: how many, where, and the folders with the
-        names (without extensions) saved in each, e.g. ``"12 files written under results/quick/
-        synthetic: tables/ main_results, run_costs; figures/ curves"``."""
-        groups: dict = {}
-        for p in self.written:
-            p = Path(p)
-            groups.setdefault(p.parent.name, {})[p.stem] = None
-        parts = [f"{folder}/ {', '.join(stems)}" for folder, stems in groups.items()]
-        return f"{len(self.written)} files written under {self.rel(self.out)}: " + "; ".join(parts)
-
-
-def _resolve_seeds(seeds, profile: str, dataset: str | None = None) -> list[int]:
-    """The seeds to run: the profile's (for ``dataset``) when none are given; else integers in
-    ``[0, MAX_SEED]`` from a list or a space- or comma-separated string (ConfigError otherwise)."""
-    from .checks import MAX_SEED, ConfigError
-
-    if seeds is None or (isinstance(seeds, str) and not seeds.strip()):
-        return profile_seeds(profile, dataset)
-    items = seeds.replace(",", " ").split() if isinstance(seeds, str) else ([seeds] if isinstance(seeds, int)
-                                                                              else list(seeds))
-    out = []
-    for item in items:
-        text = str(item).strip()
-        if not re.fullmatch(r"\d+", text) or int(text) > MAX_SEED:
-            raise ConfigError("pipeline", "seeds", seeds, f"integers in [0, {MAX_SEED}], separated by spaces "
-                              f"(found {text!r})")
-        out.append(int(text))
-    return out
-
-
-def _env_int(name: str, low: int, default: int | None = None) -> int | None:
-    """An integer environment variable of at least ``low``; ``default`` when unset; ConfigError otherwise."""
-    from .checks import ConfigError
-
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    if not re.fullmatch(r"\s*\d+\s*", raw) or int(raw) < low:
-        raise ConfigError("environment", name, raw, f"an integer >= {low}")
-    return int(raw)
-
-
-def resolve_data_dir(dataset: str, data_dir) -> str | None:
-    """``data_dir`` as given; for ``mosi-bclstm`` without one, ``../shared/data/mosi-bclstm`` next to the
-    repository when it exists."""
-    if data_dir:
-        return os.path.abspath(Path(data_dir).expanduser())   # keeps symlinks (a linked ../shared)
-    if dataset == "mosi-bclstm":
-        from .data.bclstm import default_data_dir
-
-        d = default_data_dir()
-        return str(d) if d is not None else None
-    return None
-
-
-def grid_executor(threads: int | None, on_cpu: bool) -> tuple[str, int]:
-    """``(executor, workers)`` for the grids: with one thread per run on a CPU, a pool of
-    ``min(cores, 4)`` workers (``MSER_WORKERS`` overrides), else in-process."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = _env_int("MSER_WORKERS", 1, max(1, min(cores, 4)) if (on_cpu and threads == 1) else 1)
-    return ("process" if workers > 1 else "inline"), workers
-
-
-def apply_threads(profile: str, device: str | None, threads: int | None = None) -> tuple[str, int]:
-    """Set torch's intra-op threads for this process and choose the grid executor; returns
-    ``(executor, workers)`` (:func:`grid_executor`). Threads: ``MSER_THREADS`` if set, else ``threads``,
-    else (on a CPU) the profile's ``threads``, else torch's default."""
-    import torch
-
-    from .train import resolve_device
-
-    prof = load_profile(profile)  # fails early on an unknown profile
-    on_cpu = resolve_device(device or prof.get("device") or "auto").type == "cpu"
-    env_threads = _env_int("MSER_THREADS", 1)
-    if env_threads is not None:
-        threads = env_threads
-    elif threads is None and on_cpu:
-        threads = prof.get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
-    return grid_executor(threads, on_cpu)
-
-
-def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=None, device: str = "auto",
-                   seeds=None, results_dir="../results", force: bool = False,
-                   threads: int | None = None) -> NotebookContext:
-    """Turn a notebook's papermill parameters into a :class:`NotebookContext`.
-
-    * ``seeds``: ``None``/empty = the profile's seeds (or its dataset section's); a list, an int or ``"0 1 2"``.
-    * ``data_dir``: empty = none (for ``mosi-bclstm``: ``../shared/data/mosi-bclstm`` if present).
-    * Threads: ``MSER_THREADS`` if set, else ``threads``, else the profile's ``threads`` (1 for
-      ``smoke`` and ``quick``: their models are small and one thread per run is fastest), else torch's
-      default. With one thread per run on a CPU, grids run on a pool (:func:`grid_executor`).
-    * Reuse of recorded runs: ``MSER_REUSE`` (``local``, the default, or ``records``; see
-      :mod:`mser_lib.experiments`), which ``make tables`` sets.
-    * Applies the project's plotting style and creates ``tables/`` and ``figures/`` under
-      ``<results_dir>/<profile>/<dataset>/``.
-    """
-    import torch
-
-    from .report.figures import set_style
-
-    executor, workers = apply_threads(profile, device, threads)
-    reuse = os.environ.get("MSER_REUSE", "local")
-    if reuse not in REUSE_MODES:
-        raise ValueError(f"MSER_REUSE must be one of {REUSE_MODES}, got {reuse!r}")
-    results_dir = Path(results_dir).expanduser().resolve()
-    out = results_dir / profile / dataset
-    ctx = NotebookContext(
-        profile=profile, dataset=dataset, data_dir=resolve_data_dir(dataset, data_dir),
-        device=device or "auto", seeds=_resolve_seeds(seeds, profile, dataset), results_dir=results_dir,
-        force=bool(force), out=out, tables=out / "tables", figures=out / "figures",
-        threads=torch.get_num_threads(), executor=executor, workers=workers, reuse=reuse)
-    ctx.tables.mkdir(parents=True, exist_ok=True)
-    ctx.figures.mkdir(parents=True, exist_ok=True)
-    set_style()
-    return ctx
 
 
 def notebook_paths(only: list[str] | None = None) -> list[Path]:
@@ -283,7 +76,7 @@ def notebook_runs(only: list[str] | None, profile: str, dataset, seeds: list[int
         if key == "02":
             specs += [{"model": "femf", "seed": s} for s in seeds]
         elif key == "03":
-            specs += main_grid(profile, name, seeds)
+            specs += grids.main_grid(profile, name, seeds)
         elif key in grids.NOTEBOOK_GRIDS:
             specs += grids.notebook_grid(key, profile, seeds, dataset)
     return specs
@@ -468,7 +261,7 @@ def update_committed_notebook(executed: Path, target: Path) -> None:
 
 
 def run_direct(args, out: Path, seeds: list[int]) -> None:
-    runs = main_grid(args.profile, args.dataset, seeds)
+    runs = grids.main_grid(args.profile, args.dataset, seeds)
     executor = getattr(args, "executor", None) or "inline"
     run_grid(runs, results_dir=Path(args.results_dir).resolve(), dataset=args.dataset, profile=args.profile,
              data_dir=args.data_dir or None, device=args.device, force=bool(args.force), reuse=args.reuse,
@@ -523,8 +316,8 @@ def main(argv=None) -> int:
         raise ConfigError("pipeline", "dataset", args.dataset, f"one of {', '.join(dataset_names())}")
     if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise ConfigError("pipeline", "tolerance", args.tolerance, "a finite number >= 0")
-    _env_int("MSER_WORKERS", 1)           # refused here, before any work, when not a count
-    _env_int("MSER_THREADS", 1)
+    env_int("MSER_WORKERS", 1)           # refused here, before any work, when not a count
+    env_int("MSER_THREADS", 1)
     if (args.prune or args.update_notebooks) and args.seeds.strip():
         raise ConfigError("pipeline", "prune" if args.prune else "update-notebooks", f"with --seeds {args.seeds}",
                           "the profile's seeds (no --seeds): --prune would drop the other seeds' records, "
@@ -545,7 +338,7 @@ def main(argv=None) -> int:
         return write_readme_block(args.results_dir, ROOT / "README.md")
     from . import reproduction
 
-    seeds = _resolve_seeds(args.seeds, args.profile, args.dataset)
+    seeds = resolve_seeds(args.seeds, args.profile, args.dataset)
     out = Path(args.results_dir) / args.profile / args.dataset
     t0 = time.perf_counter()
     has_nb = bool(notebook_paths(args.only))

@@ -43,7 +43,7 @@ results_dir = os.environ.get("MSER_NB_RESULTS", "../results")
 force = False             # True: retrain runs that are already recorded
 
 # %%
-from mser_lib.pipeline import notebook_setup
+from mser_lib.notebook import notebook_setup
 
 ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
 print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx.threads} thread(s), "
@@ -220,7 +220,7 @@ display(Markdown(nv.what_we_see(see, "synthetic")))
 # and scored on its test utterances.
 
 # %%
-from mser_lib.pipeline import resolve_data_dir
+from mser_lib.notebook import resolve_data_dir
 
 bclstm_dir = resolve_data_dir("mosi-bclstm", ctx.data_dir if ctx.dataset == "mosi-bclstm" else "")
 if bclstm_dir is None:

@@ -73,7 +73,7 @@ force = False             # True: retrain runs that are already recorded
 
 # %%
 from mser_lib import runs
-from mser_lib.pipeline import notebook_setup
+from mser_lib.notebook import notebook_setup
 
 ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
 print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx.threads} thread(s), "
@@ -142,7 +142,7 @@ from IPython.display import Markdown, display
 from mser_lib.executors import run_grid
 from mser_lib.experiments import find_record, get_dataset, model_seeds, resolve_run
 from mser_lib.models import model_names
-from mser_lib.pipeline import main_grid
+from mser_lib.grids import main_grid
 from mser_lib.report import analysis, figures, paper_rows
 from mser_lib.report.tables import inline_table
 

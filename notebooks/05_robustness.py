@@ -62,7 +62,7 @@ results_dir = os.environ.get("MSER_NB_RESULTS", "../results")
 force = False             # True: retrain runs that are already recorded
 
 # %%
-from mser_lib.pipeline import notebook_setup
+from mser_lib.notebook import notebook_setup
 
 ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
 print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx.threads} thread(s), "

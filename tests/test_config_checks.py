@@ -241,8 +241,8 @@ def test_the_registry_is_the_one_list_of_models():
     from dataclasses import replace
 
     from mser_lib import grids, search
+    from mser_lib.grids import main_grid
     from mser_lib.models import registry
-    from mser_lib.pipeline import main_grid
 
     assert registry.model_names("method") == ["femf", "atsuko", "emoe"]
     assert registry.model_names("baseline") == ["baseline", "tfn", "lmf", "mult", "misa", "selfmm", "mmim",

@@ -331,7 +331,7 @@ def test_notebook_grids_share_runs_and_quick_stays_small():
 
 
 def test_shared_specs_have_the_same_config_hash_and_robustness_reuses_notebook_03():
-    from mser_lib.pipeline import main_grid
+    from mser_lib.grids import main_grid
 
     ds = get_dataset("synthetic", None, "smoke")
 
@@ -451,8 +451,8 @@ def test_table1_baselines_take_the_first_seed_on_the_built_in_data_only(monkeypa
     profile and every other model keep every seed; the robustness study follows the main grid."""
     from mser_lib import experiments
     from mser_lib.experiments import model_seeds
+    from mser_lib.grids import main_grid
     from mser_lib.models.registry import model_names
-    from mser_lib.pipeline import main_grid
 
     table1 = [m for m in model_names("baseline") if m != "baseline"]
     assert len(table1) == 8

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mser_lib import pipeline
+from mser_lib import grids, notebook, pipeline
 from mser_lib.report import paper_rows as pr
 from mser_lib.report import readme as rd
 from mser_lib.report.figures import save_figure
@@ -167,23 +167,23 @@ def test_strip_run_metadata_makes_reruns_byte_identical(tmp_path):
 def test_notebook_setup_resolves_parameters(tmp_path, monkeypatch):
     monkeypatch.delenv("MSER_THREADS", raising=False)
     monkeypatch.delenv("MSER_WORKERS", raising=False)
-    ctx = pipeline.notebook_setup("smoke", "synthetic", "", "cpu", None, tmp_path / "r", False)
+    ctx = notebook.notebook_setup("smoke", "synthetic", "", "cpu", None, tmp_path / "r", False)
     assert ctx.seeds == [0, 1]                                   # the smoke profile's
     assert ctx.tables == tmp_path / "r" / "smoke" / "synthetic" / "tables" and ctx.tables.is_dir()
     assert ctx.figures.is_dir() and ctx.data_dir is None and ctx.threads == 1
-    assert pipeline.notebook_setup("smoke", seeds="3 4", results_dir=tmp_path).seeds == [3, 4]
-    assert pipeline.notebook_setup("smoke", seeds=7, results_dir=tmp_path).seeds == [7]
-    assert pipeline.notebook_setup("smoke", seeds=[2, 1], results_dir=tmp_path).seeds == [2, 1]
+    assert notebook.notebook_setup("smoke", seeds="3 4", results_dir=tmp_path).seeds == [3, 4]
+    assert notebook.notebook_setup("smoke", seeds=7, results_dir=tmp_path).seeds == [7]
+    assert notebook.notebook_setup("smoke", seeds=[2, 1], results_dir=tmp_path).seeds == [2, 1]
     monkeypatch.setenv("MSER_WORKERS", "1")
-    assert pipeline.notebook_setup("smoke", results_dir=tmp_path).executor == "inline"
+    assert notebook.notebook_setup("smoke", results_dir=tmp_path).executor == "inline"
     with pytest.raises(KeyError):
-        pipeline.notebook_setup("no-such-profile", results_dir=tmp_path)
+        notebook.notebook_setup("no-such-profile", results_dir=tmp_path)
     ctx.save_table(pd.DataFrame({"a": [1]}), "t")
     assert {p.name for p in ctx.written} == {"t.csv", "t.md", "t.tex"}
 
 
 def test_data_dir_defaults_to_shared_mosi_bclstm_and_relative_paths():
-    d = pipeline.resolve_data_dir("mosi-bclstm", "")
+    d = notebook.resolve_data_dir("mosi-bclstm", "")
     if (SHARED / "data" / "mosi-bclstm").is_dir():
         assert Path(d).resolve() == (SHARED / "data" / "mosi-bclstm").resolve()
         rel = pipeline._data_dir_param(str(SHARED / "data" / "mosi-bclstm"))
@@ -192,7 +192,7 @@ def test_data_dir_defaults_to_shared_mosi_bclstm_and_relative_paths():
         assert pipeline._data_dir_param(str(SHARED / "data" / "mosi-bclstm"), "mosi-bclstm") == ""
     else:
         assert d is None
-    assert pipeline.resolve_data_dir("synthetic", "") is None
+    assert notebook.resolve_data_dir("synthetic", "") is None
     assert pipeline._data_dir_param("") == ""
     assert pipeline._data_dir_param("/elsewhere/mosi", "mosi-bclstm") == "/elsewhere/mosi"
 
@@ -216,7 +216,7 @@ def test_strip_run_metadata_joins_split_streams():
 
 
 def test_main_grid_has_every_model_and_the_unimodal_baselines():
-    grid = pipeline.main_grid("smoke", "synthetic", [0, 1])
+    grid = grids.main_grid("smoke", "synthetic", [0, 1])
     models = {(g["model"], (g.get("overrides") or {}).get("modalities")) for g in grid}
     assert {("femf", None), ("atsuko", None), ("emoe", None)} <= models
     assert {("baseline", m) for m in ("tav", "t", "a", "v")} <= models

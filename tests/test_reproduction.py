@@ -104,7 +104,7 @@ def test_pipeline_reports_and_strict_fails_on_a_difference(tmp_path, capsys, mon
     args = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--no-notebooks",
             "--results-dir", str(tmp_path), "--strict"]
     # no notebook: the main grid is trained directly
-    monkeypatch.setattr(pipeline, "main_grid",
+    monkeypatch.setattr(grids, "main_grid",
                         lambda *a, **k: [{"model": "baseline", "seed": 0, "overrides": {"modalities": "t"}}])
     assert pipeline.main(args) == 0
     out = capsys.readouterr().out
@@ -127,7 +127,7 @@ def test_report_and_prune_count_only_the_runs_this_reproduce_needed(tmp_path, ca
     base = ["--profile", "smoke", "--dataset", "synthetic", "--results-dir", str(tmp_path)]   # the profile's seeds
     t_only = {"model": "baseline", "seed": 0, "overrides": {"modalities": "t"}}
     a_only = {"model": "baseline", "seed": 0, "overrides": {"modalities": "a"}}
-    monkeypatch.setattr(pipeline, "main_grid", lambda *a, **k: [t_only, a_only])
+    monkeypatch.setattr(grids, "main_grid", lambda *a, **k: [t_only, a_only])
     assert pipeline.main(base + ["--no-notebooks"]) == 0                       # both committed
     capsys.readouterr()
     monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None: [Path("00_x.ipynb")])
@@ -182,7 +182,7 @@ def test_notebook_runs_cover_every_grid_the_notebooks_train():
     specs = pipeline.notebook_runs(None, "quick", "synthetic", [0, 1, 2])
     n = grids.unique_runs([{k: v for k, v in s.items() if v not in (None, {})} for s in specs])
     assert {"femf", "atsuko", "emoe", "baseline"} <= {s["model"] for s in specs}
-    assert n >= len(pipeline.main_grid("quick", "synthetic", [0, 1, 2]))
+    assert n >= len(grids.main_grid("quick", "synthetic", [0, 1, 2]))
 
 
 def test_reproduce_writes_its_times_beside_its_checkpoints_not_into_the_committed_file(tmp_path, monkeypatch):
