@@ -204,7 +204,8 @@ if panels:
     display(Markdown(to_markdown(sep.set_index("setting").round(3))))
     r2 = dict(zip(sep["setting"], sep["ridge R² (5-fold)"]))
     if {"-, -", "SBN + MCM (Atsuko)"} <= set(r2):
-        display(Markdown(nv.what_we_see([nv.separability_sentence(r2, "-, -", "SBN + MCM (Atsuko)")], ds.info)))
+        display(Markdown(nv.what_we_see([nv.separability_sentence(
+            r2, "-, -", "SBN + MCM (Atsuko)", source=f"seed {ctx.seeds[0]}'s models")], ds.info)))
 
 # %% [markdown]
 # ## Atsuko Fig. 5: modality weights with and without MCM
@@ -228,8 +229,9 @@ if weights:
     mean_w = mean_w.astype(float).round(3)
     display(Markdown(to_markdown(mean_w)))
     if len(weights) == 2:
-        display(Markdown(nv.what_we_see([nv.mcm_weight_sentence(mean_w.loc["SBN + MCM (Atsuko)"], mean_w.loc["SBN"])],
-                                        ds.info)))
+        display(Markdown(nv.what_we_see([nv.mcm_weight_sentence(
+            mean_w.loc["SBN + MCM (Atsuko)"], mean_w.loc["SBN"],
+            source=f"{len(labels10)} test samples, seed {ctx.seeds[0]}'s models")], ds.info)))
 
 
 # %% [markdown]

@@ -54,7 +54,8 @@ def check_layout_and_padding(model, ds) -> None:
     as within the batch."""
     batch = as_double(split_batch(ds))
     pred = model(batch).prediction
-    assert pred.shape == batch.labels.shape and torch.isfinite(pred).all()
+    assert pred.shape == batch.labels.shape
+    assert torch.isfinite(pred).all()
     if ds.info.layout == "position":
         assert torch.all(pred[~batch.label_mask] == 0)
     one = as_double(split_batch(ds, index=[1]))

@@ -55,10 +55,13 @@ def test_split_main_table_gives_narrow_measured_and_reported_views():
         "MAE": ["0.758", "0.6 ± 0.1", "0.7 ± 0.1"], "Acc-7": ["", "40 ± 1", "41 ± 1"],
         "Acc-2 (protocol not stated)": ["", "", ""]}).set_index(["source", "model"])
     measured, reported, features = split_main_table(table)
-    assert list(measured.index) == ["femf", "baseline"] and list(measured.columns) == ["seeds", "MAE", "Acc-7"]
+    assert list(measured.index) == ["femf", "baseline"]
+    assert list(measured.columns) == ["seeds", "MAE", "Acc-7"]
     assert features == "built-in"
     assert list(reported.index) == [("reported: FEMF Table 1", "FEMF")]
-    assert "Acc-7" not in reported.columns and "seeds" not in reported.columns and "features" in reported.columns
+    assert "Acc-7" not in reported.columns
+    assert "seeds" not in reported.columns
+    assert "features" in reported.columns
 
 
 def _claims_like(n_rows: int):
@@ -84,7 +87,8 @@ def test_inline_table_keeps_eight_columns_folds_constants_and_names_what_it_left
     assert len(rows) == 1 + 15                               # header and 15 rows
     assert rows[1].startswith("| claim 19 |")                # the resolved claim comes first
     assert "all rows: seeds 2, schedule 60 epochs" in md     # constant columns said once, not dropped
-    assert "15 of 20 rows" in md and "`tables/claims.md`" in md
+    assert "15 of 20 rows" in md
+    assert "`tables/claims.md`" in md
     assert "p (paired t)" in md.split("shown:")[1]           # what is not shown is named
     head = rows[0].split("|")[1:-1]
     assert [h.strip() for h in head] == ["claim", "paper says", "we measure", "bootstrap 95% CI", "resolved",
@@ -133,8 +137,10 @@ def test_beside_reported_puts_the_papers_value_next_to_ours():
     out = ab.beside_reported(table, ["MAE", "seeds"], "MAE")
     assert list(out.index) == ["full", "w/o X"]
     assert out.loc["full", "MAE"] == "0.750 ± 0.071"
-    assert out.loc["full", "paper MAE (CMU-MOSI)"] == "0.758" and out.loc["w/o X", "paper MAE (CMU-MOSI)"] == "0.772"
-    assert out.loc["full", "paper MAE (CMU-MOSEI)"] == "0.553" and out.loc["w/o X", "paper MAE (CMU-MOSEI)"] == ""
+    assert out.loc["full", "paper MAE (CMU-MOSI)"] == "0.758"
+    assert out.loc["w/o X", "paper MAE (CMU-MOSI)"] == "0.772"
+    assert out.loc["full", "paper MAE (CMU-MOSEI)"] == "0.553"
+    assert out.loc["w/o X", "paper MAE (CMU-MOSEI)"] == ""
 
 
 def test_table1_claims_pair_each_method_with_the_rows_of_its_own_table_that_mser_runs():
@@ -142,7 +148,9 @@ def test_table1_claims_pair_each_method_with_the_rows_of_its_own_table_that_mser
 
     claims = table1_claims(["atsuko", "tfn", "femf", "baseline"])
     assert [c["claim"] for c in claims] == ["Table 1: Atsuko beats TFN (MAE)", "Table 1: Atsuko beats TFN (Acc-7)"]
-    assert claims[0]["a"] == "atsuko" and claims[0]["b"] == "tfn" and claims[0]["metric"] == "mae"
+    assert claims[0]["a"] == "atsuko"
+    assert claims[0]["b"] == "tfn"
+    assert claims[0]["metric"] == "mae"
     assert "CMU-MOSI aligned 0.696 vs 0.953" in claims[0]["says"]        # Atsuko Table 1 as printed
     assert table1_claims(["tfn", "lmf", "emoe"]) == []                    # no method, no claim
     assert table1_claims(["femf", "tfn"]) == []                           # TFN is not a row of FEMF's Table 1
@@ -167,7 +175,8 @@ def test_forest_draws_one_row_per_comparison_in_one_panel_per_metric():
     assert len(fig.axes) == 2
     mae, acc = fig.axes
     assert [t.get_text() for t in mae.get_yticklabels()] == ["A − B", "A − C"]
-    assert "negative: A better" in mae.get_xlabel() and "(pp)" in acc.get_xlabel()
+    assert "negative: A better" in mae.get_xlabel()
+    assert "(pp)" in acc.get_xlabel()
     assert max(abs(x) for line in acc.lines for x in line.get_xdata()) == pytest.approx(4.0)   # points, not fractions
 
 
@@ -199,5 +208,6 @@ def test_learned_nothing_runs_stay_out_of_the_per_seed_frame_as_out_of_the_table
     good = {"model": "femf", "seed": 0, "overrides": {}, "test": {"mae": 0.5}}
     bad = {"model": "femf", "seed": 1, "overrides": {}, "test": {"mae": 1.4}, "degenerate": True}
     long = analysis.records_long([good, bad])
-    assert list(long["seed"]) == [0] and list(long["value"]) == [0.5]
+    assert list(long["seed"]) == [0]
+    assert list(long["value"]) == [0.5]
     assert sorted(analysis.records_long([good, bad], include_degenerate=True)["seed"]) == [0, 1]

@@ -83,8 +83,10 @@ def test_forward_shapes_and_diagnostics_sequence_regression():
     d = out.diagnostics
     assert d["modality_weights"].shape == (12, 3)
     assert torch.allclose(d["modality_weights"].sum(-1), torch.ones(12), atol=1e-5)
-    assert d["band_weights"].shape == (12, 3, 3) and d["band_energy"].shape == (12, 3, 3)
-    assert d["comp_target"].shape == (12, 3) and d["bimodal_pred"].shape == (12, 3)
+    assert d["band_weights"].shape == (12, 3, 3)
+    assert d["band_energy"].shape == (12, 3, 3)
+    assert d["comp_target"].shape == (12, 3)
+    assert d["bimodal_pred"].shape == (12, 3)
     L = max(b.text.shape[1], b.audio.shape[1], b.vision.shape[1])
     assert d["band_components"].shape == (12, 3, 3, L, 16)
     assert set(out.aux_losses) == {"unimodal", "bimodal", "routing", "entropy_modality", "entropy_band",
@@ -125,7 +127,8 @@ def test_routing_loss_stop_gradient_into_bimodal_branches():
     out.aux_losses["routing"].backward()
     for name, p in model.bi_heads.named_parameters():
         assert p.grad is None or float(p.grad.abs().max()) == 0.0, name
-    assert model.router.fc2.weight.grad is not None and float(model.router.fc2.weight.grad.abs().max()) > 0
+    assert model.router.fc2.weight.grad is not None
+    assert float(model.router.fc2.weight.grad.abs().max()) > 0
     # ... while the bimodal loss itself does train the branches and the shared encoders
     model.zero_grad(set_to_none=True)
     model(_batch(ds)).aux_losses["bimodal"].backward()
@@ -143,9 +146,12 @@ def test_table4_switches_change_exactly_their_parts():
     base = sets["neither"]
     sbn_only = set(sets["sbn"]) - set(base)
     mcm_only = set(sets["mcm"]) - set(base)
-    assert sbn_only and all(k.startswith("band_routers.") for k in sbn_only)
-    assert mcm_only and all(k.startswith("bi_heads.") for k in mcm_only)
-    assert set(base) <= set(sets["sbn"]) and set(base) <= set(sets["mcm"])
+    assert sbn_only
+    assert all(k.startswith("band_routers.") for k in sbn_only)
+    assert mcm_only
+    assert all(k.startswith("bi_heads.") for k in mcm_only)
+    assert set(base) <= set(sets["sbn"])
+    assert set(base) <= set(sets["mcm"])
     assert set(sets["both"]) == set(base) | sbn_only | mcm_only
     for row in TABLE4_ROWS:
         assert all(sets[row][k] == base[k] for k in base)
@@ -157,7 +163,8 @@ def test_table4_switches_change_exactly_their_parts():
     assert (cfg_e.use_sbn, cfg_e.use_mcm, cfg_a.use_sbn, cfg_a.use_mcm) == (False, False, True, True)
     assert (cfg_a.entropy_weight, cfg_a.route_weight, cfg_a.distill_weight) == (1.0, 0.1, 0.1)
     out = emoe(_batch(ds))
-    assert "emoe_target" in out.diagnostics and "bimodal" not in out.aux_losses
+    assert "emoe_target" in out.diagnostics
+    assert "bimodal" not in out.aux_losses
 
 
 def test_checkpoint_carries_band_boundaries():
@@ -166,10 +173,12 @@ def test_checkpoint_carries_band_boundaries():
     fitted = torch.tensor(model.prepare(ds)["band_cuts"], dtype=torch.float32)
     assert not torch.allclose(fitted, torch.tensor([[1 / 3, 2 / 3]] * 3))    # not the placeholder
     state = model.state_dict()
-    assert torch.equal(state["band_cuts"], fitted) and bool(state["band_fitted"])
+    assert torch.equal(state["band_cuts"], fitted)
+    assert bool(state["band_fitted"])
     fresh = _model(ds)
     fresh.load_state_dict(state)
-    assert torch.equal(fresh.band_cuts, fitted) and bool(fresh.band_fitted)
+    assert torch.equal(fresh.band_cuts, fitted)
+    assert bool(fresh.band_fitted)
     model.eval()
     fresh.eval()
     b = _batch(ds)
@@ -213,7 +222,8 @@ def test_missing_modality_rows_are_finite(layout):
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
         w = out.diagnostics["modality_weights"]
         if layout == "sequence":
-            assert float(w[0, 1:].max()) < 1e-6 and float(w[2, :2].max()) < 1e-6   # absent -> weight 0
+            assert float(w[0, 1:].max()) < 1e-6
+            assert float(w[2, :2].max()) < 1e-6
             assert float(out.diagnostics["comp_target"][1, 0]) < 1e-6
         else:
             assert w.shape == (12, b.text.shape[1], 3)
@@ -274,7 +284,9 @@ def test_profile_trainer_settings_resolve_for_atsuko_and_emoe():
                 paper["patience"], paper["plateau"], paper["select_metric"]) == (1e-4, 0.0, 16, 10, 10, True, "loss")
         # position layout: the dataset's batch of videos and no accumulation win over the model's
         bcl = resolve_run(model, "mosi-bclstm", profile="paper")["train"]
-        assert bcl["batch_size"] == 8 and bcl["grad_accum"] == 1 and bcl["lr"] == 1e-4
+        assert bcl["batch_size"] == 8
+        assert bcl["grad_accum"] == 1
+        assert bcl["lr"] == 1e-4
         for ds in ("mosi-utt", "mosei-utt"):
             assert resolve_run(model, ds, profile="paper")["train"]["grad_accum"] == 1
 
@@ -441,7 +453,9 @@ def test_boundaries_come_from_the_training_split():
     batches = list(iterate_batches(ds.train, "sequence", 16))
     assert torch.equal(model.fit_band_boundaries(iter(batches)), from_prepare)   # an iterator works too
     spectrum = model.band_spectrum.clone()
-    assert spectrum.shape == (3, 32) and bool((spectrum >= 0).all()) and float(spectrum.sum()) > 0
+    assert spectrum.shape == (3, 32)
+    assert bool((spectrum >= 0).all())
+    assert float(spectrum.sum()) > 0
     # the valid split (another draw) would give other spectra: prepare did not look at it
     model.fit_band_boundaries(ds.valid)
     assert not torch.allclose(model.band_spectrum, spectrum)

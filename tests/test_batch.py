@@ -12,16 +12,21 @@ from helpers import tiny_split
 def test_collate_trims_to_longest_real_length_and_keeps_masks():
     sp = tiny_split(lengths=[2, 5, 3, 1])
     b = collate(sp, np.array([0, 2, 3]), "sequence")
-    assert b.text.shape == (3, 3, 4) and b.audio.shape == (3, 3, 3) and b.vision.shape == (3, 3, 2)
+    assert b.text.shape == (3, 3, 4)
+    assert b.audio.shape == (3, 3, 3)
+    assert b.vision.shape == (3, 3, 2)
     assert b.text_mask.sum(1).tolist() == [2, 3, 1]
-    assert b.labels.shape == (3,) and b.label_mask.all()
-    assert b.present.all() and b.ids == ["s0", "s2", "s3"]
+    assert b.labels.shape == (3,)
+    assert b.label_mask.all()
+    assert b.present.all()
+    assert b.ids == ["s0", "s2", "s3"]
 
 
 def test_position_layout_trims_labels_too():
     sp = tiny_split(lengths=[2, 6, 3], layout="position")
     b = collate(sp, np.array([0, 2]), "position")
-    assert b.labels.shape == (2, 3) and b.label_mask.sum().item() == 5
+    assert b.labels.shape == (2, 3)
+    assert b.label_mask.sum().item() == 5
 
 
 @pytest.mark.parametrize("bucket", [True, False])
@@ -31,7 +36,8 @@ def test_iterate_covers_every_sample_once_and_is_deterministic(bucket):
     assert sorted(ids) == sorted(sp.ids.tolist())
     again = [i for b in iterate_batches(sp, "sequence", 5, shuffle=True, seed=1, bucket=bucket) for i in b.ids]
     other = [i for b in iterate_batches(sp, "sequence", 5, shuffle=True, seed=2, bucket=bucket) for i in b.ids]
-    assert ids == again and ids != other
+    assert ids == again
+    assert ids != other
 
 
 def test_missing_rate_is_deterministic_and_never_drops_everything():
@@ -51,8 +57,10 @@ def test_fixed_conditions(cond, expected):
 def test_missing_modality_is_zeroed_and_masked():
     sp = tiny_split(n=4, lengths=[3, 3, 2, 1])
     b = collate(sp, np.arange(4), "sequence", MissingModality(condition="ta").presence(4))
-    assert not b.vision.any() and not b.vision_mask.any()
-    assert b.text_mask.any() and b.present[:, 2].eq(False).all()
+    assert not b.vision.any()
+    assert not b.vision_mask.any()
+    assert b.text_mask.any()
+    assert b.present[:, 2].eq(False).all()
     pooled = masked_mean(b.vision, b.vision_mask)
     assert torch.equal(pooled, torch.zeros_like(pooled))   # no NaN on an all-False row
 

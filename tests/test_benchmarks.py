@@ -34,7 +34,8 @@ def test_profile_step_dry_run(tmp_path):
     assert profile_step.main(["--device", "cpu", "--tiny", "--steps", "1", "--top", "3",
                               "--only", "atsuko/synthetic-paper", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "profile_step_cpu.md").read_text()
-    assert "### atsuko synthetic-paper" in text and "aten operator calls per step" in text
+    assert "### atsuko synthetic-paper" in text
+    assert "aten operator calls per step" in text
 
 
 @pytest.mark.slow
@@ -42,7 +43,8 @@ def test_bf16_seeds_dry_run(tmp_path):
     assert bf16_seeds.main(["--device", "cpu", "--tiny", "--seeds", "2", "--workers", "2", "--models", "atsuko",
                             "--atsuko-epochs", "1", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "bf16_seeds_cpu.json").read_text())
-    assert len(res["runs"]) == 4 and not [r for r in res["runs"] if "error" in r]
+    assert len(res["runs"]) == 4
+    assert not [r for r in res["runs"] if "error" in r]
     # autocast is off on the CPU: both precisions train identically, so no difference is found
     assert {r["verdict"] for r in res["summary"]} == {"no difference detected"}
     assert bf16_seeds.main(["--summarise", str(tmp_path / "bf16_seeds_cpu.json")]) == 0
@@ -59,8 +61,10 @@ def _runs(diffs, metric="mae"):
 
 def test_bf16_verdict_is_a_paired_t_test():
     row = next(r for r in bf16_seeds.summarise(_runs([0.1, 0.2, 0.3])) if r["metric"] == "mae")
-    assert row["diff_mean"] == pytest.approx(0.2) and row["diff_se"] == pytest.approx(0.1 / 3 ** 0.5)
-    assert row["t"] == pytest.approx(2 * 3 ** 0.5) and row["p"] == pytest.approx(0.0742, abs=1e-3)
+    assert row["diff_mean"] == pytest.approx(0.2)
+    assert row["diff_se"] == pytest.approx(0.1 / 3 ** 0.5)
+    assert row["t"] == pytest.approx(2 * 3 ** 0.5)
+    assert row["p"] == pytest.approx(0.0742, abs=1e-3)
     assert row["verdict"] == "no difference detected"             # t = 3.46 < t(0.975, 2) = 4.30
     worse = next(r for r in bf16_seeds.summarise(_runs([1.0, 1.1, 0.9])) if r["metric"] == "mae")
     assert worse["verdict"] == "bf16 worse"                        # higher MAE is worse

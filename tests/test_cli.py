@@ -134,7 +134,8 @@ def test_cli_misuse_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path, mon
     rc, err = run_cli(argv, capsys)
     lines = err.strip().splitlines()
     assert rc == 2, err
-    assert len(lines) == 1 and lines[0].startswith("mser: error: "), err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mser: error: "), err
     assert fragment in lines[0], lines[0]
     assert "Traceback" not in err
 
@@ -144,7 +145,8 @@ def test_numbers_parse_as_numbers():
                    "i={experts: 2, full: 3}", "j=0.5"], "--train-set")
     assert got == {"lr": 1e-4, "a": 300.0, "b": 0.5, "c": 1000, "d": 64, "e": False, "f": None, "g": "nan",
                    "h": "t:av", "i": {"experts": 2, "full": 3}, "j": 0.5}
-    assert type(got["lr"]) is float and type(got["d"]) is int
+    assert type(got["lr"]) is float
+    assert type(got["d"]) is int
 
 
 def test_the_helps_own_example_trains(capsys, tmp_path):
@@ -166,10 +168,13 @@ def _module(argv, env=None):
 def test_python_m_mser_lib_prints_one_line_and_debug_shows_the_traceback():
     argv = ["train", "--model", "femf", "--profile", "smoke", "--set", "alpha=7"]
     out = _module(argv)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
     assert out.stderr.strip() == "mser: error: FEMFConfig.alpha=7: expected a number in [0, 1]"
     dbg = _module(argv, {"MSER_DEBUG": "1"})
-    assert dbg.returncode == 1 and "Traceback" in dbg.stderr and "ConfigError" in dbg.stderr
+    assert dbg.returncode == 1
+    assert "Traceback" in dbg.stderr
+    assert "ConfigError" in dbg.stderr
 
 
 def test_train_warns_on_extreme_feature_scales(capsys, tmp_path, monkeypatch):
@@ -186,9 +191,11 @@ def test_train_warns_on_extreme_feature_scales(capsys, tmp_path, monkeypatch):
     rc, err = run_cli([*argv, "--data-set", "standardize=false"], capsys)
     assert rc == 130
     assert "mser: warning: mosi-bclstm: 1 of 73 audio feature columns have an extreme scale" in err
-    assert "column 0: 202" in err and "--data-set standardize=true" in err
+    assert "column 0: 202" in err
+    assert "--data-set standardize=true" in err
     rc, err = run_cli(argv, capsys)
-    assert rc == 130 and "warning" not in err
+    assert rc == 130
+    assert "warning" not in err
 
 
 def test_scale_warnings_flag_large_and_tiny_columns_only():
@@ -205,7 +212,9 @@ def test_scale_warnings_flag_large_and_tiny_columns_only():
     audio[..., 1] *= 1e-5
     audio[..., 2] = 0.0                                   # a constant-zero column is not a scale problem
     msgs = scale_warnings(replace(ds, train=replace(ds.train, audio=audio)))
-    assert len(msgs) == 1 and "2 of 3 audio feature columns" in msgs[0] and "column 1:" in msgs[0]
+    assert len(msgs) == 1
+    assert "2 of 3 audio feature columns" in msgs[0]
+    assert "column 1:" in msgs[0]
 
 
 @pytest.mark.parametrize("args, names", [
@@ -219,7 +228,9 @@ def test_pipeline_refuses_bad_arguments_in_one_line(tmp_path, capsys, args, name
     rc = pipeline.cli(["--results-dir", str(tmp_path / "res"), "--no-notebooks", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
-    assert len(err) == 1 and err[0].startswith("mser: error:") and names in err[0]
+    assert len(err) == 1
+    assert err[0].startswith("mser: error:")
+    assert names in err[0]
     assert not (tmp_path / "res").exists()
 
 
@@ -231,7 +242,9 @@ def test_pipeline_refuses_bad_worker_and_thread_counts(tmp_path, capsys, monkeyp
     monkeypatch.setenv(var, value)
     rc = pipeline.cli(["--results-dir", str(tmp_path / "res"), "--no-notebooks", "--profile", "smoke"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and var in err[0]
+    assert rc == 2
+    assert len(err) == 1
+    assert var in err[0]
 
 
 def test_a_yaml_alias_bomb_in_set_is_refused_at_once():
@@ -247,7 +260,8 @@ def test_a_yaml_alias_bomb_in_set_is_refused_at_once():
         _scalar("\n".join(rows))
     assert time.perf_counter() - t < 1.0
     assert len(str(err.value)) < 300
-    assert _scalar("x&y") == "x&y" and _scalar("[1, 2]") == [1, 2]
+    assert _scalar("x&y") == "x&y"
+    assert _scalar("[1, 2]") == [1, 2]
     with pytest.raises(UsageError, match="YAML alias"):            # the flow form too
         _scalar("[&a 1, *a]")
 
@@ -259,4 +273,5 @@ def test_ledger_command_trains_the_ledger_grid_and_writes_its_table(tmp_path):
     rc = main(["ledger", "--profile", "smoke", "--seeds", "0", "--results-dir", str(tmp_path), "--quiet"])
     assert rc == 0
     md = (tmp_path / "smoke" / "synthetic" / "tables" / "deviations.md").read_text()
-    assert "| deviation |" in md and "FEMF: L_align also pulls the prediction" in md
+    assert "| deviation |" in md
+    assert "FEMF: L_align also pulls the prediction" in md

@@ -68,7 +68,8 @@ def test_train_config_refuses_out_of_range_settings(bad, message):
 def test_train_config_valid_settings_are_kept_exactly():
     cfg = TrainConfig(epochs=1, patience=None, clip_grad=None, lr=1, weight_decay=0, stage_epochs={"experts": 1},
                       select_metric="loss", loss_kind="mse", train_missing_rate=0.0, selection="crossfit")
-    assert cfg.lr == 1 and type(cfg.lr) is int        # nothing is converted (the hash sees what was given)
+    assert cfg.lr == 1
+    assert type(cfg.lr) is int
     assert dataclasses.asdict(TrainConfig()) == {f.name: (f.default if f.default is not dataclasses.MISSING
                                                           else f.default_factory())
                                                  for f in dataclasses.fields(TrainConfig)}
@@ -179,7 +180,8 @@ def test_position_layout_settings_follow_the_layout_not_the_dataset_name():
     from mser_lib.data import dataset_layout
     from mser_lib.experiments import load_profile, resolve_run
 
-    assert dataset_layout("synthetic") == "sequence" and dataset_layout("mosi") == "sequence"
+    assert dataset_layout("synthetic") == "sequence"
+    assert dataset_layout("mosi") == "sequence"
     assert {dataset_layout(d) for d in ("mosi-bclstm", "mosi-utt", "mosei-utt")} == {"position"}
     prof = load_profile("quick")
     pos = prof["layouts"]["position"]["train"]

@@ -72,7 +72,8 @@ def test_prediction_order_matches_predict():
     net = build_model("baseline", ds.info, "quick")
     y, _, ids, _ = predict(net, ds.test, ds.info, batch_size=3)
     y2, ids2 = prediction_order(ds.test, 3)
-    assert np.array_equal(ids, ids2) and np.allclose(y, y2)
+    assert np.array_equal(ids, ids2)
+    assert np.allclose(y, y2)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,8 @@ def test_crossfit_run_reports_three_protocols(crossfit_run):
     assert set(prot) == {"crossfit", "valid", "test_oracle"}
     assert res.test_metrics == prot["crossfit"]["metrics"]
     folds = prot["crossfit"]["folds"]
-    assert [f["fold"] for f in folds] == [0, 1] and all(0 <= f["best_epoch"] < res.epochs_run for f in folds)
+    assert [f["fold"] for f in folds] == [0, 1]
+    assert all(0 <= f["best_epoch"] < res.epochs_run for f in folds)
     for f in (0, 1):
         assert (run_dir / "main" / f"best_fold{f}.pt").exists()
     # the oracle view picks the epoch with the best test Acc-2: nothing selected on VALID beats it
@@ -134,7 +136,8 @@ def test_crossfit_resume_is_identical(tmp_path):
         fit_model(model(), ds, cfg, seed=0, run_dir=tmp_path / "b", callbacks=[kill])
     resumed = fit_model(model(), ds, cfg, seed=0, run_dir=tmp_path / "b")
     assert resumed.resumed_from_epoch == 4
-    assert resumed.test_metrics == full.test_metrics and resumed.protocols == full.protocols
+    assert resumed.test_metrics == full.test_metrics
+    assert resumed.protocols == full.protocols
 
 
 def test_intermediate_stage_hands_on_its_last_weights(tmp_path):
@@ -149,5 +152,7 @@ def test_intermediate_stage_hands_on_its_last_weights(tmp_path):
     net = build_model("femf", ds.info, "quick")
     res = fit_model(net, ds, cfg, seed=0, run_dir=tmp_path)
     experts = res.stages[0]
-    assert experts["stage"] == "experts" and experts["epochs_run"] == 3 and experts["best_epoch"] == 2
+    assert experts["stage"] == "experts"
+    assert experts["epochs_run"] == 3
+    assert experts["best_epoch"] == 2
     assert torch.load(tmp_path / "experts" / "best.pt", weights_only=True)["epoch"] == 2

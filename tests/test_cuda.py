@@ -66,8 +66,10 @@ def test_model_trains_on_cuda(smoke, name):
         assert stages == ["experts", "full"]                        # both stages ran
     for s in res.stages:
         losses = [row["train_total"] for row in s["history"]]
-        assert losses and all(math.isfinite(v) for v in losses), (s["stage"], losses)
-    assert res.test_metrics is not None and _finite_metrics(res.test_metrics), res.test_metrics
+        assert losses, (s["stage"], losses)
+        assert all(math.isfinite(v) for v in losses), (s["stage"], losses)
+    assert res.test_metrics is not None, res.test_metrics
+    assert _finite_metrics(res.test_metrics), res.test_metrics
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -161,7 +163,8 @@ def test_run_resumes_on_cuda_from_its_checkpoint(smoke, tmp_path):
     model = build_model("baseline", smoke.info, "quick")
     fit_model(model, smoke, _cfg(epochs=1), seed=0, run_dir=tmp_path)
     res = fit_model(build_model("baseline", smoke.info, "quick"), smoke, _cfg(epochs=2), seed=0, run_dir=tmp_path)
-    assert res.resumed_from_epoch == 1 and res.epochs_run == 2
+    assert res.resumed_from_epoch == 1
+    assert res.epochs_run == 2
     assert _finite_metrics(res.test_metrics)
 
 
@@ -185,7 +188,8 @@ def test_femf_on_cuda_matches_cpu_in_one_chunk(smoke):
             assert (x.a, x.e, x.k, x.L) == (y.a, y.e, y.k, y.L)
             for name in ("gather", "mask", "real", "samples"):
                 u, v = getattr(x, name), getattr(y, name)
-                assert (u is None) == (v is None) and (u is None or torch.equal(u, v.cpu()))
+                assert (u is None) == (v is None)
+                assert (u is None or torch.equal(u, v.cpu()))
         n_gpu = len(gpu.experts.chunks(s_gpu, list(range(6)), gpu.config.expert_chunk_mb))
         n_cpu = len(cpu.experts.chunks(s_cpu, list(range(6)), cpu.config.expert_chunk_mb))
         assert n_cpu > 1

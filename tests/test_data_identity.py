@@ -35,7 +35,8 @@ def test_fingerprint_follows_content_and_settings_not_the_folder(tmp_path):
     assert fa != data_fingerprint(files(a), {"split": "t"}, a)            # other loader settings
     (b / "y.csv").write_text("4,5,7\n")
     assert fa != data_fingerprint(files(b), {"split": "s"}, b)            # one byte changed
-    assert len(fa) == 16 and int(fa, 16) >= 0
+    assert len(fa) == 16
+    assert int(fa, 16) >= 0
 
 
 def test_synthetic_fingerprint_follows_the_generator_settings():
@@ -76,7 +77,8 @@ def test_same_command_on_other_data_trains_again_and_keeps_both_records(tmp_path
     assert set(long["n"]) == {1}
     # the cache answers the same data with its own record
     again = experiments.run_one(**RUN, results_dir=tmp_path, ds=_with_fingerprint(ds, "a" * 16))
-    assert again["config_hash"] == one["config_hash"] and again["finished_at"] == one["finished_at"]
+    assert again["config_hash"] == one["config_hash"]
+    assert again["finished_at"] == one["finished_at"]
 
 
 def test_variant_label_names_loader_arguments():
@@ -116,7 +118,8 @@ def test_migrate_gives_old_records_their_fingerprint_without_retraining(tmp_path
     assert (folder / "tables" / "runs.csv").read_text() == f"config_hash\n{new_hash}\n"
     assert (folder / "predictions" / f"{new_hash}_full.npz").exists()
     again = experiments.run_one(**RUN, results_dir=tmp_path)
-    assert again["config_hash"] == new_hash and again["finished_at"] == new["finished_at"]
+    assert again["config_hash"] == new_hash
+    assert again["finished_at"] == new["finished_at"]
     assert migrate.add_data_fingerprints(folder) == {}                    # a second migration changes nothing
 
 
@@ -162,7 +165,8 @@ def test_migrate_refuses_to_overwrite_and_changes_nothing(tmp_path):
     before = (folder / "runs.jsonl").read_bytes()
     with pytest.raises(FileExistsError, match="nothing was migrated"):
         migrate.add_data_fingerprints(folder)
-    assert (folder / "runs.jsonl").read_bytes() == before and (folder / "checkpoints" / old).is_dir()
+    assert (folder / "runs.jsonl").read_bytes() == before
+    assert (folder / "checkpoints" / old).is_dir()
     assert not (folder / "migrated_hashes.json").exists()
 
 

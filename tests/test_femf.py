@@ -150,7 +150,8 @@ def test_output_shapes(layout):
     total, parts = cls.loss(out, bc)
     assert torch.isfinite(total)
     d = out.diagnostics
-    assert d["router_low"].shape == (B, 3, 3) and d["band_energy"].shape == (B, 3, 2)
+    assert d["router_low"].shape == (B, 3, 3)
+    assert d["band_energy"].shape == (B, 3, 2)
     assert d["fusion_weights"].shape[-1] == 4
 
 
@@ -164,7 +165,8 @@ def test_sequence_layout_with_different_modality_lengths():
     assert b.audio.shape[1] != b.text.shape[1]
     model = _model("sequence")
     out = model(b)
-    assert out.prediction.shape == (6,) and torch.isfinite(out.prediction).all()
+    assert out.prediction.shape == (6,)
+    assert torch.isfinite(out.prediction).all()
 
 
 @pytest.mark.parametrize("layout", ["sequence", "position"])
@@ -200,14 +202,17 @@ def test_missing_modality_rows_are_finite(layout):
         model.train()
         out = model(b)
         total, parts = model.loss(out, b)
-        assert torch.isfinite(out.prediction).all() and torch.isfinite(total)
+        assert torch.isfinite(out.prediction).all()
+        assert torch.isfinite(total)
         total.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
         for v in out.diagnostics.values():
             assert torch.isfinite(v).all()
     fw = out.diagnostics["fusion_weights"]                           # modalities then joint
     if layout == "sequence":
-        assert fw[0, 1] == 0 and fw[1, 0] == 0 and (fw[2, 1:3] == 0).all()
+        assert fw[0, 1] == 0
+        assert fw[1, 0] == 0
+        assert (fw[2, 1:3] == 0).all()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -221,25 +226,31 @@ def test_stages_and_frozen_experts_receive_no_gradient():
     model.set_stage("experts")
     out = model(b)
     total, parts = model.loss(out, b)
-    assert "train" in parts and "task" not in parts                 # stage 1 trains the experts
+    assert "train" in parts
+    assert "task" not in parts
     total.backward()
-    assert model.experts.wqkv.grad is not None and model.experts.wqkv.grad.abs().sum() > 0
+    assert model.experts.wqkv.grad is not None
+    assert model.experts.wqkv.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
     model.set_stage("full")
-    assert model.experts_frozen and not any(p.requires_grad for p in model.experts.parameters())
+    assert model.experts_frozen
+    assert not any(p.requires_grad for p in model.experts.parameters())
     out = model(b)
     total, parts = model.loss(out, b)
-    assert "task" in parts and "train" not in parts                 # no gradient path to L_train
+    assert "task" in parts
+    assert "train" not in parts
     total.backward()
     assert all(p.grad is None for p in model.experts.parameters())
-    assert model.routers.w1.grad is not None and model.proj["text"].weight.grad is not None
+    assert model.routers.w1.grad is not None
+    assert model.proj["text"].weight.grad is not None
 
     unfrozen = _model("position", freeze_experts=False)
     unfrozen.set_stage("experts")
     unfrozen.set_stage("full")
     total, parts = unfrozen.loss(unfrozen(b), b)
     total.backward()
-    assert "train" in parts and unfrozen.experts.wqkv.grad.abs().sum() > 0
+    assert "train" in parts
+    assert unfrozen.experts.wqkv.grad.abs().sum() > 0
 
     through = _model("position", expert_grad_to_inputs=True)
     through.set_stage("full")
@@ -267,7 +278,8 @@ def test_paper_preset_stage2_task_loss_reaches_encoders_through_frozen_experts(l
     and the expert parameters get no gradient."""
     info = _info(layout, name="mosi")
     cfg = build_config("femf", info, "paper", dropout=0.0)
-    assert cfg.freeze_experts and cfg.expert_grad_to_inputs
+    assert cfg.freeze_experts
+    assert cfg.expert_grad_to_inputs
     b = _batch(layout)
     torch.manual_seed(0)
     paper = FEMF(info, cfg)
@@ -276,7 +288,8 @@ def test_paper_preset_stage2_task_loss_reaches_encoders_through_frozen_experts(l
     assert all(g[n] is None for n, _ in paper.named_parameters() if n.startswith("experts."))
     for m in paper.mods:
         for name in (f"private_enc.{m}.weight", f"proj.{m}.weight"):
-            assert g[name] is not None and float(g[name].abs().sum()) > 0, name
+            assert g[name] is not None, name
+            assert float(g[name].abs().sum()) > 0, name
     # the speed option (no autograd through the experts) with the same weights: the encoders then get
     # the task loss only through the routers' inputs, so their gradient differs
     fast = FEMF(info, build_config("femf", info, "paper", dropout=0.0, expert_grad_to_inputs=False))
@@ -340,15 +353,18 @@ def test_each_switch_removes_its_parameters_and_loss(switch, gone_modules, gone_
     full = _model(freeze_experts=False)
     off = _model(**{switch: False}, freeze_experts=False)
     for name in gone_modules:
-        assert getattr(full, name) is not None and getattr(off, name) is None
+        assert getattr(full, name) is not None
+        assert getattr(off, name) is None
     if gone_modules or switch == "use_l_rec":
         assert count_parameters(off) < count_parameters(full)
     if switch == "use_l_rec":                                       # text decoder only served L_rec
-        assert "text" in full.decoders and "text" not in off.decoders
+        assert "text" in full.decoders
+        assert "text" not in off.decoders
     parts_full = full.loss(full(b), b)[1]
     parts_off = off.loss(off(b), b)[1]
     for loss in gone_losses:
-        assert loss in parts_full and loss not in parts_off
+        assert loss in parts_full
+        assert loss not in parts_off
     assert set(parts_off) == set(parts_full) - set(gone_losses)
     if switch == "use_fae":
         assert off.stages() == ["full"]
@@ -375,7 +391,8 @@ def test_modality_subsets(mods):
         assert torch.isfinite(out.prediction).all()
         assert torch.isfinite(model.loss(out, b)[0])
     if len(mods) == 1:
-        assert model.interaction is None and "sim" not in model.loss(model(b), b)[1]
+        assert model.interaction is None
+        assert "sim" not in model.loss(model(b), b)[1]
 
 
 def test_interaction_order_parsing():
@@ -482,7 +499,8 @@ def test_profile_trainer_settings_for_femf():
     # mosi-bclstm (position layout, 56 training videos): the dataset's batch of videos wins over the
     # model's 64, so an epoch has several optimiser steps
     bcl = tr("mosi-bclstm")
-    assert bcl["batch_size"] == 8 and bcl.get("grad_accum", 1) == 1
+    assert bcl["batch_size"] == 8
+    assert bcl.get("grad_accum", 1) == 1
     assert math.ceil(56 / bcl["batch_size"]) // bcl.get("grad_accum", 1) >= 5
     assert tr("synthetic", "quick")["stage_epochs"] == {"experts": 10, "full": 25}
 
@@ -520,7 +538,8 @@ def test_reconstruction_losses_do_not_depend_on_a_features_unit():
     assert torch.allclose(b.rec_mean_audio, a.rec_mean_audio * scale + shift, rtol=1e-4)
     assert torch.allclose(b.rec_std_audio, a.rec_std_audio * scale, rtol=1e-4)
     x = ds.train.audio[ds.train.audio_mask].astype(np.float64)
-    assert np.allclose(a.rec_mean_audio.numpy(), x.mean(0)) and np.allclose(a.rec_std_audio.numpy(), x.std(0))
+    assert np.allclose(a.rec_mean_audio.numpy(), x.mean(0))
+    assert np.allclose(a.rec_std_audio.numpy(), x.std(0))
     with torch.no_grad():                     # P_b(x * scale + shift) == P_a(x)
         b.proj["audio"].weight.copy_(a.proj["audio"].weight / scale)
         b.proj["audio"].bias.copy_(a.proj["audio"].bias - b.proj["audio"].weight.sum(1) * shift)
@@ -533,7 +552,8 @@ def test_reconstruction_losses_do_not_depend_on_a_features_unit():
     # features a loader standardised are used as they are: no statistics, nothing to fit
     std_info = replace(info, source={"standardize": True})
     plain = FEMF(std_info, FEMFConfig(**SMALL))
-    assert not plain.rec_standardize and not any(k.startswith("rec_") for k in plain.state_dict())
+    assert not plain.rec_standardize
+    assert not any(k.startswith("rec_") for k in plain.state_dict())
     assert plain.prepare(ds) == {}
 
 
@@ -578,7 +598,8 @@ def test_l_align_moves_the_shared_head_not_the_prediction_unless_asked(layout):
         grads = _grad_of(model, b, "align", heads)
         moved = any(g is not None and bool(g.abs().sum() > 0) for g in grads)
         assert moved is (not detach)
-        assert model.shared_head.weight.grad is not None and bool(model.shared_head.weight.grad.abs().sum() > 0)
+        assert model.shared_head.weight.grad is not None
+        assert bool(model.shared_head.weight.grad.abs().sum() > 0)
 
 
 def test_frozen_experts_keep_their_dropout_in_stage_2(monkeypatch):
@@ -597,7 +618,8 @@ def test_frozen_experts_keep_their_dropout_in_stage_2(monkeypatch):
         model.train()
         seen.clear()
         model(b)
-        assert seen and set(seen) == {expected}
+        assert seen
+        assert set(seen) == {expected}
         model.eval()
         seen.clear()
         model(b)
@@ -630,10 +652,13 @@ def test_reference_preset_turns_on_every_reference_behaviour():
     info = _info("position", name="mosi-bclstm")
     cfg = build_config("femf", info, "reference", hidden=16, expert_depth=1, expert_ffn=16, interaction_ffn=16)
     model = FEMF(info, cfg)
-    assert not hasattr(model.experts, "wo") and not hasattr(model.experts, "ln1_w")   # reference blocks
+    assert not hasattr(model.experts, "wo")
+    assert not hasattr(model.experts, "ln1_w")
     assert model.routers.w1.shape[0] == 3                      # one router per modality for both bands
     assert model.experts.head_w.shape[0] == 3                  # one expert head per modality
-    assert model.shared_head is None and model.hpm_ref is not None and model.joint_head is None
+    assert model.shared_head is None
+    assert model.hpm_ref is not None
+    assert model.joint_head is None
     assert model.decoders["audio"][-1].out_features == 16      # reconstructs the projected features
     b = _batch("position")
     model.set_stage("experts")
@@ -643,7 +668,8 @@ def test_reference_preset_turns_on_every_reference_behaviour():
     assert not model.experts_frozen
     model.train()
     out = model(b)
-    assert "train" not in out.aux_losses and "fusion_weights" not in out.diagnostics
+    assert "train" not in out.aux_losses
+    assert "fusion_weights" not in out.diagnostics
     total, _ = model.loss(out, b)
     total.backward()
     assert model.experts.wqkv.grad is not None                 # the experts keep training in stage 2

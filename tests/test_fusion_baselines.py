@@ -23,7 +23,8 @@ def test_tensor_fusion_is_the_outer_product_with_an_appended_one():
     assert torch.equal(fused, ref)
     # the 1 keeps the unimodal and bimodal terms inside the trimodal tensor
     assert torch.equal(fused[:, 0, 0, 0], one[:, 0])
-    assert torch.equal(fused[:, 1:, 0, 0], za) and torch.equal(fused[:, 0, 1:, 0], zv)
+    assert torch.equal(fused[:, 1:, 0, 0], za)
+    assert torch.equal(fused[:, 0, 1:, 0], zv)
     assert torch.equal(fused[:, 0, 0, 1:], zt)
     assert torch.equal(fused[:, 1:, 1:, 0], za[:, :, None] * zv[:, None, :])
 
@@ -67,9 +68,11 @@ def test_sequence_layout_shapes_range_and_modality_subsets(name):
     for mods in ("tav", "ta", "v"):
         model = build_model(name, ds.info, "quick", modalities=mods)
         out = model(split_batch(ds)).prediction
-        assert out.shape == (len(ds.train.labels),) and torch.isfinite(out).all()
+        assert out.shape == (len(ds.train.labels),)
+        assert torch.isfinite(out).all()
         if name == "tfn":          # TFN's sigmoid keeps a regression inside the label range
-            assert out.min() > -3 and out.max() < 3
+            assert out.min() > -3
+            assert out.max() < 3
     out.sum().backward()           # a one-modality model still has a gradient path
 
 

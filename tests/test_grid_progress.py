@@ -110,7 +110,9 @@ def test_interrupting_the_pipeline_stops_its_workers_and_says_how_to_resume(tmp_
     assert time.time() - sent < 10, "the pipeline took too long to stop"
     assert proc.returncode == 130, (out, err)
     lines = [ln for ln in err.splitlines() if ln.startswith("mser:")]
-    assert len(lines) == 1 and "interrupted" in lines[0] and "run the same command again to resume" in lines[0]
+    assert len(lines) == 1
+    assert "interrupted" in lines[0]
+    assert "run the same command again to resume" in lines[0]
     assert "Traceback" not in err
     time.sleep(1.0)
     alive = [p for p in workers if Path(f"/proc/{p}").exists()

@@ -27,12 +27,17 @@ def test_fast_metrics_match_the_library_definitions():
 def test_paired_seed_test_known_values():
     r = stats.paired_seed_test([1.0, 2.0, 3.0], [0.0, 0.5, 1.0])
     d = np.array([1.0, 1.5, 2.0])
-    assert r["n"] == 3 and r["mean_diff"] == pytest.approx(1.5)
+    assert r["n"] == 3
+    assert r["mean_diff"] == pytest.approx(1.5)
     assert r["sd_diff"] == pytest.approx(d.std(ddof=1))
     assert r["p_sign_flip"] == pytest.approx(0.25)          # 2 of 8 sign patterns are as extreme
-    assert r["same_sign"] and r["ci_lo"] < 1.5 < r["ci_hi"] and r["p_t"] < 0.05
+    assert r["same_sign"]
+    assert r["ci_lo"] < 1.5 < r["ci_hi"]
+    assert r["p_t"] < 0.05
     one = stats.paired_seed_test([1.0], [0.0])
-    assert one["n"] == 1 and math.isnan(one["p_t"]) and math.isnan(one["ci_lo"])
+    assert one["n"] == 1
+    assert math.isnan(one["p_t"])
+    assert math.isnan(one["ci_lo"])
     mixed = stats.paired_seed_test([1.0, -1.0, 0.5], [0.0, 0.0, 0.0])
     assert not mixed["same_sign"]
     with pytest.raises(ValueError):
@@ -45,7 +50,8 @@ def test_bootstrap_ci_covers_the_truth_and_is_deterministic():
     a = stats.bootstrap_ci(lambda i: float(x[i].mean()), len(x), n_boot=500, seed=3)
     b = stats.bootstrap_ci(lambda i: float(x[i].mean()), len(x), n_boot=500, seed=3)
     assert a == b
-    assert a["lo"] < 2.0 < a["hi"] and a["hi"] - a["lo"] < 0.4
+    assert a["lo"] < 2.0 < a["hi"]
+    assert a["hi"] - a["lo"] < 0.4
     assert a["se"] == pytest.approx(1 / math.sqrt(400), rel=0.25)
 
 
@@ -58,10 +64,15 @@ def test_compare_resolves_a_real_difference_and_not_noise():
     va = [stats.metric_fn("mae")(y, p) for p in good]
     vb = [stats.metric_fn("mae")(y, p) for p in bad]
     r = stats.compare(va, vb, "mae", y, good, bad, n_boot=300, expect=+1)
-    assert r["resolved"] and r["direction"] == 1 and r["agrees"] and r["boot_hi"] < 0
+    assert r["resolved"]
+    assert r["direction"] == 1
+    assert r["agrees"]
+    assert r["boot_hi"] < 0
     vt = [stats.metric_fn("mae")(y, p) for p in twin]
     r2 = stats.compare(va, vt, "mae", y, good, twin, n_boot=300, expect=+1)
-    assert not r2["resolved"] and r2["direction"] == 0 and r2["agrees"] is False
+    assert not r2["resolved"]
+    assert r2["direction"] == 0
+    assert r2["agrees"] is False
     # without predictions only the seed-level test decides (needs 3 seeds)
     r3 = stats.compare(va[:2], vb[:2], "mae")
     assert not r3["resolved"]
@@ -72,10 +83,12 @@ def test_holm_and_bh_match_hand_computed_values():
     # sorted finite p: 0.001, 0.02, 0.025, 0.5 (m = 4; nan is not in the family)
     # Holm: 4*0.001, 3*0.02, max(0.06, 2*0.025), max(0.06, 1*0.5) = 0.004, 0.06, 0.06, 0.5
     h = stats.holm(p)
-    assert h[[2, 0, 4, 1]] == pytest.approx([0.004, 0.06, 0.06, 0.5]) and math.isnan(h[3])
+    assert h[[2, 0, 4, 1]] == pytest.approx([0.004, 0.06, 0.06, 0.5])
+    assert math.isnan(h[3])
     # BH: min over j >= i of m p_(j) / j: 0.004, min(0.04, 0.0333, 0.5), 0.1/3, 0.5
     b = stats.benjamini_hochberg(p)
-    assert b[[2, 0, 4, 1]] == pytest.approx([0.004, 0.1 / 3, 0.1 / 3, 0.5]) and math.isnan(b[3])
+    assert b[[2, 0, 4, 1]] == pytest.approx([0.004, 0.1 / 3, 0.1 / 3, 0.5])
+    assert math.isnan(b[3])
     assert np.array_equal(stats.adjust_p(p, "holm"), h, equal_nan=True)
     assert stats.holm([0.6, 0.7]).tolist() == [1.0, 1.0]           # 2 * 0.6 capped at 1, then monotone
     assert np.isnan(stats.holm([math.nan])).all()
@@ -92,20 +105,29 @@ def test_two_seeds_are_never_resolved_three_can_be():
     vb = [stats.metric_fn("mae")(y, p) for p in bad]
     two = stats.compare(va[:2], vb[:2], "mae", y, good[:2], bad[:2], n_boot=200, expect=+1)
     # a huge, consistent difference whose bootstrap interval excludes 0 by far ...
-    assert two["same_sign"] and two["boot_excludes"] and two["n"] == 2
+    assert two["same_sign"]
+    assert two["boot_excludes"]
+    assert two["n"] == 2
     # ... is still not a resolved claim with 2 seeds
-    assert two["verdict"] == stats.NOT_ENOUGH_SEEDS and not two["resolved"] and two["agrees"] is False
-    assert two["sign_agrees"] is True and two["direction"] == 0
+    assert two["verdict"] == stats.NOT_ENOUGH_SEEDS
+    assert not two["resolved"]
+    assert two["agrees"] is False
+    assert two["sign_agrees"] is True
+    assert two["direction"] == 0
     three = stats.compare(va, vb, "mae", y, good, bad, n_boot=200, expect=+1)
-    assert three["verdict"] == "yes" and three["resolved"] and three["p_seed"] < 0.05
+    assert three["verdict"] == "yes"
+    assert three["resolved"]
+    assert three["p_seed"] < 0.05
     # no test predictions: no bootstrap, so no "yes" even with 3 seeds
     assert stats.compare(va, vb, "mae")["verdict"] == "no"
     # the exact sign-flip test cannot reach 0.05 with 3 seeds
     assert stats.compare(va, vb, "mae", y, good, bad, n_boot=200, seed_test="sign_flip")["verdict"] == "no"
     assert stats.verdict(2, 1e-9, True, True) == stats.NOT_ENOUGH_SEEDS
     assert stats.verdict(5, 0.01, True, True) == "yes"
-    assert stats.verdict(5, 0.06, True, True) == "no" and stats.verdict(5, 0.01, False, True) == "no"
-    assert stats.verdict(5, 0.01, True, False) == "no" and stats.verdict(5, 0.01, True, None) == "no"
+    assert stats.verdict(5, 0.06, True, True) == "no"
+    assert stats.verdict(5, 0.01, False, True) == "no"
+    assert stats.verdict(5, 0.01, True, False) == "no"
+    assert stats.verdict(5, 0.01, True, None) == "no"
 
 
 def test_cluster_bootstrap_draws_whole_clusters_and_is_wider():
@@ -124,11 +146,13 @@ def test_cluster_bootstrap_draws_whole_clusters_and_is_wider():
 
     clus = stats.bootstrap_ci(stat, len(y), n_boot=400, seed=1, clusters=ids)
     naive = stats.bootstrap_ci(lambda i: float(err[i].mean()), len(y), n_boot=400, seed=1)
-    assert clus["n_clusters"] == n_vid and naive["n_clusters"] == n_vid * per
+    assert clus["n_clusters"] == n_vid
+    assert naive["n_clusters"] == n_vid * per
     # every replicate is a union of whole videos: each drawn video contributes all its utterances
     for idx in seen[1:]:
         counts = np.bincount(idx, minlength=len(y)).reshape(n_vid, per)
-        assert (counts == counts[:, :1]).all() and len(idx) == n_vid * per
+        assert (counts == counts[:, :1]).all()
+        assert len(idx) == n_vid * per
     # 10 identical copies per video: the naive interval is about sqrt(10) too narrow
     w_c, w_n = clus["hi"] - clus["lo"], naive["hi"] - naive["lo"]
     assert w_c > 2.0 * w_n
@@ -157,22 +181,28 @@ def test_claims_table_adjusts_p_and_recomputes_verdicts(tmp_path):
     rows = [ablations.claim_row(f"c{i}", "paper", _res(p)) for i, p in enumerate(raw)]
     # alone, each row is a family of one: raw p 0.02 and 0.025 resolve
     assert [r["resolved"] for r in rows] == ["yes", "yes", "yes", "no"]
-    assert rows[1]["p adjusted (Holm)"] == 0.02 and rows[1]["claims in family"] == 1
-    assert rows[0]["schedule"] == "60 epochs, patience 12" and rows[0]["bootstrap over"] == "31 videos"
+    assert rows[1]["p adjusted (Holm)"] == 0.02
+    assert rows[1]["claims in family"] == 1
+    assert rows[0]["schedule"] == "60 epochs, patience 12"
+    assert rows[0]["bootstrap over"] == "31 videos"
     rows.append(ablations.claim_row("two seeds", "paper", _res(1e-6, n=2)))
     rows.append(ablations.claim_row("mixed signs", "paper", _res(0.001, same_sign=False)))
     rows.append(ablations.claim_row("CI covers 0", "paper", _res(0.001, boot=(-0.1, 0.02))))
     rows.append(ablations.claim_row("wrong way", "paper", _res(0.001, sign_agrees=False)))
-    assert rows[4]["resolved"] == "not enough seeds" and rows[4]["agrees with paper"] == "undecided"
+    assert rows[4]["resolved"] == "not enough seeds"
+    assert rows[4]["agrees with paper"] == "undecided"
     table = ablations.adjust_claims(pd.DataFrame(rows))
     # family: the 7 rows with >= 3 seeds (the 2-seed row is left out); Holm by hand, sorted raw p:
     # 0.001 x4 -> 7*0.001 = 0.007 (each, after the running max), 0.02 -> 3*0.02 = 0.06,
     # 0.025 -> max(0.06, 2*0.025) = 0.06, 0.5 -> 0.5
     adj = table["p adjusted (Holm)"].tolist()
-    assert adj[:4] == pytest.approx([0.007, 0.06, 0.06, 0.5]) and adj[5:] == pytest.approx([0.007] * 3)
-    assert adj[4] == "" and (table["claims in family"] == 7).all()
+    assert adj[:4] == pytest.approx([0.007, 0.06, 0.06, 0.5])
+    assert adj[5:] == pytest.approx([0.007] * 3)
+    assert adj[4] == ""
+    assert (table["claims in family"] == 7).all()
     assert table["resolved"].tolist() == ["yes", "no", "no", "no", "not enough seeds", "no", "no", "yes"]
-    assert table["agrees with paper"].tolist()[0] == "yes" and table["agrees with paper"].tolist()[-1] == "no"
+    assert table["agrees with paper"].tolist()[0] == "yes"
+    assert table["agrees with paper"].tolist()[-1] == "no"
     assert table["p (paired t)"].tolist()[:4] == raw                      # raw p kept beside the adjusted
     cols = list(table.columns)
     assert cols.index("p adjusted (Holm)") == cols.index("p (paired t)") + 1
@@ -236,18 +266,27 @@ def test_compare_labels_bootstraps_videos_in_the_position_layout(monkeypatch):
     monkeypatch.setattr(ablations.stats, "compare", spy)
     pos = SimpleNamespace(info=SimpleNamespace(layout="position"))
     r = ablations.compare_labels(frame, specs, records, "A", "B", "mae", pos, "unused", n_boot=100, expect=+1)
-    assert np.array_equal(seen["clusters"], ids) and r["n_clusters"] == n_vid and r["boot_unit"] == "videos"
-    assert r["schedule"] == "60 epochs, patience 12" and r["seeds"] == seeds and r["verdict"] == "yes"
+    assert np.array_equal(seen["clusters"], ids)
+    assert r["n_clusters"] == n_vid
+    assert r["boot_unit"] == "videos"
+    assert r["schedule"] == "60 epochs, patience 12"
+    assert r["seeds"] == seeds
+    assert r["verdict"] == "yes"
     row = ablations.claim_row("A beats B", "paper", r)
-    assert row["seeds"] == 3 and row["bootstrap over"] == f"{n_vid} videos" and row["resolved"] == "yes"
+    assert row["seeds"] == 3
+    assert row["bootstrap over"] == f"{n_vid} videos"
+    assert row["resolved"] == "yes"
     seq = SimpleNamespace(info=SimpleNamespace(layout="sequence"))
     r2 = ablations.compare_labels(frame, specs, records, "A", "B", "mae", seq, "unused", n_boot=100)
-    assert seen["clusters"] is None and r2["n_clusters"] == len(y) and r2["boot_unit"] == "samples"
+    assert seen["clusters"] is None
+    assert r2["n_clusters"] == len(y)
+    assert r2["boot_unit"] == "samples"
     two = ablations.compare_labels(frame[frame["seed"] < 2], specs, records, "A", "B", "mae", pos, "unused",
                                    n_boot=100, expect=+1)
     assert two["verdict"] == "not enough seeds"
     table = ablations.comparison_frame([r, two])
-    assert table["resolved"].tolist() == ["yes", "not enough seeds"] and "p adjusted (Holm)" in table.columns
+    assert table["resolved"].tolist() == ["yes", "not enough seeds"]
+    assert "p adjusted (Holm)" in table.columns
 
 
 def test_degradation_compare_uses_video_clusters_and_seed_rule():
@@ -263,10 +302,16 @@ def test_degradation_compare_uses_video_clusters_and_seed_rule():
             preds[(lab, s, 0.4)] = ablations.RunPredictions(y, p0 + rng.normal(0, drop, len(y)), ids,
                                                             "60 epochs, patience 12")
     r = ablations.degradation_compare(preds, "robust", "fragile", "mae", [0, 1, 2], 0.4, n_boot=100)
-    assert r["n_clusters"] == n_vid and r["boot_unit"] == "videos" and r["mean_diff"] > 0
-    assert r["verdict"] == "yes" and r["agrees"] and r["schedule"] == "60 epochs, patience 12"
+    assert r["n_clusters"] == n_vid
+    assert r["boot_unit"] == "videos"
+    assert r["mean_diff"] > 0
+    assert r["verdict"] == "yes"
+    assert r["agrees"]
+    assert r["schedule"] == "60 epochs, patience 12"
     r2 = ablations.degradation_compare(preds, "robust", "fragile", "mae", [0, 1], 0.4, n_boot=100)
-    assert r2["verdict"] == "not enough seeds" and not r2["resolved"] and r2["sign_agrees"]
+    assert r2["verdict"] == "not enough seeds"
+    assert not r2["resolved"]
+    assert r2["sign_agrees"]
     assert ablations.claim_row("robust degrades slower", "paper", r2)["resolved"] == "not enough seeds"
 
 
@@ -274,24 +319,28 @@ def test_degradation_compare_uses_video_clusters_and_seed_rule():
 def test_grid_sizes_per_profile():
     seeds = [0, 1, 2]
     comp = {p: grids.femf_components(p, seeds) for p in grids.PROFILES}
-    assert len(comp["paper"]) == 10 * 3 and len(comp["quick"]) == 10 * 1     # quick: the first seed
+    assert len(comp["paper"]) == 10 * 3
+    assert len(comp["quick"]) == 10 * 1
     assert len(comp["smoke"]) == len(grids.SMOKE_COMPONENTS) * 3
     assert len(grids.femf_modalities("quick", seeds)) == 7 * 1
     assert len(grids.atsuko_table4("paper", seeds)) == 4 * 3
     assert {s["seed"] for s in grids.femf_orders("quick", seeds)} == {0}
     assert {s["seed"] for s in grids.femf_orders("paper", seeds)} == {0, 1, 2}
     # quick schedules are shortened, paper ones are the profile's
-    assert all("train" in s for s in comp["quick"]) and all("train" not in s for s in comp["paper"])
+    assert all("train" in s for s in comp["quick"])
+    assert all("train" not in s for s in comp["paper"])
     # sweeps hold the paper's ranges at paper size; the default point (no override) is the preset's
     # value for the dataset: alpha 0.3 on MOSI, 0.7 on MOSEI (FEMF Fig. 4)
     sens = grids.femf_sensitivity("paper", [0], "mosi")
     alphas = sorted(float(s["tag"].split("=")[1]) for s in sens if s["tag"].startswith("alpha"))
     assert alphas == [0.1, 0.3, 0.5, 0.7, 0.9]
     by_tag = {s["tag"]: s["overrides"] for s in sens}
-    assert by_tag["alpha=0.3"] == {} and by_tag["alpha=0.7"] == {"alpha": 0.7}
+    assert by_tag["alpha=0.3"] == {}
+    assert by_tag["alpha=0.7"] == {"alpha": 0.7}
     mosei = {s["tag"]: s["overrides"] for s in grids.femf_sensitivity("paper", [0], "mosei")}
     assert mosei["alpha=0.7"] == mosei["interaction_layers=2"] == mosei["cutoff_ratio=0.4"] == {}
-    assert mosei["alpha=0.3"] == {"alpha": 0.3} and mosei["interaction_layers=1"] == {"interaction_layers": 1}
+    assert mosei["alpha=0.3"] == {"alpha": 0.3}
+    assert mosei["interaction_layers=1"] == {"interaction_layers": 1}
     # without a dataset every point passes its override explicitly
     assert all(s["overrides"] for s in grids.femf_sensitivity("paper", [0]))
     with pytest.raises(KeyError):
@@ -343,14 +392,16 @@ def test_shared_specs_have_the_same_config_hash_and_robustness_reuses_notebook_0
     mods = {s["tag"]: h(s) for s in grids.femf_modalities("quick", [0])}
     sens = {s["tag"]: h(s) for s in grids.femf_sensitivity("quick", [0], ds.info)}
     assert comp["FEMF (full)"] == mods["T+A+V"] == sens["alpha=0.3"] == sens["cutoff_ratio=0.6"]
-    assert comp["w/o FAE"] != comp["FEMF (full)"] and sens["alpha=0.1"] != sens["alpha=0.3"]
+    assert comp["w/o FAE"] != comp["FEMF (full)"]
+    assert sens["alpha=0.1"] != sens["alpha=0.3"]
     main = {h(g) for g in main_grid("smoke", "synthetic", [0, 1])}
     assert {h(s) for s in grids.robustness("smoke", [0, 1])} <= main
 
 
 def test_reported_rows_are_transcribed():
     comp = ablations.reported_femf_components()
-    assert len(comp) == 20 and set(comp["dataset"]) == {"CMU-MOSI", "CMU-MOSEI"}
+    assert len(comp) == 20
+    assert set(comp["dataset"]) == {"CMU-MOSI", "CMU-MOSEI"}
     full = comp[(comp["dataset"] == "CMU-MOSI") & (comp["variant"] == "FEMF (full)")].iloc[0]
     assert (full["mae"], full["acc2_non0"], full["f1_has0"]) == (0.758, 88.37, 85.32)
     assert set(comp["variant"]) == {lab for lab, _ in grids.FEMF_COMPONENTS}
@@ -374,9 +425,12 @@ def test_predictions_from_checkpoint_reproduce_the_record(tmp_path):
     assert stats.metric_fn("mae")(y, p) == pytest.approx(rec["test"]["mae"], rel=1e-5)
     assert (tmp_path / "pred" / f"{rec['config_hash']}_full.npz").exists()
     y2, p2 = runs.run_predictions(rec, ds, tmp_path, MissingModality(rate=0.4))
-    assert np.array_equal(y, y2) and not np.allclose(p, p2)
+    assert np.array_equal(y, y2)
+    assert not np.allclose(p, p2)
     y3, p3, ids = runs.run_predictions(rec, ds, tmp_path, cache_dir=tmp_path / "pred", with_ids=True)
-    assert np.array_equal(p, p3) and len(ids) == len(y) and len(set(ids)) == len(y)   # sequence layout
+    assert np.array_equal(p, p3)
+    assert len(ids) == len(y)
+    assert len(set(ids)) == len(y)
     assert "ids" in np.load(tmp_path / "pred" / f"{rec['config_hash']}_full.npz").files
 
 
@@ -393,7 +447,9 @@ def test_run_grid_trains_a_shared_run_once(monkeypatch):
     specs = [{"model": "femf", "seed": 0, "tag": "full"}, {"model": "femf", "seed": 1},
              {"model": "femf", "seed": 0, "tag": "T+A+V"}]
     out = executors.run_grid(specs, results_dir="unused", progress=False, dataset="synthetic")
-    assert len(calls) == 2 and [r["seed"] for r in out] == [0, 1, 0] and out[0] is out[2]
+    assert len(calls) == 2
+    assert [r["seed"] for r in out] == [0, 1, 0]
+    assert out[0] is out[2]
     with pytest.raises(ValueError):
         executors.run_grid(specs, executor="threads")
 
@@ -441,7 +497,8 @@ def test_claims_profile_runs_every_grid_with_every_seed_on_the_main_schedule():
     assert seeds == [0, 1, 2, 3, 4]
     for name in ("femf_components", "femf_modalities", "atsuko_table4", "femf_orders"):
         specs = grids.GRIDS[name]("claims", seeds)
-        assert {s["seed"] for s in specs} == set(seeds) and not any("train" in s for s in specs), name
+        assert {s["seed"] for s in specs} == set(seeds), name
+        assert not any("train" in s for s in specs), name
     sweep = grids.femf_sensitivity("claims", seeds, "mosi-bclstm")
     assert {s["tag"] for s in sweep} == {s["tag"] for s in grids.femf_sensitivity("quick", [0], "mosi-bclstm")}
 

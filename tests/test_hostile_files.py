@@ -125,9 +125,11 @@ def test_temp_file_of_a_writer_killed_by_sigterm_is_removed_by_the_next_write(tm
                           timeout=120)
     assert proc.returncode == -signal.SIGTERM, proc.stderr.decode()[-2000:]
     left = _temps(folder, "record.json")
-    assert len(left) == 1 and not target.exists()
+    assert len(left) == 1
+    assert not target.exists()
     # nothing reads it: not a record, not a checkpoint
-    assert list(folder.parent.glob("*/record.json")) == [] and list(folder.rglob("*.pt")) == []
+    assert list(folder.parent.glob("*/record.json")) == []
+    assert list(folder.rglob("*.pt")) == []
 
     io.atomic_write_json(target, {"config_hash": "cd" * 8})
     assert json.loads(target.read_text()) == {"config_hash": "cd" * 8}
@@ -201,12 +203,15 @@ def test_all_zero_modality_loads_with_one_warning_naming_file_split_modality(tmp
         warnings.simplefilter("always")
         ds = load_mmsa(path, "mosi")
     zero = [w for w in caught if issubclass(w.category, AllZeroModalityWarning)]
-    assert len(zero) == 1 and issubclass(AllZeroModalityWarning, UserWarning)
+    assert len(zero) == 1
+    assert issubclass(AllZeroModalityWarning, UserWarning)
     msg = str(zero[0].message)
-    assert str(path) in msg and "\n" not in msg
+    assert str(path) in msg
+    assert "\n" not in msg
     assert "modality 'audio' in split(s) 'train';" in msg
     assert "modality 'vision' in split(s) 'train', 'valid', 'test'" in msg
-    assert not ds.train.audio.any() and ds.test.audio.any()       # loaded as it is
+    assert not ds.train.audio.any()
+    assert ds.test.audio.any()
 
     sound = write_pickle(make_mmsa("mosi", aligned=True), tmp_path / "sound" / "aligned_50.pkl")
     with warnings.catch_warnings(record=True) as caught:
@@ -235,11 +240,14 @@ def test_all_zero_modality_warns_in_the_bclstm_and_utterance_loaders_too(tmp_pat
         rows = [line.split(",") for line in path.read_text().splitlines()]
         path.write_text("".join(",".join(["0.0"] * (len(r) - 1) + r[-1:]) + "\n" for r in rows))
     msg = _zero_warnings(lambda: load_mosi_bclstm(tmp_path / "bclstm", standardize=False))
-    assert len(msg) == 1 and "modality 'audio' in split(s) 'train', 'valid', 'test'" in msg[0]
+    assert len(msg) == 1
+    assert "modality 'audio' in split(s) 'train', 'valid', 'test'" in msg[0]
     assert str(tmp_path / "bclstm") in msg[0]
 
     make_utt_tree(tmp_path / "utt")
     for f in (tmp_path / "utt" / "features" / DEFAULT_FEATURES["vision"]).glob("*.npy"):
         np.save(f, np.zeros_like(np.load(f)))
     msg = _zero_warnings(lambda: load_utterance_features(tmp_path / "utt"))
-    assert len(msg) == 1 and "modality 'vision'" in msg[0] and "'audio'" not in msg[0]
+    assert len(msg) == 1
+    assert "modality 'vision'" in msg[0]
+    assert "'audio'" not in msg[0]

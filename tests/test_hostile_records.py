@@ -78,7 +78,8 @@ def _cells(line: str) -> list[str]:
             cur += ch
         i += 1
     cells.append(cur)
-    assert cells[0] == "" and cells[-1] == "", line     # "| a | b |": nothing outside the outer pipes
+    assert cells[0] == "", line
+    assert cells[-1] == "", line
     return cells[1:-1]
 
 
@@ -127,14 +128,20 @@ def test_table_refuses_a_hostile_record_with_one_line(case, tmp_path, capsys):
     change(bad)
     path = _write(tmp_path, [_record(seed=0), bad, _record(seed=2)])
     rc, out, err = _table_cli(tmp_path, capsys)
-    assert rc == 2 and out == ""
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert err.startswith("mser: error: ") and f"{path}, line 2" in err, err
-    assert f"field '{field}'" in err and found in err, err
+    assert rc == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err, err
+    assert err.startswith("mser: error: "), err
+    assert f"{path}, line 2" in err, err
+    assert f"field '{field}'" in err, err
+    assert found in err, err
     # the library call raises the same one-line error
     with pytest.raises(DataFormatError) as exc:
         load_records(tmp_path, "quick", "synthetic")
-    assert "\n" not in str(exc.value) and str(path) in str(exc.value) and exc.value.field == field
+    assert "\n" not in str(exc.value)
+    assert str(path) in str(exc.value)
+    assert exc.value.field == field
 
 
 def test_the_message_names_the_config_hash_of_the_run(tmp_path):
@@ -153,7 +160,8 @@ def test_the_command_line_prints_one_line_without_traceback(tmp_path):
     path = _write(tmp_path, [bad])
     proc = subprocess.run([sys.executable, "-m", "mser_lib", "table", "--results-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.returncode == 2
+    assert proc.stdout == ""
     assert proc.stderr == (f"mser: error: {path}, line 1 (run {0:016x}): field 'test.mae': expected a finite "
                            "number >= 0, found '0.5' (str)\n"), proc.stderr
 
@@ -165,7 +173,8 @@ def test_a_pipe_newline_or_marker_in_a_name_stays_in_its_cell(tmp_path, capsys):
     assert rc == 0
     rows, cols = _shape(out)
     assert (rows, cols) == (4, 2 + len(MOSI_COLUMNS) + 2)        # model, variant, metrics, seeds, chosen epoch = last
-    assert "<" not in out and rd.README_END not in out
+    assert "<" not in out
+    assert rd.README_END not in out
 
 
 def test_a_nan_corr_is_shown_as_nan_not_dropped_from_the_mean(tmp_path, capsys):
@@ -176,9 +185,12 @@ def test_a_nan_corr_is_shown_as_nan_not_dropped_from_the_mean(tmp_path, capsys):
     _write(tmp_path, [a, b])
     long = aggregate(load_records(tmp_path, "quick", "synthetic"))
     corr = long[long["metric"] == "corr"].iloc[0]
-    assert corr["n"] == 2 and math.isnan(corr["mean"]) and math.isnan(corr["std"])
+    assert corr["n"] == 2
+    assert math.isnan(corr["mean"])
+    assert math.isnan(corr["std"])
     rc, out, _ = _table_cli(tmp_path, capsys)
-    assert rc == 0 and "| nan | 2 |" in out
+    assert rc == 0
+    assert "| nan | 2 |" in out
 
 
 def test_records_given_in_memory_are_checked_by_aggregate():
@@ -313,8 +325,12 @@ def _expected_shape(recs: list[dict]) -> tuple[int, int] | None:
 
 def _assert_refused(exc: DataFormatError, path: Path) -> None:
     text = str(exc)
-    assert "\n" not in text and "\r" not in text and text.startswith(f"{path}, line "), text
-    assert " field " in text and ": expected " in text and ", found " in text, text
+    assert "\n" not in text, text
+    assert "\r" not in text, text
+    assert text.startswith(f"{path}, line "), text
+    assert " field " in text, text
+    assert ": expected " in text, text
+    assert ", found " in text, text
 
 
 @_SETTINGS
@@ -335,7 +351,8 @@ def test_table_of_hostile_records_is_refused_or_exact(recs, tmp_path):
         return
     md = to_markdown(df)
     assert _shape(md) == expected, md
-    assert "<" not in md and rd.README_END not in md
+    assert "<" not in md
+    assert rd.README_END not in md
     seeds = df["seeds"].tolist()
     assert all(1 <= n <= 3 for n in seeds)                # at most one value per seed, never more than were given
 
@@ -356,10 +373,13 @@ def test_readme_block_of_hostile_records_is_refused_or_exact(recs, tmp_path):
         _assert_refused(exc, path)
         assert readme.read_text() == before                         # refused: the README is left as it was
         return
-    assert ok and rc == 0, "a hostile record was averaged"
+    assert ok, "a hostile record was averaged"
+    assert rc == 0, "a hostile record was averaged"
     text = readme.read_text()
-    assert text.count(rd.README_BEGIN) == 1 and text.count(rd.README_END) == 1
-    assert text.startswith("intro\n") and text.endswith(f"{rd.README_END}\nrest\n")
+    assert text.count(rd.README_BEGIN) == 1
+    assert text.count(rd.README_END) == 1
+    assert text.startswith("intro\n")
+    assert text.endswith(f"{rd.README_END}\nrest\n")
     block = text.split(rd.README_BEGIN)[1].split(rd.README_END)[0]
     assert "<" not in block
     expected = _expected_shape(recs)

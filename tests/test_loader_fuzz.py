@@ -30,7 +30,9 @@ def _valid(ds) -> None:
         assert len(sp) > 0
         for m in ("text", "audio", "vision"):
             x = sp.features(m)
-            assert x.dtype == np.float32 and x.shape[-1] > 0 and np.isfinite(x).all()
+            assert x.dtype == np.float32
+            assert x.shape[-1] > 0
+            assert np.isfinite(x).all()
 
 
 @pytest.fixture(scope="module")

@@ -139,8 +139,12 @@ def test_safe_load_roundtrips_numpy_and_containers(tmp_path, protocol):
     got = safe_load(write_pickle(obj, tmp_path / "ok.pkl", protocol))
     for k in ("a", "g", "h"):
         np.testing.assert_array_equal(got[k], obj[k])
-    assert got["b"] == obj["b"] and got["c"] == obj["c"] and got["e"] == obj["e"] and got["i"] == obj["i"]
-    assert got["f"] == obj["f"] and got["d"] == obj["d"]
+    assert got["b"] == obj["b"]
+    assert got["c"] == obj["c"]
+    assert got["e"] == obj["e"]
+    assert got["i"] == obj["i"]
+    assert got["f"] == obj["f"]
+    assert got["d"] == obj["d"]
 
 
 class _Py2Pickler(pickle._Pickler):
@@ -189,22 +193,27 @@ def test_mmsa_aligned_mosi(tmp_path):
     raw = make_mmsa("mosi", aligned=True)
     path = write_pickle(raw, tmp_path / "aligned_50.pkl")
     ds = load_mmsa(path, "mosi")
-    assert ds.info.layout == "sequence" and ds.info.metric_family == "mosi"
+    assert ds.info.layout == "sequence"
+    assert ds.info.metric_family == "mosi"
     assert ds.info.dims == {"text": 768, "audio": 5, "vision": 20}
-    assert ds.info.label_range == (-3.0, 3.0) and ds.info.source["aligned"] is True
+    assert ds.info.label_range == (-3.0, 3.0)
+    assert ds.info.source["aligned"] is True
     for s, n in SPLIT_N.items():
         sp = ds.split(s)
         assert len(sp) == n
         assert sp.text.shape == (n, 50, 768)
-        assert sp.audio.shape == (n, 50, 5) and sp.vision.shape == (n, 50, 20)
+        assert sp.audio.shape == (n, 50, 5)
+        assert sp.vision.shape == (n, 50, 20)
         for m in MODALITIES:
-            assert sp.features(m).dtype == np.float32 and sp.mask(m).dtype == bool
+            assert sp.features(m).dtype == np.float32
+            assert sp.mask(m).dtype == bool
         want = raw[s]["text_bert"][:, 1, :] > 0
         np.testing.assert_array_equal(sp.text_mask, want)
         np.testing.assert_array_equal(sp.audio_mask, want)
         np.testing.assert_array_equal(sp.vision_mask, want)
         np.testing.assert_allclose(sp.labels, raw[s]["regression_labels"])
-        assert sp.labels.shape == (n,) and sp.label_mask.all()
+        assert sp.labels.shape == (n,)
+        assert sp.label_mask.all()
         assert list(sp.ids) == list(raw[s]["id"])
 
 
@@ -216,7 +225,8 @@ def test_mmsa_unaligned_from_root_and_text_mask_without_text_bert(tmp_path):
     assert ds.info.source["aligned"] is False
     for s in SPLIT_N:
         sp, r = ds.split(s), raw[s]
-        assert sp.audio.shape[1:] == (375, 5) and sp.vision.shape[1:] == (500, 20)
+        assert sp.audio.shape[1:] == (375, 5)
+        assert sp.vision.shape[1:] == (500, 20)
         np.testing.assert_array_equal(sp.lengths("audio"), r["audio_lengths"])
         np.testing.assert_array_equal(sp.lengths("vision"), r["vision_lengths"])
         # masks are prefixes (padding at the end)
@@ -232,9 +242,11 @@ def test_mmsa_sims_unaligned(tmp_path):
     raw = make_mmsa("sims", aligned=False, seed=2)
     write_pickle(raw, tmp_path / "SIMS" / "Processed" / "unaligned_39.pkl")
     ds = load_mmsa(tmp_path, "sims")
-    assert ds.info.metric_family == "sims" and ds.info.label_range == (-1.0, 1.0)
+    assert ds.info.metric_family == "sims"
+    assert ds.info.label_range == (-1.0, 1.0)
     assert ds.info.dims == {"text": 768, "audio": 33, "vision": 709}
-    assert ds.test.text.shape == (3, 39, 768) and ds.test.vision.shape == (3, 55, 709)
+    assert ds.test.text.shape == (3, 39, 768)
+    assert ds.test.vision.shape == (3, 55, 709)
     np.testing.assert_array_equal(ds.valid.lengths("vision"), raw["valid"]["vision_lengths"])
     with pytest.raises(DataFormatError) as ei:
         load_mmsa(tmp_path, "sims", aligned=True)  # SIMS has no aligned file
@@ -245,7 +257,8 @@ def test_mmsa_neg_inf_audio_becomes_zero(tmp_path):
     raw = make_mmsa("mosi", aligned=True)
     raw["train"]["audio"][0, 0, :2] = -np.inf
     ds = load_mmsa(write_pickle(raw, tmp_path / "aligned_50.pkl"), "mosi")
-    assert np.all(ds.train.audio[0, 0, :2] == 0.0) and np.isfinite(ds.train.audio).all()
+    assert np.all(ds.train.audio[0, 0, :2] == 0.0)
+    assert np.isfinite(ds.train.audio).all()
     np.testing.assert_array_equal(ds.train.audio[0, 0, 2:], raw["train"]["audio"][0, 0, 2:])
 
 
@@ -268,7 +281,8 @@ def test_mmsa_checks_and_masks_run_in_chunks_with_the_same_result(tmp_path, monk
             np.testing.assert_array_equal(chunked.split(s).features(m), whole.split(s).features(m))
             np.testing.assert_array_equal(chunked.split(s).mask(m), whole.split(s).mask(m))
         np.testing.assert_array_equal(chunked.split(s).text_mask, np.abs(raw[s]["text"]).sum(-1) > 0)
-    assert chunked.train.audio[0, 0, 0] == 0.0 and chunked.train.audio[4, 1, 2] == 0.0
+    assert chunked.train.audio[0, 0, 0] == 0.0
+    assert chunked.train.audio[4, 1, 2] == 0.0
     raw["valid"]["text"][1, 2, 3] = np.nan
     with pytest.raises(DataFormatError) as ei:
         load_mmsa(write_pickle(raw, tmp_path / "nan" / "unaligned_50.pkl"), "mosi")
@@ -453,11 +467,16 @@ def test_utterance_loads_position_layout(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mser_lib.data"):
         ds = load_utterance_features(tmp_path, "mosi")
     assert any("1 of 12 vision vectors shorter than 10" in r.getMessage() for r in caplog.records)
-    assert ds.info.layout == "position" and ds.info.metric_family == "mosi" and ds.info.dims == UTT_DIMS
-    assert list(ds.train.ids) == ["v1", "v3"] and list(ds.valid.ids) == ["v4"]
+    assert ds.info.layout == "position"
+    assert ds.info.metric_family == "mosi"
+    assert ds.info.dims == UTT_DIMS
+    assert list(ds.train.ids) == ["v1", "v3"]
+    assert list(ds.valid.ids) == ["v4"]
     assert list(ds.test.ids) == ["v2", "v5"]
     tr = ds.train
-    assert tr.labels.shape == (2, 4) and tr.text.shape == (2, 4, 12) and tr.vision.shape == (2, 4, 10)
+    assert tr.labels.shape == (2, 4)
+    assert tr.text.shape == (2, 4, 12)
+    assert tr.vision.shape == (2, 4, 10)
     np.testing.assert_array_equal(tr.label_mask, [[1, 1, 1, 0], [1, 1, 1, 1]])
     for m in MODALITIES:
         np.testing.assert_array_equal(tr.mask(m), tr.label_mask)
@@ -545,22 +564,30 @@ def bclstm():
 @needs_shared
 def test_bclstm_split_sizes_and_layout(bclstm):
     ds = bclstm
-    assert ds.info.layout == "position" and ds.info.dims == {"text": 100, "audio": 73, "vision": 100}
+    assert ds.info.layout == "position"
+    assert ds.info.dims == {"text": 100, "audio": 73, "vision": 100}
     n = {s: len(ds.split(s)) for s in ("train", "valid", "test")}
-    assert n["train"] + n["valid"] == 62 and n["test"] == 31
+    assert n["train"] + n["valid"] == 62
+    assert n["test"] == 31
     assert n["valid"] == 6  # round(10% of 62)
     utt = {s: int(ds.split(s).label_mask.sum()) for s in ("train", "valid", "test")}
-    assert sum(utt.values()) == 2199 and utt["train"] + utt["valid"] == 1447 and utt["test"] == 752
+    assert sum(utt.values()) == 2199
+    assert utt["train"] + utt["valid"] == 1447
+    assert utt["test"] == 752
     ids = [set(ds.split(s).ids) for s in ("train", "valid", "test")]
-    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert not (ids[0] & ids[1])
+    assert not (ids[0] & ids[2])
+    assert not (ids[1] & ids[2])
     for s in ("train", "valid", "test"):
         sp = ds.split(s)
         for m in MODALITIES:
             np.testing.assert_array_equal(sp.mask(m), sp.label_mask)
             assert np.all(sp.features(m)[~sp.label_mask] == 0)
         lab = sp.labels[sp.label_mask]
-        assert lab.min() >= -3 and lab.max() <= 3
-        assert sp.lengths().min() >= 9 and sp.lengths().max() <= 63
+        assert lab.min() >= -3
+        assert lab.max() <= 3
+        assert sp.lengths().min() >= 9
+        assert sp.lengths().max() <= 63
 
 
 @needs_shared
@@ -580,7 +607,8 @@ def test_bclstm_valid_identical_across_training_seeds():
     valids = [tuple(entry["loader"](BCLSTM_DIR, seed=s).valid.ids) for s in (0, 1, 2)]
     assert valids[0] == valids[1] == valids[2]
     other = load_mosi_bclstm(BCLSTM_DIR, split_seed=1)
-    assert len(other.valid) == 6 and tuple(other.valid.ids) != valids[0]
+    assert len(other.valid) == 6
+    assert tuple(other.valid.ids) != valids[0]
 
 
 @needs_shared
@@ -810,7 +838,8 @@ def test_tiny_bclstm_tree_loads(tmp_path):
     for std in (False, True):
         ds = load_mosi_bclstm(tmp_path, standardize=std)
         assert [len(ds.split(s)) for s in ("train", "valid", "test")] == [2, 1, 2]
-        assert ds.train.audio.dtype == np.float32 and np.isfinite(ds.train.audio).all()
+        assert ds.train.audio.dtype == np.float32
+        assert np.isfinite(ds.train.audio).all()
 
 
 def test_bclstm_float32_overflow_is_refused_naming_the_column(tmp_path):
@@ -830,7 +859,8 @@ def test_bclstm_large_cell_is_standardised_in_float64_not_zeroed(tmp_path):
     _set_cell(tmp_path / "audio_train0.csv", 0, 7, "1e20")         # tr1_1: a train-split utterance
     ds = load_mosi_bclstm(tmp_path, standardize=True)
     col = ds.train.audio[..., 7][ds.train.audio_mask]
-    assert np.isfinite(col).all() and col.std() > 0.5
+    assert np.isfinite(col).all()
+    assert col.std() > 0.5
     assert ds.train.audio[0, 0, 7] == col.max() > 0 > np.delete(col, np.argmax(col)).max()
     assert ds.info.source["standardize"] is True
     raw = load_mosi_bclstm(tmp_path, standardize=False)
@@ -904,7 +934,8 @@ def _assert_standardized(raw_ds, ds):
             np.testing.assert_allclose(b[mask], ((a[mask] - raw.mean(0)) / np.where(live, sd, 1.0)), rtol=1e-5,
                                        atol=1e-5)
             assert b.dtype == np.float32
-    assert ds.info.source["standardize"] is True and raw_ds.info.source["standardize"] is False
+    assert ds.info.source["standardize"] is True
+    assert raw_ds.info.source["standardize"] is False
 
 
 def test_utterance_standardize_uses_train_statistics_and_is_the_registry_default(tmp_path):
@@ -961,7 +992,8 @@ def test_mmsa_refuses_a_sample_in_two_splits(tmp_path):
         f.write_bytes(pickle.dumps(data))
         with pytest.raises(DataFormatError, match=found) as err:
             load_mmsa(f, "mosi", aligned=True)
-        assert str(f) in str(err.value) and "test/id" in str(err.value)
+        assert str(f) in str(err.value)
+        assert "test/id" in str(err.value)
 
 
 def test_utterance_refuses_an_utterance_listed_in_two_folds(tmp_path):

@@ -44,12 +44,14 @@ def test_zero_labels_in_both_acc2_variants():
 
 def test_all_zero_labels_give_nan_not_crash():
     m = mosi_metrics(np.zeros(4), np.array([0.1, -0.2, 0.3, 0.0]))
-    assert math.isnan(m["acc2_non0"]) and math.isnan(m["f1_non0"])
+    assert math.isnan(m["acc2_non0"])
+    assert math.isnan(m["f1_non0"])
 
 
 def test_mae_and_corr_on_unclipped_values_for_mosi():
     m = mosi_metrics(np.array([3.0, -3.0]), np.array([5.0, -5.0]))
-    assert m["mae"] == 2.0 and m["corr"] == pytest.approx(1.0)
+    assert m["mae"] == 2.0
+    assert m["corr"] == pytest.approx(1.0)
 
 
 def test_constant_predictor_corr_is_nan_and_honest():
@@ -62,7 +64,8 @@ def test_constant_predictor_corr_is_nan_and_honest():
     # nan never wins model selection
     assert not is_better("corr", float("nan"), 0.1)
     assert is_better("corr", 0.1, float("nan"))
-    assert is_better("mae", 0.5, 0.6) and not is_better("mae", 0.7, 0.6)
+    assert is_better("mae", 0.5, 0.6)
+    assert not is_better("mae", 0.7, 0.6)
 
 
 def test_sims_bin_edges_are_left_open_right_closed():
@@ -79,7 +82,8 @@ def test_sims_bin_edges_are_left_open_right_closed():
 
 def test_sims_clips_before_mae():
     m = sims_metrics(np.array([1.0, -1.0]), np.array([1.5, -3.0]))
-    assert m["mae"] == 0.0 and m["acc5"] == 1.0
+    assert m["mae"] == 0.0
+    assert m["acc5"] == 1.0
 
 
 def test_classification_metrics_hand_case():

@@ -91,7 +91,8 @@ def _refused(tmp_path, folder, capsys, match: str) -> str:
     capsys.readouterr()
     assert migrate.main([str(folder)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("mser: error: "), err
+    assert err.count("\n") == 1, err
+    assert err.startswith("mser: error: "), err
     assert re.search(match, err), err
     with pytest.raises((ValueError, OSError), match=match):        # the library raises the same, once more
         migrate.add_data_fingerprints(folder, progress=False)

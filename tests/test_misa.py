@@ -63,9 +63,11 @@ def test_one_shared_encoder_and_each_loss_reaches_what_it_constrains():
         return {n: p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()}
 
     sim = grads(out.aux_losses["sim"])          # CMD between shared vectors: the shared encoder, no private one
-    assert sim["shared.0.weight"] and not any(sim[n] for n in sim if n.startswith(("private", "recon", "predict")))
+    assert sim["shared.0.weight"]
+    assert not any(sim[n] for n in sim if n.startswith(("private", "recon", "predict")))
     diff = grads(out.aux_losses["diff"])        # orthogonality: shared and every private encoder
-    assert diff["shared.0.weight"] and all(diff[f"private.{m}.0.weight"] for m in ("text", "audio", "vision"))
+    assert diff["shared.0.weight"]
+    assert all(diff[f"private.{m}.0.weight"] for m in ("text", "audio", "vision"))
     rec = grads(out.aux_losses["recon"])        # reconstruction: the decoders
     assert all(rec[f"recon.{m}.weight"] for m in ("text", "audio", "vision"))
     model.eval()

@@ -112,7 +112,9 @@ def test_an_epoch_makes_both_passes_and_the_mosei_one_goes_over_half_the_batches
     model.forward = lambda batch: (seen.append(model._pass), forward(batch))[1]
     means = train_passes(model, opt, params, ds.train, ds.info, cfg, 0, 0, "cpu")
     assert seen == ["mmilb"] * 2 + ["main"] * 3                          # ceil(3 / 2) batches, then all 3
-    assert "mmilb_neg_lld" in means and "task" in means and "neg_lld" not in means
+    assert "mmilb_neg_lld" in means
+    assert "task" in means
+    assert "neg_lld" not in means
 
 
 @pytest.mark.parametrize("layout", ["sequence", "position"])

@@ -79,7 +79,8 @@ def test_padding_changes_no_prediction(layout):
     model = build_model("mult", ds.info, "quick").double().eval()
     batch = _batch(ds, double=True)
     pred = model(batch).prediction
-    assert pred.shape == batch.labels.shape and torch.isfinite(pred).all()
+    assert pred.shape == batch.labels.shape
+    assert torch.isfinite(pred).all()
     for i in range(len(batch)):
         one = model(_batch(ds, index=[i], double=True))
         if layout == "sequence":
@@ -95,9 +96,11 @@ def test_a_missing_modality_gives_a_zero_stream_and_a_finite_prediction():
     model = build_model("mult", ds.info, "quick").eval()
     batch = collate(ds.train, np.arange(4), "sequence", present=np.array([[1, 0, 1]] * 4, dtype=bool))
     H = model.streams(batch)
-    assert torch.all(H["audio"] == 0) and H["text"].abs().sum() > 0
+    assert torch.all(H["audio"] == 0)
+    assert H["text"].abs().sum() > 0
     out = model(batch).prediction
-    assert out.shape == (4,) and torch.isfinite(out).all()
+    assert out.shape == (4,)
+    assert torch.isfinite(out).all()
 
 
 def test_paper_preset_is_mmsa_config_per_dataset():

@@ -24,9 +24,12 @@ NOISY = _frame({("atsuko", "mae"): [0.60, 0.90, 0.70], ("emoe", "mae"): [0.65, 0
 
 def test_summarize_mean_and_seed_std():
     s = nv.summarize(CLEAR, "femf", "mae")
-    assert s.n == 3 and s.mean == pytest.approx(0.61) and s.std == pytest.approx(0.01)
+    assert s.n == 3
+    assert s.mean == pytest.approx(0.61)
+    assert s.std == pytest.approx(0.01)
     one = nv.summarize(_frame({("x", "mae"): [0.5]}), "x", "mae")
-    assert one.n == 1 and math.isnan(one.std)
+    assert one.n == 1
+    assert math.isnan(one.std)
     with pytest.raises(KeyError):
         nv.summarize(CLEAR, "nobody", "mae")
 
@@ -36,13 +39,16 @@ def test_compare_sentence_beyond_and_within_spread():
     assert s == ("FEMF's MAE (0.610 ± 0.010) is lower (better) than the T+A+V baseline's (0.663 ± 0.006), "
                  "by more than the seed spread.")
     s = nv.compare_sentence(NOISY, "atsuko", "emoe", "mae")
-    assert "lower (better)" in s and "less than the seed spread" in s
+    assert "lower (better)" in s
+    assert "less than the seed spread" in s
     s = nv.compare_sentence(CLEAR, "baseline (modalities=tav)", "femf", "acc2_non0")
     assert s.startswith("The T+A+V baseline's Acc-2 (neg/pos) (83.3 ± 0.6) is lower (worse) than FEMF's (88.0 ± 1.0)")
 
 
 def test_higher_is_better_for_accuracy_and_lower_for_mae():
-    assert nv.better("acc7", 0.5, 0.4) and not nv.better("mae", 0.5, 0.4) and nv.better("mae", 0.4, 0.5)
+    assert nv.better("acc7", 0.5, 0.4)
+    assert not nv.better("mae", 0.5, 0.4)
+    assert nv.better("mae", 0.4, 0.5)
     assert "higher (better)" in nv.compare_sentence(CLEAR, "femf", "baseline (modalities=tav)", "acc2_non0")
 
 
@@ -53,8 +59,11 @@ def test_single_seed_has_no_spread():
     # the runner-up from one seed is neither ahead nor "within the seed spread" of the best: there is no spread
     g = _frame({("femf", "mae"): [0.53, 0.50, 0.56], ("dmd", "mae"): [0.58]})
     s = nv.best_sentence(g, ["femf", "dmd"], "mae")
-    assert s.startswith("The best MAE is FEMF's") and "ahead of DMD (0.580)" in s and "single seed" in s
-    assert "within the seed spread" not in s and "by more than" not in s
+    assert s.startswith("The best MAE is FEMF's")
+    assert "ahead of DMD (0.580)" in s
+    assert "single seed" in s
+    assert "within the seed spread" not in s
+    assert "by more than" not in s
 
 
 def test_a_gap_that_only_hidden_digits_show_is_a_tie_or_within_the_spread():
@@ -62,21 +71,27 @@ def test_a_gap_that_only_hidden_digits_show_is_a_tie_or_within_the_spread():
     the fourth decimal is within it."""
     f = _frame({("a", "mae"): [0.7214, 0.7414, 0.7014], ("b", "mae"): [0.7206, 0.7406, 0.7006]})
     s = nv.compare_sentence(f, "a", "b", "mae")
-    assert "equals" in s and "higher" not in s and "lower" not in s
+    assert "equals" in s
+    assert "higher" not in s
+    assert "lower" not in s
     assert "equal to" in nv.best_sentence(f, ["a", "b"], "mae")
     assert "equal at the precision shown" in nv.paper_sentence(f, "b", "a", "mae", "A paper")
     d = 0.0357 / 2 ** 0.5                      # two seeds at mean 0.9908 with std 0.0357: gap 0.0358
     g = _frame({("a", "mae"): [0.955, 0.955], ("b", "mae"): [0.9908 - d, 0.9908 + d]})
     sa, sb = nv.summarize(g, "a", "mae"), nv.summarize(g, "b", "mae")
-    assert nv.beyond_spread(sa, sb) is True and nv.beyond_spread(sa, sb, "mae") is False
+    assert nv.beyond_spread(sa, sb) is True
+    assert nv.beyond_spread(sa, sb, "mae") is False
 
 
 def test_single_seed_rows_are_never_judged_against_a_spread():
     f = _frame({("femf", "mae"): [0.50, 0.52, 0.51], ("dmd", "mae"): [0.60], ("emoe", "mae"): [0.90, 0.92]})
     s = nv.paper_sentence(f, "femf", "dmd", "mae", "A paper")
-    assert "single seed" in s and "spread (" not in s and "within" not in s
+    assert "single seed" in s
+    assert "spread (" not in s
+    assert "within" not in s
     s = nv.beats_all_sentence(f, "femf", ["dmd", "emoe"], "mae")
-    assert "DMD: a single seed" in s and "each gap by more than the seed spread" in s
+    assert "DMD: a single seed" in s
+    assert "each gap by more than the seed spread" in s
 
 
 def test_best_sentence_and_ranking():
@@ -88,10 +103,12 @@ def test_best_sentence_and_ranking():
 
 def test_paper_sentence_agrees_contradicts_or_cannot_tell():
     s = nv.paper_sentence(CLEAR, "femf", "baseline (modalities=tav)", "mae", "FEMF Table 1")
-    assert "point the same way, by more than the seed spread" in s and "claims test" in s
+    assert "point the same way, by more than the seed spread" in s
+    assert "claims test" in s
     assert "agree" not in s                      # agreeing is the claims test's verdict, not a gap in means
     s = nv.paper_sentence(CLEAR, "baseline (modalities=tav)", "femf", "mae", "A paper")
-    assert "point the other way, by more than the seed spread" in s and "contradict" not in s
+    assert "point the other way, by more than the seed spread" in s
+    assert "contradict" not in s
     assert "do not confirm it" in nv.paper_sentence(NOISY, "atsuko", "emoe", "mae", "Atsuko Table 1")
     assert "other way" in nv.paper_sentence(NOISY, "emoe", "atsuko", "mae", "Atsuko Table 1")
 
@@ -99,7 +116,8 @@ def test_paper_sentence_agrees_contradicts_or_cannot_tell():
 def test_beats_all_sentence():
     f = _frame({("t", "mae"): [0.50, 0.51], ("x", "mae"): [0.60, 0.61], ("y", "mae"): [0.505, 0.70]})
     s = nv.beats_all_sentence(f, "t", ["t", "x", "y"], "mae", names={"t": "text only"})
-    assert s.startswith("Text only has a better MAE") and "over x" in s
+    assert s.startswith("Text only has a better MAE")
+    assert "over x" in s
     assert nv.beats_all_sentence(f, "x", ["t", "x", "y"], "mae") is None
 
 
@@ -130,9 +148,12 @@ def test_claims_sentence_counts_verdicts():
 def test_what_we_see_differs_for_builtin_and_real_data():
     a = nv.what_we_see(["One.", None, "Two."], "synthetic")
     b = nv.what_we_see(["One.", "Two."], "mosi-bclstm")
-    assert a.startswith("**What we see** (built-in") and "- One.\n- Two." in a
-    assert "mosi-bclstm: real data" in b and a != b
-    assert nv.is_builtin("synthetic") and not nv.is_builtin("mosi")
+    assert a.startswith("**What we see** (built-in")
+    assert "- One.\n- Two." in a
+    assert "mosi-bclstm: real data" in b
+    assert a != b
+    assert nv.is_builtin("synthetic")
+    assert not nv.is_builtin("mosi")
 
 
 # --- notebooks 00-02 and 06 -------------------------------------------------------------------------
@@ -152,16 +173,19 @@ def test_cycles_to_nu_matches_the_path_graph_eigenvectors():
 
 def test_probe_sentences_threshold():
     s = nv.probe_sentences({"band-limited": 0.68, "frequency-blind": 0.06, "text, raw": 0.89})
-    assert "readable only by frequency (gap 0.62, above the 0.2 threshold)" in s[0] and "0.89" in s[1]
+    assert "readable only by frequency (gap 0.62, above the 0.2 threshold)" in s[0]
+    assert "0.89" in s[1]
     s = nv.probe_sentences({"band-limited": 0.30, "frequency-blind": 0.25})
-    assert len(s) == 1 and "below the 0.2 threshold" in s[0]
+    assert len(s) == 1
+    assert "below the 0.2 threshold" in s[0]
 
 
 def test_leakage_sentence_names_only_gaps_above_threshold():
     leak = pd.DataFrame({"split": ["bclstm", "bclstm", "standard", "standard"], "modalities": ["t", "a"] * 2,
                          "acc2_has0": [0.751, 0.577, 0.929, 0.517]})
     s = nv.leakage_sentence(leak)
-    assert "for T (T 92.9% against 75.1%" in s and " A " not in s
+    assert "for T (T 92.9% against 75.1%" in s
+    assert " A " not in s
     assert nv.leakage_sentence(leak.assign(acc2_has0=0.7)).startswith("No feature set")
 
 
@@ -178,8 +202,10 @@ def test_summary_sentence():
 
 def test_femf_cut_sentence_sides():
     s = nv.femf_cut_sentence(0.6, {"text": (0.0, 0.04), "audio": (0.30, 0.45), "vision": (0.25, 0.35)})
-    assert "near 0.30 cycles per step" in s and "text (0.00-0.04) in the low band" in s
-    assert "audio (0.30-0.45) in the high band" in s and "vision (0.25-0.35) straddling the cut" in s
+    assert "near 0.30 cycles per step" in s
+    assert "text (0.00-0.04) in the low band" in s
+    assert "audio (0.30-0.45) in the high band" in s
+    assert "vision (0.25-0.35) straddling the cut" in s
 
 
 def test_high_share_sentence():
@@ -196,7 +222,8 @@ def test_band_roles_dc_nuisance_evidence():
         ["evidence", "noise", "noise"]
     s = nv.band_allocation_sentence("audio", [1 / 63, 0.062], (0.6, 0.9), (0.0, 0.08), 1 / 63, who="Atsuko's")
     assert s.startswith("Audio (evidence at ν 0.60-0.90): 2 of Atsuko's 3 equal-energy bands hold none")
-    assert "band 1 (ν 0.000-0.016) is the ν = 0 coefficient alone" in s and "lies in the nuisance band" in s
+    assert "band 1 (ν 0.000-0.016) is the ν = 0 coefficient alone" in s
+    assert "lies in the nuisance band" in s
     assert s.endswith("the evidence sits in band 3 (ν 0.062-1.000).")
     s = nv.band_allocation_sentence("vision", [0.3, 0.4], (0.2, 0.9), None, 1 / 63)
     assert "every one of the 3" in s
@@ -227,18 +254,22 @@ def test_attention_locality_uniform_and_diagonal():
     n = 10
     uni = np.full((n, n), 1 / n)
     mass, ref = nv.attention_locality(uni, 1)
-    assert mass == pytest.approx(ref) and ref == pytest.approx(28 / 100)
+    assert mass == pytest.approx(ref)
+    assert ref == pytest.approx(28 / 100)
     mass, _ = nv.attention_locality(np.eye(n), 1)
     assert mass == pytest.approx(1.0)
     maps = {"attn_low_text": uni, "attn_high_text": uni, "attn_low_audio": uni, "attn_high_audio": np.eye(n)}
     t = nv.locality_table(maps)
-    assert set(t["width"]) == {1} and t["ratio"].iloc[0] == pytest.approx(1.0)
+    assert set(t["width"]) == {1}
+    assert t["ratio"].iloc[0] == pytest.approx(1.0)
     s = nv.attention_sentences(t)
-    assert s[0].startswith("In these maps, 1 of 4 maps put at least 1.5x") and "audio high" in s[0]
+    assert s[0].startswith("In these maps, 1 of 4 maps put at least 1.5x")
+    assert "audio high" in s[0]
     assert "only for audio" in s[1]
     s = nv.attention_sentences(nv.locality_table({k: uni for k in maps}), source="one sample of seed 0's model")
     assert s[0].startswith("In one sample of seed 0's model, FEMF's expert attention is about as local as uniform")
-    assert s[1].startswith("No modality's high-band map") and "contradict" not in s[1]
+    assert s[1].startswith("No modality's high-band map")
+    assert "contradict" not in s[1]
 
 
 def test_band_weights_sentence():
@@ -266,6 +297,8 @@ def test_mcm_weight_sentence():
     assert "MCM moves weight away from text (-0.100" in nv.mcm_weight_sentence(without - [0.1, -0.05, -0.05], without)
     assert "the opposite of Atsuko's Fig. 5" in nv.mcm_weight_sentence(without + [0.1, -0.05, -0.05], without)
     assert "MCM hardly moves it (+0.010" in nv.mcm_weight_sentence(without + [0.01, 0, -0.01], without)
+    s = nv.mcm_weight_sentence(without + [0.1, -0.05, -0.05], without, source="10 test samples, seed 0's models")
+    assert s.startswith("With MCM, text's mean modality weight (10 test samples, seed 0's models) is ")
 
 
 def test_missing_weights_sentence_measures_the_moves_against_masking_alone():
@@ -278,7 +311,8 @@ def test_missing_weights_sentence_measures_the_moves_against_masking_alone():
     t = pd.DataFrame([w0, masked], columns=["text", "audio", "joint"], index=[0.0, 0.4])
     s = nv.missing_weights_sentence(t, "FEMF", never_masked=(2,))
     assert s.startswith("FEMF's mean weights from 0% to 40% missing: text 0.400 -> ")
-    assert f"joint 0.300 -> {masked[2]:.3f} (masking alone: {masked[2]:.3f})" in s and "the mask's, not" in s
+    assert f"joint 0.300 -> {masked[2]:.3f} (masking alone: {masked[2]:.3f})" in s
+    assert "the mask's, not" in s
     moved = t.copy()
     moved.loc[0.4] = masked + np.array([-0.05, -0.05, 0.10])
     assert nv.missing_weights_sentence(moved, "FEMF", never_masked=(2,)).endswith(
@@ -361,8 +395,10 @@ def test_synthesis_names_resolved_claims_per_group_and_protocol_shifts_in_seed_s
     ])
     s = synthesis_sentences(claims)
     assert len(s) == 3
-    assert s[0].startswith("FEMF Tables 2-3") and "none is resolved" in s[0]
-    assert "1 resolved as the paper says (T beats A (FEMF, MAE))" in s[1] and "(5 seeds; 60 epochs)" in s[1]
+    assert s[0].startswith("FEMF Tables 2-3")
+    assert "none is resolved" in s[0]
+    assert "1 resolved as the paper says (T beats A (FEMF, MAE))" in s[1]
+    assert "(5 seeds; 60 epochs)" in s[1]
     assert "1 resolved against it (Atsuko: SBN beats -, -)" in s[2]
     prot = pd.DataFrame([
         {"model": "femf", "protocol": "clean: cross-fitted on test folds (ours)", "Acc-2 (neg/non-neg)": "76.0 ± 2.0"},
@@ -372,18 +408,22 @@ def test_synthesis_names_resolved_claims_per_group_and_protocol_shifts_in_seed_s
     ])
     (p,) = protocol_sentences(prot)
     assert "leaky validation +1.0 points (+0.5 seed sd)" in p
-    assert "the best test epoch of the best seed +4.0 points (+2.0 seed sd)" in p and p.startswith("FEMF: ")
+    assert "the best test epoch of the best seed +4.0 points (+2.0 seed sd)" in p
+    assert p.startswith("FEMF: ")
     two = pd.concat([prot, prot.assign(model="emoe", **{"Acc-2 (neg/non-neg)": ["76.0 ± 1.0", "73.0 ± 1.0", "77.0"]})])
     leaky, best = nv.protocol_summary(two)
     assert leaky == ("Leaky validation moves the 2 models' Acc-2 (neg/non-neg) by -3.0 to +0.5 seed sd of the clean "
                      "protocol (median -1.2): 0 up and 1 down by more than one seed sd.")
-    assert best.startswith("The best test epoch of the best seed moves the 2 models'") and "1 up and 0 down" in best
+    assert best.startswith("The best test epoch of the best seed moves the 2 models'")
+    assert "1 up and 0 down" in best
 
 
 def test_figure_captions_count_what_is_drawn():
     res = [{"seeds": [0, 1, 2], "boot_excludes": True}, {"seeds": [0], "boot_excludes": False}]
     s = nv.forest_caption(res, "Table 1 claims")
-    assert s.startswith("Table 1 claims: 2 paired comparisons (1-3 seeds each)") and "1 of 2 thin bars exclude 0" in s
+    assert s.startswith("Table 1 claims: 2 paired comparisons (1-3 seeds each)")
+    assert "1 of 2 thin bars exclude 0" in s
     f = pd.DataFrame({"row": ["a", "a", "a", "b"], "seed": [0, 1, 2, 0]})
     assert nv.points_caption(f, "Runs").startswith("Runs: 2 rows, 1-3 seeds each;")
-    assert nv.seed_counts([1, 1]) == "1 seed" and nv.seed_counts([3]) == "3 seeds"
+    assert nv.seed_counts([1, 1]) == "1 seed"
+    assert nv.seed_counts([3]) == "3 seeds"

@@ -64,7 +64,8 @@ def test_committed_notebook_is_safe_for_nbval(path):
         assert "injected-parameters" not in c.metadata.get("tags", []), "papermill cell left in the notebook"
     text = json.dumps([c.get("outputs", []) for c in _code_cells(nb)])
     text = re.sub(r"/tmp/ipykernel_\d+/", "", text)          # the kernel's cell files, named in warnings
-    assert str(ROOT) not in text and "/tmp/" not in text, "absolute path in committed outputs"
+    assert str(ROOT) not in text, "absolute path in committed outputs"
+    assert "/tmp/" not in text, "absolute path in committed outputs"
     assert '"output_type": "error"' not in text
 
 
@@ -169,8 +170,11 @@ def test_notebook_setup_resolves_parameters(tmp_path, monkeypatch):
     monkeypatch.delenv("MSER_WORKERS", raising=False)
     ctx = notebook.notebook_setup("smoke", "synthetic", "", "cpu", None, tmp_path / "r", False)
     assert ctx.seeds == [0, 1]                                   # the smoke profile's
-    assert ctx.tables == tmp_path / "r" / "smoke" / "synthetic" / "tables" and ctx.tables.is_dir()
-    assert ctx.figures.is_dir() and ctx.data_dir is None and ctx.threads == 1
+    assert ctx.tables == tmp_path / "r" / "smoke" / "synthetic" / "tables"
+    assert ctx.tables.is_dir()
+    assert ctx.figures.is_dir()
+    assert ctx.data_dir is None
+    assert ctx.threads == 1
     assert notebook.notebook_setup("smoke", seeds="3 4", results_dir=tmp_path).seeds == [3, 4]
     assert notebook.notebook_setup("smoke", seeds=7, results_dir=tmp_path).seeds == [7]
     assert notebook.notebook_setup("smoke", seeds=[2, 1], results_dir=tmp_path).seeds == [2, 1]
@@ -243,7 +247,9 @@ def test_readme_table_prefers_main_results(tmp_path):
     assert "| x | 0,1 | 0.5 ± 0.1 |" in text                          # measured row, empty Acc-7 dropped
     assert "Features: built-in." in text                                 # the features in the caption
     assert "reported: FEMF Table 1" not in text                          # reported rows: in the full table only
-    assert "**other**" in text and "old" not in text and text.endswith("rest\n")
+    assert "**other**" in text
+    assert "old" not in text
+    assert text.endswith("rest\n")
 
 
 def test_readme_block_without_notebooks_shows_the_default_runs_and_counts_the_switched_ones(tmp_path):
@@ -260,8 +266,10 @@ def test_readme_block_without_notebooks_shows_the_default_runs_and_counts_the_sw
     assert rd.write_readme_block(tmp_path / "results", readme) == 0
     text = readme.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| femf")]
-    assert len(rows) == 1 and "freeze_experts" not in text
-    assert "The other 2 runs of `" in text and "each set a switch." in text
+    assert len(rows) == 1
+    assert "freeze_experts" not in text
+    assert "The other 2 runs of `" in text
+    assert "each set a switch." in text
     # a quick-profile set whose runs all set a switch, with a ledger table the README does not show: counted,
     # and no "ledger below"
     quick = tmp_path / "results" / "quick" / "synthetic"
@@ -270,7 +278,8 @@ def test_readme_block_without_notebooks_shows_the_default_runs_and_counts_the_sw
     (quick / "tables" / "deviations.csv").write_text("deviation,resolved\nx,no\n")
     assert rd.write_readme_block(tmp_path / "results", readme) == 0
     text = readme.read_text()
-    assert "The 2 runs of `" in text and "ledger below" not in text.split("profile `quick`")[-1]
+    assert "The 2 runs of `" in text
+    assert "ledger below" not in text.split("profile `quick`")[-1]
 
 
 def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):
@@ -280,7 +289,9 @@ def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):
     assert rd.write_readme_block(tmp_path / "reslts", readme) == 2
     assert readme.read_text() == before
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "reslts" in err and "left as it is" in err
+    assert err.count("\n") == 1
+    assert "reslts" in err
+    assert "left as it is" in err
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -291,7 +302,8 @@ def test_save_figure_writes_png_and_pdf_atomically_and_reproducibly(tmp_path):
     ax.plot([0, 1], [1, 0])
     paths = save_figure(fig, tmp_path / "figs", "line")
     assert [p.name for p in paths] == ["line.png", "line.pdf"]
-    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
     first = paths[1].read_bytes()
     save_figure(fig, tmp_path / "figs", "line")
     assert paths[1].read_bytes() == first                     # no timestamp in the PDF
@@ -336,11 +348,14 @@ def test_atsuko_tables_match_the_paper(table, n):
 def test_reported_rows_are_labelled_and_scaled():
     femf = pr.femf_table1()
     ours = [r for r in femf if r.model == "Ours" and r.dataset == "CMU-MOSI"][0]
-    assert ours.label == "FEMF" and ours.implements == "femf"
-    assert ours.value("mae") == pytest.approx(0.758) and ours.value("acc2_non0") == pytest.approx(0.8837)
+    assert ours.label == "FEMF"
+    assert ours.implements == "femf"
+    assert ours.value("mae") == pytest.approx(0.758)
+    assert ours.value("acc2_non0") == pytest.approx(0.8837)
     assert ours.values["f1_non0"] == "88.36"                    # "85.32/ 88.36" as printed, space stripped
     ats = pr.atsuko_table1()
-    assert len(ats) == 2 * 2 * 13 and {r.setting for r in ats} == {"aligned", "unaligned"}
+    assert len(ats) == 2 * 2 * 13
+    assert {r.setting for r in ats} == {"aligned", "unaligned"}
     impl = pr.reported_rows("mosi", implemented_only=True)
     assert {r.implements for r in impl} == {"femf", "atsuko", "emoe", "tfn", "lmf", "mult", "misa", "selfmm", "mmim",
                                             "momke", "dmd"}
@@ -369,9 +384,11 @@ def test_main_table_sets_reported_rows_beside_measured_rows():
     recs = _fake_records()
     t = pr.main_table(recs, info, "smoke").reset_index()
     rep, meas = t[t["source"].str.startswith("reported")], t[t["source"].str.startswith("measured")]
-    assert len(rep) == 44 and set(rep["seeds"]) == {"as reported"}     # 4 models x 2 in FEMF T1 + 9 x 2 x 2
+    assert len(rep) == 44
+    assert set(rep["seeds"]) == {"as reported"}
     assert meas["model"].tolist() == ["femf", "baseline (modalities=t)"]
-    assert set(meas["seeds"]) == {"0,1"} and set(meas["setting"]) == {"profile smoke"}
+    assert set(meas["seeds"]) == {"0,1"}
+    assert set(meas["setting"]) == {"profile smoke"}
     for col in ("Acc-2 (neg/non-neg)", "F1 (neg/pos)", "Acc-7", "Acc-5", "Acc-3", "MAE", "Corr"):
         assert col in t.columns
     # mean ± std over the two seeds, in percent for accuracies
@@ -380,14 +397,16 @@ def test_main_table_sets_reported_rows_beside_measured_rows():
     assert meas.iloc[0]["Acc-7"] == want
     # reported cells are the printed strings, never recomputed
     femf_mosi = rep[(rep["model"] == "FEMF") & (rep["dataset"] == "CMU-MOSI")].iloc[0]
-    assert femf_mosi["MAE"] == "0.758" and femf_mosi["Acc-2 (neg/pos)"] == "88.37"
+    assert femf_mosi["MAE"] == "0.758"
+    assert femf_mosi["Acc-2 (neg/pos)"] == "88.37"
     assert pr.main_table(recs, info, "smoke", with_reported=False).shape[0] == 2
     # a cached record may carry the tag another grid gave it: rows are labelled by model and overrides
     tagged = [{**r, "tag": "FEMF (full)"} if r["model"] == "femf" and r["seed"] == 0 else r for r in recs]
     assert pr.main_table(tagged, info, "smoke", with_reported=False).reset_index()["model"].tolist() == \
         ["femf", "baseline (modalities=t)"]
     lay = pr.femf_layout(recs, info, "smoke").reset_index()
-    assert lay["source"].str.startswith("measured").sum() == 2 and (lay["Acc-2"].str.count("/") == 1).all()
+    assert lay["source"].str.startswith("measured").sum() == 2
+    assert (lay["Acc-2"].str.count("/") == 1).all()
     lay = pr.atsuko_layout(recs, info, "smoke").reset_index()
     assert set(lay.loc[lay["source"].str.startswith("measured"), "note"]) == {"Acc-2/F1 = neg/pos"}
 
@@ -432,8 +451,10 @@ def test_per_seed_figure_names_its_axes_in_words_and_draws_accuracy_in_percent()
     long = pd.DataFrame({"row": ["a", "a"], "seed": [0, 1], "metric": ["acc2_non0", "mae"], "value": [0.81, 0.9]})
     fig = figures.seed_points(long, ["acc2_non0", "mae"], ["a"])
     acc, mae = fig.axes
-    assert acc.get_title() == "Acc-2 (neg/pos)" and acc.get_xlabel().startswith("Acc-2 (neg/pos) (%)")
-    assert "higher is better" in acc.get_xlabel() and "lower is better" in mae.get_xlabel()
+    assert acc.get_title() == "Acc-2 (neg/pos)"
+    assert acc.get_xlabel().startswith("Acc-2 (neg/pos) (%)")
+    assert "higher is better" in acc.get_xlabel()
+    assert "lower is better" in mae.get_xlabel()
     assert acc.patches[0].get_width() == pytest.approx(81.0)         # the bar is the mean in percent
     plt.close(fig)
 
@@ -461,7 +482,9 @@ def test_readme_claims_block_counts_verdicts_and_compares_with_quick(tmp_path):
     text = readme.read_text()
     assert "4 claims in" in text
     assert "2 resolved (1 as the paper says, 1 against it), 1 not resolved, 1 with too few" in text
-    assert "| A hurts |" in text and "| B hurts |" in text and "| C hurts |" not in text
+    assert "| A hurts |" in text
+    assert "| B hurts |" in text
+    assert "| C hurts |" not in text
     assert "2 have the same settings as a `quick` run, and 1 of those reproduce its test metrics exactly" in text
 
 
@@ -474,4 +497,5 @@ def test_table_cells_cannot_add_columns_rows_html_or_readme_markers():
     lines = md.strip().splitlines()
     assert len(lines) == 2 + 3                                       # header, rule, one line per row
     assert all(line.count(" | ") == 1 for line in lines[2:])         # two columns, escaped pipes inside cells
-    assert "<" not in md and rd.README_END not in md
+    assert "<" not in md
+    assert rd.README_END not in md

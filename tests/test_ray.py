@@ -56,11 +56,13 @@ def test_train_all_passes_executor_and_address(monkeypatch, tmp_path):
     args = argparse.Namespace(dataset="synthetic", data_dir="", profile="smoke", only=["03"], device="auto",
                               results_dir=str(tmp_path), force=0, executor="ray", ray_address="ray://head:10001")
     pipeline.train_all(args, [0])
-    assert seen["executor"] == "ray" and seen["ray_address"] == "ray://head:10001"
+    assert seen["executor"] == "ray"
+    assert seen["ray_address"] == "ray://head:10001"
     seen.clear()
     args.executor, args.ray_address = None, ""              # default: the pipeline's own choice, no Ray
     pipeline.train_all(args, [0])
-    assert seen["executor"] in ("inline", "process") and "ray_address" not in seen
+    assert seen["executor"] in ("inline", "process")
+    assert "ray_address" not in seen
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -72,8 +74,10 @@ def test_make_reproduce_passes_executor_only_when_set():
         return next(line for line in out.replace("\\\n", " ").splitlines() if "mser_lib.pipeline" in line)
 
     line = dry("EXECUTOR=ray", "RAY_ADDRESS=ray://head:10001")
-    assert "--executor ray" in line and '--ray-address "ray://head:10001"' in line
-    assert "--executor" not in dry() and "--ray-address" not in dry()
+    assert "--executor ray" in line
+    assert '--ray-address "ray://head:10001"' in line
+    assert "--executor" not in dry()
+    assert "--ray-address" not in dry()
 
 
 def test_ray_grid_equals_inline_and_is_cached(tmp_path, monkeypatch):
@@ -98,7 +102,8 @@ def test_ray_grid_equals_inline_and_is_cached(tmp_path, monkeypatch):
     assert all(same_results(a, b) for a, b in zip(inline, first))
     # runs.jsonl: one well-formed line per run, each the record returned; record.json written by the tasks
     lines = runs.read_text().splitlines()
-    assert len(lines) == len(SPECS) and runs.read_text().endswith("\n")
+    assert len(lines) == len(SPECS)
+    assert runs.read_text().endswith("\n")
     by_hash = {r["config_hash"]: r for r in map(json.loads, lines)}
     assert set(by_hash) == {r["config_hash"] for r in first}
     assert all(by_hash[r["config_hash"]] == r and local_record(out, r["config"]) == r for r in first)
@@ -106,7 +111,8 @@ def test_ray_grid_equals_inline_and_is_cached(tmp_path, monkeypatch):
                                                                            "synthetic").read_text().splitlines())}
     assert all(same_results(inline_lines[h], r) for h, r in by_hash.items())
     # the second grid trains nothing: the same records, no file written
-    assert again == first and len(upserts) == len(SPECS)
+    assert again == first
+    assert len(upserts) == len(SPECS)
     assert runs.read_bytes() == before
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
 

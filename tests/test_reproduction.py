@@ -52,7 +52,8 @@ def test_fresh_clone_retrains_instead_of_reusing_committed_records(trained, tmp_
     assert _local_hashes(tmp_path) == {r["config_hash"] for r in recs}    # every run trained here
     # the steps of notebook 05 that predict from checkpoints find them
     curves, preds = ab.missing_curves(SPECS, again, ds, tmp_path, [0.0, 0.4], cache_dir=tmp_path / "pred")
-    assert set(curves["label"]) == {"baseline", "femf"} and set(curves["rate"]) == {0.0, 0.4}
+    assert set(curves["label"]) == {"baseline", "femf"}
+    assert set(curves["rate"]) == {0.0, 0.4}
     # deterministic CPU training: the same results as the author's runs, so runs.jsonl is unchanged
     assert all(experiments.same_results(a, b) for a, b in zip(recs, again))
     assert experiments.runs_path(tmp_path, "smoke", "synthetic").read_bytes() == \
@@ -72,11 +73,13 @@ def test_records_mode_retrains_only_what_a_step_needs(trained, tmp_path):
     assert _local_hashes(tmp_path) == set()                               # nothing trained yet
     femf = reused[1]
     hist = runs.stage_history(tmp_path, femf, "experts", ds)          # notebook 02: needs last.pt
-    assert hist is not None and len(hist) == femf["stages"][0]["epochs_run"]
+    assert hist is not None
+    assert len(hist) == femf["stages"][0]["epochs_run"]
     assert _local_hashes(tmp_path) == {femf["config_hash"]}               # retrained that run only
     with torch.no_grad():                                                 # analyses run under no_grad
         net = runs.load_model(reused[0], ds, tmp_path)                      # notebook 06: needs best.pt
-    assert net is not None and _local_hashes(tmp_path) == {r["config_hash"] for r in recs}
+    assert net is not None
+    assert _local_hashes(tmp_path) == {r["config_hash"] for r in recs}
     # without the dataset a step cannot retrain and says so by returning None (no KeyError)
     other = tmp_path / "other"
     _fresh_clone(src, other)
@@ -110,7 +113,8 @@ def test_pipeline_reports_and_strict_fails_on_a_difference(tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert "reproduced 0/0 runs: 0 bit-identical, 0 within tolerance, 0 differ; 1 new" in out
     report = tmp_path / "smoke" / "synthetic" / "tables" / "reproduction.md"
-    assert report.exists() and "new" in report.read_text()
+    assert report.exists()
+    assert "new" in report.read_text()
     assert not (tmp_path / "smoke" / "synthetic" / "checkpoints" / reproduction.REFERENCE_NAME).exists()
     # a committed number that the code does not reproduce: strict mode fails
     runs = experiments.runs_path(tmp_path, "smoke", "synthetic")
@@ -135,7 +139,8 @@ def test_report_and_prune_count_only_the_runs_this_reproduce_needed(tmp_path, ca
     monkeypatch.setattr(pipeline, "run_notebooks", lambda args, out, seeds, force: [])
     assert pipeline.main(base + ["--prune"]) == 0
     out = capsys.readouterr().out
-    assert "reproduced 1/1 runs: 1 bit-identical" in out and "1 committed record(s) not rerun" in out
+    assert "reproduced 1/1 runs: 1 bit-identical" in out
+    assert "1 committed record(s) not rerun" in out
     runs = experiments.runs_path(tmp_path, "smoke", "synthetic")
     assert [json.loads(x)["overrides"] for x in runs.read_text().splitlines()] == [{"modalities": "t"}]
     with pytest.raises(ConfigError, match="prune"):
@@ -159,13 +164,15 @@ def test_upsert_keeps_a_reproduced_record_and_replaces_a_different_one(tmp_path)
     assert experiments.upsert_record(path, base) == "new"
     before = path.read_bytes()
     same = {**base, "wall_time_s": 9.0, "git_revision": "y"}        # only provenance differs
-    assert experiments.upsert_record(path, same) == "same" and path.read_bytes() == before
+    assert experiments.upsert_record(path, same) == "same"
+    assert path.read_bytes() == before
     other = {"config_hash": "b" * 16, "test": {"mae": 2.0}}
     assert experiments.upsert_record(path, other) == "new"
     changed = {**base, "test": {"mae": 1.5}}
     assert experiments.upsert_record(path, changed) == "replaced"
     lines = [json.loads(x) for x in path.read_text().splitlines()]
-    assert [r["config_hash"] for r in lines] == ["a" * 16, "b" * 16] and lines[0]["test"]["mae"] == 1.5
+    assert [r["config_hash"] for r in lines] == ["a" * 16, "b" * 16]
+    assert lines[0]["test"]["mae"] == 1.5
 
 
 def test_reference_snapshot_survives_an_interrupted_reproduce(tmp_path):
@@ -199,7 +206,8 @@ def test_reproduce_writes_its_times_beside_its_checkpoints_not_into_the_committe
     assert pipeline.main(args) == 0
     assert committed.read_text() == '{"training": 1.0}\n'
     mine = json.loads((out / "checkpoints" / "notebook_timings.json").read_text())
-    assert set(mine) == {"training", "00_x.ipynb"} and mine["00_x.ipynb"] == 2.0
+    assert set(mine) == {"training", "00_x.ipynb"}
+    assert mine["00_x.ipynb"] == 2.0
     assert pipeline.main(args + ["--record-timings"]) == 0
     assert json.loads(committed.read_text())["00_x.ipynb"] == 2.0
 
@@ -213,7 +221,8 @@ def test_a_second_reproduce_of_the_same_folder_is_refused(tmp_path, capsys):
         rc = pipeline.cli(["--profile", "smoke", "--no-notebooks", "--results-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
-    assert len(err) == 1 and "another reproduce of this results folder is running" in err[0]
+    assert len(err) == 1
+    assert "another reproduce of this results folder is running" in err[0]
     assert not (tmp_path / "smoke" / "synthetic" / "runs.jsonl").exists()      # nothing trained
     with reproduction.ReproduceLock(tmp_path, "smoke", "synthetic"):           # released: it can be taken again
         pass
@@ -244,7 +253,9 @@ def _fake_notebooks(monkeypatch, tmp_path, names, fail=None):
     def execute_notebook(src, dst, **kw):
         name = Path(src).name
         # every kernel starts in notebooks/, and nothing changes the process's folder per notebook
-        assert "cwd" not in kw and Path.cwd() == pipeline.NOTEBOOKS.resolve() and Path(dst).is_absolute()
+        assert "cwd" not in kw
+        assert Path.cwd() == pipeline.NOTEBOOKS.resolve()
+        assert Path(dst).is_absolute()
         with lock:
             log.append(("start", name, time.perf_counter()))
         time.sleep(0.3)

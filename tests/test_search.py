@@ -35,7 +35,8 @@ def test_every_space_names_real_fields_and_fits_the_heads(model):
     assert len(space) == 4                                       # + one capacity, one regularisation field
     for number in range(3):
         ov, tr = search.split_params(model, search.trial_params(model, number))
-        assert 1e-4 <= tr["lr"] <= 3e-3 and tr["weight_decay"] in (0.0, 1e-4, 1e-3)
+        assert 1e-4 <= tr["lr"] <= 3e-3
+        assert tr["weight_decay"] in (0.0, 1e-4, 1e-3)
         cfg = build_config(model, info, "quick", **ov)          # a field the config lacks raises
         heads = getattr(cfg, "heads", None) or getattr(cfg, "num_heads", None)
         if heads:                                                # attention widths split over the heads
@@ -48,8 +49,10 @@ def test_trials_are_the_same_whatever_the_data(tmp_path):
     assert [t["params"] for t in a.trials] == [t["params"] for t in b.trials]
     assert [t["params"] for t in a.trials] == [search.trial_params("baseline", n) for n in range(3)]
     assert [t["fold_values"] for t in a.trials] != [t["fold_values"] for t in b.trials]    # the data did differ
-    assert a.path == tmp_path / "a" / "smoke" / "tiny" / "search" / "baseline.db" and a.path.exists()
-    assert a.cost_s > 0 and all(t["config_hash"] for t in a.trials)
+    assert a.path == tmp_path / "a" / "smoke" / "tiny" / "search" / "baseline.db"
+    assert a.path.exists()
+    assert a.cost_s > 0
+    assert all(t["config_hash"] for t in a.trials)
 
 
 def test_a_folds_choice_reads_only_its_own_fold():
@@ -79,8 +82,10 @@ def test_the_study_resumes_and_trains_only_the_missing_trials(tmp_path, counted)
     # a resumed study draws what a fresh one would (a re-created sampler would repeat trials 0-1)
     assert [t["params"] for t in second.trials] == [search.trial_params("baseline", n) for n in range(5)]
     assert len({json_key(t["params"]) for t in second.trials}) == 5
-    assert _search(tmp_path, ds, 5).trials == second.trials and len(trained) == 5
-    assert len(_search(tmp_path, ds, 2).trials) == 2 and len(trained) == 5
+    assert _search(tmp_path, ds, 5).trials == second.trials
+    assert len(trained) == 5
+    assert len(_search(tmp_path, ds, 2).trials) == 2
+    assert len(trained) == 5
     with pytest.raises(ValueError, match="other settings"):
         _search(tmp_path, ds, 5, sampler_seed=1)
 
@@ -105,7 +110,8 @@ def test_final_runs_pool_each_folds_choice_on_the_other_fold(tmp_path):
     res = _search(tmp_path, ds, 3)
     res.choices = [0, 1]                         # force two different settings, so that pooling shows
     finals = search.final_runs(res, seeds=[0, 1], results_dir=tmp_path, ds=ds)
-    assert sorted(finals) == [0, 1] and all(len(r) == 2 for r in finals.values())
+    assert sorted(finals) == [0, 1]
+    assert all(len(r) == 2 for r in finals.values())
     a, b = finals[0]
     assert (a["config_hash"], b["config_hash"]) == (res.trials[0]["config_hash"], res.trials[1]["config_hash"])
     # one run used for both folds reproduces the run's own cross-fitted test metrics (from training)
@@ -116,14 +122,16 @@ def test_final_runs_pool_each_folds_choice_on_the_other_fold(tmp_path):
     _, pa, _ = search.pooled_predictions([a, a], ds, tmp_path)
     _, pb, _ = search.pooled_predictions([b, b], ds, tmp_path)
     _, _, _, fold_of = search.fold_predictions([a, b], ds, tmp_path)
-    assert np.array_equal(p[fold_of == 1], pa[fold_of == 1]) and np.array_equal(p[fold_of == 0], pb[fold_of == 0])
+    assert np.array_equal(p[fold_of == 1], pa[fold_of == 1])
+    assert np.array_equal(p[fold_of == 0], pb[fold_of == 0])
     metrics = search.final_metrics(res, finals, tmp_path, ds)
     assert metrics[0] == compute_metrics(y, p, "mosi")
     table = search.search_table([(res, finals, metrics)])
     assert table.loc["baseline", "trials"] == "3"
     assert table.loc["baseline", "search cost (s)"] == round(sum(t["wall_time_s"] for t in res.trials), 1)
     assert table.loc["baseline", "final runs cost (s)"] == round(sum(r["wall_time_s"] for r in finals[1]), 1)
-    assert "lr=" in table.loc["baseline", "settings chosen on fold 1"] and "MAE" in table.columns
+    assert "lr=" in table.loc["baseline", "settings chosen on fold 1"]
+    assert "MAE" in table.columns
 
 
 def test_a_search_needs_crossfit_selection_and_the_cli_knows_it(tmp_path):
@@ -134,7 +142,8 @@ def test_a_search_needs_crossfit_selection_and_the_cli_knows_it(tmp_path):
     from mser_lib.cli import build_parser
 
     a = build_parser().parse_args(["search", "--trials", "5", "--final", "--seeds", "0", "1"])
-    assert a.models == list(search.model_spaces()) and a.dataset == "mosi-bclstm"
+    assert a.models == list(search.model_spaces())
+    assert a.dataset == "mosi-bclstm"
     assert sorted(a.models) == ["atsuko", "baseline", "dmd", "emoe", "femf", "lmf", "misa", "mmim", "momke", "mult",
                                 "selfmm", "tfn"]
     assert (a.trials, a.seed, a.sampler_seed, a.final, a.seeds) == (5, 0, 0, True, [0, 1])

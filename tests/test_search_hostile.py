@@ -63,12 +63,15 @@ def test_a_second_search_of_a_held_study_is_refused_at_once(tmp_path, counted):
         with pytest.raises(OSError, match="another search holds this study") as err:
             _search(tmp_path, ds, 2)
         text = _message(err.value)                               # what the CLI prints after "mser: error: "
-        assert "\n" not in str(err.value) and str(_study(tmp_path)) in text
-        assert counted == [] and not _study(tmp_path).exists()   # refused before any study or run
+        assert "\n" not in str(err.value)
+        assert str(_study(tmp_path)) in text
+        assert counted == []
+        assert not _study(tmp_path).exists()
     finally:
         holder.stdin.close()                                     # the holder ends: flock lets go with it
         holder.wait(timeout=30)
-    assert len(_search(tmp_path, ds, 2).trials) == 2 and len(counted) == 2   # a dead holder blocks nothing
+    assert len(_search(tmp_path, ds, 2).trials) == 2
+    assert len(counted) == 2
 
 
 def test_the_lock_is_held_while_a_search_runs_and_released_after_it_ends_or_raises(tmp_path, monkeypatch):
@@ -83,7 +86,8 @@ def test_the_lock_is_held_while_a_search_runs_and_released_after_it_ends_or_rais
 
     monkeypatch.setattr(experiments, "train_run", watching)
     _search(tmp_path, ds, 2)
-    assert seen == [True, True] and not _is_locked(lock)         # held during each trial, released after
+    assert seen == [True, True]
+    assert not _is_locked(lock)
 
     def failing(run, *args, **kwargs):
         seen.append(_is_locked(lock))
@@ -92,7 +96,8 @@ def test_the_lock_is_held_while_a_search_runs_and_released_after_it_ends_or_rais
     monkeypatch.setattr(experiments, "train_run", failing)
     with pytest.raises(RuntimeError, match="a bug mid-search"):
         _search(tmp_path, ds, 3)
-    assert seen[-1] is True and not _is_locked(lock)             # released although the search raised
+    assert seen[-1] is True
+    assert not _is_locked(lock)
     monkeypatch.setattr(experiments, "train_run", real)
     assert len(_search(tmp_path, ds, 3).trials) == 3             # and the study carries on
 
@@ -140,7 +145,8 @@ def test_a_trial_holding_another_numbers_settings_is_refused(tmp_path, counted):
     con.close()
     with pytest.raises(DataFormatError, match=r"trial 1: field 'params'") as err:
         _search(tmp_path, ds, 2)
-    assert (err.value.file, err.value.trial) == (str(db), 1) and err.value.found == json.dumps(other, sort_keys=True)
+    assert (err.value.file, err.value.trial) == (str(db), 1)
+    assert err.value.found == json.dumps(other, sort_keys=True)
 
 
 @pytest.mark.parametrize("where", ["user attribute", "objective values", "runs.jsonl"])
@@ -167,6 +173,9 @@ def test_a_trial_whose_fold_values_were_edited_is_refused(tmp_path, counted, whe
     with pytest.raises(DataFormatError) as err:
         _search(tmp_path, ds, 2)
     msg = str(err.value)
-    assert msg.startswith(f"{db}: trial 0: field {field!r}: expected {json.dumps(expected)}") and "\n" not in msg
-    assert f"found {json.dumps(found)}" in msg and first.trials[0]["config_hash"] in msg and "runs.jsonl" in msg
+    assert msg.startswith(f"{db}: trial 0: field {field!r}: expected {json.dumps(expected)}")
+    assert "\n" not in msg
+    assert f"found {json.dumps(found)}" in msg
+    assert first.trials[0]["config_hash"] in msg
+    assert "runs.jsonl" in msg
     assert len(counted) == 2

@@ -134,7 +134,8 @@ def test_forged_dtypes_do_not_crash_the_interpreter(tmp_path):
     outcomes = [line for line in res.stdout.splitlines() if not line.startswith("CASE")]
     assert len(outcomes) == len(cases)
     for (_, path), line in zip(cases, outcomes):
-        assert line.startswith("DataFormatError") and Path(path).name in line, (path, line)
+        assert line.startswith("DataFormatError"), (path, line)
+        assert Path(path).name in line, (path, line)
 
 
 def test_dtype_build_never_mutates_numpys_shared_dtypes():
@@ -142,7 +143,8 @@ def test_dtype_build_never_mutates_numpys_shared_dtypes():
     before = (f8.byteorder, f8.flags, np.array([1.0]).tobytes())
     # copy=False would hand back numpy's builtin float64; BUILD would then make it big-endian
     got = safe_loads(pickle.dumps([R(np.dtype, ("f8", False, False), (3, ">", None, None, None, -1, -1, 0))], 2))
-    assert got[0] is not f8 and got[0] == np.dtype(">f8")
+    assert got[0] is not f8
+    assert got[0] == np.dtype(">f8")
     assert (np.dtype("f8").byteorder, np.dtype("f8").flags, np.array([1.0]).tobytes()) == before
 
 
@@ -232,7 +234,8 @@ def test_pickle_bomb_gives_data_format_error_fast(name):
     except DataFormatError as exc:
         assert f"{name}.pkl" in str(exc)
     else:
-        assert name == "long-binput-2**32-1" and got is None   # a huge memo index costs nothing here
+        assert name == "long-binput-2**32-1"
+        assert got is None
     assert time.perf_counter() - start < 2.0
 
 
@@ -248,7 +251,8 @@ def test_billion_laughs_label_pickle_does_not_hang_the_utterance_loader(tmp_path
     start = time.perf_counter()
     with pytest.raises(DataFormatError) as ei:
         load_utterance_features(tmp_path)
-    assert "CMUMOSI_features_raw_2way.pkl" in str(ei.value) and "billion laughs" in str(ei.value)
+    assert "CMUMOSI_features_raw_2way.pkl" in str(ei.value)
+    assert "billion laughs" in str(ei.value)
     assert time.perf_counter() - start < 2.0
 
 
@@ -304,7 +308,8 @@ def _valid_result(x, depth=0) -> None:
         for v in x:
             _valid_result(v, depth + 1)
     elif isinstance(x, np.ndarray):
-        assert x.dtype.kind in "biufcSUO" and x.dtype.fields is None
+        assert x.dtype.kind in "biufcSUO"
+        assert x.dtype.fields is None
         for v in x.ravel()[:1000]:
             _valid_result(v, depth + 1)
         repr(x)
@@ -386,7 +391,8 @@ def test_load_checkpoint_refuses_code(tmp_path):
     ck = _planted_checkpoint(tmp_path / "x.pt", marker)
     with pytest.raises(DataFormatError) as ei:
         load_checkpoint(ck)
-    assert "x.pt" in str(ei.value) and "weights_only" in str(ei.value)
+    assert "x.pt" in str(ei.value)
+    assert "weights_only" in str(ei.value)
     assert not marker.exists()
 
 
@@ -492,7 +498,8 @@ def test_inside_helper():
     for bad in ("../a.npy", "/abs.npy", "a/../../b.npy", "a\0.npy", ".."):
         with pytest.raises(DataFormatError) as ei:
             inside("/data/f", bad, file="labels.pkl", field="videoIDs['v1']")
-        assert "labels.pkl" in str(ei.value) and "videoIDs['v1']" in str(ei.value)
+        assert "labels.pkl" in str(ei.value)
+        assert "videoIDs['v1']" in str(ei.value)
 
 
 @pytest.mark.parametrize("uid", ["../../../secret", "/SECRET_DIR/secret", "v1_1/../../../../secret"])
@@ -512,7 +519,8 @@ def test_utterance_ids_cannot_read_files_outside_the_features_folder(tmp_path, u
     dump(tup, pkl, 2)
     with pytest.raises(DataFormatError) as ei:
         load_utterance_features(root)
-    assert "CMUMOSI_features_raw_2way.pkl" in str(ei.value) and "videoIDs['v1']" in str(ei.value)
+    assert "CMUMOSI_features_raw_2way.pkl" in str(ei.value)
+    assert "videoIDs['v1']" in str(ei.value)
     assert repr(uid + ".npy")[1:-1] in str(ei.value)
 
 
@@ -546,7 +554,9 @@ def test_non_utf8_and_corrupt_lines_are_skipped_and_reported(tmp_path):
     with pytest.warns(SkippedLinesWarning) as rec:
         assert read_jsonl(path) == [{"k": 1}, {"k": 5}]
     msg = str(rec[0].message)
-    assert "runs.jsonl" in msg and "3 unreadable" in msg and "line 2, 3, 5" in msg
+    assert "runs.jsonl" in msg
+    assert "3 unreadable" in msg
+    assert "line 2, 3, 5" in msg
 
 
 def test_short_writes_are_completed(tmp_path, monkeypatch):

@@ -56,7 +56,8 @@ def test_the_first_epoch_trains_no_unimodal_head_and_keeps_the_labels():
     assert out.aux_losses["unimodal"].item() == 0.0          # w_s = tanh(|y_s - y_m|) = 0 while y_s = y_m
     for k in range(len(TASKS)):
         torch.testing.assert_close(model.labels[k], y)
-    assert bool(model.filled.all()) and int(model.seen.max()) == 1
+    assert bool(model.filled.all())
+    assert int(model.seen.max()) == 1
 
 
 def test_the_second_epoch_moves_the_labels_with_momentum_from_the_centres():

@@ -29,7 +29,8 @@ def test_split_is_exact_orthogonal_and_zero_on_padding(method, ratio):
     low, high = dft_split(x, mask, ratio, method=method)
     m = mask.unsqueeze(-1)
     assert torch.allclose(low + high, x * m, atol=1e-5)            # low + high == x on real positions
-    assert low[~mask].abs().max() == 0 and high[~mask].abs().max() == 0
+    assert low[~mask].abs().max() == 0
+    assert high[~mask].abs().max() == 0
     # orthogonal bands: per sample and channel, <low, high> = 0 and energies add up
     cross = (low * high).sum(1)
     energy = (x * m).pow(2).sum(1)
@@ -44,7 +45,8 @@ def test_padding_never_enters_the_spectrum():
     for method in ("matrix", "fft"):
         a = dft_split(x, mask, 0.6, method)
         b = dft_split(y, mask, 0.6, method)
-        assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-4)
+        assert torch.allclose(a[0], b[0], atol=1e-5)
+        assert torch.allclose(a[1], b[1], atol=1e-4)
 
 
 def test_bands_are_band_limited():
@@ -62,20 +64,23 @@ def test_short_sequences_T1_T2():
     x, mask = _batch([1, 2], L=2, D=4)
     low, high = dft_split(x, mask, 0.6)
     # T = 1: one bin (DC), everything is low
-    assert torch.allclose(low[0, 0], x[0, 0]) and high[0].abs().max() == 0
+    assert torch.allclose(low[0, 0], x[0, 0])
+    assert high[0].abs().max() == 0
     # T = 2, ratio 0.6: c = 1, low = mean, high = the alternating part
     mean = x[1].mean(0)
     assert torch.allclose(low[1], mean.expand(2, -1), atol=1e-6)
     assert torch.allclose(high[1, 0], -high[1, 1], atol=1e-6)
     low_all, high_all = dft_split(x, mask, 1.0)
-    assert high_all.abs().max() < 1e-6 and torch.allclose(low_all, x * mask.unsqueeze(-1), atol=1e-6)
+    assert high_all.abs().max() < 1e-6
+    assert torch.allclose(low_all, x * mask.unsqueeze(-1), atol=1e-6)
 
 
 def test_cutoff_rule():
     # c = round(ratio * (T // 2 + 1)), clamped to [1, T // 2 + 1]; DC always low
     assert [cutoff_bins(t, 0.6) for t in range(1, 10)] == [1, 1, 1, 2, 2, 2, 2, 3, 3]
     assert cutoff_bins(9, 0.4) == 2                                 # 0.4 * 5 = 2.0000000000000004
-    assert cutoff_bins(24, 0.0) == 1 and cutoff_bins(24, 1.0) == 13
+    assert cutoff_bins(24, 0.0) == 1
+    assert cutoff_bins(24, 1.0) == 13
     assert cutoff_bins(0, 0.5) == 0
     with pytest.raises(ValueError):
         cutoff_bins(5, 1.5)

@@ -53,11 +53,14 @@ def test_basis_cache_per_length_dtype_device():
     b = G.path_graph_basis(9, torch.float32)
     assert a[1] is b[1]                                   # cached object
     c = G.path_graph_basis(9, torch.float64)
-    assert c[1].dtype == torch.float64 and c[1] is not a[1]
+    assert c[1].dtype == torch.float64
+    assert c[1] is not a[1]
     info = G.basis_cache_info()
-    assert info["eigh_misses"] == 1 and info["cast_entries"] == 2
+    assert info["eigh_misses"] == 1
+    assert info["cast_entries"] == 2
     d = G.path_graph_basis(9, torch.float32, cache=False)
-    assert d[1] is not a[1] and torch.equal(d[1], a[1])   # uncached path computes the same basis
+    assert d[1] is not a[1]
+    assert torch.equal(d[1], a[1])
 
 
 def _padded_batch(lengths, L, D, seed=0):
@@ -109,7 +112,8 @@ def test_band_index_uses_normalised_frequency():
         expect = (nu >= 0.25).long() + (nu >= 0.5).long()
         assert torch.equal(idx, expect)
         slices = G.band_slices(T, cuts)
-        assert slices[0][0] == 0 and slices[-1][1] == T
+        assert slices[0][0] == 0
+        assert slices[-1][1] == T
         assert all(slices[b][1] == slices[b + 1][0] for b in range(2))   # contiguous partition
     with pytest.raises(ValueError):
         G.band_index(5, [0.5, 0.25])
@@ -134,7 +138,8 @@ def test_equal_energy_boundaries_split_training_spectra_equally():
     for s in range(0, 400, 50):                      # accumulated batch by batch, like the trainer
         acc.update(x[s:s + 50], mask[s:s + 50])
     cuts = G.equal_energy_boundaries(acc.mean_spectrum(), 3)
-    assert cuts.shape == (2,) and 0 < cuts[0] < cuts[1] < 1
+    assert cuts.shape == (2,)
+    assert 0 < cuts[0] < cuts[1] < 1
     assert cuts[0] < 1 / 3                           # long tail: the low band is narrow
 
     def fractions(xx, mm, cc):
@@ -146,7 +151,8 @@ def test_equal_energy_boundaries_split_training_spectra_equally():
     assert (frac - 1 / 3).abs().max() < 0.05, frac
     # equidistant bands are far from equal on this spectrum (what the paper's partition fixes)
     eq = fractions(x, mask, G.equal_width_boundaries(3))
-    assert eq[0] > 0.6 and eq[2] < 0.15
+    assert eq[0] > 0.6
+    assert eq[2] < 0.15
     # the boundaries transfer to new sequences of the same process (and other lengths)
     x2, m2 = _long_tail_signals(300, seed=1, lengths=(10, 48))
     assert (fractions(x2, m2, cuts) - 1 / 3).abs().max() < 0.08

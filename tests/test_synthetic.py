@@ -19,8 +19,10 @@ def test_deterministic_in_seed():
 def test_labels_are_mosi_like_and_padding_is_clean():
     ds = make_synthetic("quick", seed=0)
     y = np.concatenate([ds.train.labels, ds.valid.labels, ds.test.labels])
-    assert y.min() >= -3 and y.max() <= 3
-    assert -0.3 < y.mean() < 0.4 and 1.2 < y.std() < 1.8
+    assert y.min() >= -3
+    assert y.max() <= 3
+    assert -0.3 < y.mean() < 0.4
+    assert 1.2 < y.std() < 1.8
     assert 0.01 < (y == 0).mean() < 0.1
     np.testing.assert_allclose(np.round(y / 0.2) * 0.2, y, atol=1e-5)
     sp = ds.train
@@ -28,8 +30,10 @@ def test_labels_are_mosi_like_and_padding_is_clean():
         assert not sp.features(m)[~sp.mask(m)].any()          # padding is exactly zero
         np.testing.assert_array_equal(sp.lengths(m), sp.lengths("text"))
     cfg = synthetic_config("quick")
-    assert sp.lengths().min() >= cfg.min_len and sp.lengths().max() <= cfg.max_len
-    assert ds.info.layout == "sequence" and ds.info.metric_family == "mosi"
+    assert sp.lengths().min() >= cfg.min_len
+    assert sp.lengths().max() <= cfg.max_len
+    assert ds.info.layout == "sequence"
+    assert ds.info.metric_family == "mosi"
 
 
 def _energy_features(split, modality, band):

@@ -76,7 +76,9 @@ def test_selects_on_valid_and_scores_test_once(smoke, monkeypatch):
 
     monkeypatch.setattr(trainer_mod, "evaluate", spy)
     res = fit_model(build_model("baseline", smoke.info, "quick"), smoke, TrainConfig(**CFG), seed=0)
-    assert calls.count("test") == 1 and calls[-1] == "test" and "train" not in calls
+    assert calls.count("test") == 1
+    assert calls[-1] == "test"
+    assert "train" not in calls
     maes = [r["valid_mae"] for r in res.history]
     assert res.best_epoch == int(np.argmin(maes))
     assert res.valid_metrics["mae"] == pytest.approx(min(maes), abs=1e-6)
@@ -116,7 +118,8 @@ def test_run_one_records_and_caches(tmp_path, monkeypatch):
         assert key in rec, key
     assert rec["config_hash"] == config_hash(rec["config"])
     lines = read_jsonl(tmp_path / "smoke" / "synthetic" / "runs.jsonl")
-    assert len(lines) == 1 and lines[0]["test"] == pytest.approx(rec["test"])
+    assert len(lines) == 1
+    assert lines[0]["test"] == pytest.approx(rec["test"])
 
     def boom(*a, **k):
         raise AssertionError("a cached run must not train again")
@@ -173,7 +176,8 @@ def test_selecting_on_the_loss_trains(smoke):
     own ``loss`` key (TypeError before the first epoch ended)."""
     cfg = TrainConfig(**{**CFG, "epochs": 1, "select_metric": "loss", "device": "cpu"})
     res = fit_model(_model(smoke.info), smoke, cfg)
-    assert res.select_metric == "loss" and np.isfinite(res.valid_metrics["loss"])
+    assert res.select_metric == "loss"
+    assert np.isfinite(res.valid_metrics["loss"])
 
 
 def test_a_run_that_never_selects_raises(smoke):
@@ -211,5 +215,6 @@ def test_a_run_that_learned_nothing_is_flagged_and_left_out_of_tables(smoke, tmp
     recs = [{"model": "baseline", "seed": s, "dataset": "synthetic", "profile": "smoke", "config_hash": str(s),
              "test": {"mae": 1.0 + s}, "degenerate": s == 1} for s in (0, 1)]
     long = aggregate(recs)
-    assert long["n"].max() == 1 and "degenerate run(s)" in capsys.readouterr().err
+    assert long["n"].max() == 1
+    assert "degenerate run(s)" in capsys.readouterr().err
     assert aggregate(recs, include_degenerate=True)["n"].max() == 2

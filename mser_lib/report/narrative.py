@@ -715,14 +715,15 @@ def band_weights_sentence(weights: pd.DataFrame, tol: float = 0.05, what: str = 
     return s + (f"; {', '.join(rest)} {verb} within {tol} of uniform." if rest else ".")
 
 
-def separability_sentence(r2: dict, plain: str, full: str, margin: float = 0.05) -> str:
+def separability_sentence(r2: dict, plain: str, full: str, margin: float = 0.05, source: str = "") -> str:
     """Atsuko Fig. 4 in a number: the cross-validated ridge R² of the label on the fused features of
     each Table 4 setting (``r2``: setting -> R², in table order), and whether the full model's
     (``full``) exceeds the plain one's (``plain``) by more than ``margin``. The paper sees clusters
-    become more compact as SBN and MCM are added."""
+    become more compact as SBN and MCM are added. ``source`` names the models read (e.g. one seed's)."""
     listed = ", ".join(f"{k} {v:.2f}" for k, v in r2.items())
     gap = r2[full] - r2[plain]
-    s = f"Ridge R² of the label on the fused features (5-fold, test split): {listed}. "
+    where = f"5-fold, test split; {source}" if source else "5-fold, test split"
+    s = f"Ridge R² of the label on the fused features ({where}): {listed}. "
     if gap > margin:
         return s + (f"With SBN and MCM the label is more linearly readable than without ({gap:+.2f}, margin "
                     f"{margin}), in the direction of Atsuko's Fig. 4.")
@@ -730,12 +731,15 @@ def separability_sentence(r2: dict, plain: str, full: str, margin: float = 0.05)
                 "separable by this measure, although Atsuko's Fig. 4 shows clusters becoming more compact.")
 
 
-def mcm_weight_sentence(with_mcm: pd.Series, without: pd.Series, tol: float = 0.05, what: str = "text") -> str:
+def mcm_weight_sentence(with_mcm: pd.Series, without: pd.Series, tol: float = 0.05, what: str = "text",
+                        source: str = "") -> str:
     """Atsuko Fig. 5 in a number: the mean modality weight of ``what`` with MCM against without it (the
-    SBN-only row). The paper sees MCM move weight away from text."""
+    SBN-only row). The paper sees MCM move weight away from text. ``source`` names what the means are over
+    (e.g. "10 test samples, seed 0's models"): a reading of those, not a test."""
     a, b = float(with_mcm[what]), float(without[what])
     gap = a - b
-    s = f"With MCM, {what}'s mean modality weight is {a:.3f}; without it (SBN only) {b:.3f}"
+    over = f" ({source})" if source else ""
+    s = f"With MCM, {what}'s mean modality weight{over} is {a:.3f}; without it (SBN only) {b:.3f}"
     if gap < -tol:
         return s + f": MCM moves weight away from {what} ({gap:+.3f}, threshold {tol}), as Atsuko's Fig. 5 says."
     if gap > tol:
