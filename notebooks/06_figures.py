@@ -411,14 +411,21 @@ if parts:
 # %% [markdown]
 # ## What this data says about the papers' claims
 #
-# The claims table above, read group by group: which of each paper's claims these runs resolve (Holm over the
+# First the headline (the best test MAE of the main comparison, and each paper's method against it: seed
+# means and spreads, as in notebook 03), then the claims table above, read group by group: which of each paper's claims these runs resolve (Holm over the
 # claims table of the notebook that tested it, at least 3 seeds, a bootstrap interval over test videos excluding 0, every seed agreeing in
 # sign), and in which direction. "Undecided" is not "false": it means the seeds and the test set cannot tell.
 # Then the selection protocols of notebook 03: how far choosing the epoch on the leaky validation videos, or on
 # the test set itself, moves each model's accuracy, in units of its seed spread.
 
 # %%
-see = nv.synthesis_sentences(all_claims) if parts else ["No claims table on this dataset yet (notebooks 04-05)."]
+# the headline first: which row has the best test MAE, and where each paper's method stands against it
+mlong = analysis.records_long(recs[:len(rob_specs)])
+rows_ = list(dict.fromkeys(mlong["row"]))
+best_row = nv.ranking(mlong, rows_, "mae")[0][0]
+see = [nv.best_sentence(mlong, rows_, "mae")]
+see += [nv.compare_sentence(mlong, m, best_row, "mae") for m in ("femf", "atsuko", "emoe") if m in rows_ and m != best_row]
+see += nv.synthesis_sentences(all_claims) if parts else ["No claims table on this dataset yet (notebooks 04-05)."]
 protocols = ctx.tables / "selection_protocols.csv"
 if protocols.exists():
     see += nv.protocol_summary(pd.read_csv(protocols, dtype=str, keep_default_na=False))

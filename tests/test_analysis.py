@@ -211,3 +211,34 @@ def test_learned_nothing_runs_stay_out_of_the_per_seed_frame_as_out_of_the_table
     assert list(long["seed"]) == [0]
     assert list(long["value"]) == [0.5]
     assert sorted(analysis.records_long([good, bad], include_degenerate=True)["seed"]) == [0, 1]
+
+
+def test_spectrum_figure_marks_the_equal_energy_levels_on_the_cumulative_axis():
+    """With B bands the cumulative-energy axis carries the B-1 levels k/B that equal-energy cuts aim at."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mser_lib.report.figures import spectrum_with_boundaries
+
+    fig = spectrum_with_boundaries({"audio": np.array([4.0, 2.0, 1.0, 1.0])}, {"audio": [0.2, 0.6]})
+    cumulative = fig.axes[1]
+    levels = sorted(float(line.get_ydata()[0]) for line in cumulative.lines if line.get_linestyle() == "--")
+    assert levels == pytest.approx([1 / 3, 2 / 3])
+    plt.close(fig)
+
+
+def test_inline_table_folds_an_index_level_that_is_the_same_on_every_row():
+    """A paper table's constant ``source`` and ``dataset`` index levels are said once under the table; the first
+    index level always stays a column."""
+    import pandas as pd
+
+    from mser_lib.report.tables import inline_table
+
+    df = pd.DataFrame({"model": ["a", "b"], "source": ["FEMF Table 1"] * 2, "dataset": ["CMU-MOSI"] * 2,
+                       "MAE": [0.7, 0.8]}).set_index(["model", "source", "dataset"])
+    md = inline_table(df)
+    head = [h.strip() for h in md.splitlines()[0].split("|")[1:-1]]
+    assert head == ["model", "MAE"]
+    assert "all rows: source FEMF Table 1, dataset CMU-MOSI" in md
+    one = inline_table(df.iloc[:1])                 # a single row: nothing is constant "across rows"
+    assert "source" in one.splitlines()[0]

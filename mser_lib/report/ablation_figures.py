@@ -70,12 +70,16 @@ def missing_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("f1_non0", "c
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         sub = curves[curves["metric"] == m]
+        percent = m not in ("mae", "corr", "loss")                 # accuracies and F1 in %, as the tables
+        if percent:
+            sub = sub.assign(value=sub["value"].astype(float) * 100.0)
         sns.lineplot(data=sub, x="rate", y="value", hue="label", marker="o", errorbar=("sd", 1), ax=ax,
                      palette={k: model_colors().get(k, None) or "k" for k in sub["label"].unique()})
-        ax.set_xlabel("missing rate (test time)")
-        ax.set_ylabel(_name(m))
+        ax.set_xlabel("missing rate at test time (% of modality entries dropped)")
+        ax.set_ylabel(f"test {_name(m)}{' (%)' if percent else ''}")
         ax.set_xticks(sorted(sub["rate"].unique()))
-    axes[0, -1].legend(title="model", fontsize="small")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    axes[0, -1].legend(title="model", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the data
     for ax in axes[0, :-1]:
         if ax.get_legend():
             ax.get_legend().remove()
@@ -167,7 +171,7 @@ def modality_weight_bars(weights: dict[str, np.ndarray], labels: np.ndarray, tit
         ax.set_xlabel("test sample (label)")
         ax.set_title(name)
     axes[0, 0].set_ylabel("modality weight")
-    axes[0, -1].legend(fontsize="small", loc="upper right")
+    axes[0, -1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))   # off the bars
     fig.suptitle(title, y=1.03)
     fig.tight_layout()
     return fig

@@ -238,7 +238,8 @@ def spectrum_with_boundaries(spectra: dict[str, np.ndarray], cuts: dict[str, Seq
                              title: str = "Training-set graph spectra and Equal-Energy band boundaries",
                              planted: dict[str, dict[str, tuple[float, float]]] | None = None):
     """Mean spectral energy per bin of normalised frequency with the fitted cuts (solid) and,
-    optionally, the equidistant cuts (dotted). ``spectra``/``cuts`` are keyed by modality.
+    optionally, the equidistant cuts (dotted); on the cumulative-energy axis the levels k/B (dashed) that
+    equal-energy cuts aim at. ``spectra``/``cuts`` are keyed by modality.
     ``planted``: per modality, named bands already in nu (shaded: grey for names starting with
     "nuisance", the modality's colour otherwise), e.g. the built-in data's bands converted by
     :func:`mser_lib.report.narrative.cycles_to_nu`."""
@@ -252,6 +253,9 @@ def spectrum_with_boundaries(spectra: dict[str, np.ndarray], cuts: dict[str, Seq
         cum = np.cumsum(s) / max(s.sum(), 1e-300)
         ax2 = ax.twinx()
         ax2.plot(np.arange(1, F + 1) / F, cum, color="k", lw=1)
+        n_bands = len(cuts.get(m, [])) + 1
+        for k in range(1, n_bands):       # equal energy: each cut where the cumulative energy reaches k/B
+            ax2.axhline(k / n_bands, color="crimson", lw=0.8, ls="--", alpha=0.6)
         ax2.set_ylim(0, 1.02)
         ax2.grid(False)
         if m == mods[-1]:

@@ -346,8 +346,9 @@ def inline_table(df: pd.DataFrame, columns: list[str] | None = None, rows: int =
                  full: str = "") -> str:
     """The Markdown a notebook shows for ``df``: at most :data:`INLINE_COLUMNS` columns and ``rows`` rows.
 
-    A column whose value is the same on every row (e.g. ``seeds`` or ``schedule``) is not repeated: it
-    becomes one line under the table ("all rows: seeds 2"). ``columns`` chooses the data columns to keep,
+    A column whose value is the same on every row (e.g. ``seeds`` or ``schedule``, or an index level after the
+    first, such as a paper table's ``source``) is not repeated: it becomes one line under the table ("all rows:
+    seeds 2"). ``columns`` chooses the data columns to keep,
     in order (index columns always stay); past the limit the last columns go. Whatever is left out is
     named under the table with ``full`` (the path of the full table), so nothing is hidden silently.
     """
@@ -357,7 +358,12 @@ def inline_table(df: pd.DataFrame, columns: list[str] | None = None, rows: int =
     missing = [c for c in chosen if c not in flat.columns]
     if missing:
         raise KeyError(f"inline_table: no column {missing[0]!r}; the table has {list(flat.columns)}")
-    constant = {c: flat[c].iloc[0] for c in chosen if len(flat) > 1 and flat[c].astype(str).nunique(dropna=False) == 1}
+
+    def same_everywhere(c) -> bool:
+        return len(flat) > 1 and flat[c].astype(str).nunique(dropna=False) == 1
+
+    constant = {c: flat[c].iloc[0] for c in keys[1:] + chosen if same_everywhere(c)}   # the first key always stays
+    keys = [c for c in keys if c not in constant]
     data = [c for c in chosen if c not in constant]
     keep = (keys + data)[:INLINE_COLUMNS]
     shown = flat[keep].head(rows)
