@@ -313,10 +313,11 @@ def main_grid(profile: str, dataset: str, seeds: list[int]) -> list[dict]:
     from .experiments import model_seeds
     from .models.registry import compared_models, model_spec
 
+    trained = {name: model_seeds(profile, dataset, name, seeds) for name in compared_models()}
     runs = []
     for seed in seeds:
-        for name in compared_models():
-            if seed not in model_seeds(profile, dataset, name, seeds):
+        for name, its_seeds in trained.items():
+            if seed not in its_seeds:
                 continue
             for overrides in model_spec(name).main_variants:
                 runs.append({"model": name, "seed": seed, **({"overrides": dict(overrides)} if overrides else {})})
@@ -332,8 +333,9 @@ def robustness(profile: str, seeds: list[int], dataset: str | DatasetInfo | None
 
     _check(profile)
     name = dataset.name if isinstance(dataset, DatasetInfo) else dataset
+    trained = {m: model_seeds(profile, name, m, seeds) for m in compared_models()}
     return [{"model": m, "seed": int(s), "overrides": dict(model_spec(m).main_variants[0]), "tag": m}
-            for s in seeds for m in compared_models() if s in model_seeds(profile, name, m, seeds)]
+            for s in seeds for m, its_seeds in trained.items() if s in its_seeds]
 
 
 GRIDS = {"femf_components": femf_components, "femf_modalities": femf_modalities,

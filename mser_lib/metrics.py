@@ -32,6 +32,12 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 # Higher is better for every metric except these.
 LOWER_IS_BETTER = {"mae", "loss"}
 
+
+def in_percent(metric: str) -> bool:
+    """Whether tables, sentences and figures print ``metric`` in percent: accuracies and F1 are, MAE, Corr and a
+    loss are not."""
+    return metric not in ("mae", "corr", "loss")
+
 SIMS_EDGES = {
     "acc2": [-1.01, 0.0, 1.01],
     "acc3": [-1.01, -0.1, 0.1, 1.01],

@@ -347,7 +347,7 @@ if nets.get("atsuko") is not None:
 # mean weights cannot all fall together. Weight moves from dropped modalities to the ones left, and for
 # FEMF also to the joint head, which is never masked. The dotted lines are what masking alone gives: the
 # complete-data weights renormalised over what is present, averaged over the drop patterns
-# (`af.masking_alone`). A router that notices nothing but the mask follows them; the gap between a solid
+# (`ab.masking_alone`). A router that notices nothing but the mask follows them; the gap between a solid
 # and its dotted line is what the router re-weights on top.
 
 # %%

@@ -184,7 +184,7 @@ def test_masking_alone_is_the_expected_renormalised_weight_under_independent_dro
     import numpy as np
 
     from mser_lib.data.missing import MissingModality
-    from mser_lib.report.ablation_figures import masking_alone
+    from mser_lib.report.ablations import masking_alone
 
     w = np.array([0.6, 0.3, 0.1])
     assert masking_alone(w, 0.0) == pytest.approx(w)

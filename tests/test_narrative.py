@@ -304,7 +304,7 @@ def test_mcm_weight_sentence():
 def test_missing_weights_sentence_measures_the_moves_against_masking_alone():
     """Weights that only follow the mask (the joint head never masked) re-weight nothing; a joint head 0.1 above
     what masking gives is named, with its size."""
-    from mser_lib.report.ablation_figures import masking_alone
+    from mser_lib.report.ablations import masking_alone
 
     w0 = np.array([0.40, 0.30, 0.30])
     masked = masking_alone(w0, 0.4, never_masked=(2,))

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..metrics import METRIC_NAMES
+from ..metrics import METRIC_NAMES, in_percent
 from ..models.registry import model_colors
+from .ablations import masking_alone
 from .figures import MODALITY_COLORS
 
 
@@ -70,7 +71,7 @@ def missing_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("f1_non0", "c
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         sub = curves[curves["metric"] == m]
-        percent = m not in ("mae", "corr", "loss")                 # accuracies and F1 in %, as the tables
+        percent = in_percent(m)                                    # accuracies and F1 in %, as the tables
         if percent:
             sub = sub.assign(value=sub["value"].astype(float) * 100.0)
         sns.lineplot(data=sub, x="rate", y="value", hue="label", marker="o", errorbar=("sd", 1), ax=ax,
@@ -177,33 +178,6 @@ def modality_weight_bars(weights: dict[str, np.ndarray], labels: np.ndarray, tit
     return fig
 
 
-def masking_alone(weights: np.ndarray, rate: float, never_masked: Sequence[int] = ()) -> np.ndarray:
-    """The expected weights of a router that keeps its complete-data ``weights`` (M,) and only drops the absent
-    modalities, renormalising over those present, when each modality is missing independently with
-    probability ``rate`` and a sample left with none keeps one at random (:class:`mser_lib.data.missing.
-    MissingModality`): the sum over presence patterns ``S`` of ``P(S) w_i / sum_{j in S} w_j``. The entries
-    ``never_masked`` (FEMF's joint head, eq. 22) are in every pattern; the drops are over the others."""
-    import itertools
-
-    w = np.asarray(weights, dtype=float)
-    fixed = np.zeros(len(w), dtype=bool)
-    fixed[list(never_masked)] = True
-    mods = np.flatnonzero(~fixed)
-    m = len(mods)
-    out = np.zeros(len(w))
-    for keep in itertools.product((False, True), repeat=m):
-        k = np.array(keep, dtype=bool)
-        if not k.any():
-            continue
-        p = rate ** (m - k.sum()) * (1 - rate) ** k.sum() + (rate ** m / m if k.sum() == 1 else 0.0)
-        present = fixed.copy()
-        present[mods[k]] = True
-        total = w[present].sum()
-        if total > 0:
-            out[present] += p * w[present] / total
-    return out
-
-
 def band_view(view: dict, index: int, channel: int = 0, title: str = "", nonempty: bool = True):
     """Atsuko Fig. 6: per modality (rows) the graph-Fourier spectrum of one sample with each coefficient
     coloured by its band (the cuts of ``view["band_cuts"]``, :func:`mser_lib.spectral.graph.band_index` with
@@ -304,7 +278,7 @@ def forest(results: Sequence[dict], title: str = "", difference: str = "A − B"
     fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(4.2 * max(len(metrics), 1), 0.42 * height + 1.5),
                              squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        k = 1.0 if m in ("mae", "corr", "loss") else 100.0
+        k = 100.0 if in_percent(m) else 1.0
         unit = "" if k == 1.0 else " (pp)"
         for y, r in enumerate(rows[m]):
             ax.plot([r.get("ci_lo", np.nan) * k, r.get("ci_hi", np.nan) * k], [y - 0.12, y - 0.12], color="#1f4e79",

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -24,7 +25,7 @@ import pandas as pd
 import torch
 
 from ..data import MissingModality
-from ..metrics import METRIC_NAMES
+from ..metrics import METRIC_NAMES, in_percent
 from ..runs import load_model, run_predictions
 from . import stats
 
@@ -149,7 +150,7 @@ def summary_table(frame: pd.DataFrame, metrics: list[str], order: list[str] | No
             if len(v) == 0:
                 row[METRIC_NAMES.get(m, m)] = ""
                 continue
-            scale = 100.0 if percent and m not in ("mae", "corr", "loss") else 1.0
+            scale = 100.0 if percent and in_percent(m) else 1.0
             dg = 1 if scale == 100.0 else 3
             s = f"{np.nanmean(v) * scale:.{dg}f}"
             if len(v) > 1:
@@ -459,6 +460,33 @@ def curve_table(curves: pd.DataFrame, metrics=("f1_non0", "corr")) -> pd.DataFra
     return df
 
 
+def masking_alone(weights: np.ndarray, rate: float, never_masked: Sequence[int] = ()) -> np.ndarray:
+    """The expected weights of a router that keeps its complete-data ``weights`` (M,) and only drops the absent
+    modalities, renormalising over those present, when each modality is missing independently with
+    probability ``rate`` and a sample left with none keeps one at random (:class:`mser_lib.data.missing.
+    MissingModality`): the sum over presence patterns ``S`` of ``P(S) w_i / sum_{j in S} w_j``. The entries
+    ``never_masked`` (FEMF's joint head, eq. 22) are in every pattern; the drops are over the others."""
+    import itertools
+
+    w = np.asarray(weights, dtype=float)
+    fixed = np.zeros(len(w), dtype=bool)
+    fixed[list(never_masked)] = True
+    mods = np.flatnonzero(~fixed)
+    m = len(mods)
+    out = np.zeros(len(w))
+    for keep in itertools.product((False, True), repeat=m):
+        k = np.array(keep, dtype=bool)
+        if not k.any():
+            continue
+        p = rate ** (m - k.sum()) * (1 - rate) ** k.sum() + (rate ** m / m if k.sum() == 1 else 0.0)
+        present = fixed.copy()
+        present[mods[k]] = True
+        total = w[present].sum()
+        if total > 0:
+            out[present] += p * w[present] / total
+    return out
+
+
 def degradation_compare(preds: dict, a: str, b: str, metric: str, seeds: list[int], rate: float,
                         n_boot: int = 1000) -> dict:
     """Does ``a`` lose less of ``metric`` than ``b`` between rate 0 and ``rate``? Degradation
@@ -736,7 +764,7 @@ def adjust_claims(df: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
 
 __all__ = ["reported_femf_components", "reported_femf_modalities", "reported_atsuko_table4", "grid_frame",
            "summary_table", "reported_as_rows", "values", "compare_labels",
-           "comparison_frame", "missing_curves", "curve_table", "degradation_compare",
+           "comparison_frame", "missing_curves", "curve_table", "masking_alone", "degradation_compare",
            "diagnostics_under_missing",
            "fused_features", "strongest_positive", "sample_diagnostic", "femf_attention",
            "band_energy_frame", "reported_pair_text", "claim_row", "adjust_claims", "schedule_text",

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..metrics import METRIC_NAMES
+from ..metrics import LOWER_IS_BETTER, METRIC_NAMES, in_percent
 
 MODALITY_COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#2ca02c"}
 BAND_COLORS = {"low": "#3b528b", "high": "#f4a261"}
@@ -402,14 +402,14 @@ def seed_points(long: pd.DataFrame, metrics: Sequence[str], order: Sequence[str]
                              squeeze=False, sharey=True)
     for ax, metric in zip(axes[0], metrics):
         d = long[long["metric"] == metric]
-        percent = metric not in ("mae", "corr", "loss")          # accuracies and F1 in %, as the tables print them
+        percent = in_percent(metric)                              # accuracies and F1 in %, as the tables print them
         if percent:
             d = d.assign(value=d["value"].astype(float) * 100.0)
         sns.barplot(data=d, y="row", x="value", order=order, errorbar=None, color="0.85", ax=ax)
         stripplot(data=d, y="row", x="value", order=order, hue="row", hue_order=order, palette="deep",
                   legend=False, size=5, ax=ax)
         name = METRIC_NAMES.get(metric, metric)
-        better = "lower is better" if metric in ("mae", "loss") else "higher is better"
+        better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
         ax.set_title(name)
         ax.set_xlabel(f"{name}{' (%)' if percent else ''}, test split; {better}")
         ax.set_ylabel("")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..metrics import LOWER_IS_BETTER, METRIC_NAMES
+from ..metrics import LOWER_IS_BETTER, METRIC_NAMES, in_percent
 from .stats import NOT_ENOUGH_SEEDS
 
 #: Display names of the main comparison's rows (``paper_rows.row_label`` / ``grids`` tags).
@@ -79,13 +79,14 @@ def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric, metric)
 
 
-def _percent(metric: str) -> bool:
-    return metric not in ("mae", "corr", "loss")
+def _precision(metric: str) -> tuple[float, int]:
+    """``(scale, decimals)`` the sentences print ``metric`` with: percent with one decimal, else three decimals."""
+    return (100.0, 1) if in_percent(metric) else (1.0, 3)
 
 
 def fmt_value(metric: str, v: float, std: float | None = None) -> str:
     """``0.605 ± 0.003`` for MAE/Corr, ``86.9 ± 1.0`` (percent) for accuracies and F1."""
-    scale, dg = (100.0, 1) if _percent(metric) else (1.0, 3)
+    scale, dg = _precision(metric)
     s = f"{v * scale:.{dg}f}"
     if std is not None and not math.isnan(std):
         s += f" ± {std * scale:.{dg}f}"
@@ -116,7 +117,7 @@ def better(metric: str, a: float, b: float) -> bool:
 
 def _shown(metric: str, v: float) -> float:
     """``v`` at the precision the sentences print it (:func:`fmt_value`)."""
-    scale, dg = (100.0, 1) if _percent(metric) else (1.0, 3)
+    scale, dg = _precision(metric)
     return round(v * scale, dg)
 
 
@@ -246,12 +247,12 @@ def degradation_sentence(curves: pd.DataFrame, a: str, others: list[str], metric
     """How much ``a`` and each of ``others`` lose on ``metric`` from rate 0 to ``rate`` (means over each row's
     seeds in ``curves``: columns label, seed, rate, metric, value), with each row's seed count; which loses
     more is left to the degradation test."""
-    unit = " points" if _percent(metric) else ""
-    k, dg = (100.0, 1) if _percent(metric) else (1.0, 3)
+    unit = " points" if in_percent(metric) else ""
+    k, dg = _precision(metric)
 
     def loss(label: str) -> str:
         n = curves.loc[curves["label"] == label, "seed"].nunique()
-        return f"{degradation(curves, label, metric, rate) * k:.{dg}f}{unit} ({n} seed{'' if n == 1 else 's'})"
+        return f"{degradation(curves, label, metric, rate) * k:.{dg}f}{unit} ({seed_counts([n])})"
 
     s = f"From no missing data to {rate:.0%} missing, {name_of(a, names)} loses {loss(a)} of {metric_name(metric)}"
     if not others:
@@ -403,8 +404,8 @@ def protocol_sentences(protocols: pd.DataFrame, metric: str = "Acc-2 (neg/non-ne
         by_model.setdefault(r["model"], []).append(r)
     out = []
     for model, rs in by_model.items():
-        parts = [f"{r['protocol']} {r['points']:+.1f} points" + (f" ({r['sds']:+.1f} seed sd)" if r["sds"] == r["sds"]
-                                                                 else "") for r in rs]
+        parts = [f"{r['protocol']} {r['points']:+.1f} points"
+                 + ("" if math.isnan(r["sds"]) else f" ({r['sds']:+.1f} seed sd)") for r in rs]
         out.append(f"{name_of(model)}: against its clean {metric} of {rs[0]['clean']}, " + ", ".join(parts) + ".")
     return out
 
@@ -416,7 +417,7 @@ def protocol_summary(protocols: pd.DataFrame, metric: str = "Acc-2 (neg/non-neg)
     shifts = _protocol_shifts(protocols, metric)
     out = []
     for _, name in PROTOCOL_NAMES:
-        rs = [r for r in shifts if r["protocol"] == name and r["sds"] == r["sds"]]
+        rs = [r for r in shifts if r["protocol"] == name and not math.isnan(r["sds"])]
         if not rs:
             continue
         v = np.array([r["sds"] for r in rs])
@@ -753,9 +754,9 @@ def missing_weights_sentence(table: pd.DataFrame, model: str, tol: float = 0.05,
                              never_masked: tuple[int, ...] = ()) -> str:
     """How a router's mean weights move from no missing data to the largest missing rate (``table``:
     rows are rates, columns the weights' names, e.g. ``text``, ``audio``, ``vision``, ``joint``), measured
-    against what masking alone would give (:func:`mser_lib.report.ablation_figures.masking_alone`: the
+    against what masking alone would give (:func:`mser_lib.report.ablations.masking_alone`: the
     complete-data weights renormalised over what is present; ``never_masked``: columns no drop removes)."""
-    from .ablation_figures import masking_alone
+    from .ablations import masking_alone
 
     t = table.astype(float).sort_index()
     r0, r1 = t.index[0], t.index[-1]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..metrics import METRIC_NAMES
+from ..metrics import METRIC_NAMES, in_percent
 from .tables import aggregate, data_labels, variant_name
 
 FEMF_FEATURES = "DeBERTa-large (text), wav2vec-large (audio), MA-Net (visual); utterance level, as MoMKE"
@@ -296,7 +296,7 @@ def features_label(info) -> str:
 def format_mean_std(metric: str, mean: float, std: float) -> str:
     """``"85.3 ± 1.2"``: accuracies/F1 in percent with one decimal, MAE/Corr with three decimals;
     no ``±`` part when the std is nan (one seed)."""
-    scale, digits = (1.0, 3) if metric in ("mae", "corr", "loss") else (100.0, 1)
+    scale, digits = (100.0, 1) if in_percent(metric) else (1.0, 3)
     if np.isnan(mean):
         return "nan"
     s = f"{mean * scale:.{digits}f}"

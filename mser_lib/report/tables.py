@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..checks import MAX_SEED
 from ..data.validate import DataFormatError
-from ..metrics import METRIC_NAMES
+from ..metrics import METRIC_NAMES, in_percent
 from ..train.io import atomic_write_text, read_jsonl_numbered
 
 MOSI_COLUMNS = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "mae", "corr"]
@@ -300,7 +300,7 @@ def wide_table(long: pd.DataFrame, columns: list[str] | None = None, percent: bo
                 row[METRIC_NAMES.get(m, m)] = ""
                 continue
             mean, std = float(hit["mean"].iloc[0]), float(hit["std"].iloc[0])
-            scale = 100.0 if percent and m not in ("mae", "corr", "loss") else 1.0
+            scale = 100.0 if percent and in_percent(m) else 1.0
             digits = 1 if scale == 100.0 else 3
             s = f"{mean * scale:.{digits}f}"
             if not np.isnan(std):
