@@ -25,8 +25,15 @@ Usage::
 
     FEMF_REFERENCE_ROOT=/path/to/L11yc-FEMF python benchmarks/reference_femf.py --seeds 0 1 2
     python benchmarks/reference_femf.py --dry-run       # tiny schedule, checks the harness end to end
+    # the two sides on two cores, each resumable (a finished run is not repeated):
+    FEMF_REFERENCE_ROOT=... python benchmarks/reference_femf.py --side reference --seeds 0 1 &
+    python benchmarks/reference_femf.py --side mser --seeds 0 1
 
-Results: ``benchmarks/results/reference_femf.{json,md}`` (``--out`` to change). One thread per process.
+Every finished run is appended, as one line, to ``benchmarks/results/reference_femf.runs.jsonl`` (its side,
+seed, schedule and both revisions), so an interrupted comparison resumes and seeds can be added later. The
+report, ``benchmarks/results/reference_femf.{json,md}`` (``--out`` to change), is rewritten from that file
+after every run and holds the seeds that both sides have finished at the same schedule. One thread per
+process.
 """
 
 from __future__ import annotations
@@ -185,6 +192,52 @@ def _git(path: Path) -> str:
         return "unknown"
 
 
+def _runs(path: Path) -> list[dict]:
+    """The finished runs recorded in ``path`` (one JSON object per line; a torn last line is ignored)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _append(path: Path, row: dict) -> None:
+    """One finished run, appended as a single write (two processes may append to the same file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, (json.dumps(row) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` whole (a temporary file beside it, then a rename), so a reader never sees half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def collect(rows: list[dict], schedule: str) -> dict | None:
+    """The comparison at ``schedule`` over the seeds both sides finished (the latest run of each), or None."""
+    by = {(r["side"], r["seed"]): r for r in rows if r["schedule"] == schedule}
+    seeds = sorted({s for side, s in by if side == "reference"} & {s for side, s in by if side == "mser"})
+    if not seeds:
+        return None
+    ref = [by["reference", s] for s in seeds]
+    ms = [by["mser", s] for s in seeds]
+    return {"seeds": seeds, "schedule": schedule,
+            "mser_revision": ", ".join(sorted({r["mser_revision"] for r in ms})),
+            "reference_revision": ", ".join(sorted({r["reference_revision"] for r in ref})),
+            "machine": ref[0]["machine"], "reference": [r["result"] for r in ref],
+            "mser_reference_preset": [r["result"] for r in ms]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mosi-bclstm"))
@@ -192,37 +245,49 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--stage-epochs", type=int, default=150)
     p.add_argument("--out", default=str(RESULTS / "reference_femf"))
+    p.add_argument("--side", choices=("both", "reference", "mser"), default="both",
+                   help="run one side only (the other can run beside it in a second process)")
     p.add_argument("--dry-run", action="store_true", help="4 + 4 epochs, one seed, nothing written")
-    p.add_argument("--skip-reference", action="store_true", help="mser's side only (no reference root needed)")
     a = p.parse_args(argv)
     ref_root = os.environ.get("FEMF_REFERENCE_ROOT")
-    if not a.skip_reference and (not ref_root or not (Path(ref_root) / "FEMF" / "train_MoMKE.py").is_file()):
+    sides = ("reference", "mser") if a.side == "both" else (a.side,)
+    if "reference" in sides and (not ref_root or not (Path(ref_root) / "FEMF" / "train_MoMKE.py").is_file()):
         print("FEMF_REFERENCE_ROOT is not set to a checkout of L11yc/FEMF (the folder with FEMF/train_MoMKE.py): "
               "skipped")
         return 0
     if a.dry_run:
         a.seeds, a.epochs, a.stage_epochs = a.seeds[:1], 8, 4
     torch.set_num_threads(1)
+    schedule = f"{a.stage_epochs} + {a.epochs - a.stage_epochs} epochs, batch 64"
+    runs_file = Path(a.out + ".runs.jsonl")
+    done = {(r["side"], r["seed"]) for r in _runs(runs_file) if r["schedule"] == schedule}
+    todo = [(side, seed) for seed in a.seeds for side in sides if a.dry_run or (side, seed) not in done]
+    for side, seed in sorted(done):
+        if seed in a.seeds and side in sides and not a.dry_run:
+            print(f"seed {seed} {side}: already in {runs_file.name}, not repeated", flush=True)
     ds = load_dataset("mosi-bclstm", data_dir=a.data_dir)
-    out = {"seeds": a.seeds, "schedule": f"{a.stage_epochs} + {a.epochs - a.stage_epochs} epochs, batch 64",
-           "mser_revision": _git(ROOT), "reference_revision": _git(Path(ref_root)) if ref_root else "not run",
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-           "reference": [], "mser_reference_preset": []}
+    common = {"schedule": schedule, "mser_revision": _git(ROOT),
+              "reference_revision": _git(Path(ref_root)) if ref_root else "not run",
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        write_utterance_format(ds, work)
-        for seed in a.seeds:
-            if not a.skip_reference:
-                out["reference"].append(run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs))
-                print(f"seed {seed} reference: {out['reference'][-1]}", flush=True)
-            out["mser_reference_preset"].append(run_mser(ds, seed, a.epochs, a.stage_epochs))
-            print(f"seed {seed} mser: {out['mser_reference_preset'][-1]}", flush=True)
-    if a.dry_run or a.skip_reference:
-        return 0
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out + ".json").write_text(json.dumps(out, indent=1) + "\n")
-    Path(a.out + ".md").write_text(report(out))
-    print(report(out))
+        if any(side == "reference" for side, _ in todo):
+            write_utterance_format(ds, work)
+        for side, seed in todo:
+            t = time.time()
+            result = (run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs) if side == "reference"
+                      else run_mser(ds, seed, a.epochs, a.stage_epochs))
+            print(f"seed {seed} {side} ({time.time() - t:.0f} s): {result}", flush=True)
+            if a.dry_run:
+                continue
+            _append(runs_file, {"side": side, "seed": seed, **common, "result": result})
+            out = collect(_runs(runs_file), schedule)
+            if out is not None:
+                _write(Path(a.out + ".json"), json.dumps(out, indent=1) + "\n")
+                _write(Path(a.out + ".md"), report(out))
+    out = collect(_runs(runs_file), schedule)
+    if out is not None and not a.dry_run:
+        print(report(out))
     return 0
 
 
