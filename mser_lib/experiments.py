@@ -58,7 +58,7 @@ import yaml
 
 from . import __version__
 from .checks import MAX_SEED, ConfigError
-from .data import MissingModality, MultimodalDataset, dataset_layout, load_dataset
+from .data import MissingModality, MultimodalDataset, dataset_layout, is_builtin, load_dataset
 from .models import build_model, count_parameters
 from .models.registry import build_config
 from .train import TrainConfig, append_jsonl, evaluate, fit_model, read_jsonl, resolve_device, set_seed
@@ -136,8 +136,8 @@ def get_dataset(name: str, data_dir=None, profile: str = "quick", data_kwargs: d
     kw = dict(data_kwargs or {})
     key = (name, str(data_dir), profile, json.dumps(kw, sort_keys=True))
     if key not in _DATA_CACHE:
-        if name == "synthetic":
-            _DATA_CACHE[key] = load_dataset("synthetic", profile=prof.get("synthetic_profile", profile), **kw)
+        if is_builtin(name):
+            _DATA_CACHE[key] = load_dataset(name, profile=prof.get("synthetic_profile", profile), **kw)
         else:
             _DATA_CACHE[key] = load_dataset(name, data_dir=data_dir, **kw)
     return _DATA_CACHE[key]
@@ -219,7 +219,7 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
         "data_kwargs": dict(data_kwargs or {}),
         "data_fingerprint": (info.source or {}).get("fingerprint") if info is not None else None,
         "eval_missing": list(eval_missing or []),
-        "synthetic_profile": prof.get("synthetic_profile") if dataset == "synthetic" else None,
+        "synthetic_profile": prof.get("synthetic_profile") if is_builtin(dataset) else None,
     }
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .data import dataset_task
 from .data.batch import DatasetInfo
 from .models.femf import PAPER_ORDER, REFERENCE_BEHAVIOUR, REFERENCE_LOSS_WEIGHTS, REFERENCE_ORDER
 
@@ -313,7 +314,7 @@ def main_grid(profile: str, dataset: str, seeds: list[int]) -> list[dict]:
     from .experiments import model_seeds
     from .models.registry import compared_models, model_spec
 
-    trained = {name: model_seeds(profile, dataset, name, seeds) for name in compared_models()}
+    trained = {name: model_seeds(profile, dataset, name, seeds) for name in compared_models(dataset_task(dataset))}
     runs = []
     for seed in seeds:
         for name, its_seeds in trained.items():
@@ -333,7 +334,7 @@ def robustness(profile: str, seeds: list[int], dataset: str | DatasetInfo | None
 
     _check(profile)
     name = dataset.name if isinstance(dataset, DatasetInfo) else dataset
-    trained = {m: model_seeds(profile, name, m, seeds) for m in compared_models()}
+    trained = {m: model_seeds(profile, name, m, seeds) for m in compared_models(dataset_task(name))}
     return [{"model": m, "seed": int(s), "overrides": dict(model_spec(m).main_variants[0]), "tag": m}
             for s in seeds for m, its_seeds in trained.items() if s in its_seeds]
 

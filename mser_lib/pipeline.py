@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 from . import grids
+from .data import dataset_task
 from .executors import EXECUTORS, run_grid
 from .experiments import REUSE_MODES
 from .notebook import ROOT, apply_threads, env_int, resolve_data_dir, resolve_seeds
@@ -58,11 +59,24 @@ from .train.io import atomic_write_text
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def notebook_paths(only: list[str] | None = None) -> list[Path]:
-    """The numbered notebooks in order; ``only`` keeps those whose name starts with one of its items."""
+#: The notebooks written for regression only, and why: on a classification dataset (MIntRec, the built-in
+#: classification benchmark) the pipeline runs the others and prints this.
+REGRESSION_NOTEBOOKS = {
+    "02": "FEMF's expert pre-training is read through each band expert's MAE and correlation with the label",
+    "04": "the ablation and deviation tables compare MAE and Acc-2 against the papers' regression tables",
+    "05": "the robustness curves and sensitivity sweeps are FEMF's and Atsuko's regression figures",
+    "06": "the figures re-draw the papers' regression figures from the runs of 04 and 05",
+}
+
+
+def notebook_paths(only: list[str] | None = None, dataset: str | None = None) -> list[Path]:
+    """The numbered notebooks in order; ``only`` keeps those whose name starts with one of its items; on a
+    classification ``dataset`` the notebooks of :data:`REGRESSION_NOTEBOOKS` are left out."""
     nbs = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if only:
         nbs = [nb for nb in nbs if any(nb.name.startswith(o) for o in only)]
+    if dataset is not None and dataset_task(dataset) == "classification":
+        nbs = [nb for nb in nbs if nb.name[:2] not in REGRESSION_NOTEBOOKS]
     return nbs
 
 
@@ -71,7 +85,7 @@ def notebook_runs(only: list[str] | None, profile: str, dataset, seeds: list[int
     ``dataset``: its name or its ``DatasetInfo`` (the sensitivity sweeps' default points depend on it)."""
     name = dataset if isinstance(dataset, str) else dataset.name
     specs = []
-    for nb in notebook_paths(only):
+    for nb in notebook_paths(only, name):
         key = nb.name[:2]
         if key == "02":
             specs += [{"model": "femf", "seed": s} for s in seeds]
@@ -149,7 +163,7 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
         except BaseException as exc:      # handed to the main thread, which raises it
             ended.put((nb, 0.0, exc))
 
-    pending, running, took = list(notebook_paths(args.only)), 0, {}
+    pending, running, took = list(notebook_paths(args.only, args.dataset)), 0, {}
     slots = notebook_slots(force)
     # The kernels start in notebooks/ (the notebooks' relative paths). One chdir for the whole phase: papermill's
     # own ``cwd`` changes the process's folder per notebook and restores it when that notebook ends, which two
@@ -176,7 +190,7 @@ def run_notebooks(args, out: Path, seeds: list[int], force: bool) -> list[tuple[
             if args.update_notebooks:
                 update_committed_notebook(out_nb / nb.name, nb)
                 print(f"   outputs copied into {nb.relative_to(ROOT)}", flush=True)
-    return [(nb.name, took[nb.name]) for nb in notebook_paths(args.only)]
+    return [(nb.name, took[nb.name]) for nb in notebook_paths(args.only, args.dataset)]
 
 
 def _rel_to_notebooks(path: Path) -> str:
@@ -341,7 +355,11 @@ def main(argv=None) -> int:
     seeds = resolve_seeds(args.seeds, args.profile, args.dataset)
     out = Path(args.results_dir) / args.profile / args.dataset
     t0 = time.perf_counter()
-    has_nb = bool(notebook_paths(args.only))
+    has_nb = bool(notebook_paths(args.only, args.dataset))
+    left_out = [nb.name for nb in notebook_paths(args.only) if nb not in notebook_paths(args.only, args.dataset)]
+    if left_out:
+        print(f"{args.dataset} is a classification dataset: not run, written for regression only: "
+              + "; ".join(f"{n} ({REGRESSION_NOTEBOOKS[n[:2]]})" for n in left_out), flush=True)
     reproducing = args.reuse == "local"
     if reproducing:
         with reproduction.ReproduceLock(args.results_dir, args.profile, args.dataset):

@@ -124,7 +124,10 @@ ctx.save_figure(fig, "length_histogram")
 from mser_lib.report import narrative as nv
 
 see = [nv.summary_sentence(summary, info.name)]
-if nv.is_builtin(info):
+if nv.is_builtin(info) and info.task == "classification":
+    see.append("The classes are drawn by the generator with falling priors (docs/data-formats.md), so the class "
+               "counts are set by its configuration, not by annotators.")
+elif nv.is_builtin(info):
     see.append("The labels are drawn by the generator (section 3), so their spread and the share of exact zeros "
                "are set by its configuration, not by annotators.")
 else:
@@ -201,7 +204,10 @@ see = nv.probe_sentences(r2.to_dict(), margin=0.2)
 see.append(f"By construction text sees none of the av_share = {cfg['av_share']:.0%} of the label variance carried "
            f"by audio and vision, so text alone can explain at most about {1 - cfg['av_share']:.0%} of it (before "
            "the label's clipping and rounding).")
-if not nv.is_builtin(info):
+if nv.is_builtin(info) and info.name != "synthetic":
+    see.append(f"This section used the regression benchmark, not {info.name}; {info.name} plants its class "
+               "evidence in the same bands (docs/data-formats.md).")
+elif not nv.is_builtin(info):
     see.append(f"This section used the built-in data, not {info.name}: on {info.name} nothing is planted, and no "
                "probe can say in advance which band holds the evidence.")
 display(Markdown(nv.what_we_see(see, "synthetic")))

@@ -541,3 +541,17 @@ def test_the_quick_ledger_skips_the_built_in_data_and_real_data_gets_every_row()
     real = {s["tag"] for s in grids.deviations("quick", [0, 1, 2], "position", "mosi-bclstm")}
     assert real == {d.label for d in grids.DEVIATIONS if "position" in d.layouts} | set(grids.LEDGER_BASE.values())
     assert len(grids.deviations("quick", [0], "sequence", "mosi")) == len(grids.DEVIATIONS) + 3
+
+
+def test_fast_classification_metrics_match_the_library_definitions():
+    from mser_lib.metrics import classification_metrics
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 6, 300)
+    y[y == 5] = 4                                      # a class never true ...
+    logits = rng.normal(size=(300, 6)) + 2.0 * np.eye(6)[y] * (rng.uniform(size=300) < 0.6)[:, None]
+    logits[:3, 5] = 10.0                               # ... but predicted three times
+    ref = classification_metrics(y, logits)
+    for name, f in stats.CLASSIFICATION_FAST_METRICS.items():
+        assert f(y, logits) == pytest.approx(ref[name], abs=1e-12), name
+        assert stats.metric_fn(name)(y, logits.argmax(1)) == pytest.approx(ref[name], abs=1e-12), name

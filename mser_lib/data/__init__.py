@@ -4,10 +4,12 @@ Sources (docs/data-formats.md gives the directory layout each one expects):
 
 ==================  ==========================================================================
 ``synthetic``       the built-in benchmark (:mod:`.synthetic`), the default; nothing to download
+``synthetic-intent`` its classification variant (imbalanced intent-like classes), MIntRec's stand-in
 ``mosi-bclstm``     real CMU-MOSI utterance features of bc-LSTM (:mod:`.bclstm`), position layout
 ``mosi``/``mosei``  MMSA pickles (:mod:`.mmsa`), sequence layout
 ``sims``/``simsv2`` MMSA pickles, labels in [-1, 1]
 ``mosi-utt`` ...    utterance-feature format of MoMKE/GCNet/FEMF (:mod:`.utterance`), position layout
+``mintrec``         MIntRec intent recognition, 20 classes (:mod:`.mintrec`), sequence layout
 ==================  ==========================================================================
 """
 
@@ -26,15 +28,23 @@ from .batch import (
     masked_mean,
 )
 from .missing import CONDITIONS, MissingModality
-from .synthetic import SyntheticConfig, make_synthetic, synthetic_config
+from .synthetic import SyntheticConfig, make_synthetic, make_synthetic_intent, synthetic_config
 from .validate import DataFormatError
 
 __all__ = [
     "MODALITIES", "Batch", "DatasetInfo", "MultimodalDataset", "SplitData", "collate",
     "iterate_batches", "masked_mean", "MissingModality", "CONDITIONS", "make_synthetic",
     "SyntheticConfig", "synthetic_config", "DataFormatError", "load_dataset", "dataset_names",
-    "dataset_layout",
+    "dataset_layout", "dataset_task", "BUILTIN", "is_builtin", "make_synthetic_intent",
 ]
+
+#: The built-in benchmarks (generated, nothing to download): name -> generator(profile=, seed=, **knobs).
+BUILTIN = {"synthetic": make_synthetic, "synthetic-intent": make_synthetic_intent}
+
+
+def is_builtin(name) -> bool:
+    """True for a built-in benchmark's name (or a ``DatasetInfo`` of one)."""
+    return str(getattr(name, "name", name)) in BUILTIN
 
 
 def _real_loaders() -> dict:
@@ -49,7 +59,8 @@ def _real_loaders() -> dict:
 
 def dataset_names() -> dict[str, str]:
     """Name -> one-line description of every dataset ``load_dataset`` knows."""
-    out = {"synthetic": "built-in synthetic benchmark (sequence layout, labels in [-3, 3])"}
+    out = {"synthetic": "built-in synthetic benchmark (sequence layout, labels in [-3, 3])",
+           "synthetic-intent": "its classification variant: imbalanced intent-like classes (MIntRec's stand-in)"}
     for name, entry in _real_loaders().items():
         out[name] = entry["description"] if isinstance(entry, dict) else getattr(entry, "__doc__", "")
     return out
@@ -58,10 +69,19 @@ def dataset_names() -> dict[str, str]:
 def dataset_layout(name: str) -> str | None:
     """``"sequence"`` or ``"position"``: the layout dataset ``name`` loads into (``None`` when unknown),
     known without reading any data (the profiles' ``layouts`` sections follow it)."""
-    if name == "synthetic":
+    if name in BUILTIN:
         return "sequence"
     entry = _real_loaders().get(name)
     return entry.get("layout") if isinstance(entry, dict) else None
+
+
+def dataset_task(name: str) -> str:
+    """``"regression"`` or ``"classification"``: the task of dataset ``name``, known without reading any data
+    (the grids leave out the models not built for it)."""
+    if name in BUILTIN:
+        return "classification" if name == "synthetic-intent" else "regression"
+    entry = _real_loaders().get(name)
+    return entry.get("task", "regression") if isinstance(entry, dict) else "regression"
 
 
 def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None, profile: str = "quick",
@@ -70,13 +90,13 @@ def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None, pr
 
     Args:
         name: see :func:`dataset_names`.
-        data_dir: folder (or file) holding the user's data; unused for ``synthetic``.
-        profile: size profile of the synthetic benchmark (``smoke``, ``quick``, ``paper``).
-        seed: generator seed of the synthetic benchmark (fixed per dataset, not per training run).
+        data_dir: folder (or file) holding the user's data; unused for the built-in benchmarks.
+        profile: size profile of a built-in benchmark (``smoke``, ``quick``, ``paper``).
+        seed: generator seed of a built-in benchmark (fixed per dataset, not per training run).
         **kwargs: passed to the loader (e.g. ``split="standard"`` for mosi-bclstm).
     """
-    if name == "synthetic":
-        return make_synthetic(profile=profile, seed=seed, **kwargs)
+    if name in BUILTIN:
+        return BUILTIN[name](profile=profile, seed=seed, **kwargs)
     loaders = _real_loaders()
     if name not in loaders:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(dataset_names()))}")

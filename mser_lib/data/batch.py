@@ -140,8 +140,15 @@ class MultimodalDataset:
                 "samples": len(sp),
                 "labelled_positions": int(sp.label_mask.sum()),
                 "max_len": {m: int(sp.mask(m).shape[1]) for m in MODALITIES},
-                "label_mean": round(float(lab.mean()), 4) if lab.size else None,
             }
+            if self.info.task == "classification":
+                # the class counts (a mean class id means nothing), and the majority class's share: the
+                # accuracy a model that learned nothing reaches
+                counts = np.bincount(lab.astype(np.int64), minlength=self.info.num_classes or 0)
+                out[s]["class_counts"] = counts.tolist()
+                out[s]["majority_share"] = round(float(counts.max() / counts.sum()), 4) if lab.size else None
+            else:
+                out[s]["label_mean"] = round(float(lab.mean()), 4) if lab.size else None
         return out
 
 

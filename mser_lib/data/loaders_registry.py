@@ -44,13 +44,21 @@ def _utt(dataset: str):
     return load
 
 
+def _mintrec(data_dir: str | Path, seed: int = 0, **kw) -> MultimodalDataset:
+    from .mintrec import load_mintrec
+
+    return load_mintrec(data_dir, **kw)
+
+
 _BCLSTM = "mser_lib.data.bclstm:load_mosi_bclstm"
 _MMSA = "mser_lib.data.mmsa:load_mmsa"
 _UTT = "mser_lib.data.utterance:load_utterance_features"
+_MINTREC = "mser_lib.data.mintrec:load_mintrec"
 
 # Each entry: "loader", "description", "layout" (``sequence`` or ``position``: what a sample is; the
-# profiles' ``layouts.<layout>`` trainer settings follow it) and "target", the function whose keyword
-# arguments the loader passes on (the user's loader arguments, ``--data-set``, are checked against it).
+# profiles' ``layouts.<layout>`` trainer settings follow it), "task" when it is not regression, and "target",
+# the function whose keyword arguments the loader passes on (the user's loader arguments, ``--data-set``, are
+# checked against it).
 DATASETS: dict[str, dict] = {
     "mosi-bclstm": {"layout": "position", "loader": _mosi_bclstm, "target": _BCLSTM, "description":
                     "real CMU-MOSI bc-LSTM utterance feats (t100/a73/v100), position layout, bc-LSTM split"},
@@ -66,6 +74,8 @@ DATASETS: dict[str, dict] = {
                  "CMU-MOSI utterance features (MoMKE/GCNet/FEMF format), position layout"},
     "mosei-utt": {"layout": "position", "loader": _utt("mosei"), "target": _UTT, "description":
                   "CMU-MOSEI utterance features (MoMKE/GCNet/FEMF format), position layout"},
+    "mintrec": {"layout": "sequence", "task": "classification", "loader": _mintrec, "target": _MINTREC, "description":
+                "MIntRec intent recognition (thuiar/MIntRec release: tsv splits, video/audio pickles), 20 classes"},
 }
 
 

@@ -1,8 +1,13 @@
 """DMD: decoupled multimodal distillation (Li, Wang, Cui, CVPR 2023), a baseline of Atsuko's Table 1, read
 against the authors' code (mdswyz/DMD: ``trains/singleTask/model/dmd.py``, ``trains/singleTask/DMD.py``,
 ``trains/singleTask/distillnets/``, ``trains/singleTask/HingeLoss.py``, ``run.py``, ``config/config.json``).
-The paper itself was not at hand here, so the parts below are named after the code, not after the paper's
-equations.
+The paper itself was not at hand here (its abstract and the code's README were), so the parts below are named
+after the code, not after the paper's equations. In the abstract's words: the private codes ``s_m`` are the
+"modality-exclusive" space, the shared codes ``c_m`` the "modality-irrelevant" one, decoupled "in a
+self-regression manner" (the decoders and ``L_rec``, ``L_cyc``); each of the two graphs is a "graph distillation
+unit (GD-Unit)", called HomoGD and HeteroGD in the README, whose "distillation weights can be automatically
+learned". The fixed edge prior below is the code's: the README shows text -> audio, text -> vision (and, in
+HeteroGD, vision -> audio) as the edges that *emerge* after training, and the code adds them as a prior.
 
 The parts, for one sample; modalities ``m`` in (l = text, v = vision, a = audio), the code's order::
 
@@ -338,7 +343,9 @@ def _quick(info: DatasetInfo) -> dict:
 
 
 register(ModelSpec("dmd", DMD, DMDConfig, {"quick": _quick, "paper": _paper},
-                   "DMD (Li et al., 2023), read against the authors' code", role="baseline", label="DMD",
+                   "DMD (Li et al., 2023), read against the authors' code", role="baseline",
+                   tasks=("regression",),
+                   label="DMD",
                    color="#bcbd22",
                    # not the depth: the code ties the later transformers' depth to it (max(nlevels, 3))
                    search_space={"output_dropout": Param("float", 0.0, 0.5),

@@ -273,6 +273,7 @@ def _quick(info: DatasetInfo) -> dict:
 
 register(ModelSpec("mmim", MMIM, MMIMConfig, {"quick": _quick, "paper": _paper},
                    "MMIM (Han et al., 2021), read against the authors' code and MMSA's copy", role="baseline",
+                   tasks=("regression",),
                    label="MMIM", color="#c49c94",
                    search_space={"cpc_weight": Param("float", 0.0, 0.5), "ba_weight": Param("float", 0.0, 0.5)}))
 

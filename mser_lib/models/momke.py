@@ -2,7 +2,10 @@
 Incomplete Multimodal Learning", ACM MM 2024), a baseline of FEMF's Table 1 (on FEMF's own utterance features:
 FEMF's reference code is built on it), read against the authors' code (wxxv/MoMKE:
 ``MoMKE/model_expert_softmoe.py``, ``MoMKE/modules/Attention_softmoe.py``, ``MoMKE/train_MoMKE.py``,
-``run_MoMKE_cmumosi.sh``, ``run_MoMKE_cmumosei.sh``); the paper was not at hand, so this follows the code.
+``run_MoMKE_cmumosi.sh``, ``run_MoMKE_cmumosei.sh``); the paper was not at hand beyond its abstract, so this
+follows the code. The abstract's names for the two stages are "unimodal expert training" (stage 1 below) and
+"experts mixing training" (stage 2), and for the router a "Soft Router" that mixes "the unimodal
+representations and the joint representations".
 
 The network, per modality ``m`` in {audio, text, vision}, over the positions of a sample (the utterances of a
 video in the position layout)::
@@ -218,7 +221,9 @@ def _quick(info: DatasetInfo) -> dict:
 
 
 register(ModelSpec("momke", MoMKE, MoMKEConfig, {"quick": _quick, "paper": _paper},
-                   "MoMKE (Xu et al., 2024), read against the authors' code", role="baseline", label="MoMKE",
+                   "MoMKE (Xu et al., 2024), read against the authors' code", role="baseline",
+                   tasks=("regression",),
+                   label="MoMKE",
                    color="#f7b6d2",
                    search_space={"dropout": Param("float", 0.0, 0.6), "depth": Param("choice", choices=(2, 4))}))
 

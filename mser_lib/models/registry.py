@@ -57,6 +57,8 @@ class ModelSpec:
             for a model the search leaves out.
         main_variants: config overrides of the runs the main comparison trains for it (one run per entry
             and seed), e.g. the baseline on all three modalities and on each alone.
+        tasks: the tasks it is built for (``"regression"``, ``"classification"``); its constructor refuses
+            the others, and the grids leave it out of a dataset of another task.
     """
 
     name: str
@@ -69,10 +71,14 @@ class ModelSpec:
     color: str = "#333333"
     search_space: dict[str, Param] = field(default_factory=dict)
     main_variants: tuple[dict, ...] = ({},)
+    tasks: tuple[str, ...] = ("regression", "classification")
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"model {self.name!r}: role must be one of {ROLES}, got {self.role!r}")
+        if not self.tasks or set(self.tasks) - {"regression", "classification"}:
+            raise ValueError(f"model {self.name!r}: tasks must name 'regression' and/or 'classification', "
+                             f"got {self.tasks!r}")
         self.label = self.label or self.name
 
 
@@ -109,9 +115,11 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def compared_models() -> list[str]:
-    """The models of the main comparison and the robustness study: the methods, then the baselines."""
-    return model_names("method") + model_names("baseline")
+def compared_models(task: str | None = None) -> list[str]:
+    """The models of the main comparison and the robustness study: the methods, then the baselines; only those
+    built for ``task`` when given."""
+    names = model_names("method") + model_names("baseline")
+    return [n for n in names if task is None or task in MODELS[n].tasks]
 
 
 def model_colors() -> dict[str, str]:

@@ -274,6 +274,7 @@ def _quick(info: DatasetInfo) -> dict:
 
 register(ModelSpec("selfmm", SelfMM, SelfMMConfig, {"quick": _quick, "paper": _paper},
                    "Self-MM (Yu et al., 2021), read against MMSA's code by its authors", role="baseline",
+                   tasks=("regression",),
                    label="Self-MM", color="#9edae5",
                    search_space={"fusion_dim": Param("choice", choices=(64, 128, 256)),
                                  "fusion_dropout": Param("float", 0.0, 0.5)}))

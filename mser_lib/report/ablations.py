@@ -284,7 +284,7 @@ def compare_labels(frame: pd.DataFrame, specs: list[dict], records: list[dict], 
     by = {(s.get("tag") or r["model"], r["seed"]): r for s, r in zip(specs, records)}
     y = pa = pb = clusters = None
     unit = ""
-    if ds is not None and results_dir is not None and metric in stats.FAST_METRICS:
+    if ds is not None and results_dir is not None and stats.has_fast(metric):
         got_a = [run_predictions(by[(a, s)], ds, results_dir, cache_dir=cache_dir, with_ids=True) for s in seeds]
         got_b = [run_predictions(by[(b, s)], ds, results_dir, cache_dir=cache_dir, with_ids=True) for s in seeds]
         if all(g is not None for g in got_a + got_b) and seeds:

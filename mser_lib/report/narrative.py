@@ -49,8 +49,11 @@ class Stat:
 
 
 def is_builtin(dataset) -> bool:
-    """True for the built-in synthetic benchmark (a name or a ``DatasetInfo``)."""
-    return str(getattr(dataset, "name", dataset)) == "synthetic"
+    """True for a built-in benchmark, the regression one or its classification variant (a name or a
+    ``DatasetInfo``): their answer is planted."""
+    from ..data import BUILTIN
+
+    return str(getattr(dataset, "name", dataset)) in BUILTIN
 
 
 def name_of(label: str, names: dict | None = None) -> str:

@@ -109,11 +109,56 @@ FAST_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
+def _classes(p: np.ndarray) -> np.ndarray:
+    """Class ids from logits ``(n, C)`` (argmax) or ids ``(n,)``."""
+    return p.argmax(-1) if p.ndim == 2 else p.astype(np.int64)
+
+
+def _cls_acc(y: np.ndarray, p: np.ndarray) -> float:
+    return float((_classes(p) == y).mean())
+
+
+def _cls_macro(which: str):
+    """scikit-learn's macro F1 / precision / recall (``zero_division=0``) over the classes present in ``y`` or
+    predicted, from one confusion count."""
+    def f(y: np.ndarray, p: np.ndarray) -> float:
+        q, y = _classes(p), y.astype(np.int64)
+        k = int(max(y.max(initial=0), q.max(initial=0))) + 1
+        tp = np.bincount(y[q == y], minlength=k).astype(float)
+        true, pred = np.bincount(y, minlength=k).astype(float), np.bincount(q, minlength=k).astype(float)
+        seen = (true + pred) > 0
+        prec = np.divide(tp, pred, out=np.zeros(k), where=pred > 0)
+        rec = np.divide(tp, true, out=np.zeros(k), where=true > 0)
+        if which == "precision":
+            v = prec
+        elif which == "recall":
+            v = rec
+        else:
+            v = np.divide(2 * prec * rec, prec + rec, out=np.zeros(k), where=(prec + rec) > 0)
+        return float(v[seen].mean())
+    return f
+
+
+#: The classification metrics (y class ids, p logits ``(n, C)`` or class ids), as :func:`mser_lib.metrics.
+#: classification_metrics` computes them.
+CLASSIFICATION_FAST_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "acc": _cls_acc, "f1_macro": _cls_macro("f1"), "precision_macro": _cls_macro("precision"),
+    "recall_macro": _cls_macro("recall"),
+}
+
+
+def has_fast(name: str) -> bool:
+    """Whether :func:`metric_fn` has a fast version of ``name``."""
+    return name in FAST_METRICS or name in CLASSIFICATION_FAST_METRICS
+
+
 def metric_fn(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
-    """The fast version of a ``"mosi"``-family metric (y, p 1-D arrays over labelled positions)."""
-    if name not in FAST_METRICS:
-        raise KeyError(f"no fast version of metric {name!r}; known: {sorted(FAST_METRICS)}")
-    return FAST_METRICS[name]
+    """The fast version of a metric: a ``"mosi"``-family one (y, p 1-D arrays over labelled positions) or a
+    classification one (y class ids, p logits)."""
+    if not has_fast(name):
+        raise KeyError(f"no fast version of metric {name!r}; known: "
+                       f"{sorted(FAST_METRICS) + sorted(CLASSIFICATION_FAST_METRICS)}")
+    return FAST_METRICS.get(name) or CLASSIFICATION_FAST_METRICS[name]
 
 
 def better_sign(metric: str) -> int:
@@ -367,6 +412,7 @@ def compare(values_a: Sequence[float], values_b: Sequence[float], metric: str,
     return res
 
 
-__all__ = ["FAST_METRICS", "metric_fn", "better_sign", "paired_seed_test", "cluster_groups", "bootstrap_ci",
+__all__ = ["FAST_METRICS", "CLASSIFICATION_FAST_METRICS", "has_fast",
+           "metric_fn", "better_sign", "paired_seed_test", "cluster_groups", "bootstrap_ci",
            "seed_mean_metric", "paired_bootstrap_diff", "holm", "benjamini_hochberg", "adjust_p",
            "ADJUSTMENTS", "MIN_SEEDS", "ALPHA", "NOT_ENOUGH_SEEDS", "VERDICTS", "verdict", "compare"]
