@@ -148,8 +148,12 @@ def run_mser(ds, seed: int, epochs: int, stage_epochs: int) -> dict:
 
 
 def _mean_std(rows: list[dict], key: str) -> str:
-    v = np.array([r[key] for r in rows], dtype=float)
-    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+    """Mean ± seed std: accuracy and F1 in percent (as the reference prints them), MAE and Corr with three
+    decimals, wall time in whole seconds."""
+    scale, digits = {"acc": (100, 2), "f1": (100, 2), "acc2_non0": (100, 2), "f1_non0": (100, 2),
+                     "wall_time_s": (1, 0)}.get(key, (1, 3))
+    v = np.array([r[key] for r in rows], dtype=float) * scale
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
 
 
 def report(out: dict) -> str:
@@ -162,7 +166,9 @@ def report(out: dict) -> str:
              "31 test videos with the reference's protocol: the epoch with the best test F1 over every epoch of "
              "both stages, metrics over the utterances with a non-zero label. That protocol selects on the test "
              "set, so these numbers are optimistic by construction; mser's cross-fitted result of the same runs "
-             "is the last column group.", "",
+             "is the last column group. Accuracy and F1 in percent. The wall times are those of these runs on a "
+             "shared machine, beside other work: the speed comparison is `reference_bench_t1.md` and "
+             "`reference_bench_t2.md`.", "",
              "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | wall time (s) |",
              "|---|---|---|---|---|---|---|"]
     for name, rows in (("reference code", ref), ("mser `reference` preset", ms)):
@@ -172,11 +178,12 @@ def report(out: dict) -> str:
               "| metric | mean difference | reference seed std | mser seed std | beyond both spreads |",
               "|---|---|---|---|---|"]
     for k in METRICS:
-        d = np.array([m[k] - r[k] for m, r in zip(ms, ref)])
-        sr = np.std([r[k] for r in ref], ddof=1) if len(ref) > 1 else float("nan")
-        sm = np.std([m[k] for m in ms], ddof=1) if len(ms) > 1 else float("nan")
-        beyond = bool(abs(d.mean()) > max(sr, sm)) if len(ref) > 1 else "n/a"
-        lines.append(f"| {k} | {d.mean():+.4f} | {sr:.4f} | {sm:.4f} | {beyond} |")
+        scale, digits = (100, 2) if k in ("acc", "f1") else (1, 3)
+        d = np.array([m[k] - r[k] for m, r in zip(ms, ref)]) * scale
+        sr = np.std([r[k] for r in ref], ddof=1) * scale if len(ref) > 1 else float("nan")
+        sm = np.std([m[k] for m in ms], ddof=1) * scale if len(ms) > 1 else float("nan")
+        beyond = ("yes" if abs(d.mean()) > max(sr, sm) else "no") if len(ref) > 1 else "n/a (one seed)"
+        lines.append(f"| {k} | {d.mean():+.{digits}f} | {sr:.{digits}f} | {sm:.{digits}f} | {beyond} |")
     lines += ["", "mser's `reference` preset under mser's own protocol (cross-fitted selection on the test videos, "
               "every utterance):", "", "| Acc-2 (neg/pos) | F1 (neg/pos) | MAE | Corr |", "|---|---|---|---|",
               "| " + " | ".join(_mean_std([r["crossfit"] for r in ms], k)
@@ -248,7 +255,18 @@ def main(argv=None) -> int:
     p.add_argument("--side", choices=("both", "reference", "mser"), default="both",
                    help="run one side only (the other can run beside it in a second process)")
     p.add_argument("--dry-run", action="store_true", help="4 + 4 epochs, one seed, nothing written")
+    p.add_argument("--report", action="store_true", help="only rewrite the report from the recorded runs")
     a = p.parse_args(argv)
+    if a.report:
+        out = collect(_runs(Path(a.out + ".runs.jsonl")), f"{a.stage_epochs} + {a.epochs - a.stage_epochs} epochs, "
+                      "batch 64")
+        if out is None:
+            print(f"no seed that both sides finished in {a.out}.runs.jsonl")
+            return 1
+        _write(Path(a.out + ".json"), json.dumps(out, indent=1) + "\n")
+        _write(Path(a.out + ".md"), report(out))
+        print(report(out))
+        return 0
     ref_root = os.environ.get("FEMF_REFERENCE_ROOT")
     sides = ("reference", "mser") if a.side == "both" else (a.side,)
     if "reference" in sides and (not ref_root or not (Path(ref_root) / "FEMF" / "train_MoMKE.py").is_file()):

@@ -72,3 +72,30 @@ def test_bf16_verdict_is_a_paired_t_test():
     assert better["verdict"] == "bf16 better"                      # higher correlation is better
     one = bf16_seeds.summarise(_runs([0.3]))[0]
     assert one["verdict"] == "one seed: no verdict"
+
+
+def test_reference_comparison_pairs_the_seeds_both_sides_finished_and_resumes(tmp_path):
+    """benchmarks/reference_femf.py: runs appended by two processes (a torn last line ignored) become one report
+    over the seeds both sides finished at the schedule asked; a recorded run is not repeated."""
+    import reference_femf as rf
+
+    runs = tmp_path / "reference_femf.runs.jsonl"
+    sched = "150 + 150 epochs, batch 64"
+    common = {"schedule": sched, "mser_revision": "abc", "reference_revision": "def", "machine": "m"}
+    res = {"epoch": 3, "acc": 0.8, "f1": 0.8, "mae": 0.9, "corr": 0.6, "wall_time_s": 10.0}
+    for side, seed, acc in (("reference", 0, 0.78), ("mser", 0, 0.80), ("mser", 1, 0.82),
+                            ("reference", 2, 0.7)):
+        row = {**res, "acc": acc} if side == "reference" else {**res, "acc": acc, "crossfit": {
+            "acc2_non0": 0.79, "f1_non0": 0.79, "mae": 0.9, "corr": 0.6}}
+        rf._append(runs, {"side": side, "seed": seed, **common, "result": row})
+    rf._append(runs, {"side": "mser", "seed": 2, **common, "schedule": "4 + 4 epochs, batch 64", "result": res})
+    with open(runs, "a") as fh:
+        fh.write('{"side": "reference", "seed": 1, "sched')          # a run being written
+    out = rf.collect(rf._runs(runs), sched)
+    assert out["seeds"] == [0]                                    # seed 1: no reference; seed 2: other schedule
+    assert [r["acc"] for r in out["reference"]] == [0.78]
+    text = rf.report(out)
+    assert "| reference code | 78.00 |" in text
+    assert "n/a (one seed)" in text
+    assert rf.main(["--report", "--out", str(tmp_path / "reference_femf")]) == 0
+    assert (tmp_path / "reference_femf.md").read_text() == text

@@ -85,10 +85,18 @@ def cmd(x1: torch.Tensor, x2: torch.Tensor, moments: int) -> torch.Tensor:
     ``||E x1 - E x2|| + sum_{k=2..K} ||E (x1 - E x1)^k - E (x2 - E x2)^k||``. ``(N, d), (N, d) -> ()``."""
     m1, m2 = x1.mean(0), x2.mean(0)
     s1, s2 = x1 - m1, x2 - m2
-    total = (m1 - m2).pow(2).sum().sqrt()
+    total = _norm(m1 - m2)
     for k in range(2, moments + 1):
-        total = total + (s1.pow(k).mean(0) - s2.pow(k).mean(0)).pow(2).sum().sqrt()
+        total = total + _norm(s1.pow(k).mean(0) - s2.pow(k).mean(0))
     return total
+
+
+def _norm(d: torch.Tensor) -> torch.Tensor:
+    """``||d||`` as ``sqrt(sum(d^2))``, whose gradient is 0 instead of NaN where ``d`` is exactly 0 (two equal
+    moments, e.g. two codes a ReLU has silenced: the square root's derivative is infinite there). Elsewhere the
+    value and the gradient are those of ``d.pow(2).sum().sqrt()``, bit for bit."""
+    sq = d.pow(2).sum()
+    return torch.where(sq > 0, sq.clamp_min(torch.finfo(d.dtype).tiny).sqrt(), torch.zeros_like(sq))
 
 
 def diff_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
