@@ -134,7 +134,7 @@ def test_report_and_prune_count_only_the_runs_this_reproduce_needed(tmp_path, ca
     monkeypatch.setattr(grids, "main_grid", lambda *a, **k: [t_only, a_only])
     assert pipeline.main(base + ["--no-notebooks"]) == 0                       # both committed
     capsys.readouterr()
-    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None: [Path("00_x.ipynb")])
+    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None, dataset=None: [Path("00_x.ipynb")])
     monkeypatch.setattr(pipeline, "notebook_runs", lambda *a, **k: [t_only])   # the grid shrank to one run
     monkeypatch.setattr(pipeline, "run_notebooks", lambda args, out, seeds, force: [])
     assert pipeline.main(base + ["--prune"]) == 0
@@ -199,7 +199,7 @@ def test_reproduce_writes_its_times_beside_its_checkpoints_not_into_the_committe
     out.mkdir(parents=True)
     committed = out / "notebook_timings.json"
     committed.write_text('{"training": 1.0}\n')
-    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None: [Path("00_x.ipynb")])
+    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None, dataset=None: [Path("00_x.ipynb")])
     monkeypatch.setattr(pipeline, "train_all", lambda args, seeds: set())
     monkeypatch.setattr(pipeline, "run_notebooks", lambda args, out, seeds, force: [("00_x.ipynb", 2.0)])
     args = ["--profile", "smoke", "--dataset", "synthetic", "--seeds", "0", "--results-dir", str(tmp_path)]
@@ -265,7 +265,7 @@ def _fake_notebooks(monkeypatch, tmp_path, names, fail=None):
             log.append(("end", name, time.perf_counter()))
 
     monkeypatch.setitem(sys.modules, "papermill", types.SimpleNamespace(execute_notebook=execute_notebook))
-    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None: [tmp_path / n for n in names])
+    monkeypatch.setattr(pipeline, "notebook_paths", lambda only=None, dataset=None: [tmp_path / n for n in names])
     monkeypatch.setattr(pipeline, "strip_run_metadata", lambda path: None)
     monkeypatch.setattr(pipeline, "notebook_slots", lambda force: 2)
     args = Namespace(results_dir=str(tmp_path / "results"), reuse="local", profile="smoke", dataset="synthetic",
