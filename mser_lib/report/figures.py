@@ -90,27 +90,24 @@ def label_histogram(labels: dict[str, np.ndarray], label_range: tuple[float, flo
     """Histogram of the labels of each split (``{"train": y, ...}``, flat arrays of real positions); integer
     class ids (a classification dataset) are drawn as class counts with the majority class's share."""
     fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels), 3.0), sharey=False, squeeze=False)
-    if all(np.issubdtype(np.asarray(y).dtype, np.integer) for y in labels.values()):
-        k = max(int(np.max(y, initial=0)) for y in labels.values()) + 1
-        for ax, (split, y) in zip(axes[0], labels.items()):
-            counts = np.bincount(np.asarray(y), minlength=k)
-            ax.bar(np.arange(k), counts, color=SPLIT_COLORS.get(split, "grey"), alpha=0.85)
-            ax.set_title(f"{split} (n={len(y)}, majority {counts.max() / max(1, counts.sum()):.0%})")
-            ax.set_xlabel("class")
-        axes[0, 0].set_ylabel("samples")
-        fig.suptitle(title, y=1.02)
-        fig.tight_layout()
-        return fig
-    if bins is None and label_range is not None:
+    classes = all(np.issubdtype(np.asarray(y).dtype, np.integer) for y in labels.values())
+    k = max(int(np.max(y, initial=0)) for y in labels.values()) + 1 if classes else 0
+    if not classes and bins is None and label_range is not None:
         lo, hi = label_range
         bins = np.arange(lo - 0.1, hi + 0.2, 0.2) if hi - lo >= 2 else np.linspace(lo, hi, 21)
     for ax, (split, y) in zip(axes[0], labels.items()):
-        y = np.asarray(y, dtype=float)
-        ax.hist(y, bins=bins if bins is not None else 30, color=SPLIT_COLORS.get(split, "grey"), alpha=0.85)
-        ax.axvline(0.0, color="k", lw=0.8, ls=":")
-        ax.set_title(f"{split} (n={len(y)}, mean {y.mean():.2f}, std {y.std():.2f})")
-        ax.set_xlabel("label")
-    axes[0, 0].set_ylabel("count")
+        color = SPLIT_COLORS.get(split, "grey")
+        if classes:
+            counts = np.bincount(np.asarray(y), minlength=k)
+            ax.bar(np.arange(k), counts, color=color, alpha=0.85)
+            ax.set_title(f"{split} (n={len(y)}, majority {counts.max() / max(1, counts.sum()):.0%})")
+        else:
+            y = np.asarray(y, dtype=float)
+            ax.hist(y, bins=bins if bins is not None else 30, color=color, alpha=0.85)
+            ax.axvline(0.0, color="k", lw=0.8, ls=":")
+            ax.set_title(f"{split} (n={len(y)}, mean {y.mean():.2f}, std {y.std():.2f})")
+        ax.set_xlabel("class" if classes else "label")
+    axes[0, 0].set_ylabel("samples" if classes else "count")
     fig.suptitle(title, y=1.02)
     fig.tight_layout()
     return fig
