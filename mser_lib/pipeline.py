@@ -355,8 +355,9 @@ def main(argv=None) -> int:
     seeds = resolve_seeds(args.seeds, args.profile, args.dataset)
     out = Path(args.results_dir) / args.profile / args.dataset
     t0 = time.perf_counter()
-    has_nb = bool(notebook_paths(args.only, args.dataset))
-    left_out = [nb.name for nb in notebook_paths(args.only) if nb not in notebook_paths(args.only, args.dataset)]
+    kept = notebook_paths(args.only, args.dataset)
+    has_nb = bool(kept)
+    left_out = [nb.name for nb in notebook_paths(args.only) if nb not in kept]
     if left_out:
         print(f"{args.dataset} is a classification dataset: not run, written for regression only: "
               + "; ".join(f"{n} ({REGRESSION_NOTEBOOKS[n[:2]]})" for n in left_out), flush=True)

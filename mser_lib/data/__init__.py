@@ -38,8 +38,15 @@ __all__ = [
     "dataset_layout", "dataset_task", "BUILTIN", "is_builtin", "make_synthetic_intent",
 ]
 
-#: The built-in benchmarks (generated, nothing to download): name -> generator(profile=, seed=, **knobs).
-BUILTIN = {"synthetic": make_synthetic, "synthetic-intent": make_synthetic_intent}
+#: The built-in benchmarks (generated, nothing to download, sequence layout): name -> ``generator(profile=,
+#: seed=, **knobs)``, its task and a one-line description.
+BUILTIN: dict[str, dict] = {
+    "synthetic": {"generator": make_synthetic, "task": "regression",
+                  "description": "built-in synthetic benchmark (sequence layout, labels in [-3, 3])"},
+    "synthetic-intent": {"generator": make_synthetic_intent, "task": "classification",
+                         "description": "its classification variant: imbalanced intent-like classes (MIntRec's "
+                                        "stand-in)"},
+}
 
 
 def is_builtin(name) -> bool:
@@ -59,8 +66,7 @@ def _real_loaders() -> dict:
 
 def dataset_names() -> dict[str, str]:
     """Name -> one-line description of every dataset ``load_dataset`` knows."""
-    out = {"synthetic": "built-in synthetic benchmark (sequence layout, labels in [-3, 3])",
-           "synthetic-intent": "its classification variant: imbalanced intent-like classes (MIntRec's stand-in)"}
+    out = {name: entry["description"] for name, entry in BUILTIN.items()}
     for name, entry in _real_loaders().items():
         out[name] = entry["description"] if isinstance(entry, dict) else getattr(entry, "__doc__", "")
     return out
@@ -79,7 +85,7 @@ def dataset_task(name: str) -> str:
     """``"regression"`` or ``"classification"``: the task of dataset ``name``, known without reading any data
     (the grids leave out the models not built for it)."""
     if name in BUILTIN:
-        return "classification" if name == "synthetic-intent" else "regression"
+        return BUILTIN[name]["task"]
     entry = _real_loaders().get(name)
     return entry.get("task", "regression") if isinstance(entry, dict) else "regression"
 
@@ -96,7 +102,7 @@ def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None, pr
         **kwargs: passed to the loader (e.g. ``split="standard"`` for mosi-bclstm).
     """
     if name in BUILTIN:
-        return BUILTIN[name](profile=profile, seed=seed, **kwargs)
+        return BUILTIN[name]["generator"](profile=profile, seed=seed, **kwargs)
     loaders = _real_loaders()
     if name not in loaders:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(dataset_names()))}")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..data import is_builtin  # the notebooks call it as nv.is_builtin
 from ..metrics import LOWER_IS_BETTER, METRIC_NAMES, in_percent
 from .stats import NOT_ENOUGH_SEEDS
 
@@ -46,14 +47,6 @@ class Stat:
     mean: float
     std: float
     n: int
-
-
-def is_builtin(dataset) -> bool:
-    """True for a built-in benchmark, the regression one or its classification variant (a name or a
-    ``DatasetInfo``): their answer is planted."""
-    from ..data import BUILTIN
-
-    return str(getattr(dataset, "name", dataset)) in BUILTIN
 
 
 def name_of(label: str, names: dict | None = None) -> str:

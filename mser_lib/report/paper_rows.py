@@ -237,12 +237,23 @@ def table1_claims(models, metrics: tuple[str, ...] = ("mae", "acc7", "corr")) ->
     0.758 on MOSI against Self-MM's 0.713, is no claim of FEMF's). One dict per (pair, metric): ``claim``
     ("Table 1: Atsuko beats TFN (MAE)"), ``a``, ``b`` (registry names), ``metric`` and ``says`` (the printed
     numbers, method vs row, per dataset and setting)."""
+    return _table_claims(models, metrics, femf_table1() + atsuko_table1(), TABLE1_OF)
+
+
+def table3_claims(models, metrics: tuple[str, ...] = ("acc", "f1_macro")) -> list[dict]:
+    """Atsuko's Table 3 (MIntRec) as claims, by the rule of :func:`table1_claims`: Atsuko beats each row mser
+    implements and ran (MulT, MISA, EMOE) on each metric of ``metrics`` where its printed number is ahead."""
+    return _table_claims(models, metrics, atsuko_table3(), {"atsuko": "Atsuko Table 3"})
+
+
+def _table_claims(models, metrics: tuple[str, ...], printed: list[ReportedRow], tables: dict[str, str]) -> list[dict]:
+    """The rule of :func:`table1_claims` over the ``printed`` rows of ``tables`` (method -> its table's source)."""
     from ..models.registry import model_spec
 
     models = set(models)
-    rows = [r for r in femf_table1() + atsuko_table1() if r.implements in models]
+    rows = [r for r in printed if r.implements in models]
     out = []
-    for method, table in TABLE1_OF.items():
+    for method, table in tables.items():
         mine = {(r.dataset, r.setting): r for r in rows if r.source == table and r.implements == method}
         others = dict.fromkeys(r.implements for r in rows if r.source == table and r.implements != method)
         if method not in models:
@@ -252,35 +263,12 @@ def table1_claims(models, metrics: tuple[str, ...] = ("mae", "acc7", "corr")) ->
             for metric in metrics:
                 pairs = [k for k in mine if k in theirs and metric in mine[k].values and metric in theirs[k].values]
                 signs = [_ahead(mine[k], theirs[k], metric) for k in pairs]
-                says = [f"{d}{' ' + st if st != 'utterance-level' else ''} {mine[(d, st)].values[metric]} vs "
-                        f"{theirs[(d, st)].values[metric]}" for d, st in pairs]
+                says = [f"{d}{' ' + st if st not in ('', 'utterance-level') else ''} {mine[(d, st)].values[metric]} "
+                        f"vs {theirs[(d, st)].values[metric]}" for d, st in pairs]
                 if says and min(signs) >= 0 and max(signs) > 0:
-                    out.append({"claim": f"Table 1: {model_spec(method).label} beats {model_spec(other).label} "
-                                         f"({_NAMES.get(metric, metric)})", "a": method, "b": other,
-                                "metric": metric, "says": f"{table}: " + "; ".join(says)})
-    return out
-
-
-def table3_claims(models, metrics: tuple[str, ...] = ("acc", "f1_macro")) -> list[dict]:
-    """Atsuko's Table 3 (MIntRec) as claims, as :func:`table1_claims` does for the Table 1s: Atsuko beats each
-    row mser implements and ran (MulT, MISA, EMOE), on each metric of ``metrics`` where its printed number is
-    ahead."""
-    from ..models.registry import model_spec
-
-    models = set(models)
-    rows = [r for r in atsuko_table3() if r.implements in models]
-    mine = [r for r in rows if r.implements == "atsuko"]
-    if not mine:
-        return []
-    out = []
-    for other in (r for r in rows if r.implements != "atsuko"):
-        for metric in metrics:
-            if _ahead(mine[0], other, metric) > 0:
-                names = model_spec("atsuko").label, model_spec(other.implements).label
-                out.append({"claim": f"Table 3: {names[0]} beats {names[1]} ({_NAMES.get(metric, metric)})",
-                            "a": "atsuko", "b": other.implements,
-                            "metric": metric, "says": f"Atsuko Table 3: MIntRec {mine[0].values[metric]} vs "
-                                                      f"{other.values[metric]}"})
+                    out.append({"claim": f"{table.split(' ', 1)[1]}: {model_spec(method).label} beats "
+                                         f"{model_spec(other).label} ({_NAMES.get(metric, metric)})",
+                                "a": method, "b": other, "metric": metric, "says": f"{table}: " + "; ".join(says)})
     return out
 
 
