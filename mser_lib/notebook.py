@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data import dataset_task
 from .experiments import REUSE_MODES, load_profile, profile_seeds
 from .report.tables import write_table
 
@@ -175,9 +176,23 @@ def apply_threads(profile: str, device: str | None, threads: int | None = None) 
     return grid_executor(threads, on_cpu)
 
 
+#: The notebooks written for regression only, and why: on a classification dataset (MIntRec, the built-in
+#: classification benchmark) the pipeline runs the others and prints this.
+REGRESSION_NOTEBOOKS = {
+    "02": "FEMF's expert pre-training is read through each band expert's MAE and correlation with the label",
+    "04": "the ablation and deviation tables compare MAE and Acc-2 against the papers' regression tables",
+    "05": "the robustness curves and sensitivity sweeps are FEMF's and Atsuko's regression figures",
+    "06": "the figures re-draw the papers' regression figures from the runs of 04 and 05",
+}
+
+
+class NotApplicable(RuntimeError):
+    """A notebook written for regression was given a classification dataset."""
+
+
 def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=None, device: str = "auto",
                    seeds=None, results_dir="../results", force: bool = False,
-                   threads: int | None = None) -> NotebookContext:
+                   threads: int | None = None, notebook: str | None = None) -> NotebookContext:
     """Turn a notebook's papermill parameters into a :class:`NotebookContext`.
 
     * ``seeds``: ``None``/empty = the profile's seeds (or its dataset section's); a list, an int or ``"0 1 2"``.
@@ -187,6 +202,9 @@ def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=
       default. With one thread per run on a CPU, grids run on a pool (:func:`grid_executor`).
     * Reuse of recorded runs: ``MSER_REUSE`` (``local``, the default, or ``records``; see
       :mod:`mser_lib.experiments`), which ``make tables`` sets.
+    * ``notebook``: the calling notebook's number ("04"). A notebook of :data:`REGRESSION_NOTEBOOKS`
+      given a classification dataset stops here with :class:`NotApplicable`, which says why and which
+      notebooks do apply, instead of failing later on a regression metric.
     * Applies the project's plotting style and creates ``tables/`` and ``figures/`` under
       ``<results_dir>/<profile>/<dataset>/``.
     """
@@ -194,6 +212,13 @@ def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=
 
     from .report.figures import set_style
 
+    if notebook in REGRESSION_NOTEBOOKS and dataset_task(dataset) == "classification":
+        numbers = sorted(p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        raise NotApplicable(
+            f"notebook {notebook} does not apply to {dataset!r}, a classification dataset: "
+            f"{REGRESSION_NOTEBOOKS[notebook]}. On classification data run the notebooks "
+            f"{', '.join(k for k in numbers if k not in REGRESSION_NOTEBOOKS)} "
+            f"(make reproduce DATA={dataset} runs those and skips this one)")
     executor, workers = apply_threads(profile, device, threads)
     reuse = os.environ.get("MSER_REUSE", "local")
     if reuse not in REUSE_MODES:

@@ -52,21 +52,11 @@ from . import grids
 from .data import dataset_task
 from .executors import EXECUTORS, run_grid
 from .experiments import REUSE_MODES
-from .notebook import ROOT, apply_threads, env_int, resolve_data_dir, resolve_seeds
+from .notebook import REGRESSION_NOTEBOOKS, ROOT, apply_threads, env_int, resolve_data_dir, resolve_seeds
 from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table
 from .train.io import atomic_write_text
 
 NOTEBOOKS = ROOT / "notebooks"
-
-
-#: The notebooks written for regression only, and why: on a classification dataset (MIntRec, the built-in
-#: classification benchmark) the pipeline runs the others and prints this.
-REGRESSION_NOTEBOOKS = {
-    "02": "FEMF's expert pre-training is read through each band expert's MAE and correlation with the label",
-    "04": "the ablation and deviation tables compare MAE and Acc-2 against the papers' regression tables",
-    "05": "the robustness curves and sensitivity sweeps are FEMF's and Atsuko's regression figures",
-    "06": "the figures re-draw the papers' regression figures from the runs of 04 and 05",
-}
 
 
 def notebook_paths(only: list[str] | None = None, dataset: str | None = None) -> list[Path]:

@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 02 · FEMF stage 1: pretraining the frequency-aware experts
 #
+# *Written for regression data (sentiment scores).* On a classification dataset (MIntRec, the built-in
+# `synthetic-intent`) the setup cell below stops with `NotApplicable`, naming the notebooks that apply.
+#
 # FEMF trains in two stages (paper, section 3.3). In stage 1 each modality's private features are
 # split by the DFT (notebook 01) and each (modality, band) pair gets its own expert, trained to predict
 # the label on its own. The experts are then **frozen** and, in stage 2, every band of every modality
@@ -44,7 +47,7 @@ force = False             # True: retrain runs that are already recorded
 from mser_lib import runs
 from mser_lib.notebook import notebook_setup
 
-ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
+ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force, notebook="02")
 print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx.threads} thread(s), "
       f"{ctx.workers} worker(s) | outputs in {ctx.rel(ctx.out)}")
 

@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 04 · Ablations: what each part of FEMF and Atsuko contributes
 #
+# *Written for regression data (sentiment scores).* On a classification dataset (MIntRec, the built-in
+# `synthetic-intent`) the setup cell below stops with `NotApplicable`, naming the notebooks that apply.
+#
 # Both papers argue for their designs by removing one part at a time and showing that the numbers get
 # worse. This notebook repeats those ablations on our data:
 #
@@ -71,7 +74,7 @@ force = False             # True: retrain runs that are already recorded
 # %%
 from mser_lib.notebook import notebook_setup
 
-ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
+ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force, notebook="04")
 print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx.threads} thread(s), "
       f"{ctx.workers} worker(s) | outputs in {ctx.rel(ctx.out)}")
 

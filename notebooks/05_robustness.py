@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 05 · Robustness and sensitivity
 #
+# *Written for regression data (sentiment scores).* On a classification dataset (MIntRec, the built-in
+# `synthetic-intent`) the setup cell below stops with `NotApplicable`, naming the notebooks that apply.
+#
 # Three questions both papers ask of their models, answered from recorded runs:
 #
 # 1. **Missing modalities** (FEMF Fig. 6): how fast do FEMF, Atsuko, EMOE and the baseline lose
@@ -64,7 +67,7 @@ force = False             # True: retrain runs that are already recorded
 # %%
 from mser_lib.notebook import notebook_setup
 
-ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
+ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force, notebook="05")
 print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx.threads} thread(s), "
       f"{ctx.workers} worker(s) | outputs in {ctx.rel(ctx.out)}")
 

@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 06 · The papers' figures, and two they do not show
 #
+# *Written for regression data (sentiment scores).* On a classification dataset (MIntRec, the built-in
+# `synthetic-intent`) the setup cell below stops with `NotApplicable`, naming the notebooks that apply.
+#
 # Every figure of the two papers that data can make, from recorded runs and their checkpoints:
 #
 # | paper figure | what | where |
@@ -71,7 +74,7 @@ force = False             # True: retrain runs that are already recorded
 from mser_lib import runs
 from mser_lib.notebook import notebook_setup
 
-ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force)
+ctx = notebook_setup(profile, dataset, data_dir, device, seeds, results_dir, force, notebook="06")
 print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx.threads} thread(s), "
       f"{ctx.workers} worker(s) | outputs in {ctx.rel(ctx.out)}")
 

@@ -120,7 +120,8 @@ def test_atsuko_table3_layout_sets_reported_rows_beside_ours_with_the_protocol()
 
 
 def test_the_pipeline_runs_the_notebooks_that_apply_to_classification_and_says_which_it_leaves_out():
-    from mser_lib.pipeline import REGRESSION_NOTEBOOKS, notebook_paths, notebook_runs
+    from mser_lib.notebook import REGRESSION_NOTEBOOKS
+    from mser_lib.pipeline import notebook_paths, notebook_runs
 
     every = [nb.name[:2] for nb in notebook_paths()]
     assert [nb.name[:2] for nb in notebook_paths(None, "synthetic")] == every
@@ -131,3 +132,23 @@ def test_the_pipeline_runs_the_notebooks_that_apply_to_classification_and_says_w
     # only the runs of the notebooks that run: the main comparison of 03, without the regression-only models
     runs = notebook_runs(None, "quick", "synthetic-intent", [0])
     assert {r["model"] for r in runs} == set(compared_models("classification"))
+
+
+def test_a_regression_notebook_given_classification_data_says_it_does_not_apply(tmp_path):
+    import pytest
+
+    from mser_lib.notebook import REGRESSION_NOTEBOOKS, NotApplicable, notebook_setup
+    from mser_lib.pipeline import notebook_paths
+
+    # every notebook the pipeline leaves out on classification data stops in its own setup cell too
+    for nb in notebook_paths():
+        key = nb.name[:2]
+        if key in REGRESSION_NOTEBOOKS:
+            assert f'notebook="{key}"' in nb.with_suffix(".py").read_text(), nb.name
+    with pytest.raises(NotApplicable, match=r"notebook 04 does not apply to 'synthetic-intent'.*00, 01, 03"):
+        notebook_setup("smoke", "synthetic-intent", results_dir=tmp_path, notebook="04")
+    assert not (tmp_path / "smoke").exists()      # nothing written before the refusal
+    # the notebooks that apply, and regression data, pass
+    ctx = notebook_setup("smoke", "synthetic-intent", results_dir=tmp_path, notebook="03")
+    assert ctx.dataset == "synthetic-intent"
+    assert notebook_setup("smoke", "synthetic", results_dir=tmp_path, notebook="04").dataset == "synthetic"
