@@ -65,6 +65,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 FINAL = re.compile(r"The best\(acc\) epoch of test_condition \(atv\): (\d+) --test_mae ([-\d.enan]+) "
                    r"--test_corr ([-\d.enan]+) --test_fscores ([-\d.enan]+) --test_acc ([-\d.enan]+)")
 METRICS = ("acc", "f1", "mae", "corr")
+# the reference's line for each stage-2 epoch (it prints no test metrics in stage 1)
+EPOCH = re.compile(r"epoch:(\d+); test_mae_atv:([-\d.enan]+); test_corr_atv:([-\d.enan]+); "
+                   r"test_fscore_atv:([-\d.enan]+)%; test_acc_atv:([-\d.enan]+)%")
 
 
 def reference_metrics(y: np.ndarray, p: np.ndarray) -> dict:
@@ -120,8 +123,11 @@ def run_reference(ref_root: Path, work: Path, seed: int, epochs: int, stage_epoc
         tail = (proc.stdout + proc.stderr)[-3000:]
         raise RuntimeError(f"the reference run (seed {seed}) failed (exit {proc.returncode}):\n{tail}")
     epoch, mae, corr, f1, acc = (g.rstrip(".") for g in found.groups())    # the line ends with a full stop
+    lines = [m.groups() for m in EPOCH.finditer(proc.stdout)]
+    curve = {"mae": [float(x[1]) for x in lines], "corr": [float(x[2]) for x in lines],
+             "f1": [float(x[3]) / 100 for x in lines], "acc": [float(x[4]) / 100 for x in lines]}
     return {"epoch": int(epoch), "acc": float(acc), "f1": float(f1), "mae": float(mae), "corr": float(corr),
-            "wall_time_s": round(wall, 1)}
+            "wall_time_s": round(wall, 1), "stage2_curve": curve}
 
 
 def run_mser(ds, seed: int, epochs: int, stage_epochs: int) -> dict:
@@ -143,8 +149,11 @@ def run_mser(ds, seed: int, epochs: int, stage_epochs: int) -> dict:
     wall = time.time() - t
     best = max(range(len(per_epoch)), key=lambda i: per_epoch[i]["f1"])
     crossfit = res.protocols["crossfit"]["metrics"]
+    stage2 = [e for e in per_epoch if e["stage"] != per_epoch[0]["stage"]]
+    # rounded as the reference prints its epochs: MAE and Corr to 3 decimals, F1 and accuracy to 0.01 %
+    curve = {k: [round(e[k], 3 if k in ("mae", "corr") else 4) for e in stage2] for k in METRICS}
     return {"epoch": best, **{k: per_epoch[best][k] for k in METRICS}, "wall_time_s": round(wall, 1),
-            "crossfit": {k: crossfit[k] for k in ("acc2_non0", "f1_non0", "mae", "corr")}}
+            "stage2_curve": curve, "crossfit": {k: crossfit[k] for k in ("acc2_non0", "f1_non0", "mae", "corr")}}
 
 
 def _mean_std(rows: list[dict], key: str) -> str:
@@ -188,7 +197,64 @@ def report(out: dict) -> str:
               "every utterance):", "", "| Acc-2 (neg/pos) | F1 (neg/pos) | MAE | Corr |", "|---|---|---|---|",
               "| " + " | ".join(_mean_std([r["crossfit"] for r in ms], k)
                                 for k in ("acc2_non0", "f1_non0", "mae", "corr")) + " |"]
+    lines += curve_section(out)
     return "\n".join(lines) + "\n"
+
+
+def curve_pairs(out: dict) -> list[tuple[int, dict, dict]]:
+    """(seed, reference curve, mser curve) for the seeds whose two runs recorded their stage-2 test curves."""
+    return [(s, r["stage2_curve"], m["stage2_curve"])
+            for s, r, m in zip(out["seeds"], out["reference"], out["mser_reference_preset"])
+            if "stage2_curve" in r and "stage2_curve" in m]
+
+
+def curve_section(out: dict) -> list[str]:
+    """Whether the two sides differ along the whole of stage 2 or only at the epoch the protocol picks: the test
+    MAE and Corr of every stage-2 epoch, summarised (the runs before curves were recorded have none)."""
+    pairs = curve_pairs(out)
+    if not pairs:
+        return []
+    seeds = ", ".join(str(s) for s, _, _ in pairs)
+    lines = ["", f"Stage-2 test curves (seeds {seeds}; every stage-2 epoch scored on the test videos, MAE and Corr "
+                 "as the reference prints them, to 3 decimals): the mean over all stage-2 epochs, over the last 50, "
+                 "and the best epoch of each metric. Figure: `reference_femf_curves.png`.", "",
+             "| side | MAE, all epochs | MAE, last 50 | MAE, best | Corr, all epochs | Corr, last 50 | Corr, best |",
+             "|---|---|---|---|---|---|---|"]
+    for name, i in (("reference code", 1), ("mser `reference` preset", 2)):
+        cells = []
+        for k, best in (("mae", np.min), ("corr", np.max)):
+            curves = [np.asarray(p[i][k], dtype=float) for p in pairs]
+            cells += [f"{np.mean([c.mean() for c in curves]):.3f}", f"{np.mean([c[-50:].mean() for c in curves]):.3f}",
+                      f"{np.mean([best(c) for c in curves]):.3f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def curve_figure(out: dict, path: Path) -> bool:
+    """The stage-2 test MAE and Corr of both sides, per epoch, for the seeds with curves; False when none."""
+    pairs = curve_pairs(out)
+    if not pairs:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, k, label in zip(axes, ("mae", "corr"), ("test MAE (non-zero labels), lower is better",
+                                                    "test Corr (non-zero labels), higher is better")):
+        for s, ref, ms in pairs:
+            ax.plot(ref[k], color="tab:gray", lw=1, label=f"reference code, seed {s}")
+            ax.plot(ms[k], color="tab:blue", lw=1, label=f"mser reference preset, seed {s}")
+        ax.set_xlabel("stage-2 epoch")
+        ax.set_ylabel(label)
+    axes[1].legend(loc="lower right", fontsize=8)
+    fig.suptitle("FEMF on mosi-bclstm, stage 2: the reference code against mser's reference preset")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
 
 
 def _git(path: Path) -> str:
@@ -265,6 +331,7 @@ def main(argv=None) -> int:
             return 1
         _write(Path(a.out + ".json"), json.dumps(out, indent=1) + "\n")
         _write(Path(a.out + ".md"), report(out))
+        curve_figure(out, Path(a.out + "_curves.png"))
         print(report(out))
         return 0
     ref_root = os.environ.get("FEMF_REFERENCE_ROOT")
@@ -303,6 +370,7 @@ def main(argv=None) -> int:
             if out is not None:
                 _write(Path(a.out + ".json"), json.dumps(out, indent=1) + "\n")
                 _write(Path(a.out + ".md"), report(out))
+                curve_figure(out, Path(a.out + "_curves.png"))
     out = collect(_runs(runs_file), schedule)
     if out is not None and not a.dry_run:
         print(report(out))
