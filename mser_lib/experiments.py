@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import functools
 import hashlib
 import json
 import numbers
@@ -246,10 +247,27 @@ def git_revision() -> str:
         return "unknown"
 
 
+@functools.cache
+def cpu_description() -> str:
+    """The CPU a run trains on, as far as it moves the numbers: its model name and the vector instruction set
+    torch's kernels use here, e.g. ``"AMD EPYC, torch kernels AVX512"``. Two machines that differ in either
+    run other math kernels, which reorder floating-point sums: their runs are not bit-identical
+    (docs/reproduction.md)."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        pass
+    name = " ".join((name or platform.processor() or platform.machine() or "unknown CPU").split())
+    return f"{name}, torch kernels {torch.backends.cpu.get_cpu_capability()}"
+
+
 def versions() -> dict:
     import sklearn
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "sklearn": sklearn.__version__, "mser_lib": __version__, "platform": platform.platform()}
+            "sklearn": sklearn.__version__, "mser_lib": __version__, "platform": platform.platform(),
+            "cpu": cpu_description()}
 
 
 def runs_path(results_dir, profile: str, dataset: str) -> Path:

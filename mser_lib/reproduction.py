@@ -199,6 +199,25 @@ def verdict(table: pd.DataFrame, n_reference: int) -> str:
     return line + ("; " + "; ".join(extra) if extra else "")
 
 
+def _cpus(records: list[dict]) -> list[str]:
+    return sorted({(r.get("versions") or {}).get("cpu") or "a CPU the records do not name" for r in records})
+
+
+def machine_note(reference: list[dict], fresh: list[dict]) -> str | None:
+    """``None`` when the compared committed records were made on the CPU of the runs trained here (the
+    ``cpu`` of their ``versions``: model name and torch's kernel set); else a clause saying both, since runs
+    from another CPU's math kernels are not expected to be bit-identical (docs/reproduction.md)."""
+    hashes = {r["config_hash"] for r in fresh}
+    compared = [r for r in reference if r["config_hash"] in hashes]
+    if not compared or not fresh:
+        return None
+    made, here = _cpus(compared), _cpus(fresh)
+    if made == here:
+        return None
+    return (f"the committed records were made on {' and '.join(made)}, these runs on {' and '.join(here)}: "
+            "another CPU's kernels reorder sums, so runs that differ are expected there")
+
+
 def write_report(results_dir, profile: str, dataset: str, tolerance: float = TOLERANCE,
                  only: set[str] | None = None) -> tuple[str, pd.DataFrame]:
     """Compare this machine's runs with the reference snapshot, write ``tables/reproduction.{csv,md}``
@@ -218,6 +237,9 @@ def write_report(results_dir, profile: str, dataset: str, tolerance: float = TOL
         fresh = [r for r in fresh if r["config_hash"] in only]
     table = compare(reference, fresh, tolerance)
     line = verdict(table, len(ref_hashes))
+    note = machine_note(reference, fresh)
+    if note:
+        line += "; " + note
     agg = aggregate(reference, fresh)
     tables = out / "tables"
     atomic_write_text(tables / "reproduction.csv", table.to_csv(index=False))
@@ -251,4 +273,4 @@ def prune(results_dir, profile: str, dataset: str, keep: set[str]) -> list[str]:
 
 
 __all__ = ["prune", "TOLERANCE", "snapshot_reference", "local_records", "compare", "aggregate", "verdict",
-           "write_report"]
+           "machine_note", "write_report"]

@@ -302,3 +302,25 @@ def test_one_notebook_at_a_time_when_the_notebooks_may_retrain():
 
     assert pipeline.notebook_slots(force=True) == 1
     assert 1 <= pipeline.notebook_slots(force=False) <= 2
+
+
+def test_records_say_which_cpu_made_them_and_the_report_names_a_mismatch(trained):
+    src, recs = trained
+    cpu = experiments.cpu_description()
+    assert all(r["versions"]["cpu"] == cpu for r in recs)
+    assert "torch kernels " + torch.backends.cpu.get_cpu_capability() in cpu
+    # same CPU: nothing to say; the verdict line stays as it was
+    assert reproduction.machine_note(recs, recs) is None
+    other = json.loads(json.dumps(recs))
+    for r in other:
+        r["versions"]["cpu"] = "Some Other CPU, torch kernels AVX2"
+    note = reproduction.machine_note(other, recs)
+    assert note.startswith("the committed records were made on Some Other CPU, torch kernels AVX2, these runs on "
+                           + cpu)
+    # records from before the field existed
+    for r in other:
+        del r["versions"]["cpu"]
+    assert "a CPU the records do not name" in reproduction.machine_note(other, recs)
+    # only the records that were compared count: an unrelated record of another CPU changes nothing
+    unrelated = {**other[0], "config_hash": "0" * 16}
+    assert reproduction.machine_note([*recs, unrelated], recs) is None
