@@ -125,7 +125,7 @@ def run_reference(ref_root: Path, work: Path, seed: int, epochs: int, stage_epoc
     epoch, mae, corr, f1, acc = (g.rstrip(".") for g in found.groups())    # the line ends with a full stop
     lines = [m.groups() for m in EPOCH.finditer(proc.stdout)]
     curve = {"mae": [float(x[1]) for x in lines], "corr": [float(x[2]) for x in lines],
-             "f1": [float(x[3]) / 100 for x in lines], "acc": [float(x[4]) / 100 for x in lines]}
+             "f1": [round(float(x[3]) / 100, 4) for x in lines], "acc": [round(float(x[4]) / 100, 4) for x in lines]}
     return {"epoch": int(epoch), "acc": float(acc), "f1": float(f1), "mae": float(mae), "corr": float(corr),
             "wall_time_s": round(wall, 1), "stage2_curve": curve}
 
