@@ -105,6 +105,8 @@ print(f"labels {tuple(batch.labels.shape)}, label_mask {tuple(batch.label_mask.s
 # CMU-MOSI labels average five annotators on a 7-point scale, so they lie in [-3, 3] on a grid of
 # 0.2, and a few are exactly 0. The metrics make 0 matter: "neg/non-neg" Acc-2 counts 0 as
 # non-negative, "neg/pos" Acc-2 drops it ([docs/metrics.md](../docs/metrics.md), `mser_lib.metrics`).
+# On a classification dataset (MIntRec, the built-in `synthetic-intent`) none of this applies: a label is a
+# class index, the histogram counts each class, and the metrics are accuracy, F1, precision and recall.
 
 # %%
 labels = {s: ds.split(s).labels[ds.split(s).label_mask] for s in ("train", "valid", "test")}
