@@ -39,6 +39,7 @@ process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -65,6 +66,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 FINAL = re.compile(r"The best\(acc\) epoch of test_condition \(atv\): (\d+) --test_mae ([-\d.enan]+) "
                    r"--test_corr ([-\d.enan]+) --test_fscores ([-\d.enan]+) --test_acc ([-\d.enan]+)")
 METRICS = ("acc", "f1", "mae", "corr")
+PADDED = "mser-padded-keys"     # the hypothesis side (padded_keys), not part of --side both
 # the reference's line for each stage-2 epoch (it prints no test metrics in stage 1)
 EPOCH = re.compile(r"epoch:(\d+); test_mae_atv:([-\d.enan]+); test_corr_atv:([-\d.enan]+); "
                    r"test_fscore_atv:([-\d.enan]+)%; test_acc_atv:([-\d.enan]+)%")
@@ -156,6 +158,36 @@ def run_mser(ds, seed: int, epochs: int, stage_epochs: int) -> dict:
             "stage2_curve": curve, "crossfit": {k: crossfit[k] for k in ("acc2_non0", "f1_non0", "mae", "corr")}}
 
 
+@contextlib.contextmanager
+def padded_keys():
+    """A hypothesis test, patched in this script only (mser's model is unchanged): FEMF's cross-attention as the
+    reference computes it (``FEMF/MultiAttn.py``: no key mask; ``model_expert_softmoe.py`` zeroes the padded
+    positions first), so that every padded key and value is the key/value layer's bias and takes part in the
+    softmax. mser masks padded keys (``femf.CrossStep``). Padding differs between batches (the 56 training videos
+    pad to their longest, the 31 test videos, scored in one batch, to theirs), so this changes what a test video
+    attends to by its batch."""
+    from mser_lib.models import femf
+    from mser_lib.models.base import dropout
+
+    def forward(self, query, qs, key, ks):
+        H, nh = query.shape[-1], self.heads
+        q = qs.scatter(self.q(query)).view(qs.B, qs.L, nh, H // nh).transpose(1, 2)
+        kv = ks.scatter(self.kv(key)) + (~ks.mask).unsqueeze(-1).to(query.dtype) * self.kv.bias
+        k, v = kv.view(ks.B, ks.L, 2, nh, H // nh).permute(2, 0, 3, 1, 4).unbind(0)
+        a = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
+        a = qs.gather(a.transpose(1, 2).reshape(qs.B, qs.L, H))
+        a = self.o(a) * ks.present.index_select(0, qs.sample).unsqueeze(1).to(a.dtype)
+        return self.ln(query + dropout(a, self.dropout, self.training))
+
+    original = femf.CrossStep.forward
+    femf.CrossStep.forward = forward
+    try:
+        yield
+    finally:
+        femf.CrossStep.forward = original
+
+
 def _mean_std(rows: list[dict], key: str) -> str:
     """Mean ± seed std: accuracy and F1 in percent (as the reference prints them), MAE and Corr with three
     decimals, wall time in whole seconds."""
@@ -198,7 +230,36 @@ def report(out: dict) -> str:
               "| " + " | ".join(_mean_std([r["crossfit"] for r in ms], k)
                                 for k in ("acc2_non0", "f1_non0", "mae", "corr")) + " |"]
     lines += curve_section(out)
+    lines += padded_section(out)
     return "\n".join(lines) + "\n"
+
+
+def padded_section(out: dict) -> list[str]:
+    """The hypothesis side (:func:`padded_keys`) beside the two others, on the seeds it ran."""
+    runs = out.get(PADDED) or {}
+    if not runs:
+        return []
+    seeds = [s for s in out["seeds"] if str(s) in runs]
+    at = {s: i for i, s in enumerate(out["seeds"])}
+    sides = (("reference code", [out["reference"][at[s]] for s in seeds]),
+             ("mser `reference` preset", [out["mser_reference_preset"][at[s]] for s in seeds]),
+             ("mser `reference` preset, padded keys attended (the reference's attention)",
+              [runs[str(s)] for s in seeds]))
+    lines = ["", f"## A hypothesis: the reference attends to padded utterances (seeds {', '.join(map(str, seeds))})",
+             "", "The reference's cross-modal attention has no key mask: padded positions, zeroed before it, enter "
+             "the softmax as the key/value layer's bias, and the share of padding depends on the batch (the test "
+             "videos are scored in one batch padded to the longest). mser masks padded keys. The third row is "
+             "mser's preset with the reference's attention patched in by this script (`padded_keys`; mser's model "
+             "is unchanged), same seeds, schedule and protocol.", "",
+             "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | "
+             "stage-2 MAE, all epochs | stage-2 Corr, all epochs |", "|---|---|---|---|---|---|---|---|"]
+    for name, rows in sides:
+        curves = [r.get("stage2_curve") for r in rows]
+        tail = ([f"{np.mean([np.mean(c[k]) for c in curves]):.3f}" for k in ("mae", "corr")]
+                if all(curves) else ["n/a", "n/a"])
+        lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
+                     + f" | {', '.join(str(r['epoch']) for r in rows)} | " + " | ".join(tail) + " |")
+    return lines
 
 
 def curve_pairs(out: dict) -> list[tuple[int, dict, dict]]:
@@ -245,6 +306,9 @@ def curve_figure(out: dict, path: Path) -> bool:
         for s, ref, ms in pairs:
             ax.plot(ref[k], color="tab:gray", lw=1, label=f"reference code, seed {s}")
             ax.plot(ms[k], color="tab:blue", lw=1, label=f"mser reference preset, seed {s}")
+            padded = (out.get(PADDED) or {}).get(str(s), {}).get("stage2_curve")
+            if padded:
+                ax.plot(padded[k], color="tab:orange", lw=1, label=f"mser, padded keys attended, seed {s}")
         ax.set_xlabel("stage-2 epoch")
         ax.set_ylabel(label)
     axes[1].legend(loc="lower right", fontsize=8)
@@ -308,7 +372,8 @@ def collect(rows: list[dict], schedule: str) -> dict | None:
             "mser_revision": ", ".join(sorted({r["mser_revision"] for r in ms})),
             "reference_revision": ", ".join(sorted({r["reference_revision"] for r in ref})),
             "machine": ref[0]["machine"], "reference": [r["result"] for r in ref],
-            "mser_reference_preset": [r["result"] for r in ms]}
+            "mser_reference_preset": [r["result"] for r in ms],
+            PADDED: {str(s): by[PADDED, s]["result"] for s in seeds if (PADDED, s) in by}}
 
 
 def main(argv=None) -> int:
@@ -318,8 +383,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--stage-epochs", type=int, default=150)
     p.add_argument("--out", default=str(RESULTS / "reference_femf"))
-    p.add_argument("--side", choices=("both", "reference", "mser"), default="both",
-                   help="run one side only (the other can run beside it in a second process)")
+    p.add_argument("--side", choices=("both", "reference", "mser", PADDED), default="both",
+                   help="run one side only (the other can run beside it in a second process); "
+                        f"{PADDED}: mser's preset with the reference's unmasked attention keys (padded_keys)")
     p.add_argument("--dry-run", action="store_true", help="4 + 4 epochs, one seed, nothing written")
     p.add_argument("--report", action="store_true", help="only rewrite the report from the recorded runs")
     a = p.parse_args(argv)
@@ -360,8 +426,11 @@ def main(argv=None) -> int:
             write_utterance_format(ds, work)
         for side, seed in todo:
             t = time.time()
-            result = (run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs) if side == "reference"
-                      else run_mser(ds, seed, a.epochs, a.stage_epochs))
+            if side == "reference":
+                result = run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs)
+            else:
+                with padded_keys() if side == PADDED else contextlib.nullcontext():
+                    result = run_mser(ds, seed, a.epochs, a.stage_epochs)
             print(f"seed {seed} {side} ({time.time() - t:.0f} s): {result}", flush=True)
             if a.dry_run:
                 continue
