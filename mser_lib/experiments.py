@@ -48,7 +48,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -61,7 +61,7 @@ from . import __version__
 from .checks import MAX_SEED, ConfigError
 from .data import MissingModality, MultimodalDataset, dataset_layout, is_builtin, load_dataset
 from .models import build_model, count_parameters
-from .models.registry import build_config
+from .models.registry import build_config, hashed_config
 from .train import TrainConfig, append_jsonl, evaluate, fit_model, read_jsonl, resolve_device, set_seed
 from .train.io import (
     LinkRefused,
@@ -213,7 +213,7 @@ def resolve_run(model: str, dataset: str = "synthetic", seed: int = 0, profile: 
     preset = model_preset(profile, dataset)
     model_cfg = None
     if info is not None:
-        model_cfg = asdict(build_config(model, info, preset, **(overrides or {})))
+        model_cfg = hashed_config(build_config(model, info, preset, **(overrides or {})))
     return {
         "model": model, "dataset": dataset, "seed": int(seed), "profile": profile, "model_preset": preset,
         "overrides": dict(overrides or {}), "model_config": model_cfg, "train": tcfg,

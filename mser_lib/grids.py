@@ -149,6 +149,8 @@ DEVIATIONS: list[Deviation] = [
               "eq. 5-6 as written: gradients reach both sides"),
     Deviation("FEMF: the reference's interaction order", "femf", {"interaction_order": REFERENCE_ORDER},
               "reference code", "Sec. 4.8's best order (text a->v, audio t->v, vision t->a)"),
+    Deviation("FEMF: cross-attention over padded utterances", "femf", {"attention_key_mask": False},
+              "reference code", "eq. 16-17 attend over a modality's sequence: padded keys are masked"),
     Deviation("FEMF: every reference behaviour (preset 'reference')", "femf", dict(REFERENCE_BEHAVIOUR),
               "reference code", "the paper preset"),
     # --- Atsuko and EMOE

@@ -692,3 +692,61 @@ def test_reference_expert_block_is_the_reference_attention_block():
         a = a.transpose(0, 1).reshape(5, 8)
         h = h + a + (F.gelu(a @ ex.w1[q, 0] + ex.b1[q, 0]) @ ex.w2[q, 0] + ex.b2[q, 0])
     torch.testing.assert_close(got, s.gather(h[None]), rtol=1e-5, atol=1e-6)
+
+
+def _reference_cross_attention(step, q_grid, k_grid, heads):
+    """The reference's cross-attention (FEMF/MultiAttn.py after model_expert_softmoe.py zeroes the padding),
+    written out per sample: every position of the padded grid is a key, padded ones projected from zeros."""
+    out = []
+    for qb, kb in zip(q_grid, k_grid):
+        L, H = kb.shape
+        d = H // heads
+        Q = step.q(qb).view(-1, heads, d).transpose(0, 1)
+        K, V = step.kv(kb).view(L, 2, heads, d).unbind(1)
+        w = torch.softmax(Q @ K.transpose(0, 1).transpose(-1, -2) / math.sqrt(d), dim=-1)
+        a = (w @ V.transpose(0, 1)).transpose(0, 1).reshape(-1, H)
+        out.append(step.ln(qb + step.o(a)))
+    return torch.stack(out)
+
+
+def test_cross_attention_over_padded_keys_equals_the_reference_and_depends_on_the_padding():
+    from mser_lib.models.femf import CrossStep
+
+    torch.manual_seed(0)
+    H, heads = 8, 2
+    qmask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    kmask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.bool)
+    qs, ks = Segment(0, qmask, 0), Segment(1, kmask, 0)
+    q_tok, k_tok = torch.randn(qs.n, H), torch.randn(ks.n, H)
+    step = CrossStep(H, heads, dropout=0.0, key_mask=False).eval()
+    with torch.no_grad():
+        out = step(q_tok, qs, k_tok, ks)
+        ref = _reference_cross_attention(step, qs.scatter(q_tok), ks.scatter(k_tok), heads)
+        assert torch.allclose(qs.gather(ref), out, atol=1e-5)
+        # mser's default masks the padded keys: another result wherever a sample has padding among its keys
+        masked = CrossStep(H, heads, dropout=0.0).eval()
+        masked.load_state_dict(step.state_dict())
+        differs = (masked(q_tok, qs, k_tok, ks) - out).abs().amax(-1) > 1e-4
+        padded_keys = ~kmask.all(1)
+        assert torch.equal(differs, padded_keys.index_select(0, qs.sample))
+        # one more padded key position (a longer video elsewhere in the batch) moves the reference's output only
+        kmask2 = torch.cat([kmask, torch.zeros(3, 1, dtype=torch.bool)], 1)
+        ks2 = Segment(1, kmask2, 0)
+        assert not torch.allclose(step(q_tok, qs, k_tok, ks2), out, atol=1e-4)
+        assert torch.allclose(masked(q_tok, qs, k_tok, ks2), masked(q_tok, qs, k_tok, ks), atol=1e-6)
+
+
+def test_attention_key_mask_is_a_hash_neutral_switch():
+    from mser_lib.experiments import config_hash, resolve_run
+
+    info = _info("position", name="mosi-bclstm")
+    default = build_config("femf", info, "paper")
+    assert default.attention_key_mask
+    run = resolve_run("femf", "mosi-bclstm", 0, "claims", info=info)
+    assert "attention_key_mask" not in run["model_config"]          # at its default: not in the hash
+    flipped = resolve_run("femf", "mosi-bclstm", 0, "claims", {"attention_key_mask": False}, info=info)
+    assert flipped["model_config"]["attention_key_mask"] is False
+    assert config_hash(flipped) != config_hash(run)
+    # built from the saved config, a record from before the switch gets the default (keys masked)
+    model = build_model("femf", info, "paper", attention_key_mask=False, hidden=16, expert_ffn=16)
+    assert all(not s.key_mask for br in model.interaction for b in br.values() for s in b.steps)

@@ -71,7 +71,7 @@ the stacked experts against a plain per-sequence transformer.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +83,7 @@ from ..data.validate import feature_statistics
 from ..spectral.dft import dft_split, reference_cutoff_split
 from .base import Dropout, ModelOutput, dropout, masked_avg, task_and_aux_losses
 from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout
-from .registry import ModelSpec, Param, register
+from .registry import HASH_NEUTRAL, ModelSpec, Param, register
 
 _ABBR = {"text": "t", "audio": "a", "vision": "v"}
 
@@ -185,6 +185,13 @@ class FEMFConfig:
     orth_kind: str = "squared_cosine" # "signed_cosine": the reference's cos(x^s, x^u), minimised towards -1
     rec_target: str = "input"         # "projected": decoders reconstruct P_m(x_m) (the reference), not x_m (eq. 5)
     detach_dis_targets: bool = False  # True: L_rec and L_cyc targets are detached (the reference)
+    # False: the interaction's cross-attention attends to padded utterances as the reference's does (no key mask in
+    # FEMF/MultiAttn.py, after model_expert_softmoe.py zeroes the padding: each padded key and value is the layer's
+    # bias, and how many there are depends on the batch). The paper (eq. 16-17) attends over a modality's sequence,
+    # which the padding is not part of, so mser masks padded keys. Not yet in the preset "reference": its recorded
+    # runs would all have to be retrained. Hash-neutral (registry.HASH_NEUTRAL): records from before it keep their
+    # hash.
+    attention_key_mask: bool = field(default=True, metadata=HASH_NEUTRAL)
     return_attention: bool = False
     expert_chunk_mb: float = 16.0
 
@@ -265,24 +272,29 @@ def _mean0(values: torch.Tensor) -> torch.Tensor:
 
 class CrossStep(nn.Module):
     """One cross-attention step (eq. 16-17): ``LayerNorm(R_q + MHA(R_q W_Q, R_k W_K, R_k W_V))``,
-    computed on packed tokens (attention itself on each modality's padded grid)."""
+    computed on packed tokens (attention itself on each modality's padded grid). ``key_mask=False``: padded
+    keys take part, each with the key/value layer's bias as its key and value (the reference's attention,
+    ``FEMFConfig.attention_key_mask``)."""
 
-    def __init__(self, hidden: int, heads: int, dropout: float, attn_dropout: float = 0.0):
+    def __init__(self, hidden: int, heads: int, dropout: float, attn_dropout: float = 0.0, key_mask: bool = True):
         super().__init__()
         self.q = nn.Linear(hidden, hidden)
         self.kv = nn.Linear(hidden, 2 * hidden)
         self.o = nn.Linear(hidden, hidden)
         self.ln = nn.LayerNorm(hidden)
-        self.heads, self.dropout, self.attn_dropout = heads, dropout, attn_dropout
+        self.heads, self.dropout, self.attn_dropout, self.key_mask = heads, dropout, attn_dropout, key_mask
 
     def forward(self, query: torch.Tensor, qs: Segment, key: torch.Tensor, ks: Segment) -> torch.Tensor:
         """query ``(N_q, H)`` tokens of segment ``qs``; key ``(N_k, H)`` tokens of segment ``ks``.
         Samples without key tokens skip the step (their attention output is zeroed)."""
         H, nh = query.shape[-1], self.heads
         q = qs.scatter(self.q(query)).view(qs.B, qs.L, nh, H // nh).transpose(1, 2)
-        kv = ks.scatter(self.kv(key)).view(ks.B, ks.L, 2, nh, H // nh)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=ks.key_mask[:, None, None, :],
+        kv = ks.scatter(self.kv(key))
+        if not self.key_mask:      # a zeroed padded position, projected: the bias
+            kv = kv + (~ks.mask).unsqueeze(-1).to(kv.dtype) * self.kv.bias
+        k, v = kv.view(ks.B, ks.L, 2, nh, H // nh).permute(2, 0, 3, 1, 4).unbind(0)
+        a = F.scaled_dot_product_attention(q, k, v,
+                                           attn_mask=ks.key_mask[:, None, None, :] if self.key_mask else None,
                                            dropout_p=self.attn_dropout if self.training else 0.0)
         a = qs.gather(a.transpose(1, 2).reshape(qs.B, qs.L, H))
         a = self.o(a) * ks.present.index_select(0, qs.sample).unsqueeze(1).to(a.dtype)
@@ -293,10 +305,10 @@ class InteractionBranch(nn.Module):
     """Layer j of one target modality's branch: two (or fewer) cross steps, then FFN (eq. 18-19)."""
 
     def __init__(self, keys: list[str], hidden: int, heads: int, ffn: int, dropout: float,
-                 attn_dropout: float = 0.0):
+                 attn_dropout: float = 0.0, key_mask: bool = True):
         super().__init__()
         self.keys = list(keys)
-        self.steps = nn.ModuleList([CrossStep(hidden, heads, dropout, attn_dropout) for _ in keys])
+        self.steps = nn.ModuleList([CrossStep(hidden, heads, dropout, attn_dropout, key_mask) for _ in keys])
         self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.ReLU(), Dropout(dropout),
                                  nn.Linear(ffn, hidden))
         self.ln = nn.LayerNorm(hidden)
@@ -413,7 +425,8 @@ class FEMF(nn.Module):
         if c.use_mim and M >= 2 and c.interaction_layers > 0:
             self.interaction = nn.ModuleList([
                 nn.ModuleDict({m: InteractionBranch(self.order[m], H, c.heads, c.interaction_ffn or H,
-                                                    c.dropout, c.attn_dropout) for m in mods})
+                                                    c.dropout, c.attn_dropout, c.attention_key_mask)
+                               for m in mods})
                 for _ in range(c.interaction_layers)])
         else:
             self.interaction = None

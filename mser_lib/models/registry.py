@@ -128,6 +128,23 @@ def model_colors() -> dict[str, str]:
     return {n: s.color for n, s in MODELS.items()}
 
 
+#: Field metadata of a switch added after records were made: ``field(default=..., metadata=HASH_NEUTRAL)``.
+#: At its default the field is left out of a run's ``model_config`` and so of its config hash
+#: (:func:`hashed_config`), so that the records made before it keep their hashes and stay comparable. Only for a
+#: default that computes exactly what the code did before the field existed (a test checks it for each).
+HASH_NEUTRAL = {"hash_neutral": True}
+
+
+def hashed_config(cfg) -> dict:
+    """``dataclasses.asdict(cfg)`` without the :data:`HASH_NEUTRAL` fields that are at their default: the model
+    settings a run's config hash covers."""
+    out = dataclasses.asdict(cfg)
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("hash_neutral") and out[f.name] == f.default:
+            del out[f.name]
+    return out
+
+
 def build_config(name: str, info: DatasetInfo, preset: str = "quick", **overrides):
     """The config dataclass for ``name``: defaults, then the preset, then ``overrides``."""
     spec = model_spec(name)
