@@ -65,9 +65,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 FINAL = re.compile(r"The best\(acc\) epoch of test_condition \(atv\): (\d+) --test_mae ([-\d.enan]+) "
                    r"--test_corr ([-\d.enan]+) --test_fscores ([-\d.enan]+) --test_acc ([-\d.enan]+)")
 METRICS = ("acc", "f1", "mae", "corr")
-# the hypothesis side, not part of --side both: the reference preset with the reference's cross-attention over
-# padded utterances (attention_key_mask=False, not yet in the preset)
-PADDED = "mser-padded-keys"
+# Hypothesis sides (not part of --side both): mser's reference preset with one more reference behaviour, to find
+# which one the two sides' gap comes from. side: (model fields, trainer settings, what it is, colour).
+HYPOTHESES = {
+    "mser-padded-keys": ({"attention_key_mask": False}, {},
+                         "the reference's attention over padded utterances (`attention_key_mask=False`): no key "
+                         "mask, each padded key and value the layer's bias, their number set by the batch",
+                         "tab:orange"),
+    "mser-one-optimizer": ({}, {"optimizer_per_stage": False},
+                           "one Adam for both stages, its state carried over (`optimizer_per_stage=False`), as "
+                           "the reference builds one optimiser for all 300 epochs", "tab:green"),
+}
 # the reference's line for each stage-2 epoch (it prints no test metrics in stage 1)
 EPOCH = re.compile(r"epoch:(\d+); test_mae_atv:([-\d.enan]+); test_corr_atv:([-\d.enan]+); "
                    r"test_fscore_atv:([-\d.enan]+)%; test_acc_atv:([-\d.enan]+)%")
@@ -133,15 +141,16 @@ def run_reference(ref_root: Path, work: Path, seed: int, epochs: int, stage_epoc
             "wall_time_s": round(wall, 1), "stage2_curve": curve}
 
 
-def run_mser(ds, seed: int, epochs: int, stage_epochs: int, **overrides) -> dict:
-    """mser's reference preset (plus ``overrides``) with the reference's schedule, scored after every epoch of
-    both stages with the reference's metrics and selected as the reference selects (best test F1 over all
-    epochs)."""
+def run_mser(ds, seed: int, epochs: int, stage_epochs: int, overrides: dict | None = None,
+             train: dict | None = None) -> dict:
+    """mser's reference preset (plus model ``overrides`` and trainer settings ``train``) with the reference's
+    schedule, scored after every epoch of both stages with the reference's metrics and selected as the reference
+    selects (best test F1 over all epochs)."""
     torch.manual_seed(seed)
-    model = build_model("femf", ds.info, "reference", **overrides)
+    model = build_model("femf", ds.info, "reference", **(overrides or {}))
     cfg = TrainConfig(batch_size=64, lr=1e-4, weight_decay=1e-4, clip_grad=None, patience=None,
                       stage_epochs={"experts": stage_epochs, "full": epochs - stage_epochs}, selection="crossfit",
-                      device="cpu", progress=False)
+                      device="cpu", progress=False, **(train or {}))
     per_epoch = []
 
     def score(epoch, row):
@@ -202,35 +211,33 @@ def report(out: dict) -> str:
               "| " + " | ".join(_mean_std([r["crossfit"] for r in ms], k)
                                 for k in ("acc2_non0", "f1_non0", "mae", "corr")) + " |"]
     lines += curve_section(out)
-    lines += padded_section(out)
+    lines += hypothesis_section(out)
     return "\n".join(lines) + "\n"
 
 
-def padded_section(out: dict) -> list[str]:
-    """The hypothesis side (attention_key_mask=False) beside the two others, on the seeds it ran."""
-    runs = out.get(PADDED) or {}
-    if not runs:
-        return []
-    seeds = [s for s in out["seeds"] if str(s) in runs]
+def hypothesis_section(out: dict) -> list[str]:
+    """Each hypothesis side (:data:`HYPOTHESES`) beside the two others, on the seeds it ran."""
+    lines = []
     at = {s: i for i, s in enumerate(out["seeds"])}
-    sides = (("reference code", [out["reference"][at[s]] for s in seeds]),
-             ("mser `reference` preset", [out["mser_reference_preset"][at[s]] for s in seeds]),
-             ("mser `reference` preset, padded keys attended (the reference's attention)",
-              [runs[str(s)] for s in seeds]))
-    lines = ["", f"## A hypothesis: the reference attends to padded utterances (seeds {', '.join(map(str, seeds))})",
-             "", "The reference's cross-modal attention has no key mask: padded positions, zeroed before it, enter "
-             "the softmax as the key/value layer's bias, and the share of padding depends on the batch (the test "
-             "videos are scored in one batch padded to the longest). mser masks padded keys. The third row is "
-             "mser's preset with the reference's attention (`attention_key_mask=False`, not yet part of the "
-             "preset), same seeds, schedule and protocol.", "",
-             "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | "
-             "stage-2 MAE, all epochs | stage-2 Corr, all epochs |", "|---|---|---|---|---|---|---|---|"]
-    for name, rows in sides:
-        curves = [r.get("stage2_curve") for r in rows]
-        tail = ([f"{np.mean([np.mean(c[k]) for c in curves]):.3f}" for k in ("mae", "corr")]
-                if all(curves) else ["n/a", "n/a"])
-        lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
-                     + f" | {', '.join(str(r['epoch']) for r in rows)} | " + " | ".join(tail) + " |")
+    for side, (_, _, what, _) in HYPOTHESES.items():
+        runs = (out.get("hypotheses") or {}).get(side) or {}
+        seeds = [s for s in out["seeds"] if str(s) in runs]
+        if not seeds:
+            continue
+        sides = (("reference code", [out["reference"][at[s]] for s in seeds]),
+                 ("mser `reference` preset", [out["mser_reference_preset"][at[s]] for s in seeds]),
+                 (f"mser `reference` preset, `{side}`", [runs[str(s)] for s in seeds]))
+        lines += ["", f"## Hypothesis `{side}` (seeds {', '.join(map(str, seeds))})", "",
+                  f"mser's reference preset with {what}; same seeds, schedule and protocol. If this is where the "
+                  "gap comes from, the third row moves from the second to the first.", "",
+                  "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | "
+                  "stage-2 MAE, all epochs | stage-2 Corr, all epochs |", "|---|---|---|---|---|---|---|---|"]
+        for name, rows in sides:
+            curves = [r.get("stage2_curve") for r in rows]
+            tail = ([f"{np.mean([np.mean(c[k]) for c in curves]):.3f}" for k in ("mae", "corr")]
+                    if all(curves) else ["n/a", "n/a"])
+            lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
+                         + f" | {', '.join(str(r['epoch']) for r in rows)} | " + " | ".join(tail) + " |")
     return lines
 
 
@@ -278,9 +285,10 @@ def curve_figure(out: dict, path: Path) -> bool:
         for s, ref, ms in pairs:
             ax.plot(ref[k], color="tab:gray", lw=1, label=f"reference code, seed {s}")
             ax.plot(ms[k], color="tab:blue", lw=1, label=f"mser reference preset, seed {s}")
-            padded = (out.get(PADDED) or {}).get(str(s), {}).get("stage2_curve")
-            if padded:
-                ax.plot(padded[k], color="tab:orange", lw=1, label=f"mser, padded keys attended, seed {s}")
+            for side, (_, _, _, colour) in HYPOTHESES.items():
+                curve = ((out.get("hypotheses") or {}).get(side) or {}).get(str(s), {}).get("stage2_curve")
+                if curve:
+                    ax.plot(curve[k], color=colour, lw=1, label=f"{side}, seed {s}")
         ax.set_xlabel("stage-2 epoch")
         ax.set_ylabel(label)
     axes[1].legend(loc="lower right", fontsize=8)
@@ -345,7 +353,8 @@ def collect(rows: list[dict], schedule: str) -> dict | None:
             "reference_revision": ", ".join(sorted({r["reference_revision"] for r in ref})),
             "machine": ref[0]["machine"], "reference": [r["result"] for r in ref],
             "mser_reference_preset": [r["result"] for r in ms],
-            PADDED: {str(s): by[PADDED, s]["result"] for s in seeds if (PADDED, s) in by}}
+            "hypotheses": {side: {str(s): by[side, s]["result"] for s in seeds if (side, s) in by}
+                           for side in HYPOTHESES}}
 
 
 def main(argv=None) -> int:
@@ -355,9 +364,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--stage-epochs", type=int, default=150)
     p.add_argument("--out", default=str(RESULTS / "reference_femf"))
-    p.add_argument("--side", choices=("both", "reference", "mser", PADDED), default="both",
-                   help="run one side only (the other can run beside it in a second process); "
-                        f"{PADDED}: mser's preset with the reference's attention over padded keys")
+    p.add_argument("--side", choices=("both", "reference", "mser", *HYPOTHESES), default="both",
+                   help="run one side only (the other can run beside it in a second process), or a hypothesis "
+                        "side: mser's preset with one more reference behaviour (HYPOTHESES)")
     p.add_argument("--dry-run", action="store_true", help="4 + 4 epochs, one seed, nothing written")
     p.add_argument("--report", action="store_true", help="only rewrite the report from the recorded runs")
     a = p.parse_args(argv)
@@ -401,8 +410,8 @@ def main(argv=None) -> int:
             if side == "reference":
                 result = run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs)
             else:
-                result = run_mser(ds, seed, a.epochs, a.stage_epochs,
-                                  **({"attention_key_mask": False} if side == PADDED else {}))
+                overrides, train, _, _ = HYPOTHESES.get(side, ({}, {}, "", ""))
+                result = run_mser(ds, seed, a.epochs, a.stage_epochs, overrides, train)
             print(f"seed {seed} {side} ({time.time() - t:.0f} s): {result}", flush=True)
             if a.dry_run:
                 continue

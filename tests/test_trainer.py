@@ -218,3 +218,29 @@ def test_a_run_that_learned_nothing_is_flagged_and_left_out_of_tables(smoke, tmp
     assert long["n"].max() == 1
     assert "degenerate run(s)" in capsys.readouterr().err
     assert aggregate(recs, include_degenerate=True)["n"].max() == 2
+
+
+@pytest.mark.parametrize("per_stage", [True, False])
+def test_a_staged_model_gets_one_optimizer_per_stage_or_one_for_all(monkeypatch, per_stage):
+    """The FEMF reference keeps one Adam for both stages (its moments and step counts carried over); mser's
+    default starts each stage afresh. Counted on FEMF's experts, which train in both stages when not frozen."""
+    ds = tiny_dataset("sequence")
+    made = []
+    real = trainer_mod._make_optimizer
+    monkeypatch.setattr(trainer_mod, "_make_optimizer", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    set_seed(0)
+    model = build_model("femf", ds.info, "quick", hidden=8, heads=2, freeze_experts=False)
+    cfg = TrainConfig(**{**CFG, "epochs": 2, "batch_size": 6, "stage_epochs": {"experts": 2, "full": 3},
+                         "optimizer_per_stage": per_stage})
+    fit_model(model, ds, cfg, seed=0)
+    steps_per_epoch = -(-len(ds.train.labels) // 6)
+    expert = next(p for n, p in model.named_parameters() if n.startswith("experts."))
+    if per_stage:
+        assert len(made) == 2
+        assert int(made[1].state[expert]["step"]) == 3 * steps_per_epoch
+    else:
+        assert len(made) == 1
+        assert int(made[0].state[expert]["step"]) == 5 * steps_per_epoch
+    # a setting no profile sets is not in any run's hash: the records made before it keep theirs
+    from mser_lib.experiments import resolve_run
+    assert "optimizer_per_stage" not in resolve_run("femf", "synthetic", 0, "quick")["train"]

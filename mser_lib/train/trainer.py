@@ -74,6 +74,10 @@ class TrainConfig:
     deterministic: bool = True
     bucket: bool = True                  # batch samples of similar length together
     stage_epochs: dict = field(default_factory=dict)   # per-stage epoch counts for multi-stage models
+    # A multi-stage model's optimiser: True, a fresh one per stage; False, one for every stage, its moments and step
+    # counts carried over (the FEMF reference builds one Adam for all 300 epochs). Unset in every profile, so it
+    # adds nothing to the config hash of a run that keeps the default.
+    optimizer_per_stage: bool = True
     train_missing_rate: float = 0.0      # random modality dropout during training (augmentation)
     selection: str = "valid"             # "valid" | "crossfit" (select on test folds; train/crossfit.py)
     crossfit_folds: int = 2              # folds of the test samples (videos) for "crossfit"
@@ -465,7 +469,7 @@ def _selection(cfg: TrainConfig, dataset: MultimodalDataset, metric: str, score_
 
 def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
         score_test: bool = True, epochs: int | None = None, desc: str = "train",
-        callbacks: list[Callable[[int, dict], None]] | None = None) -> FitResult:
+        callbacks: list[Callable[[int, dict], None]] | None = None, optimizer=None) -> FitResult:
     """Train ``model`` on ``dataset.train``, select on ``dataset.valid``, score ``dataset.test`` once.
 
     Each epoch: :func:`train_passes`, the VALID metrics, the selection (:class:`_Selection`: VALID's best epoch
@@ -482,6 +486,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
         score_test: score the test split at the end (off for intermediate stages).
         epochs: override ``cfg.epochs`` (used for stages).
         callbacks: called as ``cb(epoch, history_row)`` after each epoch's checkpoint is written.
+        optimizer: one to continue (:func:`fit_model` with ``optimizer_per_stage=False``); default a new one.
     """
     start = time.perf_counter()
     cfg.validate()                    # also catches fields changed after construction
@@ -495,7 +500,8 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters in this stage")
-    optimizer = _make_optimizer(params, cfg, model)
+    if optimizer is None:
+        optimizer = _make_optimizer(params, cfg, model)
     scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min" if metric in ("mae", "loss") else "max", factor=cfg.plateau_factor,
         patience=cfg.plateau_patience) if cfg.plateau else None)
@@ -637,13 +643,20 @@ def fit_model(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0
               run_dir: str | Path | None = None, callbacks=None) -> FitResult:
     """Fit every stage of ``model`` in order (``model.stages()``, default one stage).
 
-    Each stage is selected on VALID and starts from the best weights of the previous one; the test
+    Each stage is selected on VALID and starts from the best weights of the previous one, with a fresh optimiser
+    unless ``cfg.optimizer_per_stage`` is False (then one for all stages, its state carried over); the test
     split is scored once, after the last stage. A model with ``prepare(dataset)`` (e.g. Atsuko's
     equal-energy band boundaries from the training split) is prepared first.
     """
     if hasattr(model, "prepare"):
         model.prepare(dataset)
     stages = list(model.stages()) if hasattr(model, "stages") else [None]
+    shared = None
+    if not cfg.optimizer_per_stage and len(stages) > 1:
+        # over every parameter: Adam skips those without a gradient, so a stage's frozen or unused ones keep
+        # their state untouched until a later stage trains them
+        model.to(usable_device(cfg.device))
+        shared = _make_optimizer(model.parameters(), cfg, model)
     results, total = [], 0.0
     for k, stage in enumerate(stages):
         if stage is not None:
@@ -651,7 +664,7 @@ def fit_model(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0
         sub = None if run_dir is None else (Path(run_dir) / (stage or "main"))
         epochs = cfg.stage_epochs.get(stage, cfg.epochs) if stage is not None else cfg.epochs
         res = fit(model, dataset, cfg, seed=seed, run_dir=sub, score_test=k == len(stages) - 1,
-                  epochs=epochs, desc=f"{stage or 'train'}", callbacks=callbacks)
+                  epochs=epochs, desc=f"{stage or 'train'}", callbacks=callbacks, optimizer=shared)
         total += res.wall_time_s
         results.append({"stage": stage, **{k2: v for k2, v in asdict(res).items() if k2 != "stages"}})
     final = results[-1]
