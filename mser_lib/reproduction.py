@@ -200,7 +200,10 @@ def verdict(table: pd.DataFrame, n_reference: int) -> str:
 
 
 def _cpus(records: list[dict]) -> list[str]:
-    return sorted({(r.get("versions") or {}).get("cpu") or "a CPU the records do not name" for r in records})
+    """The CPUs that trained ``records``: a run that reproduced its committed record bit for bit carries that
+    record's provenance and its own under ``this_machine`` (:func:`mser_lib.experiments.settle_record`)."""
+    return sorted({((r.get("this_machine") or r).get("versions") or {}).get("cpu") or "a CPU the records do not name"
+                   for r in records})
 
 
 def machine_note(reference: list[dict], fresh: list[dict]) -> str | None:

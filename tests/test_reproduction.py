@@ -321,6 +321,10 @@ def test_records_say_which_cpu_made_them_and_the_report_names_a_mismatch(trained
     for r in other:
         del r["versions"]["cpu"]
     assert "a CPU the records do not name" in reproduction.machine_note(other, recs)
+    # a run that reproduced its record bit for bit carries the committed provenance, and its own beside it
+    settled = [{**o, "this_machine": {"versions": r["versions"]}} for o, r in zip(other, recs)]
+    assert reproduction.machine_note(other, settled) == reproduction.machine_note(other, recs)
+    assert reproduction.machine_note(recs, [{**r, "this_machine": {"versions": {"cpu": "X"}}} for r in recs])
     # only the records that were compared count: an unrelated record of another CPU changes nothing
     unrelated = {**other[0], "config_hash": "0" * 16}
     assert reproduction.machine_note([*recs, unrelated], recs) is None
