@@ -173,7 +173,7 @@ def reported_as_rows(rep: pd.DataFrame, dataset: str, metrics: list[str]) -> pd.
             name = METRIC_NAMES.get(m, m)
             alt = {"acc2_non0": "acc2_unstated", "f1_non0": "f1_unstated"}.get(m)
             v = r.get(m) if m in r and not pd.isna(r.get(m)) else (r.get(alt) if alt in r else None)
-            fmt = ".3f" if m in ("mae", "corr") else ".1f"
+            fmt = ".1f" if in_percent(m) else ".3f"
             row[name] = "" if v is None or pd.isna(v) else format(v, fmt)
         row["seeds"] = ""
         out[f"{r['variant']} [reported]"] = row
@@ -447,7 +447,7 @@ def curve_table(curves: pd.DataFrame, metrics=("f1_non0", "corr")) -> pd.DataFra
     """Mean ± std over seeds of each model at each missing rate (rows: model, metric; columns: rates)."""
     out = {}
     for (lab, m), sub in curves[curves["metric"].isin(metrics)].groupby(["label", "metric"], sort=False):
-        scale, dg = (1.0, 3) if m in ("mae", "corr") else (100.0, 1)
+        scale, dg = (100.0, 1) if in_percent(m) else (1.0, 3)
         row = {}
         for rate, g in sub.groupby("rate"):
             v = g["value"].to_numpy(dtype=float) * scale
@@ -698,7 +698,7 @@ def claim_row(claim: str, paper: str, res: dict, measure: str | None = None) -> 
     and recomputes ``resolved`` and ``agrees with paper`` from the adjusted p.
     """
     m = res.get("metric", "")
-    scale, unit, dg = (1.0, "", 4) if m in ("mae", "corr", "loss", "") else (100.0, " pp", 2)
+    scale, unit, dg = (100.0, " pp", 2) if m and in_percent(m) else (1.0, "", 4)
     if measure is None:
         measure = (f"{METRIC_NAMES.get(m, m)}: A-B = {res['mean_diff'] * scale:+.{dg}f}{unit}"
                    if not math.isnan(res.get("mean_diff", math.nan)) else "not measured")
