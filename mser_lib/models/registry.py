@@ -131,7 +131,8 @@ def model_colors() -> dict[str, str]:
 #: Field metadata of a switch added after records were made: ``field(default=..., metadata=HASH_NEUTRAL)``.
 #: At its default the field is left out of a run's ``model_config`` and so of its config hash
 #: (:func:`hashed_config`), so that the records made before it keep their hashes and stay comparable. Only for a
-#: default that computes exactly what the code did before the field existed (a test checks it for each).
+#: default that computes exactly what the code did before the field existed (the built-in records' bit-identical
+#: reproduction checks it for FEMF's ``attention_key_mask``; no test checks every such field by itself).
 HASH_NEUTRAL = {"hash_neutral": True}
 
 
