@@ -17,6 +17,9 @@ DEVICE     ?= auto
 SEEDS      ?=
 FORCE      ?= 0
 STRICT     ?= 0
+# ONLY=03: some notebooks only (their numbers' prefixes); ESTIMATE=1: say what the training would cost, then stop
+ONLY       ?=
+ESTIMATE   ?= 0
 RESULTS    ?= results
 # Training phase executor (inline, process or ray; empty: the pipeline's default) and Ray cluster
 # address (empty: $RAY_ADDRESS, else a local Ray). Passed to the pipeline only when set.
@@ -46,8 +49,8 @@ $(VENV)/.installed: pyproject.toml
 reproduce: setup
 	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \
 		--device $(DEVICE) --seeds "$(SEEDS)" --force $(FORCE) --results-dir $(RESULTS) \
-		$(if $(filter 1,$(STRICT)),--strict,) \
-		$(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(RAY_ADDRESS),--ray-address "$(RAY_ADDRESS)",)
+		$(if $(filter 1,$(STRICT)),--strict,) $(if $(filter 1,$(ESTIMATE)),--estimate,) \
+		$(if $(ONLY),--only $(ONLY),) $(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(RAY_ADDRESS),--ray-address "$(RAY_ADDRESS)",)
 
 tables: setup
 	$(BIN)/python -m mser_lib.pipeline --profile $(PROFILE) --dataset $(DATA) --data-dir "$(DATA_DIR)" \

@@ -48,7 +48,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import grids
+from . import estimate, grids
 from .data import dataset_task
 from .executors import EXECUTORS, run_grid
 from .experiments import REUSE_MODES
@@ -86,21 +86,76 @@ def notebook_runs(only: list[str] | None, profile: str, dataset, seeds: list[int
     return specs
 
 
-def train_all(args, seeds: list[int]) -> set[str]:
-    """Phase 1: train every run the notebooks need, in one grid (longest first). Returns their config hashes."""
+#: The training time a reproduce should fit in before :func:`announce_cost` offers a cheaper selection (seconds).
+COST_BUDGET_S = 3600
+
+
+def _grid_setup(args, seeds: list[int]) -> tuple:
+    """The dataset, the runs the chosen notebooks train, and the grid's executor, workers and common job settings."""
     from .experiments import get_dataset
 
     data_dir = resolve_data_dir(args.dataset, args.data_dir)
-    info = get_dataset(args.dataset, data_dir, args.profile).info
-    specs = notebook_runs(args.only, args.profile, info, seeds)
-    if not specs:
-        return set()
+    ds = get_dataset(args.dataset, data_dir, args.profile)
+    specs = notebook_runs(args.only, args.profile, ds.info, seeds)
     executor, workers = apply_threads(args.profile, args.device)
     executor = getattr(args, "executor", None) or executor
-    records = run_grid(specs, results_dir=Path(args.results_dir).resolve(), executor=executor, workers=workers,
-                       progress=True, dataset=args.dataset, profile=args.profile,
-                       data_dir=data_dir, device=None if args.device in ("", "auto", None) else args.device,
-                       force=bool(args.force), reuse="local", **_ray_kwargs(args, executor))
+    common = {"results_dir": Path(args.results_dir).resolve(), "dataset": args.dataset, "profile": args.profile,
+              "data_dir": data_dir, "device": None if args.device in ("", "auto", None) else args.device,
+              "force": bool(args.force), "reuse": "local"}
+    return ds, specs, executor, workers, common
+
+
+def announce_cost(args, seeds: list[int], ds, specs: list[dict], workers: int,
+                  common: dict) -> tuple[list[str], estimate.GridCost]:
+    """What the training phase will cost on this machine, said before it starts: the runs' times from their
+    committed records, or, for runs no record times (new data), from a probe of each configuration
+    (:mod:`mser_lib.estimate`). When the grid would take longer than :data:`COST_BUDGET_S`, the lines also
+    give the cheaper selections (the first seed; notebook 03's main comparison alone; both) with their
+    estimates. Returns the lines (printed as they come) and the runs' costs."""
+    from .executors import _job_run
+    from .experiments import config_hash
+
+    jobs = [{**common, **s} for s in specs]
+    cost = estimate.grid_cost(jobs, ds)
+    todo = sum(c > 0 for c in cost.seconds.values())
+    wall = cost.wall(workers)
+    where = []
+    if cost.recorded:
+        where.append(f"{cost.recorded} timed by their committed records (their machine)")
+    if cost.probed:
+        where.append(f"{cost.probed} estimated from probes of a few batches of {cost.configs} models on this machine "
+                     f"({cost.probe_s:.0f} s; every epoch counted and a variant at its full model's cost, so an upper "
+                     "bound: early stopping ends runs sooner)")
+    lines = [f"== cost: {todo} of {len(cost.seconds)} runs to train, {estimate.hours(wall)} on {workers} "
+             f"worker(s)" + (f": {'; '.join(where)}" if where else "")]
+    if wall > COST_BUDGET_S:
+        main = {config_hash(_job_run({**common, **s}))
+                for s in notebook_runs(["03"], args.profile, ds.info, seeds)}
+        first = {seeds[0]}
+        make = f"make reproduce DATA={args.dataset} PROFILE={args.profile}" + (
+            f" DATA_DIR={args.data_dir}" if args.data_dir else "")
+        options = [(f"{make} SEEDS={seeds[0]}", cost.wall(workers, first)),
+                   (f"{make} ONLY=03", cost.wall(workers, runs=main)),
+                   (f"{make} SEEDS={seeds[0]} ONLY=03", cost.wall(workers, first, main))]
+        fits = [(cmd, s) for cmd, s in options if s <= COST_BUDGET_S]
+        lines.append(f"   more than {COST_BUDGET_S / 60:.0f} minutes: " + (
+            "cheaper selections that fit: " if fits else "none of the cheaper selections fits; the cheapest: ")
+            + "; ".join(f"{cmd} ({estimate.hours(s)})" for cmd, s in (fits or [min(options, key=lambda o: o[1])]))
+            + ". Every run resumes: stopping with Ctrl-C keeps what finished.")
+    for line in lines:
+        print(line, flush=True)
+    return lines, cost
+
+
+def train_all(args, seeds: list[int]) -> set[str]:
+    """Phase 1: train every run the notebooks need, in one grid (longest first), after saying what it will
+    cost (:func:`announce_cost`). Returns their config hashes."""
+    ds, specs, executor, workers, common = _grid_setup(args, seeds)
+    if not specs:
+        return set()
+    announce_cost(args, seeds, ds, specs, workers, common)
+    records = run_grid(specs, executor=executor, workers=workers, progress=True, **common,
+                       **_ray_kwargs(args, executor))
     return {r["config_hash"] for r in records}
 
 
@@ -307,6 +362,9 @@ def main(argv=None) -> int:
                         "else a local Ray")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--readme-table", action="store_true")
+    p.add_argument("--estimate", action="store_true",
+                   help="say what the training phase would cost on this machine (and what cheaper selection fits "
+                        "an hour), then stop: nothing is trained or written")
     p.add_argument("--no-notebooks", action="store_true", help="run the main grid directly")
     p.add_argument("--only", nargs="*", default=None, metavar="NN",
                    help="run only the notebooks whose names start with these prefixes (e.g. 00 01)")
@@ -343,6 +401,10 @@ def main(argv=None) -> int:
     from . import reproduction
 
     seeds = resolve_seeds(args.seeds, args.profile, args.dataset)
+    if args.estimate:
+        ds, specs, _, workers, common = _grid_setup(args, seeds)
+        announce_cost(args, seeds, ds, specs, workers, common)
+        return 0
     out = Path(args.results_dir) / args.profile / args.dataset
     t0 = time.perf_counter()
     kept = notebook_paths(args.only, args.dataset)
