@@ -252,7 +252,7 @@ def test_compare_labels_bootstraps_videos_in_the_position_layout(monkeypatch):
                           for lab in "AB" for s in seeds])
     seen = {}
 
-    def fake_predictions(record, ds, results_dir, missing=None, cache_dir=None, with_ids=False):
+    def fake_predictions(record, ds, results_dir, missing=None, cache_dir=None, with_ids=False, retrain=True):
         assert with_ids
         return y, preds[(record["tag"], record["seed"])], ids
 
@@ -432,6 +432,30 @@ def test_predictions_from_checkpoint_reproduce_the_record(tmp_path):
     assert len(ids) == len(y)
     assert len(set(ids)) == len(y)
     assert "ids" in np.load(tmp_path / "pred" / f"{rec['config_hash']}_full.npz").files
+
+
+def test_cached_predictions_serve_without_a_checkpoint_unless_they_contradict_the_record(tmp_path):
+    """The committed real-data caches: a cached file serves a run whose checkpoints are gone; a file that does not
+    give the record's test MAE (another training of the same config) is not used; retrain=False never trains."""
+    import shutil
+
+    from mser_lib.experiments import run_dir, run_one
+
+    rec = run_one("baseline", "synthetic", 0, "smoke", overrides={"modalities": "t"},
+                  train={"epochs": 1}, results_dir=tmp_path / "res", progress=False)
+    ds = get_dataset("synthetic", None, "smoke")
+    cache = tmp_path / "pred"
+    y, p = runs.run_predictions(rec, ds, tmp_path / "res", cache_dir=cache)
+    shutil.rmtree(run_dir(tmp_path / "res", "smoke", "synthetic", rec["config_hash"]))   # a fresh clone: no checkpoint
+    y2, p2 = runs.run_predictions(rec, ds, tmp_path / "res", cache_dir=cache, retrain=False)
+    assert np.array_equal(p, p2)
+    stale = cache / f"{rec['config_hash']}_full.npz"
+    np.savez_compressed(stale, y=y, p=p + 0.1, ids=np.load(stale)["ids"])    # not this record's predictions
+    assert runs.run_predictions(rec, ds, tmp_path / "res", cache_dir=cache, retrain=False) is None
+    assert not run_dir(tmp_path / "res", "smoke", "synthetic", rec["config_hash"]).exists()   # nothing trained
+    y3, p3 = runs.run_predictions(rec, ds, tmp_path / "res", cache_dir=cache)         # retrained, then recomputed
+    assert stats.metric_fn("mae")(y3, p3) == pytest.approx(rec["test"]["mae"], rel=1e-5)
+    assert runs._gives_recorded_mae(rec, *(np.load(stale)[k] for k in ("y", "p")))
 
 
 def test_run_grid_trains_a_shared_run_once(monkeypatch):

@@ -270,7 +270,7 @@ def _aligned(got: list[tuple]) -> None:
 
 def compare_labels(frame: pd.DataFrame, specs: list[dict], records: list[dict], a: str, b: str, metric: str,
                    ds=None, results_dir=None, cache_dir=None, expect: int | None = None,
-                   n_boot: int = 1000) -> dict:
+                   n_boot: int = 1000, retrain: bool = True) -> dict:
     """Variant ``a`` vs ``b`` on ``metric`` (paired over their common seeds; with ``ds`` and
     ``results_dir`` also the paired bootstrap over test samples of the seed-averaged metric, which
     resamples whole videos in the position layout).
@@ -278,15 +278,19 @@ def compare_labels(frame: pd.DataFrame, specs: list[dict], records: list[dict], 
     Returns :func:`mser_lib.report.stats.compare`'s dict plus ``a``, ``b``, ``metric``, ``seeds``,
     ``schedule`` (of the runs behind both sides, :func:`schedule_text`) and ``boot_unit``
     (``"videos"`` or ``"samples"``). Its ``verdict`` is for this comparison alone; a table of claims
-    adjusts for multiplicity with :func:`adjust_claims`."""
+    adjusts for multiplicity with :func:`adjust_claims`. A run whose predictions are neither cached nor on this
+    machine's checkpoints is retrained for the bootstrap; with ``retrain=False`` the bootstrap is left out (the
+    comparison is then seed-level only, and cannot resolve)."""
     seeds = sorted(set(frame.loc[frame["label"] == a, "seed"]) & set(frame.loc[frame["label"] == b, "seed"]))
     va, vb = values(frame, a, metric, seeds), values(frame, b, metric, seeds)
     by = {(s.get("tag") or r["model"], r["seed"]): r for s, r in zip(specs, records)}
     y = pa = pb = clusters = None
     unit = ""
     if ds is not None and results_dir is not None and stats.has_fast(metric):
-        got_a = [run_predictions(by[(a, s)], ds, results_dir, cache_dir=cache_dir, with_ids=True) for s in seeds]
-        got_b = [run_predictions(by[(b, s)], ds, results_dir, cache_dir=cache_dir, with_ids=True) for s in seeds]
+        got_a = [run_predictions(by[(a, s)], ds, results_dir, cache_dir=cache_dir, with_ids=True, retrain=retrain)
+                 for s in seeds]
+        got_b = [run_predictions(by[(b, s)], ds, results_dir, cache_dir=cache_dir, with_ids=True, retrain=retrain)
+                 for s in seeds]
         if all(g is not None for g in got_a + got_b) and seeds:
             _aligned(got_a + got_b)
             y = got_a[0][0]
@@ -353,7 +357,7 @@ def switch_text(dev) -> str:
 
 
 def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict], ds=None, results_dir=None,
-                     cache_dir=None, method: str = "holm") -> pd.DataFrame:
+                     cache_dir=None, method: str = "holm", retrain: bool = True) -> pd.DataFrame:
     """The deviation ledger (:data:`mser_lib.grids.DEVIATIONS`) as a table: one row per switch whose runs
     are in ``frame``, the flipped run against its model's default run (:data:`mser_lib.grids.LEDGER_BASE`),
     paired over their common seeds. MAE decides: its paired t-test p-values are Holm-adjusted over the
@@ -371,7 +375,7 @@ def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict]
     # without autograd) gives the same run: no row to measure
     rows = [d for d in rows if hashes.get(d.label) != hashes.get(grids.LEDGER_BASE[d.model])]
     res = [compare_labels(frame, specs, records, d.label, grids.LEDGER_BASE[d.model], "mae", ds, results_dir,
-                          cache_dir) for d in rows]
+                          cache_dir, retrain=retrain) for d in rows]
     adj, verdicts, _ = _family_verdicts([r["n"] for r in res], [r["p_t"] for r in res],
                                         [r["same_sign"] for r in res], [r.get("boot_excludes") for r in res],
                                         method)
