@@ -215,6 +215,12 @@ def report(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curve_mean(curves: list, key: str, last: int | None = None, reduce=np.mean) -> float:
+    """``reduce`` (mean, min or max) of each run's stage-2 test curve of ``key`` (its last ``last`` epochs when
+    given), averaged over the runs: the one summary both report sections print."""
+    return float(np.mean([reduce(np.asarray(c[key], dtype=float)[-last if last else 0:]) for c in curves]))
+
+
 def hypothesis_section(out: dict) -> list[str]:
     """Each hypothesis side (:data:`HYPOTHESES`) beside the two others, on the seeds it ran."""
     lines = []
@@ -234,7 +240,7 @@ def hypothesis_section(out: dict) -> list[str]:
                   "stage-2 MAE, all epochs | stage-2 Corr, all epochs |", "|---|---|---|---|---|---|---|---|"]
         for name, rows in sides:
             curves = [r.get("stage2_curve") for r in rows]
-            tail = ([f"{np.mean([np.mean(c[k]) for c in curves]):.3f}" for k in ("mae", "corr")]
+            tail = ([f"{curve_mean(curves, k):.3f}" for k in ("mae", "corr")]
                     if all(curves) else ["n/a", "n/a"])
             lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
                          + f" | {', '.join(str(r['epoch']) for r in rows)} | " + " | ".join(tail) + " |")
@@ -262,10 +268,10 @@ def curve_section(out: dict) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for name, i in (("reference code", 1), ("mser `reference` preset", 2)):
         cells = []
+        curves = [p[i] for p in pairs]
         for k, best in (("mae", np.min), ("corr", np.max)):
-            curves = [np.asarray(p[i][k], dtype=float) for p in pairs]
-            cells += [f"{np.mean([c.mean() for c in curves]):.3f}", f"{np.mean([c[-50:].mean() for c in curves]):.3f}",
-                      f"{np.mean([best(c) for c in curves]):.3f}"]
+            cells += [f"{curve_mean(curves, k):.3f}", f"{curve_mean(curves, k, last=50):.3f}",
+                      f"{curve_mean(curves, k, reduce=best):.3f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

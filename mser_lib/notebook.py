@@ -186,6 +186,17 @@ REGRESSION_NOTEBOOKS = {
 }
 
 
+def notebook_paths(only: list[str] | None = None, dataset: str | None = None) -> list[Path]:
+    """The numbered notebooks in order; ``only`` keeps those whose name starts with one of its items; on a
+    classification ``dataset`` the notebooks of :data:`REGRESSION_NOTEBOOKS` are left out."""
+    nbs = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        nbs = [nb for nb in nbs if any(nb.name.startswith(o) for o in only)]
+    if dataset is not None and dataset_task(dataset) == "classification":
+        nbs = [nb for nb in nbs if nb.name[:2] not in REGRESSION_NOTEBOOKS]
+    return nbs
+
+
 class NotApplicable(RuntimeError):
     """A notebook written for regression was given a classification dataset."""
 
@@ -213,11 +224,10 @@ def notebook_setup(profile: str = "quick", dataset: str = "synthetic", data_dir=
     from .report.figures import set_style
 
     if notebook in REGRESSION_NOTEBOOKS and dataset_task(dataset) == "classification":
-        numbers = sorted(p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
         raise NotApplicable(
             f"notebook {notebook} does not apply to {dataset!r}, a classification dataset: "
             f"{REGRESSION_NOTEBOOKS[notebook]}. On classification data run the notebooks "
-            f"{', '.join(k for k in numbers if k not in REGRESSION_NOTEBOOKS)} "
+            f"{', '.join(p.name[:2] for p in notebook_paths(dataset=dataset))} "
             f"(make reproduce DATA={dataset} runs those and skips this one)")
     executor, workers = apply_threads(profile, device, threads)
     reuse = os.environ.get("MSER_REUSE", "local")

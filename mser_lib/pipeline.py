@@ -49,25 +49,21 @@ import time
 from pathlib import Path
 
 from . import estimate, grids
-from .data import dataset_task
 from .executors import EXECUTORS, run_grid
 from .experiments import REUSE_MODES
-from .notebook import REGRESSION_NOTEBOOKS, ROOT, apply_threads, env_int, resolve_data_dir, resolve_seeds
+from .notebook import (
+    REGRESSION_NOTEBOOKS,
+    ROOT,
+    apply_threads,
+    env_int,
+    notebook_paths,
+    resolve_data_dir,
+    resolve_seeds,
+)
 from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table
 from .train.io import atomic_write_text
 
 NOTEBOOKS = ROOT / "notebooks"
-
-
-def notebook_paths(only: list[str] | None = None, dataset: str | None = None) -> list[Path]:
-    """The numbered notebooks in order; ``only`` keeps those whose name starts with one of its items; on a
-    classification ``dataset`` the notebooks of :data:`REGRESSION_NOTEBOOKS` are left out."""
-    nbs = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        nbs = [nb for nb in nbs if any(nb.name.startswith(o) for o in only)]
-    if dataset is not None and dataset_task(dataset) == "classification":
-        nbs = [nb for nb in nbs if nb.name[:2] not in REGRESSION_NOTEBOOKS]
-    return nbs
 
 
 def notebook_runs(only: list[str] | None, profile: str, dataset, seeds: list[int]) -> list[dict]:
