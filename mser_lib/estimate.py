@@ -183,7 +183,7 @@ def grid_cost(jobs: list[dict], ds: MultimodalDataset, progress: bool = True) ->
     for h, run in bar:
         key = repr((run["model"], run["model_preset"], run["train"]["batch_size"]))
         if key not in probes:
-            bar.set_postfix_str(f"{run['model']} ({len(probes) + 1}th model)")
+            bar.set_postfix_str(f"model {len(probes) + 1}: {run['model']}")
             probes[key] = probe(run, ds)
         out.seconds[h] = run_seconds(run, ds, probes[key])
     bar.close()
