@@ -25,7 +25,7 @@ import torch
 from .data import MissingModality, MultimodalDataset, iterate_batches
 from .metrics import compute_metrics
 from .models import build_model
-from .models.registry import MODELS, config_from_dict
+from .models.registry import config_from_dict, model_spec
 from .train import TrainConfig, fit, predict, set_seed
 from .train.crossfit import assign_folds, pool_predictions, position_folds
 from .train.io import check_config_hash, inside, load_checkpoint
@@ -76,8 +76,7 @@ def _recorded_model(run: dict, ds: MultimodalDataset):
     saved = run.get("model_config")
     if saved is None:
         return build_model(run["model"], ds.info, run["model_preset"], **run["overrides"])
-    spec = MODELS[run["model"]]
-    return spec.model_cls(ds.info, config_from_dict(run["model"], saved))
+    return model_spec(run["model"]).model_cls(ds.info, config_from_dict(run["model"], saved))
 
 
 def model_from_record(record: dict, ds: MultimodalDataset, results_dir=None, stage: str | None = None,

@@ -579,3 +579,25 @@ def test_fast_classification_metrics_match_the_library_definitions():
     for name, f in stats.CLASSIFICATION_FAST_METRICS.items():
         assert f(y, logits) == pytest.approx(ref[name], abs=1e-12), name
         assert stats.metric_fn(name)(y, logits.argmax(1)) == pytest.approx(ref[name], abs=1e-12), name
+
+
+def test_a_recorded_model_is_rebuilt_in_a_process_that_built_no_model_before(tmp_path):
+    """model_from_record loads the model registry itself (a script that only reads records and predictions, with
+    no build_model call before, failed with KeyError: 'femf')."""
+    import json
+    import subprocess
+    import sys
+
+    from mser_lib.experiments import run_one
+
+    rec = run_one("baseline", "synthetic", 0, "smoke", overrides={"modalities": "t"}, train={"epochs": 1},
+                  results_dir=tmp_path, progress=False)
+    (tmp_path / "rec.json").write_text(json.dumps(rec))
+    code = ("import json, sys; from mser_lib.runs import model_from_record; "
+            "from mser_lib.experiments import get_dataset; "
+            "rec = json.load(open(sys.argv[1])); "
+            "net = model_from_record(rec, get_dataset('synthetic', None, 'smoke')); print(type(net).__name__)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "rec.json")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip()
