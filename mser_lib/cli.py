@@ -195,10 +195,12 @@ def cmd_table(a) -> int:
 
 
 def cmd_ledger(a) -> int:
-    """The deviation ledger alone (notebook 04's section): its grid trained or reused, its table written."""
+    """The deviation ledger alone (notebook 04's section): its grid trained or reused, its table written. With
+    ``--from-records`` nothing trains: the table is written from the committed records, the bootstraps from the
+    committed predictions (or this machine's checkpoints), and a missing record stops it with the runs named."""
     from . import grids
     from .executors import run_grid
-    from .experiments import get_dataset, profile_seeds
+    from .experiments import committed_record, get_dataset, profile_seeds, resolve_run
     from .notebook import grid_executor
     from .report.ablations import deviation_ledger, grid_frame
     from .report.tables import to_markdown, write_table
@@ -206,11 +208,22 @@ def cmd_ledger(a) -> int:
     ds = get_dataset(a.dataset, a.data_dir, a.profile)
     seeds = a.seeds if a.seeds else profile_seeds(a.profile, a.dataset)
     specs = grids.deviations(a.profile, seeds, ds.info.layout, ds.info.name)
+    if a.from_records:
+        missing = [f"{s['tag']} (seed {s['seed']})" for s in specs
+                   if committed_record(a.results_dir, resolve_run(s["model"], a.dataset, s["seed"], a.profile,
+                                                                  s.get("overrides"), s.get("train"),
+                                                                  info=ds.info)) is None]
+        if missing:
+            runs = Path(a.results_dir) / a.profile / a.dataset / "runs.jsonl"
+            raise ValueError(f"{runs}: no record of {len(missing)} ledger run(s), e.g. {'; '.join(missing[:3])}; "
+                             "--from-records trains nothing (leave it out to train them)")
     executor, workers = grid_executor(1, True)
     recs = run_grid(specs, results_dir=a.results_dir, dataset=a.dataset, profile=a.profile, data_dir=a.data_dir,
-                    executor=executor, workers=workers, progress=not a.quiet)
+                    executor=executor, workers=workers, progress=not a.quiet,
+                    reuse="records" if a.from_records else "local")
     out = Path(a.results_dir) / a.profile / a.dataset
-    ledger = deviation_ledger(grid_frame(specs, recs), specs, recs, ds, a.results_dir, out / "predictions")
+    ledger = deviation_ledger(grid_frame(specs, recs), specs, recs, ds, a.results_dir, out / "predictions",
+                              retrain=not a.from_records)
     table = ledger.set_index("deviation")
     for path in write_table(table, out / "tables", "deviations",
                             caption=f"Deviation ledger on {ds.info.name} ({a.profile}): each switch flipped on its "
@@ -293,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--seeds", type=_seed, nargs="*", help="default: the profile's")
     lg.add_argument("--results-dir", default="results")
     lg.add_argument("--quiet", action="store_true", help="no progress bars")
+    lg.add_argument("--from-records", action="store_true",
+                    help="train nothing: the committed records, and the committed predictions for the bootstraps")
     lg.set_defaults(func=cmd_ledger)
     sr = sub.add_parser("search", help="the same Optuna search for each model on the cross-fitted selection "
                                        "folds; with --final, the folds' choices over the seeds")

@@ -275,3 +275,14 @@ def test_ledger_command_trains_the_ledger_grid_and_writes_its_table(tmp_path):
     md = (tmp_path / "smoke" / "synthetic" / "tables" / "deviations.md").read_text()
     assert "| deviation |" in md
     assert "FEMF: L_align also pulls the prediction" in md
+    # from the records alone: the same table, nothing trained (checkpoints gone, predictions cached)
+    import shutil
+
+    shutil.rmtree(tmp_path / "smoke" / "synthetic" / "checkpoints")
+    assert main(["ledger", "--profile", "smoke", "--seeds", "0", "--results-dir", str(tmp_path), "--quiet",
+                 "--from-records"]) == 0
+    assert (tmp_path / "smoke" / "synthetic" / "tables" / "deviations.md").read_text() == md
+    assert not (tmp_path / "smoke" / "synthetic" / "checkpoints").exists()
+    # a ledger run without a record: refused, naming the file and a run
+    assert main(["ledger", "--profile", "smoke", "--seeds", "1", "--results-dir", str(tmp_path), "--quiet",
+                 "--from-records"]) == 2
