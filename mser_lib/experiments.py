@@ -278,6 +278,12 @@ def runs_path(results_dir, profile: str, dataset: str) -> Path:
     return Path(results_dir) / profile / dataset / "runs.jsonl"
 
 
+def predictions_dir(results_dir, profile: str, dataset: str) -> Path:
+    """Where each run's test predictions are cached (``<hash>_full.npz``, ``<hash>_<missing>.npz``):
+    :func:`mser_lib.runs.run_predictions`."""
+    return Path(results_dir) / profile / dataset / "predictions"
+
+
 def run_dir(results_dir, profile: str, dataset: str, h: str) -> Path:
     """``<results>/<profile>/<dataset>/checkpoints/<hash>``: this machine's artefacts of one run."""
     return Path(results_dir) / profile / dataset / "checkpoints" / h
@@ -404,13 +410,14 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
               tag: str | None = None, fresh: bool = False, record: bool = True) -> dict:
     """Train the resolved run ``run`` (from :func:`resolve_run`) on ``ds``; resume from ``last.pt`` unless
     ``fresh``. Writes ``record.json`` beside the checkpoints, upserts ``runs.jsonl`` (unless ``record`` is
-    false: then the caller must) and drops the run's cached test predictions. Returns the record."""
+    false: then the caller must) and replaces the run's cached test predictions with its new ones
+    (:func:`predictions_dir`). Returns the record."""
     h = config_hash(run)
     profile, dataset, seed, model = run["profile"], run["dataset"], run["seed"], run["model"]
     rdir = refuse_links(run_dir(results_dir, profile, dataset, h), results_dir)   # deletes only inside it
     stale = list(rdir.rglob("*.pt")) if fresh else []
     stale += [rdir / "record.json"]
-    stale += list((Path(results_dir) / profile / dataset / "predictions").glob(f"{h}_*.npz"))
+    stale += list(predictions_dir(results_dir, profile, dataset).glob(f"{h}_*.npz"))
     for f in stale:
         if f.exists():
             f.unlink()
@@ -459,6 +466,11 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     if record:
         rec = settle_record(results_dir, rec)
     atomic_write_json(rdir / "record.json", rec)
+    # the test predictions, written as the run ends: the analyses' bootstraps read them (committed for real
+    # data), so that they need no checkpoint in another checkout
+    from .runs import run_predictions
+
+    run_predictions(rec, ds, results_dir, cache_dir=predictions_dir(results_dir, profile, dataset), retrain=False)
     return rec
 
 

@@ -434,6 +434,16 @@ def test_predictions_from_checkpoint_reproduce_the_record(tmp_path):
     assert "ids" in np.load(tmp_path / "pred" / f"{rec['config_hash']}_full.npz").files
 
 
+def test_a_finished_run_leaves_its_test_predictions_beside_its_record(tmp_path):
+    from mser_lib.experiments import predictions_dir, run_one
+
+    rec = run_one("baseline", "synthetic", 0, "smoke", overrides={"modalities": "t"}, train={"epochs": 1},
+                  results_dir=tmp_path, progress=False)
+    z = np.load(predictions_dir(tmp_path, "smoke", "synthetic") / f"{rec['config_hash']}_full.npz")
+    assert runs._gives_recorded_mae(rec, z["y"], z["p"])
+    assert len(z["ids"]) == len(z["y"])
+
+
 def test_cached_predictions_serve_without_a_checkpoint_unless_they_contradict_the_record(tmp_path):
     """The committed real-data caches: a cached file serves a run whose checkpoints are gone; a file that does not
     give the record's test MAE (another training of the same config) is not used; retrain=False never trains."""
