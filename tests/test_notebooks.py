@@ -280,6 +280,20 @@ def test_readme_block_without_notebooks_shows_the_default_runs_and_counts_the_sw
     text = readme.read_text()
     assert "The 2 runs of `" in text
     assert "ledger below" not in text.split("profile `quick`")[-1]
+    # a ledger table beside its runs and runs of other grids: each counted as what it is
+    from mser_lib import grids
+
+    label = grids.DEVIATIONS[0].label
+    (res / "tables").mkdir()
+    (res / "tables" / "deviations.csv").write_text("deviation,MAE: flipped - default,seeds,resolved,identical to the "
+                                                   f"default\n{label},0.01,2,no,False\n")
+    more = recs + [{**base, "model": "femf", "seed": 0, "overrides": {"use_fae": False}, "tag": "w/o FAE"}]
+    more[2] = {**more[2], "tag": label}
+    (res / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in more))
+    assert rd.write_readme_block(tmp_path / "results", readme) == 0
+    text = readme.read_text()
+    assert "The other 3 runs of `" in text
+    assert "1 are the deviation ledger's, which the table below reads; 2 belong to the other grids" in text
 
 
 def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):
