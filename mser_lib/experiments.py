@@ -417,7 +417,8 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     rdir = refuse_links(run_dir(results_dir, profile, dataset, h), results_dir)   # deletes only inside it
     stale = list(rdir.rglob("*.pt")) if fresh else []
     stale += [rdir / "record.json"]
-    stale += list(predictions_dir(results_dir, profile, dataset).glob(f"{h}_*.npz"))
+    preds = refuse_links(predictions_dir(results_dir, profile, dataset), results_dir)   # deletes and writes there
+    stale += list(preds.glob(f"{h}_*.npz"))
     for f in stale:
         if f.exists():
             f.unlink()
@@ -470,7 +471,7 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
     # data), so that they need no checkpoint in another checkout
     from .runs import run_predictions
 
-    run_predictions(rec, ds, results_dir, cache_dir=predictions_dir(results_dir, profile, dataset), retrain=False)
+    run_predictions(rec, ds, results_dir, cache_dir=refuse_links(preds, results_dir), retrain=False)
     return rec
 
 

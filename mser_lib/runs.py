@@ -16,6 +16,7 @@ loads a stage's weights, and predicts. When this machine does not hold a run's c
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from .models import build_model
 from .models.registry import config_from_dict, model_spec
 from .train import TrainConfig, fit, predict, set_seed
 from .train.crossfit import assign_folds, pool_predictions, position_folds
-from .train.io import check_config_hash, inside, load_checkpoint
+from .train.io import atomic_write_bytes, check_config_hash, inside, load_checkpoint
 
 #: FEMF's two bands, in the order of its experts.
 BANDS = ("low", "high")
@@ -247,7 +248,9 @@ def run_predictions(record: dict, ds, results_dir, missing: MissingModality | No
         with torch.no_grad():
             y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
     ids = np.asarray(ids).astype(str)
-    if path is not None:
+    if path is not None:       # written whole or not at all, never through a link at its name
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, y=y, p=p, ids=ids)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, y=y, p=p, ids=ids)
+        atomic_write_bytes(path, buf.getvalue())
     return (y, p, ids) if with_ids else (y, p)

@@ -616,6 +616,18 @@ def test_planted_links_in_a_results_folder_are_refused(tmp_path):
         run_one("baseline", dataset="synthetic", seed=0, profile="smoke", results_dir=tmp_path / "res",
                 train={"epochs": 1}, progress=False, force=True)
     assert (outside / "weights.pt").read_bytes() == b"not mine"
+    ck.unlink()
+    # a predictions folder linked elsewhere: a run's stale predictions are deleted there and new ones written, so
+    # training refuses before either
+    preds = res / "predictions"
+    shutil.rmtree(preds)
+    (outside / f"{rec['config_hash']}_full.npz").write_bytes(b"not mine either")
+    preds.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(LinkRefused, match="predictions"):
+        run_one("baseline", dataset="synthetic", seed=0, profile="smoke", results_dir=tmp_path / "res",
+                train={"epochs": 1}, progress=False, force=True)
+    assert (outside / f"{rec['config_hash']}_full.npz").read_bytes() == b"not mine either"
+    preds.unlink()
     # a dangling link where the reproduction snapshot goes
     ref = res / "checkpoints" / reproduction.REFERENCE_NAME
     ref.symlink_to(outside / "created-by-mser.jsonl")
