@@ -5,6 +5,8 @@
     python -m mser_lib.pipeline --profile quick --update-notebooks    # also refresh notebooks/ outputs
     python -m mser_lib.pipeline --reuse records                       # `make tables`: re-render only
     python -m mser_lib.pipeline --readme-table          # refresh the README's results table
+    python -m mser_lib.pipeline --profile claims --dataset mosi-bclstm --reuse records --train-only
+                                                        # only the runs no record holds yet, then stop
     python -m mser_lib.pipeline --executor ray --ray-address ray://head:10001   # train on a Ray cluster
 
 Three phases:
@@ -97,7 +99,7 @@ def _grid_setup(args, seeds: list[int]) -> tuple:
     executor = getattr(args, "executor", None) or executor
     common = {"results_dir": Path(args.results_dir).resolve(), "dataset": args.dataset, "profile": args.profile,
               "data_dir": data_dir, "device": None if args.device in ("", "auto", None) else args.device,
-              "force": bool(args.force), "reuse": "local"}
+              "force": bool(args.force), "reuse": getattr(args, "reuse", "local")}
     return ds, specs, executor, workers, common
 
 
@@ -358,6 +360,10 @@ def main(argv=None) -> int:
                         "else a local Ray")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--readme-table", action="store_true")
+    p.add_argument("--train-only", action="store_true",
+                   help="phase 1 alone: train the runs the notebooks need, then stop (no notebooks, no report); with "
+                        "--reuse records only the runs without a committed record, so a grid too long for one sitting "
+                        "is built up over several, each finished run recorded with its test predictions")
     p.add_argument("--estimate", action="store_true",
                    help="say what the training phase would cost on this machine (and what cheaper selection fits "
                         "an hour), then stop: nothing is trained or written")
@@ -409,6 +415,12 @@ def main(argv=None) -> int:
     if left_out:
         print(f"{args.dataset} is a classification dataset: not run, written for regression only: "
               + "; ".join(f"{n} ({REGRESSION_NOTEBOOKS[n[:2]]})" for n in left_out), flush=True)
+    if args.train_only:         # one trainer per results folder, whatever the reuse mode
+        with reproduction.ReproduceLock(args.results_dir, args.profile, args.dataset):
+            needed = train_all(args, seeds)
+        print(f"\n{len(needed)} runs trained or found recorded in {time.perf_counter() - t0:.0f} s; records in "
+              f"{out / 'runs.jsonl'}, test predictions in {out / 'predictions'}")
+        return 0
     reproducing = args.reuse == "local"
     if reproducing:
         with reproduction.ReproduceLock(args.results_dir, args.profile, args.dataset):

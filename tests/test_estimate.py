@@ -120,3 +120,26 @@ def test_recorded_runs_are_timed_by_their_records_and_finished_ones_cost_nothing
     out = capsys.readouterr().out
     assert "== cost: 1 of 1 runs to train, about 2.0 h on" in out
     assert "1 timed by their committed records" in out
+
+
+def test_train_only_with_recorded_runs_trains_just_the_missing_ones(tmp_path, capsys, monkeypatch):
+    """--reuse records --train-only: a grid built up over several sittings; a run with a committed record is not
+    retrained (its checkpoints are gone, as in a new checkout), the other is trained with its predictions."""
+    import shutil
+
+    t_run, a_run = ({"model": "baseline", "seed": 0, "overrides": {"modalities": m}} for m in ("t", "a"))
+    monkeypatch.setattr(pipeline, "notebook_runs", lambda *a, **k: [t_run])
+    assert pipeline.main(_args(tmp_path, "--train-only")) == 0               # the first sitting: one run
+    out = tmp_path / "smoke" / "synthetic"
+    shutil.rmtree(out / "checkpoints")
+    capsys.readouterr()
+    monkeypatch.setattr(pipeline, "notebook_runs", lambda *a, **k: [t_run, a_run])
+    assert pipeline.main(_args(tmp_path, "--reuse", "records", "--train-only")) == 0
+    text = capsys.readouterr().out
+    assert "== cost: 1 of 2 runs to train" in text
+    recs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert len(recs) == 2
+    trained = [p.name for p in (out / "checkpoints").iterdir() if p.is_dir()]
+    assert trained == [recs[1]["config_hash"]]                                # only the missing run trained
+    assert (out / "predictions" / f"{recs[1]['config_hash']}_full.npz").exists()
+    assert not (out / "tables" / "reproduction.md").exists()                 # no notebooks, no report
