@@ -170,6 +170,7 @@ def main() -> int:
     t0 = time.perf_counter()
     lines, cost = pipeline.announce_cost(ns, seeds, ds, specs, workers, common)
     t_announce = time.perf_counter() - t0
+    lines = [line.replace(str(root), "/path/to/MMSA") for line in lines]     # not this run's temporary folder
     check = estimator_check(ROOT / "results")
     load_after = os.getloadavg()
     results.cleanup()
