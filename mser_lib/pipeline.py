@@ -109,7 +109,8 @@ def announce_cost(args, seeds: list[int], ds, specs: list[dict], workers: int,
     committed records, or, for runs no record times (new data), from a probe of each configuration
     (:mod:`mser_lib.estimate`). When the grid would take longer than :data:`COST_BUDGET_S`, the lines also
     give the cheaper selections (the first seed; notebook 03's main comparison alone; both) with their
-    estimates. Returns the lines (printed as they come) and the runs' costs."""
+    estimates, as settings of the same command (its reuse mode and notebooks). Returns the lines (printed as they
+    come) and the runs' costs."""
     from .executors import _job_run
     from .experiments import config_hash
 
@@ -127,19 +128,27 @@ def announce_cost(args, seeds: list[int], ds, specs: list[dict], workers: int,
     lines = [f"== cost: {todo} of {len(cost.seconds)} runs to train, {estimate.hours(wall)} on {workers} "
              f"worker(s)" + (f": {'; '.join(where)}" if where else "")]
     if wall > COST_BUDGET_S:
-        main = {config_hash(_job_run({**common, **s}))
-                for s in notebook_runs(["03"], args.profile, ds.info, seeds)}
-        first = {seeds[0]}
-        make = f"make reproduce DATA={args.dataset} PROFILE={args.profile}" + (
-            f" DATA_DIR={args.data_dir}" if args.data_dir else "")
-        options = [(f"{make} SEEDS={seeds[0]}", cost.wall(workers, first)),
-                   (f"{make} ONLY=03", cost.wall(workers, runs=main)),
-                   (f"{make} SEEDS={seeds[0]} ONLY=03", cost.wall(workers, first, main))]
-        fits = [(cmd, s) for cmd, s in options if s <= COST_BUDGET_S]
-        lines.append(f"   more than {COST_BUDGET_S / 60:.0f} minutes: " + (
-            "cheaper selections that fit: " if fits else "none of the cheaper selections fits; the cheapest: ")
-            + "; ".join(f"{cmd} ({estimate.hours(s)})" for cmd, s in (fits or [min(options, key=lambda o: o[1])]))
-            + ". Every run resumes: stopping with Ctrl-C keeps what finished.")
+        # cheaper selections of this same command (its reuse mode, its notebooks): the first seed, notebook 03 alone
+        first = {seeds[0]} if len(seeds) > 1 else None
+        chosen = [nb.name[:2] for nb in notebook_paths(args.only, args.dataset)]
+        main = ({config_hash(_job_run({**common, **s})) for s in notebook_runs(["03"], args.profile, ds.info, seeds)}
+                if "03" in chosen and len(chosen) > 1 else None)
+        options = []
+        if first:
+            options.append((f"the first seed (SEEDS={seeds[0]}, --seeds {seeds[0]})", cost.wall(workers, first)))
+        if main:
+            options.append(("notebook 03 alone (ONLY=03, --only 03)", cost.wall(workers, runs=main)))
+        if first and main:
+            options.append((f"the first seed and notebook 03 alone (SEEDS={seeds[0]} ONLY=03, --seeds {seeds[0]} "
+                            "--only 03)", cost.wall(workers, first, main)))
+        fits = [(what, s) for what, s in options if s <= COST_BUDGET_S]
+        shown = fits or ([min(options, key=lambda o: o[1])] if options else [])
+        offer = ""
+        if shown:
+            offer = ((": cheaper selections that fit: " if fits else ": none of the cheaper selections fits; the "
+                      "cheapest: ") + "; ".join(f"{what}, {estimate.hours(s)}" for what, s in shown))
+        lines.append(f"   more than {COST_BUDGET_S / 60:.0f} minutes{offer}. Every run resumes: stopping with Ctrl-C "
+                     "keeps what finished.")
     for line in lines:
         print(line, flush=True)
     return lines, cost

@@ -97,8 +97,13 @@ def test_a_grid_over_the_budget_is_offered_the_cheaper_selections(tmp_path, caps
     monkeypatch.setattr(pipeline, "COST_BUDGET_S", 0.0)         # every grid is over it
     assert pipeline.main(_args(tmp_path, "--estimate")) == 0
     out = capsys.readouterr().out
-    assert "none of the cheaper selections fits; the cheapest: make reproduce DATA=synthetic PROFILE=smoke SEEDS=0" \
-        in out
+    assert "none of the cheaper selections fits; the cheapest: the first seed (SEEDS=0, --seeds 0), " in out
+    assert "ONLY=03" not in out                                        # only the cheapest is named
+    # a command without notebook 03 is not offered notebook 03 alone
+    assert pipeline.main(_args(tmp_path, "--estimate", "--only", "04")) == 0
+    out = capsys.readouterr().out
+    assert "ONLY=03" not in out
+    assert "the first seed (SEEDS=0, --seeds 0)" in out
     monkeypatch.setattr(pipeline, "COST_BUDGET_S", 1e9)         # nothing is over it: no offer
     assert pipeline.main(_args(tmp_path, "--estimate")) == 0
     assert "cheaper" not in capsys.readouterr().out
