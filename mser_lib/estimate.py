@@ -11,7 +11,7 @@ train on one each), then :func:`run_seconds` scales them to a run's full schedul
 
 where ``n_scored`` is the validation split, plus the test split under cross-fitted selection (it predicts the
 test split after every epoch). The result is an upper bound: early stopping ends most runs sooner (on the
-built-in benchmark, ``benchmarks/grid_estimate.py`` sets the estimates beside the recorded times).
+built-in benchmark, ``benchmarks/mmsa_full_size.py`` sets the estimates beside the recorded times).
 :func:`grid_seconds` schedules the runs longest first on the workers, as the process pool does.
 """
 
@@ -138,13 +138,13 @@ def hours(seconds: float) -> str:
 class GridCost:
     """The expected training time of each distinct run of a grid (``{config hash: seconds}``, 0 for a run this
     machine has finished) and where the times came from: ``recorded`` runs timed by their committed records,
-    ``probed`` runs estimated from ``configs`` probes that took ``probe_s`` seconds."""
+    ``probed`` runs estimated from probes of ``models`` models that took ``probe_s`` seconds."""
 
     seconds: dict
     seeds: dict
     recorded: int = 0
     probed: int = 0
-    configs: int = 0
+    models: int = 0
     probe_s: float = 0.0
 
     def wall(self, workers: int, seeds: set | None = None, runs: set | None = None) -> float:
@@ -172,7 +172,7 @@ def grid_cost(jobs: list[dict], ds: MultimodalDataset, progress: bool = True) ->
         if h in out.seconds:
             continue
         out.seeds[h] = run["seed"]
-        c = expected_cost(job)
+        c = expected_cost(job, run)
         out.seconds[h] = c
         if c == float("inf"):
             todo.append((h, run))
@@ -187,5 +187,5 @@ def grid_cost(jobs: list[dict], ds: MultimodalDataset, progress: bool = True) ->
             probes[key] = probe(run, ds)
         out.seconds[h] = run_seconds(run, ds, probes[key])
     bar.close()
-    out.probed, out.configs, out.probe_s = len(todo), len(probes), time.perf_counter() - t0
+    out.probed, out.models, out.probe_s = len(todo), len(probes), time.perf_counter() - t0
     return out

@@ -186,12 +186,13 @@ def _job_run(job: dict) -> dict:
                        job.get("data_kwargs"), job.get("eval_missing"), job.get("device"), info=ds.info)
 
 
-def expected_cost(job: dict) -> float:
+def expected_cost(job: dict, run: dict | None = None) -> float:
     """A run's expected training time, for scheduling and the grid's estimate: 0 when the run will not train
     (a record it reuses exists: :func:`find_record` with the job's ``reuse``, unless ``force``), else its
-    committed record's wall time when ``runs.jsonl`` has one, else infinity (unknown runs first)."""
+    committed record's wall time when ``runs.jsonl`` has one, else infinity (unknown runs first). ``run``: the
+    job's resolved run when the caller has it (:func:`_job_run`)."""
     try:
-        results_dir, run = job.get("results_dir", DEFAULT_RESULTS), _job_run(job)
+        results_dir, run = job.get("results_dir", DEFAULT_RESULTS), run or _job_run(job)
         if not job.get("force") and find_record(results_dir, run, job.get("reuse", "local")) is not None:
             return 0.0
         rec = committed_record(results_dir, run)

@@ -22,6 +22,8 @@ from .experiments import REUSE_MODES, load_profile, profile_seeds
 from .report.tables import write_table
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The numbered notebooks' folder.
+NOTEBOOKS = ROOT / "notebooks"
 
 
 @dataclass
@@ -189,7 +191,7 @@ REGRESSION_NOTEBOOKS = {
 def notebook_paths(only: list[str] | None = None, dataset: str | None = None) -> list[Path]:
     """The numbered notebooks in order; ``only`` keeps those whose name starts with one of its items; on a
     classification ``dataset`` the notebooks of :data:`REGRESSION_NOTEBOOKS` are left out."""
-    nbs = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    nbs = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if only:
         nbs = [nb for nb in nbs if any(nb.name.startswith(o) for o in only)]
     if dataset is not None and dataset_task(dataset) == "classification":

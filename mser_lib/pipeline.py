@@ -54,6 +54,7 @@ from . import estimate, grids
 from .executors import EXECUTORS, run_grid
 from .experiments import REUSE_MODES
 from .notebook import (
+    NOTEBOOKS,
     REGRESSION_NOTEBOOKS,
     ROOT,
     apply_threads,
@@ -64,8 +65,6 @@ from .notebook import (
 )
 from .report.tables import aggregate, load_records, to_markdown, wide_table, write_table
 from .train.io import atomic_write_text
-
-NOTEBOOKS = ROOT / "notebooks"
 
 
 def notebook_runs(only: list[str] | None, profile: str, dataset, seeds: list[int]) -> list[dict]:
@@ -106,7 +105,7 @@ def _grid_setup(args, seeds: list[int]) -> tuple:
 def announce_cost(args, seeds: list[int], ds, specs: list[dict], workers: int,
                   common: dict) -> tuple[list[str], estimate.GridCost]:
     """What the training phase will cost on this machine, said before it starts: the runs' times from their
-    committed records, or, for runs no record times (new data), from a probe of each configuration
+    committed records, or, for runs no record times (new data), from a probe of each model
     (:mod:`mser_lib.estimate`). When the grid would take longer than :data:`COST_BUDGET_S`, the lines also
     give the cheaper selections (the first seed; notebook 03's main comparison alone; both) with their
     estimates, as settings of the same command (its reuse mode and notebooks). Returns the lines (printed as they
@@ -122,7 +121,7 @@ def announce_cost(args, seeds: list[int], ds, specs: list[dict], workers: int,
     if cost.recorded:
         where.append(f"{cost.recorded} timed by their committed records (their machine)")
     if cost.probed:
-        where.append(f"{cost.probed} estimated from probes of a few batches of {cost.configs} models on this machine "
+        where.append(f"{cost.probed} estimated from probes of a few batches of {cost.models} models on this machine "
                      f"({cost.probe_s:.0f} s; every epoch counted and a variant at its full model's cost, so an upper "
                      "bound: early stopping ends runs sooner)")
     lines = [f"== cost: {todo} of {len(cost.seconds)} runs to train, {estimate.hours(wall)} on {workers} "

@@ -127,18 +127,19 @@ def _records_block(results_dir, profile: str, dataset: str, runs: Path, has_ledg
     default = _main_grid_runs(recs)
     text = (f"**{dataset}**, profile `{profile}`, test split, mean ± std over seeds (from `{runs.as_posix()}`, "
             f"the runs with no switch set):\n\n{to_markdown(wide_table(aggregate(default)))}\n") if default else ""
-    others = [r for r in recs if not any(r is d for d in default)]
+    others = len(recs) - len(default)
     if others:
         from .. import grids
 
         labels = {d.label for d in grids.DEVIATIONS}
-        n_ledger = sum(r.get("tag") in labels for r in others) if has_ledger else 0
-        parts = [f"{n_ledger} are the deviation ledger's, which the table below reads"] if n_ledger else []
-        if len(others) - n_ledger:
-            parts.append(f"{len(others) - n_ledger} belong to the other grids of notebooks 04-06 (ablations, sweeps, "
+        n_ledger = sum(r.get("tag") in labels for r in recs) if has_ledger else 0   # ledger runs all set a switch
+        text += f"\n{'The other' if default else 'The'} {others} runs of `{runs.as_posix()}` each set a switch"
+        if n_ledger:
+            text += f": {n_ledger} are the deviation ledger's, which the table below reads"
+            if others - n_ledger:
+                text += (f"; {others - n_ledger} belong to the other grids of notebooks 04-06 (ablations, sweeps, "
                          "robustness), finished so far; their tables come when the notebooks run on this profile")
-        text += (f"\n{'The other' if default else 'The'} {len(others)} runs of `{runs.as_posix()}` each set a switch"
-                 + (": " + "; ".join(parts) if parts and n_ledger else "") + ".\n")
+        text += ".\n"
     return text
 
 
