@@ -129,7 +129,7 @@ def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool,
         signal.signal(signal.SIGTERM, _term)
     except ValueError:          # not the main thread: leave SIGTERM as it is
         in_main = False
-    finished_walls: list[float] = []
+    finished: list[tuple[float, float]] = []    # (expected, taken) seconds of each run trained so far
     started = time.perf_counter()
     try:
         futures = {pool.submit(_worker, jobs[n]): n for n in order}            # submitted longest first
@@ -139,16 +139,15 @@ def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool,
             for fut in over:
                 n = futures[fut]
                 done[n] = fut.result()
-                finished_walls.append(float(done[n].get("wall_time_s") or 0.0))
+                if costs[n] > 0:        # a reused run returns at once: its record's time says nothing of this grid
+                    finished.append((costs[n], float(done[n].get("wall_time_s") or 0.0)))
                 bar.update(1)
             if progress:
                 running = _shown_runs(jobs, hashes, [futures[f] for f in pending if f.running()], order, workers)
                 line.set_description_str(_status_line(jobs, hashes, running))
                 left = [futures[f] for f in pending]
-                mean = sum(finished_walls) / len(finished_walls) if finished_walls else None
-                est = [costs[n] if costs[n] != float("inf") else mean for n in left]
-                if left and all(e is not None for e in est):
-                    minutes = sum(est) / max(1, workers) / 60.0
+                minutes = _minutes_left([costs[n] for n in left], finished, workers)
+                if left and minutes is not None:
                     bar.set_postfix_str(f"about {minutes:.0f} min left" if minutes >= 1 else "under a minute left")
     except KeyboardInterrupt:
         for proc in list(getattr(pool, "_processes", {}).values()):
@@ -166,6 +165,20 @@ def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool,
     if progress:
         print(f"   {len(jobs)} runs in {time.perf_counter() - started:.0f} s", flush=True)
     return done
+
+
+def _minutes_left(expected: list[float], finished: list[tuple[float, float]], workers: int) -> float | None:
+    """The grid's time left in minutes: the ``expected`` seconds of the runs not finished (infinity: unknown), scaled
+    by how long the runs trained so far took against their expectation (``finished``: ``(expected, taken)`` pairs;
+    a probe's estimate is an upper bound, and the machine's load moves every run), over ``workers``. An unknown run
+    counts as the mean time taken so far; None while nothing tells (an unknown run and no run finished)."""
+    known = [(e, t) for e, t in finished if e != float("inf") and e > 0]
+    ratio = sum(t for _, t in known) / sum(e for e, _ in known) if known else 1.0
+    mean = sum(t for _, t in finished) / len(finished) if finished else None
+    est = [e * ratio if e != float("inf") else mean for e in expected]
+    if any(e is None for e in est):
+        return None
+    return sum(est) / max(1, workers) / 60.0
 
 
 def _run_kwargs(spec: dict, common: dict) -> dict:
@@ -199,6 +212,21 @@ def expected_cost(job: dict, run: dict | None = None) -> float:
     except Exception:   # an estimate only: a bad job fails later, with its own error
         return float("inf")
     return float(rec["wall_time_s"]) if rec and rec.get("wall_time_s") is not None else float("inf")
+
+
+def _job_costs(jobs: list[dict], known: dict | None) -> list[float]:
+    """Each job's expected seconds: ``known[config hash]`` where given, else :func:`expected_cost` (each job's run
+    is resolved once)."""
+    out = []
+    for job in jobs:
+        try:
+            run = _job_run(job)
+            h = config_hash(run)
+        except Exception:   # an estimate only: a bad job fails in its worker, with its own error
+            out.append(float("inf"))
+            continue
+        out.append(float(known[h]) if known and h in known else expected_cost(job, run))
+    return out
 
 
 RAY_EXTRA_HINT = ('executor="ray" needs Ray, the optional extra mser_lib[ray]: pip install -e ".[ray]" '
@@ -302,7 +330,8 @@ EXECUTORS = ("inline", "process", "ray")
 
 
 def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inline", workers: int = 2,
-             progress: bool = True, ray_address: str | None = None, **common) -> list[dict]:
+             progress: bool = True, ray_address: str | None = None, costs: dict | None = None,
+             **common) -> list[dict]:
     """Run every run of ``runs`` (each a dict of :func:`run_one` arguments), cached and resumable.
 
     Args:
@@ -315,6 +344,9 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
             ``$RAY_ADDRESS``, else a local Ray started for this grid (all cores) and shut down after it.
             When Ray is already initialised in this process, that connection is used as it is (so
             ``ray.init(..., runtime_env=...)`` before the grid sets up the workers' environment).
+        costs: expected seconds by config hash (:class:`mser_lib.estimate.GridCost`'s ``seconds``, which the
+            pipeline has already probed), for the order and the estimate; a run it lacks gets
+            :func:`expected_cost` (its committed record's time, else unknown).
         **common: arguments shared by every run (``dataset``, ``profile``, ``data_dir``, ``reuse`` ...).
 
     The Ray executor (the optional extra ``pip install -e ".[ray]"``):
@@ -360,10 +392,10 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
             done.append(run_one(**job))
     elif executor == "ray":
         _import_ray()                                     # fail before any work when the extra is missing
-        costs = [expected_cost(job) for job in jobs]
+        costs = _job_costs(jobs, costs)
         done = _ray_grid(jobs, sorted(range(len(jobs)), key=lambda n: -costs[n]), progress, ray_address)
     else:
-        costs = [expected_cost(job) for job in jobs]      # once per job: it resolves the run and reads records
+        costs = _job_costs(jobs, costs)
         done = _pool_grid(jobs, sorted(range(len(jobs)), key=lambda n: -costs[n]), workers, progress, costs)
     return [done[index[k]] for k in keys]
 

@@ -159,8 +159,8 @@ def train_all(args, seeds: list[int]) -> set[str]:
     ds, specs, executor, workers, common = _grid_setup(args, seeds)
     if not specs:
         return set()
-    announce_cost(args, seeds, ds, specs, workers, common)
-    records = run_grid(specs, executor=executor, workers=workers, progress=True, **common,
+    _, cost = announce_cost(args, seeds, ds, specs, workers, common)
+    records = run_grid(specs, executor=executor, workers=workers, progress=True, costs=cost.seconds, **common,
                        **_ray_kwargs(args, executor))
     return {r["config_hash"] for r in records}
 

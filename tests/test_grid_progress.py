@@ -73,6 +73,29 @@ def test_the_estimate_counts_no_time_for_runs_that_will_not_train(tmp_path):
     assert expected_cost({**job, "force": True}) > 0          # unless forced: its record's wall time
 
 
+def test_the_estimate_learns_from_the_runs_trained_so_far():
+    """A probe's estimate is an upper bound: once runs finish, the time left is scaled by how long they took
+    against their estimate; reused runs (cost 0) are not among them; an unknown run counts as the mean so far."""
+    from mser_lib.executors import _minutes_left
+
+    assert _minutes_left([600.0, 600.0], [], 2) == pytest.approx(10.0)              # nothing finished: as probed
+    assert _minutes_left([600.0, 600.0], [(600.0, 300.0)], 2) == pytest.approx(5.0)  # runs take half their estimate
+    assert _minutes_left([float("inf")], [], 1) is None                              # nothing tells yet
+    assert _minutes_left([float("inf"), 120.0], [(float("inf"), 240.0)], 1) == pytest.approx(6.0)
+
+
+def test_the_grid_takes_the_costs_the_pipeline_probed(tmp_path):
+    """The pipeline probes unrecorded runs before the grid (its cost line): the grid orders and estimates by those
+    seconds instead of calling them unknown."""
+    from mser_lib.executors import _job_costs, _job_run
+
+    jobs = [{"model": m, "seed": 0, "profile": "smoke", "dataset": "synthetic", "results_dir": str(tmp_path)}
+            for m in ("baseline", "femf")]
+    assert _job_costs(jobs, None) == [float("inf"), float("inf")]
+    known = {config_hash(_job_run(jobs[1])): 42.0}
+    assert _job_costs(jobs, known) == [float("inf"), 42.0]
+
+
 def _children(pid: int) -> set[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return {int(x) for x in out.split()}

@@ -348,6 +348,22 @@ def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
     assert "resolve 0" in s1
     assert "fewer than 3 seeds" in s1
     assert "cost accuracy" not in s1
+    # an undecided row is a tie only when its intervals cover 0; one whose interval excludes 0 before Holm is named
+    # as a lead, with its gap; rows without a bootstrap are counted
+    led2 = pd.DataFrame([
+        {"deviation": "D", "seeds": 5, "MAE: flipped - default": 0.059, "resolved": "no",
+         "seed 95% CI": "[0.0270, 0.0910]", "bootstrap 95% CI": "[0.0290, 0.0900]"},
+        {"deviation": "E", "seeds": 5, "MAE: flipped - default": 0.012, "resolved": "no",
+         "seed 95% CI": "[-0.0254, 0.0495]", "bootstrap 95% CI": ""},
+        {"deviation": "F", "seeds": 5, "MAE: flipped - default": -0.01, "resolved": "no",
+         "seed 95% CI": "[-0.0400, 0.0200]", "bootstrap 95% CI": "[-0.0300, -0.0010]"},
+    ])
+    s2 = ledger_sentence(led2)
+    assert "resolve 0 on MAE" in s2
+    assert "2 with an interval that excludes 0 before the Holm adjustment over the 3 rows" in s2
+    assert "D (+0.059)" in s2 and "F (-0.010)" in s2
+    assert "1 whose intervals all cover 0" in s2 and "E" not in s2.replace("MAE", "")
+    assert "1 of the 3 rows are paired over seeds only" in s2
     same = led.assign(**{"identical to the default": [False, False, True]})
     assert "changed no test score of this profile's default runs at all" in ledger_sentence(same)
     assert ledger_sentence(same).endswith(": C.")

@@ -307,15 +307,49 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
         s += f"; these departures cost accuracy: {'; '.join(worse)}"
     if better:
         s += f"; these improve on the default: {'; '.join(better)}"
+    rest = ledger[(ledger["resolved"] != "yes") & (ledger["resolved"] != NOT_ENOUGH_SEEDS)]
+    apart, ties, bare = [], 0, 0
+    for _, r in rest.iterrows():
+        cis = [c for c in (_ci(r.get("seed 95% CI")), _ci(r.get("bootstrap 95% CI"))) if c is not None]
+        if any(lo > 0 or hi < 0 for lo, hi in cis):
+            apart.append(f"{r['deviation']} ({float(r['MAE: flipped - default']):+.3f})")
+        elif cis:
+            ties += 1
+        else:
+            bare += 1
     s += f". The other {len(ledger) - len(done)} stay undecided"
-    s += (f" ({few} of them with fewer than 3 seeds)." if few else ": the default and the flipped run tie "
-          "within what the seeds and the test videos can tell.")
+    parts = []
+    if few:
+        parts.append(f"{few} with fewer than 3 seeds")
+    if apart:
+        parts.append(f"{len(apart)} with an interval that excludes 0 before the Holm adjustment over the "
+                     f"{len(ledger)} rows but not after it ({'; '.join(apart)}): a lead, not a finding")
+    if ties:
+        parts.append(f"{ties} whose intervals all cover 0: the default and the flipped run tie within what "
+                     "the seeds" + (" and the test videos" if "bootstrap 95% CI" in ledger.columns else "")
+                     + " can tell")
+    if bare:
+        parts.append(f"{bare} without an interval in this table")
+    s += (": " + "; ".join(parts) + "." if parts else ".")
+    if "bootstrap 95% CI" in ledger.columns:
+        seed_only = int(sum(_ci(v) is None for v in ledger["bootstrap 95% CI"]))
+        if seed_only:
+            s += (f" {seed_only} of the {len(ledger)} rows are paired over seeds only (no bootstrap over test "
+                  "videos: their predictions were not kept).")
     if "identical to the default" in ledger.columns:
         same = [r["deviation"] for _, r in ledger.iterrows() if str(r["identical to the default"]) == "True"]
         if same:
             s += (f" These switches changed no test score of this profile's default runs at all (its models "
                   f"already behave that way, or the switch never acts in them): {'; '.join(same)}.")
     return s
+
+
+def _ci(text) -> tuple[float, float] | None:
+    """``(lo, hi)`` of a table's interval cell ``"[lo, hi]"``; None for an empty cell."""
+    if not isinstance(text, str) or not text.strip().startswith("["):
+        return None
+    lo, hi = text.strip().strip("[]").split(",")
+    return float(lo), float(hi)
 
 
 #: The claims of notebooks 03-05 by the paper's table or figure they come from: (title, test on the claim text).
