@@ -361,8 +361,10 @@ def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
     s2 = ledger_sentence(led2)
     assert "resolve 0 on MAE" in s2
     assert "2 with an interval that excludes 0 before the Holm adjustment over the 3 rows" in s2
-    assert "D (+0.059)" in s2 and "F (-0.010)" in s2
-    assert "1 whose intervals all cover 0" in s2 and "E" not in s2.replace("MAE", "")
+    assert "D (+0.059)" in s2
+    assert "F (-0.010)" in s2
+    assert "1 whose intervals all cover 0" in s2
+    assert "E" not in s2.replace("MAE", "")
     assert "1 of the 3 rows are paired over seeds only" in s2
     same = led.assign(**{"identical to the default": [False, False, True]})
     assert "changed no test score of this profile's default runs at all" in ledger_sentence(same)
