@@ -75,6 +75,10 @@ HYPOTHESES = {
     "mser-one-optimizer": ({}, {"optimizer_per_stage": False},
                            "one Adam for both stages, its state carried over (`optimizer_per_stage=False`), as "
                            "the reference builds one optimiser for all 300 epochs", "tab:green"),
+    "mser-torch-init": ({"expert_init": "torch"}, {},
+                        "the experts and routers initialised as the reference's nn.Linear layers are "
+                        "(`expert_init=\"torch\"`: weights and biases uniform in +-1/sqrt(fan-in), where mser draws "
+                        "Xavier-uniform weights and zero biases)", "tab:purple"),
 }
 # the reference's line for each stage-2 epoch (it prints no test metrics in stage 1)
 EPOCH = re.compile(r"epoch:(\d+); test_mae_atv:([-\d.enan]+); test_corr_atv:([-\d.enan]+); "

@@ -750,3 +750,28 @@ def test_attention_key_mask_is_a_hash_neutral_switch():
     # built from the saved config, a record from before the switch gets the default (keys masked)
     model = build_model("femf", info, "paper", attention_key_mask=False, hidden=16, expert_ffn=16)
     assert all(not s.key_mask for br in model.interaction for b in br.values() for s in b.steps)
+
+
+def test_expert_init_torch_follows_nn_linear_default():
+    """``expert_init="torch"``: every stacked expert and router weight and bias uniform in +-1/sqrt(fan_in) (the
+    reference's nn.Linear default); the default ("xavier", zero biases) is hash-neutral: a run's config hash does
+    not change with the field's existence."""
+    from mser_lib.experiments import get_dataset
+    from mser_lib.models.registry import hashed_config
+
+    info = get_dataset("synthetic", None, "smoke").info
+    model = build_model("femf", info, preset="quick", expert_init="torch")
+    for mod in (model.experts, model.routers):
+        for name, p in mod.named_parameters(recurse=False):
+            if name.startswith("ln"):
+                continue
+            weight = name if name in ("head_w",) or name.startswith("w") else (
+                "head_w" if name == "head_b" else "w" + name[1:])        # a bias: its weight's fan-in
+            fan_in = mod.get_parameter(weight).shape[-2]
+            bound = 1.0 / math.sqrt(fan_in)
+            assert p.abs().max() <= bound, name
+            assert p.abs().max() > 0.8 * bound, name       # drawn over the whole range, biases included
+    xavier = build_model("femf", info, preset="quick")
+    assert all(float(xavier.experts.get_parameter(n).abs().max()) == 0 for n in ("bqkv", "b1", "b2"))
+    assert "expert_init" not in hashed_config(build_config("femf", info, "quick"))
+    assert hashed_config(build_config("femf", info, "quick", expert_init="torch"))["expert_init"] == "torch"

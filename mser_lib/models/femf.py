@@ -82,7 +82,7 @@ from ..data.batch import MODALITIES, MODALITY_LETTERS, Batch, DatasetInfo
 from ..data.validate import feature_statistics
 from ..spectral.dft import dft_split, reference_cutoff_split
 from .base import Dropout, ModelOutput, dropout, masked_avg, task_and_aux_losses
-from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout
+from .packing import Segment, StackedExperts, StackedRouters, pad_to, to_layout, torch_default_init
 from .registry import HASH_NEUTRAL, ModelSpec, Param, register
 
 _ABBR = {"text": "t", "audio": "a", "vision": "v"}
@@ -192,6 +192,11 @@ class FEMFConfig:
     # runs would all have to be retrained. Hash-neutral (registry.HASH_NEUTRAL): records from before it keep their
     # hash.
     attention_key_mask: bool = field(default=True, metadata=HASH_NEUTRAL)
+    # How the stacked experts and routers start: "xavier" (Xavier-uniform weights, zero biases; mser's choice, the
+    # papers are silent) or "torch" (nn.Linear's default, weights and biases uniform in +-1/sqrt(fan_in)), as the
+    # reference builds them from nn.Linear. Not in the preset "reference" (its recorded runs would all have to be
+    # retrained): a hypothesis of benchmarks/reference_femf.py. Hash-neutral at its default.
+    expert_init: str = field(default="xavier", metadata=HASH_NEUTRAL)
     return_attention: bool = False
     expert_chunk_mb: float = 16.0
 
@@ -223,6 +228,7 @@ class FEMFConfig:
         checks.choice(self, "task_loss_kind", ("mse", "l1"))
         checks.choice(self, "cutoff_rule", ("paper", "reference"))
         checks.choice(self, "expert_block", ("paper", "reference"))
+        checks.choice(self, "expert_init", ("xavier", "torch"))
         checks.choice(self, "expert_heads", ("per_band", "per_modality"))
         checks.choice(self, "hpm_kind", ("paper", "reference"))
         checks.choice(self, "shared_head", ("own", "text_expert"))
@@ -413,6 +419,9 @@ class FEMF(nn.Module):
             self.anchor = "text" in mods
             r_in = 2 * H if self.anchor else H
             self.routers = StackedRouters(M, r_in, c.router_hidden or 2 * H, per_band=c.router_per_band)
+            if c.expert_init == "torch":
+                torch_default_init(self.experts)
+                torch_default_init(self.routers)
         else:
             self.experts = None
             self.routers = None

@@ -89,6 +89,20 @@ def _init_stack(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
     return nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
 
 
+def torch_default_init(module: nn.Module) -> None:
+    """Re-initialise ``module``'s stacked weights and biases (:class:`StackedExperts`, :class:`StackedRouters`: each
+    weight ``(..., fan_in, fan_out)`` with its bias ``(..., fan_out)`` of the same name but ``b``) as ``nn.Linear``
+    does by default: both uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` (kaiming_uniform with a = sqrt(5)). The
+    public FEMF reference builds its experts and routers from ``nn.Linear`` with that default; mser's default is
+    Xavier-uniform weights and zero biases (:func:`_init_stack`). LayerNorm parameters are left at 1 and 0."""
+    with torch.no_grad():
+        for name, w in list(module.named_parameters(recurse=False)):
+            if name == "head_w" or (name.startswith("w") and w.dim() >= 2):     # wqkv, wo, w1, w2, head_w
+                bound = 1.0 / math.sqrt(w.shape[-2])
+                w.uniform_(-bound, bound)
+                getattr(module, "head_b" if name == "head_w" else "b" + name[1:]).uniform_(-bound, bound)
+
+
 def to_layout(values: torch.Tensor, position: bool, label_mask: torch.Tensor) -> torch.Tensor:
     """Position layout: ``(N_lab, C)`` values at labelled positions (``label_mask`` ``(B, L)``, row-major
     order) -> ``(B, L, C)`` (zeros elsewhere). Sequence layout: returned unchanged."""
