@@ -29,6 +29,11 @@ EMOE (its MOSI configuration: d 256, 8 heads, 4 layers, aligned 50-step inputs o
   paper preset (router on the raw inputs, as EMOE's). Atsuko's paper preset is timed beside them.
 * ``inference``: batch 64.
 
+Every training step ends with an Adam step: the reference's own Adam (PyTorch's default, one tensor at a time on
+the CPU) and, for mser, the optimiser its trainer builds (``_make_optimizer``: foreach Adam), and beside it the
+opt-in fused Adam (``--train-set fused_optimizer=true``), which matters where one tensor is large (EMOE's router
+weight holds 197 M of its parameters).
+
 FLOPs are counted with ``torch.utils.flop_counter`` on one step of each; the share of peak uses an fp32 matmul
 peak measured in the same process; peak memory is each implementation's resident-set growth over one step in a
 process of its own. Results: ``benchmarks/results/reference_bench_t<threads>.{json,md}``.
@@ -112,16 +117,22 @@ class RefFEMF:
         self.T.train_or_eval_model(self.args, self.model, *self.losses, [data], train=False, first_stage=False)
 
 
-class MserFEMF:
-    def __init__(self):
-        import torch
+def mser_optimizer(model, fused: bool = False, **settings):
+    """The optimiser mser's trainer builds (``_make_optimizer``: foreach Adam on the CPU; fused with ``fused``, the
+    opt-in ``TrainConfig.fused_optimizer``), so that the step timed is the step mser trains with."""
+    from mser_lib.train.trainer import TrainConfig, _make_optimizer
 
+    return _make_optimizer(model.parameters(), TrainConfig(fused_optimizer=fused, **settings))
+
+
+class MserFEMF:
+    def __init__(self, fused: bool = False):
         from mser_lib.data.batch import DatasetInfo
         from mser_lib.models.registry import build_model
 
         info = DatasetInfo("mosi-utt", "position", "regression", "mosi", dict(FEMF_DIMS), source={"standardize": True})
         self.model = build_model("femf", info, "paper")
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4, weight_decay=1e-4)
+        self.opt = mser_optimizer(self.model, fused, lr=1e-4, weight_decay=1e-4)
 
     def step(self, batch, stage: str):
         self.model.set_stage(stage)
@@ -209,16 +220,14 @@ class RefEMOE:
 
 
 class MserAtsuko:
-    def __init__(self, name: str):
-        import torch
-
+    def __init__(self, name: str, fused: bool = False):
         from mser_lib.data.batch import DatasetInfo
         from mser_lib.models.registry import build_model
 
         info = DatasetInfo("mosi", "sequence", "regression", "mosi", dict(EMOE_DIMS),
                            source={"max_lengths": {m: 50 for m in EMOE_DIMS}})
         self.model = build_model(name, info, "paper")
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.opt = mser_optimizer(self.model, fused, lr=1e-4)
 
     def step(self, batch):
         from mser_lib.models.base import task_loss
@@ -277,6 +286,11 @@ def _alternate(fns: dict, reps: int, warmup: int = 1) -> dict:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def _fused(t: dict) -> dict:
+    """The fused-Adam side of a timed item (training items only)."""
+    return {"fused_s": t["fused"], "fused_ratio": t["fused"] / t["reference"]} if "fused" in t else {}
+
+
 def measure(threads: int, reps: int, femf_root: str | None, emoe_root: str | None) -> dict:
     import torch
     from bench_femf import matmul_peak
@@ -293,40 +307,45 @@ def measure(threads: int, reps: int, femf_root: str | None, emoe_root: str | Non
         split = femf_split(64, 0)
         epoch = femf_split(93, 1)
         idx = np.arange(64)
-        ref, ours = RefFEMF(Path(femf_root)), MserFEMF()
+        ref, ours, fused = RefFEMF(Path(femf_root)), MserFEMF(), MserFEMF(fused=True)
         rd, ob = _ref_femf_data(split, idx), collate(split, idx, "position")
         parts = [np.arange(64), np.arange(64, 93)]            # the same videos in each batch for both
         ref_epoch = [_ref_femf_data(epoch, p) for p in parts]
         our_epoch = [collate(epoch, p, "position") for p in parts]
         items = {
-            "FEMF stage-2 step (64 videos)": (lambda: ref.step(rd, "full"), lambda: ours.step(ob, "full")),
-            "FEMF stage-1 step (64 videos)": (lambda: ref.step(rd, "experts"), lambda: ours.step(ob, "experts")),
+            "FEMF stage-2 step (64 videos)": (lambda: ref.step(rd, "full"), lambda: ours.step(ob, "full"),
+                                              lambda: fused.step(ob, "full")),
+            "FEMF stage-1 step (64 videos)": (lambda: ref.step(rd, "experts"), lambda: ours.step(ob, "experts"),
+                                              lambda: fused.step(ob, "experts")),
             "FEMF stage-2 epoch (93 videos)": (lambda: [ref.step(d, "full") for d in ref_epoch],
-                                               lambda: [ours.step(b, "full") for b in our_epoch]),
-            "FEMF inference (64 videos)": (lambda: ref.infer(rd), lambda: ours.infer(ob)),
+                                               lambda: [ours.step(b, "full") for b in our_epoch],
+                                               lambda: [fused.step(b, "full") for b in our_epoch]),
+            "FEMF inference (64 videos)": (lambda: ref.infer(rd), lambda: ours.infer(ob), None),
         }
-        for name, (r, o) in items.items():
-            t = _alternate({"reference": r, "mser": o}, reps)
+        for name, (r, o, f) in items.items():
+            t = _alternate({"reference": r, "mser": o, **({"fused": f} if f else {})}, reps)
             fl = {"reference": _flops(r), "mser": _flops(o)}
             out["items"].append({"item": name, "reference_s": t["reference"], "mser_s": t["mser"],
-                                 "ratio": t["mser"] / t["reference"], "reference_gflop": fl["reference"] / 1e9,
+                                 "ratio": t["mser"] / t["reference"], **_fused(t),
+                                 "reference_gflop": fl["reference"] / 1e9,
                                  "mser_gflop": fl["mser"] / 1e9,
                                  "reference_peak_share": fl["reference"] / t["reference"] / 1e9 / peak,
                                  "mser_peak_share": fl["mser"] / t["mser"] / 1e9 / peak})
     if emoe_root:
         ref = RefEMOE(Path(emoe_root))
-        emoe, ats = MserAtsuko("emoe"), MserAtsuko("atsuko")
+        emoe, ats, fused = MserAtsuko("emoe"), MserAtsuko("atsuko"), MserAtsuko("emoe", fused=True)
         rx, ob = emoe_inputs(16, 0)
         rxi, obi = emoe_inputs(64, 1)
         ats.model.fit_band_boundaries([ob])
-        items = {"EMOE train step (16 x 50 steps)": (lambda: ref.step(rx), lambda: emoe.step(ob), lambda: ats.step(ob)),
+        items = {"EMOE train step (16 x 50 steps)": (lambda: ref.step(rx), lambda: emoe.step(ob), lambda: ats.step(ob),
+                                                     lambda: fused.step(ob)),
                  "EMOE inference (64 x 50 steps)": (lambda: ref.infer(rxi), lambda: emoe.infer(obi),
-                                                    lambda: ats.infer(obi))}
-        for name, (r, o, a) in items.items():
-            t = _alternate({"reference": r, "mser": o, "atsuko": a}, reps)
+                                                    lambda: ats.infer(obi), None)}
+        for name, (r, o, a, f) in items.items():
+            t = _alternate({"reference": r, "mser": o, "atsuko": a, **({"fused": f} if f else {})}, reps)
             fl = {"reference": _flops(r), "mser": _flops(o)}
             out["items"].append({"item": name, "reference_s": t["reference"], "mser_s": t["mser"],
-                                 "ratio": t["mser"] / t["reference"], "atsuko_s": t["atsuko"],
+                                 "ratio": t["mser"] / t["reference"], "atsuko_s": t["atsuko"], **_fused(t),
                                  "reference_gflop": fl["reference"] / 1e9, "mser_gflop": fl["mser"] / 1e9,
                                  "reference_peak_share": fl["reference"] / t["reference"] / 1e9 / peak,
                                  "mser_peak_share": fl["mser"] / t["mser"] / 1e9 / peak})
@@ -361,12 +380,15 @@ def _markdown(res: dict, mem: dict) -> str:
     lines = [f"# mser against the public reference codes, {res['threads']} thread(s)", "",
              f"Written by `benchmarks/bench_reference.py` at mser {res['revision']}; {res['machine']}; load average "
              f"{res['load']} when it started; fp32 matmul peak measured beside it: {res['matmul_peak_gflops']:.0f} "
-             "GFLOP/s. Median of the timed rounds, the two implementations alternating in one process. Ratio = mser "
-             "time / reference time.", "",
-             "| item | reference (s) | mser (s) | ratio | reference GFLOP | mser GFLOP | reference % of peak | "
-             "mser % of peak |", "|---|---|---|---|---|---|---|---|"]
+             "GFLOP/s. Median of the timed rounds, the implementations alternating in one process. Ratio = mser "
+             "time / reference time. mser's steps use the optimiser its trainer builds (foreach Adam on the CPU); "
+             "*fused* is the same step with the opt-in `fused_optimizer=True` (fused Adam: not the default, its "
+             "rounding differs from the committed records'); the reference steps use the reference's own Adam.", "",
+             "| item | reference (s) | mser (s) | ratio | mser, fused Adam (s) | ratio, fused | reference GFLOP | "
+             "mser GFLOP | reference % of peak | mser % of peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     for it in res["items"]:
-        lines.append(f"| {it['item']} | {it['reference_s']:.3f} | {it['mser_s']:.3f} | {it['ratio']:.2f} | "
+        fused = (f"{it['fused_s']:.3f} | {it['fused_ratio']:.2f}" if "fused_s" in it else " | ")
+        lines.append(f"| {it['item']} | {it['reference_s']:.3f} | {it['mser_s']:.3f} | {it['ratio']:.2f} | {fused} | "
                      f"{it['reference_gflop']:.1f} | {it['mser_gflop']:.1f} | {100 * it['reference_peak_share']:.0f} | "
                      f"{100 * it['mser_peak_share']:.0f} |")
     ats = [it for it in res["items"] if "atsuko_s" in it]

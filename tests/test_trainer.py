@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import mser_lib.train.trainer as trainer_mod
 from mser_lib.data import make_synthetic
@@ -244,3 +245,25 @@ def test_a_staged_model_gets_one_optimizer_per_stage_or_one_for_all(monkeypatch,
     # a setting no profile sets is not in any run's hash: the records made before it keep theirs
     from mser_lib.experiments import resolve_run
     assert "optimizer_per_stage" not in resolve_run("femf", "synthetic", 0, "quick")["train"]
+
+
+def test_fused_optimizer_is_opt_in_and_takes_the_same_steps_to_rounding():
+    """``fused_optimizer=True`` builds fused Adam on the CPU (the default stays foreach, which the committed records
+    were trained with); both take the same steps up to float rounding."""
+    from mser_lib.train.trainer import _make_optimizer
+
+    torch.manual_seed(0)
+    start = torch.randn(300, 200)
+    grads = [torch.randn(300, 200) for _ in range(5)]
+    out = {}
+    for fused in (False, True):
+        p = torch.nn.Parameter(start.clone())
+        opt = _make_optimizer([p], TrainConfig(lr=1e-2, weight_decay=1e-4, fused_optimizer=fused))
+        assert opt.defaults.get("fused") is (True if fused else None)
+        assert opt.defaults.get("foreach") is (None if fused else True)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        out[fused] = p.detach()
+    assert not torch.equal(out[False], start)
+    torch.testing.assert_close(out[True], out[False], rtol=0, atol=1e-6)

@@ -78,6 +78,11 @@ class TrainConfig:
     # counts carried over (the FEMF reference builds one Adam for all 300 epochs). Unset in every profile, so it
     # adds nothing to the config hash of a run that keeps the default.
     optimizer_per_stage: bool = True
+    # Adam's update as one fused kernel per tensor on the CPU too (on CUDA it always is). About 6x faster than the
+    # CPU default (foreach) on a large tensor (benchmarks/results/reference_bench_*.md: EMOE's 197 M-parameter router
+    # dominates its step), but its float rounding differs from foreach's (1e-8 after a few steps), so it is opt-in:
+    # the committed records were trained with foreach and reproduce bit for bit only so. Unset in every profile.
+    fused_optimizer: bool = False
     train_missing_rate: float = 0.0      # random modality dropout during training (augmentation)
     selection: str = "valid"             # "valid" | "crossfit" (select on test folds; train/crossfit.py)
     crossfit_folds: int = 2              # folds of the test samples (videos) for "crossfit"
@@ -214,10 +219,12 @@ def _make_optimizer(params, cfg: TrainConfig, model=None):
     """Adam or AdamW over ``params`` at ``cfg``'s rate and weight decay; a model with ``param_groups(lr,
     weight_decay)`` (Self-MM: its LSTM subnets at their own rate) gives its groups of trainable parameters."""
     # CPU: foreach, one kernel per update step over all parameters instead of a Python loop over them (the
-    # CPU default is the loop; on the quick models it was about 2/3 of the optimiser's time). CUDA: fused,
-    # a few kernels for the whole update and no per-parameter step counters read back on the host.
+    # CPU default is the loop; on the quick models it was about 2/3 of the optimiser's time), or fused where
+    # ``cfg.fused_optimizer`` asks. CUDA: fused, a few kernels for the whole update and no per-parameter step
+    # counters read back on the host.
     params = list(params)
-    fast = {"fused": True} if params and all(p.is_cuda for p in params) else {"foreach": True}
+    fused = cfg.fused_optimizer or (params and all(p.is_cuda for p in params))
+    fast = {"fused": True} if fused else {"foreach": True}
     if model is not None and hasattr(model, "param_groups"):
         params = [g for g in model.param_groups(cfg.lr, cfg.weight_decay) if g["params"]]
     if cfg.optimizer == "adam":
