@@ -296,6 +296,34 @@ def test_readme_block_without_notebooks_shows_the_default_runs_and_counts_the_sw
     assert "1 are the deviation ledger's, which the table below reads; 2 belong to the other grids" in text
 
 
+def test_readme_claims_block_before_notebooks_04_06_shows_table1_claims_and_counts_the_grids(tmp_path):
+    """A claims profile whose notebook 03 has run but not 04-06: its main table, Table 1's claims counted with the
+    resolved ones named, and the runs of the other grids counted."""
+    res = tmp_path / "results" / "claims" / "synthetic"
+    (res / "tables").mkdir(parents=True)
+    base = {"dataset": "synthetic", "profile": "claims", "test": {"mae": 1.0}}
+    recs = [{**base, "model": "femf", "seed": 0, "overrides": {}},
+            {**base, "model": "femf", "seed": 0, "overrides": {"use_fae": False}, "tag": "w/o FAE"}]
+    (res / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (res / "tables" / "main_results.csv").write_text(
+        "source,model,dataset,setting,features,seeds,MAE\nmeasured (mser),femf,synthetic,profile claims,built-in,"
+        "0,0.5\n")
+    (res / "tables" / "claims_table1.csv").write_text(
+        "claim,paper says,we measure,bootstrap 95% CI,seeds,schedule,p adjusted (Holm),resolved,agrees with paper\n"
+        "Table 1: A beats B (MAE),0.7 vs 0.8,MAE: A-B = +0.1,\"[0.05, 0.15]\",5,60 epochs,0.01,yes,no\n"
+        "Table 1: A beats C (MAE),0.7 vs 0.9,MAE: A-B = +0.0,\"[-0.1, 0.1]\",5,60 epochs,0.9,no,undecided\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{rd.README_BEGIN}\n{rd.README_END}\n")
+    assert rd.write_readme_block(tmp_path / "results", readme) == 0
+    text = readme.read_text()
+    assert "| femf | 0 | 0.5 |" in text
+    assert "each paper's Table 1 as claims** (notebook 03). 2 claims in" in text
+    assert "1 resolved (0 as the paper says, 1 against it), 1 not resolved" in text
+    assert "| Table 1: A beats B (MAE) |" in text
+    assert "| Table 1: A beats C (MAE) |" not in text
+    assert "The other 1 runs of `" in text
+
+
 def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):
     readme = tmp_path / "README.md"
     before = f"intro\n{rd.README_BEGIN}\nkept\n{rd.README_END}\n"

@@ -120,6 +120,39 @@ def _main_block(results_dir, profile: str, dataset: str, main_csv: Path) -> str:
             f"{'; '.join(links)}.\n\n" + to_markdown(compact) + "\n")
 
 
+def _table1_block(dataset: str, profile: str, table1_csv: Path) -> str:
+    """Each paper's Table 1 as claims (notebook 03's ``claims_table1.csv``), counted, with its resolved rows."""
+    c = pd.read_csv(table1_csv, dtype=str, keep_default_na=False)
+    if c.empty:
+        return ""
+    text = f"**{dataset}, profile `{profile}`: each paper's Table 1 as claims** (notebook 03). " + claims_summary(
+        table1_csv, c)
+    resolved = c[c["resolved"] == "yes"]
+    if len(resolved):
+        cols = ["claim", "we measure", "bootstrap 95% CI", "seeds", "p adjusted (Holm)", "agrees with paper"]
+        text += "\n\n" + to_markdown(resolved[cols].set_index("claim"))
+    return text + "\n"
+
+
+def _switch_runs_sentence(recs: list[dict], n_default: int, runs: Path, has_ledger: bool) -> str:
+    """How many runs of ``runs`` set a switch: the deviation ledger's, and those of notebooks 04-06's grids whose
+    tables are not written yet ("" when every run is a main-grid run)."""
+    others = len(recs) - n_default
+    if not others:
+        return ""
+    from .. import grids
+
+    labels = {d.label for d in grids.DEVIATIONS}
+    n_ledger = sum(r.get("tag") in labels for r in recs) if has_ledger else 0   # ledger runs all set a switch
+    text = f"{'The other' if n_default else 'The'} {others} runs of `{runs.as_posix()}` each set a switch"
+    if n_ledger:
+        text += f": {n_ledger} are the deviation ledger's, which the table below reads"
+        if others - n_ledger:
+            text += (f"; {others - n_ledger} belong to the other grids of notebooks 04-06 (ablations, sweeps, "
+                     "robustness), finished so far; their tables come when the notebooks run on this profile")
+    return text + ".\n"
+
+
 def _records_block(results_dir, profile: str, dataset: str, runs: Path, has_ledger: bool) -> str:
     """A result set whose notebooks have not run: its main-grid runs (:func:`_main_grid_runs`) from the records;
     the runs with a switch set are counted, and read in the deviation ledger when there is one."""
@@ -127,20 +160,8 @@ def _records_block(results_dir, profile: str, dataset: str, runs: Path, has_ledg
     default = _main_grid_runs(recs)
     text = (f"**{dataset}**, profile `{profile}`, test split, mean ± std over seeds (from `{runs.as_posix()}`, "
             f"the runs with no switch set):\n\n{to_markdown(wide_table(aggregate(default)))}\n") if default else ""
-    others = len(recs) - len(default)
-    if others:
-        from .. import grids
-
-        labels = {d.label for d in grids.DEVIATIONS}
-        n_ledger = sum(r.get("tag") in labels for r in recs) if has_ledger else 0   # ledger runs all set a switch
-        text += f"\n{'The other' if default else 'The'} {others} runs of `{runs.as_posix()}` each set a switch"
-        if n_ledger:
-            text += f": {n_ledger} are the deviation ledger's, which the table below reads"
-            if others - n_ledger:
-                text += (f"; {others - n_ledger} belong to the other grids of notebooks 04-06 (ablations, sweeps, "
-                         "robustness), finished so far; their tables come when the notebooks run on this profile")
-        text += ".\n"
-    return text
+    others = _switch_runs_sentence(recs, len(default), runs, has_ledger)
+    return text + ("\n" + others if others else "")
 
 
 def readme_block(results_dir) -> str | None:
@@ -158,6 +179,11 @@ def readme_block(results_dir) -> str | None:
             blocks.append(_main_block(results_dir, profile, dataset, main_csv))
             if claims_csv.exists():
                 blocks.append(f"**{dataset}, profile `{profile}`: claims.** {claims_summary(claims_csv)}\n")
+            elif profile == "claims":          # notebooks 04-06 not run yet: Table 1's claims and the grids so far
+                if (tables / "claims_table1.csv").exists():
+                    blocks.append(_table1_block(dataset, profile, tables / "claims_table1.csv"))
+                recs = load_records(results_dir, profile, dataset)
+                blocks.append(_switch_runs_sentence(recs, len(_main_grid_runs(recs)), runs, ledger_csv.exists()))
         else:
             blocks.append(_records_block(results_dir, profile, dataset, runs,
                                          ledger_csv.exists() and profile != "quick"))   # the ledger block's rule
