@@ -132,7 +132,13 @@ def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool,
     finished: list[tuple[float, float]] = []    # (expected, taken) seconds of each run trained so far
     started = time.perf_counter()
     try:
-        futures = {pool.submit(_worker, jobs[n]): n for n in order}            # submitted longest first
+        # runs that will not train (a record they reuse: cost 0) are looked up here, so that the bar counts them at
+        # once and no worker waits behind them
+        for n in order:
+            if costs[n] == 0:
+                done[n] = run_one(**jobs[n])
+                bar.update(1)
+        futures = {pool.submit(_worker, jobs[n]): n for n in order if done[n] is None}   # longest first
         pending = set(futures)
         while pending:
             over, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
