@@ -322,6 +322,7 @@ def test_readme_claims_block_before_notebooks_04_06_shows_table1_claims_and_coun
     assert "| Table 1: A beats B (MAE) |" in text
     assert "| Table 1: A beats C (MAE) |" not in text
     assert "The other 1 runs of `" in text
+    assert "same settings as a `quick` run" not in text                 # no quick runs here
 
 
 def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):
@@ -528,6 +529,8 @@ def test_readme_claims_block_counts_verdicts_and_compares_with_quick(tmp_path):
     assert "| B hurts |" in text
     assert "| C hurts |" not in text
     assert "2 have the same settings as a `quick` run, and 1 of those reproduce its test metrics exactly" in text
+    assert "Of the 1 that differ, 1 were trained on another CPU than their `quick` twin or on one their records " \
+           "do not name, 0 on the same CPU." in text
 
 
 def test_table_cells_cannot_add_columns_rows_html_or_readme_markers():

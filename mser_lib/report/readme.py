@@ -48,19 +48,36 @@ def _config_minus_profile(rec: dict) -> str:
     return json.dumps(cfg, sort_keys=True, default=str)
 
 
-def same_runs_as(records: list[dict], other: list[dict]) -> tuple[int, int]:
-    """``(shared, equal)``: how many of ``records`` have a run in ``other`` with the same settings but
-    for the profile's name, and how many of those have equal test metrics."""
+def _shared_runs(records: list[dict], other: list[dict]) -> list[tuple[dict, dict]]:
+    """The pairs ``(record, twin)``: each of ``records`` with the run of ``other`` of the same settings but for the
+    profile's name."""
     index = {_config_minus_profile(r): r for r in other}
-    shared = [(r, index[k]) for r in records if (k := _config_minus_profile(r)) in index]
-    return len(shared), sum(a.get("test") == b.get("test") for a, b in shared)
+    return [(r, index[k]) for r in records if (k := _config_minus_profile(r)) in index]
+
+
+def same_runs_sentence(records: list[dict], other: list[dict], profile: str, other_profile: str = "quick") -> str:
+    """How many of ``records`` (``profile``) share their settings with a run of ``other`` and reproduce its test
+    metrics exactly; runs that differ are split by whether their records name one CPU (two CPUs run other math
+    kernels, docs/reproduction.md). "" when none is shared."""
+    shared = _shared_runs(records, other)
+    if not shared:
+        return ""
+    differ = [(a, b) for a, b in shared if a.get("test") != b.get("test")]
+    text = (f"Of this profile's {len(records)} runs, {len(shared)} have the same settings as a `{other_profile}` run, "
+            f"and {len(shared) - len(differ)} of those reproduce its test metrics exactly.")
+    if differ:
+        cpu = [((a.get("versions") or {}).get("cpu"), (b.get("versions") or {}).get("cpu")) for a, b in differ]
+        same_cpu = sum(x is not None and x == y for x, y in cpu)
+        text += (f" Of the {len(differ)} that differ, {len(differ) - same_cpu} were trained on another CPU than "
+                 f"their `{other_profile}` twin or on one their records do not name, {same_cpu} on the same CPU.")
+    return text
 
 
 def _claims_block(results_dir, profile: str, dataset: str, claims_csv: Path) -> str:
     """The block of a ``claims`` profile: its verdict counts and the resolved claims."""
     c = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
     recs = load_records(results_dir, profile, dataset)
-    shared, equal = same_runs_as(recs, load_records(results_dir, "quick", dataset))
+    same = same_runs_sentence(recs, load_records(results_dir, "quick", dataset), profile)
     seeds = sorted(set(c["seeds"]))
     schedules = sorted({part.removeprefix("A: ").removeprefix("B: ") for sched in c["schedule"]
                         for part in sched.split("; ") if part})
@@ -68,9 +85,8 @@ def _claims_block(results_dir, profile: str, dataset: str, claims_csv: Path) -> 
     lines = [f"**{dataset}, profile `{profile}`: the papers' claims** (every ablation and sweep of notebooks 04-05; "
              f"seeds per claim: {', '.join(seeds)}; schedules: {'; '.join(schedules)}; selection: "
              f"{', '.join(selections)}). " + claims_summary(claims_csv, c)]
-    if shared:
-        lines.append(f"Of this profile's {len(recs)} runs, {shared} have the same settings as a `quick` run, and "
-                     f"{equal} of those reproduce its test metrics exactly.")
+    if same:
+        lines.append(same)
     resolved = c[c["resolved"] == "yes"]
     if len(resolved):
         cols = ["claim", "paper says", "we measure", "seeds", "p adjusted (Holm)", "agrees with paper"]
@@ -184,6 +200,7 @@ def readme_block(results_dir) -> str | None:
                     blocks.append(_table1_block(dataset, profile, tables / "claims_table1.csv"))
                 recs = load_records(results_dir, profile, dataset)
                 blocks.append(_switch_runs_sentence(recs, len(_main_grid_runs(recs)), runs, ledger_csv.exists()))
+                blocks.append(same_runs_sentence(recs, load_records(results_dir, "quick", dataset), profile))
         else:
             blocks.append(_records_block(results_dir, profile, dataset, runs,
                                          ledger_csv.exists() and profile != "quick"))   # the ledger block's rule
