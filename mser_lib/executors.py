@@ -54,7 +54,7 @@ def _has_status(job: dict, chash: str) -> bool:
             / STATUS_NAME).exists()
 
 
-def _shown_runs(jobs: list[dict], hashes: dict[int, str], running: list[int], order: list[int],
+def _shown_runs(jobs: list[dict], hashes: list[str] | dict[int, str], running: list[int], order: list[int],
                 workers: int) -> list[int]:
     """The ``workers`` runs the status line names. A process pool marks one call more than it has workers as
     running before a worker takes it, so the runs that have written their status file come first (they are
@@ -63,7 +63,7 @@ def _shown_runs(jobs: list[dict], hashes: dict[int, str], running: list[int], or
     return sorted(running, key=lambda n: (not _has_status(jobs[n], hashes[n]), rank.get(n, 0)))[:workers]
 
 
-def _status_line(jobs: list[dict], hashes: dict[int, str], running: list[int]) -> str:
+def _status_line(jobs: list[dict], hashes: list[str] | dict[int, str], running: list[int]) -> str:
     """One line with what each running job is doing, from its status file."""
     parts = []
     for n in running:
@@ -104,18 +104,13 @@ def _ignore_sigint() -> None:
             pass
 
 
-def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool, costs: list[float]) -> list[dict]:
+def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool, costs: list[float],
+               hashes: list[str]) -> list[dict]:
     """The process-pool executor of :func:`run_grid`: one-thread workers, the longest runs first, a line
     showing each running run (model, seed, stage, epoch of total, its selection metric) and an estimate of
-    the time left from ``costs`` (:func:`expected_cost` per job); Ctrl-C or SIGTERM stops the workers within
+    the time left from ``costs`` and ``hashes`` (:func:`_job_costs`); Ctrl-C or SIGTERM stops the workers within
     seconds (:class:`GridInterrupted`)."""
     done: list = [None] * len(jobs)
-    hashes = {}
-    for n in order:
-        try:
-            hashes[n] = config_hash(_job_run(jobs[n]))
-        except Exception:   # for the status line only: a bad job fails in its worker, with its own error
-            hashes[n] = "unknown"
     bar = tqdm(total=len(jobs), desc="runs", disable=not progress)
     line = tqdm(total=0, position=1, bar_format="{desc}", disable=not progress, leave=False)
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
@@ -220,19 +215,22 @@ def expected_cost(job: dict, run: dict | None = None) -> float:
     return float(rec["wall_time_s"]) if rec and rec.get("wall_time_s") is not None else float("inf")
 
 
-def _job_costs(jobs: list[dict], known: dict | None) -> list[float]:
-    """Each job's expected seconds: ``known[config hash]`` where given, else :func:`expected_cost` (each job's run
-    is resolved once)."""
-    out = []
+def _job_costs(jobs: list[dict], known: dict | None) -> tuple[list[float], list[str]]:
+    """Each job's expected seconds (``known[config hash]`` where given, else :func:`expected_cost`) and config hash,
+    each job's run resolved once. A job that does not resolve gets infinity and ``"unknown"`` (an estimate and a
+    status line only: it fails in its worker, with its own error)."""
+    costs, hashes = [], []
     for job in jobs:
         try:
             run = _job_run(job)
             h = config_hash(run)
-        except Exception:   # an estimate only: a bad job fails in its worker, with its own error
-            out.append(float("inf"))
+        except Exception:
+            costs.append(float("inf"))
+            hashes.append("unknown")
             continue
-        out.append(float(known[h]) if known and h in known else expected_cost(job, run))
-    return out
+        costs.append(float(known[h]) if known and h in known else expected_cost(job, run))
+        hashes.append(h)
+    return costs, hashes
 
 
 RAY_EXTRA_HINT = ('executor="ray" needs Ray, the optional extra mser_lib[ray]: pip install -e ".[ray]" '
@@ -398,10 +396,10 @@ def run_grid(runs: list[dict], results_dir=DEFAULT_RESULTS, executor: str = "inl
             done.append(run_one(**job))
     elif executor == "ray":
         _import_ray()                                     # fail before any work when the extra is missing
-        costs = _job_costs(jobs, costs)
+        costs, _ = _job_costs(jobs, costs)
         done = _ray_grid(jobs, sorted(range(len(jobs)), key=lambda n: -costs[n]), progress, ray_address)
     else:
-        costs = _job_costs(jobs, costs)
-        done = _pool_grid(jobs, sorted(range(len(jobs)), key=lambda n: -costs[n]), workers, progress, costs)
+        costs, hashes = _job_costs(jobs, costs)
+        done = _pool_grid(jobs, sorted(range(len(jobs)), key=lambda n: -costs[n]), workers, progress, costs, hashes)
     return [done[index[k]] for k in keys]
 
