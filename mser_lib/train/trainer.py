@@ -78,9 +78,9 @@ class TrainConfig:
     # counts carried over (the FEMF reference builds one Adam for all 300 epochs). Unset in every profile, so it
     # adds nothing to the config hash of a run that keeps the default.
     optimizer_per_stage: bool = True
-    # Adam's update as one fused kernel per tensor on the CPU too (on CUDA it always is). About 6x faster than the
-    # CPU default (foreach) on a large tensor (benchmarks/results/reference_bench_*.md: EMOE's 197 M-parameter router
-    # dominates its step), but its float rounding differs from foreach's (1e-8 after a few steps), so it is opt-in:
+    # Adam's update as one fused kernel per tensor on the CPU too (on CUDA it always is). It pays where one tensor is
+    # large: EMOE's paper step, whose router weight holds 197 M parameters, took 3.73 s against foreach's 5.33 s
+    # (benchmarks/results/reference_bench_t1.md); but its float rounding differs from foreach's, so it is opt-in:
     # the committed records were trained with foreach and reproduce bit for bit only so. Unset in every profile.
     fused_optimizer: bool = False
     train_missing_rate: float = 0.0      # random modality dropout during training (augmentation)
