@@ -318,9 +318,7 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
         else:
             bare += 1
     s += f". The other {len(ledger) - len(done)} stay undecided"
-    parts = []
-    if few:
-        parts.append(f"{few} with fewer than 3 seeds" if len(rest) else f"{few} of them with fewer than 3 seeds")
+    parts = [f"{few} with fewer than 3 seeds"] if few else []
     if apart:
         parts.append(f"{len(apart)} with an interval that excludes 0 before the Holm adjustment over the "
                      f"{len(ledger)} rows but not after it ({'; '.join(apart)}): a lead, not a finding")
@@ -330,7 +328,10 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
                      + " can tell")
     if bare:
         parts.append(f"{bare} without an interval in this table")
-    s += (f" ({parts[0]})." if parts and not len(rest) else ": " + "; ".join(parts) + "." if parts else ".")
+    if few and rest.empty:          # every undecided row short of seeds: the sentence the quick notebooks print
+        s += f" ({few} of them with fewer than 3 seeds)."
+    else:
+        s += (": " + "; ".join(parts) if parts else "") + "."
     if "bootstrap 95% CI" in ledger.columns:
         seed_only = int(sum(_ci(v) is None for v in ledger["bootstrap 95% CI"]))
         if seed_only:

@@ -73,6 +73,12 @@ def same_runs_sentence(records: list[dict], other: list[dict], profile: str, oth
     return text
 
 
+def _resolved_table(frame: pd.DataFrame, cols: list[str]) -> str:
+    """The rows of a verdict table (claims, ledger) marked resolved, as Markdown under a blank line; "" when none."""
+    resolved = frame[frame["resolved"] == "yes"]
+    return "\n\n" + to_markdown(resolved[cols].set_index(cols[0])) if len(resolved) else ""
+
+
 def _claims_block(results_dir, profile: str, dataset: str, claims_csv: Path) -> str:
     """The block of a ``claims`` profile: its verdict counts and the resolved claims."""
     c = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
@@ -87,10 +93,9 @@ def _claims_block(results_dir, profile: str, dataset: str, claims_csv: Path) -> 
              f"{', '.join(selections)}). " + claims_summary(claims_csv, c)]
     if same:
         lines.append(same)
-    resolved = c[c["resolved"] == "yes"]
-    if len(resolved):
-        cols = ["claim", "paper says", "we measure", "seeds", "p adjusted (Holm)", "agrees with paper"]
-        lines.append("\nThe resolved claims:\n\n" + to_markdown(resolved[cols].set_index("claim")))
+    table = _resolved_table(c, ["claim", "paper says", "we measure", "seeds", "p adjusted (Holm)", "agrees with paper"])
+    if table:
+        lines.append("\nThe resolved claims:" + table)
     return "\n".join(lines) + "\n"
 
 
@@ -104,10 +109,7 @@ def _ledger_block(dataset: str, profile: str, ledger_csv: Path) -> str:
     text = (f"**{dataset}, profile `{profile}`: the deviation ledger** (each departure from a paper or a reference "
             f"code flipped on its model's default run; full table `{ledger_csv.with_suffix('.md').as_posix()}`). "
             + ledger_sentence(led))
-    resolved = led[led["resolved"] == "yes"]
-    if len(resolved):
-        cols = ["deviation", "MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds"]
-        text += "\n\n" + to_markdown(resolved[cols].set_index("deviation"))
+    text += _resolved_table(led, ["deviation", "MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds"])
     return text + "\n"
 
 
@@ -118,14 +120,14 @@ def _main_grid_runs(recs: list[dict]) -> list[dict]:
     return [r for r in recs if set(r.get("overrides") or {}) <= {"modalities"} and "train." not in variant_name(r)]
 
 
-def _main_block(results_dir, profile: str, dataset: str, main_csv: Path) -> str:
+def _main_block(recs: list[dict], dataset: str, profile: str, main_csv: Path) -> str:
     from .analysis import selection_note
     from .paper_rows import split_main_table
 
     ours, _, features = split_main_table(pd.read_csv(main_csv, dtype=str, keep_default_na=False))
     cols = [c for c in MAIN_COLUMNS if c in ours.reset_index().columns]
     compact = ours.reset_index()[cols].set_index("model")
-    main_recs = _main_grid_runs(load_records(results_dir, profile, dataset))
+    main_recs = _main_grid_runs(recs)
     presets = sorted({str((r.get("config") or {}).get("model_preset") or "?") for r in main_recs})
     links = [f"`{main_csv.with_suffix('.md').as_posix()}` (every metric, the papers' reported rows)"]
     sel = main_csv.parent / "selection_protocols.md"
@@ -143,24 +145,25 @@ def _table1_block(dataset: str, profile: str, table1_csv: Path) -> str:
         return ""
     text = f"**{dataset}, profile `{profile}`: each paper's Table 1 as claims** (notebook 03). " + claims_summary(
         table1_csv, c)
-    resolved = c[c["resolved"] == "yes"]
-    if len(resolved):
-        cols = ["claim", "we measure", "bootstrap 95% CI", "seeds", "p adjusted (Holm)", "agrees with paper"]
-        text += "\n\n" + to_markdown(resolved[cols].set_index("claim"))
+    text += _resolved_table(c, ["claim", "we measure", "bootstrap 95% CI", "seeds", "p adjusted (Holm)",
+                                "agrees with paper"])
     return text + "\n"
 
 
-def _switch_runs_sentence(recs: list[dict], n_default: int, runs: Path, has_ledger: bool) -> str:
-    """How many runs of ``runs`` set a switch: the deviation ledger's, and those of notebooks 04-06's grids whose
-    tables are not written yet ("" when every run is a main-grid run)."""
-    others = len(recs) - n_default
-    if not others:
+def _switch_runs_sentence(recs: list[dict], runs: Path, has_ledger: bool) -> str:
+    """How many runs of ``runs`` (``recs``) set a switch, i.e. are not main-grid runs (:func:`_main_grid_runs`): the
+    deviation ledger's, and those of notebooks 04-06's grids whose tables are not written yet ("" when every run is
+    a main-grid run)."""
+    default = {id(r) for r in _main_grid_runs(recs)}
+    switched = [r for r in recs if id(r) not in default]
+    if not switched:
         return ""
     from .. import grids
 
     labels = {d.label for d in grids.DEVIATIONS}
-    n_ledger = sum(r.get("tag") in labels for r in recs) if has_ledger else 0   # ledger runs all set a switch
-    text = f"{'The other' if n_default else 'The'} {others} runs of `{runs.as_posix()}` each set a switch"
+    n_ledger = sum(r.get("tag") in labels for r in switched) if has_ledger else 0
+    others = len(switched)
+    text = f"{'The other' if default else 'The'} {others} runs of `{runs.as_posix()}` each set a switch"
     if n_ledger:
         text += f": {n_ledger} are the deviation ledger's, which the table below reads"
         if others - n_ledger:
@@ -176,7 +179,7 @@ def _records_block(results_dir, profile: str, dataset: str, runs: Path, has_ledg
     default = _main_grid_runs(recs)
     text = (f"**{dataset}**, profile `{profile}`, test split, mean ± std over seeds (from `{runs.as_posix()}`, "
             f"the runs with no switch set):\n\n{to_markdown(wide_table(aggregate(default)))}\n") if default else ""
-    others = _switch_runs_sentence(recs, len(default), runs, has_ledger)
+    others = _switch_runs_sentence(recs, runs, has_ledger)
     return text + ("\n" + others if others else "")
 
 
@@ -192,14 +195,14 @@ def readme_block(results_dir) -> str | None:
         if profile == "claims" and claims_csv.exists():
             blocks.append(_claims_block(results_dir, profile, dataset, claims_csv))
         elif main_csv.exists():
-            blocks.append(_main_block(results_dir, profile, dataset, main_csv))
+            recs = load_records(results_dir, profile, dataset)
+            blocks.append(_main_block(recs, dataset, profile, main_csv))
             if claims_csv.exists():
                 blocks.append(f"**{dataset}, profile `{profile}`: claims.** {claims_summary(claims_csv)}\n")
             elif profile == "claims":          # notebooks 04-06 not run yet: Table 1's claims and the grids so far
                 if (tables / "claims_table1.csv").exists():
                     blocks.append(_table1_block(dataset, profile, tables / "claims_table1.csv"))
-                recs = load_records(results_dir, profile, dataset)
-                blocks.append(_switch_runs_sentence(recs, len(_main_grid_runs(recs)), runs, ledger_csv.exists()))
+                blocks.append(_switch_runs_sentence(recs, runs, ledger_csv.exists()))
                 blocks.append(same_runs_sentence(recs, load_records(results_dir, "quick", dataset), profile))
         else:
             blocks.append(_records_block(results_dir, profile, dataset, runs,
