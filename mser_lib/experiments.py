@@ -443,7 +443,8 @@ def train_run(run: dict, ds: MultimodalDataset, results_dir=DEFAULT_RESULTS, pro
         "config_hash": h, "tag": tag, "model": model, "dataset": dataset, "seed": seed, "profile": profile,
         "overrides": run["overrides"], "config": run, "git_revision": git_revision(), "versions": versions(),
         "device": str(resolve_device(tcfg.device)), "n_params": n_params,
-        "wall_time_s": round(time.perf_counter() - started, 3), "best_epoch": result.best_epoch,
+        # every sitting's training: a resumed run adds what its checkpoint says the earlier ones took
+        "wall_time_s": round(time.perf_counter() - started + result.earlier_s, 3), "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run, "select_metric": result.select_metric,
         "resumed_from_epoch": result.resumed_from_epoch, "best_is_last": result.best_is_last,
         "degenerate": result.degenerate,

@@ -49,6 +49,28 @@ def test_killed_run_resumes_to_identical_metrics(smoke, tmp_path):
     assert [r["valid_mae"] for r in resumed.history] == pytest.approx([r["valid_mae"] for r in full.history])
 
 
+def test_a_resumed_run_counts_the_training_time_of_its_earlier_sittings(smoke, tmp_path):
+    """Issue 21: a resumed run's record stated only its last sitting's time, so the grid's estimate (time taken
+    against time expected) read low after every resume."""
+    import time
+    cfg = TrainConfig(**CFG)
+
+    def slow_then_kill(epoch, row):
+        if epoch == 0:
+            time.sleep(1.0)      # the earlier sitting's epochs take at least this long
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit_model(_model(smoke.info), smoke, cfg, seed=3, run_dir=tmp_path / "b", callbacks=[slow_then_kill])
+    resumed = fit_model(_model(smoke.info), smoke, cfg, seed=3, run_dir=tmp_path / "b")
+    assert resumed.resumed_from_epoch == 3
+    assert resumed.earlier_s >= 1.0                 # the first sitting's epochs 0-1 (epoch 2 saved after its callback)
+    assert resumed.wall_time_s < resumed.earlier_s   # this sitting, two quick epochs, is kept apart
+    fresh = fit_model(_model(smoke.info), smoke, cfg, seed=3, run_dir=tmp_path / "c")
+    assert fresh.earlier_s == 0.0
+
+
 def test_resume_without_best_pt_is_refused_naming_the_file(smoke, tmp_path):
     """Issue 24, item 3: a deleted best.pt used to let the resumed run record its last epoch's scores under
     the chosen epoch's number."""

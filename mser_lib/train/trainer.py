@@ -140,6 +140,7 @@ class FitResult:
     best_is_last: bool = False           # the chosen epoch is the last one run: still improving
     protocols: dict | None = None        # crossfit only: the same run under each selection protocol
     degenerate: bool | None = None       # final stage: no better than the trivial predictor (learned nothing)
+    earlier_s: float = 0.0               # seconds trained in earlier sittings (a resumed run), not in wall_time_s
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -314,7 +315,8 @@ class Checkpoints:
         if scheduler is not None and ck.get("scheduler") is not None:
             scheduler.load_state_dict(ck["scheduler"])
         state = {"history": ck["history"], "best_value": ck["best_value"], "best_epoch": ck["best_epoch"],
-                 "test_history": [], "start_epoch": ck["epoch"] + 1, "best_state": None}
+                 "test_history": [], "start_epoch": ck["epoch"] + 1, "best_state": None,
+                 "elapsed_s": float(ck.get("elapsed_s", 0.0))}   # older checkpoints did not keep it
         if selector is not None:
             selector.load_state_dict(ck["crossfit"])
             state["test_history"] = ck["test_history"]
@@ -451,14 +453,17 @@ class _CrossfitSelection(_Selection):
         return len(history) - 1 in self.crossfit.best_epoch, test, protocols
 
 
-def _resume_state(model, optimizer, scheduler, sel: _Selection, epoch: int, history: list[dict]) -> dict:
-    """What ``last.pt`` holds after epoch ``epoch``: everything :meth:`Checkpoints.resume` restores."""
+def _resume_state(model, optimizer, scheduler, sel: _Selection, epoch: int, history: list[dict],
+                  elapsed_s: float) -> dict:
+    """What ``last.pt`` holds after epoch ``epoch``: everything :meth:`Checkpoints.resume` restores, and the
+    seconds trained so far over every sitting (``elapsed_s``), so that a resumed run's record states its whole
+    training time."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler else None,
             "epoch": epoch, "history": history, "best_value": sel.best_value,
             "best_epoch": sel.best_epoch, "rng": rng_state(),
             "crossfit": sel.crossfit.state_dict() if sel.crossfit is not None else None,
-            "test_history": sel.test_history}
+            "test_history": sel.test_history, "elapsed_s": elapsed_s}
 
 
 def _selection(cfg: TrainConfig, dataset: MultimodalDataset, metric: str, score_test: bool, ckpt: Checkpoints,
@@ -516,6 +521,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
     sel = _selection(cfg, dataset, metric, score_test, ckpt, seed)
     resumed = ckpt.resume(model, optimizer, scheduler, sel.crossfit, device)
     history, start_epoch = sel.restore(resumed)
+    earlier = resumed["elapsed_s"] if resumed else 0.0
 
     bar = tqdm(range(start_epoch, n_epochs), desc=desc, disable=not cfg.progress, leave=False,
                initial=start_epoch, total=n_epochs)
@@ -534,7 +540,8 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
                **{f"valid_{k}": v for k, v in valid.items()}, "best": improved}
         history.append(row)
         bar.set_postfix({"train": f"{row['train_total']:.3f}", metric: f"{value:.3f}"})
-        ckpt.save("last.pt", _resume_state(model, optimizer, scheduler, sel, epoch, history))
+        ckpt.save("last.pt", _resume_state(model, optimizer, scheduler, sel, epoch, history,
+                                           earlier + time.perf_counter() - start))
         for cb in callbacks or ():
             cb(epoch, row)
     bar.close()
@@ -552,7 +559,7 @@ def fit(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0, run_
     return FitResult(best_epoch=sel.best_epoch, epochs_run=len(history), valid_metrics=valid,
                      test_metrics=test, history=history, wall_time_s=time.perf_counter() - start,
                      select_metric=metric, resumed_from_epoch=start_epoch if resumed else None,
-                     best_is_last=best_is_last, protocols=protocols, degenerate=degenerate)
+                     best_is_last=best_is_last, protocols=protocols, degenerate=degenerate, earlier_s=earlier)
 
 
 def _crossfit_protocols(selector, history: list[dict], test_history: list[dict], y_test, info, cfg: TrainConfig,
@@ -664,7 +671,7 @@ def fit_model(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0
         # their state untouched until a later stage trains them
         model.to(usable_device(cfg.device))
         shared = _make_optimizer(model.parameters(), cfg, model)
-    results, total = [], 0.0
+    results, total, earlier = [], 0.0, 0.0
     for k, stage in enumerate(stages):
         if stage is not None:
             model.set_stage(stage)
@@ -673,6 +680,7 @@ def fit_model(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0
         res = fit(model, dataset, cfg, seed=seed, run_dir=sub, score_test=k == len(stages) - 1,
                   epochs=epochs, desc=f"{stage or 'train'}", callbacks=callbacks, optimizer=shared)
         total += res.wall_time_s
+        earlier += res.earlier_s
         results.append({"stage": stage, **{k2: v for k2, v in asdict(res).items() if k2 != "stages"}})
     final = results[-1]
     return FitResult(best_epoch=final["best_epoch"], epochs_run=sum(r["epochs_run"] for r in results),
@@ -680,4 +688,4 @@ def fit_model(model, dataset: MultimodalDataset, cfg: TrainConfig, seed: int = 0
                      history=final["history"], wall_time_s=total, select_metric=final["select_metric"],
                      resumed_from_epoch=final["resumed_from_epoch"], stages=results,
                      best_is_last=final["best_is_last"], protocols=final["protocols"],
-                     degenerate=final["degenerate"])
+                     degenerate=final["degenerate"], earlier_s=earlier)
