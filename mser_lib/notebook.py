@@ -69,14 +69,18 @@ class NotebookContext:
     def save_figure(self, fig, name: str, caption: str = "") -> None:
         """Write ``figures/<name>.png`` and ``.pdf`` (atomically) and add them to ``written``, quietly:
         :meth:`written_summary` reports every saved file in one line at the end. ``caption``: one computed
-        line shown with the figure (what is drawn, from how many runs and seeds)."""
+        line shown under the figure (what is drawn, from how many runs and seeds): the figure is displayed here,
+        then its caption, and closed, so that the cell's end does not show it again below the caption."""
         from .report.figures import save_figure
 
         self.written += save_figure(fig, self.figures, name)
         if caption:
+            import matplotlib.pyplot as plt
             from IPython.display import Markdown, display
 
+            display(fig)
             display(Markdown(f"*Figure `{name}`.* {caption}"))
+            plt.close(fig)
 
     def save_table(self, df, name: str, caption: str = "") -> None:
         """Write ``tables/<name>.csv``, ``.md`` and ``.tex`` (atomically) and add them to ``written``,

@@ -415,7 +415,7 @@ display(Markdown(nv.what_we_see([nv.ledger_sentence(ledger)], ds.info)))
 # %% [markdown]
 # The reference code also selects its epoch on the test set (the best test F1 of all its epochs). The runs
 # of the `reference` row and of FEMF's default run, read under the three selection protocols of notebook 03
-# (cross-fitted, leaky validation, the best test epoch of the best seed), say how much of a reported number
+# (cross-fitted, leaky validation, the test epoch and seed with the best test Acc-2), say how much of a reported number
 # such a protocol can add on top of the reference's architecture and losses.
 
 # %%

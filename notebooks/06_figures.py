@@ -52,7 +52,7 @@
 #   then scores the *other* fold, so no test score comes from an epoch chosen on its own videos.
 # * **selection protocol**: how a run's epoch (checkpoint) is chosen: on the validation split, by cross-fitting
 #   over the test videos (mosi-bclstm, whose validation videos trained the features), or, for comparison only,
-#   the best test epoch of the best seed (what code that checkpoints on the test set reports; notebook 03).
+#   the test epoch and seed with the best test Acc-2 (what code that checkpoints on the test set reports; notebook 03).
 # * **config hash**: a 16-hex-digit hash of a run's fully resolved settings (model, data, trainer, seed;
 #   `mser_lib.experiments.config_hash`). Two runs with the same hash are the same run: it is trained once and
 #   reused.

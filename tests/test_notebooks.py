@@ -186,6 +186,29 @@ def test_notebook_setup_resolves_parameters(tmp_path, monkeypatch):
     assert {p.name for p in ctx.written} == {"t.csv", "t.md", "t.tex"}
 
 
+def test_a_figure_caption_is_shown_under_its_figure_and_the_figure_once(tmp_path, monkeypatch):
+    """Issue 25: the caption was displayed when the figure was saved, and the figure itself only when the cell
+    ended, so every caption stood above its figure."""
+    import IPython.display
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    ctx = notebook.notebook_setup("smoke", results_dir=tmp_path)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    ctx.save_figure(fig, "line", "A line from two points.")
+    assert shown[0] is fig                                         # the figure first,
+    assert "A line from two points." in shown[1].data              # then its caption
+    assert not plt.fignum_exists(fig.number)                       # closed: the cell's end shows nothing more
+    fig2, _ = plt.subplots()
+    ctx.save_figure(fig2, "bare")                                  # no caption: left to the cell, as before
+    assert len(shown) == 2 and plt.fignum_exists(fig2.number)
+    plt.close(fig2)
+
+
 def test_data_dir_defaults_to_shared_mosi_bclstm_and_relative_paths():
     d = notebook.resolve_data_dir("mosi-bclstm", "")
     if (SHARED / "data" / "mosi-bclstm").is_dir():

@@ -340,7 +340,9 @@ __all__ = ["dataset_summary", "data_checks", "band_energy_shares", "seed_summary
 PROTOCOL_LABELS = {
     "crossfit": "clean: cross-fitted on test folds (ours)",
     "valid": "leaky validation (videos the features were trained on)",
-    "test_oracle": "optimistic: selects on test, max over seeds",
+    # one pick for every column: a seed's test epoch with the best Acc-2, then the seed with the best one; its MAE
+    # and Corr are that pick's, not the best MAE or Corr on offer
+    "test_oracle": "optimistic: the test epoch and seed with the best test Acc-2",
 }
 
 
@@ -378,7 +380,7 @@ def selection_protocol_table(records: list[dict], ds: MultimodalDataset, label=N
             rows.append({"model": name, "protocol": PROTOCOL_LABELS[key], "seeds": seeds,
                          **{m: fmt(m, [r["protocols"][key]["metrics"][m] for r in recs]) for m in metrics}})
         best = max(recs, key=lambda r: r["protocols"]["test_oracle"]["metrics"]["acc2_has0"])
-        rows.append({"model": name, "protocol": PROTOCOL_LABELS["test_oracle"], "seeds": f"max of {seeds}",
+        rows.append({"model": name, "protocol": PROTOCOL_LABELS["test_oracle"], "seeds": f"best of {seeds}",
                      **{m: fmt(m, [best["protocols"]["test_oracle"]["metrics"][m]]) for m in metrics}})
     y = ds.test.labels[ds.test.label_mask]
     major = max(float((y >= 0).mean()), float((y < 0).mean()))
