@@ -151,6 +151,8 @@ DEVIATIONS: list[Deviation] = [
               "reference code", "Sec. 4.8's best order (text a->v, audio t->v, vision t->a)"),
     Deviation("FEMF: cross-attention over padded utterances", "femf", {"attention_key_mask": False},
               "reference code", "eq. 16-17 attend over a modality's sequence: padded keys are masked"),
+    Deviation("FEMF: nn.Linear's default start of experts and routers", "femf", {"expert_init": "torch"},
+              "reference code", "the papers are silent: Xavier-uniform weights and zero biases"),
     Deviation("FEMF: every reference behaviour (preset 'reference')", "femf", dict(REFERENCE_BEHAVIOUR),
               "reference code", "the paper preset"),
     # --- Atsuko and EMOE

@@ -675,6 +675,9 @@ def test_reference_preset_turns_on_every_reference_behaviour():
     assert model.experts.wqkv.grad is not None                 # the experts keep training in stage 2
     energy = out.diagnostics["band_energy"]                    # c = int(0.9 T) keeps every rfft bin
     assert float(energy[..., 1].sum() / energy.sum()) < 1e-10
+    assert cfg.attention_key_mask is False                      # cross-attention over padded utterances
+    assert cfg.expert_init == "torch"
+    assert float(model.experts.bqkv.abs().max()) > 0           # nn.Linear's start: biases drawn, not zeros
 
 
 def test_reference_expert_block_is_the_reference_attention_block():

@@ -887,14 +887,16 @@ def reference_weights_preset(info: DatasetInfo) -> dict:
 #: paper preset's sizes (docs/reference-differences.md): experts never frozen, its loss weights, its
 #: cut-off rule with c = 0.9, its prediction module, one band router and one expert head per modality,
 #: its expert blocks, detached auxiliary targets, the signed-cosine L_orth, reconstruction of projected
-#: features, no L_dis in stage 1 and no L_train in stage 2, and its hard-coded interaction (order, 2
-#: layers, feed-forward width 16, alpha 0.7).
+#: features, no L_dis in stage 1 and no L_train in stage 2, its hard-coded interaction (order, 2
+#: layers, feed-forward width 16, alpha 0.7), cross-attention over padded utterances and ``nn.Linear``'s
+#: default initialisation of the experts and routers.
 REFERENCE_BEHAVIOUR = dict(
     **REFERENCE_LOSS_WEIGHTS, freeze_experts=False, cutoff_rule="reference", cutoff_ratio=0.9,
     hpm_kind="reference", router_per_band=False, expert_heads="per_modality", expert_block="reference",
     shared_head="text_expert", detach_dis_targets=True, align_detach_prediction=True,
     orth_kind="signed_cosine", rec_target="projected", dis_in_expert_stage=False, train_in_full_stage=False,
-    interaction_order=REFERENCE_ORDER, interaction_layers=2, interaction_ffn=16, alpha=0.7)
+    interaction_order=REFERENCE_ORDER, interaction_layers=2, interaction_ffn=16, alpha=0.7,
+    attention_key_mask=False, expert_init="torch")
 
 
 def reference_preset(info: DatasetInfo) -> dict:
