@@ -380,6 +380,18 @@ ctx.save_figure(fig, "learning_curves", f"The final stage of {hist['row'].nuniqu
                 f"{nv.metric_name(sel_metric)} each epoch; line = mean over seeds, band = ± 1 sd.")
 
 # %% [markdown]
+# ### What we see (computed)
+#
+# A run can beat the trivial predictor (the mean training label) on the validation split at its best epoch and
+# then end its final stage worse than it: `analysis.late_collapse` counts those runs from the histories above.
+
+# %%
+from mser_lib.train.trainer import trivial_metrics
+
+collapse = analysis.late_collapse(records, trivial_metrics(ds, "valid"), ds.info.task)
+display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info)))
+
+# %% [markdown]
 # ## What the trained models do
 #
 # FEMF's soft routers (eq. 12-13: weight of each expert for each modality's band) and its fusion

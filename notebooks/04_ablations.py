@@ -413,14 +413,31 @@ print("every ledger row has a verdict:", bool(ledger["resolved"].isin(stats.VERD
 display(Markdown(nv.what_we_see([nv.ledger_sentence(ledger)], ds.info)))
 
 # %% [markdown]
+# Which switches change how the final stage *ends*? A run that beats the trivial predictor on the validation
+# split at its best epoch and ends worse than it (notebook 03's check, `analysis.late_collapse`) has a model
+# that got worse with training; the ledger's rows say which departures make that happen or stop it. The
+# selected epochs, not the last ones, are what every table scores.
+
+# %%
+from mser_lib.report import analysis
+from mser_lib.train.trainer import trivial_metrics
+
+if specs["deviations"]:
+    tags = {r["config_hash"]: s["tag"] for s, r in zip(specs["deviations"], records["deviations"])}
+    collapse = analysis.late_collapse(records["deviations"], trivial_metrics(ds, "valid"), ds.info.task,
+                                      label=lambda r: tags[r["config_hash"]])
+    ctx.show_table(collapse.set_index("row").drop(columns=["metric", "trivial"]).round(3), "ledger_late_collapse",
+                   caption=f"Runs of each ledger row that beat the trivial predictor on VALID and ended worse than it "
+                           f"({ds.info.name}, {ctx.profile}; medians over those runs)")
+    display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info)))
+
+# %% [markdown]
 # The reference code also selects its epoch on the test set (the best test F1 of all its epochs). The runs
 # of the `reference` row and of FEMF's default run, read under the three selection protocols of notebook 03
 # (cross-fitted, leaky validation, the test epoch and seed with the best test Acc-2), say how much of a reported number
 # such a protocol can add on top of the reference's architecture and losses.
 
 # %%
-from mser_lib.report import analysis
-
 ref_row = next(d.label for d in grids.DEVIATIONS if d.model == "femf" and d.source == "reference code"
                and d.label.startswith("FEMF: every reference behaviour"))
 tag_of = {r["config_hash"]: s["tag"] for s, r in zip(specs["deviations"], records["deviations"])}

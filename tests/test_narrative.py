@@ -445,3 +445,41 @@ def test_figure_captions_count_what_is_drawn():
     assert nv.points_caption(f, "Runs").startswith("Runs: 2 rows, 1-3 seeds each;")
     assert nv.seed_counts([1, 1]) == "1 seed"
     assert nv.seed_counts([3]) == "3 seeds"
+
+
+def test_late_collapse_counts_runs_that_beat_the_trivial_predictor_and_end_worse_than_it():
+    """A FEMF run at the paper's configuration beat the mean predictor on VALID at epoch 4 and ended worse than it
+    (claims profile, mosi-bclstm): counted; a run that never beat it (degenerate, another flag) and one that ends
+    better are not."""
+    from mser_lib.report.analysis import late_collapse
+
+    def rec(tag, maes, seed=0):
+        return {"model": "femf", "tag": tag, "seed": seed,
+                "history": [{"epoch": e, "valid_mae": v} for e, v in enumerate(maes)]}
+
+    records = [rec("a", [1.2, 0.7, 0.9, 1.5]), rec("a", [1.1, 0.8, 1.45], seed=1), rec("a", [1.3, 0.7, 0.9], seed=2),
+               rec("b", [1.5, 1.45, 1.6]), rec("c", [0.9, 0.8])]
+    frame = late_collapse(records, {"mae": 1.4}, "regression", label=lambda r: r["tag"]).set_index("row")
+    assert frame.loc["a", "runs"] == 3 and frame.loc["a", "collapsed"] == 2
+    assert frame.loc["a", "best epoch"] == 1 and frame.loc["a", "best"] == pytest.approx(0.75)
+    assert frame.loc["a", "last"] == pytest.approx(1.475)
+    assert frame.loc["b", "collapsed"] == 0          # never beat the trivial predictor: not a late collapse
+    assert frame.loc["c", "collapsed"] == 0
+    s = nv.collapse_sentence(frame.reset_index())
+    assert s.startswith("2 of the 5 runs beat the trivial predictor's validation MAE (1.400)")
+    assert "a 2 of 3 (best 0.750 at epoch 1, last 1.475)" in s
+    assert "b " not in s.split("(medians):")[1]
+    many = late_collapse(records[:3] + [rec("d", [1.0, 1.5])], {"mae": 1.4}, "regression", label=lambda r: r["tag"])
+    assert nv.collapse_sentence(many.iloc[::-1]).startswith(
+        "3 of the 4 runs beat the trivial predictor's validation MAE (1.400) and then ended their final stage worse "
+        "than it, in every one of the 2 rows (table above). On the validation split")
+    most = late_collapse(records[:3] + [rec("d", [1.0, 1.5]), rec("c", [0.9, 0.8])], {"mae": 1.4}, "regression",
+                         label=lambda r: r["tag"])
+    assert ", in 2 of the 3 rows (table above); none of the runs of c did." in nv.collapse_sentence(most)
+    calm = late_collapse([rec("c", [0.9, 0.8])], {"mae": 1.4}, "regression", label=lambda r: r["tag"])
+    assert nv.collapse_sentence(calm) == ("No run of the 1 ends its final stage with a validation MAE worse than the "
+                                          "trivial predictor's (1.400).")
+    acc = late_collapse([{"model": "x", "tag": "k", "seed": 0,
+                          "history": [{"epoch": 0, "valid_acc": 0.6}, {"epoch": 1, "valid_acc": 0.3}]}],
+                        {"acc": 0.4}, "classification", label=lambda r: r["tag"])
+    assert acc["collapsed"].tolist() == [1]        # classification: accuracy, higher is better

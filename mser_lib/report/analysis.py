@@ -283,6 +283,37 @@ def history_long(records: list[dict], label=None) -> pd.DataFrame:
 
 
 
+def late_collapse(records: list[dict], trivial: dict, task: str, label=None) -> pd.DataFrame:
+    """Runs whose final stage got worse than the trivial predictor on VALID after beating it: per row, how many
+    runs, how many of them collapsed so (their best epoch beats ``trivial`` on VALID, their last epoch does not,
+    by :func:`mser_lib.train.trainer.learned_nothing`'s rule), and over those runs the median best epoch, best
+    and last VALID value. ``trivial``: the trivial predictor's VALID metrics (:func:`~mser_lib.train.trainer.
+    trivial_metrics`). Read from each record's compact history (final stage); runs without one are skipped.
+    Columns ``row, runs, collapsed, metric, trivial, best epoch, best, last``."""
+    from ..train.trainer import learned_nothing
+    from .paper_rows import row_label
+
+    label = label or row_label
+    key = "acc" if task == "classification" else "mae"
+    out: dict[str, dict] = {}
+    for r in records:
+        hist = [h for h in r.get("history") or [] if h.get(f"valid_{key}") is not None]
+        if not hist:
+            continue
+        row = out.setdefault(label(r), {"runs": 0, "collapsed": []})
+        row["runs"] += 1
+        pick = (max if key == "acc" else min)(hist, key=lambda h: h[f"valid_{key}"])
+        best, last = pick[f"valid_{key}"], hist[-1][f"valid_{key}"]
+        if not learned_nothing({key: best}, trivial, task) and learned_nothing({key: last}, trivial, task):
+            row["collapsed"].append((pick["epoch"], best, last))
+    rows = []
+    for name, row in out.items():
+        c = np.asarray(row["collapsed"], dtype=float).reshape(-1, 3)
+        med = np.median(c, 0) if len(c) else [np.nan] * 3
+        rows.append({"row": name, "runs": row["runs"], "collapsed": len(c), "metric": key,
+                     "trivial": float(trivial[key]), "best epoch": med[0], "best": med[1], "last": med[2]})
+    return pd.DataFrame(rows, columns=["row", "runs", "collapsed", "metric", "trivial", "best epoch", "best", "last"])
+
 
 @torch.no_grad()
 def mean_diagnostics(model, split, info, keys, batch_size: int = 256, missing=None,
@@ -332,7 +363,7 @@ def cached_expert_curves(record: dict, ds: MultimodalDataset, tables_dir, force:
 
 __all__ = ["dataset_summary", "data_checks", "band_energy_shares", "seed_summary", "expert_table",
            "mean_power_spectrum", "band_features", "frequency_probe", "utterance_matrix",
-           "ridge_leakage", "high_band_share", "records_long", "history_long", "mean_diagnostics",
+           "ridge_leakage", "high_band_share", "records_long", "history_long", "late_collapse", "mean_diagnostics",
            "cached_expert_curves"]
 
 

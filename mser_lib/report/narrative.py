@@ -843,6 +843,34 @@ def energy_sentence(energy: pd.DataFrame) -> str:
             "evidence: compare with where the evidence lies (notebook 01) and with the band weights above.")
 
 
+def collapse_sentence(frame: pd.DataFrame) -> str:
+    """What :func:`mser_lib.report.analysis.late_collapse` found, in one sentence: the rows whose runs ended their
+    final stage worse than the trivial predictor on VALID after beating it, with how many runs, the median epoch
+    of their best VALID value and their median best and last values; or that no run did."""
+    if frame.empty:
+        return "No record keeps a validation history to read."
+    metric = metric_name(str(frame["metric"].iloc[0]))
+    trivial = float(frame["trivial"].iloc[0])
+    hit = frame[frame["collapsed"] > 0]
+    n, k = int(frame["runs"].sum()), int(hit["collapsed"].sum())
+    if not k:
+        return (f"No run of the {n} ends its final stage with a validation {metric} worse than the trivial "
+                f"predictor's ({trivial:.3f}).")
+    head = (f"{k} of the {n} runs beat the trivial predictor's validation {metric} ({trivial:.3f}) and then ended "
+            "their final stage worse than it")
+    tail = (". On the validation split these models got worse with more training; each run's scores are those of "
+            "the epoch its selection chose, so its last epochs do not enter them.")
+    if 2 * len(hit) > len(frame):        # most rows: name the ones without, the table has the rest
+        calm = [name_of(r) for r in frame.loc[frame["collapsed"] == 0, "row"]]
+        if not calm:
+            return head + f", in every one of the {len(frame)} rows (table above)" + tail
+        return (head + f", in {len(hit)} of the {len(frame)} rows (table above); none of the runs of "
+                + "; ".join(calm) + " did" + tail)
+    parts = [f"{name_of(r['row'])} {int(r['collapsed'])} of {int(r['runs'])} (best {r['best']:.3f} at epoch "
+             f"{r['best epoch']:.0f}, last {r['last']:.3f})" for _, r in hit.iterrows()]
+    return head + " (medians): " + "; ".join(parts) + tail
+
+
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
            "beats_all_sentence", "degradation_sentence", "forest_caption", "points_caption", "seed_counts",
@@ -852,4 +880,4 @@ __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value",
            "band_roles", "band_allocation_sentence", "dc_share_sentence", "expert_band_sentences",
            "stage_gain_sentence", "attention_locality", "near_diagonal", "locality_table", "attention_sentences",
            "band_weights_sentence", "separability_sentence", "mcm_weight_sentence", "missing_weights_sentence",
-           "energy_sentence"]
+           "energy_sentence", "collapse_sentence"]
