@@ -422,7 +422,8 @@ def test_synthesis_names_resolved_claims_per_group_and_protocol_shifts_in_seed_s
         {"model": "femf", "protocol": "clean: cross-fitted on test folds (ours)", "Acc-2 (neg/non-neg)": "76.0 ± 2.0"},
         {"model": "femf", "protocol": "leaky validation (videos the features were trained on)",
          "Acc-2 (neg/non-neg)": "77.0 ± 1.0"},
-        {"model": "femf", "protocol": "optimistic: the test epoch and seed with the best test Acc-2", "Acc-2 (neg/non-neg)": "80.0"},
+        {"model": "femf", "protocol": "optimistic: the test epoch and seed with the best test Acc-2",
+         "Acc-2 (neg/non-neg)": "80.0"},
     ])
     (p,) = protocol_sentences(prot)
     assert "leaky validation +1.0 points (+0.5 seed sd)" in p
@@ -460,8 +461,10 @@ def test_late_collapse_counts_runs_that_beat_the_trivial_predictor_and_end_worse
     records = [rec("a", [1.2, 0.7, 0.9, 1.5]), rec("a", [1.1, 0.8, 1.45], seed=1), rec("a", [1.3, 0.7, 0.9], seed=2),
                rec("b", [1.5, 1.45, 1.6]), rec("c", [0.9, 0.8])]
     frame = late_collapse(records, {"mae": 1.4}, "regression", label=lambda r: r["tag"]).set_index("row")
-    assert frame.loc["a", "runs"] == 3 and frame.loc["a", "collapsed"] == 2
-    assert frame.loc["a", "best epoch"] == 1 and frame.loc["a", "best"] == pytest.approx(0.75)
+    assert frame.loc["a", "runs"] == 3
+    assert frame.loc["a", "collapsed"] == 2
+    assert frame.loc["a", "best epoch"] == 1
+    assert frame.loc["a", "best"] == pytest.approx(0.75)
     assert frame.loc["a", "last"] == pytest.approx(1.475)
     assert frame.loc["b", "collapsed"] == 0          # never beat the trivial predictor: not a late collapse
     assert frame.loc["c", "collapsed"] == 0
