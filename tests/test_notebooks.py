@@ -205,7 +205,8 @@ def test_a_figure_caption_is_shown_under_its_figure_and_the_figure_once(tmp_path
     assert not plt.fignum_exists(fig.number)                       # closed: the cell's end shows nothing more
     fig2, _ = plt.subplots()
     ctx.save_figure(fig2, "bare")                                  # no caption: left to the cell, as before
-    assert len(shown) == 2 and plt.fignum_exists(fig2.number)
+    assert len(shown) == 2
+    assert plt.fignum_exists(fig2.number)
     plt.close(fig2)
 
 
