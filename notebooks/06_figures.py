@@ -400,8 +400,12 @@ if not energy.empty:
 # "undecided" in another because it was adjusted with a different family.
 
 # %%
-parts = [pd.read_csv(ctx.tables / f"{n}.csv") for n in ("claims_table1", "claims_ablations", "claims_robustness")
-         if (ctx.tables / f"{n}.csv").exists()]
+claim_tables = {"claims_table1": "03", "claims_ablations": "04", "claims_robustness": "05"}
+parts = [pd.read_csv(ctx.tables / f"{n}.csv") for n in claim_tables if (ctx.tables / f"{n}.csv").exists()]
+absent = [nb for n, nb in claim_tables.items() if not (ctx.tables / f"{n}.csv").exists()]
+if absent:      # a profile whose grids are still running: say which notebooks' claims are not in the tables below
+    print(f"No claims table from notebook{'s' if len(absent) > 1 else ''} {', '.join(absent)} on {ds.info.name} "
+          f"({ctx.profile}) yet: the claims below leave {'them' if len(absent) > 1 else 'it'} out.")
 if parts:
     all_claims = pd.concat(parts).set_index("claim")
     ctx.save_table(all_claims, "claims_all", caption=f"Claims of both papers on {ds.info.name} ({ctx.profile})")
@@ -429,6 +433,10 @@ best_row = nv.ranking(mlong, rows_, "mae")[0][0]
 see = [nv.best_sentence(mlong, rows_, "mae")]
 see += [nv.compare_sentence(mlong, m, best_row, "mae") for m in ("femf", "atsuko", "emoe") if m in rows_ and m != best_row]
 see += nv.synthesis_sentences(all_claims) if parts else ["No claims table on this dataset yet (notebooks 04-05)."]
+if parts and absent:
+    many = len(absent) > 1
+    see.append(f"Notebook{'s' if many else ''} {', '.join(absent)} {'have' if many else 'has'} not run on this "
+               f"profile yet: {'their' if many else 'its'} claims are not among these.")
 protocols = ctx.tables / "selection_protocols.csv"
 if protocols.exists():
     see += nv.protocol_summary(pd.read_csv(protocols, dtype=str, keep_default_na=False))
