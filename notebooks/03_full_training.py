@@ -392,6 +392,24 @@ collapse = analysis.late_collapse(records, trivial_metrics(ds, "valid"), ds.info
 display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info)))
 
 # %% [markdown]
+# Why would a model get worse on held-out data while its training objective still falls? One cause to check is
+# dropout's *variance shift*: a model trained on features with half their units dropped (FEMF's dropout is 0.5)
+# can learn a scale that the clean features of evaluation do not have. The first seed's FEMF at the **last** epoch
+# of its final stage, scored on the validation split with dropout off (as every score is) and on:
+
+# %%
+femf_first = next((r for r in records if r["model"] == "femf" and r["seed"] == ctx.seeds[0]), None)
+if femf_first is not None and ds.info.task == "regression":
+    last_net = runs.model_from_record(femf_first, ds, ctx.results_dir, "full", kind="last")
+    last_net.set_stage("full")
+    shift = analysis.dropout_shift(last_net, ds.valid, ds.info, passes=3, seed=ctx.seeds[0])
+    display(Markdown(inline_table(shift.set_index("mode").round(3))))
+    display(Markdown(nv.what_we_see([nv.dropout_sentence(shift, f"FEMF (seed {ctx.seeds[0]}, last epoch, "
+                                                                 "validation split)")], ds.info)))
+else:
+    print("no FEMF run (or not a regression task) to check")
+
+# %% [markdown]
 # ## What the trained models do
 #
 # FEMF's soft routers (eq. 12-13: weight of each expert for each modality's band) and its fusion

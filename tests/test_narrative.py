@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from mser_lib.report import narrative as nv
 
@@ -486,3 +487,37 @@ def test_late_collapse_counts_runs_that_beat_the_trivial_predictor_and_end_worse
                           "history": [{"epoch": 0, "valid_acc": 0.6}, {"epoch": 1, "valid_acc": 0.3}]}],
                         {"acc": 0.4}, "classification", label=lambda r: r["tag"])
     assert acc["collapsed"].tolist() == [1]        # classification: accuracy, higher is better
+
+
+def test_dropout_shift_scores_both_modes_and_the_sentence_names_a_shift_by_its_rule():
+    """analysis.dropout_shift on a stub whose prediction is 0 in eval mode and 1 in train mode: the MAEs are those
+    of the two constants, the model ends in eval mode; the sentence calls a variance shift only past SHIFT_RATIO."""
+    from types import SimpleNamespace
+
+    from mser_lib.data import make_synthetic
+    from mser_lib.report.analysis import dropout_shift
+
+    ds = make_synthetic("smoke", seed=0)
+
+    class Stub(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, batch):
+            return SimpleNamespace(prediction=torch.zeros_like(batch.labels) + (1.0 if self.training else 0.0))
+
+    stub = Stub()
+    frame = dropout_shift(stub, ds.valid, ds.info, passes=2)
+    y = ds.valid.labels[ds.valid.label_mask.astype(bool)]
+    assert frame["MAE"].tolist() == pytest.approx([np.abs(y).mean(), np.abs(1 - y).mean()], rel=1e-5)
+    assert frame["prediction sd"].tolist() == [0.0, 0.0]
+    assert frame["mode"].tolist() == ["dropout off (eval)", "dropout on (mean of 2)"]
+    assert not stub.training
+    shifted = pd.DataFrame([{"mode": "dropout off (eval)", "MAE": 1.44, "prediction sd": 2.66, "label sd": 1.5},
+                            {"mode": "dropout on (mean of 3)", "MAE": 0.64, "prediction sd": 1.29, "label sd": 1.5}])
+    s = nv.dropout_sentence(shifted, "FEMF, seed 0, last epoch")
+    assert "MAE 1.440 and predictions spread with sd 2.66; with dropout on (mean of 3), MAE 0.640" in s
+    assert "spread 2.1 times as wide" in s
+    calm = shifted.assign(**{"prediction sd": [1.3, 1.2]})
+    assert "no variance shift by this rule" in nv.dropout_sentence(calm, "x")

@@ -316,6 +316,36 @@ def late_collapse(records: list[dict], trivial: dict, task: str, label=None) -> 
 
 
 @torch.no_grad()
+def dropout_shift(model, split, info, passes: int = 3, batch_size: int = 256, seed: int = 0) -> pd.DataFrame:
+    """A regression model's predictions on ``split`` with dropout off (eval mode, how every score is computed) and
+    on (train mode, the mean of ``passes`` passes with seeds ``seed, seed + 1, ...``): MAE and the standard
+    deviation of the predictions in each mode, beside the labels' (one row per mode: ``mode, MAE, prediction sd,
+    label sd``). A model whose eval-mode predictions spread much wider than its train-mode ones learned on
+    dropout-noised features a scale that the clean features do not have (variance shift). The model is left in
+    eval mode."""
+    def run(train: bool, k: int):
+        model.train(train)
+        torch.manual_seed(seed + k)
+        ys, ps = [], []
+        for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, seed=seed,
+                                     device=next(model.parameters()).device):
+            out = model(batch)
+            m = batch.label_mask
+            ps.append(out.prediction[m].float().cpu().numpy().reshape(-1))
+            ys.append(batch.labels[m].float().cpu().numpy().reshape(-1))
+        return np.concatenate(ys), np.concatenate(ps)
+
+    try:
+        y, p_eval = run(False, 0)
+        p_train = np.mean([run(True, k)[1] for k in range(passes)], 0)
+    finally:
+        model.eval()
+    return pd.DataFrame([{"mode": mode, "MAE": float(np.abs(p - y).mean()), "prediction sd": float(p.std()),
+                          "label sd": float(y.std())}
+                         for mode, p in (("dropout off (eval)", p_eval), (f"dropout on (mean of {passes})", p_train))])
+
+
+@torch.no_grad()
 def mean_diagnostics(model, split, info, keys, batch_size: int = 256, missing=None,
                      seed: int | None = 0) -> dict[str, np.ndarray]:
     """Average some of a model's ``diagnostics`` (router, fusion, band weights) over a split.
@@ -363,7 +393,8 @@ def cached_expert_curves(record: dict, ds: MultimodalDataset, tables_dir, force:
 
 __all__ = ["dataset_summary", "data_checks", "band_energy_shares", "seed_summary", "expert_table",
            "mean_power_spectrum", "band_features", "frequency_probe", "utterance_matrix",
-           "ridge_leakage", "high_band_share", "records_long", "history_long", "late_collapse", "mean_diagnostics",
+           "ridge_leakage", "high_band_share", "records_long", "history_long", "late_collapse", "dropout_shift",
+           "mean_diagnostics",
            "cached_expert_curves"]
 
 

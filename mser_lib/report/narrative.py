@@ -871,6 +871,26 @@ def collapse_sentence(frame: pd.DataFrame) -> str:
     return head + " (medians): " + "; ".join(parts) + tail
 
 
+#: How much wider the eval-mode predictions must spread than the train-mode ones for :func:`dropout_sentence` to
+#: call it a variance shift.
+SHIFT_RATIO = 1.25
+
+
+def dropout_sentence(frame: pd.DataFrame, what: str) -> str:
+    """One sentence on :func:`mser_lib.report.analysis.dropout_shift`'s two rows (dropout off, dropout on): both
+    MAEs and spreads, and a variance shift named only when the eval-mode predictions spread more than
+    :data:`SHIFT_RATIO` times as wide as the train-mode ones."""
+    off, on = frame.iloc[0], frame.iloc[1]
+    ratio = off["prediction sd"] / on["prediction sd"] if on["prediction sd"] > 0 else math.inf
+    s = (f"{what}: with dropout off, as every score is computed, MAE {off['MAE']:.3f} and predictions spread with sd "
+         f"{off['prediction sd']:.2f}; with dropout on ({on['mode'].split('(')[-1].rstrip(')')}), MAE {on['MAE']:.3f} "
+         f"and sd {on['prediction sd']:.2f} (the labels' sd: {off['label sd']:.2f}). ")
+    if ratio > SHIFT_RATIO:
+        return s + (f"The clean predictions spread {ratio:.1f} times as wide as the noised ones, the signature of a "
+                    "variance shift (a scale learned on dropout-noised features that clean features do not have).")
+    return s + f"The two spreads are within a factor {SHIFT_RATIO} of each other: no variance shift by this rule."
+
+
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
            "beats_all_sentence", "degradation_sentence", "forest_caption", "points_caption", "seed_counts",
@@ -880,4 +900,5 @@ __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value",
            "band_roles", "band_allocation_sentence", "dc_share_sentence", "expert_band_sentences",
            "stage_gain_sentence", "attention_locality", "near_diagonal", "locality_table", "attention_sentences",
            "band_weights_sentence", "separability_sentence", "mcm_weight_sentence", "missing_weights_sentence",
-           "energy_sentence", "collapse_sentence"]
+           "energy_sentence", "collapse_sentence", "SHIFT_RATIO",
+           "dropout_sentence"]
