@@ -202,7 +202,9 @@ def cmd_ledger(a) -> int:
     from .executors import run_grid
     from .experiments import committed_record, get_dataset, profile_seeds, resolve_run
     from .notebook import grid_executor
-    from .report.ablations import deviation_ledger, grid_frame
+    from .report.ablations import deviation_ledger, grid_frame, ledger_collapse
+    from .report.analysis import collapse_table
+    from .report.narrative import collapse_sentence
     from .report.tables import to_markdown, write_table
 
     ds = get_dataset(a.dataset, a.data_dir, a.profile)
@@ -231,6 +233,12 @@ def cmd_ledger(a) -> int:
         print(path)
     brief = ["MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds", "resolved"]
     print(to_markdown(table[brief]))
+    collapse = ledger_collapse(specs, recs, ds)        # notebook 04's late-collapse table, from the same records
+    for path in write_table(collapse_table(collapse), out / "tables", "ledger_late_collapse",
+                            caption=f"Runs of each ledger row that beat the trivial predictor on VALID and ended "
+                                    f"worse than it ({ds.info.name}, {a.profile}; medians over those runs)"):
+        print(path)
+    print(collapse_sentence(collapse))
     return 0
 
 

@@ -420,15 +420,10 @@ display(Markdown(nv.what_we_see([nv.ledger_sentence(ledger)], ds.info)))
 
 # %%
 from mser_lib.report import analysis
-from mser_lib.train.trainer import trivial_metrics
 
 if specs["deviations"]:
-    tags = {r["config_hash"]: s["tag"] for s, r in zip(specs["deviations"], records["deviations"])}
-    collapse = analysis.late_collapse(records["deviations"], trivial_metrics(ds, "valid"), ds.info.task,
-                                      label=lambda r: tags[r["config_hash"]])
-    shown = (collapse.sort_values("collapsed", ascending=False, kind="stable").set_index("row")   # collapses first
-             .drop(columns=["metric", "trivial"]).round(3).astype(object).fillna(""))  # no collapse: no medians
-    ctx.show_table(shown, "ledger_late_collapse",
+    collapse = ab.ledger_collapse(specs["deviations"], records["deviations"], ds)
+    ctx.show_table(analysis.collapse_table(collapse), "ledger_late_collapse",
                    caption=f"Runs of each ledger row that beat the trivial predictor on VALID and ended worse than it "
                            f"({ds.info.name}, {ctx.profile}; medians over those runs)")
     display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info)))

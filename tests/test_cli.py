@@ -275,6 +275,9 @@ def test_ledger_command_trains_the_ledger_grid_and_writes_its_table(tmp_path):
     md = (tmp_path / "smoke" / "synthetic" / "tables" / "deviations.md").read_text()
     assert "| deviation |" in md
     assert "FEMF: L_align also pulls the prediction" in md
+    collapse = (tmp_path / "smoke" / "synthetic" / "tables" / "ledger_late_collapse.csv").read_text()
+    assert collapse.startswith("row,runs,collapsed,best epoch,best,last")   # notebook 04's late-collapse table
+    assert "FEMF (default)" in collapse
     # from the records alone: the same table, nothing trained (checkpoints gone, predictions cached)
     import shutil
 

@@ -356,6 +356,17 @@ def switch_text(dev) -> str:
     return ", ".join(parts)
 
 
+def ledger_collapse(specs: list[dict], records: list[dict], ds) -> pd.DataFrame:
+    """:func:`mser_lib.report.analysis.late_collapse` over the ledger's runs (``specs`` and their ``records``, in
+    order), one row per ledger row: which departures make a run end worse than the trivial predictor on VALID,
+    or stop it (notebook 04, ``python -m mser_lib ledger``)."""
+    from ..train.trainer import trivial_metrics
+    from .analysis import late_collapse
+
+    tags = {r["config_hash"]: s["tag"] for s, r in zip(specs, records)}
+    return late_collapse(records, trivial_metrics(ds, "valid"), ds.info.task, label=lambda r: tags[r["config_hash"]])
+
+
 def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict], ds=None, results_dir=None,
                      cache_dir=None, method: str = "holm", retrain: bool = True) -> pd.DataFrame:
     """The deviation ledger (:data:`mser_lib.grids.DEVIATIONS`) as a table: one row per switch whose runs

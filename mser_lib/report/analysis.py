@@ -315,6 +315,13 @@ def late_collapse(records: list[dict], trivial: dict, task: str, label=None) -> 
     return pd.DataFrame(rows, columns=["row", "runs", "collapsed", "metric", "trivial", "best epoch", "best", "last"])
 
 
+def collapse_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`late_collapse`'s frame as a table to read: indexed by row, rows with collapses first, the metric
+    and the trivial value (one each, said in the sentence) left out, medians blank where no run collapsed."""
+    return (frame.sort_values("collapsed", ascending=False, kind="stable").set_index("row")
+            .drop(columns=["metric", "trivial"]).round(3).astype(object).fillna(""))
+
+
 @torch.no_grad()
 def dropout_shift(model, split, info, passes: int = 3, batch_size: int = 256, seed: int = 0) -> pd.DataFrame:
     """A regression model's predictions on ``split`` with dropout off (eval mode, how every score is computed) and
@@ -393,7 +400,8 @@ def cached_expert_curves(record: dict, ds: MultimodalDataset, tables_dir, force:
 
 __all__ = ["dataset_summary", "data_checks", "band_energy_shares", "seed_summary", "expert_table",
            "mean_power_spectrum", "band_features", "frequency_probe", "utterance_matrix",
-           "ridge_leakage", "high_band_share", "records_long", "history_long", "late_collapse", "dropout_shift",
+           "ridge_leakage", "high_band_share", "records_long", "history_long", "late_collapse", "collapse_table",
+           "dropout_shift",
            "mean_diagnostics",
            "cached_expert_curves"]
 
