@@ -388,8 +388,11 @@ display(Markdown(nv.what_we_see(see, ds.info)))
 brief = ["deviation", "MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds", "resolved"]
 ledger = pd.DataFrame(columns=brief)
 if specs["deviations"]:
+    # retrain=False: a run whose test predictions are neither cached nor computable from a checkpoint here (a
+    # record from another machine) is paired over seeds only, as `python -m mser_lib ledger --from-records` pairs it,
+    # rather than retrained inside the notebook one run after another
     ledger = ab.deviation_ledger(frames["deviations"], specs["deviations"], records["deviations"], ds,
-                                 ctx.results_dir, pred_cache)
+                                 ctx.results_dir, pred_cache, retrain=False)
     ctx.save_table(ledger.set_index("deviation"), "deviations",
                    caption=f"Deviation ledger on {ds.info.name} ({ctx.profile}): each switch flipped on its model's "
                            "default run, paired over seeds")
