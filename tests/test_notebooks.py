@@ -343,6 +343,24 @@ def test_readme_claims_block_before_notebooks_04_06_shows_table1_claims_and_coun
         assert part in text, part
     assert "| Table 1: A beats C (MAE) |" not in text                   # not resolved: counted, not listed
     assert "same settings as a `quick` run" not in text                 # no quick runs here
+    assert "the ablation claims" not in text
+    assert "the tables of notebooks 04, 05, 06 come when they run on this profile" not in text   # no ledger here
+    # notebook 04 has run too: its claims get their block, and the grids' sentence says which notebooks are left
+    (res / "tables" / "claims_ablations.csv").write_text(
+        "claim,paper says,we measure,bootstrap 95% CI,seeds,schedule,p adjusted (Holm),resolved,agrees with paper\n"
+        "Table 4: T beats A (FEMF; MAE),0.7 vs 1.1,MAE: -0.3,\"[-0.4, -0.2]\",5,60 epochs,0.001,yes,yes\n")
+    from mser_lib import grids
+
+    label = grids.DEVIATIONS[0].label
+    (res / "tables" / "deviations.csv").write_text("deviation,MAE: flipped - default,seeds,resolved,identical to the "
+                                                   f"default\n{label},0.01,5,no,False\n")
+    recs.append({**base, "model": "femf", "seed": 0, "overrides": {"freeze_experts": False}, "tag": label})
+    (res / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    text = rd.readme_block(tmp_path / "results")
+    assert ("the ablation claims (FEMF Tables 2-4, Atsuko Table 4)** (notebook 04). 1 claims in" in text)
+    assert "| Table 4: T beats A (FEMF; MAE) |" in text
+    assert ("notebook 04 reads its grid (the claims above), the tables of notebooks 05, 06 come when they run on "
+            "this profile.") in text
 
 
 def test_readme_block_refuses_a_folder_without_results(tmp_path, capsys):

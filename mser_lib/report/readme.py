@@ -138,22 +138,28 @@ def _main_block(recs: list[dict], dataset: str, profile: str, main_csv: Path) ->
             f"{'; '.join(links)}.\n\n" + to_markdown(compact) + "\n")
 
 
-def _table1_block(dataset: str, profile: str, table1_csv: Path) -> str:
-    """Each paper's Table 1 as claims (notebook 03's ``claims_table1.csv``), counted, with its resolved rows."""
-    c = pd.read_csv(table1_csv, dtype=str, keep_default_na=False)
+#: The claims table each notebook writes, and what its block is called: notebook 06 gathers them into
+#: ``claims_all.csv``; until it has run on a claims profile the README shows each one that exists.
+CLAIM_TABLES = (("claims_table1", "03", "each paper's Table 1 as claims"),
+                ("claims_ablations", "04", "the ablation claims (FEMF Tables 2-4, Atsuko Table 4)"),
+                ("claims_robustness", "05", "the robustness and sensitivity claims"))
+
+
+def _notebook_claims_block(dataset: str, profile: str, claims_csv: Path, notebook: str, what: str) -> str:
+    """One notebook's claims table (e.g. notebook 03's ``claims_table1.csv``), counted, with its resolved rows."""
+    c = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
     if c.empty:
         return ""
-    text = f"**{dataset}, profile `{profile}`: each paper's Table 1 as claims** (notebook 03). " + claims_summary(
-        table1_csv, c)
+    text = f"**{dataset}, profile `{profile}`: {what}** (notebook {notebook}). " + claims_summary(claims_csv, c)
     text += _resolved_table(c, ["claim", "we measure", "bootstrap 95% CI", "seeds", "p adjusted (Holm)",
                                 "agrees with paper"])
     return text + "\n"
 
 
-def _switch_runs_sentence(recs: list[dict], runs: Path, has_ledger: bool) -> str:
+def _switch_runs_sentence(recs: list[dict], runs: Path, has_ledger: bool, ran: tuple[str, ...] = ()) -> str:
     """How many runs of ``runs`` (``recs``) set a switch, i.e. are not main-grid runs (:func:`_main_grid_runs`): the
-    deviation ledger's, and those of notebooks 04-06's grids whose tables are not written yet ("" when every run is
-    a main-grid run)."""
+    deviation ledger's, and those of notebooks 04-06's grids; ``ran``: those of notebooks 04-05 whose claims tables
+    exist ("" when every run is a main-grid run)."""
     default = {id(r) for r in _main_grid_runs(recs)}
     switched = [r for r in recs if id(r) not in default]
     if not switched:
@@ -168,7 +174,13 @@ def _switch_runs_sentence(recs: list[dict], runs: Path, has_ledger: bool) -> str
         text += f": {n_ledger} are the deviation ledger's, which the table below reads"
         if others - n_ledger:
             text += (f"; {others - n_ledger} belong to the other grids of notebooks 04-06 (ablations, sweeps, "
-                     "robustness), finished so far; their tables come when the notebooks run on this profile")
+                     "robustness), finished so far; ")
+            left = [nb for nb in ("04", "05", "06") if nb not in ran]
+            one = len(ran) == 1
+            text += (f"notebook{'' if one else 's'} {', '.join(ran)} read{'s' if one else ''} "
+                     f"{'its grid' if one else 'their grids'} (the claims above), " if ran else "")
+            text += (f"the tables of notebook{'s' if len(left) > 1 else ''} {', '.join(left)} come when "
+                     f"{'they run' if len(left) > 1 else 'it runs'} on this profile" if left else "")
     return text + ".\n"
 
 
@@ -199,10 +211,13 @@ def readme_block(results_dir) -> str | None:
             blocks.append(_main_block(recs, dataset, profile, main_csv))
             if claims_csv.exists():
                 blocks.append(f"**{dataset}, profile `{profile}`: claims.** {claims_summary(claims_csv)}\n")
-            elif profile == "claims":          # notebooks 04-06 not run yet: Table 1's claims and the grids so far
-                if (tables / "claims_table1.csv").exists():
-                    blocks.append(_table1_block(dataset, profile, tables / "claims_table1.csv"))
-                blocks.append(_switch_runs_sentence(recs, runs, ledger_csv.exists()))
+            elif profile == "claims":          # notebook 06 not run yet: each notebook's claims and the grids so far
+                ran = []
+                for name, notebook, what in CLAIM_TABLES:
+                    if (tables / f"{name}.csv").exists():
+                        blocks.append(_notebook_claims_block(dataset, profile, tables / f"{name}.csv", notebook, what))
+                        ran += [notebook] if notebook != "03" else []
+                blocks.append(_switch_runs_sentence(recs, runs, ledger_csv.exists(), tuple(ran)))
                 blocks.append(same_runs_sentence(recs, load_records(results_dir, "quick", dataset), profile))
         else:
             blocks.append(_records_block(results_dir, profile, dataset, runs,
