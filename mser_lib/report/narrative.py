@@ -883,7 +883,7 @@ def dropout_sentence(frame: pd.DataFrame, what: str) -> str:
     off, on = frame.iloc[0], frame.iloc[1]
     ratio = off["prediction sd"] / on["prediction sd"] if on["prediction sd"] > 0 else math.inf
     s = (f"{what}: with dropout off, as every score is computed, MAE {off['MAE']:.3f} and predictions spread with sd "
-         f"{off['prediction sd']:.2f}; with dropout on ({on['mode'].split('(')[-1].rstrip(')')}), MAE {on['MAE']:.3f} "
+         f"{off['prediction sd']:.2f}; with {on['mode']}, MAE {on['MAE']:.3f} "
          f"and sd {on['prediction sd']:.2f} (the labels' sd: {off['label sd']:.2f}). ")
     if ratio > SHIFT_RATIO:
         return s + (f"The clean predictions spread {ratio:.1f} times as wide as the noised ones, the signature of a "
