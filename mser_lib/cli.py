@@ -231,7 +231,8 @@ def cmd_ledger(a) -> int:
                             caption=f"Deviation ledger on {ds.info.name} ({a.profile}): each switch flipped on its "
                                     "model's default run, paired over seeds"):
         print(path)
-    brief = ["MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds", "resolved"]
+    brief = ["MAE: flipped - default", "seed 95% CI", "bootstrap 95% CI", "p adjusted (Holm)", "seeds", "schedule",
+             "resolved"]
     print(to_markdown(table[brief]))
     collapse = ledger_collapse(specs, recs, ds)        # notebook 04's late-collapse table, from the same records
     for path in write_table(collapse_table(collapse), out / "tables", "ledger_late_collapse",

@@ -22,8 +22,9 @@
 # every metric of [docs/metrics.md](../docs/metrics.md), beside the numbers the papers report (marked *reported*, with their datasets
 # and features: they are context, not comparable to runs on other data).
 #
-# FEMF's runs were trained in notebook 02 and are reused here (same config hash). A run already in
-# `runs.jsonl` is not trained again unless `force=True` (`make reproduce FORCE=1`).
+# Where notebook 02 ran first on this profile, FEMF's runs were trained there and are reused here (same
+# config hash). A run already in `runs.jsonl` is not trained again unless `force=True`
+# (`make reproduce FORCE=1`).
 #
 # **Words used here**
 #
@@ -55,8 +56,10 @@
 #   **MMIM** maximises lower bounds on the mutual information between pairs of modalities and between the fusion
 #   result and each modality, its bounds' estimators trained in a pass of their own each epoch; **MoMKE** first
 #   trains one transformer expert per modality on its own, then runs every modality through all three experts and
-#   mixes them with a router per modality (FEMF's reference code is built on it). **baseline** is mser's own reference point: a late-fusion MLP on the built-in data, a bc-LSTM-like BiGRU
-#   over the utterances of a video on mosi-bclstm.
+#   mixes them with a router per modality (FEMF's reference code is built on it); **DMD** splits each modality into
+#   a shared and a private code and lets modalities teach each other through two learned distillation graphs, one
+#   per kind of code. **baseline** is mser's own reference point: a late-fusion MLP on the built-in data, a
+#   bc-LSTM-like BiGRU over the utterances of a video on mosi-bclstm.
 
 # %% tags=["parameters"]
 # Parameters (papermill): `make reproduce` passes its own values. The defaults read two environment
@@ -130,8 +133,10 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 #  MCM: bimodal branches without m ─► Δ_m = loss(without m) − loss(all) ─► q = softmax(Δ/τ_c) ─► L_comp = KL(q‖w)
 # ```
 #
-# **EMOE** is Atsuko with the SBN and the MCM switched off (its router then follows EMOE's own
-# target, [docs/emoe.md](../docs/emoe.md)): the first row of Atsuko's ablation (Table 4).
+# **EMOE** is Atsuko with the SBN and the MCM switched off, EMOE's router target and loss weights and, at
+# the papers' size, EMOE's router over the raw inputs ([docs/emoe.md](../docs/emoe.md)). The first row of
+# Atsuko's ablation (Table 4, notebook 04) is close but not the same run: it keeps Atsuko's loss weights
+# and its router over pooled features.
 #
 # **Baselines**: a late-fusion MLP over mean-pooled features (sequence layout) or a bc-LSTM-like
 # bidirectional GRU over utterances (position layout), on all three modalities and on each alone.
@@ -236,13 +241,13 @@ if "mae" not in set(long["metric"]) and "f1_macro" in set(long["metric"]):
 if nv.is_builtin(ds.info) and ds.info.task == "classification":
     see.append("The built-in classification benchmark lets text tell each pair of classes apart but not its two "
                "members, which only the bands of audio and vision carry (docs/data-formats.md), so a model that "
-               "reads those bands should beat the text-only baseline; the comparison with it above says whether "
-               "each model does.")
+               "reads those bands should beat the text-only baseline; the sentences above compare them with it.")
 elif nv.is_builtin(ds.info):
     share = synthetic_config(ctx.profile).av_share
     see.append(f"The built-in data plants {share:.0%} of the label variance where text cannot see it (in audio and "
                "vision, notebook 00), so a model that reads those bands should beat the text-only baseline; the "
-               "comparison with it above says whether each model does.")
+               "text-only sentence above says how it compares with them (with every one when it beats them all, "
+               "else with the best of them).")
 else:
     see.append(f"On {ds.info.name} nothing is planted: these rows measure how well each model and each single "
                "modality predicts the label; which band carries it is notebook 01's and 06's question.")
@@ -370,12 +375,14 @@ ctx.show_table(costs, "run_costs", caption="Parameters, epochs and wall time per
 # auxiliary terms, so their scales differ between models.
 
 # %%
-hist = analysis.history_long(records)
+learned = [r for r in records if not r.get("degenerate")]     # as the tables: degenerate runs left out
+hist = analysis.history_long(learned)
 sel_metric = records[0]["select_metric"]
 hist = hist[hist["series"].isin(["train_total", f"valid_{sel_metric}"])]
 fig = figures.learning_curves(hist.rename(columns={"row": "model"}), hue="model", col="series", sharey=False,
                               title="Training objective and validation metric per epoch (mean ± sd over seeds)")
-ctx.save_figure(fig, "learning_curves", f"The final stage of {hist['row'].nunique()} rows on {ds.info.name}: the "
+ctx.save_figure(fig, "learning_curves", f"The final stage of {hist['row'].nunique()} rows on {ds.info.name} "
+                f"({len(learned)} runs; {len(records) - len(learned)} degenerate runs left out): the "
                 "training objective (auxiliary terms included, so scales differ between models) and the validation "
                 f"{nv.metric_name(sel_metric)} each epoch; line = mean over seeds, band = ± 1 sd.")
 
@@ -388,13 +395,14 @@ ctx.save_figure(fig, "learning_curves", f"The final stage of {hist['row'].nuniqu
 # %%
 from mser_lib.train.trainer import trivial_metrics
 
-collapse = analysis.late_collapse(records, trivial_metrics(ds, "valid"), ds.info.task)
+collapse = analysis.late_collapse(learned, trivial_metrics(ds, "valid"), ds.info.task)   # degenerate runs left out
 display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info)))
 
 # %% [markdown]
 # Why would a model get worse on held-out data while its training objective still falls? One cause to check is
-# dropout's *variance shift*: a model trained on features with half their units dropped (FEMF's dropout is 0.5)
-# can learn a scale that the clean features of evaluation do not have. The first seed's FEMF at the **last** epoch
+# dropout's *variance shift*: a model trained on features with a share of their units dropped (FEMF's paper
+# preset drops half, `dropout=0.5`; the built-in benchmark's miniature 0.1) can learn a scale that the clean
+# features of evaluation do not have. The first seed's FEMF at the **last** epoch
 # of its final stage, scored on the validation split with dropout off (as every score is) and on:
 
 # %%
@@ -516,9 +524,9 @@ print(ctx.written_summary())
 #
 # - FEMF, Atsuko, EMOE and the baselines trained on the same data, selected the same way and scored
 #   once on the test split, beside (not against) the papers' reported rows.
-# - The "What we see" cells say, computed from these runs, which model is best, whether each beats the
-#   T+A+V baseline and the text-only baseline by more than the seed spread, where that contradicts a
-#   paper, and whether Atsuko's band router departs from uniform weights.
+# - The "What we see" cells say, computed from these runs, which model is best, whether each method beats
+#   the T+A+V baseline by more than the seed spread, how the text-only baseline compares with them, where
+#   that contradicts a paper, and whether Atsuko's band router departs from uniform weights.
 # - Atsuko's modality router is a linear layer, a projection onto the unit sphere and a softmax at a
 #   low temperature; you rebuilt it and matched the library.
 #

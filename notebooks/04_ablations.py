@@ -110,11 +110,13 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 # %% [markdown]
 # ## The grid
 #
-# `mser_lib.grids` lists the runs per profile: every variant of the three tables at `quick` and
-# `paper`, a few at `smoke`. At `quick` the ablation runs use the first seed only and a shortened
+# `mser_lib.grids` lists the runs per profile: every variant of the three tables at `quick`, `claims`
+# and `paper`, a few at `smoke`. At `quick` the ablation runs use the first seed only and a shortened
 # schedule (`grids.ABLATION_TRAIN`), the same for every variant so that the comparisons stay fair; the
-# `paper` profile uses the papers' schedule and all seeds. Runs are cached by config hash: FEMF's full
-# model is also Table 4's T+A+V row and is trained once, and re-running this notebook trains nothing.
+# `claims` profile (quick's settings and models) trains every variant at 5 seeds on the main runs' full
+# schedule, and `paper` uses the papers' schedule and all seeds. The first cell printed which profile
+# this is. Runs are cached by config hash: FEMF's full model is also Table 4's T+A+V row and is trained
+# once, and re-running this notebook trains nothing.
 
 # %%
 import pandas as pd
@@ -156,6 +158,36 @@ for name, frame in frames.items():
     print(f"{name}: every variant has every seed: {bool((per_label == n).all())}")
 
 # %% [markdown]
+# ## The paired tests: one family for the whole notebook
+#
+# Every verdict of this notebook comes from one set of paired comparisons, the claims table at its end:
+# each FEMF variant against the full model (MAE and Corr), the modality subsets against T+A+V and text
+# against audio and vision, and Atsuko's four rows against each other. Holm's adjustment runs over all of
+# them at once, so each tests table below shows a slice of one family and a comparison has the same
+# verdict wherever it appears. The tests are computed here, before any of them is shown.
+
+# %%
+order = [label for label, _ in grids.FEMF_COMPONENTS if label in set(frames["components"]["label"])]
+morder = [grids.MODALITY_LABELS[m] for m in grids.FEMF_MODALITIES
+          if grids.MODALITY_LABELS[m] in set(frames["modalities"]["label"])]
+aorder = [label for _, label in grids.ATSUKO_ROWS]
+comp_tests = [ab.compare_labels(frames["components"], specs["components"], records["components"], "FEMF (full)",
+                                label, m, ds, ctx.results_dir, pred_cache, expect=+1)
+              for label in order[1:] for m in ("mae", "corr")]
+mod_tests = [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T+A+V", label,
+                               "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in morder if label != "T+A+V"]
+mod_tests += [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T", label,
+                                "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in ("A", "V") if label in morder]
+ats_pairs = [("SBN", "-, -", "acc2_non0"), ("MCM", "-, -", "mae"), ("MCM", "SBN", "mae"),
+             ("SBN + MCM (Atsuko)", "SBN", "mae"), ("SBN + MCM (Atsuko)", "MCM", "mae"),
+             ("SBN + MCM (Atsuko)", "-, -", "mae"), ("SBN + MCM (Atsuko)", "-, -", "acc7")]
+ats_tests = [ab.compare_labels(frames["atsuko"], specs["atsuko"], records["atsuko"], a, b, m, ds, ctx.results_dir,
+                               pred_cache, expect=+1) for a, b, m in ats_pairs]
+family = comp_tests + mod_tests + ats_tests
+print(f"{len(family)} paired comparisons in the family: {len(comp_tests)} FEMF components, {len(mod_tests)} "
+      f"modality subsets, {len(ats_tests)} Atsuko Table 4")
+
+# %% [markdown]
 # ## FEMF Tables 2 and 3: removing modules and losses
 #
 # What each switch removes (`FEMFConfig`; a switch that is off removes the module's parameters and its
@@ -174,7 +206,6 @@ for name, frame in frames.items():
 
 # %%
 cols = ["mae", "corr", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"]
-order = [label for label, _ in grids.FEMF_COMPONENTS if label in set(frames["components"]["label"])]
 rep_comp = ab.reported_femf_components()
 table = pd.concat([ab.reported_as_rows(rep_comp, "CMU-MOSI", cols), ab.reported_as_rows(rep_comp, "CMU-MOSEI", cols),
                    ab.summary_table(frames["components"], cols, order)])
@@ -195,12 +226,10 @@ ctx.save_figure(fig, "femf_ablation_components",
 # full model is better, for Corr a positive one does.
 
 # %%
-comp_tests = [ab.compare_labels(frames["components"], specs["components"], records["components"], "FEMF (full)",
-                                label, m, ds, ctx.results_dir, pred_cache, expect=+1)
-              for label in order[1:] for m in ("mae", "corr")]
-comp_table = ab.comparison_frame(comp_tests)
+comp_table = ab.comparison_frame(comp_tests, family=family)
 ctx.show_table(comp_table.set_index(["A", "B", "metric"]), "femf_ablation_components_tests",
-               caption="FEMF ablation: full model minus variant, paired over seeds and bootstrapped over test samples",
+               caption=f"FEMF ablation: full model minus variant, paired over seeds and bootstrapped over test samples "
+                       f"(Holm over the notebook's {len(family)} comparisons)",
                columns=ab.BRIEF_TEST_COLUMNS)
 fig = af.forest(comp_tests, "FEMF ablation: full model minus each variant (mean, seed CI, bootstrap CI)")
 ctx.save_figure(fig, "femf_ablation_components_forest",
@@ -261,11 +290,13 @@ if n_seeds and max(n_seeds) < stats.MIN_SEEDS:
            f"{stats.MIN_SEEDS} a verdict needs (the rule above): the table gives each removal's direction on this "
            "data, not whether it is more than training noise."]
 else:
-    see = [f"On MAE, with {', '.join(map(str, n_seeds)) or 'no'} seeds per variant and the rule above (Holm over "
-           f"the tests table), removing a part resolvably hurts FEMF for {len(hurts)} of the {len(mae_rows)} "
-           "variants" + (f" ({', '.join(hurts)})" if hurts else "") + f" and resolvably helps for {len(helps)}"
-           + (f" ({', '.join(helps)})" if helps else "") + f"; the other {len(mae_rows) - len(hurts) - len(helps)} "
-           "are undecided: the seeds and test videos cannot tell them from the full model."]
+    rest = mae_rows[mae_rows["resolved"] == "no"].set_index("B")
+    parts = nv.undecided_parts(rest, len(family), effect="mean A-B")
+    see = [f"On MAE ({nv.seeds_schedule(mae_rows)} per variant) and by the rule above (Holm over the notebook's {len(family)} comparisons), removing a part resolvably "
+           f"hurts FEMF for {len(hurts)} of the {len(mae_rows)} variants" + (f" ({', '.join(hurts)})" if hurts else "")
+           + f" and resolvably helps for {len(helps)}" + (f" ({', '.join(helps)})" if helps else "")
+           + f"; the other {len(mae_rows) - len(hurts) - len(helps)} are undecided"
+           + (": " + "; ".join(parts) if parts else "") + " (A-B is full minus variant: negative, the removal hurts)."]
 see.append("FEMF's Tables 2-3 report every removal hurting; only a resolved row above confirms or contradicts "
            "one of them on this data.")
 display(Markdown(nv.what_we_see(see, ds.info)))
@@ -279,14 +310,12 @@ display(Markdown(nv.what_we_see(see, ds.info)))
 # benchmark puts sentiment evidence in all three modalities (text low-frequency, audio high band,
 # vision mid band), but not in equal shares: text carries $1 - s$ of the label variance and audio and
 # vision together the other $s$ (`av_share`, 0.4 by default, so 60 % for text;
-# `mser_lib/data/synthetic.py`). Text should therefore be the strongest single modality here too, and
-# the $s$ share is what audio and vision can add on top of it. On real data the papers find text
-# strongest too; the cell after the tables says what our runs show.
+# `mser_lib/data/synthetic.py`). On the built-in data text should therefore be the strongest single
+# modality, and the $s$ share is what audio and vision can add on top of it. On real data the papers
+# find text strongest; the cell after the tables says what our runs show, whichever data this is.
 
 # %%
 mcols = ["mae", "corr", "acc2_non0", "f1_non0"]
-morder = [grids.MODALITY_LABELS[m] for m in grids.FEMF_MODALITIES
-          if grids.MODALITY_LABELS[m] in set(frames["modalities"]["label"])]
 rep_mod = ab.reported_femf_modalities()
 mtable = pd.concat([ab.reported_as_rows(rep_mod, "CMU-MOSI", mcols), ab.reported_as_rows(rep_mod, "CMU-MOSEI", mcols),
                     ab.summary_table(frames["modalities"], mcols, morder)])
@@ -298,12 +327,9 @@ fig = af.variant_points(frames["modalities"], ["mae", "corr", "acc2_non0"], mord
                         title="FEMF on modality subsets: each seed (dots), mean (bar), T+A+V (dashed)")
 ctx.save_figure(fig, "femf_ablation_modalities",
                 nv.points_caption(frames["modalities"], f"FEMF on modality subsets, {ds.info.name}", row_col="label"))
-mod_tests = [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T+A+V", label,
-                               "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in morder if label != "T+A+V"]
-mod_tests += [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T", label,
-                                "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in ("A", "V") if label in morder]
-mod_table = ab.comparison_frame(mod_tests).set_index(["A", "B", "metric"])
-ctx.show_table(mod_table, "femf_ablation_modalities_tests", caption="FEMF modality subsets: paired comparisons",
+mod_table = ab.comparison_frame(mod_tests, family=family).set_index(["A", "B", "metric"])
+ctx.show_table(mod_table, "femf_ablation_modalities_tests",
+               caption=f"FEMF modality subsets: paired comparisons (Holm over the notebook's {len(family)} comparisons)",
                columns=ab.BRIEF_TEST_COLUMNS)
 
 # %%
@@ -311,9 +337,11 @@ mods = frames["modalities"]
 singles = [lab for lab in ("T", "A", "V") if lab in morder]
 see = []
 if singles:
-    see.append(nv.best_sentence(mods, singles, "mae", names={lab: f"the {lab}-only FEMF" for lab in singles}))
+    see.append(nv.best_sentence(mods, singles, "mae", names={lab: f"the {lab}-only FEMF" for lab in singles},
+                                among="the single-modality FEMFs"))
 if "T+A+V" in morder:
-    see.append(nv.best_sentence(mods, morder, "mae", names={lab: f"the {lab} FEMF" for lab in morder}))
+    see.append(nv.best_sentence(mods, morder, "mae", names={lab: f"the {lab} FEMF" for lab in morder},
+                                among=f"all {len(morder)} subsets"))
 if nv.is_builtin(ds.info):
     from mser_lib.data.synthetic import synthetic_config
 
@@ -340,7 +368,6 @@ display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %%
 acols = ["acc7", "acc2_non0", "f1_non0", "mae", "corr"]
-aorder = [label for _, label in grids.ATSUKO_ROWS]
 rep_ats = ab.reported_atsuko_table4()
 atable = pd.concat([ab.reported_as_rows(rep_ats, "CMU-MOSI", acols), ab.reported_as_rows(rep_ats, "CMU-MOSEI", acols),
                     ab.summary_table(frames["atsuko"], acols, aorder)])
@@ -352,22 +379,20 @@ fig = af.variant_points(frames["atsuko"], ["acc7", "acc2_non0", "mae"], aorder, 
                         title="Atsuko SBN x MCM: each seed (dots), mean (bar), Atsuko (dashed)")
 ctx.save_figure(fig, "atsuko_ablation_table4",
                 nv.points_caption(frames["atsuko"], f"Atsuko's SBN x MCM on {ds.info.name}", row_col="label"))
-pairs = [("SBN", "-, -", "acc2_non0"), ("MCM", "-, -", "mae"), ("MCM", "SBN", "mae"),
-         ("SBN + MCM (Atsuko)", "SBN", "mae"), ("SBN + MCM (Atsuko)", "MCM", "mae"),
-         ("SBN + MCM (Atsuko)", "-, -", "acc7")]
-ats_tests = [ab.compare_labels(frames["atsuko"], specs["atsuko"], records["atsuko"], a, b, m, ds, ctx.results_dir,
-                               pred_cache, expect=+1) for a, b, m in pairs]
-ats_table = ab.comparison_frame(ats_tests).set_index(["A", "B", "metric"])
-ctx.show_table(ats_table, "atsuko_ablation_table4_tests", caption="Atsuko SBN x MCM: paired comparisons",
+ats_table = ab.comparison_frame(ats_tests, family=family).set_index(["A", "B", "metric"])
+ctx.show_table(ats_table, "atsuko_ablation_table4_tests",
+               caption=f"Atsuko SBN x MCM: paired comparisons (Holm over the notebook's {len(family)} comparisons)",
                columns=ab.BRIEF_TEST_COLUMNS)
 
 # %%
 ats = frames["atsuko"]
-see = [nv.compare_sentence(ats, "SBN + MCM (Atsuko)", "-, -", m, names={"SBN + MCM (Atsuko)": "Atsuko",
-                                                                        "-, -": "EMOE (neither)"})
+see = [nv.compare_sentence(ats, "SBN + MCM (Atsuko)", "-, -", m,
+                           names={"SBN + MCM (Atsuko)": "Atsuko", "-, -": "the row without SBN and MCM"})
        for m in ("mae", "acc7") if {"SBN + MCM (Atsuko)", "-, -"} <= set(ats["label"])]
-see.append("Atsuko's Table 4 reports each addition helping and both together best; read the tests table for "
-           "which of these gaps our runs resolve.")
+see.append("The row without SBN and MCM keeps Atsuko's loss weights and its router over pooled features, so it is "
+           "not notebook 03's EMOE (EMOE's loss weights and, at the papers' size, its router over the raw inputs). "
+           "Atsuko's Table 4 reports each addition helping and both together best; the tests table above gives "
+           "each of these gaps its verdict (Holm over the notebook's family).")
 display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %% [markdown]
@@ -385,7 +410,8 @@ display(Markdown(nv.what_we_see(see, ds.info)))
 # on the test set; notebook 03's selection-protocol table measures what that protocol adds.)
 
 # %%
-brief = ["deviation", "MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds", "resolved"]
+brief = ["deviation", "MAE: flipped - default", "seed 95% CI", "bootstrap 95% CI", "p adjusted (Holm)", "seeds",
+         "schedule", "resolved"]
 ledger = pd.DataFrame(columns=brief)
 if specs["deviations"]:
     # retrain=False: a run whose test predictions are neither cached nor computable from a checkpoint here (a
@@ -494,8 +520,9 @@ print(ctx.written_summary())
 #
 # **Exercises**
 #
-# 1. Rerun with `profile = "claims"` (every ablation at each of 5 seeds on the full schedule, where
-#    `quick` trains them at its first seed, `grids.ablation_seeds`; many times quick's training): how many
+# 1. If this is the `quick` profile, rerun with `profile = "claims"` (every ablation at each of 5 seeds on
+#    the full schedule, where `quick` trains them at its first seed, `grids.ablation_seeds`; many times
+#    quick's training); if it is `claims`, open the quick profile's executed copy of this notebook. How many
 #    claims move from "not enough seeds" or "no" to "yes"?
 # 2. Rerun with `profile = "smoke"`: which variants does the smoke grid keep, and what does the claims
 #    sentence say with so few runs?

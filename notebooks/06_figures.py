@@ -56,6 +56,13 @@
 # * **config hash**: a 16-hex-digit hash of a run's fully resolved settings (model, data, trainer, seed;
 #   `mser_lib.experiments.config_hash`). Two runs with the same hash are the same run: it is trained once and
 #   reused.
+# * **seed spread**: the standard deviation of a result over training seeds (initial weights and batch order); a
+#   gap smaller than it is training noise.
+# * **Holm's adjustment**: when many claims are tested at once, the smallest p-value is compared with 0.05 / m,
+#   the next with 0.05 / (m - 1) and so on (m claims): the chance of any false "resolved" in the table stays
+#   below 5 %.
+# * **TFN, LMF, MulT, MISA, Self-MM, MMIM, MoMKE, DMD**: the baselines of the papers' Table 1, trained here under
+#   the same protocol (one line each in notebook 03's glossary; [docs/baselines.md](../docs/baselines.md)).
 
 # %% tags=["parameters"]
 # Parameters (papermill): `make reproduce` passes its own values. The defaults read two environment
@@ -96,6 +103,10 @@ ats_specs = grids.atsuko_table4(ctx.profile, ctx.seeds)
 recs = run_grid(rob_specs + ats_specs, **ctx.grid_kwargs)
 main = {s["model"]: r for s, r in zip(rob_specs, recs) if r["seed"] == ctx.seeds[0]}
 ats = {s["tag"]: r for s, r in zip(ats_specs, recs[len(rob_specs):]) if r["seed"] == ctx.seeds[0]}
+# Figs. 4-5 read notebook 04's Table 4 runs: on a profile whose ablations run a shorter schedule than the main
+# runs (quick), their Atsuko row is not notebook 03's Atsuko
+ats_runs = (f"seed {ctx.seeds[0]}'s Table 4 runs, "
+            + ("; ".join(sorted({ab.schedule_text(r) for r in ats.values()} - {""})) or "schedule not recorded"))
 nets = {name: runs.load_model(rec, ds, ctx.results_dir) for name, rec in main.items()}
 print(f"{len(recs)} records; figures from seed {ctx.seeds[0]}; checkpoints found: "
       f"{sorted(k for k, v in nets.items() if v is not None)}")
@@ -199,8 +210,8 @@ for _, label_ in grids.ATSUKO_ROWS:
         panels[label_] = got
 if panels:
     fig = af.tsne_panels(panels, f"Atsuko fused features, t-SNE ({ds.info.name}, test split)", seed=0)
-    ctx.save_figure(fig, "atsuko_fig4_tsne", f"t-SNE of the fused features of {len(panels)} rows of Atsuko's Table 4, "
-                    f"seed {ctx.seeds[0]}, {ds.info.name} test split, coloured by the label; t-SNE keeps neighbours, not "
+    ctx.save_figure(fig, "atsuko_fig4_tsne", f"t-SNE of the fused features of {len(panels)} rows of Atsuko's Table 4 "
+                    f"({ats_runs}), {ds.info.name} test split, coloured by the label; t-SNE keeps neighbours, not "
                     "distances: the ridge R² below measures separability.")
     sep = pd.DataFrame([{"setting": k, "ridge R² (5-fold)": float(np.mean(cross_val_score(
         RidgeCV(alphas=np.logspace(-2, 3, 6)), x, y, cv=5, scoring="r2")))} for k, (x, y) in panels.items()])
@@ -208,14 +219,15 @@ if panels:
     r2 = dict(zip(sep["setting"], sep["ridge R² (5-fold)"]))
     if {"-, -", "SBN + MCM (Atsuko)"} <= set(r2):
         display(Markdown(nv.what_we_see([nv.separability_sentence(
-            r2, "-, -", "SBN + MCM (Atsuko)", source=f"seed {ctx.seeds[0]}'s models")], ds.info)))
+            r2, "-, -", "SBN + MCM (Atsuko)", source=ats_runs)], ds.info)))
 
 # %% [markdown]
 # ## Atsuko Fig. 5: modality weights with and without MCM
 #
-# The router's modality weights $w_m$ (eq. 3) for the same 10 random test samples, in Atsuko (MCM on:
-# the router is pulled to the marginal-complementarity target $q$, eq. 6-7) and in the SBN-only row of
-# Table 4 (MCM off: EMOE's target). The paper sees MCM move weight away from text when the other
+# The router's modality weights $w_m$ (eq. 3) for the same 10 random test samples, in Atsuko's row of
+# Table 4 (MCM on: the router is pulled to the marginal-complementarity target $q$, eq. 6-7) and in its
+# SBN-only row (MCM off: EMOE's target). Both are notebook 04's runs at its schedule (the caption names
+# it), which on the quick profile is shorter than that of notebook 03's Atsuko. The paper sees MCM move weight away from text when the other
 # modalities carry complementary evidence.
 
 # %%
@@ -227,14 +239,14 @@ for name in ("SBN + MCM (Atsuko)", "SBN"):
 if weights:
     fig = af.modality_weight_bars(weights, labels10, f"Atsuko modality weights of 10 test samples ({ds.info.name})")
     ctx.save_figure(fig, "atsuko_fig5_modality_weights", f"The modality weights of the same 10 {ds.info.name} test "
-                    f"samples in {len(weights)} rows of Atsuko's Table 4 (seed {ctx.seeds[0]}); each bar sums to 1.")
+                    f"samples in {len(weights)} rows of Atsuko's Table 4 ({ats_runs}); each bar sums to 1.")
     mean_w = pd.DataFrame({k: v.mean(0) for k, v in weights.items()}, index=["text", "audio", "vision"]).T
     mean_w = mean_w.astype(float).round(3)
     display(Markdown(to_markdown(mean_w)))
     if len(weights) == 2:
         display(Markdown(nv.what_we_see([nv.mcm_weight_sentence(
             mean_w.loc["SBN + MCM (Atsuko)"], mean_w.loc["SBN"],
-            source=f"{len(labels10)} test samples, seed {ctx.seeds[0]}'s models")], ds.info)))
+            source=f"{len(labels10)} test samples, {ats_runs}")], ds.info)))
 
 
 # %% [markdown]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mser_lib import grids, runs
@@ -287,6 +288,26 @@ def test_compare_labels_bootstraps_videos_in_the_position_layout(monkeypatch):
     table = ablations.comparison_frame([r, two])
     assert table["resolved"].tolist() == ["yes", "not enough seeds"]
     assert "p adjusted (Holm)" in table.columns
+
+
+def test_a_tests_table_given_its_family_gives_each_row_the_claims_tables_verdict():
+    """Notebook 04 shows three tests tables and one claims table over the same comparisons: with the family passed,
+    a row's adjusted p and verdict are the claims table's, never resolved in one and undecided in the other."""
+    def res(p, n=5):
+        return {"a": "A", "b": f"B{p}", "metric": "mae", "mean_diff": -0.05, "ci_lo": -0.08, "ci_hi": -0.02,
+                "p_t": p, "p_sign_flip": 0.06, "boot_lo": -0.07, "boot_hi": -0.03, "boot_excludes": True,
+                "same_sign": True, "seeds": list(range(n)), "n": n, "schedule": "60 epochs", "sign_agrees": True}
+    family = [res(p) for p in (0.001, 0.008, 0.009, 0.02, 0.03, 0.2, 0.5, 0.7)]
+    first = family[:2]
+    alone = ablations.comparison_frame(first)
+    assert alone["resolved"].tolist() == ["yes", "yes"]          # Holm over 2: 0.002, 0.008
+    within = ablations.comparison_frame(first, family=family)
+    claims = ablations.adjust_claims(pd.DataFrame([ablations.claim_row(f"c{i}", "paper", r)
+                                                   for i, r in enumerate(family)]))
+    assert within["resolved"].tolist() == claims["resolved"].tolist()[:2] == ["yes", "no"]   # Holm over 8: 0.008, 0.056
+    assert within["p adjusted (Holm)"].tolist() == claims["p adjusted (Holm)"].tolist()[:2]
+    with pytest.raises(ValueError, match="one of the family"):
+        ablations.comparison_frame([res(0.001)], family=family)
 
 
 def test_degradation_compare_uses_video_clusters_and_seed_rule():

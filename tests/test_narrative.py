@@ -102,6 +102,19 @@ def test_best_sentence_and_ranking():
     assert "within the seed spread" in nv.best_sentence(NOISY, ["atsuko", "emoe"], "mae")
 
 
+def test_best_sentence_checks_every_row_not_only_the_runner_up():
+    """0.840 +- 0.006 leads the runner-up 0.851 +- 0.006 beyond the spread, but a third row at 0.855 +- 0.016 is
+    within its own wider spread: the sentence names it instead of calling the lead clear."""
+    f = _frame({("b", "mae"): [0.834, 0.840, 0.846], ("t", "mae"): [0.845, 0.851, 0.857],
+                ("d", "mae"): [0.839, 0.855, 0.871]})
+    s = nv.best_sentence(f, ["b", "t", "d"], "mae", among="the three rows")
+    assert s.startswith("The best MAE of the three rows is b's (0.840 ± 0.006), ahead of t (0.851 ± 0.006) by")
+    assert s.endswith("; but d (0.855 ± 0.016) is not beyond the seed spread of it (a wider spread or a single seed).")
+    clear = _frame({("b", "mae"): [0.834, 0.840, 0.846], ("t", "mae"): [0.845, 0.851, 0.857],
+                    ("d", "mae"): [0.895, 0.900, 0.905]})
+    assert nv.best_sentence(clear, ["b", "t", "d"], "mae").endswith("by more than the seed spread.")
+
+
 def test_paper_sentence_agrees_contradicts_or_cannot_tell():
     s = nv.paper_sentence(CLEAR, "femf", "baseline (modalities=tav)", "mae", "FEMF Table 1")
     assert "point the same way, by more than the seed spread" in s
@@ -139,11 +152,35 @@ def test_claims_sentence_counts_verdicts():
     claims = pd.DataFrame({"agrees with paper": ["yes", "no", "undecided", "undecided"],
                            "resolved": ["yes", "yes", "no", "not enough seeds"]})
     assert nv.claims_sentence(claims) == ("Of 4 claims, our runs resolve 2: 1 agree with the paper and 1 contradict "
-                                          "it; 2 stay undecided (1 of them because they have fewer than 3 seeds).")
+                                          "it; 2 stay undecided (1 of them because they have fewer than 3 seeds; 1 "
+                                          "without an interval in this table).")
     claims["claim"] = ["Text beats audio (MAE)", "FEMF beats MulT (MAE)", "x", "y"]
-    assert nv.claims_sentence(claims).endswith("seeds). Agreeing: Text beats audio (MAE). Contradicting: FEMF beats "
-                                               "MulT (MAE).")
+    assert nv.claims_sentence(claims).endswith("this table). Agreeing: Text beats audio (MAE). Contradicting: FEMF "
+                                               "beats MulT (MAE).")
     assert nv.claims_sentence(claims.set_index("claim")) == nv.claims_sentence(claims)
+
+
+def test_claims_sentence_names_seeds_schedule_and_sorts_the_undecided_by_their_intervals():
+    """An undecided claim whose seed test and bootstrap both exclude 0 is a lead (only Holm stops it), named; one
+    where they disagree is named as split; one where both cover 0 is a tie. The seeds and schedule are named."""
+    rows = [("A beats B", "0.001", "yes"), ("C beats D", "0.30", "yes"), ("E beats F", "0.40", "no")]
+    claims = pd.DataFrame([{"claim": c, "seeds": 5, "schedule": "A: 20 + 60 epochs; B: 20 + 60 epochs",
+                            "p (paired t)": p, "CI excludes 0": ex, "resolved": "no", "agrees with paper": "undecided"}
+                           for c, p, ex in rows]).set_index("claim")
+    s = nv.claims_sentence(claims)
+    assert s.startswith("Of 3 claims (5 seeds; 20 + 60 epochs), our runs resolve 0")
+    assert "1 with every interval excluding 0 but not resolved under the rule" in s
+    assert "(A beats B): a lead, not a finding" in s
+    assert "1 where one interval excludes 0 and the other covers it (C beats D)" in s
+    assert "1 whose intervals all cover 0: a tie" in s
+    assert "E beats F" not in s
+
+
+def test_interval_excludes_reads_every_table_layout():
+    assert nv.interval_excludes({"seed CI": "[-0.093, -0.036]", "bootstrap CI": "[-0.092, 0.001]"}) == (True, False)
+    assert nv.interval_excludes({"seed 95% CI": "[-0.1, 0.2]", "bootstrap 95% CI": "[1.61, 11.63] pp"}) == (False, True)
+    assert nv.interval_excludes({"p (paired t)": "0.01", "CI excludes 0": "no"}) == (True, False)
+    assert nv.interval_excludes({"seed CI": "", "bootstrap CI": "[nan, nan]"}) == (None, None)
 
 
 def test_what_we_see_differs_for_builtin_and_real_data():
@@ -247,8 +284,16 @@ def test_expert_band_sentences():
 
 
 def test_stage_gain_sentence():
-    assert nv.stage_gain_sentence(1.06, 0.62).endswith("(stage 1): better.")
-    assert nv.stage_gain_sentence(0.5, 0.62).endswith("worse.")
+    assert nv.stage_gain_sentence(1.06, 0.62).endswith("(stage 1): better, from a single seed: no spread to judge "
+                                                       "the gap by.")
+    assert nv.stage_gain_sentence([0.50, 0.51, 0.49], [0.62, 0.63, 0.61]).endswith("worse, by more than the seed "
+                                                                                   "spread.")
+    # 0.758 against 0.770 with per-seed values spread 0.70-0.85: a gap the seeds cannot tell
+    s = nv.stage_gain_sentence([0.70, 0.77, 0.84], [0.71, 0.78, 0.82])
+    assert s == ("Mean over 3 seeds, the full model (stage 2) reaches valid MAE 0.770 ± 0.056 against 0.770 ± 0.070 "
+                 "for the mean of the six experts (stage 1): the same at the precision shown.")
+    s = nv.stage_gain_sentence([0.70, 0.75, 0.82], [0.71, 0.78, 0.85])
+    assert s.endswith("worse in the mean, but by less than the seed spread: these seeds do not tell them apart.")
 
 
 def test_attention_locality_uniform_and_diagonal():
@@ -361,9 +406,9 @@ def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
     ])
     s2 = ledger_sentence(led2)
     assert "resolve 0 on MAE" in s2
-    assert "2 with an interval that excludes 0 before the Holm adjustment over the 3 rows" in s2
-    assert "D (+0.059)" in s2
-    assert "F (-0.010)" in s2
+    assert "1 with every interval excluding 0 but not resolved under the rule (Holm's adjustment over the 3 rows" in s2
+    assert "(D (+0.059)): a lead, not a finding" in s2
+    assert "1 where one interval excludes 0 and the other covers it (F (-0.010))" in s2     # seeds cover 0: no lead
     assert "1 whose intervals all cover 0" in s2
     assert "E" not in s2.replace("MAE", "")
     assert "1 of the 3 rows are paired over seeds only" in s2
@@ -415,7 +460,8 @@ def test_synthesis_names_resolved_claims_per_group_and_protocol_shifts_in_seed_s
     s = synthesis_sentences(claims)
     assert len(s) == 3
     assert s[0].startswith("FEMF Tables 2-3")
-    assert "none is resolved" in s[0]
+    assert "none is resolved: 1 without an interval in this table" in s[0]
+    assert "cannot tell" not in " ".join(s)
     assert "1 resolved as the paper says (T beats A (FEMF, MAE))" in s[1]
     assert "(5 seeds; 60 epochs)" in s[1]
     assert "1 resolved against it (Atsuko: SBN beats -, -)" in s[2]

@@ -838,8 +838,9 @@ def emoe_paper(info: DatasetInfo) -> dict:
 
 
 #: Atsuko Table 4 rows as overrides of the registered "atsuko" model (same loss weights in every
-#: row; without the MCM the router gets EMOE's target). Row "neither" has exactly EMOE's parameters;
-#: it differs from the registered "emoe" only in the loss weights.
+#: row; without the MCM the router gets EMOE's target). Row "neither" has EMOE's architecture but is
+#: not the registered "emoe": it keeps Atsuko's loss weights and its router over pooled features
+#: (the "emoe" paper preset reads the raw inputs, ``router_input="raw"``).
 TABLE4_ROWS: dict[str, dict] = {
     "neither": dict(use_sbn=False, use_mcm=False),
     "sbn": dict(use_sbn=True, use_mcm=False),

@@ -323,21 +323,38 @@ def _family_verdicts(n_seeds, p_raw, same_sign, excludes, method: str) -> tuple[
     return adj, verdicts, int(eligible.sum())
 
 
-def comparison_frame(results: list[dict], method: str = "holm") -> pd.DataFrame:
+def comparison_frame(results: list[dict], method: str = "holm", family: list[dict] | None = None) -> pd.DataFrame:
     """A readable table of :func:`compare_labels` results (differences a - b). The paired-t p-values
-    of the table are adjusted together (Holm-Bonferroni by default, ``method="bh"`` for
-    Benjamini-Hochberg; the column name says which) and ``resolved`` uses the adjusted p
-    (:func:`mser_lib.report.stats.verdict`: "yes", "no" or "not enough seeds")."""
-    adj, verdicts, _ = _family_verdicts([r.get("n", len(r["seeds"])) for r in results],
-                                        [r["p_t"] for r in results], [r["same_sign"] for r in results],
-                                        [r.get("boot_excludes") for r in results], method)
+    are adjusted together (Holm-Bonferroni by default, ``method="bh"`` for Benjamini-Hochberg; the column
+    name says which) and ``resolved`` uses the adjusted p (:func:`mser_lib.report.stats.verdict`: "yes",
+    "no" or "not enough seeds").
+
+    ``family``: the results tested together, of which ``results`` are some (the same objects). A notebook
+    whose claims table holds every comparison it shows passes them all, so that each table gives a
+    comparison the verdict the claims table gives it (:func:`adjust_claims` over the same rows); without it
+    the family is ``results``."""
+    fam = results if family is None else family
+    where = {id(r): i for i, r in enumerate(fam)}
+    if any(id(r) not in where for r in results):
+        raise ValueError("comparison_frame: every result must be one of the family's (the same objects)")
+    adj_f, verdicts_f, _ = _family_verdicts([r.get("n", len(r["seeds"])) for r in fam],
+                                            [r["p_t"] for r in fam], [r["same_sign"] for r in fam],
+                                            [r.get("boot_excludes") for r in fam], method)
+    adj = [adj_f[where[id(r)]] for r in results]
+    verdicts = [verdicts_f[where[id(r)]] for r in results]
     rows = []
     for r, q, v in zip(results, adj, verdicts):
-        rows.append({"A": r["a"], "B": r["b"], "metric": METRIC_NAMES.get(r["metric"], r["metric"]),
-                     "mean A-B": round(r["mean_diff"], 4), "seed CI": _interval(r["ci_lo"], r["ci_hi"]),
+        pct = in_percent(r["metric"])          # accuracies and F1 in points, as every table beside them
+        k, dg = (100.0, 2) if pct else (1.0, 4)
+        rows.append({"A": r["a"], "B": r["b"],
+                     "metric": METRIC_NAMES.get(r["metric"], r["metric"]) + (", points" if pct else ""),
+                     "mean A-B": round(r["mean_diff"] * k, dg),
+                     "seed CI": _interval(*(None if x is None else x * k for x in (r["ci_lo"], r["ci_hi"])), dg),
                      "p (paired t)": _p(r["p_t"]), _adjust_column(method): _p(q),
                      "p (sign flip)": _p(r["p_sign_flip"]),
-                     "bootstrap CI": _interval(r["boot_lo"], r["boot_hi"]), "bootstrap over": _boot_over(r),
+                     "bootstrap CI": _interval(*(None if x is None else x * k for x in (r["boot_lo"], r["boot_hi"])),
+                                               dg),
+                     "bootstrap over": _boot_over(r),
                      "seeds": r.get("n", len(r["seeds"])), "schedule": r.get("schedule", ""),
                      "resolved": v})
     return pd.DataFrame(rows)

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,13 +156,17 @@ def ranking(frame: pd.DataFrame, labels: list[str], metric: str) -> list[tuple[s
     return sorted(stats, key=lambda t: t[1].mean, reverse=metric not in LOWER_IS_BETTER)
 
 
-def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: dict | None = None) -> str:
-    """Which row is best on ``metric``, and whether its lead over the runner-up exceeds the spread."""
+def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: dict | None = None,
+                  among: str | None = None) -> str:
+    """Which row is best on ``metric``, and whether its lead over every other row exceeds the spread (the
+    runner-up first; a row further down with a wider spread can be within it when the runner-up is not).
+    ``among``: what the rows are when they are not all there is ("the single-modality FEMFs")."""
     ranked = ranking(frame, labels, metric)
     if not ranked:
         return f"No row has {metric_name(metric)}."
     (la, sa), mn = ranked[0], metric_name(metric)
-    s = f"The best {mn} is {_poss(name_of(la, names))} ({fmt_value(metric, sa.mean, sa.std)})"
+    s = f"The best {mn}{f' of {among}' if among else ''} is {_poss(name_of(la, names))} " \
+        f"({fmt_value(metric, sa.mean, sa.std)})"
     if len(ranked) == 1:
         return s + "."
     lb, sb = ranked[1]
@@ -172,9 +177,15 @@ def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: di
     if gap is None:
         return s + (f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}); one of them has a single seed: "
                     "no spread to judge the gap by.")
-    if gap:
-        return s + f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}) by more than the seed spread."
-    return s + f", but {nb} ({fmt_value(metric, sb.mean, sb.std)}) is within the seed spread of it."
+    if not gap:
+        return s + f", but {nb} ({fmt_value(metric, sb.mean, sb.std)}) is within the seed spread of it."
+    s += f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}) by more than the seed spread"
+    close = [(lab, st) for lab, st in ranked[2:] if not beyond_spread(sa, st, metric)]
+    if not close:
+        return s + "."
+    listed = ", ".join(f"{name_of(lab, names)} ({fmt_value(metric, st.mean, st.std)})" for lab, st in close)
+    return s + (f"; but {listed} {'is' if len(close) == 1 else 'are'} not beyond the seed spread of it (a wider spread "
+                "or a single seed).")
 
 
 def paper_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, source: str,
@@ -268,13 +279,31 @@ def claim_counts(claims: pd.DataFrame) -> dict[str, int]:
             "too_few": int((res == NOT_ENOUGH_SEEDS).sum())}
 
 
+def seeds_schedule(table: pd.DataFrame) -> str:
+    """``"5 seeds; 20 + 60 epochs, ..."``: the seed counts and schedules of a verdict table's rows (its ``seeds``
+    and ``schedule`` columns), as every verdict sentence names them."""
+    seeds = sorted({str(x) for x in table["seeds"]}, key=lambda x: (len(x), x)) if "seeds" in table.columns else []
+    sched = sorted({part.removeprefix("A: ").removeprefix("B: ")
+                    for x in table.get("schedule", pd.Series(dtype=str)) for part in str(x).split("; ") if part})
+    if not seeds and not sched:
+        return ""
+    n_seeds = ", ".join(seeds) or "?"
+    return f"{n_seeds} seed{'' if n_seeds == '1' else 's'}; {'; '.join(sched) or 'schedule not recorded'}"
+
+
 def claims_sentence(claims: pd.DataFrame) -> str:
-    """Count the claims table's verdicts: how many agree, contradict, or stay undecided."""
+    """Count the claims table's verdicts: how many agree, contradict, or stay undecided (the undecided sorted by
+    :func:`undecided_parts`), with the seeds and schedules behind them."""
     c = claim_counts(claims)
     n, yes, no, few = c["claims"], c["as_paper"], c["against"], c["too_few"]
-    s = (f"Of {n} claims, our runs resolve {yes + no}: {yes} agree with the paper and {no} contradict it; "
-         f"{n - yes - no} stay undecided")
-    s += f" ({few} of them because they have fewer than 3 seeds)." if few else "."
+    behind = seeds_schedule(claims)
+    s = (f"Of {n} claims{f' ({behind})' if behind else ''}, our runs resolve {yes + no}: {yes} agree with the paper "
+         f"and {no} contradict it; {n - yes - no} stay undecided")
+    parts = [f"{few} of them because they have fewer than 3 seeds"] if few else []
+    named = claims.reset_index() if "claim" not in claims.columns and claims.index.name == "claim" else claims
+    parts += undecided_parts(named[named["resolved"].astype(str) == "no"], None,
+                             name="claim" if "claim" in named.columns else None)
+    s += (" (" + "; ".join(parts) + ")." if parts else ".")
     names = None                                           # the claims' names: a column, or the index
     if "claim" in claims.columns:
         names = claims["claim"]
@@ -308,26 +337,10 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     if better:
         s += f"; these improve on the default: {'; '.join(better)}"
     rest = ledger[(ledger["resolved"] != "yes") & (ledger["resolved"] != NOT_ENOUGH_SEEDS)]
-    apart, ties, bare = [], 0, 0
-    for _, r in rest.iterrows():
-        cis = [c for c in (_ci(r.get("seed 95% CI")), _ci(r.get("bootstrap 95% CI"))) if c is not None]
-        if any(lo > 0 or hi < 0 for lo, hi in cis):
-            apart.append(f"{r['deviation']} ({float(r['MAE: flipped - default']):+.3f})")
-        elif cis:
-            ties += 1
-        else:
-            bare += 1
     s += f". The other {len(ledger) - len(done)} stay undecided"
     parts = [f"{few} with fewer than 3 seeds"] if few else []
-    if apart:
-        parts.append(f"{len(apart)} with an interval that excludes 0 before the Holm adjustment over the "
-                     f"{len(ledger)} rows but not after it ({'; '.join(apart)}): a lead, not a finding")
-    if ties:
-        parts.append(f"{ties} whose intervals all cover 0: the default and the flipped run tie within what "
-                     "the seeds" + (" and the test videos" if "bootstrap 95% CI" in ledger.columns else "")
-                     + " can tell")
-    if bare:
-        parts.append(f"{bare} without an interval in this table")
+    parts += undecided_parts(rest, len(ledger), name="deviation", effect="MAE: flipped - default",
+                             videos="bootstrap 95% CI" in ledger.columns)
     if few and rest.empty:          # every undecided row short of seeds: the sentence the quick notebooks print
         s += f" ({few} of them with fewer than 3 seeds)."
     else:
@@ -345,12 +358,93 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     return s
 
 
+_INTERVAL = re.compile(r"^\s*\[\s*([-+0-9.eE]+|nan)\s*,\s*([-+0-9.eE]+|nan)\s*\]")
+
+
 def _ci(text) -> tuple[float, float] | None:
-    """``(lo, hi)`` of a table's interval cell ``"[lo, hi]"``; None for an empty cell."""
-    if not isinstance(text, str) or not text.strip().startswith("["):
+    """``(lo, hi)`` of a table's interval cell ``"[lo, hi]"`` (a unit after it, ``"[1.6, 11.6] pp"``, is
+    allowed); None for an empty cell or one without finite bounds."""
+    m = _INTERVAL.match(text) if isinstance(text, str) else None
+    if m is None:
         return None
-    lo, hi = text.strip().strip("[]").split(",")
-    return float(lo), float(hi)
+    lo, hi = float(m.group(1)), float(m.group(2))
+    return None if math.isnan(lo) or math.isnan(hi) else (lo, hi)
+
+
+def _yes(x) -> bool | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or str(x).strip() == "":
+        return None
+    return str(x).strip().lower() in ("yes", "true", "1")
+
+
+def interval_excludes(row) -> tuple[bool | None, bool | None]:
+    """Does the row's seed-level interval exclude 0, and does its bootstrap interval over test samples?
+    ``None`` where the row has no such interval. Read from whichever columns a verdict table has: ``seed 95%
+    CI`` / ``seed CI`` (else ``p (paired t)`` below 0.05, the same thing for a paired t interval), and
+    ``bootstrap 95% CI`` / ``bootstrap CI`` (else ``CI excludes 0``, the claims tables' bootstrap column)."""
+    get = row.get if hasattr(row, "get") else (lambda k, d=None: d)
+    seed = boot = None
+    for col in ("seed 95% CI", "seed CI"):
+        ci = _ci(get(col))
+        if ci is not None:
+            seed = ci[0] > 0 or ci[1] < 0
+            break
+    if seed is None:
+        p = pd.to_numeric(pd.Series([get("p (paired t)")]), errors="coerce").iloc[0]
+        seed = None if pd.isna(p) else bool(p < 0.05)
+    for col in ("bootstrap 95% CI", "bootstrap CI"):
+        ci = _ci(get(col))
+        if ci is not None:
+            boot = ci[0] > 0 or ci[1] < 0
+            break
+    if boot is None:
+        boot = _yes(get("CI excludes 0"))
+    return seed, boot
+
+
+def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = None, effect: str | None = None,
+                    videos: bool = True) -> list[str]:
+    """The one rule by which every sentence sorts the rows a verdict table leaves unresolved (``rows``: those
+    rows, with at least 3 seeds). By their intervals before the multiplicity adjustment
+    (:func:`interval_excludes`):
+
+    * **a lead**: every interval the row has excludes 0, yet the row is not resolved (Holm's adjustment over
+      the ``family`` rows tested together, or a seed of the other sign): named, with its ``effect``;
+    * **split**: one interval excludes 0 and the other covers it (seeds and test samples disagree): named;
+    * **a tie**: every interval covers 0, counted;
+    * **no interval**: counted.
+
+    ``name``: the column (or ``None``: the index) naming a row; ``videos``: whether the table's bootstrap
+    resamples test samples (said in the tie clause). Returns the clauses, for a sentence to join."""
+    lead, split, ties, bare = [], [], 0, 0
+    for idx, r in rows.iterrows():
+        label = str(r[name]) if name else (" / ".join(map(str, idx)) if isinstance(idx, tuple) else str(idx))
+        if effect is not None and effect in r.index and pd.notna(pd.to_numeric(r[effect], errors="coerce")):
+            label += f" ({float(r[effect]):+.3f})"
+        flags = [f for f in interval_excludes(r) if f is not None]
+        if not flags:
+            bare += 1
+        elif all(flags):
+            lead.append(label)
+        elif any(flags):
+            split.append(label)
+        else:
+            ties += 1
+    out = []
+    over = f" over the {family} rows" if family else ""
+    if lead:
+        out.append(f"{len(lead)} with every interval excluding 0 but not resolved under the rule (Holm's adjustment"
+                   f"{over}, every seed the same sign, a bootstrap interval) ({'; '.join(lead)}): a lead, not a "
+                   "finding")
+    if split:
+        out.append(f"{len(split)} where one interval excludes 0 and the other covers it ({'; '.join(split)}): the "
+                   "seeds and the test samples disagree")
+    if ties:
+        out.append(f"{ties} whose intervals all cover 0: a tie within what the seeds"
+                   + (" and the test samples" if videos else "") + " can tell")
+    if bare:
+        out.append(f"{bare} without an interval in this table")
+    return out
 
 
 #: The claims of notebooks 03-05 by the paper's table or figure they come from: (title, test on the claim text).
@@ -377,29 +471,26 @@ def synthesis_sentences(claims: pd.DataFrame) -> list[str]:
         if sub.empty:
             continue
         c = claim_counts(sub)
-        seeds = sorted({str(x) for x in sub["seeds"]}) if "seeds" in sub.columns else []
-        sched = sorted({part.removeprefix("A: ").removeprefix("B: ")
-                        for x in sub.get("schedule", pd.Series(dtype=str)) for part in str(x).split("; ") if part})
         done = sub[sub["resolved"] == "yes"]
         agree = [str(x) for x in done.loc[done["agrees with paper"] == "yes", "claim"]]
         against = [str(x) for x in done.loc[done["agrees with paper"] == "no", "claim"]]
-        n_seeds = ", ".join(seeds) or "?"
-        s = (f"{title}: of {c['claims']} claims ({n_seeds} seed{'' if n_seeds == '1' else 's'}; "
-             f"{'; '.join(sched) or 'schedule not recorded'})")
+        s = f"{title}: of {c['claims']} claims ({seeds_schedule(sub) or 'seeds and schedule not recorded'})"
         if c["too_few"] == c["claims"]:
             out.append(s + ", none can be decided here: every one has fewer than 3 seeds (the claims profile "
                        "trains 5).")
             continue
         if not agree and not against:
-            s += ", none is resolved: on this data the runs cannot tell these variants apart"
+            s += ", none is resolved"
         else:
             if agree:
                 s += f", {len(agree)} resolved as the paper says ({'; '.join(agree)})"
             if against:
                 s += f"{',' if agree else ''} {len(against)} resolved against it ({'; '.join(against)})"
             s += f"; {c['claims'] - len(agree) - len(against)} undecided"
-        if c["too_few"]:
-            s += f" ({c['too_few']} with fewer than 3 seeds)"
+        parts = [f"{c['too_few']} with fewer than 3 seeds"] if c["too_few"] else []
+        parts += undecided_parts(sub[sub["resolved"] == "no"], None, name="claim")
+        if parts:
+            s += ": " + "; ".join(parts)
         out.append(s + ".")
     return out
 
@@ -651,12 +742,24 @@ def expert_band_sentences(corr: pd.Series, expected: dict | None = None, margin:
     return out
 
 
-def stage_gain_sentence(stage1: float, stage2: float, metric: str = "mae") -> str:
-    """Stage 2 (the full model, experts frozen) against stage 1 (mean of the experts) on VALID."""
+def stage_gain_sentence(stage1, stage2, metric: str = "mae") -> str:
+    """Stage 2 (the full model, experts frozen) against stage 1 (mean of the experts) on VALID, per seed
+    (``stage1``, ``stage2``: one value per seed, or one number each), judged by the seed spread
+    (:func:`beyond_spread`) at the precision shown."""
+    a, b = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (stage2, stage1))
+    sa, sb = (Stat(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)) for v in (a, b))
     mn = metric_name(metric)
-    word = "better" if better(metric, stage2, stage1) else "worse" if better(metric, stage1, stage2) else "the same"
-    return (f"Mean over seeds, the full model (stage 2) reaches valid {mn} {fmt_value(metric, stage2)} against "
-            f"{fmt_value(metric, stage1)} for the mean of the six experts (stage 1): {word}.")
+    head = (f"Mean over {seed_counts([sa.n])}, the full model (stage 2) reaches valid {mn} "
+            f"{fmt_value(metric, sa.mean, sa.std)} against {fmt_value(metric, sb.mean, sb.std)} for the mean of the "
+            "six experts (stage 1)")
+    if _shown(metric, sa.mean) == _shown(metric, sb.mean):
+        return head + ": the same at the precision shown."
+    word = "better" if better(metric, sa.mean, sb.mean) else "worse"
+    gap = beyond_spread(sa, sb, metric)
+    if gap is None:
+        return head + f": {word}, from a single seed: no spread to judge the gap by."
+    return head + (f": {word}, by more than the seed spread." if gap else
+                   f": {word} in the mean, but by less than the seed spread: these seeds do not tell them apart.")
 
 
 def attention_locality(attn: np.ndarray, width: int) -> tuple[float, float]:
@@ -894,7 +997,8 @@ def dropout_sentence(frame: pd.DataFrame, what: str) -> str:
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
            "beats_all_sentence", "degradation_sentence", "forest_caption", "points_caption", "seed_counts",
-           "claim_counts", "claims_sentence", "protocol_summary", "what_we_see",
+           "claim_counts", "claims_sentence", "seeds_schedule", "undecided_parts", "interval_excludes",
+           "protocol_summary", "what_we_see",
            "cycles_to_nu",
            "probe_sentences", "leakage_sentence", "summary_sentence", "femf_cut_sentence", "high_share_sentence",
            "band_roles", "band_allocation_sentence", "dc_share_sentence", "expert_band_sentences",
