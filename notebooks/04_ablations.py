@@ -291,12 +291,15 @@ if n_seeds and max(n_seeds) < stats.MIN_SEEDS:
            "data, not whether it is more than training noise."]
 else:
     rest = mae_rows[mae_rows["resolved"] == "no"].set_index("B")
-    parts = nv.undecided_parts(rest, len(family), effect="mean A-B")
-    see = [f"On MAE ({nv.seeds_schedule(mae_rows)} per variant) and by the rule above (Holm over the notebook's {len(family)} comparisons), removing a part resolvably "
-           f"hurts FEMF for {len(hurts)} of the {len(mae_rows)} variants" + (f" ({', '.join(hurts)})" if hurts else "")
-           + f" and resolvably helps for {len(helps)}" + (f" ({', '.join(helps)})" if helps else "")
+    tested = int(mae_rows["claims in family"].iloc[0])        # the family's comparisons with enough seeds
+    parts = nv.undecided_parts(rest, tested, effect="mean A-B")
+    see = [f"On MAE ({nv.seeds_schedule(mae_rows)} per variant; A-B is the full model minus the variant, so a "
+           f"negative A-B means the removal hurts) and by the rule above (Holm over the {tested} comparisons of "
+           f"the notebook's family that have enough seeds), removing a part resolvably hurts FEMF for {len(hurts)} of the {len(mae_rows)} variants"
+           + (f" ({', '.join(hurts)})" if hurts else "") + f" and resolvably helps for {len(helps)}"
+           + (f" ({', '.join(helps)})" if helps else "")
            + f"; the other {len(mae_rows) - len(hurts) - len(helps)} are undecided"
-           + (": " + "; ".join(parts) if parts else "") + " (A-B is full minus variant: negative, the removal hurts)."]
+           + (": " + "; ".join(parts) if parts else "") + "."]
 see.append("FEMF's Tables 2-3 report every removal hurting; only a resolved row above confirms or contradicts "
            "one of them on this data.")
 display(Markdown(nv.what_we_see(see, ds.info)))
@@ -492,7 +495,8 @@ claims = [ab.claim_row(f"Removing {r['b'][4:]} hurts FEMF ({'MAE' if r['metric']
           for r in comp_tests]
 claims += [ab.claim_row(f"{r['a']} beats {r['b']} (FEMF, MAE)", ab.reported_pair_text(rep_mod, r["a"], r["b"], "mae"), r)
            for r in mod_tests]
-claims += [ab.claim_row(f"Atsuko: {r['a']} beats {r['b']}", ab.reported_pair_text(rep_ats, r["a"], r["b"], r["metric"]), r)
+claims += [ab.claim_row(f"Atsuko: {r['a']} beats {r['b']} ({nv.metric_name(r['metric'])})",
+                        ab.reported_pair_text(rep_ats, r["a"], r["b"], r["metric"]), r)
            for r in ats_tests]
 claims = ab.adjust_claims(pd.DataFrame(claims)).set_index("claim")
 ctx.save_table(claims, "claims_ablations", caption=f"Ablation claims on {ds.info.name} ({ctx.profile})")

@@ -308,6 +308,14 @@ def test_a_tests_table_given_its_family_gives_each_row_the_claims_tables_verdict
     assert within["p adjusted (Holm)"].tolist() == claims["p adjusted (Holm)"].tolist()[:2]
     with pytest.raises(ValueError, match="one of the family"):
         ablations.comparison_frame([res(0.001)], family=family)
+    # at a rounding boundary both tables adjust the same (shown) p-values: 0.0249996 x 2 is 0.0499992 raw, 0.05
+    # as the claims table holds it (4 significant digits), so neither resolves it
+    edge = [res(0.0249996), res(0.4)]
+    shown = ablations.comparison_frame(edge)
+    held = ablations.adjust_claims(pd.DataFrame([ablations.claim_row(f"c{i}", "paper", r) for i, r in enumerate(edge)]))
+    assert shown["resolved"].tolist() == held["resolved"].tolist() == ["no", "no"]
+    assert shown["p adjusted (Holm)"].tolist() == held["p adjusted (Holm)"].tolist() == [0.05, 0.4]
+    assert shown["claims in family"].tolist() == [2, 2]
 
 
 def test_degradation_compare_uses_video_clusters_and_seed_rule():

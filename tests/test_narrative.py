@@ -161,26 +161,66 @@ def test_claims_sentence_counts_verdicts():
 
 
 def test_claims_sentence_names_seeds_schedule_and_sorts_the_undecided_by_their_intervals():
-    """An undecided claim whose seed test and bootstrap both exclude 0 is a lead (only Holm stops it), named; one
-    where they disagree is named as split; one where both cover 0 is a tie. The seeds and schedule are named."""
+    """An undecided claim whose seed test and bootstrap both exclude 0 is a lead (only the rule stops it), named;
+    one where they disagree is named as split; one where both cover 0 is a tie. The seeds and schedule are named."""
     rows = [("A beats B", "0.001", "yes"), ("C beats D", "0.30", "yes"), ("E beats F", "0.40", "no")]
     claims = pd.DataFrame([{"claim": c, "seeds": 5, "schedule": "A: 20 + 60 epochs; B: 20 + 60 epochs",
                             "p (paired t)": p, "CI excludes 0": ex, "resolved": "no", "agrees with paper": "undecided"}
                            for c, p, ex in rows]).set_index("claim")
     s = nv.claims_sentence(claims)
     assert s.startswith("Of 3 claims (5 seeds; 20 + 60 epochs), our runs resolve 0")
-    assert "1 with every interval excluding 0 but not resolved under the rule" in s
+    assert "1 with every interval excluding 0 on the same side but not resolved under the rule" in s
     assert "(A beats B): a lead, not a finding" in s
-    assert "1 where one interval excludes 0 and the other covers it (C beats D)" in s
+    assert "1 whose intervals disagree, one excluding 0 and the other covering it or excluding it on the other side " \
+           "(C beats D)" in s
     assert "1 whose intervals all cover 0: a tie" in s
     assert "E beats F" not in s
+    unnamed = claims.reset_index(drop=True)
+    assert "(row 1)" in nv.claims_sentence(unnamed)
+    assert "(0)" not in nv.claims_sentence(unnamed)
 
 
-def test_interval_excludes_reads_every_table_layout():
-    assert nv.interval_excludes({"seed CI": "[-0.093, -0.036]", "bootstrap CI": "[-0.092, 0.001]"}) == (True, False)
-    assert nv.interval_excludes({"seed 95% CI": "[-0.1, 0.2]", "bootstrap 95% CI": "[1.61, 11.63] pp"}) == (False, True)
-    assert nv.interval_excludes({"p (paired t)": "0.01", "CI excludes 0": "no"}) == (True, False)
-    assert nv.interval_excludes({"seed CI": "", "bootstrap CI": "[nan, nan]"}) == (None, None)
+def test_interval_sides_reads_every_table_layout_as_the_verdict_does():
+    assert nv.interval_sides({"seed CI": "[-0.093, -0.036]", "bootstrap CI": "[-0.092, 0.001]"}) == (-1, 0)
+    assert nv.interval_sides({"seed 95% CI": "[-0.1, 0.2]", "bootstrap 95% CI": "[1.61, 11.63] pp"}) == (0, 1)
+    assert nv.interval_sides({"p (paired t)": "0.01", "CI excludes 0": "no", "e": -0.2}, effect="e") == (-1, 0)
+    assert nv.interval_sides({"seed CI": "", "bootstrap CI": "[nan, nan]"}) == (None, None)
+    assert nv.interval_sides({"seed CI": "[-, -]", "bootstrap CI": "[e, 1]"}) == (None, None)     # never raises
+    # a claims table shows no seed interval: a p below 0.05 takes the bootstrap interval's side, not a guess
+    assert nv.interval_sides({"p (paired t)": 0.003, "CI excludes 0": "yes",
+                              "bootstrap 95% CI": "[-0.0924, -0.0351]"}) == (-1, -1)
+    # the p-value and the yes/no column decide, as in the verdict; the rounded text only gives the side
+    assert nv.interval_sides({"p (paired t)": 0.049, "seed CI": "[0.0000, 0.0100]",
+                              "CI excludes 0": "yes", "bootstrap CI": "[0.0000, 0.0090]"}) == (1, 1)
+
+
+def test_undecided_parts_sorts_leads_splits_and_ties_and_never_calls_opposite_intervals_a_lead():
+    rows = pd.DataFrame([
+        {"row": "lead", "e": -0.06, "seeds": 5, "seed CI": "[-0.09, -0.03]", "bootstrap CI": "[-0.09, -0.03]"},
+        {"row": "opposite", "e": 0.02, "seeds": 5, "seed CI": "[0.01, 0.03]", "bootstrap CI": "[-0.3, -0.1]"},
+        {"row": "half", "e": 0.01, "seeds": 5, "seed CI": "[-0.01, 0.03]", "bootstrap CI": "[0.002, 0.02]"},
+        {"row": "tie", "e": 0.0, "seeds": 5, "seed CI": "[-0.01, 0.01]", "bootstrap CI": "[-0.01, 0.01]"},
+        {"row": "seed-only tie", "e": 0.0, "seeds": 5, "seed CI": "[-0.01, 0.01]", "bootstrap CI": ""},
+        {"row": "bare", "e": 0.0, "seeds": 5, "seed CI": "", "bootstrap CI": ""},
+    ])
+    lead, split, tie, bare = nv.undecided_parts(rows, 12, name="row", effect="e")
+    assert lead.startswith("1 with every interval excluding 0 on the same side but not resolved under the rule "
+                           "(Holm's adjustment over the 12 comparisons tested together")
+    assert "(lead (-0.060))" in lead
+    assert split.startswith("2 whose intervals disagree")
+    assert "opposite (+0.020); half (+0.010)" in split
+    assert tie == ("2 whose intervals all cover 0: a tie within what the seeds (and, where the row has a bootstrap, "
+                   "the test samples) can tell")
+    assert bare == "1 without an interval in this table"
+    # a "claims in family" column gives the family size
+    (only,) = nv.undecided_parts(rows.iloc[:1].assign(**{"claims in family": 30}), 12, name="row", effect="e")
+    assert "over the 30 comparisons" in only
+
+
+def test_seeds_schedule_reads_csv_columns():
+    t = pd.DataFrame({"seeds": [5.0, 3.0, float("nan")], "schedule": ["A: 60 epochs; B: 20 epochs", None, "60 epochs"]})
+    assert nv.seeds_schedule(t) == "3, 5 seeds; 20 epochs; 60 epochs"
+    assert nv.seeds_schedule(pd.DataFrame({"x": [1]})) == ""
 
 
 def test_what_we_see_differs_for_builtin_and_real_data():
@@ -286,14 +326,22 @@ def test_expert_band_sentences():
 def test_stage_gain_sentence():
     assert nv.stage_gain_sentence(1.06, 0.62).endswith("(stage 1): better, from a single seed: no spread to judge "
                                                        "the gap by.")
-    assert nv.stage_gain_sentence([0.50, 0.51, 0.49], [0.62, 0.63, 0.61]).endswith("worse, by more than the seed "
-                                                                                   "spread.")
-    # 0.758 against 0.770 with per-seed values spread 0.70-0.85: a gap the seeds cannot tell
+    assert nv.stage_gain_sentence([0.50, 0.51, 0.49], [0.62, 0.63, 0.61]).endswith("worse, by more than the spread "
+                                                                                   "of the per-seed gaps.")
+    # means equal at the precision shown, whatever the spread
     s = nv.stage_gain_sentence([0.70, 0.77, 0.84], [0.71, 0.78, 0.82])
     assert s == ("Mean over 3 seeds, the full model (stage 2) reaches valid MAE 0.770 ± 0.056 against 0.770 ± 0.070 "
                  "for the mean of the six experts (stage 1): the same at the precision shown.")
-    s = nv.stage_gain_sentence([0.70, 0.75, 0.82], [0.71, 0.78, 0.85])
-    assert s.endswith("worse in the mean, but by less than the seed spread: these seeds do not tell them apart.")
+    # paired: better by 0.08 on every seed is clear although each stage's spread (0.1) is wider than the gap
+    assert nv.stage_gain_sentence([0.70, 0.80, 0.90], [0.62, 0.72, 0.82]).endswith(
+        "better, by more than the spread of the per-seed gaps.")
+    s = nv.stage_gain_sentence([0.70, 0.75, 0.82], [0.74, 0.70, 0.85])
+    assert s.endswith("worse in the mean, but by less than the spread of the per-seed gaps: these seeds do not tell "
+                      "the stages apart.")
+    # a seed without both values is left out and said, never turned into "nan"
+    s = nv.stage_gain_sentence([0.70, float("nan"), 0.90], [0.62, 0.72, 0.82])
+    assert "nan" not in s
+    assert "(1 without both stages left out)" in s
 
 
 def test_attention_locality_uniform_and_diagonal():
@@ -406,9 +454,10 @@ def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
     ])
     s2 = ledger_sentence(led2)
     assert "resolve 0 on MAE" in s2
-    assert "1 with every interval excluding 0 but not resolved under the rule (Holm's adjustment over the 3 rows" in s2
+    assert "1 with every interval excluding 0 on the same side but not resolved under the rule (Holm's adjustment" in s2
     assert "(D (+0.059)): a lead, not a finding" in s2
-    assert "1 where one interval excludes 0 and the other covers it (F (-0.010))" in s2     # seeds cover 0: no lead
+    assert "1 whose intervals disagree" in s2
+    assert "(F (-0.010))" in s2
     assert "1 whose intervals all cover 0" in s2
     assert "E" not in s2.replace("MAE", "")
     assert "1 of the 3 rows are paired over seeds only" in s2

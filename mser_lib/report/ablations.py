@@ -337,9 +337,12 @@ def comparison_frame(results: list[dict], method: str = "holm", family: list[dic
     where = {id(r): i for i, r in enumerate(fam)}
     if any(id(r) not in where for r in results):
         raise ValueError("comparison_frame: every result must be one of the family's (the same objects)")
-    adj_f, verdicts_f, _ = _family_verdicts([r.get("n", len(r["seeds"])) for r in fam],
-                                            [r["p_t"] for r in fam], [r["same_sign"] for r in fam],
-                                            [r.get("boot_excludes") for r in fam], method)
+    # the p-values as the claims table holds them (4 significant digits, claim_row), so that both adjust the
+    # same numbers and a verdict never flips between them at a rounding boundary
+    p_shown = [math.nan if _p(r["p_t"]) == "" else _p(r["p_t"]) for r in fam]
+    adj_f, verdicts_f, m = _family_verdicts([r.get("n", len(r["seeds"])) for r in fam], p_shown,
+                                            [r["same_sign"] for r in fam], [r.get("boot_excludes") for r in fam],
+                                            method)
     adj = [adj_f[where[id(r)]] for r in results]
     verdicts = [verdicts_f[where[id(r)]] for r in results]
     rows = []
@@ -356,7 +359,7 @@ def comparison_frame(results: list[dict], method: str = "holm", family: list[dic
                                                dg),
                      "bootstrap over": _boot_over(r),
                      "seeds": r.get("n", len(r["seeds"])), "schedule": r.get("schedule", ""),
-                     "resolved": v})
+                     CLAIM_FAMILY: m, "resolved": v})
     return pd.DataFrame(rows)
 
 

@@ -282,9 +282,11 @@ def claim_counts(claims: pd.DataFrame) -> dict[str, int]:
 def seeds_schedule(table: pd.DataFrame) -> str:
     """``"5 seeds; 20 + 60 epochs, ..."``: the seed counts and schedules of a verdict table's rows (its ``seeds``
     and ``schedule`` columns), as every verdict sentence names them."""
-    seeds = sorted({str(x) for x in table["seeds"]}, key=lambda x: (len(x), x)) if "seeds" in table.columns else []
+    counts = pd.to_numeric(table["seeds"], errors="coerce").dropna() if "seeds" in table.columns else []
+    seeds = [str(n) for n in sorted({int(x) for x in counts})]
     sched = sorted({part.removeprefix("A: ").removeprefix("B: ")
-                    for x in table.get("schedule", pd.Series(dtype=str)) for part in str(x).split("; ") if part})
+                    for x in table.get("schedule", pd.Series(dtype=str)).dropna() for part in str(x).split("; ")
+                    if part and part != "nan"})
     if not seeds and not sched:
         return ""
     n_seeds = ", ".join(seeds) or "?"
@@ -301,8 +303,10 @@ def claims_sentence(claims: pd.DataFrame) -> str:
          f"and {no} contradict it; {n - yes - no} stay undecided")
     parts = [f"{few} of them because they have fewer than 3 seeds"] if few else []
     named = claims.reset_index() if "claim" not in claims.columns and claims.index.name == "claim" else claims
-    parts += undecided_parts(named[named["resolved"].astype(str) == "no"], None,
-                             name="claim" if "claim" in named.columns else None)
+    undecided = named[named["resolved"].astype(str) == "no"]
+    if "claim" not in named.columns:          # nothing names the rows: count them, never list "(0)", "(1)"
+        undecided = undecided.set_index(pd.Index([f"row {i + 1}" for i in range(len(undecided))]))
+    parts += undecided_parts(undecided, None, name="claim" if "claim" in named.columns else None)
     s += (" (" + "; ".join(parts) + ")." if parts else ".")
     names = None                                           # the claims' names: a column, or the index
     if "claim" in claims.columns:
@@ -339,8 +343,9 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     rest = ledger[(ledger["resolved"] != "yes") & (ledger["resolved"] != NOT_ENOUGH_SEEDS)]
     s += f". The other {len(ledger) - len(done)} stay undecided"
     parts = [f"{few} with fewer than 3 seeds"] if few else []
-    parts += undecided_parts(rest, len(ledger), name="deviation", effect="MAE: flipped - default",
-                             videos="bootstrap 95% CI" in ledger.columns)
+    tested = sum(1 for _, r in ledger.iterrows()
+                 if _num(r.get("seeds")) >= 3 and not math.isnan(_num(r.get("p (paired t)"))))
+    parts += undecided_parts(rest, tested or len(ledger), name="deviation", effect="MAE: flipped - default")
     if few and rest.empty:          # every undecided row short of seeds: the sentence the quick notebooks print
         s += f" ({few} of them with fewer than 3 seeds)."
     else:
@@ -358,17 +363,20 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     return s
 
 
-_INTERVAL = re.compile(r"^\s*\[\s*([-+0-9.eE]+|nan)\s*,\s*([-+0-9.eE]+|nan)\s*\]")
+_INTERVAL = re.compile(r"^\s*\[\s*([^,\]]+?)\s*,\s*([^\]]+?)\s*\]")
 
 
 def _ci(text) -> tuple[float, float] | None:
     """``(lo, hi)`` of a table's interval cell ``"[lo, hi]"`` (a unit after it, ``"[1.6, 11.6] pp"``, is
-    allowed); None for an empty cell or one without finite bounds."""
+    allowed); None for an empty cell, one that does not parse, or one without finite bounds."""
     m = _INTERVAL.match(text) if isinstance(text, str) else None
     if m is None:
         return None
-    lo, hi = float(m.group(1)), float(m.group(2))
-    return None if math.isnan(lo) or math.isnan(hi) else (lo, hi)
+    try:
+        lo, hi = float(m.group(1)), float(m.group(2))
+    except ValueError:
+        return None
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
 def _yes(x) -> bool | None:
@@ -377,71 +385,93 @@ def _yes(x) -> bool | None:
     return str(x).strip().lower() in ("yes", "true", "1")
 
 
-def interval_excludes(row) -> tuple[bool | None, bool | None]:
-    """Does the row's seed-level interval exclude 0, and does its bootstrap interval over test samples?
-    ``None`` where the row has no such interval. Read from whichever columns a verdict table has: ``seed 95%
-    CI`` / ``seed CI`` (else ``p (paired t)`` below 0.05, the same thing for a paired t interval), and
-    ``bootstrap 95% CI`` / ``bootstrap CI`` (else ``CI excludes 0``, the claims tables' bootstrap column)."""
+def _num(x) -> float:
+    v = pd.to_numeric(pd.Series([x]), errors="coerce").iloc[0]
+    return float(v) if pd.notna(v) else math.nan
+
+
+def _side(ci: tuple[float, float]) -> int:
+    return 1 if ci[0] > 0 else -1 if ci[1] < 0 else 0
+
+
+def interval_sides(row, effect: str | None = None) -> tuple[int | None, int | None]:
+    """Where the row's two intervals lie, ``(seed-level, bootstrap over test samples)``: +1 above 0, -1 below,
+    0 covering 0, ``None`` when the row has no such interval. Read as the verdict reads them: the seed-level
+    interval excludes 0 exactly when ``p (paired t)`` is below :data:`~mser_lib.report.stats.ALPHA` (else from
+    the ``seed 95% CI`` / ``seed CI`` text), the bootstrap one when ``CI excludes 0`` says so (else from the
+    ``bootstrap 95% CI`` / ``bootstrap CI`` text). Where a table says only *that* an interval excludes 0, its
+    side comes from the interval text when it shows one, else from the other interval's side, else from the
+    sign of the row's ``effect`` column (+1 when the row has none)."""
+    from .stats import ALPHA
+
     get = row.get if hasattr(row, "get") else (lambda k, d=None: d)
-    seed = boot = None
-    for col in ("seed 95% CI", "seed CI"):
-        ci = _ci(get(col))
-        if ci is not None:
-            seed = ci[0] > 0 or ci[1] < 0
-            break
-    if seed is None:
-        p = pd.to_numeric(pd.Series([get("p (paired t)")]), errors="coerce").iloc[0]
-        seed = None if pd.isna(p) else bool(p < 0.05)
-    for col in ("bootstrap 95% CI", "bootstrap CI"):
-        ci = _ci(get(col))
-        if ci is not None:
-            boot = ci[0] > 0 or ci[1] < 0
-            break
-    if boot is None:
-        boot = _yes(get("CI excludes 0"))
+    unknown = 2                                  # excludes 0, side not shown: settled below
+
+    def one(excludes: bool | None, texts: tuple[str, ...]) -> int | None:
+        ci = next((c for c in (_ci(get(t)) for t in texts) if c is not None), None)
+        if excludes is None:
+            return None if ci is None else _side(ci)
+        if not excludes:
+            return 0
+        return _side(ci) if ci is not None and _side(ci) != 0 else unknown
+
+    p = _num(get("p (paired t)"))
+    sides = [one(None if math.isnan(p) else bool(p < ALPHA), ("seed 95% CI", "seed CI")),
+             one(_yes(get("CI excludes 0")), ("bootstrap 95% CI", "bootstrap CI"))]
+    known = [x for x in sides if x in (1, -1)]
+    eff = _num(get(effect)) if effect else math.nan
+    guess = known[0] if known else (-1 if eff < 0 else 1)    # the other interval's side, else the effect's
+    seed, boot = (guess if x == unknown else x for x in sides)
     return seed, boot
 
 
-def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = None, effect: str | None = None,
-                    videos: bool = True) -> list[str]:
+def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = None,
+                    effect: str | None = None) -> list[str]:
     """The one rule by which every sentence sorts the rows a verdict table leaves unresolved (``rows``: those
-    rows, with at least 3 seeds). By their intervals before the multiplicity adjustment
-    (:func:`interval_excludes`):
+    rows, with at least 3 seeds). By where their intervals lie before the multiplicity adjustment
+    (:func:`interval_sides`):
 
-    * **a lead**: every interval the row has excludes 0, yet the row is not resolved (Holm's adjustment over
-      the ``family`` rows tested together, or a seed of the other sign): named, with its ``effect``;
-    * **split**: one interval excludes 0 and the other covers it (seeds and test samples disagree): named;
+    * **a lead**: every interval the row has excludes 0, on the same side, yet the row is not resolved (Holm's
+      adjustment over the ``family`` comparisons tested together, a seed of the other sign, or no bootstrap):
+      named, with its ``effect``;
+    * **split**: one interval excludes 0 and the other covers it, or they exclude it on opposite sides (seeds
+      and test samples disagree): named;
     * **a tie**: every interval covers 0, counted;
     * **no interval**: counted.
 
-    ``name``: the column (or ``None``: the index) naming a row; ``videos``: whether the table's bootstrap
-    resamples test samples (said in the tie clause). Returns the clauses, for a sentence to join."""
-    lead, split, ties, bare = [], [], 0, 0
+    ``name``: the column (or ``None``: the index) naming a row. ``family``: the size of the Holm family (a
+    ``claims in family`` column, where the rows have one, wins). Returns the clauses, for a sentence to join."""
+    lead, split, bare = [], [], 0
+    ties = {"both": 0, "seeds": 0}
     for idx, r in rows.iterrows():
         label = str(r[name]) if name else (" / ".join(map(str, idx)) if isinstance(idx, tuple) else str(idx))
-        if effect is not None and effect in r.index and pd.notna(pd.to_numeric(r[effect], errors="coerce")):
-            label += f" ({float(r[effect]):+.3f})"
-        flags = [f for f in interval_excludes(r) if f is not None]
-        if not flags:
+        if effect is not None and effect in r.index and not math.isnan(_num(r[effect])):
+            label += f" ({_num(r[effect]):+.3f})"
+        sides = [x for x in interval_sides(r, effect) if x is not None]
+        if not sides:
             bare += 1
-        elif all(flags):
+        elif all(x == 0 for x in sides):
+            ties["both" if len(sides) == 2 else "seeds"] += 1
+        elif 0 not in sides and len(set(sides)) == 1:
             lead.append(label)
-        elif any(flags):
-            split.append(label)
         else:
-            ties += 1
+            split.append(label)
+    if "claims in family" in rows.columns and len(rows) and not math.isnan(_num(rows["claims in family"].iloc[0])):
+        family = int(_num(rows["claims in family"].iloc[0]))
     out = []
-    over = f" over the {family} rows" if family else ""
+    over = f" over the {family} comparisons tested together" if family else ""
     if lead:
-        out.append(f"{len(lead)} with every interval excluding 0 but not resolved under the rule (Holm's adjustment"
-                   f"{over}, every seed the same sign, a bootstrap interval) ({'; '.join(lead)}): a lead, not a "
-                   "finding")
+        out.append(f"{len(lead)} with every interval excluding 0 on the same side but not resolved under the rule "
+                   f"(Holm's adjustment{over}, every seed the same sign, a bootstrap interval) ({'; '.join(lead)}): "
+                   "a lead, not a finding")
     if split:
-        out.append(f"{len(split)} where one interval excludes 0 and the other covers it ({'; '.join(split)}): the "
-                   "seeds and the test samples disagree")
-    if ties:
-        out.append(f"{ties} whose intervals all cover 0: a tie within what the seeds"
-                   + (" and the test samples" if videos else "") + " can tell")
+        out.append(f"{len(split)} whose intervals disagree, one excluding 0 and the other covering it or excluding it "
+                   f"on the other side ({'; '.join(split)}): the seeds and the test samples tell different stories")
+    n_ties = ties["both"] + ties["seeds"]
+    if n_ties:
+        what = ("the seeds and the test samples" if not ties["seeds"] else "the seeds" if not ties["both"] else
+                "the seeds (and, where the row has a bootstrap, the test samples)")
+        out.append(f"{n_ties} whose intervals all cover 0: a tie within what {what} can tell")
     if bare:
         out.append(f"{bare} without an interval in this table")
     return out
@@ -744,22 +774,34 @@ def expert_band_sentences(corr: pd.Series, expected: dict | None = None, margin:
 
 def stage_gain_sentence(stage1, stage2, metric: str = "mae") -> str:
     """Stage 2 (the full model, experts frozen) against stage 1 (mean of the experts) on VALID, per seed
-    (``stage1``, ``stage2``: one value per seed, or one number each), judged by the seed spread
-    (:func:`beyond_spread`) at the precision shown."""
+    (``stage1``, ``stage2``: one value per seed of the same runs, or one number each). The two stages of a seed
+    are one run, so the gap is judged paired: its mean against the standard deviation of the per-seed gaps, at
+    the precision shown. Seeds without both values are left out (said)."""
     a, b = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (stage2, stage1))
-    sa, sb = (Stat(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)) for v in (a, b))
+    ok = np.isfinite(a) & np.isfinite(b)
     mn = metric_name(metric)
-    head = (f"Mean over {seed_counts([sa.n])}, the full model (stage 2) reaches valid {mn} "
-            f"{fmt_value(metric, sa.mean, sa.std)} against {fmt_value(metric, sb.mean, sb.std)} for the mean of the "
-            "six experts (stage 1)")
-    if _shown(metric, sa.mean) == _shown(metric, sb.mean):
+    if not ok.any():
+        return f"No seed has a valid {mn} for both stages."
+    dropped = int((~ok).sum())
+    a, b = a[ok], b[ok]
+    n = len(a)
+
+    def sd(v: np.ndarray) -> float:
+        return float(v.std(ddof=1)) if n > 1 else math.nan
+
+    head = (f"Mean over {seed_counts([n])}" + (f" ({dropped} without both stages left out)" if dropped else "")
+            + f", the full model (stage 2) reaches valid {mn} {fmt_value(metric, a.mean(), sd(a))} against "
+            f"{fmt_value(metric, b.mean(), sd(b))} for the mean of the six experts (stage 1)")
+    if _shown(metric, a.mean()) == _shown(metric, b.mean()):
         return head + ": the same at the precision shown."
-    word = "better" if better(metric, sa.mean, sb.mean) else "worse"
-    gap = beyond_spread(sa, sb, metric)
-    if gap is None:
+    word = "better" if better(metric, a.mean(), b.mean()) else "worse"
+    if n < 2:
         return head + f": {word}, from a single seed: no spread to judge the gap by."
-    return head + (f": {word}, by more than the seed spread." if gap else
-                   f": {word} in the mean, but by less than the seed spread: these seeds do not tell them apart.")
+    gap, spread = abs(a.mean() - b.mean()), sd(a - b)
+    if _shown(metric, gap) > _shown(metric, spread):
+        return head + f": {word}, by more than the spread of the per-seed gaps."
+    return head + (f": {word} in the mean, but by less than the spread of the per-seed gaps: these seeds do not "
+                   "tell the stages apart.")
 
 
 def attention_locality(attn: np.ndarray, width: int) -> tuple[float, float]:
@@ -997,7 +1039,7 @@ def dropout_sentence(frame: pd.DataFrame, what: str) -> str:
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
            "beats_all_sentence", "degradation_sentence", "forest_caption", "points_caption", "seed_counts",
-           "claim_counts", "claims_sentence", "seeds_schedule", "undecided_parts", "interval_excludes",
+           "claim_counts", "claims_sentence", "seeds_schedule", "undecided_parts", "interval_sides",
            "protocol_summary", "what_we_see",
            "cycles_to_nu",
            "probe_sentences", "leakage_sentence", "summary_sentence", "femf_cut_sentence", "high_share_sentence",
