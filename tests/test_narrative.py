@@ -215,6 +215,12 @@ def test_undecided_parts_sorts_leads_splits_and_ties_and_never_calls_opposite_in
     # a "claims in family" column gives the family size
     (only,) = nv.undecided_parts(rows.iloc[:1].assign(**{"claims in family": 30}), 12, name="row", effect="e")
     assert "over the 30 comparisons" in only
+    # rows of several notebooks' tables (notebook 06's claims_all): no single family size is claimed
+    mixed = rows.iloc[:1].assign(**{"claims in family": 30, "direction as paper": "no"})
+    (lead2,) = nv.undecided_parts(pd.concat([mixed, mixed.assign(row="lead2", **{"claims in family": 20})]), 12,
+                                  name="row", effect="e")
+    assert "Holm's adjustment within each claim's own notebook table" in lead2
+    assert "lead (-0.060) (pointing against the paper)" in lead2
 
 
 def test_seeds_schedule_reads_csv_columns():

@@ -440,13 +440,17 @@ def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = N
     * **no interval**: counted.
 
     ``name``: the column (or ``None``: the index) naming a row. ``family``: the size of the Holm family (a
-    ``claims in family`` column, where the rows have one, wins). Returns the clauses, for a sentence to join."""
+    ``claims in family`` column, where the rows have one, wins; rows from several families, as notebook 06's
+    ``claims_all``, are said to be adjusted within their own tables). A claims row whose mean points against the
+    paper (``direction as paper`` "no") is marked so. Returns the clauses, for a sentence to join."""
     lead, split, bare = [], [], 0
     ties = {"both": 0, "seeds": 0}
     for idx, r in rows.iterrows():
         label = str(r[name]) if name else (" / ".join(map(str, idx)) if isinstance(idx, tuple) else str(idx))
         if effect is not None and effect in r.index and not math.isnan(_num(r[effect])):
             label += f" ({_num(r[effect]):+.3f})"
+        if "direction as paper" in r.index and _yes(r["direction as paper"]) is False:
+            label += " (pointing against the paper)"             # a claims table: which way the lead points
         sides = [x for x in interval_sides(r, effect) if x is not None]
         if not sides:
             bare += 1
@@ -456,10 +460,13 @@ def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = N
             lead.append(label)
         else:
             split.append(label)
-    if "claims in family" in rows.columns and len(rows) and not math.isnan(_num(rows["claims in family"].iloc[0])):
-        family = int(_num(rows["claims in family"].iloc[0]))
+    sizes = {int(v) for v in (_num(x) for x in rows.get("claims in family", pd.Series(dtype=float)))
+             if not math.isnan(v)}
+    if len(sizes) == 1:
+        family = sizes.pop()
     out = []
-    over = f" over the {family} comparisons tested together" if family else ""
+    over = (" within each claim's own notebook table" if len(sizes) > 1 else
+            f" over the {family} comparisons tested together" if family else "")
     if lead:
         out.append(f"{len(lead)} with every interval excluding 0 on the same side but not resolved under the rule "
                    f"(Holm's adjustment{over}, every seed the same sign, a bootstrap interval) ({'; '.join(lead)}): "
