@@ -262,6 +262,20 @@ def test_the_registry_is_the_one_list_of_models():
         del registry.MODELS["toy_baseline"]
 
 
+def test_every_registered_model_has_a_colour_of_its_own():
+    """Figures with every model (the robustness curves: twelve lines) tell models apart by colour alone."""
+    from mser_lib.models import registry
+
+    shown = registry.model_names("method") + registry.model_names("baseline")     # the models the figures draw
+    colors = {n: c for n, c in registry.model_colors().items() if n in shown}
+    assert set(colors) == set(shown)
+    assert all(colors.values())
+    taken = {}
+    for name, color in colors.items():
+        assert color.lower() not in taken, f"{name} and {taken.get(color.lower())} share {color}"
+        taken[color.lower()] = name
+
+
 def test_user_errors_cross_a_process_boundary_as_themselves():
     """A ConfigError or DataFormatError raised in a pool worker reaches the parent as the same one-line error
     (their four-argument __init__ used to make them unpicklable: BrokenProcessPool)."""

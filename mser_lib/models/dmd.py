@@ -346,7 +346,7 @@ register(ModelSpec("dmd", DMD, DMDConfig, {"quick": _quick, "paper": _paper},
                    "DMD (Li et al., 2023), read against the authors' code", role="baseline",
                    tasks=("regression",),
                    label="DMD",
-                   color="#bcbd22",
+                   color="#2ca02c",
                    # not the depth: the code ties the later transformers' depth to it (max(nlevels, 3))
                    search_space={"output_dropout": Param("float", 0.0, 0.5),
                                  "text_dropout": Param("float", 0.0, 0.5)}))

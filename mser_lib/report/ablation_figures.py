@@ -67,16 +67,22 @@ def variant_points(frame: pd.DataFrame, metrics: Sequence[str], order: Sequence[
 
 def missing_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("f1_non0", "corr"),
                    title: str = "Robustness to missing modalities (test split)"):
-    """FEMF Fig. 6: metric vs missing rate per model, mean over seeds with a +-1 sd band."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    """FEMF Fig. 6: metric vs missing rate per model, mean over seeds with a +-1 sd band; each model in its
+    registered colour under its display name (``Atsuko``, ``Self-MM``)."""
+    from .narrative import name_of
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.6), squeeze=False)
+    colors = model_colors()
     for ax, m in zip(axes[0], metrics):
         sub = curves[curves["metric"] == m]
         percent = in_percent(m)                                    # accuracies and F1 in %, as the tables
         if percent:
             sub = sub.assign(value=sub["value"].astype(float) * 100.0)
-        sns.lineplot(data=sub, x="rate", y="value", hue="label", marker="o", errorbar=("sd", 1), ax=ax,
-                     palette={k: model_colors().get(k, None) or "k" for k in sub["label"].unique()})
-        ax.set_xlabel("missing rate at test time (% of modality entries dropped)")
+        sub = sub.assign(model=sub["label"].map(lambda k: name_of(k)))
+        palette = {name_of(k): colors.get(k) or "k" for k in sub["label"].unique()}
+        sns.lineplot(data=sub, x="rate", y="value", hue="model", marker="o", errorbar=("sd", 1), ax=ax,
+                     palette=palette)
+        ax.set_xlabel("modality entries dropped at test time")
         ax.set_ylabel(f"test {_name(m)}{' (%)' if percent else ''}")
         ax.set_xticks(sorted(sub["rate"].unique()))
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
