@@ -2,7 +2,8 @@
 
 For each ``<profile>/<dataset>`` (smoke excluded) it shows the main comparison of notebook 03
 (``tables/main_results.csv``: the measured rows, a few columns), the claims count and the resolved claims of
-notebooks 04-05 (``tables/claims_all.csv`` for the ``claims`` profile), and the deviation ledger's verdicts
+notebooks 03-05 (``tables/claims_all.csv`` for the ``claims`` profile: its main runs have the ``quick``
+profile's settings on real data, so the ``quick`` block shows that table), and the deviation ledger's verdicts
 (``tables/deviations.csv``), each with a link to the full table. It is read from the files the notebooks
 wrote, never typed.
 """
@@ -88,7 +89,8 @@ def _claims_block(results_dir, profile: str, dataset: str, claims_csv: Path) -> 
     schedules = sorted({part.removeprefix("A: ").removeprefix("B: ") for sched in c["schedule"]
                         for part in sched.split("; ") if part})
     selections = sorted({str(r.get("selection") or "valid") for r in recs})
-    lines = [f"**{dataset}, profile `{profile}`: the papers' claims** (every ablation and sweep of notebooks 04-05; "
+    lines = [f"**{dataset}, profile `{profile}`: the papers' claims** (each paper's Table 1, notebook 03, and every "
+             "ablation and sweep of notebooks 04-05; "
              f"seeds per claim: {', '.join(seeds)}; schedules: {'; '.join(schedules)}; selection: "
              f"{', '.join(selections)}). " + claims_summary(claims_csv, c)]
     if same:
