@@ -47,6 +47,10 @@
 #   reused.
 # * **seed spread**: the standard deviation of a result over training seeds (initial weights and batch order); a
 #   gap smaller than it is training noise.
+# * **bootstrap interval** and **Holm's adjustment** (the claims table): the test videos are resampled with
+#   replacement to see how much the gap moves with the test set; when many claims are tested at once, the smallest
+#   p-value is compared with 0.05 / m, the next with 0.05 / (m - 1) and so on, so that the chance of any false
+#   "resolved" in the table stays below 5 % (notebook 04 builds both by hand).
 # * **The baselines** (rows of the papers' Table 1, trained here under the same protocol;
 #   [docs/baselines.md](../docs/baselines.md)): **TFN** multiplies the three modality embeddings, each with a 1
 #   appended, into one tensor; **LMF** computes the same fusion through low-rank modality factors; **MulT** lets
@@ -250,7 +254,8 @@ elif nv.is_builtin(ds.info):
                "else with the best of them).")
 else:
     see.append(f"On {ds.info.name} nothing is planted: these rows measure how well each model and each single "
-               "modality predicts the label; which band carries it is notebook 01's and 06's question.")
+               "modality predicts the label; where its spectral energy lies is notebook 01's question, and notebook 06 shows "
+               "where the models put their weight.")
 display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %% [markdown]
@@ -537,5 +542,5 @@ print(ctx.written_summary())
 #    than the seed spread" sentences change, and does any Table 1 claim resolve?
 # 2. In the router cell, divide by `tau = 1.0` instead of the model's temperature (and drop the check):
 #    how much flatter are the weights? Atsuko uses EMOE's τ = 0.1.
-# 3. Run this notebook on the other dataset (`dataset = "synthetic"`, or `"mosi-bclstm"` with its
+# 3. Run this notebook on the dataset it did not run on (`dataset = "synthetic"`, or `"mosi-bclstm"` with its
 #    `data_dir`): does the ordering of the models, and the gap to the text-only baseline, survive?

@@ -620,5 +620,6 @@ def test_dropout_shift_scores_both_modes_and_the_sentence_names_a_shift_by_its_r
     s = nv.dropout_sentence(shifted, "FEMF, seed 0, last epoch")
     assert "MAE 1.440 and predictions spread with sd 2.66; with dropout on (mean of 3), MAE 0.640" in s
     assert "spread 2.1 times as wide" in s
+    assert "consistent with a variance shift" in s          # a reading of one model, never a diagnosis
     calm = shifted.assign(**{"prediction sd": [1.3, 1.2]})
     assert "no variance shift by this rule" in nv.dropout_sentence(calm, "x")

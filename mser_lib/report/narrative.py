@@ -1038,8 +1038,10 @@ def dropout_sentence(frame: pd.DataFrame, what: str) -> str:
          f"{off['prediction sd']:.2f}; with {on['mode']}, MAE {on['MAE']:.3f} "
          f"and sd {on['prediction sd']:.2f} (the labels' sd: {off['label sd']:.2f}). ")
     if ratio > SHIFT_RATIO:
-        return s + (f"The clean predictions spread {ratio:.1f} times as wide as the noised ones, the signature of a "
-                    "variance shift (a scale learned on dropout-noised features that clean features do not have).")
+        return s + (f"The clean predictions spread {ratio:.1f} times as wide as the noised ones, consistent with a "
+                    "variance shift (a scale learned on dropout-noised features that clean features do not have); "
+                    "a reading of one model at one epoch, and a mean of several noised passes is itself narrower "
+                    "than one pass.")
     return s + f"The two spreads are within a factor {SHIFT_RATIO} of each other: no variance shift by this rule."
 
 
