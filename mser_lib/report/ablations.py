@@ -28,6 +28,7 @@ from ..data import MissingModality
 from ..metrics import METRIC_NAMES, in_percent
 from ..runs import load_model, run_predictions
 from . import stats
+from .narrative import is_yes
 
 # ------------------------------------------------------------------------------ reported rows
 # FEMF Table 2 (CMU-MOSI) and Table 3 (CMU-MOSEI): MAE, Corr, Acc-2, F1 (neg/non-neg / neg/pos).
@@ -757,12 +758,6 @@ def _yn(x) -> str:
     return "" if x is None else ("yes" if x else "no")
 
 
-def _is_yes(x) -> bool | None:
-    if x is None or (isinstance(x, float) and math.isnan(x)) or str(x).strip() == "":
-        return None
-    return str(x).strip().lower() in ("yes", "true", "1")
-
-
 def adjust_claims(df: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
     """The claims table with its p-values adjusted for multiplicity over all its rows, and the
     verdicts recomputed from the adjusted p.
@@ -784,14 +779,14 @@ def adjust_claims(df: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
                   [c for c in (CLAIM_FAMILY,) if c in df.columns])
     p_raw = pd.to_numeric(out[CLAIM_P_RAW].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
     n = pd.to_numeric(out["seeds"], errors="coerce").fillna(0).to_numpy(dtype=float)
-    same = [bool(_is_yes(x)) for x in out["seeds agree in sign"]]
-    excl = [_is_yes(x) for x in out["CI excludes 0"]]
+    same = [bool(is_yes(x)) for x in out["seeds agree in sign"]]
+    excl = [is_yes(x) for x in out["CI excludes 0"]]
     adj, verdicts, m = _family_verdicts(n, p_raw, same, excl, method)
     pos = list(out.columns).index(CLAIM_P_RAW) + 1
     out.insert(pos, _adjust_column(method), [_p(q) for q in adj])
     out.insert(pos + 1, CLAIM_FAMILY, m)
     out["resolved"] = verdicts
-    direction = [_is_yes(x) for x in out["direction as paper"]]
+    direction = [is_yes(x) for x in out["direction as paper"]]
     out["agrees with paper"] = [("yes" if d else "no") if v == "yes" and d is not None else "undecided"
                                 for v, d in zip(verdicts, direction)]
     return out

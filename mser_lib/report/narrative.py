@@ -379,7 +379,9 @@ def _ci(text) -> tuple[float, float] | None:
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
-def _yes(x) -> bool | None:
+def is_yes(x) -> bool | None:
+    """A yes/no cell of a verdict table as written or read back from CSV: ``True`` for yes/true/1, ``False`` for
+    anything else, ``None`` for an empty cell (the claims tables' parser too, ``ablations.adjust_claims``)."""
     if x is None or (isinstance(x, float) and math.isnan(x)) or str(x).strip() == "":
         return None
     return str(x).strip().lower() in ("yes", "true", "1")
@@ -417,7 +419,7 @@ def interval_sides(row, effect: str | None = None) -> tuple[int | None, int | No
 
     p = _num(get("p (paired t)"))
     sides = [one(None if math.isnan(p) else bool(p < ALPHA), ("seed 95% CI", "seed CI")),
-             one(_yes(get("CI excludes 0")), ("bootstrap 95% CI", "bootstrap CI"))]
+             one(is_yes(get("CI excludes 0")), ("bootstrap 95% CI", "bootstrap CI"))]
     known = [x for x in sides if x in (1, -1)]
     eff = _num(get(effect)) if effect else math.nan
     guess = known[0] if known else (-1 if eff < 0 else 1)    # the other interval's side, else the effect's
@@ -449,7 +451,7 @@ def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = N
         label = str(r[name]) if name else (" / ".join(map(str, idx)) if isinstance(idx, tuple) else str(idx))
         if effect is not None and effect in r.index and not math.isnan(_num(r[effect])):
             label += f" ({_num(r[effect]):+.3f})"
-        if "direction as paper" in r.index and _yes(r["direction as paper"]) is False:
+        if "direction as paper" in r.index and is_yes(r["direction as paper"]) is False:
             label += " (pointing against the paper)"             # a claims table: which way the lead points
         sides = [x for x in interval_sides(r, effect) if x is not None]
         if not sides:
@@ -1048,7 +1050,7 @@ def dropout_sentence(frame: pd.DataFrame, what: str) -> str:
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
            "beats_all_sentence", "degradation_sentence", "forest_caption", "points_caption", "seed_counts",
-           "claim_counts", "claims_sentence", "seeds_schedule", "undecided_parts", "interval_sides",
+           "claim_counts", "claims_sentence", "seeds_schedule", "undecided_parts", "interval_sides", "is_yes",
            "protocol_summary", "what_we_see",
            "cycles_to_nu",
            "probe_sentences", "leakage_sentence", "summary_sentence", "femf_cut_sentence", "high_share_sentence",
