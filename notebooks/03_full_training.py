@@ -224,9 +224,6 @@ see = []
 if "mae" in set(long["metric"]):
     see.append(nv.best_sentence(long, rows, "mae"))
     see += [nv.compare_sentence(long, m, base, "mae") for m in models if base in rows]
-    if {"atsuko", "emoe"} <= set(rows):
-        see.append(nv.paper_sentence(long, "atsuko", "emoe", "mae", "Atsuko's Table 1 (MAE 0.696 against 0.710 on "
-                                                                     "aligned CMU-MOSI)"))
     if text_only in rows:
         alone = nv.beats_all_sentence(long, text_only, models + [base], "mae")
         if alone:
@@ -256,7 +253,7 @@ else:
     see.append(f"On {ds.info.name} nothing is planted: these rows measure how well each model and each single "
                "modality predicts the label; where its spectral energy lies is notebook 01's question, and notebook 06 shows "
                "where the models put their weight.")
-display(Markdown(nv.what_we_see(see, ds.info)))
+display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind(records))))
 
 # %% [markdown]
 # ## Each paper's Table 1 as claims
@@ -293,7 +290,12 @@ if t1:
                    caption=f"Each paper's Table {table_no} as claims on {ds.info.name} ({ctx.profile})")
     display(Markdown(inline_table(ab.resolved_first(t1_claims), ab.BRIEF_CLAIM_COLUMNS,
                                   full=f"{ctx.rel(ctx.tables)}/claims_table1.md")))
-    display(Markdown(nv.what_we_see([nv.claims_sentence(t1_claims)], ds.info)))
+    see = [nv.claims_sentence(t1_claims)]
+    atsuko_emoe = nv.claim_verdict(t1_claims, "Table 1: Atsuko beats EMOE (MAE)")   # Atsuko is built on EMOE
+    if atsuko_emoe:
+        see.append(nv.paper_sentence(long, "atsuko", "emoe", "mae", "Atsuko's Table 1 (MAE 0.696 against 0.710 on "
+                                                                    "aligned CMU-MOSI)", verdict=atsuko_emoe))
+    display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %% [markdown]
 # ## Which epoch? The same runs under three selection protocols
@@ -320,7 +322,8 @@ if protocol_recs:
     moved = nv.protocol_summary(sel_table)        # how far each protocol moves the models, in their seed spreads
     display(Markdown(nv.what_we_see(moved + [
         "The tables of this project use the clean protocol; a number selected the leaky or the optimistic way is not "
-        "comparable with it, and the moves above are what such a protocol adds on these runs."], ds.info)))
+        "comparable with it, and the moves above are what such a protocol adds on these runs."], ds.info,
+        behind=nv.records_behind(protocol_recs))))
 else:
     print(f"The runs on {ds.info.name} select on the validation split; the three-protocol table is built for "
           "runs with cross-fitted selection (mosi-bclstm).")

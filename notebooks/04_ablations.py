@@ -203,7 +203,8 @@ print(f"{len(family)} paired comparisons in the family: {len(comp_tests)} FEMF c
 # | `use_l_*` | one term of $\mathcal L_{dis} = \mathcal L_{sim} + \mathcal L_{orth} + \mathcal L_{rec} + \mathcal L_{cyc}$, or $\mathcal L_{align}$ | 5-7, 24-25 |
 #
 # Reported rows first (FEMF Table 2, CMU-MOSI, and Table 3, CMU-MOSEI: Acc-2 and F1 printed as
-# "neg/non-neg / neg/pos", here split into two columns), then ours.
+# "neg/non-neg / neg/pos"), then ours. The table below shows MAE, Corr and the neg/pos Acc-2 and F1; the
+# saved table (`tables/femf_ablation_components.md`) splits both protocols into columns of their own.
 
 # %%
 cols = ["mae", "corr", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"]
@@ -357,7 +358,7 @@ if nv.is_builtin(ds.info):
 else:
     see.append("FEMF's Table 4 finds text the strongest single modality and T+A+V best on CMU-MOSI and MOSEI; "
                "the two sentences above say whether this data agrees.")
-display(Markdown(nv.what_we_see(see, ds.info)))
+display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind(records["modalities"]))))
 
 # %% [markdown]
 # ## Atsuko Table 4: SBN × MCM
@@ -368,8 +369,8 @@ display(Markdown(nv.what_we_see(see, ds.info)))
 #   $1/(\mathrm{err}+\epsilon)$ instead of the marginal-complementarity target
 #   $q = \mathrm{softmax}(\Delta/\tau_c)$ (eq. 5-7).
 #
-# The paper reports Acc-7, Acc-2, F1 and MAE without stating which Acc-2/F1 protocol; we show our
-# neg/pos columns beside them.
+# The paper reports Acc-7, Acc-2, F1 and MAE without stating which Acc-2/F1 protocol. The table below
+# sets our Acc-7, neg/pos Acc-2, MAE and Corr beside them; the saved table adds neg/pos F1.
 
 # %%
 acols = ["acc7", "acc2_non0", "f1_non0", "mae", "corr"]
@@ -398,7 +399,7 @@ see.append("The row without SBN and MCM keeps Atsuko's loss weights and its rout
            "not notebook 03's EMOE (EMOE's loss weights and, at the papers' size, its router over the raw inputs). "
            "Atsuko's Table 4 reports each addition helping and both together best; the tests table above gives "
            "each of these gaps its verdict (Holm over the notebook's family).")
-display(Markdown(nv.what_we_see(see, ds.info)))
+display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind(records["atsuko"]))))
 
 # %% [markdown]
 # ## The deviation ledger: what each departure costs
@@ -409,7 +410,8 @@ display(Markdown(nv.what_we_see(see, ds.info)))
 # Each row trains the model with that one switch flipped, beside the model's default run with the same
 # seeds and schedule: on real data the default run is the paper's configuration. The difference is
 # *flipped minus default*, so a positive MAE difference means the departure costs accuracy. MAE decides,
-# with the rule above (Holm over the rows of this table); Acc-2 and Corr are the seed means, for reading.
+# with the rule above (Holm over the rows of this table); the saved table (`tables/deviations.md`) adds the
+# Acc-2 and Corr differences of the seed means, for reading.
 # The last FEMF row flips every reference behaviour at once (the `reference` preset): how far the
 # reference code's departures move the paper's model on this data. (The reference also selects its epoch
 # on the test set; notebook 03's selection-protocol table measures what that protocol adds.)

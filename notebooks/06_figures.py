@@ -95,6 +95,7 @@ from mser_lib.executors import run_grid
 from mser_lib.experiments import get_dataset
 from mser_lib.report import ablation_figures as af
 from mser_lib.report import ablations as ab
+from mser_lib.report import narrative as nv
 from mser_lib.report.tables import inline_table, to_markdown
 
 ds = get_dataset(ctx.dataset, ctx.data_dir, ctx.profile)
@@ -108,6 +109,8 @@ ats = {s["tag"]: r for s, r in zip(ats_specs, recs[len(rob_specs):]) if r["seed"
 ats_runs = (f"seed {ctx.seeds[0]}'s Table 4 runs, "
             + ("; ".join(sorted({ab.schedule_text(r) for r in ats.values()} - {""})) or "schedule not recorded"))
 nets = {name: runs.load_model(rec, ds, ctx.results_dir) for name, rec in main.items()}
+# what each figure of one model's run says it read: the seed and the schedule of that run
+run_of = {name: f"seed {ctx.seeds[0]}'s {nv.name_of(name)} run, {ab.schedule_text(rec)}" for name, rec in main.items()}
 print(f"{len(recs)} records; figures from seed {ctx.seeds[0]}; checkpoints found: "
       f"{sorted(k for k, v in nets.items() if v is not None)}")
 
@@ -133,7 +136,7 @@ batch, index, label = ab.strongest_positive(ds)
 if nets.get("femf") is not None:
     maps = ab.femf_attention(nets["femf"], batch, index)
     fig = af.attention_maps(maps, f"FEMF expert attention, test sample with label {label:+.2f} ({ds.info.name})")
-    ctx.save_figure(fig, "femf_fig7_attention", f"FEMF's last expert layer, seed {ctx.seeds[0]}, test sample {index} "
+    ctx.save_figure(fig, "femf_fig7_attention", f"FEMF's last expert layer ({run_of['femf']}), test sample {index} "
                     f"({ds.info.name}, label {label:+.2f}): attention of each query (row) over the keys (columns) in the "
                     "low and the high band of each modality; darker = more weight.")
 
@@ -153,7 +156,7 @@ if nets.get("femf") is not None:
     locality = nv.locality_table(maps, width_frac=0.1)
     display(Markdown(to_markdown(locality.set_index(["modality", "band"]).round(3))))
     display(Markdown(nv.what_we_see(nv.attention_sentences(
-        locality, as_uniform=1.5, sharper=1.25, source=f"the maps of one test sample (seed {ctx.seeds[0]}'s model)"),
+        locality, as_uniform=1.5, sharper=1.25, source=f"the maps of one test sample ({run_of['femf']})"),
         ds.info)))
 
 
@@ -304,7 +307,7 @@ if nets.get("atsuko") is not None:
     view = nets["atsuko"].spectral_view(batch)
     fig = af.band_view(view, index, channel=0, title=f"Atsuko spectral bands, test sample with label {label:+.2f}",
                        nonempty=nets["atsuko"].config.band_rule == "nonempty")
-    ctx.save_figure(fig, "atsuko_fig6_bands", f"Atsuko (seed {ctx.seeds[0]}), test sample {index}: per modality the "
+    ctx.save_figure(fig, "atsuko_fig6_bands", f"Atsuko ({run_of['atsuko']}), test sample {index}: per modality the "
                     "graph-Fourier spectrum coloured by band, the band components of channel 0, and the band weights "
                     "beside the uniform 1/B.")
     bw = pd.DataFrame({m: view[m]["band_weights"][index].numpy() for m in ("text", "audio", "vision")},
@@ -337,9 +340,13 @@ if nets.get("atsuko") is not None:
     long = analysis.records_long(recs[:len(rob_specs)])
     rows = set(long["row"])
     base = "baseline (modalities=tav)"
+    behind = nv.records_behind([r for sp, r in zip(rob_specs, recs) if sp["model"] in ("atsuko", "emoe", "baseline")])
     see += [nv.compare_sentence(long, base, m, "mae") for m in ("atsuko", "emoe") if {m, base} <= rows]
     if {"atsuko", "emoe"} <= rows:
-        see.append(nv.paper_sentence(long, "atsuko", "emoe", "mae", "Atsuko's Table 1"))
+        table1 = ctx.tables / "claims_table1.csv"         # notebook 03's verdict on this claim, where it has run
+        verdict = (nv.claim_verdict(pd.read_csv(table1, dtype=str, keep_default_na=False),
+                                    "Table 1: Atsuko beats EMOE (MAE)") if table1.exists() else None)
+        see.append(nv.paper_sentence(long, "atsuko", "emoe", "mae", "Atsuko's Table 1", verdict=verdict))
         tied = nv.beyond_spread(nv.summarize(long, "atsuko", "mae"), nv.summarize(long, "emoe", "mae"), "mae") is False
         if nv.is_builtin(ds.info) and tied:
             spent = [m for j, m in enumerate(("audio", "vision"), start=1)
@@ -350,7 +357,7 @@ if nets.get("atsuko") is not None:
                 see.append(f"Atsuko is EMOE plus the SBN and the MCM, and the seeds do not tell the two apart. With two "
                            f"of the three bands of {' and '.join(spent)} spent on the offset and the nuisance, the "
                            "SBN has little to select: a possible reason, not one these runs test.")
-    display(Markdown(nv.what_we_see(see, ds.info)))
+    display(Markdown(nv.what_we_see(see, ds.info, behind=f"band weights: {run_of['atsuko']}; MAE: {behind}")))
 
 # %% [markdown]
 # ## Not in the papers: router weights against the missing rate
@@ -375,14 +382,15 @@ for name, key, names, fixed in (("atsuko", "modality_weights", ["text", "audio",
     if dw.empty:
         continue
     fig = af.weight_lines(dw, names, f"{name}: mean {key.replace('_', ' ')} vs missing rate", never_masked=fixed)
-    ctx.save_figure(fig, f"{name}_weights_vs_missing", f"{nv.name_of(name)}'s mean weights on the {ds.info.name} test split (seed "
-                    f"{ctx.seeds[0]}) as modalities are dropped; solid = measured, dotted = masking alone.")
+    ctx.save_figure(fig, f"{name}_weights_vs_missing", f"{nv.name_of(name)}'s mean weights on the {ds.info.name} test "
+                    f"split ({run_of[name]}) as modalities are dropped; solid = measured, dotted = masking alone.")
     tbl = dw.pivot(index="rate", columns="index", values="value").rename(columns=dict(enumerate(names)))
     tbl = tbl.astype(float).round(3)
     ctx.show_table(tbl, f"{name}_weights_vs_missing", caption=f"{name} {key} vs missing rate ({ds.info.name})")
     see.append(nv.missing_weights_sentence(tbl, {"atsuko": "Atsuko", "femf": "FEMF"}[name], never_masked=fixed))
 if see:
-    display(Markdown(nv.what_we_see(see, ds.info)))
+    display(Markdown(nv.what_we_see(see, ds.info, behind="; ".join(run_of[m] for m in ("atsuko", "femf")
+                                                                   if nets.get(m) is not None))))
 
 # %% [markdown]
 # ## Not in the papers: per-band energy of each modality
@@ -401,7 +409,8 @@ if not energy.empty:
                         f"the {ds.info.name} test split (seed {ctx.seeds[0]}'s model; energy is not evidence).")
     etable = energy.pivot_table(index=["model", "modality"], columns="band", values="share").round(3).astype(object).fillna("")
     ctx.show_table(etable, "band_energy", caption=f"Share of energy per band and modality ({ds.info.name})")
-    display(Markdown(nv.what_we_see([nv.energy_sentence(energy)], ds.info)))
+    display(Markdown(nv.what_we_see([nv.energy_sentence(energy)], ds.info,
+                                    behind="; ".join(run_of[m] for m in ("femf", "atsuko") if nets.get(m) is not None))))
 
 # %% [markdown]
 # ## All claims of notebooks 03, 04 and 05
@@ -442,7 +451,8 @@ if parts:
 mlong = analysis.records_long(recs[:len(rob_specs)])
 rows_ = list(dict.fromkeys(mlong["row"]))
 best_row = nv.ranking(mlong, rows_, "mae")[0][0]
-see = [nv.best_sentence(mlong, rows_, "mae")]
+see = [nv.best_sentence(mlong, rows_, "mae", among="the models compared on all three modalities (notebook 03's "
+                                                   "table adds the single-modality baselines)")]
 see += [nv.compare_sentence(mlong, m, best_row, "mae") for m in ("femf", "atsuko", "emoe") if m in rows_ and m != best_row]
 see += nv.synthesis_sentences(all_claims) if parts else ["No claims table on this dataset yet (notebooks 04-05)."]
 if parts and absent:
@@ -452,7 +462,7 @@ if parts and absent:
 protocols = ctx.tables / "selection_protocols.csv"
 if protocols.exists():
     see += nv.protocol_summary(pd.read_csv(protocols, dtype=str, keep_default_na=False))
-display(Markdown(nv.what_we_see(see, ds.info)))
+display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind(recs[:len(rob_specs)]))))
 
 # %%
 print(ctx.written_summary())

@@ -457,9 +457,10 @@ def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
          "seed 95% CI": "[-0.0254, 0.0495]", "bootstrap 95% CI": ""},
         {"deviation": "F", "seeds": 5, "MAE: flipped - default": -0.01, "resolved": "no",
          "seed 95% CI": "[-0.0400, 0.0200]", "bootstrap 95% CI": "[-0.0300, -0.0010]"},
-    ])
+    ]).assign(**{"claims in family": 21})        # the ledger's Holm family, as deviation_ledger writes it
     s2 = ledger_sentence(led2)
     assert "resolve 0 on MAE" in s2
+    assert "Holm's adjustment over the 21 comparisons tested together" in s2
     assert "1 with every interval excluding 0 on the same side but not resolved under the rule (Holm's adjustment" in s2
     assert "(D (+0.059)): a lead, not a finding" in s2
     assert "1 whose intervals disagree" in s2
@@ -497,6 +498,10 @@ def test_deviation_ledger_pairs_each_switch_with_its_models_default():
     assert row["Acc-2 (neg/non-neg), points"] == -10.0
     assert row["switch"] == "train clip_grad=1.0"
     assert row["resolved"] == "no"                      # no bootstrap over test videos without predictions
+    # the Holm family: every row with at least 3 seeds and a finite p-value, the same number on every row
+    tested = int(sum(n >= 3 and np.isfinite(float(p)) for n, p in zip(led["seeds"], led["p (paired t)"])))
+    assert set(led["claims in family"]) == {tested}
+    assert tested >= len(led) - 1
     assert led.loc["FEMF: every reference behaviour (preset 'reference')", "switch"].startswith("preset 'reference'")
     assert "EMOE: gradient clipping at 1.0" not in led.index       # the same run as EMOE's default: nothing to measure
 
@@ -623,3 +628,44 @@ def test_dropout_shift_scores_both_modes_and_the_sentence_names_a_shift_by_its_r
     assert "consistent with a variance shift" in s          # a reading of one model, never a diagnosis
     calm = shifted.assign(**{"prediction sd": [1.3, 1.2]})
     assert "no variance shift by this rule" in nv.dropout_sentence(calm, "x")
+
+
+def test_claim_verdict_states_each_kind_of_verdict_with_holm_seeds_and_schedule():
+    """The row of notebook 03's claims table behind 'Atsuko beats EMOE (MAE)': seed test p 0.064 (covers 0),
+    bootstrap [-0.061, -0.007] (excludes 0), Holm p 0.635 over 20: a split, stated with its numbers."""
+    base = {"seeds": 5, "schedule": "60 epochs, patience 15", "claims in family": 20}
+    claims = pd.DataFrame([
+        {**base, "claim": "split", "p (paired t)": 0.06354, "bootstrap 95% CI": "[-0.0613, -0.0065]",
+         "CI excludes 0": "yes", "p adjusted (Holm)": 0.6354, "direction as paper": "yes", "resolved": "no",
+         "agrees with paper": "undecided"},
+        {**base, "claim": "won", "p (paired t)": 0.001, "CI excludes 0": "yes", "p adjusted (Holm)": 0.02,
+         "direction as paper": "no", "resolved": "yes", "agrees with paper": "no"},
+        {**base, "claim": "tie", "p (paired t)": 0.5, "CI excludes 0": "no", "p adjusted (Holm)": 1.0,
+         "direction as paper": "no", "resolved": "no", "agrees with paper": "undecided"},
+        {**base, "claim": "few", "seeds": 2, "resolved": nv.NOT_ENOUGH_SEEDS, "agrees with paper": "undecided"},
+    ])
+    assert nv.claim_verdict(claims, "split") == (
+        "undecided: a split, the seed interval and the bootstrap over test samples disagree (Holm-adjusted p 0.635 "
+        "over 20 claims; 5 seeds; 60 epochs, patience 15)")
+    assert nv.claim_verdict(claims, "won").startswith("resolved against the paper (Holm-adjusted p 0.02 over 20")
+    assert nv.claim_verdict(claims, "tie").startswith("undecided: a tie, every interval covers 0, pointing against")
+    assert nv.claim_verdict(claims, "few") == "undecided: fewer than 3 seeds (2 seeds; 60 epochs, patience 15)"
+    assert nv.claim_verdict(claims.set_index("claim"), "split") == nv.claim_verdict(claims, "split")
+    assert nv.claim_verdict(claims, "nobody") is None
+    # the paper sentence then says the verdict instead of deferring to the test
+    s = nv.paper_sentence(NOISY, "atsuko", "emoe", "mae", "Atsuko Table 1", verdict=nv.claim_verdict(claims, "split"))
+    assert "whether that is resolved" not in s
+    assert "the claims test says: undecided: a split" in s
+
+
+def test_what_we_see_names_the_seeds_and_schedules_of_its_records():
+    recs = [{"model": m, "seed": s, "config": {"train": {"epochs": 60, "patience": 15}}} for m in ("atsuko", "emoe")
+            for s in range(5)]
+    recs += [{"model": "femf", "seed": s, "stages": [{"stage": "experts"}, {"stage": "full"}],
+              "config": {"train": {"stage_epochs": {"experts": 20, "full": 60}, "patience": 15}}} for s in range(3)]
+    recs.append({"model": "femf", "seed": 9, "degenerate": True, "config": {"train": {"epochs": 1}}})
+    behind = nv.records_behind(recs)
+    assert behind == "3, 5 seeds; 60 epochs, patience 15; experts 20 + full 60 epochs, patience 15"
+    head = nv.what_we_see(["One."], "mosi-bclstm", behind=behind).splitlines()[0]
+    assert head == f"**What we see** (mosi-bclstm: real data; {behind})"
+    assert nv.what_we_see(["One."], "mosi-bclstm").splitlines()[0] == "**What we see** (mosi-bclstm: real data)"

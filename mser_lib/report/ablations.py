@@ -408,9 +408,9 @@ def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict]
     rows = [d for d in rows if hashes.get(d.label) != hashes.get(grids.LEDGER_BASE[d.model])]
     res = [compare_labels(frame, specs, records, d.label, grids.LEDGER_BASE[d.model], "mae", ds, results_dir,
                           cache_dir, retrain=retrain) for d in rows]
-    adj, verdicts, _ = _family_verdicts([r["n"] for r in res], [r["p_t"] for r in res],
-                                        [r["same_sign"] for r in res], [r.get("boot_excludes") for r in res],
-                                        method)
+    adj, verdicts, family = _family_verdicts([r["n"] for r in res], [r["p_t"] for r in res],
+                                             [r["same_sign"] for r in res], [r.get("boot_excludes") for r in res],
+                                             method)
     out = []
     for d, r, q, v in zip(rows, res, adj, verdicts):
         base = grids.LEDGER_BASE[d.model]
@@ -425,7 +425,7 @@ def deviation_ledger(frame: pd.DataFrame, specs: list[dict], records: list[dict]
                     "the default run": d.default, "seeds": r["n"], "schedule": r["schedule"],
                     "MAE: flipped - default": _r(r["mean_diff"], 4), "seed 95% CI": _interval(r["ci_lo"], r["ci_hi"]),
                     "bootstrap 95% CI": _interval(r["boot_lo"], r["boot_hi"]), "bootstrap over": _boot_over(r),
-                    "p (paired t)": _p(r["p_t"]), _adjust_column(method): _p(q),
+                    "p (paired t)": _p(r["p_t"]), _adjust_column(method): _p(q), "claims in family": family,
                     "Acc-2 (neg/non-neg), points": _r(100 * acc, 2), "Corr": _r(corr, 4), "resolved": v,
                     "identical to the default": same})
     return pd.DataFrame(out)

@@ -189,13 +189,17 @@ def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: di
 
 
 def paper_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, source: str,
-                   names: dict | None = None) -> str:
+                   names: dict | None = None, verdict: str | None = None) -> str:
     """The paper (``source``) reports ``a`` better than ``b``: which way our seed means point, and whether by
     more than the seed spread. A reading aid: "agrees" and "contradicts" are left to the claims test (paired
-    over seeds, Holm, bootstrap), which the sentence names when the gap exceeds the spread."""
+    over seeds, Holm, bootstrap), which the sentence names when the gap exceeds the spread. ``verdict``: that
+    test's verdict on this claim (:func:`claim_verdict`), said instead of deferring to it."""
     sa, sb = summarize(frame, a, metric), summarize(frame, b, metric)
     na, nb, mn = name_of(a, names), name_of(b, names), metric_name(metric)
     ours = f"{fmt_value(metric, sa.mean, sa.std)} against {fmt_value(metric, sb.mean, sb.std)}"
+    if verdict:
+        return (f"{source} reports {na} ahead of {nb}; on {mn} ours are {ours} (seed means ± sd), and the claims "
+                f"test says: {verdict}.")
     gap = beyond_spread(sa, sb, metric)
     way = "the same way" if better(metric, sa.mean, sb.mean) else "the other way"
     if _shown(metric, sa.mean) == _shown(metric, sb.mean):
@@ -293,6 +297,54 @@ def seeds_schedule(table: pd.DataFrame) -> str:
     return f"{n_seeds} seed{'' if n_seeds == '1' else 's'}; {'; '.join(sched) or 'schedule not recorded'}"
 
 
+def records_behind(records: list[dict]) -> str:
+    """``"5 seeds; 60 epochs, patience 15; experts 20 + full 60 epochs, patience 15"``: the seed counts (per
+    model row) and the schedules of the runs a "What we see" cell reads, in :func:`seeds_schedule`'s words.
+    Degenerate runs are left out, as the tables leave them out."""
+    from .ablations import schedule_text
+    from .paper_rows import row_label
+
+    kept = [r for r in records if not r.get("degenerate")]
+    seeds: dict[str, set] = {}
+    for r in kept:
+        seeds.setdefault(row_label(r), set()).add(r["seed"])
+    table = pd.DataFrame({"seeds": [len(v) for v in seeds.values()] or [None]})
+    table = pd.concat([table, pd.DataFrame({"schedule": list(dict.fromkeys(schedule_text(r) for r in kept))})])
+    return seeds_schedule(table)
+
+
+def claim_verdict(claims: pd.DataFrame, claim: str) -> str | None:
+    """The verdict of one row of a claims table (index or ``claim`` column ``claim``) in words: resolved with
+    or against the paper, or undecided as :func:`undecided_parts` sorts it (a lead, a split, a tie), with the
+    Holm-adjusted p, the family's size and the seeds and schedule. ``None`` when the table has no such row."""
+    named = claims.set_index("claim") if "claim" in claims.columns else claims
+    if claim not in named.index:
+        return None
+    row = named.loc[claim]
+    behind = seeds_schedule(named.loc[[claim]])
+    p_adj, fam = _num(row.get("p adjusted (Holm)")), _num(row.get("claims in family"))
+    holm = (f"Holm-adjusted p {p_adj:.3g}" + (f" over {int(fam)} claims" if not math.isnan(fam) else "")
+            if not math.isnan(p_adj) else "no adjusted p")
+    res = str(row.get("resolved"))
+    if res == "yes":
+        way = "with the paper" if is_yes(row.get("agrees with paper")) else "against the paper"
+        return f"resolved {way} ({holm}; {behind})"
+    if res == NOT_ENOUGH_SEEDS:
+        return f"undecided: fewer than 3 seeds ({behind})"
+    sides = [x for x in interval_sides(row) if x is not None]
+    if not sides:
+        kind = "no interval to judge by"
+    elif all(x == 0 for x in sides):
+        kind = "a tie, every interval covers 0"
+    elif 0 not in sides and len(set(sides)) == 1:
+        kind = "a lead, every interval excludes 0 on the same side but the rule does not resolve it"
+    else:
+        kind = "a split, the seed interval and the bootstrap over test samples disagree"
+    if is_yes(row.get("direction as paper")) is False:
+        kind += ", pointing against the paper"
+    return f"undecided: {kind} ({holm}; {behind})"
+
+
 def claims_sentence(claims: pd.DataFrame) -> str:
     """Count the claims table's verdicts: how many agree, contradict, or stay undecided (the undecided sorted by
     :func:`undecided_parts`), with the seeds and schedules behind them."""
@@ -343,9 +395,8 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     rest = ledger[(ledger["resolved"] != "yes") & (ledger["resolved"] != NOT_ENOUGH_SEEDS)]
     s += f". The other {len(ledger) - len(done)} stay undecided"
     parts = [f"{few} with fewer than 3 seeds"] if few else []
-    tested = sum(1 for _, r in ledger.iterrows()
-                 if _num(r.get("seeds")) >= 3 and not math.isnan(_num(r.get("p (paired t)"))))
-    parts += undecided_parts(rest, tested or len(ledger), name="deviation", effect="MAE: flipped - default")
+    # the Holm family's size: the ledger's "claims in family" column, which undecided_parts reads
+    parts += undecided_parts(rest, None, name="deviation", effect="MAE: flipped - default")
     if few and rest.empty:          # every undecided row short of seeds: the sentence the quick notebooks print
         s += f" ({few} of them with fewer than 3 seeds)."
     else:
@@ -589,13 +640,17 @@ def protocol_summary(protocols: pd.DataFrame, metric: str = "Acc-2 (neg/non-neg)
     return out
 
 
-def what_we_see(sentences: list[str | None], dataset=None) -> str:
+def what_we_see(sentences: list[str | None], dataset=None, behind: str | None = None) -> str:
     """The Markdown of a "What we see" cell: the sentences (``None`` entries dropped) as bullets,
-    headed by which data they describe."""
+    headed by which data they describe and, with ``behind`` (:func:`records_behind`, :func:`seeds_schedule`),
+    by the seeds and schedules of the runs they read."""
     head = "**What we see**"
     if dataset is not None:
-        head += (" (built-in benchmark: the answer is planted, so these are checks of the methods)"
-                 if is_builtin(dataset) else f" ({getattr(dataset, 'name', dataset)}: real data)")
+        head += (" (built-in benchmark: the answer is planted, so these are checks of the methods"
+                 if is_builtin(dataset) else f" ({getattr(dataset, 'name', dataset)}: real data")
+        head += f"; {behind})" if behind else ")"
+    elif behind:
+        head += f" ({behind})"
     body = "\n".join(f"- {s}" for s in sentences if s)
     return f"{head}\n\n{body}" if body else head
 

@@ -82,16 +82,14 @@ def _resolved_table(frame: pd.DataFrame, cols: list[str]) -> str:
 
 def _claims_block(results_dir, profile: str, dataset: str, claims_csv: Path) -> str:
     """The block of a ``claims`` profile: its verdict counts and the resolved claims."""
+    from .narrative import seeds_schedule
+
     c = pd.read_csv(claims_csv, dtype=str, keep_default_na=False)
     recs = load_records(results_dir, profile, dataset)
     same = same_runs_sentence(recs, load_records(results_dir, "quick", dataset), profile)
-    seeds = sorted(set(c["seeds"]))
-    schedules = sorted({part.removeprefix("A: ").removeprefix("B: ") for sched in c["schedule"]
-                        for part in sched.split("; ") if part})
     selections = sorted({str(r.get("selection") or "valid") for r in recs})
     lines = [f"**{dataset}, profile `{profile}`: the papers' claims** (each paper's Table 1, notebook 03, and every "
-             "ablation and sweep of notebooks 04-05; "
-             f"seeds per claim: {', '.join(seeds)}; schedules: {'; '.join(schedules)}; selection: "
+             f"ablation and sweep of notebooks 04-05; seeds and schedules: {seeds_schedule(c)}; selection: "
              f"{', '.join(selections)}). " + claims_summary(claims_csv, c)]
     if same:
         lines.append(same)
