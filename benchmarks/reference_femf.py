@@ -39,6 +39,7 @@ process.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pickle
@@ -58,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mser_lib.data import load_dataset  # noqa: E402
+from mser_lib.models.femf import REFERENCE_BEHAVIOUR  # noqa: E402
 from mser_lib.models.registry import build_model  # noqa: E402
 from mser_lib.train import TrainConfig, fit_model, predict  # noqa: E402
 
@@ -69,8 +71,12 @@ METRICS = ("acc", "f1", "mae", "corr")
 # which one the two sides' gap comes from. side: (model fields, trainer settings, what it is, colour). Two of them
 # (padded keys, nn.Linear's start) have since joined the preset (mser_lib.models.femf.REFERENCE_BEHAVIOUR): each of
 # those sides pins the other to the earlier preset's value, so that it still measures the earlier preset plus one,
-# as its committed runs did; the committed `mser` side is the earlier preset (its mser_revision says which).
+# as its committed runs did. They are compared with the `mser` runs of that earlier preset.
 EARLIER_PRESET = {"attention_key_mask": True, "expert_init": "xavier"}
+#: Which reference preset an `mser` run trained: a fingerprint of REFERENCE_BEHAVIOUR, recorded with the run. The
+#: runs recorded before runs carried one trained the earlier preset (without the two behaviours above).
+PRESET = hashlib.sha1(json.dumps(REFERENCE_BEHAVIOUR, sort_keys=True, default=str).encode()).hexdigest()[:12]
+EARLIER = "mser-earlier-preset"
 HYPOTHESES = {
     "mser-padded-keys": ({**EARLIER_PRESET, "attention_key_mask": False}, {},
                          "the reference's attention over padded utterances (`attention_key_mask=False`): no key "
@@ -201,9 +207,19 @@ def report(out: dict) -> str:
              "`reference_bench_t2.md`.", "",
              "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | wall time (s) |",
              "|---|---|---|---|---|---|---|"]
-    for name, rows in (("reference code", ref), ("mser `reference` preset", ms)):
+    earlier = [out.get("earlier_preset", {})[str(s)] for s in out["seeds"] if str(s) in out.get("earlier_preset", {})]
+    named = [("reference code", ref), ("mser `reference` preset", ms)]
+    if earlier:
+        named.append((f"mser's earlier `reference` preset ({out['earlier_revision']}; seeds "
+                      f"{', '.join(s for s in map(str, out['seeds']) if s in out['earlier_preset'])})", earlier))
+    for name, rows in named:
         lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
                      + f" | {', '.join(str(r['epoch']) for r in rows)} | {_mean_std(rows, 'wall_time_s')} |")
+    if earlier:
+        lines += ["", "The earlier preset is today's without the reference's attention over padded utterances and "
+                  "without nn.Linear's default start of the experts and routers (`attention_key_mask=False`, "
+                  "`expert_init=\"torch\"`), the two behaviours the hypotheses below tested one at a time before "
+                  f"they joined the preset (`{PRESET}` is today's preset's fingerprint, recorded with each run)."]
     lines += ["", "Per-seed difference (mser minus reference) and the two seed spreads:", "",
               "| metric | mean difference | reference seed std | mser seed std | beyond both spreads |",
               "|---|---|---|---|---|"]
@@ -238,12 +254,16 @@ def hypothesis_section(out: dict) -> list[str]:
         seeds = [s for s in out["seeds"] if str(s) in runs]
         if not seeds:
             continue
+        base = out.get("earlier_preset") or {}
+        seeds = [s for s in seeds if str(s) in base]        # each hypothesis is the earlier preset plus one
+        if not seeds:
+            continue
         sides = (("reference code", [out["reference"][at[s]] for s in seeds]),
-                 ("mser `reference` preset", [out["mser_reference_preset"][at[s]] for s in seeds]),
-                 (f"mser `reference` preset, `{side}`", [runs[str(s)] for s in seeds]))
+                 ("mser's earlier `reference` preset", [base[str(s)] for s in seeds]),
+                 (f"mser's earlier `reference` preset, `{side}`", [runs[str(s)] for s in seeds]))
         lines += ["", f"## Hypothesis `{side}` (seeds {', '.join(map(str, seeds))})", "",
-                  f"mser's reference preset with {what}; same seeds, schedule and protocol. If this is where the "
-                  "gap comes from, the third row moves from the second to the first.", "",
+                  f"mser's earlier reference preset with {what}; same seeds, schedule and protocol. If this is where "
+                  "the gap comes from, the third row moves from the second to the first.", "",
                   "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | "
                   "stage-2 MAE, all epochs | stage-2 Corr, all epochs |", "|---|---|---|---|---|---|---|---|"]
         for name, rows in sides:
@@ -274,9 +294,12 @@ def curve_section(out: dict) -> list[str]:
                  "and the best epoch of each metric. Figure: `reference_femf_curves.png`.", "",
              "| side | MAE, all epochs | MAE, last 50 | MAE, best | Corr, all epochs | Corr, last 50 | Corr, best |",
              "|---|---|---|---|---|---|---|"]
-    for name, i in (("reference code", 1), ("mser `reference` preset", 2)):
+    earlier = [(out.get("earlier_preset") or {}).get(str(s), {}).get("stage2_curve") for s, _, _ in pairs]
+    named = [("reference code", [p[1] for p in pairs]), ("mser `reference` preset", [p[2] for p in pairs])]
+    if all(earlier):
+        named.append(("mser's earlier `reference` preset", earlier))
+    for name, curves in named:
         cells = []
-        curves = [p[i] for p in pairs]
         for k, best in (("mae", np.min), ("corr", np.max)):
             cells += [f"{curve_mean(curves, k):.3f}", f"{curve_mean(curves, k, last=50):.3f}",
                       f"{curve_mean(curves, k, reduce=best):.3f}"]
@@ -299,6 +322,9 @@ def curve_figure(out: dict, path: Path) -> bool:
         for s, ref, ms in pairs:
             ax.plot(ref[k], color="tab:gray", lw=1, label=f"reference code, seed {s}")
             ax.plot(ms[k], color="tab:blue", lw=1, label=f"mser reference preset, seed {s}")
+            before = (out.get("earlier_preset") or {}).get(str(s), {}).get("stage2_curve")
+            if before:
+                ax.plot(before[k], color="tab:blue", lw=1, ls=":", label=f"mser's earlier preset, seed {s}")
             for side, (_, _, _, colour) in HYPOTHESES.items():
                 curve = ((out.get("hypotheses") or {}).get(side) or {}).get(str(s), {}).get("stage2_curve")
                 if curve:
@@ -354,19 +380,34 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def side_of(run: dict) -> str | None:
+    """The side a recorded run measures: an `mser` run of today's reference preset is ``mser``, one recorded
+    before runs carried a preset fingerprint is :data:`EARLIER` (the earlier preset), one of another preset is
+    stale (None: left out); every other side as recorded."""
+    if run["side"] != "mser":
+        return run["side"]
+    if "preset" not in run:
+        return EARLIER
+    return "mser" if run["preset"] == PRESET else None
+
+
 def collect(rows: list[dict], schedule: str) -> dict | None:
-    """The comparison at ``schedule`` over the seeds both sides finished (the latest run of each), or None."""
-    by = {(r["side"], r["seed"]): r for r in rows if r["schedule"] == schedule}
+    """The comparison at ``schedule`` over the seeds both the reference and today's preset finished (the latest run
+    of each), or None; the earlier preset's and the hypothesis sides' runs of those seeds beside them."""
+    by = {(side_of(r), r["seed"]): r for r in rows if r["schedule"] == schedule and side_of(r)}
     seeds = sorted({s for side, s in by if side == "reference"} & {s for side, s in by if side == "mser"})
     if not seeds:
         return None
     ref = [by["reference", s] for s in seeds]
     ms = [by["mser", s] for s in seeds]
-    return {"seeds": seeds, "schedule": schedule,
+    return {"seeds": seeds, "schedule": schedule, "preset": PRESET,
             "mser_revision": ", ".join(sorted({r["mser_revision"] for r in ms})),
             "reference_revision": ", ".join(sorted({r["reference_revision"] for r in ref})),
             "machine": ref[0]["machine"], "reference": [r["result"] for r in ref],
             "mser_reference_preset": [r["result"] for r in ms],
+            "earlier_preset": {str(s): by[EARLIER, s]["result"] for s in seeds if (EARLIER, s) in by},
+            "earlier_revision": ", ".join(sorted({by[EARLIER, s]["mser_revision"] for s in seeds
+                                                  if (EARLIER, s) in by})),
             "hypotheses": {side: {str(s): by[side, s]["result"] for s in seeds if (side, s) in by}
                            for side in HYPOTHESES}}
 
@@ -406,7 +447,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     schedule = f"{a.stage_epochs} + {a.epochs - a.stage_epochs} epochs, batch 64"
     runs_file = Path(a.out + ".runs.jsonl")
-    done = {(r["side"], r["seed"]) for r in _runs(runs_file) if r["schedule"] == schedule}
+    done = {(side_of(r), r["seed"]) for r in _runs(runs_file) if r["schedule"] == schedule}
     todo = [(side, seed) for seed in a.seeds for side in sides if a.dry_run or (side, seed) not in done]
     for side, seed in sorted(done):
         if seed in a.seeds and side in sides and not a.dry_run:
@@ -429,7 +470,8 @@ def main(argv=None) -> int:
             print(f"seed {seed} {side} ({time.time() - t:.0f} s): {result}", flush=True)
             if a.dry_run:
                 continue
-            _append(runs_file, {"side": side, "seed": seed, **common, "result": result})
+            preset = {"preset": PRESET} if side == "mser" else {}      # which reference preset this run trained
+            _append(runs_file, {"side": side, "seed": seed, **common, **preset, "result": result})
             out = collect(_runs(runs_file), schedule)
             if out is not None:
                 _write(Path(a.out + ".json"), json.dumps(out, indent=1) + "\n")

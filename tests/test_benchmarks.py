@@ -87,15 +87,24 @@ def test_reference_comparison_pairs_the_seeds_both_sides_finished_and_resumes(tm
                             ("reference", 2, 0.7)):
         row = {**res, "acc": acc} if side == "reference" else {**res, "acc": acc, "crossfit": {
             "acc2_non0": 0.79, "f1_non0": 0.79, "mae": 0.9, "corr": 0.6}}
-        rf._append(runs, {"side": side, "seed": seed, **common, "result": row})
-    rf._append(runs, {"side": "mser", "seed": 2, **common, "schedule": "4 + 4 epochs, batch 64", "result": res})
+        preset = {"preset": rf.PRESET} if side == "mser" else {}
+        rf._append(runs, {"side": side, "seed": seed, **common, **preset, "result": row})
+    rf._append(runs, {"side": "mser", "seed": 2, **common, "preset": rf.PRESET, "schedule": "4 + 4 epochs, batch 64",
+                      "result": res})
+    # an mser run recorded before runs named their preset trained the earlier one; one of another preset is stale
+    rf._append(runs, {"side": "mser", "seed": 0, **common, "result": {**res, "acc": 0.70, "crossfit": {}}})
+    rf._append(runs, {"side": "mser", "seed": 0, **common, "preset": "0123456789ab", "result": {**res, "acc": 0.1}})
     with open(runs, "a") as fh:
         fh.write('{"side": "reference", "seed": 1, "sched')          # a run being written
     out = rf.collect(rf._runs(runs), sched)
     assert out["seeds"] == [0]                                    # seed 1: no reference; seed 2: other schedule
     assert [r["acc"] for r in out["reference"]] == [0.78]
+    assert [r["acc"] for r in out["mser_reference_preset"]] == [0.80]      # today's preset, not the stale run
+    assert out["earlier_preset"]["0"]["acc"] == 0.70
     text = rf.report(out)
     assert "| reference code | 78.00 |" in text
+    assert "| mser `reference` preset | 80.00 |" in text
+    assert "| mser's earlier `reference` preset (abc; seeds 0) | 70.00 |" in text
     assert "n/a (one seed)" in text
     assert rf.main(["--report", "--out", str(tmp_path / "reference_femf")]) == 0
     assert (tmp_path / "reference_femf.md").read_text() == text

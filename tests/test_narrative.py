@@ -225,7 +225,7 @@ def test_undecided_parts_sorts_leads_splits_and_ties_and_never_calls_opposite_in
 
 def test_seeds_schedule_reads_csv_columns():
     t = pd.DataFrame({"seeds": [5.0, 3.0, float("nan")], "schedule": ["A: 60 epochs; B: 20 epochs", None, "60 epochs"]})
-    assert nv.seeds_schedule(t) == "3, 5 seeds; 20 epochs; 60 epochs"
+    assert nv.seeds_schedule(t) == "3 or 5 seeds; 20 epochs; 60 epochs"
     assert nv.seeds_schedule(pd.DataFrame({"x": [1]})) == ""
 
 
@@ -665,7 +665,7 @@ def test_what_we_see_names_the_seeds_and_schedules_of_its_records():
               "config": {"train": {"stage_epochs": {"experts": 20, "full": 60}, "patience": 15}}} for s in range(3)]
     recs.append({"model": "femf", "seed": 9, "degenerate": True, "config": {"train": {"epochs": 1}}})
     behind = nv.records_behind(recs)
-    assert behind == "3, 5 seeds; 60 epochs, patience 15; experts 20 + full 60 epochs, patience 15"
+    assert behind == "3 or 5 seeds; 60 epochs, patience 15; experts 20 + full 60 epochs, patience 15"
     head = nv.what_we_see(["One."], "mosi-bclstm", behind=behind).splitlines()[0]
     assert head == f"**What we see** (mosi-bclstm: real data; {behind})"
     assert nv.what_we_see(["One."], "mosi-bclstm").splitlines()[0] == "**What we see** (mosi-bclstm: real data)"

@@ -284,8 +284,8 @@ def claim_counts(claims: pd.DataFrame) -> dict[str, int]:
 
 
 def seeds_schedule(table: pd.DataFrame) -> str:
-    """``"5 seeds; 20 + 60 epochs, ..."``: the seed counts and schedules of a verdict table's rows (its ``seeds``
-    and ``schedule`` columns), as every verdict sentence names them."""
+    """``"5 seeds; 20 + 60 epochs, ..."`` (``"1 or 3 seeds; ..."`` when rows differ): the seed counts and schedules
+    of a verdict table's rows (its ``seeds`` and ``schedule`` columns), as every verdict sentence names them."""
     counts = pd.to_numeric(table["seeds"], errors="coerce").dropna() if "seeds" in table.columns else []
     seeds = [str(n) for n in sorted({int(x) for x in counts})]
     sched = sorted({part.removeprefix("A: ").removeprefix("B: ")
@@ -293,7 +293,7 @@ def seeds_schedule(table: pd.DataFrame) -> str:
                     if part and part != "nan"})
     if not seeds and not sched:
         return ""
-    n_seeds = ", ".join(seeds) or "?"
+    n_seeds = (", ".join(seeds[:-1]) + " or " + seeds[-1] if len(seeds) > 1 else "".join(seeds)) or "?"
     return f"{n_seeds} seed{'' if n_seeds == '1' else 's'}; {'; '.join(sched) or 'schedule not recorded'}"
 
 
