@@ -244,7 +244,7 @@ if weights:
     ctx.save_figure(fig, "atsuko_fig5_modality_weights", f"The modality weights of the same 10 {ds.info.name} test "
                     f"samples in {len(weights)} rows of Atsuko's Table 4 ({ats_runs}); each bar sums to 1.")
     mean_w = pd.DataFrame({k: v.mean(0) for k, v in weights.items()}, index=["text", "audio", "vision"]).T
-    mean_w = mean_w.astype(float).round(3)
+    mean_w = mean_w.astype(float).round(3).rename_axis("setting")
     display(Markdown(to_markdown(mean_w)))
     if len(weights) == 2:
         display(Markdown(nv.what_we_see([nv.mcm_weight_sentence(
@@ -312,7 +312,7 @@ if nets.get("atsuko") is not None:
                     "beside the uniform 1/B.")
     bw = pd.DataFrame({m: view[m]["band_weights"][index].numpy() for m in ("text", "audio", "vision")},
                       index=[f"band {b + 1}" for b in range(view["text"]["band_weights"].shape[1])]).T
-    bw = bw.astype(float).round(3)
+    bw = bw.astype(float).round(3).rename_axis("modality")
     display(Markdown(to_markdown(bw)))
 
 # %% [markdown]
@@ -409,7 +409,7 @@ if not energy.empty:
                         f"the {ds.info.name} test split (seed {ctx.seeds[0]}'s model; energy is not evidence).")
     etable = energy.pivot_table(index=["model", "modality"], columns="band", values="share").round(3).astype(object).fillna("")
     ctx.show_table(etable, "band_energy", caption=f"Share of energy per band and modality ({ds.info.name})")
-    display(Markdown(nv.what_we_see([nv.energy_sentence(energy)], ds.info,
+    display(Markdown(nv.what_we_see([nv.energy_sentence(energy, planted=nv.is_builtin(ds.info))], ds.info,
                                     behind="; ".join(run_of[m] for m in ("femf", "atsuko") if nets.get(m) is not None))))
 
 # %% [markdown]

@@ -109,7 +109,8 @@ def test_best_sentence_checks_every_row_not_only_the_runner_up():
                 ("d", "mae"): [0.839, 0.855, 0.871]})
     s = nv.best_sentence(f, ["b", "t", "d"], "mae", among="the three rows")
     assert s.startswith("The best MAE of the three rows is b's (0.840 ± 0.006), ahead of t (0.851 ± 0.006) by")
-    assert s.endswith("; but d (0.855 ± 0.016) is not beyond the seed spread of it (a wider spread or a single seed).")
+    assert s.endswith("; but d (0.855 ± 0.016: the gap 0.015 is within its seed sd 0.016) is not beyond the seed "
+                      "spread of it.")
     clear = _frame({("b", "mae"): [0.834, 0.840, 0.846], ("t", "mae"): [0.845, 0.851, 0.857],
                     ("d", "mae"): [0.895, 0.900, 0.905]})
     assert nv.best_sentence(clear, ["b", "t", "d"], "mae").endswith("by more than the seed spread.")
@@ -416,7 +417,14 @@ def test_missing_weights_sentence_measures_the_moves_against_masking_alone():
     moved = t.copy()
     moved.loc[0.4] = masked + np.array([-0.05, -0.05, 0.10])
     assert nv.missing_weights_sentence(moved, "FEMF", never_masked=(2,)).endswith(
-        "beyond masking alone, by more than 0.05: joint gains 0.100.")
+        "beyond masking alone, by more than 0.05, at 1 of the 1 missing rates (40%): joint gains up to 0.100 (at 40%).")
+    # every rate is checked, not only the last: weights back on the mask's line at 40% but off it at 20%
+    mid = masking_alone(w0, 0.2, never_masked=(2,))
+    three = pd.DataFrame([w0, mid + np.array([0.08, -0.04, -0.04]), masked], columns=["text", "audio", "joint"],
+                         index=[0.0, 0.2, 0.4])
+    s3 = nv.missing_weights_sentence(three, "FEMF", never_masked=(2,))
+    assert "at no rate" not in s3
+    assert s3.endswith("at 1 of the 2 missing rates (20%): text gains up to 0.080 (at 20%).")
     # read as if the joint head were masked, the same weights look re-weighted
     assert "the mask's, not" not in nv.missing_weights_sentence(t, "FEMF")
 
@@ -427,6 +435,9 @@ def test_energy_sentence():
     s = nv.energy_sentence(e)
     assert s.startswith("The band with the largest share of each modality's energy: femf text: low (60%); "
                         "femf audio: high (80%).")
+    assert "notebook 01" in s
+    # real data has no planted evidence bands to compare with
+    assert nv.energy_sentence(e, planted=False).endswith("Energy is not evidence: compare with the band weights above.")
 
 
 def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():

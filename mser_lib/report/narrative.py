@@ -183,9 +183,15 @@ def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: di
     close = [(lab, st) for lab, st in ranked[2:] if not beyond_spread(sa, st, metric)]
     if not close:
         return s + "."
-    listed = ", ".join(f"{name_of(lab, names)} ({fmt_value(metric, st.mean, st.std)})" for lab, st in close)
-    return s + (f"; but {listed} {'is' if len(close) == 1 else 'are'} not beyond the seed spread of it (a wider spread "
-                "or a single seed).")
+
+    def why(st: Stat) -> str:                 # what keeps a row within the spread: one seed, or its own wide spread
+        if st.n < 2:
+            return "a single seed"
+        whose = "its" if st.std >= sa.std else _poss(name_of(la, names))
+        return (f"the gap {fmt_value(metric, abs(sa.mean - st.mean))} is within {whose} seed sd "
+                f"{fmt_value(metric, max(st.std, sa.std))}")
+    listed = ", ".join(f"{name_of(lab, names)} ({fmt_value(metric, st.mean, st.std)}: {why(st)})" for lab, st in close)
+    return s + f"; but {listed} {'is' if len(close) == 1 else 'are'} not beyond the seed spread of it."
 
 
 def paper_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, source: str,
@@ -1000,17 +1006,26 @@ def missing_weights_sentence(table: pd.DataFrame, model: str, tol: float = 0.05,
 
     t = table.astype(float).sort_index()
     r0, r1 = t.index[0], t.index[-1]
-    masked = pd.Series(masking_alone(t.loc[r0].to_numpy(), float(r1), never_masked), index=t.columns)
-    beyond = t.loc[r1] - masked
-    listed = ", ".join(f"{c} {t.loc[r0, c]:.3f} -> {t.loc[r1, c]:.3f} (masking alone: {masked[c]:.3f})"
+    # what masking alone gives at every rate, and how far the measured weights are from it there
+    alone = pd.DataFrame([masking_alone(t.loc[r0].to_numpy(), float(r), never_masked) for r in t.index],
+                         index=t.index, columns=t.columns)
+    beyond = t - alone
+    listed = ", ".join(f"{c} {t.loc[r0, c]:.3f} -> {t.loc[r1, c]:.3f} (masking alone: {alone.loc[r1, c]:.3f})"
                        for c in t.columns)
-    big = beyond[beyond.abs() > tol]
     s = f"{model}'s mean weights from {float(r0):.0%} to {float(r1):.0%} missing: {listed}"
-    if big.empty:
-        return s + (f"; none is more than {tol} (the tolerance) from what masking alone gives: within it, the moves "
-                    "are the mask's, not the router's.")
-    parts = ", ".join(f"{c} {'gains' if v > 0 else 'loses'} {abs(v):.3f}" for c, v in big.items())
-    return s + f"; beyond masking alone, by more than {tol}: {parts}."
+    big = [(r, c, float(beyond.loc[r, c])) for r in t.index for c in t.columns if abs(beyond.loc[r, c]) > tol]
+    if not big:
+        return s + (f"; at no rate is any more than {tol} (the tolerance) from what masking alone gives: within it, "
+                    "the moves are the mask's, not the router's.")
+    worst: dict[str, tuple] = {}
+    for r, c, v in big:                       # each weight's largest departure, with the rate where it is
+        if c not in worst or abs(v) > abs(worst[c][1]):
+            worst[c] = (r, v)
+    parts = ", ".join(f"{c} {'gains' if v > 0 else 'loses'} up to {abs(v):.3f} (at {float(r):.0%})"
+                      for c, (r, v) in worst.items())
+    rates = sorted({float(r) for r, _, _ in big})
+    return s + (f"; beyond masking alone, by more than {tol}, at {len(rates)} of the {len(t) - 1} missing rates "
+                f"({', '.join(f'{x:.0%}' for x in rates)}): {parts}.")
 
 
 def seed_counts(counts) -> str:
@@ -1041,15 +1056,17 @@ def points_caption(frame: pd.DataFrame, what: str, row_col: str = "row") -> str:
             "their mean.")
 
 
-def energy_sentence(energy: pd.DataFrame) -> str:
+def energy_sentence(energy: pd.DataFrame, planted: bool = True) -> str:
     """Which band holds most of each modality's energy, per model (``energy``: columns model, modality,
-    band, share, as ``ablations.band_energy_frame``)."""
+    band, share, as ``ablations.band_energy_frame``). ``planted``: the data has evidence bands to compare with
+    (the built-in benchmark; a real dataset has none)."""
     parts = []
     for (model, modality), sub in energy.groupby(["model", "modality"], sort=False):
         top = sub.loc[sub["share"].astype(float).idxmax()]
         parts.append(f"{model} {modality}: {top['band']} ({float(top['share']):.0%})")
+    where = "with where the evidence lies (notebook 01) and " if planted else ""
     return ("The band with the largest share of each modality's energy: " + "; ".join(parts) + ". Energy is not "
-            "evidence: compare with where the evidence lies (notebook 01) and with the band weights above.")
+            f"evidence: compare {where}with the band weights above.")
 
 
 def collapse_sentence(frame: pd.DataFrame) -> str:
