@@ -296,7 +296,7 @@ else:
     rest = mae_rows[mae_rows["resolved"] == "no"].set_index("B")
     tested = int(mae_rows["claims in family"].iloc[0])        # the family's comparisons with enough seeds
     parts = nv.undecided_parts(rest, tested, effect="mean A-B")
-    see = [f"On MAE ({nv.seeds_schedule(mae_rows)} per variant; A-B is the full model minus the variant, so a "
+    see = [f"On MAE (per variant: {nv.seeds_schedule(mae_rows)}; A-B is the full model minus the variant, so a "
            f"negative A-B means the removal hurts) and by the rule above (Holm over the {tested} comparisons of "
            f"the notebook's family that have enough seeds), removing a part resolvably hurts FEMF for {len(hurts)} of the {len(mae_rows)} variants"
            + (f" ({', '.join(hurts)})" if hurts else "") + f" and resolvably helps for {len(helps)}"

@@ -323,7 +323,8 @@ for r in deg:        # the papers claim only FEMF against its baselines (Fig. 6)
     paper = ("FEMF declines markedly slower in F1 and Corr than representative baselines (Fig. 6; the text names "
              "neither the baselines nor numbers)")
     k, u = (100, " pp") if m == "F1" else (1, "")
-    claims.append(ab.claim_row(f"{r['a']} degrades slower than {r['b']} at 40% missing ({m})", paper, r,
+    claims.append(ab.claim_row(f"{nv.name_of(r['a'])} degrades slower than {nv.name_of(r['b'])} at 40% missing ({m})",
+                               paper, r,
                                measure=f"drop {r['a']} {r['deg_a'] * k:+.3f}{u}, {r['b']} {r['deg_b'] * k:+.3f}{u}"))
 femf_default = {p: f"{p}={sweep_default[p]}" for p in femf_params}
 femf_claims = {"interaction_layers": "best with 1 layer on CMU-MOSI", "alpha": "optimum around 0.3",
@@ -363,7 +364,7 @@ see = [nv.claims_sentence(claims)]
 fig6 = [(r, "F1" if r["metric"] == "f1_non0" else "Corr") for r in deg
         if r["a"] == "femf" and r["b"] in model_names("baseline")]
 if fig6:
-    rows6 = claims.loc[[f"femf degrades slower than {r['b']} at 40% missing ({m})" for r, m in fig6]]
+    rows6 = claims.loc[[f"FEMF degrades slower than {nv.name_of(r['b'])} at 40% missing ({m})" for r, m in fig6]]
     done = [(f"{nv.name_of(r['b'])} ({m})", r["mean_diff"] > 0) for (r, m), (_, row) in zip(fig6, rows6.iterrows())
             if row["resolved"] == "yes"]
     slower, faster = [n for n, s in done if s], [n for n, s in done if not s]

@@ -680,3 +680,15 @@ def test_what_we_see_names_the_seeds_and_schedules_of_its_records():
     head = nv.what_we_see(["One."], "mosi-bclstm", behind=behind).splitlines()[0]
     assert head == f"**What we see** (mosi-bclstm: real data; {behind})"
     assert nv.what_we_see(["One."], "mosi-bclstm").splitlines()[0] == "**What we see** (mosi-bclstm: real data)"
+
+
+def test_every_claim_of_the_notebooks_belongs_to_exactly_one_group():
+    """The synthesis reads the claims group by group: a claim in two groups would be counted twice. The names are
+    those notebooks 03-05 write."""
+    names = ["Table 1: FEMF beats MulT (MAE)", "Removing MIM hurts FEMF (MAE)", "T+A+V beats T (FEMF, MAE)",
+             "Atsuko: SBN beats -, - (Acc-2 (neg/pos))", "FEMF alpha=0.3 beats alpha=0.1 (MAE)",
+             "FEMF paper order beats T:V>A (MAE)", "Atsuko entropy_weight=1.0 beats entropy_weight=0.1 (Acc-7)",
+             "FEMF degrades slower than the baseline at 40% missing (F1)",
+             "FEMF degrades slower than MulT at 40% missing (Corr)"]
+    for n in names:
+        assert sum(member(n) for _, member in nv.CLAIM_GROUPS) == 1, n
