@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -90,6 +91,16 @@ class GridInterrupted(Exception):
                          "its last epoch's checkpoint (last.pt); run the same command again to resume")
 
 
+#: Seconds that stopping an interrupted pool may take before the process exits anyway (:func:`_pool_grid`).
+STOP_TIMEOUT_S = 5.0
+
+
+def _exit_now(message: str) -> None:
+    """The last resort of an interrupted grid whose pool did not stop in time: say what was kept, exit 130."""
+    print(f"\nmser: {message}", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
 def _ignore_sigint() -> None:
     """Pool workers leave Ctrl-C to the parent, which stops them (a terminal sends it to the whole group),
     and die on SIGTERM (the parent's handler, inherited by the fork, would keep them alive)."""
@@ -151,12 +162,19 @@ def _pool_grid(jobs: list[dict], order: list[int], workers: int, progress: bool,
                 if left and minutes is not None:
                     bar.set_postfix_str(f"about {minutes:.0f} min left" if minutes >= 1 else "under a minute left")
     except KeyboardInterrupt:
+        stopped = GridInterrupted(sum(d is not None for d in done), len(jobs))
+        # a watchdog: the signal can land while the pool holds one of its locks or a worker is starting, and
+        # stopping it then can wait forever (seen once, on a loaded machine); every record is already written
+        watchdog = threading.Timer(STOP_TIMEOUT_S, _exit_now, [str(stopped)])
+        watchdog.daemon = True
+        watchdog.start()
         for proc in list(getattr(pool, "_processes", {}).values()):
             proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
         line.close()
-        raise GridInterrupted(sum(d is not None for d in done), len(jobs)) from None
+        watchdog.cancel()
+        raise stopped from None
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)

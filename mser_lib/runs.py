@@ -16,7 +16,9 @@ loads a stage's weights, and predicts. When this machine does not hold a run's c
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +190,37 @@ def _gives_recorded_mae(record: dict, y: np.ndarray, p: np.ndarray) -> bool:
     return bool(abs(float(np.abs(y.astype(np.float64) - p.astype(np.float64)).mean()) - float(mae)) <= 1e-5)
 
 
+def record_key(record: dict) -> str:
+    """The identity of one training of a config: a hash of its recorded test metrics. A cache of predictions
+    carries it, so that predictions from another training of the same config (another machine, a retrain whose
+    record was not kept) are never read as this record's."""
+    return hashlib.sha1(json.dumps(record.get("test") or {}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class StaleCheckpoint(RuntimeError):
+    """The checkpoint on this machine is not the training its record describes."""
+
+
+def _model_predictions(record: dict, ds, results_dir, missing: MissingModality | None):
+    """``(y, p, ids)`` of the run's checkpoint on the test split (modalities dropped by ``missing``)."""
+    train = record["config"]["train"]
+    if train.get("selection") == "crossfit":
+        # each test position scored by the models the other folds selected (train/crossfit.py)
+        k, preds = int(train.get("crossfit_folds", 2)), []
+        for f in range(k):
+            net = _ready(model_from_record(record, ds, results_dir, _final_stage(record), kind=f"best_fold{f}"))
+            with torch.no_grad():
+                y, pf, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+            preds.append(pf)
+        folds = assign_folds(ds.test, k, int(train.get("crossfit_seed", 0)))
+        p = pool_predictions(preds, position_folds(ds.test, folds, ids))
+    else:
+        net = load_model(record, ds, results_dir)
+        with torch.no_grad():
+            y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
+    return y, p, np.asarray(ids).astype(str)
+
+
 def _ready(net):
     if hasattr(net, "stages"):
         net.set_stage(net.stages()[-1])
@@ -214,43 +247,59 @@ def run_predictions(record: dict, ds, results_dir, missing: MissingModality | No
     dropped at test time (the drop pattern is seeded by the run's seed). Cached in
     ``cache_dir/<hash>_<missing>.npz`` (the real-data caches are committed beside the records, so that the
     analyses need no checkpoint). A cached file of the complete test split is used only when it gives the
-    record's test MAE (regression): a file left from another training of the same config is recomputed.
-    A run whose checkpoint this machine does not hold is retrained first, or, with ``retrain=False``,
-    gives ``None``.
+    record's test MAE (regression) and, where the file names the training it came from (:func:`record_key`), only
+    when that is this record's: a file left from another training of the same config is recomputed. A file with
+    modalities dropped and no such name is used only beside a complete-split file that passes. Predictions are
+    computed from a checkpoint only after the checkpoint reproduces the record's test MAE: one that does not
+    raises :class:`StaleCheckpoint` (never a silent mix of two trainings). A run whose checkpoint this machine does
+    not hold is retrained first, or, with ``retrain=False``, gives ``None``.
 
     Returns ``(y, p)``, or ``(y, p, ids)`` with ``with_ids`` (the sample id of each labelled
     position: the video id in the position layout). A cache file written without ids is recomputed
     when the ids are asked for."""
     name = "full" if missing is None else missing.name
-    path = Path(cache_dir) / f"{check_config_hash(record['config_hash'])}_{name}.npz" if cache_dir else None
-    if path is not None and path.exists():
+    key = record_key(record)
+    cache = Path(cache_dir) if cache_dir else None
+    path = cache / f"{check_config_hash(record['config_hash'])}_{name}.npz" if cache else None
+    if path is not None and path.exists() and _cache_is_the_records(record, path, key, missing):
         z = np.load(path)
-        if missing is not None or _gives_recorded_mae(record, z["y"], z["p"]):
-            if not with_ids:
-                return z["y"], z["p"]
-            if "ids" in z.files:
-                return z["y"], z["p"], z["ids"]
-    train = record["config"]["train"]
-    if not retrain and stage_checkpoint(results_dir, record, _final_stage(record), "best") is None:
-        return None
-    if train.get("selection") == "crossfit":
-        # each test position scored by the models the other folds selected (train/crossfit.py)
-        k, preds = int(train.get("crossfit_folds", 2)), []
-        for f in range(k):
-            net = _ready(model_from_record(record, ds, results_dir, _final_stage(record), kind=f"best_fold{f}"))
-            with torch.no_grad():
-                y, pf, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
-            preds.append(pf)
-        folds = assign_folds(ds.test, k, int(train.get("crossfit_seed", 0)))
-        p = pool_predictions(preds, position_folds(ds.test, folds, ids))
-    else:
-        net = load_model(record, ds, results_dir)
-        with torch.no_grad():
-            y, p, ids, _ = predict(net, ds.test, ds.info, 256, "cpu", missing, record["seed"])
-    ids = np.asarray(ids).astype(str)
+        if not with_ids:
+            return z["y"], z["p"]
+        if "ids" in z.files:
+            return z["y"], z["p"], z["ids"]
+    if stage_checkpoint(results_dir, record, _final_stage(record), "best") is None:
+        if not retrain:
+            return None
+        from .experiments import ensure_trained
+
+        record = ensure_trained(record, ds, results_dir)     # retrained here: its new record is the one to match
+        key = record_key(record)
+    full = _model_predictions(record, ds, results_dir, None)     # the checkpoint must be the record's training
+    if not _gives_recorded_mae(record, full[0], full[1]):
+        got = float(np.abs(full[0].astype(np.float64) - full[1].astype(np.float64)).mean())
+        raise StaleCheckpoint(
+            f"run {record['config_hash']} ({record['model']}, seed {record['seed']}): the checkpoint under "
+            f"{results_dir} gives test MAE {got:.6f}, its record in runs.jsonl says {record['test']['mae']:.6f}: the "
+            "checkpoint comes from another training of this config (another machine, or a retrain whose record "
+            "was not kept). Retrain the run so that record and checkpoint agree (delete its checkpoint folder and "
+            "rerun the notebook, or `make reproduce FORCE=1`).")
+    y, p, ids = full if missing is None else _model_predictions(record, ds, results_dir, missing)
     if path is not None:       # written whole or not at all, never through a link at its name
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
-        np.savez_compressed(buf, y=y, p=p, ids=ids)
+        np.savez_compressed(buf, y=y, p=p, ids=ids, record_key=np.array(key))
         atomic_write_bytes(path, buf.getvalue())
     return (y, p, ids) if with_ids else (y, p)
+
+
+def _cache_is_the_records(record: dict, path: Path, key: str, missing: MissingModality | None) -> bool:
+    """Whether the cached predictions at ``path`` come from the training ``record`` describes: the file's
+    :func:`record_key` when it names one; else (a file written before files named theirs) the record's test MAE for
+    the complete split, and for a file with modalities dropped the complete-split file beside it."""
+    z = np.load(path)
+    if "record_key" in z.files:
+        return str(z["record_key"]) == key and (missing is not None or _gives_recorded_mae(record, z["y"], z["p"]))
+    if missing is None:
+        return _gives_recorded_mae(record, z["y"], z["p"])
+    full = path.with_name(f"{check_config_hash(record['config_hash'])}_full.npz")
+    return full.exists() and _cache_is_the_records(record, full, key, None)

@@ -146,14 +146,19 @@ records, start = {}, 0
 for name, group in specs.items():
     records[name] = recs[start:start + len(group)]
     start += len(group)
-frames = {name: ab.grid_frame(specs[name], records[name]) for name in specs}
+frames = {name: ab.grid_frame(specs[name], records[name]) for name in specs}    # degenerate runs left out
+for name in specs:
+    note = ab.degenerate_note(specs[name], records[name])
+    if note:
+        print(f"{name}: {note}")
 pred_cache = ctx.out / "predictions"      # test predictions recomputed from checkpoints (bootstrap)
 print(f"{len(recs)} records; trained wall time summed over distinct runs: "
       f"{sum({r['config_hash']: r['wall_time_s'] for r in recs}.values()):.0f} s")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for name, frame in frames.items():
+for name in frames:      # the grid is complete: every run trained, whether or not it learned anything
+    frame = ab.grid_frame(specs[name], records[name], include_degenerate=True)
     per_label = frame.groupby("label")["seed"].nunique() if not frame.empty else pd.Series(dtype=int)
     n = len(grids.sweep_seeds(ctx.profile, ctx.seeds) if name == "deviations" else seeds)
     print(f"{name}: every variant has every seed: {bool((per_label == n).all())}")

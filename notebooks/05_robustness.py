@@ -241,7 +241,11 @@ display(Markdown(nv.what_we_see(see, ds.info)))
 #   weight $\lambda_{comp}$ and the distillation weight $\lambda_{dis}$ (eq. 12). The paper reports Acc-7.
 
 # %%
-sens = {name: ab.grid_frame(sweeps[name], sweep_recs[name]) for name in sweeps}
+sens = {name: ab.grid_frame(sweeps[name], sweep_recs[name]) for name in sweeps}    # degenerate runs left out
+for name in sweeps:
+    note = ab.degenerate_note(sweeps[name], sweep_recs[name])
+    if note:
+        print(f"{name}: {note}")
 femf_params = list(grids.FEMF_SWEEPS)
 ats_params = list(grids.ATSUKO_SWEEPS)
 # each sweep's default point: the model preset's value on this dataset (FEMF: MOSI and MOSEI differ)

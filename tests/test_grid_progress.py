@@ -155,7 +155,11 @@ def test_interrupting_the_pipeline_stops_its_workers_and_says_how_to_resume(tmp_
     else:
         proc.send_signal(sig)
     sent = time.time()
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:                                  # a pipeline that did not stop is not left behind
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert time.time() - sent < 10, "the pipeline took too long to stop"
     assert proc.returncode == 130, (out, err)
     lines = [ln for ln in err.splitlines() if ln.startswith("mser:")]

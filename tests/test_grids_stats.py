@@ -497,6 +497,45 @@ def test_cached_predictions_serve_without_a_checkpoint_unless_they_contradict_th
     assert runs._gives_recorded_mae(rec, *(np.load(stale)[k] for k in ("y", "p")))
 
 
+def test_predictions_never_mix_two_trainings_of_one_config(tmp_path):
+    """A record and a checkpoint (or a cached file) from different trainings of the same config hash: a checkpoint
+    that does not reproduce the record raises StaleCheckpoint, naming the run; a cached file naming another training
+    is not read; an older file with modalities dropped is read only beside a complete-split file that passes."""
+    import shutil
+
+    from mser_lib.data import MissingModality
+    from mser_lib.experiments import run_dir, run_one
+
+    rec = run_one("baseline", "synthetic", 0, "smoke", overrides={"modalities": "t"},
+                  train={"epochs": 1}, results_dir=tmp_path / "res", progress=False)
+    ds = get_dataset("synthetic", None, "smoke")
+    cache = tmp_path / "pred"
+    runs.run_predictions(rec, ds, tmp_path / "res", MissingModality(rate=0.4), cache_dir=cache)
+    z = np.load(cache / f"{rec['config_hash']}_rate-0.4.npz")
+    assert str(z["record_key"]) == runs.record_key(rec)
+    other = {**rec, "test": {**rec["test"], "mae": rec["test"]["mae"] + 0.05}}   # the record of another training
+    with pytest.raises(runs.StaleCheckpoint, match=f"run {rec['config_hash']} .*its record in runs.jsonl says"):
+        runs.run_predictions(other, ds, tmp_path / "res", MissingModality(rate=0.4), cache_dir=cache)
+    with pytest.raises(runs.StaleCheckpoint):
+        runs.run_predictions(other, ds, tmp_path / "res", cache_dir=tmp_path / "pred2")
+    # files written before files named their training: read beside a passing complete-split file only
+    y, p, ids = runs.run_predictions(rec, ds, tmp_path / "res", cache_dir=cache, with_ids=True)
+    shutil.rmtree(run_dir(tmp_path / "res", "smoke", "synthetic", rec["config_hash"]))   # no checkpoint from here on
+    old = tmp_path / "old"
+    old.mkdir()
+    y4, p4 = (np.load(cache / f"{rec['config_hash']}_rate-0.4.npz")[k] for k in ("y", "p"))
+    np.savez_compressed(old / f"{rec['config_hash']}_rate-0.4.npz", y=y4, p=p4, ids=ids)
+    # no complete-split file beside it: not read (and, without a checkpoint and retrain=False, nothing computed)
+    assert runs.run_predictions(rec, ds, tmp_path / "res", MissingModality(rate=0.4), cache_dir=old,
+                                retrain=False) is None
+    np.savez_compressed(old / f"{rec['config_hash']}_full.npz", y=y, p=p, ids=ids)
+    got = runs.run_predictions(rec, ds, tmp_path / "res", MissingModality(rate=0.4), cache_dir=old, retrain=False)
+    assert np.array_equal(got[1], p4)
+    np.savez_compressed(old / f"{rec['config_hash']}_full.npz", y=y, p=p + 0.1, ids=ids)   # another training's
+    assert runs.run_predictions(rec, ds, tmp_path / "res", MissingModality(rate=0.4), cache_dir=old,
+                                retrain=False) is None
+
+
 def test_run_grid_trains_a_shared_run_once(monkeypatch):
     from mser_lib import executors
 
@@ -640,3 +679,21 @@ def test_a_recorded_model_is_rebuilt_in_a_process_that_built_no_model_before(tmp
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip()
+
+
+def test_runs_that_learned_nothing_leave_the_comparisons_and_are_named():
+    """A degenerate run (no better than the trivial predictor) is not a result: grid_frame leaves its seed out of
+    every variant's statistics, so a variant left with 2 seeds gets no verdict, and degenerate_note names it."""
+    specs = [{"model": "femf", "seed": s, "tag": tag} for tag in ("T+A+V", "A") for s in range(5)]
+    records = [{"model": "femf", "seed": sp["seed"], "config_hash": f"{i:016x}", "test": {"mae": 0.9 + 0.01 * i},
+                "degenerate": sp["tag"] == "A" and sp["seed"] < 3} for i, sp in enumerate(specs)]
+    frame = ablations.grid_frame(specs, records)
+    assert sorted(frame.loc[frame["label"] == "A", "seed"]) == [3, 4]
+    assert len(ablations.grid_frame(specs, records, include_degenerate=True)) == 10
+    note = ablations.degenerate_note(specs, records)
+    assert note.startswith("WARNING: 3 runs learned nothing")
+    assert "A: seeds 0, 1, 2" in note
+    assert ablations.degenerate_note(specs[:5], records[:5]) is None
+    r = ablations.compare_labels(frame, specs, records, "T+A+V", "A", "mae")
+    assert r["n"] == 2
+    assert ablations.claim_row("T+A+V beats A", "paper", r)["resolved"] == "not enough seeds"

@@ -121,19 +121,42 @@ def reported_atsuko_table4() -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ measured tables
-def grid_frame(specs: list[dict], records: list[dict], split: str = "test") -> pd.DataFrame:
+def grid_frame(specs: list[dict], records: list[dict], split: str = "test",
+               include_degenerate: bool = False) -> pd.DataFrame:
     """Long frame, one row per (run, metric): ``label`` (the spec's tag), model, seed, metric, value,
-    config_hash. ``specs`` and ``records`` are aligned (as :func:`run_grid` returns them)."""
+    config_hash. ``specs`` and ``records`` are aligned (as :func:`run_grid` returns them). Degenerate runs (that
+    learned nothing, :func:`mser_lib.train.trainer.learned_nothing`) are left out unless ``include_degenerate``,
+    as every table of notebook 03 leaves them out: their seeds are missing from every comparison
+    (:func:`degenerate_note` says which)."""
     if len(specs) != len(records):
         raise ValueError("specs and records must be aligned")
     rows = []
     for spec, rec in zip(specs, records):
+        if rec.get("degenerate") and not include_degenerate:
+            continue
         for k, v in (rec.get(split) or {}).items():
             rows.append({"label": spec.get("tag") or rec["model"], "model": rec["model"], "seed": rec["seed"],
                          "metric": k, "value": float(v) if v is not None else math.nan,
                          "config_hash": rec["config_hash"]})
     df = pd.DataFrame(rows)
     return df.drop_duplicates(subset=["label", "seed", "metric"], keep="last") if not df.empty else df
+
+
+def degenerate_note(specs: list[dict], records: list[dict]) -> str | None:
+    """One line naming the runs :func:`grid_frame` leaves out because they learned nothing (label and seeds), or
+    None when every run learned something."""
+    left: dict[str, list[int]] = {}
+    for spec, rec in zip(specs, records):
+        if rec.get("degenerate"):
+            left.setdefault(spec.get("tag") or rec["model"], []).append(int(rec["seed"]))
+    if not left:
+        return None
+    n = sum(len(v) for v in left.values())
+    listed = "; ".join(f"{lab}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(set(v))))}"
+                       for lab, v in left.items())
+    return (f"WARNING: {n} run{'s' if n > 1 else ''} learned nothing (no better than the trivial predictor at the "
+            f"epoch their selection chose) and {'are' if n > 1 else 'is'} left out of every table, figure and test "
+            f"below: {listed}. A variant left with fewer than 3 seeds gets no verdict.")
 
 
 def summary_table(frame: pd.DataFrame, metrics: list[str], order: list[str] | None = None,
@@ -460,10 +483,13 @@ def missing_curves(specs: list[dict], records: list[dict], ds, results_dir, rate
         ``(long frame: label, seed, rate, metric, value)``, and the predictions
         ``{(label, seed, rate): RunPredictions(y, p, clusters, schedule)}`` for bootstrap
         comparisons (:func:`degradation_compare`; clusters: the video of each position in the
-        position layout). Runs without checkpoints are skipped.
+        position layout). Runs without checkpoints are skipped, and degenerate runs (that learned nothing) are
+        left out, as :func:`grid_frame` leaves them out.
     """
     rows, preds = [], {}
     for spec, rec in zip(specs, records):
+        if rec.get("degenerate"):
+            continue
         label = spec.get("tag") or rec["model"]
         for rate in rates:
             mm = None if rate == 0 else MissingModality(rate=float(rate))
@@ -797,5 +823,5 @@ __all__ = ["reported_femf_components", "reported_femf_modalities", "reported_ats
            "comparison_frame", "missing_curves", "curve_table", "masking_alone", "degradation_compare",
            "diagnostics_under_missing",
            "fused_features", "strongest_positive", "sample_diagnostic", "femf_attention",
-           "band_energy_frame", "reported_pair_text", "claim_row", "adjust_claims", "schedule_text",
+           "band_energy_frame", "reported_pair_text", "claim_row", "adjust_claims", "schedule_text", "degenerate_note",
            "bootstrap_clusters", "RunPredictions"]
