@@ -421,7 +421,7 @@ display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind(records["
 # Acc-2 and Corr differences of the seed means, for reading.
 # The FEMF row "every reference behaviour" (shown first) flips them all at once (the `reference` preset): how far the
 # reference code's departures move the paper's model on this data. (The reference also selects its epoch
-# on the test set; notebook 03's selection-protocol table measures what that protocol adds.)
+# on the test set; on mosi-bclstm, notebook 03's selection-protocol table measures what that protocol adds.)
 
 # %%
 brief = ["deviation", "MAE: flipped - default", "seed 95% CI", "bootstrap 95% CI", "p adjusted (Holm)", "seeds",
@@ -442,7 +442,8 @@ if specs["deviations"]:
 n_rows = len({s["tag"] for s in specs["deviations"]} - set(grids.LEDGER_BASE.values()))
 if n_rows < len(grids.DEVIATIONS):
     why = ("on the built-in benchmark the quick profile trains none, to keep make reproduce within its 15 minutes; "
-           "the real-data notebook (results/quick/mosi-bclstm/notebooks/04_ablations.ipynb) trains every row, and "
+           "the real-data notebook (results/quick/mosi-bclstm/notebooks/04_ablations.ipynb) trains every row that "
+           "acts on its layout, and "
            "the smoke profile the first two"
            if ds.info.name == "synthetic" and ctx.profile == "quick" else
            "the smoke profile trains the first rows only" if ctx.profile == "smoke" else
@@ -471,6 +472,8 @@ if specs["deviations"]:
                    caption=f"Runs of each ledger row that beat the trivial predictor on VALID and ended worse than it "
                            f"({ds.info.name}, {ctx.profile}; medians over those runs)")
     display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info)))
+else:
+    print(f"No ledger row runs on {ds.info.name} at this profile: nothing to read here.")
 
 # %% [markdown]
 # The reference code also selects its epoch on the test set (the best test F1 of all its epochs). The runs

@@ -291,8 +291,8 @@ if not sens["femf"].empty:
                                 names={"the default": f"the default ({', '.join(at_default)})"},
                                 among=f"FEMF's sweep points ({sens['femf']['seed'].nunique()} seed(s) each; "
                                       f"{'; '.join(femf_sched)})")
-               + " The paper's optima are 1 layer, alpha = 0.3 and c = 0.6 on CMU-MOSI. \"By more than the seed "
-                 "spread\" is a reading aid; the claims table below tests each point against the default.")
+               + " The paper's optima are 1 layer, alpha = 0.3 and c = 0.6 on CMU-MOSI; the claims table below tests "
+                 "each point against the default (the seed spread is a reading aid).")
 display(Markdown(nv.what_we_see(see, ds.info)))
 
 # %% [markdown]

@@ -133,11 +133,14 @@ print("Atsuko Table 4 settings:", sorted(ats))
 
 # %%
 batch, index, label = ab.strongest_positive(ds)
+# in the position layout a "sample" is a video (its utterances are the positions) and its label the mean label
+sample = (f"test video {index} of its batch (mean label {label:+.2f})" if ds.info.layout == "position"
+          else f"test sample {index} of its batch (label {label:+.2f})")
 if nets.get("femf") is not None:
     maps = ab.femf_attention(nets["femf"], batch, index)
-    fig = af.attention_maps(maps, f"FEMF expert attention, test sample with label {label:+.2f} ({ds.info.name})")
-    ctx.save_figure(fig, "femf_fig7_attention", f"FEMF's last expert layer ({run_of['femf']}), test sample {index} "
-                    f"({ds.info.name}, label {label:+.2f}): attention of each query (row) over the keys (columns) in the "
+    fig = af.attention_maps(maps, f"FEMF expert attention, {sample} ({ds.info.name})")
+    ctx.save_figure(fig, "femf_fig7_attention", f"FEMF's last expert layer ({run_of['femf']}), {sample}, "
+                    f"{ds.info.name}: attention of each query (row) over the keys (columns) in the "
                     "low and the high band of each modality; darker = more weight.")
 
 # %% [markdown]
@@ -305,9 +308,9 @@ if nets.get("atsuko") is not None:
 # %%
 if nets.get("atsuko") is not None:
     view = nets["atsuko"].spectral_view(batch)
-    fig = af.band_view(view, index, channel=0, title=f"Atsuko spectral bands, test sample with label {label:+.2f}",
+    fig = af.band_view(view, index, channel=0, title=f"Atsuko spectral bands, {sample}",
                        nonempty=nets["atsuko"].config.band_rule == "nonempty")
-    ctx.save_figure(fig, "atsuko_fig6_bands", f"Atsuko ({run_of['atsuko']}), test sample {index}: per modality the "
+    ctx.save_figure(fig, "atsuko_fig6_bands", f"Atsuko ({run_of['atsuko']}), {sample}: per modality the "
                     "graph-Fourier spectrum coloured by band, the band components of channel 0, and the band weights "
                     "beside the uniform 1/B.")
     bw = pd.DataFrame({m: view[m]["band_weights"][index].numpy() for m in ("text", "audio", "vision")},
@@ -325,7 +328,7 @@ if nets.get("atsuko") is not None:
 
 # %%
 if nets.get("atsuko") is not None:
-    see = [nv.band_weights_sentence(bw, tol=0.05, what=f"band weights for this sample (label {label:+.2f})")]
+    see = [nv.band_weights_sentence(bw, tol=0.05, what=f"band weights for {sample}")]
     mean_bw = analysis.mean_diagnostics(nets["atsuko"], ds.test, ds.info, ["band_weights"])["band_weights"]
     mean_bw = pd.DataFrame(mean_bw, index=["text", "audio", "vision"], columns=list(bw.columns))
     see.append(nv.band_weights_sentence(mean_bw, tol=0.05, what="mean band weights over the test split"))
@@ -441,10 +444,10 @@ if parts:
 #
 # First the headline (the best test MAE of the main comparison, and each paper's method against it: seed
 # means and spreads, as in notebook 03), then the claims table above, read group by group: which of each paper's claims these runs resolve (Holm over the
-# claims table of the notebook that tested it, at least 3 seeds, a bootstrap interval over test videos excluding 0, every seed agreeing in
+# claims table of the notebook that tested it, at least 3 seeds, a bootstrap interval over test samples (videos on mosi-bclstm) excluding 0, every seed agreeing in
 # sign), and in which direction. "Undecided" is not "false": it means the seeds and the test set cannot tell.
-# Then the selection protocols of notebook 03: how far choosing the epoch on the leaky validation videos, or on
-# the test set itself, moves each model's accuracy, in units of its seed spread.
+# Then, where notebook 03 built it (mosi-bclstm), its selection-protocol table: how far choosing the epoch on the
+# leaky validation videos, or on the test set itself, moves each model's accuracy, in units of its seed spread.
 
 # %%
 # the headline first: which row has the best test MAE, and where each paper's method stands against it

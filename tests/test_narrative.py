@@ -306,7 +306,8 @@ def test_band_roles_dc_nuisance_evidence():
     assert [r["role"] for r in nv.band_roles([0.3, 0.65], (0.0, 0.08), None, 1 / 63)] == \
         ["evidence", "noise", "noise"]
     s = nv.band_allocation_sentence("audio", [1 / 63, 0.062], (0.6, 0.9), (0.0, 0.08), 1 / 63, who="Atsuko's")
-    assert s.startswith("Audio (evidence at ν 0.60-0.90): 2 of Atsuko's 3 equal-energy bands hold none")
+    assert s.startswith("Audio (evidence at ν 0.60-0.90): 2 of Atsuko's 3 equal-energy bands (cut on the training "
+                        "split at initialisation) hold none")
     assert "band 1 (ν 0.000-0.016) is the ν = 0 coefficient alone" in s
     assert "lies in the nuisance band" in s
     assert s.endswith("the evidence sits in band 3 (ν 0.062-1.000).")

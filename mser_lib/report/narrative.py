@@ -175,7 +175,8 @@ def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: di
     if _shown(metric, sa.mean) == _shown(metric, sb.mean):
         return s + f", equal to {_poss(nb)} ({fmt_value(metric, sb.mean, sb.std)}) at the precision shown."
     if gap is None:
-        return s + (f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}); one of them has a single seed: "
+        which = "both have" if sa.n < 2 and sb.n < 2 else "one of them has"
+        return s + (f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}); {which} a single seed: "
                     "no spread to judge the gap by.")
     if not gap:
         return s + f", but {nb} ({fmt_value(metric, sb.mean, sb.std)}) is within the seed spread of it."
@@ -796,9 +797,11 @@ def band_allocation_sentence(modality: str, cuts, evidence: tuple[float, float] 
     if evidence is not None:
         head += f" (evidence at ν {evidence[0]:.2f}-{evidence[1]:.2f})"
     if not idle:
-        return f"{head}: every one of {who} {k} equal-energy bands holds part of the planted evidence."
+        return (f"{head}: every one of {who} {k} equal-energy bands (cut on the training split at initialisation) "
+                "holds part of the planted evidence.")
     what = "; ".join(f"band {r['band']} ({rng(r)}) {_ROLE[r['role']]}" for r in idle)
-    s = f"{head}: {len(idle)} of {who} {k} equal-energy bands hold none of the planted evidence: {what}"
+    s = (f"{head}: {len(idle)} of {who} {k} equal-energy bands (cut on the training split at initialisation) hold "
+         f"none of the planted evidence: {what}")
     if ev:
         s += "; the evidence sits in " + ", ".join(f"band {r['band']} ({rng(r)})" for r in ev)
     return s + "."
