@@ -181,10 +181,13 @@ aorder = [label for _, label in grids.ATSUKO_ROWS]
 comp_tests = [ab.compare_labels(frames["components"], specs["components"], records["components"], "FEMF (full)",
                                 label, m, ds, ctx.results_dir, pred_cache, expect=+1)
               for label in order[1:] for m in ("mae", "corr")]
+# the tests keep a subset whose every run learned nothing: its claim stays in the table, without a verdict
+mtested = [grids.MODALITY_LABELS[m] for m in grids.FEMF_MODALITIES
+           if grids.MODALITY_LABELS[m] in {sp["tag"] for sp in specs["modalities"]}]
 mod_tests = [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T+A+V", label,
-                               "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in morder if label != "T+A+V"]
+                               "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in mtested if label != "T+A+V"]
 mod_tests += [ab.compare_labels(frames["modalities"], specs["modalities"], records["modalities"], "T", label,
-                                "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in ("A", "V") if label in morder]
+                                "mae", ds, ctx.results_dir, pred_cache, expect=+1) for label in ("A", "V") if label in mtested]
 ats_pairs = [("SBN", "-, -", "acc2_non0"), ("MCM", "-, -", "mae"), ("MCM", "SBN", "mae"),
              ("SBN + MCM (Atsuko)", "SBN", "mae"), ("SBN + MCM (Atsuko)", "MCM", "mae"),
              ("SBN + MCM (Atsuko)", "-, -", "mae"), ("SBN + MCM (Atsuko)", "-, -", "acc7")]
