@@ -295,10 +295,16 @@ def seeds_schedule(table: pd.DataFrame) -> str:
     """``"5 seeds; 20 + 60 epochs, ..."`` (``"1 or 3 seeds; ..."`` when rows differ): the seed counts and schedules
     of a verdict table's rows (its ``seeds`` and ``schedule`` columns), as every verdict sentence names them."""
     counts = pd.to_numeric(table["seeds"], errors="coerce").dropna() if "seeds" in table.columns else []
+    sched = {part.removeprefix("A: ").removeprefix("B: ")
+             for x in table.get("schedule", pd.Series(dtype=str)).dropna() for part in str(x).split("; ")
+             if part and part != "nan"}
+    return _seeds_schedule_text(counts, sched)
+
+
+def _seeds_schedule_text(counts, schedules) -> str:
+    """The words of :func:`seeds_schedule`: the distinct seed counts ("2 or 5 seeds") and the schedules, sorted."""
     seeds = [str(n) for n in sorted({int(x) for x in counts})]
-    sched = sorted({part.removeprefix("A: ").removeprefix("B: ")
-                    for x in table.get("schedule", pd.Series(dtype=str)).dropna() for part in str(x).split("; ")
-                    if part and part != "nan"})
+    sched = sorted(set(schedules))
     if not seeds and not sched:
         return ""
     n_seeds = (", ".join(seeds[:-1]) + " or " + seeds[-1] if len(seeds) > 1 else "".join(seeds)) or "?"
@@ -316,9 +322,7 @@ def records_behind(records: list[dict]) -> str:
     seeds: dict[str, set] = {}
     for r in kept:
         seeds.setdefault(row_label(r), set()).add(r["seed"])
-    table = pd.DataFrame({"seeds": [len(v) for v in seeds.values()] or [None]})
-    table = pd.concat([table, pd.DataFrame({"schedule": list(dict.fromkeys(schedule_text(r) for r in kept))})])
-    return seeds_schedule(table)
+    return _seeds_schedule_text([len(v) for v in seeds.values()], [schedule_text(r) for r in kept])
 
 
 def claim_verdict(claims: pd.DataFrame, claim: str) -> str | None:
@@ -339,15 +343,9 @@ def claim_verdict(claims: pd.DataFrame, claim: str) -> str | None:
         return f"resolved {way} ({holm}; {behind})"
     if res == NOT_ENOUGH_SEEDS:
         return f"undecided: fewer than 3 seeds ({behind})"
-    sides = [x for x in interval_sides(row) if x is not None]
-    if not sides:
-        kind = "no interval to judge by"
-    elif all(x == 0 for x in sides):
-        kind = "a tie, every interval covers 0"
-    elif 0 not in sides and len(set(sides)) == 1:
-        kind = "a lead, every interval excludes 0 on the same side but the rule does not resolve it"
-    else:
-        kind = "a split, the seed interval and the bootstrap over test samples disagree"
+    kind = {"none": "no interval to judge by", "tie": "a tie, every interval covers 0",
+            "lead": "a lead, every interval excludes 0 on the same side but the rule does not resolve it",
+            "split": "a split, the seed interval and the bootstrap over test samples disagree"}[interval_kind(row)[0]]
     if is_yes(row.get("direction as paper")) is False:
         kind += ", pointing against the paper"
     return f"undecided: {kind} ({holm}; {behind})"
@@ -486,6 +484,20 @@ def interval_sides(row, effect: str | None = None) -> tuple[int | None, int | No
     return seed, boot
 
 
+def interval_kind(row, effect: str | None = None) -> tuple[str, int]:
+    """How an unresolved row's intervals lie (:func:`interval_sides`), as :func:`undecided_parts` sorts them:
+    ``"lead"`` (every interval excludes 0, on one side), ``"split"`` (they disagree), ``"tie"`` (every one covers
+    0) or ``"none"`` (no interval); with the number of intervals the row has."""
+    sides = [x for x in interval_sides(row, effect) if x is not None]
+    if not sides:
+        return "none", 0
+    if all(x == 0 for x in sides):
+        return "tie", len(sides)
+    if 0 not in sides and len(set(sides)) == 1:
+        return "lead", len(sides)
+    return "split", len(sides)
+
+
 def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = None,
                     effect: str | None = None) -> list[str]:
     """The one rule by which every sentence sorts the rows a verdict table leaves unresolved (``rows``: those
@@ -512,12 +524,12 @@ def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = N
             label += f" ({_num(r[effect]):+.3f})"
         if "direction as paper" in r.index and is_yes(r["direction as paper"]) is False:
             label += " (pointing against the paper)"             # a claims table: which way the lead points
-        sides = [x for x in interval_sides(r, effect) if x is not None]
-        if not sides:
+        kind, n_sides = interval_kind(r, effect)
+        if kind == "none":
             bare += 1
-        elif all(x == 0 for x in sides):
-            ties["both" if len(sides) == 2 else "seeds"] += 1
-        elif 0 not in sides and len(set(sides)) == 1:
+        elif kind == "tie":
+            ties["both" if n_sides == 2 else "seeds"] += 1
+        elif kind == "lead":
             lead.append(label)
         else:
             split.append(label)
@@ -1126,7 +1138,8 @@ def dropout_sentence(frame: pd.DataFrame, what: str) -> str:
 __all__ = ["NAMES", "Stat", "is_builtin", "name_of", "metric_name", "fmt_value", "summarize", "better",
            "beyond_spread", "compare_sentence", "ranking", "best_sentence", "paper_sentence", "degradation",
            "beats_all_sentence", "degradation_sentence", "forest_caption", "points_caption", "seed_counts",
-           "claim_counts", "claims_sentence", "seeds_schedule", "undecided_parts", "interval_sides", "is_yes",
+           "claim_counts", "claims_sentence", "seeds_schedule", "undecided_parts", "interval_sides", "interval_kind",
+           "is_yes", "claim_verdict", "records_behind",
            "protocol_summary", "what_we_see",
            "cycles_to_nu",
            "probe_sentences", "leakage_sentence", "summary_sentence", "femf_cut_sentence", "high_share_sentence",
