@@ -477,6 +477,11 @@ def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
     assert "(D (+0.059)): a lead, not a finding" in s2
     assert "1 whose intervals disagree" in s2
     assert "(F (-0.010))" in s2
+    short = ledger_sentence(led2, brief=True)                  # the README's form: splits counted, not named
+    assert "F (" not in short
+    assert "1 whose intervals disagree, one excluding 0 and the other covering it or excluding it on the other " \
+           "side: the seeds" in short
+    assert "(D (+0.059)): a lead" in short
     assert "1 whose intervals all cover 0" in s2
     assert "E" not in s2.replace("MAE", "")
     assert "1 of the 3 rows are paired over seeds only" in s2

@@ -381,9 +381,10 @@ def claims_sentence(claims: pd.DataFrame) -> str:
     return s
 
 
-def ledger_sentence(ledger: pd.DataFrame) -> str:
+def ledger_sentence(ledger: pd.DataFrame, brief: bool = False) -> str:
     """The deviation ledger's verdicts (:func:`mser_lib.report.ablations.deviation_ledger`): which departures
-    our runs resolve, in which direction on MAE, and how many stay undecided, with the seeds behind them."""
+    our runs resolve, in which direction on MAE, and how many stay undecided, with the seeds behind them.
+    ``brief``: the splits are counted, not named (the README; the full table and notebook 04 name them)."""
     if ledger.empty:
         return "No ledger row has runs on this dataset yet."
     seeds = sorted({int(n) for n in ledger["seeds"]})
@@ -402,7 +403,7 @@ def ledger_sentence(ledger: pd.DataFrame) -> str:
     s += f". The other {len(ledger) - len(done)} stay undecided"
     parts = [f"{few} with fewer than 3 seeds"] if few else []
     # the Holm family's size: the ledger's "claims in family" column, which undecided_parts reads
-    parts += undecided_parts(rest, None, name="deviation", effect="MAE: flipped - default")
+    parts += undecided_parts(rest, None, name="deviation", effect="MAE: flipped - default", name_splits=not brief)
     if few and rest.empty:          # every undecided row short of seeds: the sentence the quick notebooks print
         s += f" ({few} of them with fewer than 3 seeds)."
     else:
@@ -499,7 +500,7 @@ def interval_kind(row, effect: str | None = None) -> tuple[str, int]:
 
 
 def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = None,
-                    effect: str | None = None) -> list[str]:
+                    effect: str | None = None, name_splits: bool = True) -> list[str]:
     """The one rule by which every sentence sorts the rows a verdict table leaves unresolved (``rows``: those
     rows, with at least 3 seeds). By where their intervals lie before the multiplicity adjustment
     (:func:`interval_sides`):
@@ -515,7 +516,8 @@ def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = N
     ``name``: the column (or ``None``: the index) naming a row. ``family``: the size of the Holm family (a
     ``claims in family`` column, where the rows have one, wins; rows from several families, as notebook 06's
     ``claims_all``, are said to be adjusted within their own tables). A claims row whose mean points against the
-    paper (``direction as paper`` "no") is marked so. Returns the clauses, for a sentence to join."""
+    paper (``direction as paper`` "no") is marked so. ``name_splits=False`` counts the splits without naming them
+    (the README's short form; the full table names them). Returns the clauses, for a sentence to join."""
     lead, split, bare = [], [], 0
     ties = {"both": 0, "seeds": 0}
     for idx, r in rows.iterrows():
@@ -545,8 +547,9 @@ def undecided_parts(rows: pd.DataFrame, family: int | None, name: str | None = N
                    f"(Holm's adjustment{over}, every seed the same sign, a bootstrap interval) ({'; '.join(lead)}): "
                    "a lead, not a finding")
     if split:
+        named = f" ({'; '.join(split)})" if name_splits else ""
         out.append(f"{len(split)} whose intervals disagree, one excluding 0 and the other covering it or excluding it "
-                   f"on the other side ({'; '.join(split)}): the seeds and the test samples tell different stories")
+                   f"on the other side{named}: the seeds and the test samples tell different stories")
     n_ties = ties["both"] + ties["seeds"]
     if n_ties:
         what = ("the seeds and the test samples" if not ties["seeds"] else "the seeds" if not ties["both"] else

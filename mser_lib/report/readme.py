@@ -108,7 +108,7 @@ def _ledger_block(dataset: str, profile: str, ledger_csv: Path) -> str:
         return ""
     text = (f"**{dataset}, profile `{profile}`: the deviation ledger** (each departure from a paper or a reference "
             f"code flipped on its model's default run; full table `{ledger_csv.with_suffix('.md').as_posix()}`). "
-            + ledger_sentence(led))
+            + ledger_sentence(led, brief=True))
     text += _resolved_table(led, ["deviation", "MAE: flipped - default", "seed 95% CI", "p adjusted (Holm)", "seeds"])
     return text + "\n"
 
