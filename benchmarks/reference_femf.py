@@ -67,6 +67,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 FINAL = re.compile(r"The best\(acc\) epoch of test_condition \(atv\): (\d+) --test_mae ([-\d.enan]+) "
                    r"--test_corr ([-\d.enan]+) --test_fscores ([-\d.enan]+) --test_acc ([-\d.enan]+)")
 METRICS = ("acc", "f1", "mae", "corr")
+METRIC_NAMES = {"acc": "Acc-2", "f1": "F1", "mae": "MAE", "corr": "Corr"}
 # Hypothesis sides (not part of --side both): mser's reference preset with one more reference behaviour, to find
 # which one the two sides' gap comes from. side: (model fields, trainer settings, what it is, colour). Two of them
 # (padded keys, nn.Linear's start) have since joined the preset (mser_lib.models.femf.REFERENCE_BEHAVIOUR): each of
@@ -192,6 +193,19 @@ def _mean_std(rows: list[dict], key: str) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
 
 
+
+def seed_difference(mser: list, ref: list, key: str) -> tuple[str, str, str, str]:
+    """Paired over seeds (mser minus reference): the mean difference, each side's seed std and whether the
+    difference is beyond both spreads (the one rule every difference in this report is read with), formatted as
+    the report prints ``key`` (accuracy and F1 in points)."""
+    scale, digits = (100, 2) if key in ("acc", "f1") else (1, 3)
+    d = (np.asarray(mser, dtype=float) - np.asarray(ref, dtype=float)) * scale
+    if len(d) < 2:
+        return f"{d.mean():+.{digits}f}", "n/a", "n/a", "n/a (one seed)"
+    sr, sm = np.std(ref, ddof=1) * scale, np.std(mser, ddof=1) * scale
+    beyond = "yes" if abs(d.mean()) > max(sr, sm) else "no"
+    return f"{d.mean():+.{digits}f}", f"{sr:.{digits}f}", f"{sm:.{digits}f}", beyond
+
 def report(out: dict) -> str:
     ref, ms = out["reference"], out["mser_reference_preset"]
     lines = ["# FEMF: the public reference code against mser's `reference` preset on mosi-bclstm", "",
@@ -224,12 +238,8 @@ def report(out: dict) -> str:
               "| metric | mean difference | reference seed std | mser seed std | beyond both spreads |",
               "|---|---|---|---|---|"]
     for k in METRICS:
-        scale, digits = (100, 2) if k in ("acc", "f1") else (1, 3)
-        d = np.array([m[k] - r[k] for m, r in zip(ms, ref)]) * scale
-        sr = np.std([r[k] for r in ref], ddof=1) * scale if len(ref) > 1 else float("nan")
-        sm = np.std([m[k] for m in ms], ddof=1) * scale if len(ms) > 1 else float("nan")
-        beyond = ("yes" if abs(d.mean()) > max(sr, sm) else "no") if len(ref) > 1 else "n/a (one seed)"
-        lines.append(f"| {k} | {d.mean():+.{digits}f} | {sr:.{digits}f} | {sm:.{digits}f} | {beyond} |")
+        d, sr, sm, beyond = seed_difference([m[k] for m in ms], [r[k] for r in ref], k)
+        lines.append(f"| {k} | {d} | {sr} | {sm} | {beyond} |")
     lines += ["", "mser's `reference` preset under mser's own protocol (cross-fitted selection on the test videos, "
               "every utterance):", "", "| Acc-2 (neg/pos) | F1 (neg/pos) | MAE | Corr |", "|---|---|---|---|",
               "| " + " | ".join(_mean_std([r["crossfit"] for r in ms], k)
@@ -283,32 +293,72 @@ def curve_pairs(out: dict) -> list[tuple[int, dict, dict]]:
 
 
 def curve_section(out: dict) -> list[str]:
-    """Whether the two sides differ along the whole of stage 2 or only at the epoch the protocol picks: the test
-    MAE and Corr of every stage-2 epoch, summarised (the runs before curves were recorded have none)."""
+    """Whether the two sides differ along the whole of stage 2 or only at the epoch the protocol picks: every
+    metric of every stage-2 epoch, summarised per side, then paired over seeds against the difference at the
+    protocol's epoch (the runs before curves were recorded have none)."""
     pairs = curve_pairs(out)
     if not pairs:
         return []
     seeds = ", ".join(str(s) for s, _, _ in pairs)
-    lines = ["", f"Stage-2 test curves (seeds {seeds}; every stage-2 epoch scored on the test videos, MAE and Corr "
-                 "as the reference prints them, to 3 decimals): the mean over all stage-2 epochs, over the last 50, "
-                 "and the best epoch of each metric. Figure: `reference_femf_curves.png`.", "",
-             "| side | MAE, all epochs | MAE, last 50 | MAE, best | Corr, all epochs | Corr, last 50 | Corr, best |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["", f"Stage-2 test curves (seeds {seeds}; every stage-2 epoch scored on the test videos, as the "
+                 "reference prints them: MAE and Corr to 3 decimals, Acc-2 and F1 to 0.01 points): the mean over all "
+                 "stage-2 epochs, over the last 50, and the best epoch of each metric. Figure: "
+                 "`reference_femf_curves.png`.", "",
+             "| metric | side | all stage-2 epochs | last 50 | best epoch |", "|---|---|---|---|---|"]
     earlier = [(out.get("earlier_preset") or {}).get(str(s), {}).get("stage2_curve") for s, _, _ in pairs]
     named = [("reference code", [p[1] for p in pairs]), ("mser `reference` preset", [p[2] for p in pairs])]
     if all(earlier):
         named.append(("mser's earlier `reference` preset", earlier))
-    for name, curves in named:
-        cells = []
-        for k, best in (("mae", np.min), ("corr", np.max)):
-            cells += [f"{curve_mean(curves, k):.3f}", f"{curve_mean(curves, k, last=50):.3f}",
-                      f"{curve_mean(curves, k, reduce=best):.3f}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
+    for k in METRICS:
+        scale, digits = (100, 2) if k in ("acc", "f1") else (1, 3)
+        best = np.min if k == "mae" else np.max
+        for name, curves in named:
+            cells = [curve_mean(curves, k) * scale, curve_mean(curves, k, last=50) * scale,
+                     curve_mean(curves, k, reduce=best) * scale]
+            lines.append(f"| {METRIC_NAMES[k]} | {name} | " + " | ".join(f"{c:.{digits}f}" for c in cells) + " |")
+    at = {s: i for i, s in enumerate(out["seeds"])}
+    chosen = [(out["mser_reference_preset"][at[s]], out["reference"][at[s]]) for s, _, _ in pairs]
+    lines += ["", f"The same, paired over seeds {seeds} (mser minus reference; accuracy and F1 in points; in "
+                  "brackets whether the difference is beyond both sides' seed spreads): at the epoch the protocol "
+                  "picks, and along stage 2.", "",
+              "| metric | at the protocol's epoch | mean of all stage-2 epochs | mean of the last 50 | best epoch |",
+              "|---|---|---|---|---|"]
+    rows = {}
+    for k in METRICS:
+        best = np.min if k == "mae" else np.max
+        cells = [seed_difference([m[k] for m, _ in chosen], [r[k] for _, r in chosen], k)]
+        for last, reduce in ((None, np.mean), (50, np.mean), (None, best)):
+            cells.append(seed_difference([curve_mean([c], k, last, reduce) for _, _, c in pairs],
+                                         [curve_mean([c], k, last, reduce) for _, c, _ in pairs], k))
+        lines.append(f"| {METRIC_NAMES[k]} | "
+                     + " | ".join(f"{d} ({'one seed' if b.startswith('n/a') else b})" for d, _, _, b in cells) + " |")
+        rows[k] = cells
+    return lines + ["", curve_sentence(rows)]
+
+
+def curve_sentence(rows: dict) -> str:
+    """One sentence read off the paired table by its one rule (beyond both seed spreads or not): for each metric
+    whose difference at the protocol's epoch is beyond both spreads, whether the difference averaged over all
+    stage-2 epochs is too."""
+    gaps = [k for k in METRICS if rows[k][0][3] == "yes"]
+    if not gaps:
+        return ("At the protocol's epoch no difference is beyond both seed spreads."
+                if all(rows[k][0][3] == "no" for k in METRICS) else
+                "One seed: no difference can be set against a seed spread.")
+    parts = []
+    for k in gaps:
+        at, along = rows[k][0], rows[k][1]
+        unit = " points" if k in ("acc", "f1") else ""
+        parts.append(f"{METRIC_NAMES[k]} {at[0]}{unit} at the protocol's epoch, {along[0]}{unit} averaged over "
+                     f"all stage-2 epochs ({'also' if along[3] == 'yes' else 'not'} beyond both spreads there)")
+    return ("Beyond both seed spreads at the epoch the protocol picks (the best test F1 of 300 epochs): "
+            + "; ".join(parts) + ".")
 
 
 def curve_figure(out: dict, path: Path) -> bool:
-    """The stage-2 test MAE and Corr of both sides, per epoch, for the seeds with curves; False when none."""
+    """Stage-2 test MAE, Corr and Acc-2 per epoch: each side's mean over the seeds whose two runs both have
+    curves (thick; every seed thin beside it), and the earlier preset and each hypothesis averaged over the seeds
+    they ran (dotted); False when no seed has curves."""
     pairs = curve_pairs(out)
     if not pairs:
         return False
@@ -316,24 +366,40 @@ def curve_figure(out: dict, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, k, label in zip(axes, ("mae", "corr"), ("test MAE (non-zero labels), lower is better",
-                                                    "test Corr (non-zero labels), higher is better")):
-        for s, ref, ms in pairs:
-            ax.plot(ref[k], color="tab:gray", lw=1, label=f"reference code, seed {s}")
-            ax.plot(ms[k], color="tab:blue", lw=1, label=f"mser reference preset, seed {s}")
-            before = (out.get("earlier_preset") or {}).get(str(s), {}).get("stage2_curve")
-            if before:
-                ax.plot(before[k], color="tab:blue", lw=1, ls=":", label=f"mser's earlier preset, seed {s}")
-            for side, (_, _, _, colour) in HYPOTHESES.items():
-                curve = ((out.get("hypotheses") or {}).get(side) or {}).get(str(s), {}).get("stage2_curve")
-                if curve:
-                    ax.plot(curve[k], color=colour, lw=1, label=f"{side}, seed {s}")
+    extra = [("mser's earlier preset", "tab:blue", out.get("earlier_preset") or {})]
+    extra += [(side, colour, (out.get("hypotheses") or {}).get(side) or {})
+              for side, (_, _, _, colour) in HYPOTHESES.items()]
+    def seeds_label(seeds: list) -> str:
+        return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    for ax, k, label in zip(axes, ("mae", "corr", "acc"), ("test MAE (non-zero labels), lower is better",
+                                                           "test Corr (non-zero labels), higher is better",
+                                                           "test Acc-2 (non-zero labels, %)")):
+        scale, lo, hi = (100 if k == "acc" else 1), np.inf, -np.inf
+        for i, name, colour in ((1, "reference code", "tab:gray"), (2, "mser reference preset", "tab:blue")):
+            curves = np.array([p[i][k] for p in pairs], dtype=float) * scale
+            for c in curves:
+                ax.plot(c, color=colour, lw=0.6, alpha=0.35)
+            ax.plot(curves.mean(0), color=colour, lw=1.8,
+                    label=f"{name}, {'mean of ' if len(pairs) > 1 else ''}{seeds_label([p[0] for p in pairs])}")
+            shown = curves[:, 10:] if curves.shape[1] > 20 else curves        # the first epochs off the scale
+            lo, hi = min(lo, shown.min()), max(hi, shown.max())
+        for name, colour, runs in extra:
+            curves = [runs[str(s)]["stage2_curve"][k] for s, _, _ in pairs
+                      if "stage2_curve" in runs.get(str(s), {})]
+            if curves:
+                which = [s for s, _, _ in pairs if "stage2_curve" in runs.get(str(s), {})]
+                ax.plot(np.mean(np.array(curves, dtype=float), 0) * scale, color=colour, lw=1, ls=":",
+                        label=f"{name}, {seeds_label(which)}")
+        pad = 0.15 * (hi - lo)
+        ax.set_ylim(lo - pad, hi + pad)
         ax.set_xlabel("stage-2 epoch")
         ax.set_ylabel(label)
-    axes[1].legend(loc="lower right", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)   # off the data
     fig.suptitle("FEMF on mosi-bclstm, stage 2: the reference code against mser's reference preset")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
@@ -422,6 +488,9 @@ def main(argv=None) -> int:
     p.add_argument("--side", choices=("both", "reference", "mser", *HYPOTHESES), default="both",
                    help="run one side only (the other can run beside it in a second process), or a hypothesis "
                         "side: mser's preset with one more reference behaviour (HYPOTHESES)")
+    p.add_argument("--again", action="store_true",
+                   help="train the chosen seeds again even where a run is recorded (to record the stage-2 test "
+                        "curve an earlier run lacks); the latest run of each seed is the one reported")
     p.add_argument("--dry-run", action="store_true", help="4 + 4 epochs, one seed, nothing written")
     p.add_argument("--report", action="store_true", help="only rewrite the report from the recorded runs")
     a = p.parse_args(argv)
@@ -448,9 +517,10 @@ def main(argv=None) -> int:
     schedule = f"{a.stage_epochs} + {a.epochs - a.stage_epochs} epochs, batch 64"
     runs_file = Path(a.out + ".runs.jsonl")
     done = {(side_of(r), r["seed"]) for r in _runs(runs_file) if r["schedule"] == schedule}
-    todo = [(side, seed) for seed in a.seeds for side in sides if a.dry_run or (side, seed) not in done]
+    todo = [(side, seed) for seed in a.seeds for side in sides
+            if a.dry_run or a.again or (side, seed) not in done]
     for side, seed in sorted(done):
-        if seed in a.seeds and side in sides and not a.dry_run:
+        if seed in a.seeds and side in sides and not (a.dry_run or a.again):
             print(f"seed {seed} {side}: already in {runs_file.name}, not repeated", flush=True)
     ds = load_dataset("mosi-bclstm", data_dir=a.data_dir)
     common = {"schedule": schedule, "mser_revision": _git(ROOT),

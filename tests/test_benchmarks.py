@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -108,3 +109,31 @@ def test_reference_comparison_pairs_the_seeds_both_sides_finished_and_resumes(tm
     assert "n/a (one seed)" in text
     assert rf.main(["--report", "--out", str(tmp_path / "reference_femf")]) == 0
     assert (tmp_path / "reference_femf.md").read_text() == text
+
+
+def test_reference_comparison_separates_the_chosen_epoch_from_the_whole_curve():
+    """benchmarks/reference_femf.py: with curves on both sides, a gap at the protocol's epoch (the best of many
+    noisy epochs) is set beside the gap averaged over stage 2, each read by the one seed-spread rule."""
+    import reference_femf as rf
+
+    rng = np.random.default_rng(0)
+    out = {"seeds": [0, 1, 2], "reference": [], "mser_reference_preset": []}
+    for _seed in range(3):
+        for side, level, noise in (("reference", 0.76, 0.005), ("mser_reference_preset", 0.76, 0.02)):
+            f1 = level + noise * rng.standard_normal(150)
+            curve = {"f1": list(f1), "acc": list(f1 - 0.001), "mae": [0.95] * 150, "corr": [0.64] * 150}
+            best = int(np.argmax(curve["f1"]))
+            out[side].append({"epoch": 150 + best, **{k: curve[k][best] for k in rf.METRICS},
+                              "stage2_curve": curve})
+    text = "\n".join(rf.curve_section(out))
+    # the noisier side wins the maximum by far more than either spread, while its mean stays level
+    for k in ("acc", "f1"):
+        at, along = (rf.seed_difference([m[k] for m in out["mser_reference_preset"]],
+                                        [r[k] for r in out["reference"]], k),
+                     rf.seed_difference([np.mean(m["stage2_curve"][k]) for m in out["mser_reference_preset"]],
+                                        [np.mean(r["stage2_curve"][k]) for r in out["reference"]], k))
+        assert at[3] == "yes"
+        assert along[3] == "no"
+        assert f"| {rf.METRIC_NAMES[k]} | {at[0]} (yes) | {along[0]} (no) |" in text
+    assert "averaged over all stage-2 epochs (not beyond both spreads there)" in text
+    assert "MAE" not in text.split("Beyond both seed spreads")[1]       # no gap, no mention
