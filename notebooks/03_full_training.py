@@ -126,7 +126,8 @@ print(f"profile {ctx.profile} | dataset {ctx.dataset} | seeds {ctx.seeds} | {ctx
 #    + \lambda_{dis}\mathcal L_{dis}, \qquad \mathcal L^{mod}_{ent} = \frac1B\sum_i \sum_m w_{im}\log w_{im}.$$
 #
 # (Atsuko's equation numbers; our copy of the paper lost the formulas themselves, so these are
-# written from its prose, as `mser_lib/models/atsuko.py` documents.)
+# written from its prose, as `mser_lib/models/atsuko.py` documents. Here $\mathcal L_{dis}$ is Atsuko's
+# feature *distillation* loss, eq. 9, not FEMF's disentanglement loss of the same name above.)
 #
 # Atsuko in one picture (the docstring of `mser_lib/models/atsuko.py` has the shapes):
 #
@@ -381,7 +382,8 @@ costs = pd.DataFrame([{"row": paper_rows.row_label(r), "seed": r["seed"], "param
                        "wall time (s)": r["wall_time_s"], "device": r["device"]} for r in records])
 costs = costs.groupby("row", sort=False).agg({"parameters": "first", "epochs run": "mean", "selected epoch": "mean",
                                               "wall time (s)": "mean", "device": "first"}).round(1)
-ctx.show_table(costs, "run_costs", caption="Parameters, epochs and wall time per run (mean over seeds; the selected "
+ctx.show_table(costs, "run_costs", caption="Parameters, epochs and wall time per run (mean over every seed, the "
+                                           "degenerate runs included: they cost their time too; the selected "
                                            "epoch is the final stage's epoch the run's selection protocol chose, "
                                            "not the best validation epoch the collapse check below reads)")
 
@@ -412,7 +414,7 @@ ctx.save_figure(fig, "learning_curves", f"The final stage of {hist['row'].nuniqu
 from mser_lib.train.trainer import trivial_metrics
 
 collapse = analysis.late_collapse(learned, trivial_metrics(ds, "valid"), ds.info.task)   # degenerate runs left out
-display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info)))
+display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info, behind=nv.records_behind(records))))
 
 # %% [markdown]
 # Why would a model get worse on held-out data while its training objective still falls? One cause to check is

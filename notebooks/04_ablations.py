@@ -58,6 +58,9 @@
 #   reused.
 # * **seed spread**: the standard deviation of a result over training seeds (initial weights and batch order); a
 #   gap smaller than it is training noise.
+# * **Holm's adjustment**: when many comparisons are tested at once, the smallest p-value is compared with
+#   0.05 / m, the next with 0.05 / (m - 1) and so on, so that the chance of any false "resolved" among the m stays
+#   below 5 %.
 
 # %% tags=["parameters"]
 # Parameters (papermill): `make reproduce` passes its own values. The defaults read two environment
@@ -348,14 +351,14 @@ ctx.show_table(mod_table, "femf_ablation_modalities_tests",
 
 # %%
 mods = frames["modalities"]
-singles = [lab for lab in ("T", "A", "V") if lab in morder]
+singles = [lab for lab in ("T", "A", "V") if lab in mtested]     # run, whether or not they learned something
 see = []
 if singles:
     see.append(nv.best_sentence(mods, singles, "mae", names={lab: f"the {lab}-only FEMF" for lab in singles},
-                                among="the single-modality FEMFs"))
+                                among="the single-modality FEMFs", tests=mod_tests))
 if "T+A+V" in morder:
-    see.append(nv.best_sentence(mods, morder, "mae", names={lab: f"the {lab} FEMF" for lab in morder},
-                                among=f"all {len(morder)} subsets"))
+    see.append(nv.best_sentence(mods, mtested, "mae", names={lab: f"the {lab} FEMF" for lab in mtested},
+                                among=f"all {len(mtested)} subsets", tests=mod_tests))
 if nv.is_builtin(ds.info):
     from mser_lib.data.synthetic import synthetic_config
 
@@ -402,7 +405,8 @@ ctx.show_table(ats_table, "atsuko_ablation_table4_tests",
 # %%
 ats = frames["atsuko"]
 see = [nv.compare_sentence(ats, "SBN + MCM (Atsuko)", "-, -", m,
-                           names={"SBN + MCM (Atsuko)": "Atsuko", "-, -": "the row without SBN and MCM"})
+                           names={"SBN + MCM (Atsuko)": "Atsuko", "-, -": "the row without SBN and MCM"},
+                           tests=ats_tests)
        for m in ("mae", "acc7") if {"SBN + MCM (Atsuko)", "-, -"} <= set(ats["label"])]
 see.append("The row without SBN and MCM keeps Atsuko's loss weights and its router over pooled features, so it is "
            "not notebook 03's EMOE (EMOE's loss weights and, at the papers' size, its router over the raw inputs). "
@@ -458,7 +462,8 @@ if n_rows < len(grids.DEVIATIONS):
 print("every ledger row has a verdict:", bool(ledger["resolved"].isin(stats.VERDICTS).all()))
 
 # %%
-display(Markdown(nv.what_we_see([nv.ledger_sentence(ledger)], ds.info)))
+display(Markdown(nv.what_we_see([nv.ledger_sentence(ledger)], ds.info,
+                                behind=nv.records_behind(records["deviations"]) if records["deviations"] else None)))
 
 # %% [markdown]
 # Which switches change how the final stage *ends*? A run that beats the trivial predictor on the validation
@@ -474,7 +479,8 @@ if specs["deviations"]:
     ctx.show_table(analysis.collapse_table(collapse), "ledger_late_collapse",
                    caption=f"Runs of each ledger row that beat the trivial predictor on VALID and ended worse than it "
                            f"({ds.info.name}, {ctx.profile}; medians over those runs)")
-    display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info)))
+    display(Markdown(nv.what_we_see([nv.collapse_sentence(collapse)], ds.info,
+                                    behind=nv.records_behind(records["deviations"]))))
 else:
     print(f"No ledger row runs on {ds.info.name} at this profile: nothing to read here.")
 
@@ -496,6 +502,12 @@ if pair:
                    caption=f"FEMF's default and its reference preset under three selection protocols ({ds.info.name}, "
                            f"{ctx.profile}; accuracies in %)")
     display(Markdown(inline_table(proto, full=f"{ctx.rel(ctx.tables)}/reference_preset_protocols.md")))
+    moves = nv.protocol_sentences(proto) or [
+        "No row here has a seed spread (a single seed each), so the table's moves cannot be set against one."]
+    display(Markdown(nv.what_we_see(moves + [
+        "The reference code selects its epoch by the best test F1, the optimistic kind of row above: the move from "
+        "the clean row to it is what that protocol adds to a number on these runs, whichever architecture and "
+        "losses produced them."], ds.info, behind=nv.records_behind(pair))))
 else:
     print(f"The runs on {ds.info.name} select on the validation split; the protocol comparison is built for runs "
           "with cross-fitted selection (mosi-bclstm).")

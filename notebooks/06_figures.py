@@ -155,8 +155,9 @@ if nets.get("femf") is not None:
 from mser_lib.report import analysis
 from mser_lib.report import narrative as nv
 
+width_frac = 0.1                  # how wide "near the diagonal" is, as a share of the sequence length
 if nets.get("femf") is not None:
-    locality = nv.locality_table(maps, width_frac=0.1)
+    locality = nv.locality_table(maps, width_frac=width_frac)
     display(Markdown(to_markdown(locality.set_index(["modality", "band"]).round(3))))
     display(Markdown(nv.what_we_see(nv.attention_sentences(
         locality, as_uniform=1.5, sharper=1.25, source=f"the maps of one test sample ({run_of['femf']})"),
@@ -167,8 +168,8 @@ if nets.get("femf") is not None:
 # ### Build it yourself: the attention-locality ratio
 #
 # Each map in `maps` is an $L \times L$ matrix $a$ whose row $i$ (query $i$) is a probability
-# distribution over the keys $j$. With the width $w = \max(1, \mathrm{round}(0.1\,L))$, the near-diagonal
-# mass is the attention that a query puts on keys at most $w$ steps away, averaged over the queries,
+# distribution over the keys $j$. With the width $w = \max(1, \mathrm{round}(0.1\,L))$ (`width_frac` = 0.1),
+# the near-diagonal mass is the attention that a query puts on keys at most $w$ steps away, averaged over the queries,
 #
 # $$\text{mass} = \frac1L \sum_i \sum_{j:\,|i-j|\le w} a_{ij}, \qquad
 #   \text{uniform} = \frac1L \sum_i \frac{\#\{j : |i-j| \le w\}}{L}, \qquad
@@ -186,7 +187,7 @@ if nets.get("femf") is not None:
         _, band, mod = key.split("_", 2)
         a = np.asarray(a, dtype=float)
         L = a.shape[-1]
-        w = max(1, round(0.1 * L))                  # width_frac = 0.1, as in the table above
+        w = max(1, round(width_frac * L))           # the width of the table above
         near = np.abs(np.arange(L)[:, None] - np.arange(L)[None, :]) <= w   # keys within w steps of query i
         mass = (a * near).sum(1).mean()             # attention mass near the diagonal, mean over queries
         uniform = near.sum(1).mean() / L            # the same for 1/L on every key
@@ -482,8 +483,9 @@ print(ctx.written_summary())
 #
 # **Exercises**
 #
-# 1. In the "What we see" cell after FEMF Fig. 7, change `width_frac=0.1` to `0.25`: does the verdict
-#    "about as local as uniform attention" depend on how wide "near the diagonal" is?
+# 1. In the "What we see" cell after FEMF Fig. 7, change `width_frac = 0.1` to `0.25` and rerun it and the
+#    build-it-yourself cell after it: does the verdict "about as local as uniform attention" depend on how
+#    wide "near the diagonal" is?
 # 2. The figures come from the first seed (`ctx.seeds[0]`); rerun with `seeds = [1]` (parameters cell,
 #    after notebooks 03-05 have trained that seed): do the maps and the computed verdicts hold?
 # 3. In the Fig. 6 "What we see" cell, tighten `tol=0.05` to `0.01`: which modalities' band weights

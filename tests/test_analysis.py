@@ -95,6 +95,19 @@ def test_inline_table_keeps_eight_columns_folds_constants_and_names_what_it_left
                                          "agrees with paper"]
 
 
+def test_resolved_first_then_rows_with_seeds_for_a_verdict_then_the_rest():
+    """An inline view shows the first rows: the resolved ones, then the undecided ones that had enough seeds (the
+    ones its sentences discuss), then those with too few seeds; each group keeps its order."""
+    import pandas as pd
+
+    from mser_lib.report.ablations import resolved_first
+    from mser_lib.report.stats import NOT_ENOUGH_SEEDS
+
+    t = pd.DataFrame({"resolved": [NOT_ENOUGH_SEEDS, "no", NOT_ENOUGH_SEEDS, "yes", "no"]},
+                     index=["a", "b", "c", "d", "e"])
+    assert list(resolved_first(t).index) == ["d", "b", "e", "a", "c"]
+
+
 def test_inline_table_names_columns_empty_on_every_row_instead_of_printing_blanks():
     """One seed: the seed interval and the p-value are empty on every row; the note once printed 'all rows: seed CI
     , p adjusted (Holm) , resolved not enough seeds'."""

@@ -116,6 +116,31 @@ def test_best_sentence_checks_every_row_not_only_the_runner_up():
     assert nv.best_sentence(clear, ["b", "t", "d"], "mae").endswith("by more than the seed spread.")
 
 
+def test_single_seed_gaps_are_read_by_their_bootstrap_and_missing_rows_are_named():
+    """A single seed has no spread: the paired bootstrap over test samples says whether the gap is a tie (its
+    interval covers 0), in both orders the pair may have been tested; a row with 2 seeds says so; rows left out
+    (their runs learned nothing) are named, and a lone survivor ranks nothing."""
+    f = _frame({("T+A", "mae"): [1.058], ("T+A+V", "mae"): [1.077], ("T", "mae"): [1.178]})
+    tests = [{"a": "T+A+V", "b": "T+A", "metric": "mae", "boot_lo": -0.0104, "boot_hi": 0.0522}]
+    assert nv.boot_interval(tests, "T+A", "T+A+V", "mae") == (-0.0522, 0.0104)          # flipped
+    assert nv.boot_interval(tests, "T+A", "T+A+V", "corr") is None
+    s = nv.best_sentence(f, ["T+A", "T+A+V", "T"], "mae", tests=tests)
+    assert s.endswith("both have a single seed: a tie by the bootstrap over test samples (the gap's interval, "
+                      "[-0.052, 0.010], covers 0).")
+    assert "no spread to judge" in nv.best_sentence(f, ["T+A", "T+A+V"], "mae")           # no test: nothing read
+    wide = [{"a": "T+A+V", "b": "T+A", "metric": "mae", "boot_lo": 0.004, "boot_hi": 0.035}]
+    assert "beyond the test-sample noise (bootstrap interval [-0.035, -0.004])" in \
+        nv.compare_sentence(f, "T+A", "T+A+V", "mae", tests=wide)
+    assert "a tie" in nv.compare_sentence(f, "T+A", "T+A+V", "mae", tests=tests)
+    lone = nv.best_sentence(f, ["T", "A", "V"], "mae", names={"A": "the A-only FEMF", "V": "the V-only FEMF"})
+    assert lone == ("The best MAE is T's (1.178), the only one with a result: the A-only FEMF, the V-only FEMF have "
+                    "none here (runs that learned nothing are left out), so this ranks nothing.")
+    two = _frame({("t", "mae"): [1.00, 1.03, 1.04], ("a", "mae"): [1.28, 1.29]})
+    assert "ahead of a (1.285 ± 0.007, 2 seeds) by more than the seed spread" in \
+        nv.best_sentence(two, ["t", "a", "v"], "mae")
+    assert "(v: no result here" in nv.best_sentence(two, ["t", "a", "v"], "mae")
+
+
 def test_paper_sentence_agrees_contradicts_or_cannot_tell():
     s = nv.paper_sentence(CLEAR, "femf", "baseline (modalities=tav)", "mae", "FEMF Table 1")
     assert "point the same way, by more than the seed spread" in s
@@ -392,6 +417,9 @@ def test_separability_sentence():
     assert "changes it by +0.03 (margin 0.05): the fused features are not more separable" in s
     s = nv.separability_sentence({**r2, "SBN + MCM (Atsuko)": 0.70}, "-, -", "SBN + MCM (Atsuko)")
     assert "more linearly readable than without (+0.20, margin 0.05), in the direction of Atsuko's Fig. 4" in s
+    # R² 0.5012 against 0.5004 print as 0.50 and 0.50: the gap is the printed one, "+0.00", never "-0.00"
+    s = nv.separability_sentence({"-, -": 0.5012, "SBN + MCM (Atsuko)": 0.5004}, "-, -", "SBN + MCM (Atsuko)")
+    assert "changes it by +0.00 (margin" in s
 
 
 def test_mcm_weight_sentence():
@@ -559,6 +587,10 @@ def test_synthesis_names_resolved_claims_per_group_and_protocol_shifts_in_seed_s
                      "protocol (median -1.2): 0 up and 1 down by more than one seed sd.")
     assert best.startswith("The test epoch and seed with the best test Acc-2 moves the 2 models'")
     assert "1 up and 0 down" in best
+    # a model whose clean row has 2 seeds: its move in seed sds rests on a rough unit, and the sentence says whose
+    seeded = two.assign(seeds=["0,1,2", "0,1,2", "best of 0,1,2", "2,3", "2,3", "best of 2,3"])
+    leaky, _ = nv.protocol_summary(seeded)
+    assert leaky.endswith("EMOE (-3.0: 2 seeds) has fewer than 3 seeds here, so its seed sd is a rough unit.")
 
 
 def test_figure_captions_count_what_is_drawn():

@@ -214,8 +214,11 @@ BRIEF_CLAIM_COLUMNS = ["paper says", "we measure", "bootstrap 95% CI", "seeds", 
 
 
 def resolved_first(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its resolved rows ("yes") first, the others after, each group in its order."""
-    return table.sort_values("resolved", key=lambda col: col != "yes", kind="stable")
+    """``table`` with its resolved rows ("yes") first, then the undecided rows that had the seeds for a verdict,
+    then those with too few seeds (so that an inline view of the first rows shows what the sentences discuss),
+    each group in its order."""
+    return table.sort_values("resolved", key=lambda col: col.map(
+        lambda v: 0 if v == "yes" else 2 if v == stats.NOT_ENOUGH_SEEDS else 1), kind="stable")
 
 
 def beside_reported(table: pd.DataFrame, columns: list[str], paper_column: str) -> pd.DataFrame:

@@ -90,6 +90,12 @@ def fmt_value(metric: str, v: float, std: float | None = None) -> str:
     return s
 
 
+def _value_seeds(metric: str, st: Stat) -> str:
+    """:func:`fmt_value` of a row's mean and sd, with its seed count when it has 2 (fewer than a verdict needs;
+    a single seed shows no sd and the sentences say so)."""
+    return fmt_value(metric, st.mean, st.std) + (f", {st.n} seeds" if st.n == 2 else "")
+
+
 def _label_col(frame: pd.DataFrame) -> str:
     for c in ("label", "row"):
         if c in frame.columns:
@@ -130,8 +136,40 @@ def beyond_spread(a: Stat, b: Stat, metric: str | None = None) -> bool | None:
     return gap > spread
 
 
-def compare_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, names: dict | None = None) -> str:
-    """One sentence: is ``a`` better than ``b`` on ``metric``, and by more than the seed spread?"""
+def boot_interval(tests: list[dict] | None, a: str, b: str, metric: str) -> tuple[float, float] | None:
+    """The bootstrap interval over test samples of ``a`` minus ``b`` on ``metric`` from paired comparisons
+    (:func:`mser_lib.report.ablations.compare_labels` results; a pair tested the other way round is flipped),
+    or None when none has one."""
+    for r in tests or []:
+        if r.get("metric") != metric or r.get("boot_lo") is None or r.get("boot_hi") is None:
+            continue
+        lo, hi = float(r["boot_lo"]), float(r["boot_hi"])
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        if (r.get("a"), r.get("b")) == (a, b):
+            return lo, hi
+        if (r.get("a"), r.get("b")) == (b, a):
+            return -hi, -lo
+    return None
+
+
+def _single_seed(metric: str, interval: tuple[float, float] | None) -> str:
+    """What a gap with a single seed on one side can say: the bootstrap over test samples when there is one
+    (a tie when it covers 0), else that there is no spread to judge it by."""
+    if interval is None:
+        return "no spread to judge the gap by"
+    lo, hi = interval
+    shown = f"[{fmt_value(metric, lo)}, {fmt_value(metric, hi)}]"
+    if lo <= 0 <= hi:
+        return f"a tie by the bootstrap over test samples (the gap's interval, {shown}, covers 0)"
+    return (f"beyond the test-sample noise (bootstrap interval {shown}) but with no seed spread to judge the "
+            "training noise by")
+
+
+def compare_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, names: dict | None = None,
+                     tests: list[dict] | None = None) -> str:
+    """One sentence: is ``a`` better than ``b`` on ``metric``, and by more than the seed spread? With a single
+    seed on a side, ``tests`` (paired comparisons holding the pair) give the bootstrap's reading instead."""
     sa, sb = summarize(frame, a, metric), summarize(frame, b, metric)
     na, nb, mn = name_of(a, names), name_of(b, names), metric_name(metric)
     va, vb = fmt_value(metric, sa.mean, sa.std), fmt_value(metric, sb.mean, sb.std)
@@ -142,7 +180,7 @@ def compare_sentence(frame: pd.DataFrame, a: str, b: str, metric: str, names: di
     head = f"{_cap(_poss(na))} {mn} ({va}) is {word} ({quality}) than {_poss(nb)} ({vb})"
     gap = beyond_spread(sa, sb, metric)
     if gap is None:
-        return head + ", from a single seed: no spread to judge the gap by."
+        return head + f", from a single seed: {_single_seed(metric, boot_interval(tests, a, b, metric))}."
     if gap:
         return head + ", by more than the seed spread."
     return head + ", but by less than the seed spread: these seeds do not tell them apart."
@@ -157,18 +195,27 @@ def ranking(frame: pd.DataFrame, labels: list[str], metric: str) -> list[tuple[s
 
 
 def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: dict | None = None,
-                  among: str | None = None) -> str:
+                  among: str | None = None, tests: list[dict] | None = None) -> str:
     """Which row is best on ``metric``, and whether its lead over every other row exceeds the spread (the
     runner-up first; a row further down with a wider spread can be within it when the runner-up is not).
-    ``among``: what the rows are when they are not all there is ("the single-modality FEMFs")."""
+    ``among``: what the rows are when they are not all there is ("the single-modality FEMFs"). ``tests``:
+    paired comparisons whose bootstrap reads a lead that a single seed leaves without a spread. A row with
+    fewer than 3 seeds carries its count; rows of ``labels`` without values (left out as degenerate, or not
+    run) are named."""
     ranked = ranking(frame, labels, metric)
     if not ranked:
         return f"No row has {metric_name(metric)}."
     (la, sa), mn = ranked[0], metric_name(metric)
+    missing = [name_of(lab, names) for lab in labels if lab not in {r[0] for r in ranked}]
     s = f"The best {mn}{f' of {among}' if among else ''} is {_poss(name_of(la, names))} " \
-        f"({fmt_value(metric, sa.mean, sa.std)})"
+        f"({_value_seeds(metric, sa)})"
     if len(ranked) == 1:
+        if missing:
+            return s + (f", the only one with a result: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} "
+                        "none here (runs that learned nothing are left out), so this ranks nothing.")
         return s + "."
+    if missing:
+        s += f" ({', '.join(missing)}: no result here, runs that learned nothing are left out)"
     lb, sb = ranked[1]
     gap = beyond_spread(sa, sb, metric)
     nb = name_of(lb, names)
@@ -177,10 +224,10 @@ def best_sentence(frame: pd.DataFrame, labels: list[str], metric: str, names: di
     if gap is None:
         which = "both have" if sa.n < 2 and sb.n < 2 else "one of them has"
         return s + (f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}); {which} a single seed: "
-                    "no spread to judge the gap by.")
+                    f"{_single_seed(metric, boot_interval(tests, la, lb, metric))}.")
     if not gap:
-        return s + f", but {nb} ({fmt_value(metric, sb.mean, sb.std)}) is within the seed spread of it."
-    s += f", ahead of {nb} ({fmt_value(metric, sb.mean, sb.std)}) by more than the seed spread"
+        return s + f", but {nb} ({_value_seeds(metric, sb)}) is within the seed spread of it."
+    s += f", ahead of {nb} ({_value_seeds(metric, sb)}) by more than the seed spread"
     close = [(lab, st) for lab, st in ranked[2:] if not beyond_spread(sa, st, metric)]
     if not close:
         return s + "."
@@ -622,12 +669,15 @@ def _protocol_shifts(protocols: pd.DataFrame, metric: str) -> list[dict]:
         if clean is None or "±" not in clean:
             continue
         mean, sd = (float(x) for x in clean.split("±"))
+        seeds = next((str(v) for p, v in zip(sub["protocol"], sub.get("seeds", [""] * len(sub)))
+                      if str(p).startswith("clean")), "")
+        n = len([x for x in seeds.split(",") if x.strip()])
         for key, name in PROTOCOL_NAMES:
             val = rows.get(key)
             if val and val.strip():
                 d = float(val.split("±")[0]) - mean
                 out.append({"model": model, "clean": clean, "protocol": name, "points": d,
-                            "sds": d / sd if sd > 0 else math.nan})
+                            "sds": d / sd if sd > 0 else math.nan, "n": n})
     return out
 
 
@@ -657,9 +707,15 @@ def protocol_summary(protocols: pd.DataFrame, metric: str = "Acc-2 (neg/non-neg)
             continue
         v = np.array([r["sds"] for r in rs])
         up, down = int((v > 1).sum()), int((v < -1).sum())
-        out.append(f"{_cap(name)} moves the {len(rs)} models' {metric} by {v.min():+.1f} to {v.max():+.1f} seed sd "
-                   f"of the clean protocol (median {np.median(v):+.1f}): {up} up and {down} down by more than one "
-                   "seed sd.")
+        s = (f"{_cap(name)} moves the {len(rs)} models' {metric} by {v.min():+.1f} to {v.max():+.1f} seed sd "
+             f"of the clean protocol (median {np.median(v):+.1f}): {up} up and {down} down by more than one seed sd.")
+        few = [r for r in rs if 0 < r["n"] < 3]
+        if few:       # a seed sd of two runs is a rough unit: say whose moves rest on one
+            s += (" " + _cap(", ".join(f"{name_of(r['model'])} ({r['sds']:+.1f}: {seed_counts([r['n']])})"
+                                       for r in few))
+                  + f" {'has' if len(few) == 1 else 'have'} fewer than 3 seeds here, so "
+                  f"{'its' if len(few) == 1 else 'their'} seed sd is a rough unit.")
+        out.append(s)
     return out
 
 
@@ -987,7 +1043,7 @@ def separability_sentence(r2: dict, plain: str, full: str, margin: float = 0.05,
     (``full``) exceeds the plain one's (``plain``) by more than ``margin``. The paper sees clusters
     become more compact as SBN and MCM are added. ``source`` names the models read (e.g. one seed's)."""
     listed = ", ".join(f"{k} {v:.2f}" for k, v in r2.items())
-    gap = r2[full] - r2[plain]
+    gap = round(r2[full], 2) - round(r2[plain], 2) + 0.0       # the gap of the R² shown; never "-0.00"
     where = f"5-fold, test split; {source}" if source else "5-fold, test split"
     s = f"Ridge R² of the label on the fused features ({where}): {listed}. "
     if gap > margin:

@@ -248,7 +248,8 @@ def aggregate(records: list[dict], split: str = "test", by=("model", "variant"),
             _REPORTED_DEGENERATE.update(r.get("config_hash") for r in new)
             named = ", ".join(f"{r['model']} ({variant_name(r)}) seed {r['seed']}" for r in new)
             print(f"NOTE: {len(new)} degenerate run(s) (learned nothing: no better than the trivial predictor) "
-                  f"left out of the tables, figures and sentences built from metrics: {named}", file=sys.stderr)
+                  f"left out of the tables, figures and sentences built from metrics (a table of run costs still "
+                  f"counts them: they took their time): {named}", file=sys.stderr)
         records = [r for r in records if not r.get("degenerate")]
     labels = data_labels(records)
     rows = []
