@@ -200,11 +200,12 @@ def seed_difference(mser: list, ref: list, key: str) -> tuple[str, str, str, str
     the report prints ``key`` (accuracy and F1 in points)."""
     scale, digits = (100, 2) if key in ("acc", "f1") else (1, 3)
     d = (np.asarray(mser, dtype=float) - np.asarray(ref, dtype=float)) * scale
+    mean = round(float(d.mean()), digits) + 0.0              # as printed: never "-0.000"
     if len(d) < 2:
-        return f"{d.mean():+.{digits}f}", "n/a", "n/a", "n/a (one seed)"
+        return f"{mean:+.{digits}f}", "n/a", "n/a", "n/a (one seed)"
     sr, sm = np.std(ref, ddof=1) * scale, np.std(mser, ddof=1) * scale
     beyond = "yes" if abs(d.mean()) > max(sr, sm) else "no"
-    return f"{d.mean():+.{digits}f}", f"{sr:.{digits}f}", f"{sm:.{digits}f}", beyond
+    return f"{mean:+.{digits}f}", f"{sr:.{digits}f}", f"{sm:.{digits}f}", beyond
 
 def report(out: dict) -> str:
     ref, ms = out["reference"], out["mser_reference_preset"]
