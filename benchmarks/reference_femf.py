@@ -250,10 +250,11 @@ def report(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curve_mean(curves: list, key: str, last: int | None = None, reduce=np.mean) -> float:
+def curve_mean(curves: list, key: str, last: int | None = None, reduce=np.mean, first: int | None = None) -> float:
     """``reduce`` (mean, min or max) of each run's stage-2 test curve of ``key`` (its last ``last`` epochs when
-    given), averaged over the runs: the one summary both report sections print."""
-    return float(np.mean([reduce(np.asarray(c[key], dtype=float)[-last if last else 0:]) for c in curves]))
+    given, else its first ``first``), averaged over the runs: the one summary both report sections print."""
+    part = slice(0, first) if first else slice(-last if last else 0, None)
+    return float(np.mean([reduce(np.asarray(c[key], dtype=float)[part]) for c in curves]))
 
 
 def hypothesis_section(out: dict) -> list[str]:
@@ -303,9 +304,9 @@ def curve_section(out: dict) -> list[str]:
     seeds = ", ".join(str(s) for s, _, _ in pairs)
     lines = ["", f"Stage-2 test curves (seeds {seeds}; every stage-2 epoch scored on the test videos, as the "
                  "reference prints them: MAE and Corr to 3 decimals, Acc-2 and F1 to 0.01 points): the mean over all "
-                 "stage-2 epochs, over the last 50, and the best epoch of each metric. Figure: "
+                 "stage-2 epochs, over the first 50 and the last 50, and the best epoch of each metric. Figure: "
                  "`reference_femf_curves.png`.", "",
-             "| metric | side | all stage-2 epochs | last 50 | best epoch |", "|---|---|---|---|---|"]
+             "| metric | side | all stage-2 epochs | first 50 | last 50 | best epoch |", "|---|---|---|---|---|---|"]
     earlier = [(out.get("earlier_preset") or {}).get(str(s), {}).get("stage2_curve") for s, _, _ in pairs]
     named = [("reference code", [p[1] for p in pairs]), ("mser `reference` preset", [p[2] for p in pairs])]
     if all(earlier):
@@ -314,23 +315,24 @@ def curve_section(out: dict) -> list[str]:
         scale, digits = (100, 2) if k in ("acc", "f1") else (1, 3)
         best = np.min if k == "mae" else np.max
         for name, curves in named:
-            cells = [curve_mean(curves, k) * scale, curve_mean(curves, k, last=50) * scale,
-                     curve_mean(curves, k, reduce=best) * scale]
+            cells = [curve_mean(curves, k) * scale, curve_mean(curves, k, first=50) * scale,
+                     curve_mean(curves, k, last=50) * scale, curve_mean(curves, k, reduce=best) * scale]
             lines.append(f"| {METRIC_NAMES[k]} | {name} | " + " | ".join(f"{c:.{digits}f}" for c in cells) + " |")
     at = {s: i for i, s in enumerate(out["seeds"])}
     chosen = [(out["mser_reference_preset"][at[s]], out["reference"][at[s]]) for s, _, _ in pairs]
     lines += ["", f"The same, paired over seeds {seeds} (mser minus reference; accuracy and F1 in points; in "
                   "brackets whether the difference is beyond both sides' seed spreads): at the epoch the protocol "
                   "picks, and along stage 2.", "",
-              "| metric | at the protocol's epoch | mean of all stage-2 epochs | mean of the last 50 | best epoch |",
-              "|---|---|---|---|---|"]
+              "| metric | at the protocol's epoch | mean of all stage-2 epochs | mean of the first 50 "
+              "| mean of the last 50 | best epoch |", "|---|---|---|---|---|---|"]
     rows = {}
     for k in METRICS:
         best = np.min if k == "mae" else np.max
         cells = [seed_difference([m[k] for m, _ in chosen], [r[k] for _, r in chosen], k)]
-        for last, reduce in ((None, np.mean), (50, np.mean), (None, best)):
-            cells.append(seed_difference([curve_mean([c], k, last, reduce) for _, _, c in pairs],
-                                         [curve_mean([c], k, last, reduce) for _, c, _ in pairs], k))
+        for first, last, reduce in ((None, None, np.mean), (50, None, np.mean), (None, 50, np.mean),
+                                    (None, None, best)):
+            cells.append(seed_difference([curve_mean([c], k, last, reduce, first) for _, _, c in pairs],
+                                         [curve_mean([c], k, last, reduce, first) for _, c, _ in pairs], k))
         lines.append(f"| {METRIC_NAMES[k]} | "
                      + " | ".join(f"{d} ({'one seed' if b.startswith('n/a') else b})" for d, _, _, b in cells) + " |")
         rows[k] = cells
@@ -350,8 +352,14 @@ def curve_sentence(rows: dict) -> str:
     for k in gaps:
         at, along = rows[k][0], rows[k][1]
         unit = " points" if k in ("acc", "f1") else ""
+        early, late = rows[k][2], rows[k][3]
+
+        def beyond(c):
+            return "beyond both spreads" if c[3] == "yes" else "within them"
         parts.append(f"{METRIC_NAMES[k]} {at[0]}{unit} at the protocol's epoch, {along[0]}{unit} averaged over "
-                     f"all stage-2 epochs ({'also' if along[3] == 'yes' else 'not'} beyond both spreads there)")
+                     f"all stage-2 epochs ({'also' if along[3] == 'yes' else 'not'} beyond both spreads there), "
+                     f"{early[0]}{unit} over the first 50 ({beyond(early)}) and {late[0]}{unit} over the last 50 "
+                     f"({beyond(late)})")
     return ("Beyond both seed spreads at the epoch the protocol picks (the best test F1 of 300 epochs): "
             + "; ".join(parts) + ".")
 
