@@ -137,3 +137,21 @@ def test_reference_comparison_separates_the_chosen_epoch_from_the_whole_curve():
         assert f"| {rf.METRIC_NAMES[k]} | {at[0]} (yes) | {along[0]} (no) |" in text
     assert "averaged over all stage-2 epochs (not beyond both spreads there)" in text
     assert "MAE" not in text.split("Beyond both seed spreads")[1]       # no gap, no mention
+
+
+def test_thp_verdict_needs_the_process_ranges_to_separate():
+    """benchmarks/thp_allocation.py: an item moves only when every process of one setting beats every process of
+    the other; overlapping ranges are run-to-run spread."""
+    import thp_allocation as thp
+
+    def run(s):
+        return {item: {"s": s, "faults": 10.0} for item in thp.ITEMS} | {"peak_rss_mib": 100.0}
+
+    res = {"revision": "abc", "machine": "m", "thp_mode": "madvise", "load": 0.1, "rounds": 3,
+           "runs": {"1": {"0": [run(2.0), run(2.1), run(1.9)], "1": [run(1.8), run(2.05), run(1.7)]}}}
+    assert thp.verdict(res).startswith("On no item and thread count")
+    res["runs"]["1"]["1"] = [run(1.5), run(1.6), run(1.55)]
+    assert thp.verdict(res) == ("Ranges that separate: inference at 1 thread(s) faster; stage-2 step at 1 thread(s) "
+                                "faster; stage-1 step at 1 thread(s) faster.")
+    text = thp.report(res)
+    assert "| 1 | inference | 2.000 | 1.550 | 0.78 | 1.900-2.100 | 1.500-1.600 | 10 | 10 |" in text
