@@ -219,7 +219,7 @@ see.append("Every model here was trained on complete data and tested with modali
            "test of FEMF against each baseline (FEMF's Fig. 6) is the claims table at the end of this notebook (Holm "
            "over all its claims); the table above gives the raw p-values only, and its other pairs (Atsuko, EMOE, "
            "FEMF against them) are for reading: no paper claims them, and no verdict is drawn.")
-display(Markdown(nv.what_we_see(see, ds.info)))
+display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind(rob_recs))))
 
 # %% [markdown]
 # ## 2 · Parameter sensitivity
@@ -293,7 +293,7 @@ if not sens["femf"].empty:
                                       f"{'; '.join(femf_sched)})")
                + " The paper's optima are 1 layer, alpha = 0.3 and c = 0.6 on CMU-MOSI; the claims table below tests "
                  "each point against the default (the seed spread is a reading aid).")
-display(Markdown(nv.what_we_see(see, ds.info)))
+display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind([r for group in sweep_recs.values() for r in group]))))
 
 # %% [markdown]
 # ## 3 · Interaction order (FEMF Fig. 5)
@@ -381,7 +381,7 @@ if fig6:
     text += (f"; resolvably faster than {', '.join(faster)} (against it)" if faster else "")
     text += f"; the other {len(fig6) - len(done)} pairs stay undecided (the claims sentence above sorts them)."
     see.append(text)
-display(Markdown(nv.what_we_see(see, ds.info)))
+display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind(recs))))
 
 # %%
 print(ctx.written_summary())

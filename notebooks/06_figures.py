@@ -466,7 +466,8 @@ if parts and absent:
 protocols = ctx.tables / "selection_protocols.csv"
 if protocols.exists():
     see += nv.protocol_summary(pd.read_csv(protocols, dtype=str, keep_default_na=False))
-display(Markdown(nv.what_we_see(see, ds.info, behind=nv.records_behind(recs[:len(rob_specs)]))))
+# the heading names the headline's runs; each claim group and the protocol summary name their own seeds
+display(Markdown(nv.what_we_see(see, ds.info, behind="headline: " + nv.records_behind(recs[:len(rob_specs)]))))
 
 # %%
 print(ctx.written_summary())

@@ -516,6 +516,17 @@ def test_ledger_sentence_names_only_resolved_rows_and_counts_the_rest():
     same = led.assign(**{"identical to the default": [False, False, True]})
     assert "changed no test score of this profile's default runs at all" in ledger_sentence(same)
     assert ledger_sentence(same).endswith(": C.")
+    # a switch that changed nothing has intervals [0, 0]: it is named at the end, not counted as a tie
+    nothing = pd.DataFrame([
+        {"deviation": "E", "seeds": 5, "MAE: flipped - default": 0.012, "resolved": "no",
+         "seed 95% CI": "[-0.03, 0.05]", "bootstrap 95% CI": "[-0.02, 0.04]", "identical to the default": False},
+        {"deviation": "Z", "seeds": 5, "MAE: flipped - default": 0.0, "resolved": "no", "seed 95% CI": "[0.0, 0.0]",
+         "bootstrap 95% CI": "[0.0, 0.0]", "identical to the default": True},
+    ]).assign(**{"claims in family": 1})
+    s3 = ledger_sentence(nothing)
+    assert "The other 1 stay undecided: 1 whose intervals all cover 0" in s3
+    assert s3.endswith("This switch changed no test score of this profile's default runs at all, so there is no gap "
+                       "to test (its models already behave that way, or the switch never acts in them): Z.")
 
 
 def test_deviation_ledger_pairs_each_switch_with_its_models_default():

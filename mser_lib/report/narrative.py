@@ -446,8 +446,13 @@ def ledger_sentence(ledger: pd.DataFrame, brief: bool = False) -> str:
         s += f"; these departures cost accuracy: {'; '.join(worse)}"
     if better:
         s += f"; these improve on the default: {'; '.join(better)}"
-    rest = ledger[(ledger["resolved"] != "yes") & (ledger["resolved"] != NOT_ENOUGH_SEEDS)]
-    s += f". The other {len(ledger) - len(done)} stay undecided"
+    # a switch that changed no test score has no gap to test: said at the end, not counted as a tie
+    same_mask = (ledger["identical to the default"].astype(str) == "True" if "identical to the default" in ledger
+                 else pd.Series(False, index=ledger.index))
+    rest = ledger[(ledger["resolved"] != "yes") & (ledger["resolved"] != NOT_ENOUGH_SEEDS) & ~same_mask]
+    n_other = len(rest) + few
+    if n_other:
+        s += f". The other {n_other} stay undecided"
     parts = [f"{few} with fewer than 3 seeds"] if few else []
     # the Holm family's size: the ledger's "claims in family" column, which undecided_parts reads
     parts += undecided_parts(rest, None, name="deviation", effect="MAE: flipped - default", name_splits=not brief)
@@ -463,8 +468,9 @@ def ledger_sentence(ledger: pd.DataFrame, brief: bool = False) -> str:
     if "identical to the default" in ledger.columns:
         same = [r["deviation"] for _, r in ledger.iterrows() if str(r["identical to the default"]) == "True"]
         if same:
-            s += (f" These switches changed no test score of this profile's default runs at all (its models "
-                  f"already behave that way, or the switch never acts in them): {'; '.join(same)}.")
+            s += (f" {'This switch' if len(same) == 1 else f'These {len(same)} switches'} changed no test score of "
+                  "this profile's default runs at all, so there is no gap to test (its models already behave that "
+                  f"way, or the switch never acts in them): {'; '.join(same)}.")
     return s
 
 
