@@ -28,6 +28,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from bench_reference import _git  # noqa: E402
+
 ITEMS = ("inference", "stage-2 step", "stage-1 step")
 
 
@@ -35,10 +39,8 @@ def worker(threads: int) -> dict:
     """One process: the three items timed with this process's ``THP_MEM_ALLOC_ENABLE``."""
     import resource
 
-    import torch
-
-    sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
     import bench_reference as br
+    import torch
 
     from mser_lib.data.batch import collate
 
@@ -63,14 +65,6 @@ def worker(threads: int) -> dict:
         out[name] = {"s": float(np.median(times)), "faults": faults}
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
-
-
-def _git() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _thp_mode() -> str:
