@@ -68,6 +68,17 @@ FINAL = re.compile(r"The best\(acc\) epoch of test_condition \(atv\): (\d+) --te
                    r"--test_corr ([-\d.enan]+) --test_fscores ([-\d.enan]+) --test_acc ([-\d.enan]+)")
 METRICS = ("acc", "f1", "mae", "corr")
 METRIC_NAMES = {"acc": "Acc-2", "f1": "F1", "mae": "MAE", "corr": "Corr"}
+
+
+def _unit(key: str) -> tuple[int, int]:
+    """(scale, decimals) the report prints ``key`` with: accuracy and F1 in points to 0.01, the rest to 3 decimals."""
+    return (100, 2) if key in ("acc", "f1") else (1, 3)
+
+
+def _best(key: str):
+    """The reduction that picks a curve's best epoch of ``key``: MAE is lower-better, the others higher-better."""
+    return np.min if key == "mae" else np.max
+
 # Hypothesis sides (not part of --side both): mser's reference preset with one more reference behaviour, to find
 # which one the two sides' gap comes from. side: (model fields, trainer settings, what it is, colour). Two of them
 # (padded keys, nn.Linear's start) have since joined the preset (mser_lib.models.femf.REFERENCE_BEHAVIOUR): each of
@@ -193,12 +204,11 @@ def _mean_std(rows: list[dict], key: str) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
 
 
-
 def seed_difference(mser: list, ref: list, key: str) -> tuple[str, str, str, str]:
     """Paired over seeds (mser minus reference): the mean difference, each side's seed std and whether the
     difference is beyond both spreads (the one rule every difference in this report is read with), formatted as
     the report prints ``key`` (accuracy and F1 in points)."""
-    scale, digits = (100, 2) if key in ("acc", "f1") else (1, 3)
+    scale, digits = _unit(key)
     d = (np.asarray(mser, dtype=float) - np.asarray(ref, dtype=float)) * scale
     mean = round(float(d.mean()), digits) + 0.0              # as printed: never "-0.000"
     if len(d) < 2:
@@ -206,6 +216,7 @@ def seed_difference(mser: list, ref: list, key: str) -> tuple[str, str, str, str
     sr, sm = np.std(ref, ddof=1) * scale, np.std(mser, ddof=1) * scale
     beyond = "yes" if abs(d.mean()) > max(sr, sm) else "no"
     return f"{mean:+.{digits}f}", f"{sr:.{digits}f}", f"{sm:.{digits}f}", beyond
+
 
 def report(out: dict) -> str:
     ref, ms = out["reference"], out["mser_reference_preset"]
@@ -312,8 +323,7 @@ def curve_section(out: dict) -> list[str]:
     if all(earlier):
         named.append(("mser's earlier `reference` preset", earlier))
     for k in METRICS:
-        scale, digits = (100, 2) if k in ("acc", "f1") else (1, 3)
-        best = np.min if k == "mae" else np.max
+        (scale, digits), best = _unit(k), _best(k)
         for name, curves in named:
             cells = [curve_mean(curves, k) * scale, curve_mean(curves, k, first=50) * scale,
                      curve_mean(curves, k, last=50) * scale, curve_mean(curves, k, reduce=best) * scale]
@@ -327,7 +337,7 @@ def curve_section(out: dict) -> list[str]:
               "| mean of the last 50 | best epoch |", "|---|---|---|---|---|---|"]
     rows = {}
     for k in METRICS:
-        best = np.min if k == "mae" else np.max
+        best = _best(k)
         cells = [seed_difference([m[k] for m, _ in chosen], [r[k] for _, r in chosen], k)]
         for first, last, reduce in ((None, None, np.mean), (50, None, np.mean), (None, 50, np.mean),
                                     (None, None, best)):
@@ -348,14 +358,13 @@ def curve_sentence(rows: dict) -> str:
         return ("At the protocol's epoch no difference is beyond both seed spreads."
                 if all(rows[k][0][3] == "no" for k in METRICS) else
                 "One seed: no difference can be set against a seed spread.")
+    def beyond(cell: tuple) -> str:
+        return "beyond both spreads" if cell[3] == "yes" else "within them"
+
     parts = []
     for k in gaps:
-        at, along = rows[k][0], rows[k][1]
+        at, along, early, late = rows[k][:4]
         unit = " points" if k in ("acc", "f1") else ""
-        early, late = rows[k][2], rows[k][3]
-
-        def beyond(c):
-            return "beyond both spreads" if c[3] == "yes" else "within them"
         parts.append(f"{METRIC_NAMES[k]} {at[0]}{unit} at the protocol's epoch, {along[0]}{unit} averaged over "
                      f"all stage-2 epochs ({'also' if along[3] == 'yes' else 'not'} beyond both spreads there), "
                      f"{early[0]}{unit} over the first 50 ({beyond(early)}) and {late[0]}{unit} over the last 50 "

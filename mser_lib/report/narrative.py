@@ -465,12 +465,11 @@ def ledger_sentence(ledger: pd.DataFrame, brief: bool = False) -> str:
         if seed_only:
             s += (f" {seed_only} of the {len(ledger)} rows are paired over seeds only (no bootstrap over test "
                   "videos: their predictions were not kept).")
-    if "identical to the default" in ledger.columns:
-        same = [r["deviation"] for _, r in ledger.iterrows() if str(r["identical to the default"]) == "True"]
-        if same:
-            s += (f" {'This switch' if len(same) == 1 else f'These {len(same)} switches'} changed no test score of "
-                  "this profile's default runs at all, so there is no gap to test (its models already behave that "
-                  f"way, or the switch never acts in them): {'; '.join(same)}.")
+    same = list(ledger.loc[same_mask, "deviation"])
+    if same:
+        s += (f" {'This switch' if len(same) == 1 else f'These {len(same)} switches'} changed no test score of "
+              "this profile's default runs at all, so there is no gap to test (its models already behave that "
+              f"way, or the switch never acts in them): {'; '.join(same)}.")
     return s
 
 
