@@ -39,6 +39,7 @@ process.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -80,10 +81,12 @@ def _best(key: str):
     return np.min if key == "mae" else np.max
 
 # Hypothesis sides (not part of --side both): mser's reference preset with one more reference behaviour, to find
-# which one the two sides' gap comes from. side: (model fields, trainer settings, what it is, colour). Two of them
-# (padded keys, nn.Linear's start) have since joined the preset (mser_lib.models.femf.REFERENCE_BEHAVIOUR): each of
-# those sides pins the other to the earlier preset's value, so that it still measures the earlier preset plus one,
-# as its committed runs did. They are compared with the `mser` runs of that earlier preset.
+# which one the two sides' gap comes from. side: (model fields, trainer settings, what it is, colour, the preset it
+# extends, the vision width its features are zero-padded to or None). The first three extend the earlier preset:
+# two of them (padded keys, nn.Linear's start) have since joined the preset
+# (mser_lib.models.femf.REFERENCE_BEHAVIOUR), so each of those sides pins the other to the earlier preset's value
+# and still measures the earlier preset plus one, as its committed runs did; they are compared with the `mser` runs
+# of that earlier preset. The later ones extend today's preset and are compared with its `mser` runs.
 EARLIER_PRESET = {"attention_key_mask": True, "expert_init": "xavier"}
 #: Which reference preset an `mser` run trained: a fingerprint of REFERENCE_BEHAVIOUR, recorded with the run. The
 #: runs recorded before runs carried one trained the earlier preset (without the two behaviours above).
@@ -93,14 +96,22 @@ HYPOTHESES = {
     "mser-padded-keys": ({**EARLIER_PRESET, "attention_key_mask": False}, {},
                          "the reference's attention over padded utterances (`attention_key_mask=False`): no key "
                          "mask, each padded key and value the layer's bias, their number set by the batch",
-                         "tab:orange"),
+                         "tab:orange", EARLIER, None),
     "mser-one-optimizer": (dict(EARLIER_PRESET), {"optimizer_per_stage": False},
                            "one Adam for both stages, its state carried over (`optimizer_per_stage=False`), as "
-                           "the reference builds one optimiser for all 300 epochs", "tab:green"),
+                           "the reference builds one optimiser for all 300 epochs", "tab:green", EARLIER, None),
     "mser-torch-init": ({**EARLIER_PRESET, "expert_init": "torch"}, {},
                         "the experts and routers initialised as the reference's nn.Linear layers are "
                         "(`expert_init=\"torch\"`: weights and biases uniform in +-1/sqrt(fan-in), where mser draws "
-                        "Xavier-uniform weights and zero biases)", "tab:purple"),
+                        "Xavier-uniform weights and zero biases)", "tab:purple", EARLIER, None),
+    "mser-reference-codes": ({"dis_module": "reference"}, {},
+                             "the two candidates left, together (a screen: if the side moves to the reference, "
+                             "they are tried apart): the reference's disentanglement module (`dis_module="
+                             "\"reference\"`: shared and private codes half as wide, one decoder for every "
+                             "modality, one linear map lifting the private codes back to 256 before the experts) "
+                             "and its vision features zero-padded to 1024 (its loader's `pad_to_1024`), which "
+                             "starts the vision projection about three times weaker (nn.Linear's bound "
+                             "1/sqrt(fan-in))", "tab:red", "mser", 1024),
 }
 # the reference's line for each stage-2 epoch (it prints no test metrics in stage 1)
 EPOCH = re.compile(r"epoch:(\d+); test_mae_atv:([-\d.enan]+); test_corr_atv:([-\d.enan]+); "
@@ -165,6 +176,19 @@ def run_reference(ref_root: Path, work: Path, seed: int, epochs: int, stage_epoc
              "f1": [round(float(x[3]) / 100, 4) for x in lines], "acc": [round(float(x[4]) / 100, 4) for x in lines]}
     return {"epoch": int(epoch), "acc": float(acc), "f1": float(f1), "mae": float(mae), "corr": float(corr),
             "wall_time_s": round(wall, 1), "stage2_curve": curve}
+
+
+def pad_vision(ds, width: int):
+    """``ds`` with its vision features zero-padded to ``width`` columns, as the reference's loader pads them
+    (``pad_to_1024`` in its dataloader_cmumosi.py); the other modalities are shared with ``ds``."""
+    splits = {}
+    for name in ("train", "valid", "test"):
+        sp = ds.split(name)
+        v = np.zeros((*sp.vision.shape[:2], width), dtype=sp.vision.dtype)
+        v[..., : sp.vision.shape[2]] = sp.vision
+        splits[name] = dataclasses.replace(sp, vision=v)
+    info = dataclasses.replace(ds.info, dims={**ds.info.dims, "vision": width}, source=dict(ds.info.source or {}))
+    return type(ds)(info, **splits)
 
 
 def run_mser(ds, seed: int, epochs: int, stage_epochs: int, overrides: dict | None = None,
@@ -272,21 +296,22 @@ def hypothesis_section(out: dict) -> list[str]:
     """Each hypothesis side (:data:`HYPOTHESES`) beside the two others, on the seeds it ran."""
     lines = []
     at = {s: i for i, s in enumerate(out["seeds"])}
-    for side, (_, _, what, _) in HYPOTHESES.items():
+    for side, (_, _, what, _, extends, _) in HYPOTHESES.items():
         runs = (out.get("hypotheses") or {}).get(side) or {}
-        seeds = [s for s in out["seeds"] if str(s) in runs]
-        if not seeds:
-            continue
-        base = out.get("earlier_preset") or {}
-        seeds = [s for s in seeds if str(s) in base]        # each hypothesis is the earlier preset plus one
+        if extends == EARLIER:                              # the earlier preset plus one
+            base, preset = out.get("earlier_preset") or {}, "mser's earlier `reference` preset"
+        else:                                               # today's preset plus one
+            base = {str(s): r for s, r in zip(out["seeds"], out["mser_reference_preset"])}
+            preset = "mser's `reference` preset"
+        seeds = [s for s in out["seeds"] if str(s) in runs and str(s) in base]
         if not seeds:
             continue
         sides = (("reference code", [out["reference"][at[s]] for s in seeds]),
-                 ("mser's earlier `reference` preset", [base[str(s)] for s in seeds]),
-                 (f"mser's earlier `reference` preset, `{side}`", [runs[str(s)] for s in seeds]))
+                 (preset, [base[str(s)] for s in seeds]),
+                 (f"{preset}, `{side}`", [runs[str(s)] for s in seeds]))
         lines += ["", f"## Hypothesis `{side}` (seeds {', '.join(map(str, seeds))})", "",
-                  f"mser's earlier reference preset with {what}; same seeds, schedule and protocol. If this is where "
-                  "the gap comes from, the third row moves from the second to the first.", "",
+                  f"{preset[0].upper()}{preset[1:]} with {what}; same seeds, schedule and protocol. If this is "
+                  "where the gap comes from, the third row moves from the second to the first.", "",
                   "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | "
                   "stage-2 MAE, all epochs | stage-2 Corr, all epochs |", "|---|---|---|---|---|---|---|---|"]
         for name, rows in sides:
@@ -386,7 +411,7 @@ def curve_figure(out: dict, path: Path) -> bool:
 
     extra = [("mser's earlier preset", "tab:blue", out.get("earlier_preset") or {})]
     extra += [(side, colour, (out.get("hypotheses") or {}).get(side) or {})
-              for side, (_, _, _, colour) in HYPOTHESES.items()]
+              for side, (_, _, _, colour, _, _) in HYPOTHESES.items()]
     def seeds_label(seeds: list) -> str:
         return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
@@ -553,8 +578,9 @@ def main(argv=None) -> int:
             if side == "reference":
                 result = run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs)
             else:
-                overrides, train, _, _ = HYPOTHESES.get(side, ({}, {}, "", ""))
-                result = run_mser(ds, seed, a.epochs, a.stage_epochs, overrides, train)
+                overrides, train, _, _, _, vision = HYPOTHESES.get(side, ({}, {}, "", "", "", None))
+                data = pad_vision(ds, vision) if vision else ds
+                result = run_mser(data, seed, a.epochs, a.stage_epochs, overrides, train)
             print(f"seed {seed} {side} ({time.time() - t:.0f} s): {result}", flush=True)
             if a.dry_run:
                 continue

@@ -778,3 +778,32 @@ def test_expert_init_torch_follows_nn_linear_default():
     assert all(float(xavier.experts.get_parameter(n).abs().max()) == 0 for n in ("bqkv", "b1", "b2"))
     assert "expert_init" not in hashed_config(build_config("femf", info, "quick"))
     assert hashed_config(build_config("femf", info, "quick", expert_init="torch"))["expert_init"] == "torch"
+
+
+def test_reference_disentanglement_module():
+    """``dis_module="reference"``: the reference's DisentangleModule and proj_distangle: shared and private codes
+    half the model width, one decoder for every modality reconstructing the projected features, one linear map
+    lifting each private code back to the model width before the DFT split (the experts read only what it lets
+    through), hash-neutral at its default, and refused without ``rec_target="projected"``."""
+    from mser_lib.checks import ConfigError
+    from mser_lib.models.registry import hashed_config
+
+    info = _info("position")
+    model = FEMF(info, FEMFConfig(hidden=16, expert_depth=1, dis_module="reference", rec_target="projected"))
+    assert model.shared_enc.out_features == 8
+    assert {m: e.out_features for m, e in model.private_enc.items()} == {m: 8 for m in model.mods}
+    assert list(model.decoders) == ["shared"]
+    assert model.decoders["shared"][0].in_features == 16
+    assert (model.code_up.in_features, model.code_up.out_features) == (8, 16)
+    b = _batch("position")
+    model.eval()
+    with torch.no_grad():
+        model.code_up.weight.zero_()
+        model.code_up.bias.zero_()
+        out = model(b)
+    energy = out.diagnostics["band_energy"]                  # the experts' inputs are the lifted codes: all zero
+    assert float(energy.abs().max()) == 0.0
+    assert set(out.aux_losses) >= {"rec", "cyc", "orth", "sim", "align"}
+    with pytest.raises(ConfigError, match="dis_module='reference'.*rec_target='projected'"):
+        FEMFConfig(dis_module="reference")
+    assert "dis_module" not in hashed_config(build_config("femf", info, "quick"))

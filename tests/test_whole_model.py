@@ -121,6 +121,7 @@ def plain_femf(model, batch) -> tuple[torch.Tensor, dict]:
     positions or per sample, {loss name: unweighted value})."""
     c, mods = model.config, list(model.mods)
     M, pos = len(mods), batch.layout == "position"
+    ref, projected = c.dis_module == "reference", c.rec_target == "projected"
     ex, ro = model.experts, model.routers
     samples = range(len(batch))
     x = {(b, m): batch.features(m)[b][batch.mask(m)[b].bool()] for b in samples for m in mods}
@@ -148,11 +149,11 @@ def plain_femf(model, batch) -> tuple[torch.Tensor, dict]:
         for b in samples:
             t_sh = shar[(b, "text")]
             src = t_sh if (m == "text" or pos) else t_sh.mean(0).expand(len(x[(b, m)]), -1)
-            dec = model.decoders[m]
+            dec = model.decoders["shared" if ref else m]
             xh = _lin(dec[2], F.relu(_lin(dec[0], torch.cat([src, priv[(b, m)]], -1))))
-            err_r.append((xh - x[(b, m)]).pow(2).mean(-1))
+            err_r.append((xh - (h if projected else x)[(b, m)]).pow(2).mean(-1))
             if m != "text":
-                again = _lin(model.private_enc[m], _lin(model.proj[m], xh))
+                again = _lin(model.private_enc[m], xh if projected else _lin(model.proj[m], xh))
                 err_c.append((again - priv[(b, m)]).pow(2).mean(-1))
         rec.append(torch.cat(err_r).mean())
         if err_c:
@@ -160,6 +161,8 @@ def plain_femf(model, batch) -> tuple[torch.Tensor, dict]:
     loss["rec"], loss["cyc"] = torch.stack(rec).mean(), torch.stack(cyc).sum()
 
     # eq. 8-15: bands, experts, routers
+    if ref:                                          # the reference's proj_distangle lifts the private codes
+        priv = {k: _lin(model.code_up, v) for k, v in priv.items()}
     bands = {}
     for k, p in priv.items():
         low = _lowpass(p, c.cutoff_ratio)
@@ -221,15 +224,21 @@ def plain_femf(model, batch) -> tuple[torch.Tensor, dict]:
         wts = _lin(mlp[2], F.relu(_lin(mlp[0], z.flatten(-2)))).softmax(-1)
         out = (wts.unsqueeze(-1) * z).sum(-2)                            # (n, 1)
         s_sum = sum(shar[(b, m)] if pos else shar[(b, m)].mean(0, keepdim=True) for m in mods)
+        if ref:
+            s_sum = _lin(model.code_up, s_sum)
         aligns.append((_lin(model.shared_head, s_sum) - out).pow(2).mean(-1))
         preds.append(out[:, 0])
     loss["align"] = torch.cat(aligns).mean()
     return torch.cat(preds), loss
 
 
+@pytest.mark.parametrize("dis", [{}, {"dis_module": "reference", "rec_target": "projected"}],
+                         ids=["paper", "reference-disentanglement"])
 @pytest.mark.parametrize("layout", ["sequence", "position"])
-def test_packed_femf_equals_femf_written_per_sample(layout):
-    model, batch = _setup(layout)
+def test_packed_femf_equals_femf_written_per_sample(layout, dis):
+    """The packed model against one sample at a time; with the reference's disentanglement module too (codes half
+    as wide, one decoder for every modality, the private and summed shared codes lifted back to the model width)."""
+    model, batch = _setup(layout, **dis)
     with torch.no_grad():
         out = model(batch)
         want_pred, want_loss = plain_femf(model, batch)

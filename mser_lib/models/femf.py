@@ -197,6 +197,14 @@ class FEMFConfig:
     # reference builds them from nn.Linear. Not in the preset "reference" (its recorded runs would all have to be
     # retrained): a hypothesis of benchmarks/reference_femf.py. Hash-neutral at its default.
     expert_init: str = field(default="xavier", metadata=HASH_NEUTRAL)
+    # The disentanglement module. "paper": shared and private codes as wide as the model (eq. 1 leaves their width
+    # open) and a decoder per modality (eq. 4's D_m). "reference": the reference's DisentangleModule and
+    # proj_distangle (model_expert_softmoe.py): codes half as wide, one decoder for every modality, and one linear
+    # map back to the model width that every modality's private code (the experts' input) and L_align's summed
+    # shared code pass through. Needs rec_target="projected" (one decoder has one output width). Not in the preset
+    # "reference" (its recorded runs would all have to be retrained): a hypothesis of
+    # benchmarks/reference_femf.py. Hash-neutral at its default.
+    dis_module: str = field(default="paper", metadata=HASH_NEUTRAL)
     return_attention: bool = False
     expert_chunk_mb: float = 16.0
 
@@ -234,6 +242,11 @@ class FEMFConfig:
         checks.choice(self, "shared_head", ("own", "text_expert"))
         checks.choice(self, "orth_kind", ("squared_cosine", "signed_cosine"))
         checks.choice(self, "rec_target", ("input", "projected"))
+        checks.choice(self, "dis_module", ("paper", "reference"))
+        if self.dis_module == "reference" and self.use_dtm and self.rec_target != "projected":
+            raise checks.ConfigError("FEMFConfig", "dis_module", self.dis_module,
+                                     "'paper' unless rec_target='projected' (the reference's one decoder "
+                                     "reconstructs the projected features of every modality)")
         if self.shared_head == "text_expert" and not (self.use_fae and "t" in self.modalities):
             raise checks.ConfigError("FEMFConfig", "shared_head", self.shared_head,
                                      "'own' unless the model has a text expert (use_fae=True and text among "
@@ -386,24 +399,29 @@ class FEMF(nn.Module):
             "train": c.use_fae,
         }
         need_shared = any(self.has[k] for k in ("sim", "orth", "rec", "cyc", "align"))
-        self.shared_enc = nn.Linear(H, H) if need_shared else None
-        self.private_enc = nn.ModuleDict({m: nn.Linear(H, H) for m in mods}) if c.use_dtm else None
-        dec_mods = [m for m in mods
-                    if self.has["rec"] or (self.has["cyc"] and m in ("audio", "vision"))]
-        rec_width = {m: H if c.rec_target == "projected" else info.dims[m] for m in dec_mods}
-        self.decoders = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, rec_width[m])) for m in dec_mods
-        }) if dec_mods else None
+        ref = c.dis_module == "reference"
+        Hs, Hp = (H // 2, H - H // 2) if ref else (H, H)         # the reference: int(H * 0.5) and the rest
+        self.shared_enc = nn.Linear(H, Hs) if need_shared else None
+        self.private_enc = nn.ModuleDict({m: nn.Linear(H, Hp) for m in mods}) if c.use_dtm else None
+        # the reference's proj_distangle: private codes (and L_align's summed shared code) back to the model width
+        self.code_up = nn.Linear(Hp, H) if ref and c.use_dtm else None
+        self.dec_mods = [m for m in mods
+                         if self.has["rec"] or (self.has["cyc"] and m in ("audio", "vision"))]
+        rec_width = {m: H if c.rec_target == "projected" else info.dims[m] for m in self.dec_mods}
+        self.decoders = nn.ModuleDict(
+            {"shared": nn.Sequential(nn.Linear(Hs + Hp, H), nn.ReLU(), nn.Linear(H, H))} if ref else
+            {m: nn.Sequential(nn.Linear(Hs + Hp, H), nn.ReLU(), nn.Linear(H, rec_width[m])) for m in self.dec_mods}
+        ) if self.dec_mods else None
         # The decoders reconstruct *standardised* inputs, so L_rec and L_cyc weigh every feature alike
         # whatever its unit (pitch in Hz next to unit-scale embeddings). Features the loader standardised
         # (``info.source["standardize"]``) are used as they are; otherwise :meth:`prepare` stores the train
         # split's per-feature mean and std here (computed in float64, stored as float32 buffers, kept in
         # checkpoints).
-        self.rec_standardize = (bool(dec_mods) and c.rec_target == "input"
+        self.rec_standardize = (bool(self.dec_mods) and c.rec_target == "input"
                                 and not (info.source or {}).get("standardize", False))
         self._rec_ready = False            # set by prepare() or by loading a checkpoint
         if self.rec_standardize:
-            for m in dec_mods:
+            for m in self.dec_mods:
                 self.register_buffer(f"rec_mean_{m}", torch.zeros(info.dims[m]))
                 self.register_buffer(f"rec_std_{m}", torch.ones(info.dims[m]))
 
@@ -472,7 +490,7 @@ class FEMF(nn.Module):
         not standardise."""
         if not self.rec_standardize:
             return {}
-        for m in self.decoders:
+        for m in self.dec_mods:
             stats = feature_statistics(dataset.train, m)
             if stats is None:
                 raise ValueError(f"FEMF: no real {m} positions in the train split to standardise with")
@@ -530,6 +548,8 @@ class FEMF(nn.Module):
         shared = {m: self.shared_enc(h[m]) for m in mods} if self.shared_enc is not None else None
         if self.private_enc is not None and (self.stage == "full" or c.dis_in_expert_stage):
             raw.update(self._dis_losses(x_tok, h, segs, private, shared, position))
+        if self.code_up is not None:                                  # the reference's proj_distangle
+            private = {m: self.code_up(private[m]) for m in mods}
 
         # ---- 3.3 frequency-aware MoE (eq. 8-15)
         if self.experts is not None:
@@ -622,6 +642,8 @@ class FEMF(nn.Module):
             s_sum = sum(segs[m].scatter(shared[m]).flatten(0, 1).index_select(0, lab_idx) for m in mods)
         else:
             s_sum = sum(segs[m].mean(shared[m]) for m in mods)
+        if self.code_up is not None:
+            s_sum = self.code_up(s_sum)
         if self.shared_head is not None:
             y_shared = self.shared_head(s_sum)
         else:                                                     # the text expert's head (low band)
@@ -662,7 +684,7 @@ class FEMF(nn.Module):
         if self.decoders is not None:                                 # eq. 4-6
             anchor = "text" if "text" in mods else None
             rec, cyc = [], []
-            for m in self.decoders:
+            for m in self.dec_mods:
                 s = segs[m]
                 if anchor is None or m == anchor:
                     src = shared[m]
@@ -670,7 +692,8 @@ class FEMF(nn.Module):
                     src = s.gather(segs[anchor].scatter(shared[anchor]))
                 else:                                                 # pooled x_t^s of the sample
                     src = segs[anchor].mean(shared[anchor]).index_select(0, s.sample)
-                x_hat = self.decoders[m](torch.cat([src, private[m]], -1))      # standardised x_m (or P_m x_m)
+                dec = self.decoders["shared" if c.dis_module == "reference" else m]
+                x_hat = dec(torch.cat([src, private[m]], -1))      # standardised x_m (or P_m x_m)
                 target = h[m] if c.rec_target == "projected" else x_tok[m]
                 if c.detach_dis_targets:
                     target = target.detach()
