@@ -13,7 +13,8 @@ What is measured (each configuration in its own subprocess, so its peak memory i
   (``experts``: stage 1, eq. 10; ``full``: stage 2 with frozen experts, run without autograd by the
   quick preset's speed option ``expert_grad_to_inputs=False`` and with autograd through them by the
   paper preset, as the paper);
-  inference throughput (``eval``, ``no_grad``); peak memory (CPU: peak resident set size
+  inference throughput (``eval``, ``no_grad``, ``predictions_only`` as mser's ``predict`` runs it: no loss
+  terms); peak memory (CPU: peak resident set size
   ``ru_maxrss`` and its growth after imports and data; CUDA: ``torch.cuda.max_memory_allocated``).
 * FLOPs of one step, counted with ``torch.utils.flop_counter.FlopCounterMode`` (GEMMs and the
   attention kernels it knows), the achieved GFLOP/s, and the utilisation against an fp32 matmul
@@ -146,7 +147,7 @@ def measure(variant: str, device_name: str, steps: int, warmup: int, threads: in
     from torch.utils.flop_counter import FlopCounterMode
 
     from mser_lib.data.batch import DatasetInfo, batch_order, collate
-    from mser_lib.models.base import count_parameters
+    from mser_lib.models.base import count_parameters, predictions_only
     from mser_lib.models.registry import build_model
 
     if threads:
@@ -217,7 +218,7 @@ def measure(variant: str, device_name: str, steps: int, warmup: int, threads: in
     li = _lengths(shape, Bi, 1, full_length)
     infer_batch = collate(make_split(shape, li, 1), np.arange(Bi), shape["layout"]).to(device)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), predictions_only(model):        # as mser's predict runs it
         for _ in range(warmup):
             model(infer_batch)
         sync()

@@ -146,9 +146,11 @@ class MserFEMF:
     def infer(self, batch):
         import torch
 
+        from mser_lib.models.base import predictions_only
+
         self.model.set_stage("full")
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), predictions_only(self.model):      # as mser's predict runs it: no loss terms
             self.model(batch)
 
 

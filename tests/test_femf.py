@@ -807,3 +807,31 @@ def test_reference_disentanglement_module():
     with pytest.raises(ConfigError, match="dis_module='reference'.*rec_target='projected'"):
         FEMFConfig(dis_module="reference")
     assert "dis_module" not in hashed_config(build_config("femf", info, "quick"))
+
+
+@pytest.mark.parametrize("layout", ["sequence", "position"])
+def test_predictions_only_skips_the_losses_and_changes_no_prediction(layout):
+    """``predict`` runs FEMF with ``predictions_only`` (no decoders, L_cyc, L_align or stage-2 eq. 10 heads): the
+    predictions are bit for bit those of the full forward, no loss term is computed, and the flag is restored;
+    asked for diagnostics, ``predict`` computes everything."""
+    from mser_lib.models.base import predictions_only
+    from mser_lib.train.trainer import predict
+
+    info = _info(layout)
+    model = build_model("femf", info, preset="paper", hidden=16, expert_depth=1, expert_ffn=16, interaction_ffn=16)
+    model.eval()
+    b = _batch(layout)
+    with torch.no_grad():
+        full = model(b)
+        with predictions_only(model):
+            short = model(b)
+    assert model.predictions_only is False
+    assert torch.equal(short.prediction, full.prediction)
+    assert set(full.aux_losses) == {"sim", "orth", "rec", "cyc", "align", "train"}
+    assert short.aux_losses == {}
+    split = tiny_split(12, dims=DIMS, layout=layout)
+    _, p1, _, d1 = predict(model, split, info, batch_size=5, device="cpu")
+    _, p2, _, d2 = predict(model, split, info, batch_size=5, device="cpu", collect_diagnostics=True)
+    np.testing.assert_array_equal(p1, p2)
+    assert d1 == []
+    assert all("loss_rec" in d for d in d2)

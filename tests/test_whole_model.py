@@ -409,3 +409,27 @@ def test_dropout_is_inverted_dropout():
     assert torch.equal(torch.get_rng_state(), state)                 # nothing drawn when off
     assert float(dropout(x, 1.0, True).abs().sum()) == 0.0
     assert Dropout(0.5).eval()(x) is x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_dropout_is_bit_for_bit_the_written_formula(dtype):
+    """The float32 fast path (mask and scale built in the noise's buffer, one multiply) gives the bits of
+    ``x * (noise >= p) * (1 / (1 - p))`` forward and backward, signed zeros, inf and nan included: the committed
+    records were trained with that formula."""
+    from mser_lib.models.base import dropout
+
+    ints = {torch.float32: torch.int32, torch.float64: torch.int64, torch.bfloat16: torch.int16}[dtype]
+    for p in (0.1, 0.3, 0.5, 1 / 3):
+        x = (torch.randn(3, 500, 16) * 10).to(dtype)
+        x[0, 0, :4] = torch.tensor([0.0, -0.0, float("inf"), float("nan")]).to(dtype)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        torch.manual_seed(5)
+        want = a * (torch.rand(a.shape) >= p).to(dtype) * (1.0 / (1.0 - p))
+        torch.manual_seed(5)
+        got = dropout(b, p, True)
+        g = torch.randn_like(want)
+        g.view(-1)[:5] = torch.tensor([0.0, -0.0, float("inf"), 1.0, -1.0]).to(dtype)
+        want.backward(g)
+        got.backward(g)
+        assert torch.equal(got.detach().view(ints), want.detach().view(ints)), p
+        assert torch.equal(b.grad.view(ints), a.grad.view(ints)), p

@@ -16,10 +16,15 @@ trained in several stages (FEMF); the runner then fits the stages in order, each
 whose every epoch makes several passes over the training split, each stepping its own parameters (MMIM: its
 mutual-information estimators, then the rest), defines ``train_passes() -> [(name, fraction), ...]``,
 ``set_pass(name)`` and ``pass_parameters(name) -> set of parameter ids`` (``mser_lib.train.trainer.train_passes``).
+A model with a ``predictions_only`` attribute skips, while it is True and the model is in eval mode, the work that
+only its aux losses and their diagnostics need (FEMF: the decoders, L_cyc's re-encoding, L_align, eq. 10's heads
+in stage 2); :func:`mser_lib.train.trainer.predict` sets it (:func:`predictions_only`) unless asked for the
+diagnostics. The predictions do not change.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +39,21 @@ class ModelOutput:
     prediction: torch.Tensor
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def predictions_only(model: nn.Module, on: bool = True):
+    """Within it, ``model.predictions_only`` is ``on`` when the model has that attribute (see the module's
+    docstring); restored afterwards."""
+    if not hasattr(model, "predictions_only"):
+        yield
+        return
+    before = model.predictions_only
+    model.predictions_only = on
+    try:
+        yield
+    finally:
+        model.predictions_only = before
 
 
 def task_loss(prediction: torch.Tensor, batch: Batch, task: str, kind: str = "l1",
@@ -91,12 +111,19 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     The same distribution as ``F.dropout``, drawn differently: the mask is float32 uniform noise compared with
     ``p``. On a CPU ``F.dropout``'s Bernoulli draw is serial and about four times slower than ``torch.rand``
     (a paper-size FEMF step on mosi-bclstm spent 18 % of its time in it in stage 1, 28 % in stage 2;
-    ``docs/speed.md``)."""
+    ``docs/speed.md``).
+
+    In float32 the mask is built in place in the noise's own buffer (``1 / (1 - p)`` where kept, 0 elsewhere) and
+    multiplies ``x`` once: bit for bit ``x * (noise >= p) * (1 / (1 - p))`` forward and backward (the factors are
+    0, 1 and one float32 scale), with one elementwise pass fewer each way and no boolean mask to convert. Other
+    dtypes keep that formula as written (a float64 ``x`` is scaled by the unrounded ``1 / (1 - p)``)."""
     if not training or p <= 0.0:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
-    keep = torch.rand(x.shape, device=x.device) >= p
+    keep = torch.rand(x.shape, device=x.device).ge_(p)            # float32 1.0 / 0.0: the test `noise >= p`
+    if x.dtype == torch.float32:
+        return x * keep.mul_(1.0 / (1.0 - p))
     return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
 
 

@@ -378,6 +378,7 @@ class FEMF(nn.Module):
             raise ValueError("classification needs info.num_classes")
         self.return_attention = c.return_attention
         self.stage = "full"
+        self.predictions_only = False               # eval mode: skip what only the losses need (models/base.py)
 
         self._build_disentanglement(info, mods)     # 3.2
         self._build_experts(info, mods)             # 3.3
@@ -538,6 +539,7 @@ class FEMF(nn.Module):
         position = batch.layout == "position"
         mods = self.mods
         drop = c.dropout if self.training else 0.0
+        losses = self.training or not self.predictions_only          # models/base.py: predictions_only
         segs, x_tok = self._tokens(batch, position)
         label_mask = batch.label_mask.bool()
         raw, diag = {}, {}
@@ -546,7 +548,7 @@ class FEMF(nn.Module):
         h = {m: dropout(self.proj[m](x_tok[m]), drop, self.training) for m in mods}
         private = {m: self.private_enc[m](h[m]) for m in mods} if self.private_enc is not None else h
         shared = {m: self.shared_enc(h[m]) for m in mods} if self.shared_enc is not None else None
-        if self.private_enc is not None and (self.stage == "full" or c.dis_in_expert_stage):
+        if losses and self.private_enc is not None and (self.stage == "full" or c.dis_in_expert_stage):
             raw.update(self._dis_losses(x_tok, h, segs, private, shared, position))
         if self.code_up is not None:                                  # the reference's proj_distangle
             private = {m: self.code_up(private[m]) for m in mods}
@@ -556,7 +558,7 @@ class FEMF(nn.Module):
             bands, grids = self._bands(segs, private, diag)
             if self.stage == "experts":
                 return self._expert_stage(batch, bands, segs, label_mask, position, raw, diag, drop)
-            R = self._moe(batch, bands, grids, segs, private, position, raw, diag, label_mask, drop)
+            R = self._moe(batch, bands, grids, segs, private, position, raw, diag, label_mask, drop, losses)
         else:
             R = private
 
@@ -569,7 +571,7 @@ class FEMF(nn.Module):
 
         # ---- 3.5 hierarchical prediction (eq. 20-25)
         out, lab_idx = self._predict(R, segs, label_mask, position, diag)
-        if self.has["align"]:                                         # eq. 24-25
+        if losses and self.has["align"]:                              # eq. 24-25
             raw["align"] = self._align_loss(out, shared, segs, lab_idx, label_mask, position)
         out = to_layout(out, position, label_mask)
         prediction = out.squeeze(-1) if self.out_dim == 1 else out
@@ -771,14 +773,15 @@ class FEMF(nn.Module):
         self._add_maps(diag, maps)
         return self._finish(prediction, raw, diag)
 
-    def _moe(self, batch, bands, grids, segs, private, position, raw, diag, label_mask, drop):
-        """Stage 2: eq. 11-15 on packed real tokens, chunked per modality. Returns ``{m: R_m (N_m, H)}``."""
+    def _moe(self, batch, bands, grids, segs, private, position, raw, diag, label_mask, drop, losses=True):
+        """Stage 2: eq. 11-15 on packed real tokens, chunked per modality (eq. 10 on each own expert too when
+        ``losses``). Returns ``{m: R_m (N_m, H)}``."""
         c, mods = self.config, self.mods
         M = len(mods)
         frozen = self.experts_frozen
         grad_path = (not frozen) or c.expert_grad_to_inputs
         e_drop = drop if (not frozen or c.frozen_expert_dropout) else 0.0
-        fit_own = grad_path and self.has["train"] and c.train_in_full_stage
+        fit_own = losses and grad_path and self.has["train"] and c.train_in_full_stage
         coef = (c.alpha, 1.0 - c.alpha)                                # eq. 15
         anchor_seq = segs["text"].mean(private["text"]) if self.anchor and not position else None
         R, losses, maps = {}, [], {}

@@ -40,7 +40,7 @@ from .. import checks
 from ..data.batch import MultimodalDataset, SplitData, iterate_batches
 from ..data.missing import MissingModality
 from ..metrics import METRIC_NAMES, compute_metrics, default_selection_metric, is_better
-from ..models.base import task_and_aux_losses
+from ..models.base import predictions_only, task_and_aux_losses
 from .crossfit import CrossFitSelector, assign_folds, position_folds, prediction_order
 from .io import atomic_torch_save, load_checkpoint
 from .seeding import rng_state, set_rng_state, set_seed, usable_device
@@ -186,7 +186,7 @@ def predict(model, split: SplitData, info, batch_size: int = 128, device="auto",
     ys, ps, ids, diags = [], [], [], []
     for batch in iterate_batches(split, info.layout, batch_size, shuffle=False, seed=seed,
                                  missing=missing, device=device):
-        with _autocast(device, amp):
+        with _autocast(device, amp), predictions_only(model, not collect_diagnostics):
             out = model(batch)
         pred = out.prediction.float()
         mask = batch.label_mask
