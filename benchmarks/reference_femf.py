@@ -320,6 +320,14 @@ def hypothesis_section(out: dict) -> list[str]:
                     if all(curves) else ["n/a", "n/a"])
             lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
                          + f" | {', '.join(str(r['epoch']) for r in rows)} | " + " | ".join(tail) + " |")
+        if extends == EARLIER or not all(r.get("stage2_curve") for _, rows in sides for r in rows):
+            continue
+        for against, rows in sides[:2]:       # today's preset plus one, paired along stage 2 with both others
+            table, cells = paired_table(sides[2][1], rows)
+            against = "the reference code" if against == "reference code" else against
+            lines += ["", f"`{side}` minus {against}, paired over seeds {', '.join(map(str, seeds))} (in "
+                          "brackets whether the difference is beyond both sides' seed spreads):", "", *table, "",
+                      curve_sentence(cells)]
     return lines
 
 
@@ -354,24 +362,33 @@ def curve_section(out: dict) -> list[str]:
                      curve_mean(curves, k, last=50) * scale, curve_mean(curves, k, reduce=best) * scale]
             lines.append(f"| {METRIC_NAMES[k]} | {name} | " + " | ".join(f"{c:.{digits}f}" for c in cells) + " |")
     at = {s: i for i, s in enumerate(out["seeds"])}
-    chosen = [(out["mser_reference_preset"][at[s]], out["reference"][at[s]]) for s, _, _ in pairs]
+    table, rows = paired_table([out["mser_reference_preset"][at[s]] for s, _, _ in pairs],
+                               [out["reference"][at[s]] for s, _, _ in pairs])
     lines += ["", f"The same, paired over seeds {seeds} (mser minus reference; accuracy and F1 in points; in "
                   "brackets whether the difference is beyond both sides' seed spreads): at the epoch the protocol "
-                  "picks, and along stage 2.", "",
-              "| metric | at the protocol's epoch | mean of all stage-2 epochs | mean of the first 50 "
-              "| mean of the last 50 | best epoch |", "|---|---|---|---|---|---|"]
+                  "picks, and along stage 2.", "", *table]
+    return lines + ["", curve_sentence(rows)]
+
+
+def paired_table(a_rows: list[dict], b_rows: list[dict]) -> tuple[list[str], dict]:
+    """Runs ``a`` minus runs ``b``, paired by seed (each run with its stage-2 curve): the markdown table of
+    :func:`seed_difference` at the protocol's epoch, over all stage-2 epochs, the first 50, the last 50 and at each
+    metric's best epoch, and its cells ``{metric: [cell, ...]}`` for :func:`curve_sentence`."""
+    lines = ["| metric | at the protocol's epoch | mean of all stage-2 epochs | mean of the first 50 "
+             "| mean of the last 50 | best epoch |", "|---|---|---|---|---|---|"]
     rows = {}
     for k in METRICS:
         best = _best(k)
-        cells = [seed_difference([m[k] for m, _ in chosen], [r[k] for _, r in chosen], k)]
+        cells = [seed_difference([a[k] for a in a_rows], [b[k] for b in b_rows], k)]
         for first, last, reduce in ((None, None, np.mean), (50, None, np.mean), (None, 50, np.mean),
                                     (None, None, best)):
-            cells.append(seed_difference([curve_mean([c], k, last, reduce, first) for _, _, c in pairs],
-                                         [curve_mean([c], k, last, reduce, first) for _, c, _ in pairs], k))
+            cells.append(seed_difference([curve_mean([a["stage2_curve"]], k, last, reduce, first) for a in a_rows],
+                                         [curve_mean([b["stage2_curve"]], k, last, reduce, first) for b in b_rows],
+                                         k))
         lines.append(f"| {METRIC_NAMES[k]} | "
                      + " | ".join(f"{d} ({'one seed' if b.startswith('n/a') else b})" for d, _, _, b in cells) + " |")
         rows[k] = cells
-    return lines + ["", curve_sentence(rows)]
+    return lines, rows
 
 
 def curve_sentence(rows: dict) -> str:
