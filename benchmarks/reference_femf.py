@@ -112,6 +112,9 @@ HYPOTHESES = {
                              "and its vision features zero-padded to 1024 (its loader's `pad_to_1024`), which "
                              "starts the vision projection about three times weaker (nn.Linear's bound "
                              "1/sqrt(fan-in))", "tab:red", "mser", 1024),
+    "mser-dis-module": ({"dis_module": "reference"}, {},
+                        "the first of those two alone: the reference's disentanglement module (`dis_module="
+                        "\"reference\"`), vision at its own width", "tab:brown", "mser", None),
 }
 # the reference's line for each stage-2 epoch (it prints no test metrics in stage 1)
 EPOCH = re.compile(r"epoch:(\d+); test_mae_atv:([-\d.enan]+); test_corr_atv:([-\d.enan]+); "
