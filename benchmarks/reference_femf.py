@@ -28,6 +28,8 @@ Usage::
     # the two sides on two cores, each resumable (a finished run is not repeated):
     FEMF_REFERENCE_ROOT=... python benchmarks/reference_femf.py --side reference --seeds 0 1 &
     python benchmarks/reference_femf.py --side mser --seeds 0 1
+    # a hypothesis side (HYPOTHESES: mser's preset with more reference behaviours), compared in the report
+    python benchmarks/reference_femf.py --side mser-dis-module --seeds 0 1 2
 
 Every finished run is appended, as one line, to ``benchmarks/results/reference_femf.runs.jsonl`` (its side,
 seed, schedule and both revisions), so an interrupted comparison resumes and seeds can be added later. The
