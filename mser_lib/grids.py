@@ -153,6 +153,11 @@ DEVIATIONS: list[Deviation] = [
               "reference code", "eq. 16-17 attend over a modality's sequence: padded keys are masked"),
     Deviation("FEMF: nn.Linear's default start of experts and routers", "femf", {"expert_init": "torch"},
               "reference code", "the papers are silent: Xavier-uniform weights and zero biases"),
+    Deviation("FEMF: the reference's disentanglement module", "femf",
+              {"dis_module": "reference", "rec_target": "projected"}, "reference code",
+              "eq. 1-4: codes as wide as the model, a decoder per modality reconstructing its input"),
+    Deviation("FEMF: vision zero-padded to 1024 columns (the reference's loader)", "femf", {"pad_vision_to": 1024},
+              "reference code", "the features at their own width: the vision projection starts as nn.Linear(d_v, H)"),
     Deviation("FEMF: every reference behaviour (preset 'reference')", "femf", dict(REFERENCE_BEHAVIOUR),
               "reference code", "the paper preset"),
     # --- Atsuko and EMOE

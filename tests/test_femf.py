@@ -659,7 +659,12 @@ def test_reference_preset_turns_on_every_reference_behaviour():
     assert model.shared_head is None
     assert model.hpm_ref is not None
     assert model.joint_head is None
-    assert model.decoders["audio"][-1].out_features == 16      # reconstructs the projected features
+    assert list(model.decoders) == ["shared"]                  # one decoder for every modality ...
+    assert model.decoders["shared"][-1].out_features == 16     # ... reconstructing the projected features
+    assert model.shared_enc.out_features == 8                  # half-width codes, lifted back to the width
+    assert model.code_up is not None
+    assert model.proj["vision"].in_features == DIMS[2]          # vision padded to 1024 in the projection's start
+    assert float(model.proj["vision"].weight.detach().abs().max()) <= 1 / math.sqrt(1024)
     b = _batch("position")
     model.set_stage("experts")
     out = model(b)
@@ -807,6 +812,46 @@ def test_reference_disentanglement_module():
     with pytest.raises(ConfigError, match="dis_module='reference'.*rec_target='projected'"):
         FEMFConfig(dis_module="reference")
     assert "dis_module" not in hashed_config(build_config("femf", info, "quick"))
+
+
+@pytest.mark.parametrize("layout", ["sequence", "position"])
+def test_pad_vision_to_is_the_reference_loaders_zero_padding(layout):
+    """``pad_vision_to=W`` is the reference's loader (vision zero-padded to W columns before nn.Linear(W, H)) done
+    in the model: the same seed gives the same parameters (the vision projection keeps the real columns of the
+    padded layer's weights) and the same forward and losses as the default model on zero-padded features; a
+    vision wider than W is refused; hash-neutral at its default."""
+    import dataclasses
+
+    from mser_lib.checks import ConfigError
+    from mser_lib.models.registry import hashed_config
+
+    W, cfg = 32, dict(SMALL, rec_target="projected")
+    info = _info(layout)
+    padded_info = dataclasses.replace(info, dims={**info.dims, "vision": W})
+    torch.manual_seed(3)
+    switched = FEMF(info, FEMFConfig(**cfg, pad_vision_to=W))
+    torch.manual_seed(3)
+    plain = FEMF(padded_info, FEMFConfig(**cfg))
+    a, b = dict(switched.named_parameters()), dict(plain.named_parameters())
+    assert a.keys() == b.keys()
+    for name in a:
+        want = b[name][:, : DIMS[2]] if name == "proj.vision.weight" else b[name]
+        assert torch.equal(a[name], want), name
+    assert float(b["proj.vision.weight"].detach().abs().max()) <= 1 / math.sqrt(W)
+    batch = _batch(layout)
+    v = batch.vision
+    batch_padded = dataclasses.replace(batch, vision=torch.cat([v, v.new_zeros(*v.shape[:2], W - v.shape[2])], -1))
+    for model in (switched, plain):
+        model.eval()
+    with torch.no_grad():
+        out, ref = switched(batch), plain(batch_padded)
+    torch.testing.assert_close(out.prediction, ref.prediction, rtol=1e-5, atol=1e-6)
+    assert out.aux_losses.keys() == ref.aux_losses.keys()
+    for k in out.aux_losses:
+        torch.testing.assert_close(out.aux_losses[k], ref.aux_losses[k], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="pad_vision_to.*at least the vision width 4"):
+        FEMF(info, FEMFConfig(**cfg, pad_vision_to=3))
+    assert "pad_vision_to" not in hashed_config(build_config("femf", info, "quick"))
 
 
 @pytest.mark.parametrize("layout", ["sequence", "position"])

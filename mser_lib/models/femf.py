@@ -188,23 +188,27 @@ class FEMFConfig:
     # False: the interaction's cross-attention attends to padded utterances as the reference's does (no key mask in
     # FEMF/MultiAttn.py, after model_expert_softmoe.py zeroes the padding: each padded key and value is the layer's
     # bias, and how many there are depends on the batch). The paper (eq. 16-17) attends over a modality's sequence,
-    # which the padding is not part of, so mser masks padded keys. Not yet in the preset "reference": its recorded
-    # runs would all have to be retrained. Hash-neutral (registry.HASH_NEUTRAL): records from before it keep their
-    # hash.
+    # which the padding is not part of, so mser masks padded keys. In the preset "reference". Hash-neutral
+    # (registry.HASH_NEUTRAL): records from before it keep their hash.
     attention_key_mask: bool = field(default=True, metadata=HASH_NEUTRAL)
     # How the stacked experts and routers start: "xavier" (Xavier-uniform weights, zero biases; mser's choice, the
     # papers are silent) or "torch" (nn.Linear's default, weights and biases uniform in +-1/sqrt(fan_in)), as the
-    # reference builds them from nn.Linear. Not in the preset "reference" (its recorded runs would all have to be
-    # retrained): a hypothesis of benchmarks/reference_femf.py. Hash-neutral at its default.
+    # reference builds them from nn.Linear. In the preset "reference". Hash-neutral at its default.
     expert_init: str = field(default="xavier", metadata=HASH_NEUTRAL)
     # The disentanglement module. "paper": shared and private codes as wide as the model (eq. 1 leaves their width
     # open) and a decoder per modality (eq. 4's D_m). "reference": the reference's DisentangleModule and
     # proj_distangle (model_expert_softmoe.py): codes half as wide, one decoder for every modality, and one linear
     # map back to the model width that every modality's private code (the experts' input) and L_align's summed
-    # shared code pass through. Needs rec_target="projected" (one decoder has one output width). Not in the preset
-    # "reference" (its recorded runs would all have to be retrained): a hypothesis of
-    # benchmarks/reference_femf.py. Hash-neutral at its default.
+    # shared code pass through. Needs rec_target="projected" (one decoder has one output width). In the preset
+    # "reference". Hash-neutral at its default.
     dis_module: str = field(default="paper", metadata=HASH_NEUTRAL)
+    # The reference's loader zero-pads every vision vector to 1024 columns (``pad_to_1024`` in
+    # dataloader_cmumosi.py) before its nn.Linear(1024, H): the padded columns never carry a value, so the only
+    # effect is the start of the vision projection, uniform in +-1/sqrt(1024) instead of +-1/sqrt(d_v). A width
+    # here builds the projection as nn.Linear(width, H) and keeps the columns of the real features (the same
+    # numbers, same forward, no padded copy of the data). Vision wider than this is refused (the reference
+    # truncates it). None: nn.Linear(d_v, H). In the preset "reference" (1024). Hash-neutral at its default.
+    pad_vision_to: int | None = field(default=None, metadata=HASH_NEUTRAL)
     return_attention: bool = False
     expert_chunk_mb: float = 16.0
 
@@ -243,6 +247,7 @@ class FEMFConfig:
         checks.choice(self, "orth_kind", ("squared_cosine", "signed_cosine"))
         checks.choice(self, "rec_target", ("input", "projected"))
         checks.choice(self, "dis_module", ("paper", "reference"))
+        checks.integer(self, "pad_vision_to", 1, optional=True, none_means="vision at its own width")
         if self.dis_module == "reference" and self.use_dtm and self.rec_target != "projected":
             raise checks.ConfigError("FEMFConfig", "dis_module", self.dis_module,
                                      "'paper' unless rec_target='projected' (the reference's one decoder "
@@ -390,7 +395,7 @@ class FEMF(nn.Module):
         targets are standardised with)."""
         c, M, H = self.config, len(mods), self.config.hidden
         # 3.2: input projections, shared and private encoders, decoders
-        self.proj = nn.ModuleDict({m: nn.Linear(info.dims[m], H) for m in mods})
+        self.proj = nn.ModuleDict({m: self._input_projection(m, info.dims[m]) for m in mods})
         self.has = {
             "sim": c.use_dtm and c.use_l_sim and M >= 2,
             "orth": c.use_dtm and c.use_l_orth,
@@ -425,6 +430,23 @@ class FEMF(nn.Module):
             for m in self.dec_mods:
                 self.register_buffer(f"rec_mean_{m}", torch.zeros(info.dims[m]))
                 self.register_buffer(f"rec_std_{m}", torch.ones(info.dims[m]))
+
+    def _input_projection(self, m: str, width: int) -> nn.Linear:
+        """P_m: (..., width) -> (..., H). With ``pad_vision_to`` the vision projection starts as the reference's
+        nn.Linear(pad_vision_to, H) on zero-padded features does: its first ``width`` columns of weights."""
+        pad, H = self.config.pad_vision_to, self.config.hidden
+        if m != "vision" or pad is None:
+            return nn.Linear(width, H)
+        if width > pad:
+            raise checks.ConfigError("FEMFConfig", "pad_vision_to", pad,
+                                     f"at least the vision width {width} (the reference would truncate the "
+                                     f"features to {pad} columns; mser does not drop features)")
+        full = nn.Linear(pad, H)
+        lin = torch.nn.utils.skip_init(nn.Linear, width, H)       # no draws: the RNG moves as the reference's
+        with torch.no_grad():
+            lin.weight.copy_(full.weight[:, :width])
+            lin.bias.copy_(full.bias)
+        return lin
 
     def _build_experts(self, info: DatasetInfo, mods: list[str]) -> None:
         """Section 3.3: the frequency experts and their routers (none without ``use_fae``)."""
@@ -914,15 +936,16 @@ def reference_weights_preset(info: DatasetInfo) -> dict:
 #: cut-off rule with c = 0.9, its prediction module, one band router and one expert head per modality,
 #: its expert blocks, detached auxiliary targets, the signed-cosine L_orth, reconstruction of projected
 #: features, no L_dis in stage 1 and no L_train in stage 2, its hard-coded interaction (order, 2
-#: layers, feed-forward width 16, alpha 0.7), cross-attention over padded utterances and ``nn.Linear``'s
-#: default initialisation of the experts and routers.
+#: layers, feed-forward width 16, alpha 0.7), cross-attention over padded utterances, ``nn.Linear``'s
+#: default initialisation of the experts and routers, its disentanglement module (half-width codes, one
+#: decoder, one linear map back to the model width) and its loader's vision zero-padded to 1024 columns.
 REFERENCE_BEHAVIOUR = dict(
     **REFERENCE_LOSS_WEIGHTS, freeze_experts=False, cutoff_rule="reference", cutoff_ratio=0.9,
     hpm_kind="reference", router_per_band=False, expert_heads="per_modality", expert_block="reference",
     shared_head="text_expert", detach_dis_targets=True, align_detach_prediction=True,
     orth_kind="signed_cosine", rec_target="projected", dis_in_expert_stage=False, train_in_full_stage=False,
     interaction_order=REFERENCE_ORDER, interaction_layers=2, interaction_ffn=16, alpha=0.7,
-    attention_key_mask=False, expert_init="torch")
+    attention_key_mask=False, expert_init="torch", dis_module="reference", pad_vision_to=1024)
 
 
 def reference_preset(info: DatasetInfo) -> dict:
