@@ -82,27 +82,40 @@ def _best(key: str):
     """The reduction that picks a curve's best epoch of ``key``: MAE is lower-better, the others higher-better."""
     return np.min if key == "mae" else np.max
 
-# Hypothesis sides (not part of --side both): mser's reference preset with one more reference behaviour, to find
-# which one the two sides' gap comes from. side: (model fields, trainer settings, what it is, colour, the preset it
-# extends, the vision width its features are zero-padded to or None). The first three extend the earlier preset:
-# two of them (padded keys, nn.Linear's start) have since joined the preset
-# (mser_lib.models.femf.REFERENCE_BEHAVIOUR), so each of those sides pins the other to the earlier preset's value
-# and still measures the earlier preset plus one, as its committed runs did; they are compared with the `mser` runs
-# of that earlier preset. The later ones extend today's preset and are compared with its `mser` runs.
-EARLIER_PRESET = {"attention_key_mask": True, "expert_init": "xavier"}
-#: Which reference preset an `mser` run trained: a fingerprint of REFERENCE_BEHAVIOUR, recorded with the run. The
-#: runs recorded before runs carried one trained the earlier preset (without the two behaviours above).
-PRESET = hashlib.sha1(json.dumps(REFERENCE_BEHAVIOUR, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def fingerprint(behaviour: dict) -> str:
+    """Which reference preset an `mser` run trained: a fingerprint of its REFERENCE_BEHAVIOUR, recorded with the run."""
+    return hashlib.sha1(json.dumps(behaviour, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+PRESET = fingerprint(REFERENCE_BEHAVIOUR)
+# The earlier reference presets whose `mser` runs stay in the report, oldest first: side -> (the model fields that
+# turn today's preset into it, the fingerprint its runs carry (None: recorded before runs carried one), what it
+# lacks). Hypotheses tested behaviours on them before the behaviours joined the preset.
 EARLIER = "mser-earlier-preset"
+BEFORE_CODES = "mser-preset-before-codes"
+EARLIER_PRESETS = {
+    EARLIER: ({"attention_key_mask": True, "expert_init": "xavier", "dis_module": "paper", "pad_vision_to": None},
+              None, "without the reference's attention over padded utterances and nn.Linear's start of the experts "
+              "and routers (`attention_key_mask=False`, `expert_init=\"torch\"`), nor the two behaviours of the "
+              "next one"),
+    BEFORE_CODES: ({"dis_module": "paper", "pad_vision_to": None}, "9b182c4e0b73",
+                   "without the reference's disentanglement module and its vision features zero-padded to 1024 "
+                   "(`dis_module=\"reference\"`, `pad_vision_to=1024`)"),
+}
+# Hypothesis sides (not part of --side both): a preset with one more reference behaviour, to find which one the
+# two sides' gap comes from. side: (model fields, trainer settings, what it is, colour, the preset it extends
+# (one of EARLIER_PRESETS, whose fields it gets first, or "mser", today's), the vision width its features are
+# zero-padded to or None). Each is compared with the `mser` runs of the preset it extends, as its committed runs
+# were.
 HYPOTHESES = {
-    "mser-padded-keys": ({**EARLIER_PRESET, "attention_key_mask": False}, {},
+    "mser-padded-keys": ({"attention_key_mask": False}, {},
                          "the reference's attention over padded utterances (`attention_key_mask=False`): no key "
                          "mask, each padded key and value the layer's bias, their number set by the batch",
                          "tab:orange", EARLIER, None),
-    "mser-one-optimizer": (dict(EARLIER_PRESET), {"optimizer_per_stage": False},
+    "mser-one-optimizer": ({}, {"optimizer_per_stage": False},
                            "one Adam for both stages, its state carried over (`optimizer_per_stage=False`), as "
                            "the reference builds one optimiser for all 300 epochs", "tab:green", EARLIER, None),
-    "mser-torch-init": ({**EARLIER_PRESET, "expert_init": "torch"}, {},
+    "mser-torch-init": ({"expert_init": "torch"}, {},
                         "the experts and routers initialised as the reference's nn.Linear layers are "
                         "(`expert_init=\"torch\"`: weights and biases uniform in +-1/sqrt(fan-in), where mser draws "
                         "Xavier-uniform weights and zero biases)", "tab:purple", EARLIER, None),
@@ -111,12 +124,13 @@ HYPOTHESES = {
                              "they are tried apart): the reference's disentanglement module (`dis_module="
                              "\"reference\"`: shared and private codes half as wide, one decoder for every "
                              "modality, one linear map lifting the private codes back to 256 before the experts) "
-                             "and its vision features zero-padded to 1024 (its loader's `pad_to_1024`), which "
-                             "starts the vision projection about three times weaker (nn.Linear's bound "
-                             "1/sqrt(fan-in))", "tab:red", "mser", 1024),
+                             "and its vision features zero-padded to 1024 (its loader's `pad_to_1024`, done here on "
+                             "the data), which starts the vision projection about three times weaker (nn.Linear's "
+                             "bound 1/sqrt(fan-in)); both have since joined the preset (the padding as the model "
+                             "switch `pad_vision_to`)", "tab:red", BEFORE_CODES, 1024),
     "mser-dis-module": ({"dis_module": "reference"}, {},
                         "the first of those two alone: the reference's disentanglement module (`dis_module="
-                        "\"reference\"`), vision at its own width", "tab:brown", "mser", None),
+                        "\"reference\"`), vision at its own width", "tab:brown", BEFORE_CODES, None),
 }
 # the reference's line for each stage-2 epoch (it prints no test metrics in stage 1)
 EPOCH = re.compile(r"epoch:(\d+); test_mae_atv:([-\d.enan]+); test_corr_atv:([-\d.enan]+); "
@@ -262,19 +276,21 @@ def report(out: dict) -> str:
              "`reference_bench_t2.md`.", "",
              "| | Acc-2 (non-zero) | F1 (non-zero) | MAE (non-zero) | Corr (non-zero) | epoch chosen | wall time (s) |",
              "|---|---|---|---|---|---|---|"]
-    earlier = [out.get("earlier_preset", {})[str(s)] for s in out["seeds"] if str(s) in out.get("earlier_preset", {})]
     named = [("reference code", ref), ("mser `reference` preset", ms)]
-    if earlier:
-        named.append((f"mser's earlier `reference` preset ({out['earlier_revision']}; seeds "
-                      f"{', '.join(s for s in map(str, out['seeds']) if s in out['earlier_preset'])})", earlier))
+    shown = []
+    for name, (_, _, what) in EARLIER_PRESETS.items():
+        runs = (out.get("earlier_presets") or {}).get(name) or {}
+        if runs:
+            seeds = [str(s) for s in out["seeds"] if str(s) in runs]
+            named.append((f"mser's earlier preset `{name}` ({out['earlier_revisions'][name]}; seeds "
+                          f"{', '.join(seeds)})", [runs[s] for s in seeds]))
+            shown.append(f"`{name}` is today's preset {what}")
     for name, rows in named:
         lines.append(f"| {name} | " + " | ".join(_mean_std(rows, k) for k in METRICS)
                      + f" | {', '.join(str(r['epoch']) for r in rows)} | {_mean_std(rows, 'wall_time_s')} |")
-    if earlier:
-        lines += ["", "The earlier preset is today's without the reference's attention over padded utterances and "
-                  "without nn.Linear's default start of the experts and routers (`attention_key_mask=False`, "
-                  "`expert_init=\"torch\"`), the two behaviours the hypotheses below tested one at a time before "
-                  f"they joined the preset (`{PRESET}` is today's preset's fingerprint, recorded with each run)."]
+    if shown:
+        lines += ["", "; ".join(shown) + ": the behaviours the hypotheses below tested before they joined the preset "
+                  f"(`{PRESET}` is today's preset's fingerprint, recorded with each run)."]
     lines += ["", "Per-seed difference (mser minus reference) and the two seed spreads:", "",
               "| metric | mean difference | reference seed std | mser seed std | beyond both spreads |",
               "|---|---|---|---|---|"]
@@ -303,8 +319,9 @@ def hypothesis_section(out: dict) -> list[str]:
     at = {s: i for i, s in enumerate(out["seeds"])}
     for side, (_, _, what, _, extends, _) in HYPOTHESES.items():
         runs = (out.get("hypotheses") or {}).get(side) or {}
-        if extends == EARLIER:                              # the earlier preset plus one
-            base, preset = out.get("earlier_preset") or {}, "mser's earlier `reference` preset"
+        if extends in EARLIER_PRESETS:                      # an earlier preset plus one
+            base = (out.get("earlier_presets") or {}).get(extends) or {}
+            preset = f"mser's earlier preset `{extends}`"
         else:                                               # today's preset plus one
             base = {str(s): r for s, r in zip(out["seeds"], out["mser_reference_preset"])}
             preset = "mser's `reference` preset"
@@ -356,10 +373,12 @@ def curve_section(out: dict) -> list[str]:
                  "stage-2 epochs, over the first 50 and the last 50, and the best epoch of each metric. Figure: "
                  "`reference_femf_curves.png`.", "",
              "| metric | side | all stage-2 epochs | first 50 | last 50 | best epoch |", "|---|---|---|---|---|---|"]
-    earlier = [(out.get("earlier_preset") or {}).get(str(s), {}).get("stage2_curve") for s, _, _ in pairs]
     named = [("reference code", [p[1] for p in pairs]), ("mser `reference` preset", [p[2] for p in pairs])]
-    if all(earlier):
-        named.append(("mser's earlier `reference` preset", earlier))
+    for name in EARLIER_PRESETS:
+        earlier = [((out.get("earlier_presets") or {}).get(name) or {}).get(str(s), {}).get("stage2_curve")
+                   for s, _, _ in pairs]
+        if all(earlier):
+            named.append((f"mser's earlier preset `{name}`", earlier))
     for k in METRICS:
         (scale, digits), best = _unit(k), _best(k)
         for name, curves in named:
@@ -431,7 +450,8 @@ def curve_figure(out: dict, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    extra = [("mser's earlier preset", "tab:blue", out.get("earlier_preset") or {})]
+    extra = [(f"mser's earlier preset {name}", colour, (out.get("earlier_presets") or {}).get(name) or {})
+             for name, colour in zip(EARLIER_PRESETS, ("tab:blue", "tab:cyan"))]
     extra += [(side, colour, (out.get("hypotheses") or {}).get(side) or {})
               for side, (_, _, _, colour, _, _) in HYPOTHESES.items()]
     def seeds_label(seeds: list) -> str:
@@ -512,14 +532,14 @@ def _write(path: Path, text: str) -> None:
 
 
 def side_of(run: dict) -> str | None:
-    """The side a recorded run measures: an `mser` run of today's reference preset is ``mser``, one recorded
-    before runs carried a preset fingerprint is :data:`EARLIER` (the earlier preset), one of another preset is
-    stale (None: left out); every other side as recorded."""
+    """The side a recorded run measures: an `mser` run of today's reference preset is ``mser``, one of an earlier
+    preset that preset's name in :data:`EARLIER_PRESETS` (a run without a fingerprint: the oldest), one of another
+    preset is stale (None: left out); every other side as recorded."""
     if run["side"] != "mser":
         return run["side"]
-    if "preset" not in run:
-        return EARLIER
-    return "mser" if run["preset"] == PRESET else None
+    if run.get("preset") == PRESET:
+        return "mser"
+    return next((name for name, (_, fp, _) in EARLIER_PRESETS.items() if fp == run.get("preset")), None)
 
 
 def collect(rows: list[dict], schedule: str) -> dict | None:
@@ -536,9 +556,10 @@ def collect(rows: list[dict], schedule: str) -> dict | None:
             "reference_revision": ", ".join(sorted({r["reference_revision"] for r in ref})),
             "machine": ref[0]["machine"], "reference": [r["result"] for r in ref],
             "mser_reference_preset": [r["result"] for r in ms],
-            "earlier_preset": {str(s): by[EARLIER, s]["result"] for s in seeds if (EARLIER, s) in by},
-            "earlier_revision": ", ".join(sorted({by[EARLIER, s]["mser_revision"] for s in seeds
-                                                  if (EARLIER, s) in by})),
+            "earlier_presets": {name: {str(s): by[name, s]["result"] for s in seeds if (name, s) in by}
+                                for name in EARLIER_PRESETS},
+            "earlier_revisions": {name: ", ".join(sorted({by[name, s]["mser_revision"] for s in seeds
+                                                          if (name, s) in by})) for name in EARLIER_PRESETS},
             "hypotheses": {side: {str(s): by[side, s]["result"] for s in seeds if (side, s) in by}
                            for side in HYPOTHESES}}
 
@@ -581,7 +602,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     schedule = f"{a.stage_epochs} + {a.epochs - a.stage_epochs} epochs, batch 64"
     runs_file = Path(a.out + ".runs.jsonl")
-    done = {(side_of(r), r["seed"]) for r in _runs(runs_file) if r["schedule"] == schedule}
+    done = {(side_of(r), r["seed"]) for r in _runs(runs_file) if r["schedule"] == schedule and side_of(r)}
     todo = [(side, seed) for seed in a.seeds for side in sides
             if a.dry_run or a.again or (side, seed) not in done]
     for side, seed in sorted(done):
@@ -600,7 +621,8 @@ def main(argv=None) -> int:
             if side == "reference":
                 result = run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs)
             else:
-                overrides, train, _, _, _, vision = HYPOTHESES.get(side, ({}, {}, "", "", "", None))
+                overrides, train, _, _, extends, vision = HYPOTHESES.get(side, ({}, {}, "", "", "mser", None))
+                overrides = {**EARLIER_PRESETS.get(extends, ({},))[0], **overrides}
                 data = pad_vision(ds, vision) if vision else ds
                 result = run_mser(data, seed, a.epochs, a.stage_epochs, overrides, train)
             print(f"seed {seed} {side} ({time.time() - t:.0f} s): {result}", flush=True)

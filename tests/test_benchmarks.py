@@ -92,8 +92,11 @@ def test_reference_comparison_pairs_the_seeds_both_sides_finished_and_resumes(tm
         rf._append(runs, {"side": side, "seed": seed, **common, **preset, "result": row})
     rf._append(runs, {"side": "mser", "seed": 2, **common, "preset": rf.PRESET, "schedule": "4 + 4 epochs, batch 64",
                       "result": res})
-    # an mser run recorded before runs named their preset trained the earlier one; one of another preset is stale
+    # an mser run recorded before runs named their preset trained the oldest preset, one with a known earlier
+    # fingerprint that preset; one of another preset is stale
     rf._append(runs, {"side": "mser", "seed": 0, **common, "result": {**res, "acc": 0.70, "crossfit": {}}})
+    rf._append(runs, {"side": "mser", "seed": 0, **common, "preset": rf.EARLIER_PRESETS[rf.BEFORE_CODES][1],
+                      "result": {**res, "acc": 0.75, "crossfit": {}}})
     rf._append(runs, {"side": "mser", "seed": 0, **common, "preset": "0123456789ab", "result": {**res, "acc": 0.1}})
     with open(runs, "a") as fh:
         fh.write('{"side": "reference", "seed": 1, "sched')          # a run being written
@@ -101,14 +104,37 @@ def test_reference_comparison_pairs_the_seeds_both_sides_finished_and_resumes(tm
     assert out["seeds"] == [0]                                    # seed 1: no reference; seed 2: other schedule
     assert [r["acc"] for r in out["reference"]] == [0.78]
     assert [r["acc"] for r in out["mser_reference_preset"]] == [0.80]      # today's preset, not the stale run
-    assert out["earlier_preset"]["0"]["acc"] == 0.70
+    assert out["earlier_presets"][rf.EARLIER]["0"]["acc"] == 0.70
+    assert out["earlier_presets"][rf.BEFORE_CODES]["0"]["acc"] == 0.75
     text = rf.report(out)
     assert "| reference code | 78.00 |" in text
     assert "| mser `reference` preset | 80.00 |" in text
-    assert "| mser's earlier `reference` preset (abc; seeds 0) | 70.00 |" in text
+    assert f"| mser's earlier preset `{rf.EARLIER}` (abc; seeds 0) | 70.00 |" in text
+    assert f"| mser's earlier preset `{rf.BEFORE_CODES}` (abc; seeds 0) | 75.00 |" in text
     assert "n/a (one seed)" in text
     assert rf.main(["--report", "--out", str(tmp_path / "reference_femf")]) == 0
     assert (tmp_path / "reference_femf.md").read_text() == text
+
+
+def test_reference_comparison_presets_pin_what_their_runs_trained():
+    """benchmarks/reference_femf.py: each earlier preset is today's reference preset with the fields it lacked
+    pinned back, its fingerprint is that of the behaviour its runs trained, and every hypothesis extends a known
+    preset."""
+    import reference_femf as rf
+
+    from mser_lib.data import DatasetInfo
+    from mser_lib.models.femf import REFERENCE_BEHAVIOUR
+    from mser_lib.models.registry import build_config
+
+    pins, fp, _ = rf.EARLIER_PRESETS[rf.BEFORE_CODES]
+    assert fp == rf.fingerprint({k: v for k, v in REFERENCE_BEHAVIOUR.items() if k not in pins})
+    assert fp != rf.PRESET
+    for side, (_, _, _, _, extends, _) in rf.HYPOTHESES.items():
+        assert extends in (*rf.EARLIER_PRESETS, "mser"), side
+    tiny = DatasetInfo("mosi-bclstm", "position", "regression", "mosi", {"text": 6, "audio": 5, "vision": 4})
+    before = build_config("femf", tiny, "reference", **pins)
+    assert (before.dis_module, before.pad_vision_to) == ("paper", None)
+    assert build_config("femf", tiny, "reference").pad_vision_to == 1024
 
 
 def test_reference_comparison_separates_the_chosen_epoch_from_the_whole_curve():
