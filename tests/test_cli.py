@@ -255,10 +255,10 @@ def test_a_yaml_alias_bomb_in_set_is_refused_at_once():
 
     rows = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     rows += [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
-    t = time.perf_counter()
+    t = time.process_time()                     # CPU seconds: other work on the machine must not count
     with pytest.raises(UsageError, match="YAML alias") as err:
         _scalar("\n".join(rows))
-    assert time.perf_counter() - t < 1.0
+    assert time.process_time() - t < 1.0
     assert len(str(err.value)) < 300
     assert _scalar("x&y") == "x&y"
     assert _scalar("[1, 2]") == [1, 2]

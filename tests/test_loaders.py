@@ -707,9 +707,9 @@ def test_bclstm_ridge_sanity(bclstm):
 def test_bclstm_loads_fast():
     import time
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()                    # CPU seconds: other work on the machine must not count
     load_mosi_bclstm(BCLSTM_DIR)
-    assert time.perf_counter() - t0 < 2.0
+    assert time.process_time() - t0 < 2.0
 
 
 @needs_shared

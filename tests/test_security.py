@@ -228,7 +228,9 @@ BOMBS = _bombs()
 
 @pytest.mark.parametrize("name", sorted(BOMBS))
 def test_pickle_bomb_gives_data_format_error_fast(name):
-    start = time.perf_counter()
+    # CPU seconds of this process, not wall time: a bomb costs minutes and gigabytes, and other work on a shared
+    # machine must not fail the bound
+    start = time.process_time()
     try:
         got = safe_loads(BOMBS[name], f"{name}.pkl")
     except DataFormatError as exc:
@@ -236,7 +238,7 @@ def test_pickle_bomb_gives_data_format_error_fast(name):
     else:
         assert name == "long-binput-2**32-1"
         assert got is None
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 def test_billion_laughs_label_pickle_does_not_hang_the_utterance_loader(tmp_path):
@@ -248,12 +250,12 @@ def test_billion_laughs_label_pickle_does_not_hang_the_utterance_loader(tmp_path
     labels = ({"v1": laughs}, {"v1": [0.5]}, {"v1": [""]}, {"v1": [""]}, {"v1"}, set(), set())
     path = dump(list(labels), tmp_path / "CMUMOSI_features_raw_2way.pkl", 2)
     assert len(path.read_bytes()) < 500
-    start = time.perf_counter()
+    start = time.process_time()                 # CPU seconds: other work on the machine must not count
     with pytest.raises(DataFormatError) as ei:
         load_utterance_features(tmp_path)
     assert "CMUMOSI_features_raw_2way.pkl" in str(ei.value)
     assert "billion laughs" in str(ei.value)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 def test_legit_pickles_still_load_within_budget(tmp_path):
