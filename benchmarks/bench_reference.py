@@ -403,6 +403,29 @@ def _markdown(res: dict, mem: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machine() -> str:
+    """The CPU and core count every benchmark result records."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def run_worker(script, args: list[str], env: dict) -> dict | None:
+    """``script`` run with ``args`` in a process of its own under ``env``: the JSON of its last stdout line, or None
+    (its output tails printed to stderr) when it failed."""
+    r = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env)
+    if r.returncode:
+        print(r.stdout[-2000:], r.stderr[-4000:], file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def write_result(name: str, res: dict, text: str) -> None:
+    """``res`` to ``results/<name>.json`` and its report ``text`` to ``results/<name>.md``; the report printed."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(text)
+    print(text)
+
+
 def _git() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -440,18 +463,11 @@ def main(argv=None) -> int:
     for threads in a.threads:
         env_t = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         load = os.getloadavg()[0]
-        r = subprocess.run([sys.executable, __file__, "--worker", str(threads), "--reps", str(a.reps)],
-                           capture_output=True, text=True, env=env_t)
-        if r.returncode:
-            print(r.stdout[-2000:], r.stderr[-4000:], file=sys.stderr)
+        res = run_worker(__file__, ["--worker", str(threads), "--reps", str(a.reps)], env_t)
+        if res is None:
             return 1
-        res = json.loads(r.stdout.strip().splitlines()[-1])
-        res.update({"revision": _git(), "load": round(load, 2),
-                    "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"})
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"reference_bench_t{threads}.json").write_text(json.dumps({**res, "memory_mib": mem}, indent=1))
-        (RESULTS / f"reference_bench_t{threads}.md").write_text(_markdown(res, mem))
-        print(_markdown(res, mem))
+        res.update({"revision": _git(), "load": round(load, 2), "machine": machine()})
+        write_result(f"reference_bench_t{threads}", {**res, "memory_mib": mem}, _markdown(res, mem))
     return 0
 
 

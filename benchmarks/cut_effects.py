@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,10 +31,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from bench_reference import _git  # noqa: E402
+from bench_reference import _git, machine, run_worker, write_result  # noqa: E402
 
 # item: (what the "before" side runs, what the "after" side runs)
 ITEMS = {"inference (64 videos)": ("every loss term computed", "predictions_only"),
@@ -154,20 +151,14 @@ def main(argv=None) -> int:
     if a.worker is not None:
         print(json.dumps(worker(a.worker, a.reps)))
         return 0
-    res = {"revision": _git(), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-           "load": round(os.getloadavg()[0], 2), "reps": a.reps, "runs": {}}
+    res = {"revision": _git(), "machine": machine(), "load": round(os.getloadavg()[0], 2), "reps": a.reps, "runs": {}}
     for t in a.threads:
         env = {**os.environ, "OMP_NUM_THREADS": str(t)}
-        r = subprocess.run([sys.executable, __file__, "--worker", str(t), "--reps", str(a.reps)],
-                           capture_output=True, text=True, env=env)
-        if r.returncode:
-            print(r.stderr[-3000:], file=sys.stderr)
+        run = run_worker(__file__, ["--worker", str(t), "--reps", str(a.reps)], env)
+        if run is None:
             return 1
-        res["runs"][str(t)] = json.loads(r.stdout.strip().splitlines()[-1])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cut_effects.json").write_text(json.dumps(res, indent=1) + "\n")
-    (RESULTS / "cut_effects.md").write_text(report(res))
-    print(report(res))
+        res["runs"][str(t)] = run
+    write_result("cut_effects", res, report(res))
     return 0
 
 

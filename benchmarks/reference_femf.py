@@ -41,12 +41,10 @@ process.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
 import pickle
-import platform
 import re
 import subprocess
 import sys
@@ -60,6 +58,8 @@ from sklearn.metrics import f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_reference import machine  # noqa: E402
 
 from mser_lib.data import load_dataset  # noqa: E402
 from mser_lib.models.femf import REFERENCE_BEHAVIOUR  # noqa: E402
@@ -104,33 +104,33 @@ EARLIER_PRESETS = {
 }
 # Hypothesis sides (not part of --side both): a preset with one more reference behaviour, to find which one the
 # two sides' gap comes from. side: (model fields, trainer settings, what it is, colour, the preset it extends
-# (one of EARLIER_PRESETS, whose fields it gets first, or "mser", today's), the vision width its features are
-# zero-padded to or None). Each is compared with the `mser` runs of the preset it extends, as its committed runs
-# were.
+# (one of EARLIER_PRESETS, whose fields it gets first, or "mser", today's)). Each is compared with the `mser` runs
+# of the preset it extends, as its committed runs were.
 HYPOTHESES = {
     "mser-padded-keys": ({"attention_key_mask": False}, {},
                          "the reference's attention over padded utterances (`attention_key_mask=False`): no key "
                          "mask, each padded key and value the layer's bias, their number set by the batch",
-                         "tab:orange", EARLIER, None),
+                         "tab:orange", EARLIER),
     "mser-one-optimizer": ({}, {"optimizer_per_stage": False},
                            "one Adam for both stages, its state carried over (`optimizer_per_stage=False`), as "
-                           "the reference builds one optimiser for all 300 epochs", "tab:green", EARLIER, None),
+                           "the reference builds one optimiser for all 300 epochs", "tab:green", EARLIER),
     "mser-torch-init": ({"expert_init": "torch"}, {},
                         "the experts and routers initialised as the reference's nn.Linear layers are "
                         "(`expert_init=\"torch\"`: weights and biases uniform in +-1/sqrt(fan-in), where mser draws "
-                        "Xavier-uniform weights and zero biases)", "tab:purple", EARLIER, None),
-    "mser-reference-codes": ({"dis_module": "reference"}, {},
+                        "Xavier-uniform weights and zero biases)", "tab:purple", EARLIER),
+    "mser-reference-codes": ({"dis_module": "reference", "pad_vision_to": 1024}, {},
                              "the two candidates left, together (a screen: if the side moves to the reference, "
                              "they are tried apart): the reference's disentanglement module (`dis_module="
                              "\"reference\"`: shared and private codes half as wide, one decoder for every "
                              "modality, one linear map lifting the private codes back to 256 before the experts) "
-                             "and its vision features zero-padded to 1024 (its loader's `pad_to_1024`, done here on "
-                             "the data), which starts the vision projection about three times weaker (nn.Linear's "
-                             "bound 1/sqrt(fan-in)); both have since joined the preset (the padding as the model "
-                             "switch `pad_vision_to`)", "tab:red", BEFORE_CODES, 1024),
+                             "and its vision features zero-padded to 1024 (its loader's `pad_to_1024`), which "
+                             "starts the vision projection about three times weaker (nn.Linear's bound "
+                             "1/sqrt(fan-in)); both have since joined the preset. The committed runs padded the data; "
+                             "the model switch `pad_vision_to=1024` that replaced that recorded the same numbers for "
+                             "each of their seeds", "tab:red", BEFORE_CODES),
     "mser-dis-module": ({"dis_module": "reference"}, {},
                         "the first of those two alone: the reference's disentanglement module (`dis_module="
-                        "\"reference\"`), vision at its own width", "tab:brown", BEFORE_CODES, None),
+                        "\"reference\"`), vision at its own width", "tab:brown", BEFORE_CODES),
 }
 # the reference's line for each stage-2 epoch (it prints no test metrics in stage 1)
 EPOCH = re.compile(r"epoch:(\d+); test_mae_atv:([-\d.enan]+); test_corr_atv:([-\d.enan]+); "
@@ -195,19 +195,6 @@ def run_reference(ref_root: Path, work: Path, seed: int, epochs: int, stage_epoc
              "f1": [round(float(x[3]) / 100, 4) for x in lines], "acc": [round(float(x[4]) / 100, 4) for x in lines]}
     return {"epoch": int(epoch), "acc": float(acc), "f1": float(f1), "mae": float(mae), "corr": float(corr),
             "wall_time_s": round(wall, 1), "stage2_curve": curve}
-
-
-def pad_vision(ds, width: int):
-    """``ds`` with its vision features zero-padded to ``width`` columns, as the reference's loader pads them
-    (``pad_to_1024`` in its dataloader_cmumosi.py); the other modalities are shared with ``ds``."""
-    splits = {}
-    for name in ("train", "valid", "test"):
-        sp = ds.split(name)
-        v = np.zeros((*sp.vision.shape[:2], width), dtype=sp.vision.dtype)
-        v[..., : sp.vision.shape[2]] = sp.vision
-        splits[name] = dataclasses.replace(sp, vision=v)
-    info = dataclasses.replace(ds.info, dims={**ds.info.dims, "vision": width}, source=dict(ds.info.source or {}))
-    return type(ds)(info, **splits)
 
 
 def run_mser(ds, seed: int, epochs: int, stage_epochs: int, overrides: dict | None = None,
@@ -317,7 +304,7 @@ def hypothesis_section(out: dict) -> list[str]:
     """Each hypothesis side (:data:`HYPOTHESES`) beside the two others, on the seeds it ran."""
     lines = []
     at = {s: i for i, s in enumerate(out["seeds"])}
-    for side, (_, _, what, _, extends, _) in HYPOTHESES.items():
+    for side, (_, _, what, _, extends) in HYPOTHESES.items():
         runs = (out.get("hypotheses") or {}).get(side) or {}
         if extends in EARLIER_PRESETS:                      # an earlier preset plus one
             base = (out.get("earlier_presets") or {}).get(extends) or {}
@@ -453,7 +440,7 @@ def curve_figure(out: dict, path: Path) -> bool:
     extra = [(f"mser's earlier preset {name}", colour, (out.get("earlier_presets") or {}).get(name) or {})
              for name, colour in zip(EARLIER_PRESETS, ("tab:blue", "tab:cyan"))]
     extra += [(side, colour, (out.get("hypotheses") or {}).get(side) or {})
-              for side, (_, _, _, colour, _, _) in HYPOTHESES.items()]
+              for side, (_, _, _, colour, _) in HYPOTHESES.items()]
     def seeds_label(seeds: list) -> str:
         return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
@@ -545,7 +532,7 @@ def side_of(run: dict) -> str | None:
 def collect(rows: list[dict], schedule: str) -> dict | None:
     """The comparison at ``schedule`` over the seeds both the reference and today's preset finished (the latest run
     of each), or None; the earlier preset's and the hypothesis sides' runs of those seeds beside them."""
-    by = {(side_of(r), r["seed"]): r for r in rows if r["schedule"] == schedule and side_of(r)}
+    by = {(side, r["seed"]): r for r in rows if r["schedule"] == schedule and (side := side_of(r))}
     seeds = sorted({s for side, s in by if side == "reference"} & {s for side, s in by if side == "mser"})
     if not seeds:
         return None
@@ -602,7 +589,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     schedule = f"{a.stage_epochs} + {a.epochs - a.stage_epochs} epochs, batch 64"
     runs_file = Path(a.out + ".runs.jsonl")
-    done = {(side_of(r), r["seed"]) for r in _runs(runs_file) if r["schedule"] == schedule and side_of(r)}
+    done = {(side, r["seed"]) for r in _runs(runs_file) if r["schedule"] == schedule and (side := side_of(r))}
     todo = [(side, seed) for seed in a.seeds for side in sides
             if a.dry_run or a.again or (side, seed) not in done]
     for side, seed in sorted(done):
@@ -611,7 +598,7 @@ def main(argv=None) -> int:
     ds = load_dataset("mosi-bclstm", data_dir=a.data_dir)
     common = {"schedule": schedule, "mser_revision": _git(ROOT),
               "reference_revision": _git(Path(ref_root)) if ref_root else "not run",
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}
+              "machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if any(side == "reference" for side, _ in todo):
@@ -621,10 +608,9 @@ def main(argv=None) -> int:
             if side == "reference":
                 result = run_reference(Path(ref_root), work, seed, a.epochs, a.stage_epochs)
             else:
-                overrides, train, _, _, extends, vision = HYPOTHESES.get(side, ({}, {}, "", "", "mser", None))
+                overrides, train, _, _, extends = HYPOTHESES.get(side, ({}, {}, "", "", "mser"))
                 overrides = {**EARLIER_PRESETS.get(extends, ({},))[0], **overrides}
-                data = pad_vision(ds, vision) if vision else ds
-                result = run_mser(data, seed, a.epochs, a.stage_epochs, overrides, train)
+                result = run_mser(ds, seed, a.epochs, a.stage_epochs, overrides, train)
             print(f"seed {seed} {side} ({time.time() - t:.0f} s): {result}", flush=True)
             if a.dry_run:
                 continue

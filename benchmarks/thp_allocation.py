@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from bench_reference import _git  # noqa: E402
+from bench_reference import _git, machine, run_worker, write_result  # noqa: E402
 
 ITEMS = ("inference", "stage-2 step", "stage-1 step")
 
@@ -126,26 +123,21 @@ def main(argv=None) -> int:
     if a.worker is not None:
         print(json.dumps(worker(a.worker)))
         return 0
-    res = {"revision": _git(), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    res = {"revision": _git(), "machine": machine(),
            "thp_mode": _thp_mode(), "load": round(os.getloadavg()[0], 2), "rounds": a.rounds, "runs": {}}
     for t in a.threads:
         runs = {"0": [], "1": []}
         for _ in range(a.rounds):
             for v in ("0", "1"):
                 env = {**os.environ, "THP_MEM_ALLOC_ENABLE": v, "OMP_NUM_THREADS": str(t)}
-                r = subprocess.run([sys.executable, __file__, "--worker", str(t)], capture_output=True, text=True,
-                                   env=env)
-                if r.returncode:
-                    print(r.stderr[-3000:], file=sys.stderr)
+                run = run_worker(__file__, ["--worker", str(t)], env)
+                if run is None:
                     return 1
-                runs[v].append(json.loads(r.stdout.strip().splitlines()[-1]))
+                runs[v].append(run)
                 print(f"threads {t}, THP {v}: " + ", ".join(f"{k} {runs[v][-1][k]['s']:.3f} s" for k in ITEMS),
                       flush=True)
         res["runs"][str(t)] = runs
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "thp_allocation.json").write_text(json.dumps(res, indent=1) + "\n")
-    (RESULTS / "thp_allocation.md").write_text(report(res))
-    print(report(res))
+    write_result("thp_allocation", res, report(res))
     return 0
 
 

@@ -129,7 +129,7 @@ def test_reference_comparison_presets_pin_what_their_runs_trained():
     pins, fp, _ = rf.EARLIER_PRESETS[rf.BEFORE_CODES]
     assert fp == rf.fingerprint({k: v for k, v in REFERENCE_BEHAVIOUR.items() if k not in pins})
     assert fp != rf.PRESET
-    for side, (_, _, _, _, extends, _) in rf.HYPOTHESES.items():
+    for side, (_, _, _, _, extends) in rf.HYPOTHESES.items():
         assert extends in (*rf.EARLIER_PRESETS, "mser"), side
     tiny = DatasetInfo("mosi-bclstm", "position", "regression", "mosi", {"text": 6, "audio": 5, "vision": 4})
     before = build_config("femf", tiny, "reference", **pins)
